@@ -1,0 +1,145 @@
+//! The command line, as clap definitions only. Validation beyond what clap checks happens in
+//! the commands themselves; exit codes are chosen in `main`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sup",
+    version,
+    about = "A process supervisor and job scheduler",
+    long_about = "sup keeps programs alive, runs interval and cron jobs, and captures their \
+                  output. `sup daemon` supervises; every other subcommand talks to it over its \
+                  control socket.",
+    after_help = "With no subcommand on a terminal, sup opens the control shell."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags that work before or after the subcommand.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Global {
+    /// The control socket (else $SUP_SOCKET, daemon.socket, $XDG_RUNTIME_DIR/sup/sup.sock)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// The config file or directory (else $SUP_CONFIG, ./sup.yaml, ./sup.d/)
+    #[arg(short = 'c', long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Supervise in the foreground until SIGTERM, SIGINT or `sup shutdown`
+    Daemon(DaemonArgs),
+    /// Validate the config and print every error
+    Check,
+    /// One line per instance (or a JSON array with --json)
+    Status {
+        /// Programs (all their instances) or instances such as web:1
+        names: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start programs or instances and wait until they run
+    Start(Targets),
+    /// Stop programs or instances and wait until nothing is left
+    Stop(Targets),
+    /// Stop, then start again
+    Restart(Targets),
+    /// Send a signal to the instances' process groups
+    Signal {
+        /// A signal name (TERM, SIGHUP, usr1) or number
+        signal: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Re-read the config and apply the difference
+    Reload {
+        /// Print the plan and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show an instance's captured output
+    Tail {
+        /// Keep streaming new output until interrupted
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many lines to show first
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Show stderr instead of stdout
+        #[arg(long)]
+        stderr: bool,
+        name: String,
+    },
+    /// The daemon's pid, or the pids of instances
+    Pid { name: Option<String> },
+    /// Reopen every log file (after an external logrotate)
+    Logreopen,
+    /// Stop every job, then the daemon exits
+    Shutdown,
+    /// Interactive control shell
+    Shell,
+    /// Live full-screen dashboard
+    Top,
+}
+
+#[derive(Debug, Args)]
+pub struct Targets {
+    /// Programs, instances (web:1) or `all`
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Return once the request is taken, without waiting for the outcome
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Where to write the pidfile (default: sup.pid beside the socket)
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
+    /// The event log (default: <logdir>/sup.log)
+    #[arg(long, value_name = "PATH")]
+    pub logfile: Option<PathBuf>,
+    /// Do not copy the event log to stderr
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["sup", "status", "--socket", "/x.sock", "-c", "a.yaml"])
+            .expect("parses");
+        assert_eq!(
+            cli.global.socket.as_deref(),
+            Some(std::path::Path::new("/x.sock"))
+        );
+        assert_eq!(
+            cli.global.config.as_deref(),
+            Some(std::path::Path::new("a.yaml"))
+        );
+    }
+
+    #[test]
+    fn start_needs_a_name() {
+        assert!(Cli::try_parse_from(["sup", "start"]).is_err());
+        assert!(Cli::try_parse_from(["sup", "start", "all"]).is_ok());
+    }
+}

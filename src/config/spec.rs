@@ -1,0 +1,137 @@
+//! The resolved configuration model: every default applied, every path absolute.
+//!
+//! Two `ProgramSpec`s compare equal exactly when a reload must leave the program alone, so
+//! nothing here records where a value came from (that lives in `Config::origins`, which is
+//! excluded from comparison). Validation and defaulting live in `config::resolve`; this file
+//! only holds the shapes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A signal by number. The core never touches `nix`, so signals travel as their numbers and
+/// `config::signal` maps names both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Signal(pub i32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoRestart {
+    Always,
+    Never,
+    Unexpected,
+}
+
+/// Where one output stream of a child goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Discard,
+    /// An absolute path; `{name}` still in it, replaced per instance by `Output::path_for`.
+    File(PathBuf),
+}
+
+impl Output {
+    /// The file for one instance, with `{name}` replaced by the instance name.
+    pub fn path_for(&self, instance: &str) -> Option<PathBuf> {
+        match self {
+            Output::Discard => None,
+            Output::File(p) => Some(PathBuf::from(
+                p.to_string_lossy().replace("{name}", instance),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// `every 5m`: a fixed rate.
+    Every(Duration),
+    /// A 5-field cron expression or an `@hourly`-style alias, as written (trimmed, single spaces).
+    Cron(String),
+}
+
+/// One program, fully resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramSpec {
+    pub name: String,
+    pub cmd: Vec<String>,
+    pub numprocs: u32,
+    pub autostart: bool,
+    pub autorestart: AutoRestart,
+    /// Sorted, without duplicates, so that `[2, 0]` and `[0, 2]` compare equal.
+    pub exitcodes: Vec<i32>,
+    pub startretries: u32,
+    pub starttime: Duration,
+    pub stopsignal: Signal,
+    pub stoptime: Duration,
+    pub stdout: Output,
+    pub stderr: Output,
+    pub env: BTreeMap<String, String>,
+    /// Absolute.
+    pub workingdir: Option<PathBuf>,
+    pub umask: Option<u32>,
+    /// A user name or a numeric uid, resolved when the child is spawned (a missing user is a
+    /// failed start, not a config error, as with supervisord).
+    pub user: Option<String>,
+    pub schedule: Option<Schedule>,
+    pub timezone: Option<String>,
+}
+
+impl ProgramSpec {
+    /// Instance names: `NAME` when `numprocs` is 1, else `NAME:0` … `NAME:N-1`.
+    pub fn instance_names(&self) -> Vec<String> {
+        if self.numprocs == 1 {
+            vec![self.name.clone()]
+        } else {
+            (0..self.numprocs)
+                .map(|i| format!("{}:{}", self.name, i))
+                .collect()
+        }
+    }
+}
+
+/// `daemon:` settings, resolved. `None` means "not set in the config": the path rules in
+/// `paths` decide then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSpec {
+    pub socket: Option<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+    /// Absolute; defaults to `<logdir>/sup.log`.
+    pub logfile: PathBuf,
+    /// Absolute; defaults to `logs/` beside the config.
+    pub logdir: PathBuf,
+    pub loglevel: log::LevelFilter,
+}
+
+/// Where something was defined, for error messages naming both places of a duplicate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// As the user would recognise it (relative to the working directory when possible).
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+/// A whole configuration, valid by construction.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file or directory that was loaded, absolute.
+    pub source: PathBuf,
+    /// The folder "beside the config": relative paths in it resolve against this.
+    pub base_dir: PathBuf,
+    pub daemon: DaemonSpec,
+    pub programs: BTreeMap<String, ProgramSpec>,
+    /// Where each program was defined. Not part of any comparison.
+    pub origins: BTreeMap<String, Origin>,
+}
+
+impl Config {
+    pub fn instance_count(&self) -> usize {
+        self.programs.values().map(|p| p.numprocs as usize).sum()
+    }
+}

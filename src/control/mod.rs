@@ -1,0 +1,6 @@
+//! The control socket: wire types (`proto`), the daemon's side (`server`), the client's side
+//! (`client`).
+
+pub mod client;
+pub mod proto;
+pub mod server;

@@ -1,0 +1,203 @@
+//! The wire types of the control protocol: one JSON object per line in each direction.
+//!
+//! Every message carries `v`, the protocol version. A daemon answers a request of another
+//! version with an `error` naming both versions, so a mismatched client fails with a clear
+//! message rather than a parse error. These are the only types that go on the wire, and
+//! `sup status --json` prints `InstanceStatus` as it is.
+
+use serde::{Deserialize, Serialize};
+
+pub const VERSION: u32 = 1;
+
+/// The most a request line may hold; longer ones get an error and the connection is closed.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub v: u32,
+    #[serde(flatten)]
+    pub body: RequestBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum RequestBody {
+    Status {
+        #[serde(default)]
+        names: Vec<String>,
+    },
+    Start {
+        names: Vec<String>,
+        #[serde(default)]
+        wait: bool,
+    },
+    Stop {
+        names: Vec<String>,
+        #[serde(default)]
+        wait: bool,
+    },
+    Restart {
+        names: Vec<String>,
+        #[serde(default)]
+        wait: bool,
+    },
+    Signal {
+        signal: String,
+        names: Vec<String>,
+    },
+    Reload {
+        #[serde(default)]
+        dry_run: bool,
+    },
+    Pid {
+        #[serde(default)]
+        name: Option<String>,
+    },
+    Tail {
+        name: String,
+        lines: usize,
+        #[serde(default)]
+        stderr: bool,
+        #[serde(default)]
+        follow: bool,
+    },
+    Logreopen,
+    Shutdown,
+}
+
+impl Request {
+    pub fn new(body: RequestBody) -> Request {
+        Request { v: VERSION, body }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    #[serde(flatten)]
+    pub body: ResponseBody,
+}
+
+impl Response {
+    pub fn new(body: ResponseBody) -> Response {
+        Response { v: VERSION, body }
+    }
+
+    pub fn error(message: impl Into<String>) -> Response {
+        Response::new(ResponseBody::Error {
+            message: message.into(),
+            hint: None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ResponseBody {
+    /// The request failed as a whole (unknown name, bad signal, malformed request …).
+    Error {
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+    },
+    Status {
+        instances: Vec<InstanceStatus>,
+    },
+    /// Per-instance results of start/stop/restart/signal.
+    Outcomes {
+        outcomes: Vec<Outcome>,
+    },
+    /// `pid`: the daemon's own when no name was given, else one entry per instance.
+    Pids {
+        daemon: Option<u32>,
+        pids: Vec<(String, Option<u32>)>,
+    },
+    Reload {
+        report: ReloadReport,
+    },
+    /// Captured output: the requested tail, then (with `follow`) one message per new chunk.
+    Output {
+        data: String,
+    },
+    Done {
+        message: String,
+    },
+}
+
+/// One instance, as `sup status --json` prints it. INTERFACE.md fixes the first eight
+/// fields; fields may be added, never changed in meaning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub program: String,
+    pub state: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub last_exit: Option<i32>,
+    pub uptime_s: Option<f64>,
+    /// RFC 3339, for scheduled jobs.
+    pub next_run: Option<String>,
+    /// Seconds until the next automatic start attempt while in `backoff`.
+    #[serde(default)]
+    pub next_restart_in: Option<f64>,
+    /// Why the last start failed, or why the instance is fatal.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub name: String,
+    pub ok: bool,
+    /// `started`, `already running`, `stopped`, `not running`, or what went wrong.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Set when the new config was invalid and nothing changed: every error, one per entry.
+    #[serde(default)]
+    pub errors: Vec<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_is_one_flat_object() {
+        let r = Request::new(RequestBody::Stop {
+            names: vec!["web".into()],
+            wait: true,
+        });
+        let text = serde_json::to_string(&r).expect("serializes");
+        assert_eq!(text, r#"{"v":1,"cmd":"stop","names":["web"],"wait":true}"#);
+        assert_eq!(serde_json::from_str::<Request>(&text).ok(), Some(r));
+    }
+
+    #[test]
+    fn status_json_keeps_the_contract_field_order() {
+        let s = InstanceStatus {
+            name: "web:0".into(),
+            program: "web".into(),
+            state: "running".into(),
+            pid: Some(4312),
+            restarts: 1,
+            last_exit: Some(0),
+            uptime_s: Some(192.4),
+            next_run: None,
+            next_restart_in: None,
+            reason: None,
+        };
+        let text = serde_json::to_string(&s).expect("serializes");
+        assert!(text.starts_with(
+            r#"{"name":"web:0","program":"web","state":"running","pid":4312,"restarts":1,"last_exit":0,"uptime_s":192.4,"next_run":null"#
+        ));
+    }
+}

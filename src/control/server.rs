@@ -1,0 +1,1 @@
+//! The daemon side of the control socket (built with the event loop).

@@ -1,0 +1,561 @@
+//! The life of one instance as a pure state machine: `step(spec, now, input) -> actions`.
+//!
+//! No syscalls, no clock: the loop passes `now` in and carries the actions out. Every
+//! (state, input) pair is written in one exhaustive `match`, so "nothing to do" is stated.
+//!
+//! The machine, one edge a line, with its reason:
+//!
+//! - stopped/exited/fatal + start → starting (spawn): an operator asked; failed starts reset so a
+//!   `fatal` program gets its full `startretries` again.
+//! - starting + spawned → starting, deadline at `starttime` (or running at once when it is 0).
+//! - starting + spawn failed / exited → backoff with a growing delay, or fatal once more than
+//!   `startretries` starts failed in a row: it never came up, retrying fast would only spin.
+//! - starting + deadline → running: it stayed up `starttime`; failed starts reset.
+//! - running + exited → exited, or restarted per `autorestart`. The first crash after a stable
+//!   run restarts at once; further crashes back off exponentially (see `backoff`).
+//! - backoff + deadline → starting (spawn), counted in `restarts`.
+//! - backoff + stop → stopped: there is no process to signal.
+//! - starting/running + stop → stopping: `stopsignal` to the group, deadline at `stoptime`.
+//! - stopping + deadline → SIGKILL to the group ("killed"), then re-check until it is empty.
+//! - stopping + leader exited → still stopping until the group is empty; stragglers get the
+//!   rest of `stoptime`, then SIGKILL. Nothing the job started outlives a stop.
+//! - stopping + group empty → stopped, or starting when a start/restart was queued meanwhile.
+//! - any + an input that cannot happen there → a `bug` event; the state is left alone.
+
+use std::time::{Duration, Instant};
+
+use super::backoff;
+use super::event::Event;
+use crate::config::{AutoRestart, ProgramSpec, Signal};
+
+pub const SIGKILL: Signal = Signal(9);
+
+/// How often a stop re-checks a group whose leader is gone but which still has members. Only
+/// during such a stop; an idle daemon has no deadline at all.
+const GROUP_RECHECK: Duration = Duration::from_millis(20);
+/// After SIGKILL, how long before sending it again (a process in uninterruptible sleep).
+const KILL_RESEND: Duration = Duration::from_secs(1);
+
+/// The public states, as INTERFACE.md names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Stopped,
+    Starting,
+    Running,
+    Backoff,
+    Stopping,
+    Exited,
+    Fatal,
+    Scheduled,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Stopped => "stopped",
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Backoff => "backoff",
+            State::Stopping => "stopping",
+            State::Exited => "exited",
+            State::Fatal => "fatal",
+            State::Scheduled => "scheduled",
+        }
+    }
+
+    /// States with no process and nothing pending: a stop has nothing left to do.
+    pub fn is_down(self) -> bool {
+        matches!(
+            self,
+            State::Stopped | State::Exited | State::Fatal | State::Scheduled
+        )
+    }
+}
+
+/// How a process ended, as `waitpid` reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// INTERFACE.md's `last_exit`: the code, or 128 + the signal number.
+    pub fn as_last_exit(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// Everything that can happen to an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// An operator (or autostart) wants it up.
+    Start,
+    /// An operator wants it down; remembered across daemon restarts.
+    Stop,
+    /// Stop, then start again. Not counted in `restarts`.
+    Restart,
+    /// The daemon is shutting down or the program was removed: stop, but keep the intent.
+    Shutdown,
+    Spawned {
+        pid: u32,
+    },
+    SpawnFailed {
+        reason: String,
+    },
+    Exited(ExitStatus),
+    /// `kill(-pgid, 0)` found nobody left in the group.
+    GroupEmpty,
+    /// The instance's deadline has come.
+    Deadline,
+}
+
+/// What the loop must do for the instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Spawn the program, then feed back `Spawned` or `SpawnFailed` before anything else.
+    Spawn,
+    /// Send a signal to the whole process group.
+    Signal {
+        pgid: u32,
+        signal: Signal,
+    },
+    /// Feed back `GroupEmpty` if the group has no member left.
+    CheckGroup {
+        pgid: u32,
+    },
+    Log(Event),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Stopped,
+    Starting,
+    Running,
+    Backoff,
+    Stopping {
+        leader_gone: bool,
+        killed: bool,
+        /// When SIGKILL is due.
+        kill_at: Instant,
+    },
+    Exited,
+    Fatal,
+}
+
+/// One instance (`web:0`) of a program.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub name: String,
+    pub program: String,
+    pub num: u32,
+    phase: Phase,
+    /// The live leader's pid (it is also the process group id).
+    pub pid: Option<u32>,
+    /// The group to signal while stopping: outlives the leader until the group is empty.
+    pub pgid: Option<u32>,
+    pub restarts: u32,
+    pub last_exit: Option<i32>,
+    /// Why the last start failed or why it is fatal; cleared once running.
+    pub last_error: Option<String>,
+    /// When the current process was spawned.
+    pub started_at: Option<Instant>,
+    /// The one deadline this instance waits for, if any.
+    pub deadline: Option<Instant>,
+    /// Operator intent: false once someone stopped it, so a daemon restart keeps it down.
+    pub want_up: bool,
+    failed_starts: u32,
+    crash_streak: u32,
+    start_after_stop: bool,
+}
+
+impl Instance {
+    pub fn new(program: &str, num: u32, name: String) -> Instance {
+        Instance {
+            name,
+            program: program.to_string(),
+            num,
+            phase: Phase::Stopped,
+            pid: None,
+            pgid: None,
+            restarts: 0,
+            last_exit: None,
+            last_error: None,
+            started_at: None,
+            deadline: None,
+            want_up: true,
+            failed_starts: 0,
+            crash_streak: 0,
+            start_after_stop: false,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        match self.phase {
+            Phase::Stopped => State::Stopped,
+            Phase::Starting => State::Starting,
+            Phase::Running => State::Running,
+            Phase::Backoff => State::Backoff,
+            Phase::Stopping { .. } => State::Stopping,
+            Phase::Exited => State::Exited,
+            Phase::Fatal => State::Fatal,
+        }
+    }
+
+    /// Feed one input; the actions to carry out are appended to `out`.
+    pub fn step(&mut self, spec: &ProgramSpec, now: Instant, input: Input, out: &mut Vec<Action>) {
+        use Input as I;
+        use Phase as P;
+        match (self.phase, input) {
+            // --- stopped, exited, fatal: nothing runs ---
+            (P::Stopped | P::Exited | P::Fatal, I::Start | I::Restart) => {
+                self.want_up = true;
+                self.failed_starts = 0;
+                self.crash_streak = 0;
+                self.spawn(out);
+            }
+            (P::Stopped | P::Exited | P::Fatal, I::Stop) => self.want_up = false,
+            (P::Stopped | P::Exited | P::Fatal, I::Shutdown) => {}
+            (P::Stopped | P::Exited | P::Fatal, I::Deadline) => {}
+            (
+                P::Stopped | P::Exited | P::Fatal,
+                i @ (I::Spawned { .. } | I::SpawnFailed { .. } | I::Exited(_) | I::GroupEmpty),
+            ) => self.bug(&i, out),
+
+            // --- starting: spawned, waiting for `starttime` ---
+            (P::Starting, I::Start) => self.want_up = true,
+            (P::Starting | P::Running, I::Stop) => {
+                self.want_up = false;
+                self.begin_stop(spec, now, false, out);
+            }
+            (P::Starting | P::Running, I::Restart) => {
+                self.want_up = true;
+                self.begin_stop(spec, now, true, out);
+            }
+            (P::Starting | P::Running, I::Shutdown) => self.begin_stop(spec, now, false, out),
+            (P::Starting, I::Spawned { pid }) => {
+                self.pid = Some(pid);
+                self.pgid = Some(pid);
+                self.started_at = Some(now);
+                out.push(Action::Log(Event::Spawned { pid }));
+                if spec.starttime.is_zero() {
+                    self.become_running(out);
+                } else {
+                    self.deadline = Some(now + spec.starttime);
+                }
+            }
+            (P::Starting, I::SpawnFailed { reason }) => {
+                out.push(Action::Log(Event::SpawnFailed {
+                    reason: reason.clone(),
+                }));
+                self.fail_start(spec, now, reason, out);
+            }
+            (P::Starting, I::Exited(status)) => {
+                let code = self.record_exit(spec, status, out);
+                let reason = match status {
+                    ExitStatus::Code(_) => format!("exited with code {code} before starttime"),
+                    ExitStatus::Signaled(s) => {
+                        format!("killed by {} before starttime", signal_name(Signal(s)))
+                    }
+                };
+                self.fail_start(spec, now, reason, out);
+            }
+            (P::Starting, I::Deadline) => {
+                if self.deadline.is_some_and(|d| now >= d) {
+                    self.become_running(out);
+                }
+            }
+            (P::Starting, i @ I::GroupEmpty) => self.bug(&i, out),
+
+            // --- running ---
+            (P::Running, I::Start) => self.want_up = true,
+            (P::Running, I::Exited(status)) => {
+                let code = self.record_exit(spec, status, out);
+                let expected = spec.exitcodes.contains(&code);
+                let again = match spec.autorestart {
+                    AutoRestart::Always => true,
+                    AutoRestart::Never => false,
+                    AutoRestart::Unexpected => !expected,
+                };
+                if !again {
+                    self.phase = P::Exited;
+                    return;
+                }
+                let ran = self.started_at.map_or(Duration::ZERO, |s| now - s);
+                if ran >= backoff::stable_after(spec.starttime) {
+                    self.crash_streak = 0;
+                }
+                match backoff::crash_delay(self.crash_streak) {
+                    None => {
+                        self.crash_streak += 1;
+                        self.restarts += 1;
+                        self.spawn(out);
+                    }
+                    Some(delay) => {
+                        self.crash_streak += 1;
+                        self.enter_backoff(now, delay, out);
+                    }
+                }
+            }
+            (P::Running, I::Deadline) => {}
+            (P::Running, i @ (I::Spawned { .. } | I::SpawnFailed { .. } | I::GroupEmpty)) => {
+                self.bug(&i, out)
+            }
+
+            // --- backoff: no process, a retry is due at the deadline ---
+            (P::Backoff, I::Start | I::Restart) => {
+                self.want_up = true;
+                self.failed_starts = 0;
+                self.spawn(out);
+            }
+            (P::Backoff, stop @ (I::Stop | I::Shutdown)) => {
+                if stop == I::Stop {
+                    self.want_up = false;
+                }
+                self.deadline = None;
+                self.phase = P::Stopped;
+                out.push(Action::Log(Event::Stopped));
+            }
+            (P::Backoff, I::Deadline) => {
+                if self.deadline.is_some_and(|d| now >= d) {
+                    self.restarts += 1;
+                    self.spawn(out);
+                }
+            }
+            (
+                P::Backoff,
+                i @ (I::Spawned { .. } | I::SpawnFailed { .. } | I::Exited(_) | I::GroupEmpty),
+            ) => self.bug(&i, out),
+
+            // --- stopping: stopsignal sent, waiting for the group to empty ---
+            (P::Stopping { .. }, I::Start | I::Restart) => {
+                self.want_up = true;
+                self.start_after_stop = true;
+            }
+            (P::Stopping { .. }, I::Stop) => {
+                self.want_up = false;
+                self.start_after_stop = false;
+            }
+            (P::Stopping { .. }, I::Shutdown) => self.start_after_stop = false,
+            (
+                P::Stopping {
+                    leader_gone: false,
+                    killed,
+                    kill_at,
+                },
+                I::Exited(status),
+            ) => {
+                self.record_exit(spec, status, out);
+                self.phase = P::Stopping {
+                    leader_gone: true,
+                    killed,
+                    kill_at,
+                };
+                self.deadline = Some(if killed {
+                    now + GROUP_RECHECK
+                } else {
+                    kill_at.min(now + GROUP_RECHECK)
+                });
+                if let Some(pgid) = self.pgid {
+                    out.push(Action::CheckGroup { pgid });
+                }
+            }
+            (
+                P::Stopping {
+                    leader_gone,
+                    killed,
+                    kill_at,
+                },
+                I::Deadline,
+            ) => {
+                let Some(pgid) = self.pgid else {
+                    return self.bug(&I::Deadline, out);
+                };
+                let kill_now = !killed && now >= kill_at;
+                if kill_now || (killed && !leader_gone) {
+                    out.push(Action::Signal {
+                        pgid,
+                        signal: SIGKILL,
+                    });
+                }
+                if kill_now {
+                    out.push(Action::Log(Event::Killed {
+                        after: spec.stoptime,
+                    }));
+                }
+                let killed = killed || kill_now;
+                self.phase = P::Stopping {
+                    leader_gone,
+                    killed,
+                    kill_at,
+                };
+                self.deadline = Some(match (leader_gone, killed) {
+                    (false, false) => kill_at,
+                    (false, true) => now + KILL_RESEND,
+                    (true, false) => kill_at.min(now + GROUP_RECHECK),
+                    (true, true) => now + GROUP_RECHECK,
+                });
+                if leader_gone {
+                    out.push(Action::CheckGroup { pgid });
+                }
+            }
+            (
+                P::Stopping {
+                    leader_gone: true, ..
+                },
+                I::GroupEmpty,
+            ) => {
+                self.pgid = None;
+                self.deadline = None;
+                self.phase = P::Stopped;
+                out.push(Action::Log(Event::Stopped));
+                if std::mem::take(&mut self.start_after_stop) {
+                    self.failed_starts = 0;
+                    self.crash_streak = 0;
+                    self.spawn(out);
+                }
+            }
+            (
+                P::Stopping {
+                    leader_gone: false, ..
+                },
+                I::GroupEmpty,
+            ) => {}
+            (
+                P::Stopping {
+                    leader_gone: true, ..
+                },
+                i @ I::Exited(_),
+            ) => self.bug(&i, out),
+            (P::Stopping { .. }, i @ (I::Spawned { .. } | I::SpawnFailed { .. })) => {
+                self.bug(&i, out)
+            }
+        }
+    }
+
+    fn spawn(&mut self, out: &mut Vec<Action>) {
+        self.phase = Phase::Starting;
+        self.deadline = None;
+        self.pid = None;
+        self.started_at = None;
+        out.push(Action::Spawn);
+    }
+
+    fn become_running(&mut self, out: &mut Vec<Action>) {
+        self.phase = Phase::Running;
+        self.deadline = None;
+        self.failed_starts = 0;
+        self.last_error = None;
+        out.push(Action::Log(Event::Running));
+    }
+
+    /// Record an exit of the leader: `last_exit`, the log line, and a KILL to whatever it left
+    /// in its group (outside a stop, anything left behind by a dead leader is an orphan).
+    fn record_exit(
+        &mut self,
+        spec: &ProgramSpec,
+        status: ExitStatus,
+        out: &mut Vec<Action>,
+    ) -> i32 {
+        let code = status.as_last_exit();
+        self.last_exit = Some(code);
+        self.pid = None;
+        out.push(Action::Log(Event::Exited {
+            status,
+            expected: spec.exitcodes.contains(&code),
+        }));
+        if !matches!(self.phase, Phase::Stopping { .. }) {
+            if let Some(pgid) = self.pgid.take() {
+                out.push(Action::Signal {
+                    pgid,
+                    signal: SIGKILL,
+                });
+            }
+        }
+        code
+    }
+
+    fn fail_start(
+        &mut self,
+        spec: &ProgramSpec,
+        now: Instant,
+        reason: String,
+        out: &mut Vec<Action>,
+    ) {
+        self.failed_starts += 1;
+        if self.failed_starts > spec.startretries {
+            let reason = format!(
+                "{} failed start{} in a row, last: {reason}",
+                self.failed_starts,
+                if self.failed_starts == 1 { "" } else { "s" }
+            );
+            self.phase = Phase::Fatal;
+            self.deadline = None;
+            out.push(Action::Log(Event::Fatal {
+                reason: reason.clone(),
+            }));
+            self.last_error = Some(reason);
+        } else {
+            self.last_error = Some(reason);
+            let delay = backoff::start_delay(self.failed_starts);
+            self.enter_backoff(now, delay, out);
+        }
+    }
+
+    fn enter_backoff(&mut self, now: Instant, delay: Duration, out: &mut Vec<Action>) {
+        self.phase = Phase::Backoff;
+        self.deadline = Some(now + delay);
+        out.push(Action::Log(Event::Backoff { delay }));
+    }
+
+    fn begin_stop(
+        &mut self,
+        spec: &ProgramSpec,
+        now: Instant,
+        then_start: bool,
+        out: &mut Vec<Action>,
+    ) {
+        self.start_after_stop = then_start;
+        let Some(pgid) = self.pgid else {
+            // Starting without a pid only exists inside one step; nothing to signal.
+            self.phase = Phase::Stopped;
+            self.deadline = None;
+            out.push(Action::Log(Event::Stopped));
+            return;
+        };
+        let kill_at = now + spec.stoptime;
+        self.phase = Phase::Stopping {
+            leader_gone: false,
+            killed: false,
+            kill_at,
+        };
+        self.deadline = Some(kill_at);
+        out.push(Action::Log(Event::Stopping {
+            signal: spec.stopsignal,
+        }));
+        out.push(Action::Signal {
+            pgid,
+            signal: spec.stopsignal,
+        });
+    }
+
+    fn bug(&self, input: &Input, out: &mut Vec<Action>) {
+        out.push(Action::Log(Event::Bug(format!(
+            "unexpected {input:?} in state {}",
+            self.state().as_str()
+        ))));
+    }
+
+    /// Restore what a previous daemon recorded (restart count and operator intent).
+    pub fn restore(&mut self, restarts: u32, want_up: bool) {
+        self.restarts = restarts;
+        self.want_up = want_up;
+    }
+}
+
+fn signal_name(s: Signal) -> String {
+    crate::config::signal::name(s)
+}

@@ -1,0 +1,13 @@
+//! The supervisor without side effects: state machines, delays, deadlines, name resolution.
+//!
+//! Invariant: nothing here uses `nix`, `mio`, files or processes, or reads the clock. The loop
+//! in `daemon/` passes `now` in and carries out the actions that come back.
+
+pub mod backoff;
+pub mod event;
+pub mod instance;
+pub mod names;
+pub mod timers;
+
+pub use event::Event;
+pub use instance::{Action, ExitStatus, Input, Instance, State};

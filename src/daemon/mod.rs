@@ -1,0 +1,9 @@
+//! The daemon: the only part of sup that makes syscalls while running. `event_loop` owns the
+//! mio loop; the other modules are its hands (spawning, reaping, output, pidfile, state file).
+
+use crate::cli::{DaemonArgs, Global};
+use crate::fail::Fail;
+
+pub fn run(_global: &Global, _args: &DaemonArgs) -> Result<(), Fail> {
+    Err(Fail::new("`sup daemon` is not built yet"))
+}

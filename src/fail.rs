@@ -1,0 +1,44 @@
+//! The one error type that reaches `main`: a message in `sup: error: subject: cause` form,
+//! an optional hint, and nothing else. `main` alone turns it into an exit status.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fail {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Fail {
+    pub fn new(message: impl Into<String>) -> Fail {
+        Fail {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Fail {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a command ends with when it did not fail outright: 0, or 1 when some part of the
+/// request did not reach the wanted state (already printed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Partial,
+}
+
+pub type Result<T, E = Fail> = std::result::Result<T, E>;

@@ -1,0 +1,95 @@
+//! sup: a process supervisor and job scheduler.
+//!
+//! This file dispatches subcommands and is the only place that chooses exit codes and prints
+//! `sup: error: …`: 0 success, 1 failure, 2 usage error (clap's own).
+
+mod cli;
+mod client;
+mod config;
+mod control;
+mod core;
+mod daemon;
+mod fail;
+mod logging;
+mod paths;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command};
+use fail::{Fail, Outcome};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Daemon(ref args)) => daemon::run(&cli.global, args).map(|()| Outcome::Ok),
+        Some(Command::Check) => check(&cli.global),
+        Some(Command::Shell) | Some(Command::Top) => Err(not_built(&cli)),
+        Some(command) => client::run(&cli.global, command),
+        None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
+            Err(Fail::new("the interactive shell is not built yet")
+                .hint("run `sup --help` for the one-shot commands"))
+        }
+        None => {
+            // Not on a terminal: a script gets the usage, and usage errors exit 2.
+            let _ = Cli::command().print_help();
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Partial) => ExitCode::from(1),
+        Err(fail) => {
+            eprintln!("sup: error: {fail}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn not_built(cli: &Cli) -> Fail {
+    let name = match cli.command {
+        Some(Command::Shell) => "shell",
+        _ => "top",
+    };
+    Fail::new(format!("`sup {name}` is not built yet"))
+}
+
+/// `sup check`: every error, or `ok: N programs, M instances`.
+fn check(global: &cli::Global) -> Result<Outcome, Fail> {
+    let env = paths::Env::from_process();
+    let path = paths::config_path(global.config.as_deref(), &env);
+    match config::load(&path) {
+        Ok(cfg) => {
+            println!(
+                "ok: {} program{}, {} instance{}",
+                cfg.programs.len(),
+                plural(cfg.programs.len()),
+                cfg.instance_count(),
+                plural(cfg.instance_count())
+            );
+            Ok(Outcome::Ok)
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("sup: error: {e}");
+            }
+            eprintln!(
+                "sup: {} error{} in {}",
+                errors.len(),
+                plural(errors.len()),
+                path.display()
+            );
+            Ok(Outcome::Partial)
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
