@@ -1,1 +1,190 @@
-//! The daemon side of the control socket (built with the event loop).
+//! The daemon side of one control connection: framing, limits and buffering, with no
+//! knowledge of what requests mean (the daemon answers them).
+//!
+//! A connection is non-blocking and never holds up the loop: reads stop at `WouldBlock`, a
+//! request line may be at most `proto::MAX_REQUEST` bytes, the answer waits in `out` until the
+//! socket takes it, and a client whose unread answers pass `MAX_PENDING_OUT` is dropped. So no
+//! client, silent, garbled or never reading, can block the loop or grow memory without bound.
+
+use std::io::{self, Read, Write};
+
+use mio::net::UnixStream;
+
+use super::proto::{Request, Response, MAX_REQUEST, VERSION};
+
+/// Unsent output a client may leave unread before it is disconnected (a `tail -f` that stopped
+/// reading, or a client that never reads its answer).
+pub const MAX_PENDING_OUT: usize = 4 * 1024 * 1024;
+
+pub struct Conn {
+    pub stream: UnixStream,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    /// The peer closed its side; answer what is pending, then close.
+    pub read_closed: bool,
+    /// A fatal framing error was answered; close once it is sent.
+    pub closing: bool,
+}
+
+/// What reading produced.
+pub enum Incoming {
+    Request(Request),
+    /// A line that is not a valid request: answer with this error and keep going.
+    Bad(Response),
+}
+
+impl Conn {
+    pub fn new(stream: UnixStream) -> Conn {
+        Conn {
+            stream,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            read_closed: false,
+            closing: false,
+        }
+    }
+
+    /// Read until `WouldBlock` or until a request's worth of bytes is buffered. `Ok(true)`
+    /// means it stopped at that limit and more may be waiting in the socket: answer what is
+    /// buffered, then call again (readiness is edge-triggered, no new event will come).
+    pub fn fill(&mut self) -> io::Result<bool> {
+        let mut chunk = [0u8; 8192];
+        loop {
+            if self.inbuf.len() > MAX_REQUEST || self.read_closed || self.closing {
+                return Ok(!self.read_closed && !self.closing);
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.read_closed = true;
+                    return Ok(false);
+                }
+                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next complete request line, if any.
+    pub fn next_request(&mut self) -> Option<Incoming> {
+        let Some(end) = self.inbuf.iter().position(|&b| b == b'\n') else {
+            if self.inbuf.len() > MAX_REQUEST {
+                self.inbuf.clear();
+                self.closing = true;
+                return Some(Incoming::Bad(Response::error(format!(
+                    "request too large: more than {MAX_REQUEST} bytes without a newline"
+                ))));
+            }
+            return None;
+        };
+        let line: Vec<u8> = self.inbuf.drain(..=end).collect();
+        let line = &line[..line.len() - 1];
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return self.next_request();
+        }
+        Some(parse(line))
+    }
+
+    /// Queue a response line.
+    pub fn send(&mut self, response: &Response) {
+        match serde_json::to_vec(response) {
+            Ok(mut bytes) => {
+                bytes.push(b'\n');
+                self.out.extend_from_slice(&bytes);
+            }
+            Err(e) => {
+                let fallback = Response::error(format!("unable to encode the answer: {e}"));
+                if let Ok(mut bytes) = serde_json::to_vec(&fallback) {
+                    bytes.push(b'\n');
+                    self.out.extend_from_slice(&bytes);
+                }
+            }
+        }
+    }
+
+    /// Write as much as the socket takes. `Ok(true)` when everything is sent.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        while !self.out.is_empty() {
+            match self.stream.write(&self.out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.out.capacity() > 64 * 1024 && self.out.is_empty() {
+            self.out = Vec::new();
+        }
+        Ok(self.out.is_empty())
+    }
+
+    pub fn pending_out(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Bytes received but not yet a whole request.
+    pub fn has_partial(&self) -> bool {
+        !self.inbuf.is_empty()
+    }
+}
+
+fn parse(line: &[u8]) -> Incoming {
+    // The version is checked before the body, so a client of another version is told so
+    // rather than getting a parse error about a command it thinks exists.
+    let value: serde_json::Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => {
+            return Incoming::Bad(Response::error(format!(
+                "malformed request: not JSON: {e}"
+            )))
+        }
+    };
+    match value.get("v").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(VERSION) => {}
+        Some(v) => {
+            return Incoming::Bad(Response::new(super::proto::ResponseBody::Error {
+                message: format!(
+                    "the client speaks protocol version {v}, this daemon speaks {VERSION}"
+                ),
+                hint: Some("use the sup binary that matches the running daemon".into()),
+            }))
+        }
+        None => {
+            return Incoming::Bad(Response::error(
+                "malformed request: no protocol version (\"v\")",
+            ))
+        }
+    }
+    match serde_json::from_value::<Request>(value) {
+        Ok(r) => Incoming::Request(r),
+        Err(e) => Incoming::Bad(Response::error(format!("malformed request: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(i: Incoming) -> String {
+        match i {
+            Incoming::Bad(r) => serde_json::to_string(&r).unwrap_or_default(),
+            Incoming::Request(r) => format!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_and_wrong_versions_get_errors() {
+        assert!(message(parse(b"hello")).contains("not JSON"));
+        assert!(message(parse(br#"{"cmd":"status"}"#)).contains("no protocol version"));
+        assert!(message(parse(br#"{"v":99,"cmd":"status"}"#)).contains("version 99"));
+        assert!(message(parse(br#"{"v":1,"cmd":"dance"}"#)).contains("malformed request"));
+        assert!(matches!(
+            parse(br#"{"v":1,"cmd":"status"}"#),
+            Incoming::Request(_)
+        ));
+    }
+}

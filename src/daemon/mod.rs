@@ -1,9 +1,163 @@
-//! The daemon: the only part of sup that makes syscalls while running. `event_loop` owns the
-//! mio loop; the other modules are its hands (spawning, reaping, output, pidfile, state file).
+//! The daemon: the only part of sup that makes syscalls while running. `run` does the setup
+//! (which may fail with one clear line); `event_loop` then owns the process until shutdown and
+//! never exits on an error. The other modules are its hands: spawning, reaping, output
+//! capture, the pidfile and the state file.
+
+pub mod event_loop;
+pub mod output;
+pub mod pidfile;
+pub mod reap;
+pub mod spawn;
+pub mod state;
+
+use std::collections::HashMap;
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+use nix::sys::signal::{SigSet, Signal as NixSignal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::cli::{DaemonArgs, Global};
 use crate::fail::Fail;
+use crate::paths;
 
-pub fn run(_global: &Global, _args: &DaemonArgs) -> Result<(), Fail> {
-    Err(Fail::new("`sup daemon` is not built yet"))
+/// The signals the loop reads through its signalfd. They are blocked, so they arrive only
+/// there; children get an empty mask back before exec.
+fn loop_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        NixSignal::SIGCHLD,
+        NixSignal::SIGHUP,
+        NixSignal::SIGTERM,
+        NixSignal::SIGINT,
+        NixSignal::SIGUSR2,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
+    let env = paths::Env::from_process();
+    let config_path = paths::config_path(global.config.as_deref(), &env);
+    let config = crate::config::load(&config_path).map_err(|errors| {
+        let mut text = format!("invalid config {}:", config_path.display());
+        for e in &errors {
+            text.push_str(&format!("\n  {e}"));
+        }
+        Fail::new(text).hint("`sup check` prints the same errors")
+    })?;
+    let socket = paths::socket_path(
+        global.socket.as_deref(),
+        config.daemon.socket.as_deref(),
+        &env,
+    );
+    let pidfile_path = paths::pidfile_path(
+        args.pidfile.as_deref(),
+        config.daemon.pidfile.as_deref(),
+        &socket,
+        &env,
+    );
+    let logfile = args
+        .logfile
+        .clone()
+        .map(|p| if p.is_absolute() { p } else { env.cwd.join(p) })
+        .unwrap_or_else(|| config.daemon.logfile.clone());
+
+    if let Some(dir) = socket.parent() {
+        make_private_dir(dir)?;
+    }
+    let pidfile = pidfile::Pidfile::acquire(&pidfile_path)
+        .map_err(|e| Fail::new(e.to_string()))?;
+    crate::logging::init(&logfile, config.daemon.loglevel, !args.quiet).map_err(|e| {
+        Fail::new(format!(
+            "unable to open the event log {}: {e}",
+            logfile.display()
+        ))
+    })?;
+
+    // A predecessor killed outright may have left process groups behind: stop them first,
+    // then take over its record of restarts and operator intent.
+    let state_path = paths::state_path(&pidfile_path);
+    let mut restored = HashMap::new();
+    if let Some(previous) = state::load(&state_path) {
+        for (name, pgid) in state::cleanup_leftovers(&previous) {
+            log::warn!("{name} killed: process group {pgid} left behind by a previous daemon");
+        }
+        for r in previous.instances {
+            restored.insert(r.name.clone(), r);
+        }
+    }
+
+    let mask = loop_signals();
+    mask.thread_block()
+        .map_err(|e| Fail::new(format!("unable to block signals: {e}")))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| Fail::new(format!("unable to create a signalfd: {e}")))?;
+    reap::become_subreaper();
+    raise_fd_limit();
+
+    let listener = bind(&socket)?;
+    log::info!(
+        "sup {} started pid={} config={} socket={}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        config_path.display(),
+        socket.display()
+    );
+    let settings = event_loop::Settings {
+        config,
+        config_path,
+        socket: socket.clone(),
+        state_path,
+    };
+    let mut daemon = event_loop::Daemon::new(settings, listener, signals, restored)
+        .map_err(|e| Fail::new(format!("unable to start the event loop: {e}")))?;
+    let result = daemon.run();
+    drop(pidfile);
+    result.map_err(|e| Fail::new(format!("the event loop failed: {e}")))
+}
+
+/// The socket's directory, created 0700 when sup creates it.
+fn make_private_dir(dir: &Path) -> Result<(), Fail> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Fail::new(format!("unable to create {}: {e}", dir.display())))
+}
+
+/// Bind the control socket with mode 0600 from the start (umask around bind, so there is no
+/// window where it is open to others), replacing a stale one but never a live one.
+fn bind(socket: &Path) -> Result<mio::net::UnixListener, Fail> {
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Err(Fail::new(format!(
+                "another daemon is listening on {}",
+                socket.display()
+            ))
+            .hint("stop it with `sup shutdown`, or pass another --socket"));
+        }
+        let _ = std::fs::remove_file(socket);
+    }
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let result = mio::net::UnixListener::bind(socket);
+    nix::sys::stat::umask(old);
+    result.map_err(|e| Fail::new(format!("unable to listen on {}: {e}", socket.display())))
+}
+
+/// Each instance holds up to two pipe ends and each client a socket: lift the soft limit to
+/// the hard one so a thousand jobs fit. Children get the original limit back (spawn).
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        spawn::set_child_nofile(soft, hard);
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }

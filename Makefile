@@ -1,0 +1,37 @@
+# The commands we actually type. `make help` lists them.
+CARGO ?= cargo
+SUP   := target/release/sup
+
+.PHONY: help run test check dev bench deps fmt clean
+
+help: ## this list
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
+
+deps: ## install what building and testing need (Rust toolchain, procps)
+	@command -v $(CARGO) >/dev/null 2>&1 || { \
+	  echo "make: cargo not found: installing Debian's rust toolchain"; \
+	  apt-get update -qq && apt-get install -y -qq cargo rustc; }
+	@command -v ps >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq procps; }
+
+run: deps ## build (release) and supervise the bundled sup.d/ in the foreground
+	$(CARGO) build --release
+	$(SUP) daemon -c sup.d
+
+test: deps ## every test: unit, golden, property and integration (real daemon, real children)
+	$(CARGO) build --quiet
+	$(CARGO) test --quiet -- --test-threads=4
+
+check: deps ## formatting and lints, as CI wants them
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+dev: ## fast loop: format, lint, test
+	$(CARGO) fmt --all
+	$(MAKE) check test
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+clean: ## remove build output and the demo's logs
+	$(CARGO) clean
+	rm -rf logs run

@@ -1,0 +1,1083 @@
+//! The loop: one thread, one `mio::Poll`, and every source the daemon has.
+//!
+//! Fixed sources have named tokens (the signalfd, the control socket listener); child pipes
+//! and client connections live in a slab indexed by the other tokens. Each turn: poll with a
+//! timeout that ends at the earliest deadline, drain every ready source until `WouldBlock`
+//! (child output with a per-turn budget, so a fast writer cannot starve the rest), reap every
+//! exited child, read the clock once, fire every due deadline, answer the waiters whose
+//! transitions ended, write the state file if something changed, flush the event log. When
+//! nothing is due and nothing happens, `poll` sleeps without a timeout: an idle daemon makes
+//! no wakeups at all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::net::UnixListener;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::Signal as NixSignal;
+use nix::sys::signalfd::SignalFd;
+
+use super::output::{self, Capture};
+use super::spawn::{self, SpawnRequest, Stdio};
+use super::{reap, state};
+use crate::config::{Config, Output, ProgramSpec};
+use crate::control::proto::{
+    InstanceStatus, Outcome, Request, RequestBody, Response, ResponseBody,
+};
+use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
+use crate::core::timers::Timers;
+use crate::core::{names, Action, Input, Instance, State};
+
+const SIGNALS: Token = Token(0);
+const LISTENER: Token = Token(1);
+const FIRST_SLOT: usize = 2;
+
+/// Child output read per source per turn before the loop moves on to other work.
+const PUMP_BUDGET: usize = 1 << 20;
+/// A connection with a half-written request gets this long to finish it.
+const PARTIAL_REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// A connection that says nothing for this long is closed.
+const IDLE_CLIENT_DEADLINE: Duration = Duration::from_secs(60);
+/// More connections than this at once are refused (each costs a descriptor).
+const MAX_CLIENTS: usize = 4096;
+
+type InstId = usize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Instance(InstId),
+    Client(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+struct CaptureSource {
+    capture: Capture,
+    /// The instance that wrote it, for the log; output outlives a restart until EOF.
+    instance: String,
+}
+
+struct ClientSource {
+    conn: Conn,
+    deadline: Option<Instant>,
+    /// A start/stop/shutdown request is waiting for its outcome: read nothing more until then.
+    waiting: bool,
+}
+
+enum Source {
+    Capture(CaptureSource),
+    Client(ClientSource),
+}
+
+struct Inst {
+    core: Instance,
+    spec: Rc<ProgramSpec>,
+    /// Pipes of the current process, by stream.
+    captures: [Option<usize>; 2],
+    /// Field 22 of /proc/PID/stat for the leader, recorded so a successor daemon never
+    /// signals a reused pid.
+    start_ticks: Option<u64>,
+}
+
+struct Program {
+    spec: Rc<ProgramSpec>,
+    instances: Vec<InstId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    Up,
+    Down,
+    Restarted,
+}
+
+struct Waiter {
+    slot: usize,
+    goal: Goal,
+    items: Vec<(InstId, String, Option<Outcome>)>,
+}
+
+pub struct Settings {
+    pub config: Config,
+    pub config_path: PathBuf,
+    pub socket: PathBuf,
+    pub state_path: PathBuf,
+}
+
+pub struct Daemon {
+    poll: Poll,
+    signals: SignalFd,
+    listener: UnixListener,
+    settings: Settings,
+    programs: BTreeMap<String, Program>,
+    instances: Vec<Option<Inst>>,
+    by_pid: HashMap<u32, InstId>,
+    timers: Timers<TimerKey>,
+    slots: Vec<Option<Source>>,
+    free_slots: Vec<usize>,
+    clients: usize,
+    /// Output sources whose budget ran out last turn: pumped again without waiting.
+    hot: Vec<usize>,
+    waiters: Vec<Waiter>,
+    /// Clients waiting for the shutdown to finish.
+    shutdown_waiters: Vec<usize>,
+    shutting_down: bool,
+    state_dirty: bool,
+    actions: Vec<Action>,
+    uid: u32,
+}
+
+impl Daemon {
+    pub fn new(
+        settings: Settings,
+        listener: UnixListener,
+        signals: SignalFd,
+        restored: HashMap<String, state::Record>,
+    ) -> io::Result<Daemon> {
+        let poll = Poll::new()?;
+        poll.registry().register(
+            &mut SourceFd(&signals.as_raw_fd()),
+            SIGNALS,
+            Interest::READABLE,
+        )?;
+        let mut listener = listener;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut d = Daemon {
+            poll,
+            signals,
+            listener,
+            settings,
+            programs: BTreeMap::new(),
+            instances: Vec::new(),
+            by_pid: HashMap::new(),
+            timers: Timers::default(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            clients: 0,
+            hot: Vec::new(),
+            waiters: Vec::new(),
+            shutdown_waiters: Vec::new(),
+            shutting_down: false,
+            state_dirty: true,
+            actions: Vec::new(),
+            uid: nix::unistd::getuid().as_raw(),
+        };
+        let specs: Vec<ProgramSpec> = d.settings.config.programs.values().cloned().collect();
+        let now = Instant::now();
+        for spec in specs {
+            d.add_program(spec, &restored, now);
+        }
+        Ok(d)
+    }
+
+    fn add_program(
+        &mut self,
+        spec: ProgramSpec,
+        restored: &HashMap<String, state::Record>,
+        now: Instant,
+    ) {
+        let spec = Rc::new(spec);
+        let mut ids = Vec::with_capacity(spec.numprocs as usize);
+        for (num, name) in spec.instance_names().into_iter().enumerate() {
+            let mut core = Instance::new(&spec.name, num as u32, name);
+            if let Some(r) = restored.get(&core.name) {
+                core.restore(r.restarts, r.want_up);
+            }
+            let id = self.instances.len();
+            self.instances.push(Some(Inst {
+                core,
+                spec: spec.clone(),
+                captures: [None, None],
+                start_ticks: None,
+            }));
+            ids.push(id);
+        }
+        self.programs.insert(
+            spec.name.clone(),
+            Program {
+                spec: spec.clone(),
+                instances: ids.clone(),
+            },
+        );
+        if spec.autostart && spec.schedule.is_none() {
+            for id in ids {
+                let wants = self.instances[id]
+                    .as_ref()
+                    .is_some_and(|i| i.core.want_up);
+                if wants {
+                    self.feed(id, Input::Start, now);
+                }
+            }
+        }
+    }
+
+    /// Run until shutdown completes.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.hot.is_empty() {
+                self.timers
+                    .next()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("poll failed: {e}");
+                }
+                continue;
+            }
+            let mut reap = false;
+            let mut signals = Vec::new();
+            for ev in events.iter() {
+                match ev.token() {
+                    SIGNALS => self.read_signals(&mut reap, &mut signals),
+                    LISTENER => self.accept(),
+                    Token(t) => self.ready(t - FIRST_SLOT),
+                }
+            }
+            let hot = std::mem::take(&mut self.hot);
+            for slot in hot {
+                self.pump(slot, PUMP_BUDGET);
+            }
+            if reap {
+                self.reap();
+            }
+            for sig in signals {
+                self.on_signal(sig);
+            }
+            self.fire_timers();
+            self.settle_waiters();
+            if self.state_dirty {
+                self.save_state();
+            }
+            log::logger().flush();
+            if self.shutting_down && self.all_down() {
+                self.finish_shutdown();
+                return Ok(());
+            }
+        }
+    }
+
+    // ----- signals and children -----
+
+    fn read_signals(&mut self, reap: &mut bool, signals: &mut Vec<NixSignal>) {
+        loop {
+            match self.signals.read_signal() {
+                Ok(Some(info)) => match NixSignal::try_from(info.ssi_signo as i32) {
+                    Ok(NixSignal::SIGCHLD) => *reap = true,
+                    Ok(sig) => signals.push(sig),
+                    Err(_) => {}
+                },
+                Ok(None) => return,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    log::error!("reading the signalfd failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_signal(&mut self, sig: NixSignal) {
+        match sig {
+            NixSignal::SIGTERM | NixSignal::SIGINT => {
+                if !self.shutting_down {
+                    log::info!("received {sig}: stopping every job");
+                    self.begin_shutdown();
+                }
+            }
+            NixSignal::SIGHUP => {
+                log::warn!("received SIGHUP: reload is not built yet, nothing changed");
+            }
+            _ => {}
+        }
+    }
+
+    fn reap(&mut self) {
+        let now = Instant::now();
+        for (pid, status) in reap::reap_all() {
+            let Some(id) = self.by_pid.remove(&pid) else {
+                // An orphan adopted as subreaper, or a spawn that failed inside std.
+                continue;
+            };
+            // Every byte the child wrote before it died reaches its file before its exit is
+            // logged: the pipe may still hold the last of it.
+            if let Some(inst) = &self.instances[id] {
+                for slot in inst.captures.into_iter().flatten() {
+                    self.pump(slot, usize::MAX);
+                }
+            }
+            if let Some(inst) = self.instances[id].as_mut() {
+                inst.captures = [None, None];
+                inst.start_ticks = None;
+            }
+            self.feed(id, Input::Exited(status), now);
+        }
+    }
+
+    // ----- the state machine -----
+
+    /// Feed an input to an instance and carry out what it asks, including the inputs its
+    /// actions produce (a spawn's result, an empty group).
+    fn feed(&mut self, id: InstId, input: Input, now: Instant) {
+        let mut queue = vec![input];
+        let mut actions = std::mem::take(&mut self.actions);
+        while let Some(input) = queue.pop() {
+            let Some(inst) = self.instances[id].as_mut() else {
+                break;
+            };
+            let before = inst.core.deadline;
+            let spec = inst.spec.clone();
+            inst.core.step(&spec, now, input, &mut actions);
+            if inst.core.deadline != before {
+                if let Some(at) = inst.core.deadline {
+                    self.timers.push(at, TimerKey::Instance(id));
+                }
+            }
+            for action in actions.drain(..) {
+                match action {
+                    Action::Spawn => match self.spawn(id, &spec) {
+                        Ok(pid) => queue.push(Input::Spawned { pid }),
+                        Err(reason) => queue.push(Input::SpawnFailed { reason }),
+                    },
+                    Action::Signal { pgid, signal } => {
+                        if let Err(e) = reap::signal_group(pgid, signal) {
+                            log::warn!("{}: {e}", self.name(id));
+                        }
+                    }
+                    Action::CheckGroup { pgid } => {
+                        if !reap::group_alive(pgid) {
+                            queue.push(Input::GroupEmpty);
+                        }
+                    }
+                    Action::Log(event) => {
+                        log::log!(event.level(), "{} {}", self.name(id), event);
+                    }
+                }
+            }
+        }
+        self.actions = actions;
+        self.state_dirty = true;
+    }
+
+    fn name(&self, id: InstId) -> &str {
+        self.instances[id]
+            .as_ref()
+            .map_or("?", |i| i.core.name.as_str())
+    }
+
+    fn spawn(&mut self, id: InstId, spec: &ProgramSpec) -> Result<u32, String> {
+        let Some(inst) = self.instances[id].as_ref() else {
+            return Err("instance is gone".into());
+        };
+        let name = inst.core.name.clone();
+        let num = inst.core.num;
+        let stdout = stdio_for(&spec.stdout, &name, "stdout")?;
+        let stderr = stdio_for(&spec.stderr, &name, "stderr")?;
+        let (stdout_file, stdout) = stdout;
+        let (stderr_file, stderr) = stderr;
+        let child = spawn::spawn(&SpawnRequest {
+            spec,
+            instance: &name,
+            num,
+            stdout,
+            stderr,
+        })?;
+        let pid = child.pid;
+        let mut captures = [None, None];
+        for (i, (fd, file)) in [(child.stdout, stdout_file), (child.stderr, stderr_file)]
+            .into_iter()
+            .enumerate()
+        {
+            if let (Some(fd), Some(file)) = (fd, file) {
+                captures[i] = self.add_capture(fd, file, &name);
+            }
+        }
+        self.by_pid.insert(pid, id);
+        if let Some(inst) = self.instances[id].as_mut() {
+            inst.captures = captures;
+            inst.start_ticks = state::proc_start_ticks(pid);
+        }
+        Ok(pid)
+    }
+
+    fn add_capture(&mut self, fd: OwnedFd, file: std::fs::File, instance: &str) -> Option<usize> {
+        let raw = fd.as_raw_fd();
+        let capture = Capture::new(fd, file);
+        let slot = self.alloc(Source::Capture(CaptureSource {
+            capture,
+            instance: instance.to_string(),
+        }));
+        let res = self.poll.registry().register(
+            &mut SourceFd(&raw),
+            Token(slot + FIRST_SLOT),
+            Interest::READABLE,
+        );
+        match res {
+            Ok(()) => Some(slot),
+            Err(e) => {
+                log::error!("{instance}: unable to watch its output pipe: {e}");
+                self.release(slot);
+                None
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        for (at, key) in self.timers.pop_due(now) {
+            match key {
+                TimerKey::Instance(id) => {
+                    let due = self.instances[id]
+                        .as_ref()
+                        .is_some_and(|i| i.core.deadline == Some(at));
+                    if due {
+                        self.feed(id, Input::Deadline, now);
+                    }
+                }
+                TimerKey::Client(slot) => {
+                    let expired = matches!(
+                        &self.slots[slot],
+                        Some(Source::Client(c)) if c.deadline == Some(at) && !c.waiting
+                    );
+                    if expired {
+                        self.release(slot);
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- slots -----
+
+    fn alloc(&mut self, source: Source) -> usize {
+        if let Some(slot) = self.free_slots.pop() {
+            self.slots[slot] = Some(source);
+            slot
+        } else {
+            self.slots.push(Some(source));
+            self.slots.len() - 1
+        }
+    }
+
+    fn release(&mut self, slot: usize) {
+        if let Some(source) = self.slots[slot].take() {
+            match source {
+                Source::Capture(c) => {
+                    let _ = self
+                        .poll
+                        .registry()
+                        .deregister(&mut SourceFd(&c.capture.raw_fd()));
+                }
+                Source::Client(mut c) => {
+                    let _ = self.poll.registry().deregister(&mut c.conn.stream);
+                    self.clients -= 1;
+                }
+            }
+            self.free_slots.push(slot);
+        }
+    }
+
+    fn ready(&mut self, slot: usize) {
+        match &self.slots.get(slot) {
+            Some(Some(Source::Capture(_))) => self.pump(slot, PUMP_BUDGET),
+            Some(Some(Source::Client(_))) => self.serve(slot),
+            _ => {}
+        }
+    }
+
+    // ----- child output -----
+
+    fn pump(&mut self, slot: usize, budget: usize) {
+        let Some(Some(Source::Capture(c))) = self.slots.get_mut(slot) else {
+            return;
+        };
+        match c.capture.pump(budget) {
+            Ok(p) => {
+                if p.eof {
+                    self.release(slot);
+                } else if p.more && !self.hot.contains(&slot) {
+                    self.hot.push(slot);
+                }
+            }
+            Err(e) => {
+                log::error!("{}: reading its output failed: {e}", c.instance);
+                self.release(slot);
+            }
+        }
+    }
+
+    // ----- control clients -----
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if self.clients >= MAX_CLIENTS {
+                        continue;
+                    }
+                    let mut conn = Conn::new(stream);
+                    if let Err(why) = self.check_peer(&conn) {
+                        conn.send(&Response::error(why));
+                        let _ = conn.flush();
+                        continue;
+                    }
+                    let slot = self.alloc(Source::Client(ClientSource {
+                        conn,
+                        deadline: None,
+                        waiting: false,
+                    }));
+                    self.clients += 1;
+                    let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
+                        continue;
+                    };
+                    if let Err(e) = self.poll.registry().register(
+                        &mut c.conn.stream,
+                        Token(slot + FIRST_SLOT),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log::error!("unable to watch a control connection: {e}");
+                        self.release(slot);
+                        continue;
+                    }
+                    self.serve(slot);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and let the backlog wait for a free descriptor.
+                    log::error!("accepting a control connection failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Only our own uid and root may control the daemon, whatever the socket's mode says.
+    fn check_peer(&self, conn: &Conn) -> Result<(), String> {
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(conn.stream.as_raw_fd()) };
+        match getsockopt(&fd, PeerCredentials) {
+            Ok(cred) if cred.uid() == self.uid || cred.uid() == 0 => Ok(()),
+            Ok(cred) => Err(format!(
+                "permission denied: uid {} may not control this daemon (it runs as uid {})",
+                cred.uid(),
+                self.uid
+            )),
+            Err(e) => Err(format!("unable to check the peer's credentials: {e}")),
+        }
+    }
+
+    /// Read, answer, write: everything a ready client connection needs. Readiness is
+    /// edge-triggered, so every complete request already read is answered now.
+    fn serve(&mut self, slot: usize) {
+        let now = Instant::now();
+        loop {
+            let more = match self.slots.get_mut(slot) {
+                Some(Some(Source::Client(c))) if !c.waiting => match c.conn.fill() {
+                    Ok(more) => more,
+                    Err(e) => {
+                        log::debug!("control connection error: {e}");
+                        self.release(slot);
+                        return;
+                    }
+                },
+                Some(Some(Source::Client(_))) => false,
+                _ => return,
+            };
+            loop {
+                let incoming = match self.slots.get_mut(slot) {
+                    Some(Some(Source::Client(c))) if !c.waiting => c.conn.next_request(),
+                    _ => None,
+                };
+                let Some(incoming) = incoming else { break };
+                let response = match incoming {
+                    Incoming::Bad(r) => Some(r),
+                    Incoming::Request(r) => self.handle(slot, r, now),
+                };
+                if let (Some(r), Some(Some(Source::Client(c)))) =
+                    (response, self.slots.get_mut(slot))
+                {
+                    c.conn.send(&r);
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        self.after_io(slot, now);
+    }
+
+    /// Flush, then decide the connection's fate: close it, or give it a deadline.
+    fn after_io(&mut self, slot: usize, now: Instant) {
+        let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let flushed = match c.conn.flush() {
+            Ok(done) => done,
+            Err(_) => {
+                self.release(slot);
+                return;
+            }
+        };
+        let done = c.conn.closing || (c.conn.read_closed && !c.waiting);
+        if (done && flushed) || c.conn.pending_out() > MAX_PENDING_OUT {
+            self.release(slot);
+            return;
+        }
+        if c.waiting {
+            c.deadline = None;
+            return;
+        }
+        let at = now
+            + if c.conn.has_partial() {
+                PARTIAL_REQUEST_DEADLINE
+            } else {
+                IDLE_CLIENT_DEADLINE
+            };
+        c.deadline = Some(at);
+        self.timers.push(at, TimerKey::Client(slot));
+    }
+
+    fn reply(&mut self, slot: usize, response: Response) {
+        let now = Instant::now();
+        if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+            c.waiting = false;
+            c.conn.send(&response);
+        } else {
+            return;
+        }
+        self.after_io(slot, now);
+        // The client may have pipelined another request while this one waited.
+        if matches!(self.slots.get(slot), Some(Some(Source::Client(_)))) {
+            self.serve(slot);
+        }
+    }
+
+    // ----- requests -----
+
+    /// The instances in display order: by program name, then instance number.
+    fn ordered(&self) -> Vec<InstId> {
+        self.programs
+            .values()
+            .flat_map(|p| p.instances.iter().copied())
+            .collect()
+    }
+
+    fn select(&self, names_: &[String]) -> Result<Vec<InstId>, Response> {
+        let ids = self.ordered();
+        let pairs: Vec<(&str, &str)> = ids
+            .iter()
+            .filter_map(|&id| self.instances[id].as_ref())
+            .map(|i| (i.core.program.as_str(), i.core.name.as_str()))
+            .collect();
+        match names::resolve(&pairs, names_) {
+            Ok(picked) => Ok(picked.into_iter().map(|i| ids[i]).collect()),
+            Err(unknown) => Err(Response::new(ResponseBody::Error {
+                message: format!(
+                    "no such program or instance: {}",
+                    unknown.join(", ")
+                ),
+                hint: Some("`sup status` lists them".into()),
+            })),
+        }
+    }
+
+    fn handle(&mut self, slot: usize, request: Request, now: Instant) -> Option<Response> {
+        let resp = match request.body {
+            RequestBody::Status { names } => match self.select(&names) {
+                Ok(ids) => Response::new(ResponseBody::Status {
+                    instances: ids.iter().map(|&id| self.status_of(id, now)).collect(),
+                }),
+                Err(e) => e,
+            },
+            RequestBody::Start { names, wait } => {
+                return self.act(slot, &names, Goal::Up, wait, now);
+            }
+            RequestBody::Stop { names, wait } => {
+                return self.act(slot, &names, Goal::Down, wait, now);
+            }
+            RequestBody::Restart { names, wait } => {
+                return self.act(slot, &names, Goal::Restarted, wait, now);
+            }
+            RequestBody::Signal { signal, names } => self.signal(&signal, &names),
+            RequestBody::Pid { name } => self.pids(name),
+            RequestBody::Shutdown => {
+                if !self.shutting_down {
+                    log::info!("shutdown requested: stopping every job");
+                    self.begin_shutdown();
+                }
+                self.shutdown_waiters.push(slot);
+                if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+                    c.waiting = true;
+                }
+                return None;
+            }
+            RequestBody::Reload { .. } => Response::error("reload is not built yet"),
+            RequestBody::Tail { .. } => Response::error("tail is not built yet"),
+            RequestBody::Logreopen => Response::error("logreopen is not built yet"),
+        };
+        Some(resp)
+    }
+
+    fn status_of(&self, id: InstId, now: Instant) -> InstanceStatus {
+        let Some(inst) = self.instances[id].as_ref() else {
+            return InstanceStatus {
+                name: "?".into(),
+                program: "?".into(),
+                state: "stopped".into(),
+                pid: None,
+                restarts: 0,
+                last_exit: None,
+                uptime_s: None,
+                next_run: None,
+                next_restart_in: None,
+                reason: None,
+            };
+        };
+        let c = &inst.core;
+        let state = c.state();
+        let secs = |d: Duration| (d.as_secs_f64() * 10.0).round() / 10.0;
+        let uptime = match state {
+            State::Starting | State::Running | State::Stopping => {
+                c.started_at.map(|s| secs(now.saturating_duration_since(s)))
+            }
+            _ => None,
+        };
+        let next_restart_in = match state {
+            State::Backoff => c.deadline.map(|d| secs(d.saturating_duration_since(now))),
+            _ => None,
+        };
+        InstanceStatus {
+            name: c.name.clone(),
+            program: c.program.clone(),
+            state: state.as_str().to_string(),
+            pid: c.pid,
+            restarts: c.restarts,
+            last_exit: c.last_exit,
+            uptime_s: uptime,
+            next_run: None,
+            next_restart_in,
+            reason: c.last_error.clone(),
+        }
+    }
+
+    fn act(
+        &mut self,
+        slot: usize,
+        names_: &[String],
+        goal: Goal,
+        wait: bool,
+        now: Instant,
+    ) -> Option<Response> {
+        let ids = match self.select(names_) {
+            Ok(ids) => ids,
+            Err(e) => return Some(e),
+        };
+        if self.shutting_down && goal != Goal::Down {
+            return Some(Response::error("the daemon is shutting down"));
+        }
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(inst) = self.instances[id].as_ref() else {
+                continue;
+            };
+            let name = inst.core.name.clone();
+            let before = inst.core.state();
+            let already = match goal {
+                Goal::Up => matches!(before, State::Running).then_some("already running"),
+                Goal::Down => before.is_down().then_some("not running"),
+                Goal::Restarted => None,
+            };
+            let input = match goal {
+                Goal::Up => Input::Start,
+                Goal::Down => Input::Stop,
+                Goal::Restarted => Input::Restart,
+            };
+            // Even a no-op records the operator's intent (a stop on an exited job keeps it
+            // down across daemon restarts).
+            self.feed(id, input, now);
+            let outcome = already.map(|m| Outcome {
+                name: name.clone(),
+                ok: true,
+                message: m.into(),
+            });
+            items.push((id, name, outcome));
+        }
+        let mut waiter = Waiter { slot, goal, items };
+        if !wait {
+            for (id, name, outcome) in &mut waiter.items {
+                if outcome.is_none() {
+                    let state = self.instances[*id]
+                        .as_ref()
+                        .map_or("gone", |i| i.core.state().as_str());
+                    *outcome = Some(Outcome {
+                        name: name.clone(),
+                        ok: true,
+                        message: format!("{state} (not waiting)"),
+                    });
+                }
+            }
+        }
+        self.settle(&mut waiter);
+        if waiter.items.iter().all(|(_, _, o)| o.is_some()) {
+            return Some(outcomes(waiter));
+        }
+        if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+            c.waiting = true;
+        }
+        self.waiters.push(waiter);
+        None
+    }
+
+    /// Decide the outcome of every item whose transition has ended.
+    fn settle(&self, waiter: &mut Waiter) {
+        for (id, _name, outcome) in &mut waiter.items {
+            if outcome.is_some() {
+                continue;
+            }
+            let Some(inst) = self.instances[*id].as_ref() else {
+                *outcome = Some(fail(_name, "removed by a reload"));
+                continue;
+            };
+            let c = &inst.core;
+            let reason = || c.last_error.clone().unwrap_or_default();
+            *outcome = match (waiter.goal, c.state()) {
+                (Goal::Up | Goal::Restarted, State::Running) => Some(Outcome {
+                    name: c.name.clone(),
+                    ok: true,
+                    message: if waiter.goal == Goal::Up {
+                        "started".into()
+                    } else {
+                        "restarted".into()
+                    },
+                }),
+                (Goal::Up | Goal::Restarted, State::Starting | State::Stopping) => None,
+                (Goal::Up | Goal::Restarted, State::Backoff) => {
+                    Some(fail(&c.name, &format!("failed to start: {}", reason())))
+                }
+                (Goal::Up | Goal::Restarted, State::Fatal) => {
+                    Some(fail(&c.name, &format!("fatal: {}", reason())))
+                }
+                (Goal::Up | Goal::Restarted, State::Exited) => Some(fail(
+                    &c.name,
+                    &format!(
+                        "exited with code {}",
+                        c.last_exit.map_or("?".into(), |x| x.to_string())
+                    ),
+                )),
+                (Goal::Up | Goal::Restarted, State::Stopped) => {
+                    Some(fail(&c.name, "stopped before it was running"))
+                }
+                (Goal::Up | Goal::Restarted, State::Scheduled) => Some(Outcome {
+                    name: c.name.clone(),
+                    ok: true,
+                    message: "scheduled".into(),
+                }),
+                (Goal::Down, s) if s.is_down() => Some(Outcome {
+                    name: c.name.clone(),
+                    ok: true,
+                    message: "stopped".into(),
+                }),
+                (Goal::Down, _) => None,
+            };
+        }
+    }
+
+    fn settle_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let mut waiters = std::mem::take(&mut self.waiters);
+        let mut done = Vec::new();
+        waiters.retain_mut(|w| {
+            self.settle(w);
+            if w.items.iter().all(|(_, _, o)| o.is_some()) {
+                done.push(std::mem::replace(
+                    w,
+                    Waiter {
+                        slot: w.slot,
+                        goal: w.goal,
+                        items: Vec::new(),
+                    },
+                ));
+                false
+            } else {
+                true
+            }
+        });
+        self.waiters = waiters;
+        for w in done {
+            let slot = w.slot;
+            self.reply(slot, outcomes(w));
+        }
+    }
+
+    fn signal(&mut self, signal: &str, names_: &[String]) -> Response {
+        let Some(sig) = crate::config::signal::parse(signal) else {
+            return Response::new(ResponseBody::Error {
+                message: format!("unknown signal {signal:?}"),
+                hint: Some("use a name such as TERM, HUP, USR1 (with or without SIG) or a number".into()),
+            });
+        };
+        let ids = match self.select(names_) {
+            Ok(ids) => ids,
+            Err(e) => return e,
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(inst) = self.instances[id].as_ref() else {
+                continue;
+            };
+            let c = &inst.core;
+            let outcome = match c.pid {
+                Some(pid) => match reap::signal_group(pid, sig) {
+                    Ok(()) => {
+                        log::info!(
+                            "{} signalled: sent {} to its group",
+                            c.name,
+                            crate::config::signal::name(sig)
+                        );
+                        Outcome {
+                            name: c.name.clone(),
+                            ok: true,
+                            message: format!("sent {}", crate::config::signal::name(sig)),
+                        }
+                    }
+                    Err(e) => fail(&c.name, &e),
+                },
+                None => fail(&c.name, "not running"),
+            };
+            out.push(outcome);
+        }
+        Response::new(ResponseBody::Outcomes { outcomes: out })
+    }
+
+    fn pids(&self, name: Option<String>) -> Response {
+        let Some(name) = name else {
+            return Response::new(ResponseBody::Pids {
+                daemon: Some(std::process::id()),
+                pids: Vec::new(),
+            });
+        };
+        match self.select(std::slice::from_ref(&name)) {
+            Ok(ids) => Response::new(ResponseBody::Pids {
+                daemon: Some(std::process::id()),
+                pids: ids
+                    .iter()
+                    .filter_map(|&id| self.instances[id].as_ref())
+                    .map(|i| (i.core.name.clone(), i.core.pid))
+                    .collect(),
+            }),
+            Err(e) => e,
+        }
+    }
+
+    // ----- shutdown and state -----
+
+    fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        let now = Instant::now();
+        // Stop in reverse display order; every stop runs in parallel with its own stoptime.
+        for id in self.ordered().into_iter().rev() {
+            self.feed(id, Input::Shutdown, now);
+        }
+    }
+
+    fn all_down(&self) -> bool {
+        self.instances
+            .iter()
+            .flatten()
+            .all(|i| i.core.state().is_down())
+    }
+
+    fn finish_shutdown(&mut self) {
+        // Drain what the last children wrote.
+        let slots: Vec<usize> = (0..self.slots.len())
+            .filter(|&s| matches!(self.slots[s], Some(Source::Capture(_))))
+            .collect();
+        for slot in slots {
+            self.pump(slot, usize::MAX);
+        }
+        self.save_state();
+        let waiters = std::mem::take(&mut self.shutdown_waiters);
+        for slot in waiters {
+            if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+                c.conn.send(&Response::new(ResponseBody::Done {
+                    message: "every job stopped; the daemon exits".into(),
+                }));
+                let _ = c.conn.flush();
+            }
+        }
+        let _ = std::fs::remove_file(&self.settings.socket);
+        log::info!("sup shutdown: every job stopped, exiting");
+        log::logger().flush();
+    }
+
+    fn save_state(&mut self) {
+        self.state_dirty = false;
+        let records = self
+            .ordered()
+            .into_iter()
+            .filter_map(|id| self.instances[id].as_ref())
+            .map(|i| state::Record {
+                name: i.core.name.clone(),
+                pgid: i.core.pgid,
+                start_ticks: i.start_ticks,
+                restarts: i.core.restarts,
+                want_up: i.core.want_up,
+            })
+            .collect();
+        let file = state::StateFile { instances: records };
+        if let Err(e) = state::save(&self.settings.state_path, &file) {
+            log::warn!(
+                "unable to write the state file {}: {e}",
+                self.settings.state_path.display()
+            );
+        }
+    }
+}
+
+fn fail(name: &str, message: &str) -> Outcome {
+    Outcome {
+        name: name.to_string(),
+        ok: false,
+        message: message.to_string(),
+    }
+}
+
+fn outcomes(w: Waiter) -> Response {
+    Response::new(ResponseBody::Outcomes {
+        outcomes: w.items.into_iter().filter_map(|(_, _, o)| o).collect(),
+    })
+}
+
+/// What to connect a stream to: a pipe into its log file, or nothing.
+fn stdio_for(
+    output: &Output,
+    instance: &str,
+    what: &str,
+) -> Result<(Option<std::fs::File>, Stdio), String> {
+    match output.path_for(instance) {
+        None => Ok((None, Stdio::Null)),
+        Some(path) => match output::open_log(&path) {
+            Ok(file) => Ok((Some(file), Stdio::Pipe)),
+            Err(e) => Err(format!(
+                "unable to open its {what} log {}: {e}",
+                path.display()
+            )),
+        },
+    }
+}
