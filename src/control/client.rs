@@ -54,11 +54,6 @@ impl Conn {
         })
     }
 
-    /// The socket this connection was made to, for messages.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Send `req` and read its one answer. `timeout` bounds the wait for the answer: `None` for
     /// requests that wait on the outcome of a transition (start, stop, shutdown), which may
     /// legitimately take as long as the jobs' `stoptime`.
