@@ -1,8 +1,532 @@
-//! The client commands: one implementation for the CLI and (later) the shell.
+//! The client commands: find the socket, send the request, print the answer. One
+//! implementation (`execute`) for the CLI and, later, the shell; `run` adds only what a
+//! one-shot process needs (socket resolution, stdout, Ctrl-C for `tail -f`).
+//!
+//! How each answer reads is in `status` and `report`; terminal concerns are in `output`; the
+//! transport is `crate::control::client`. Exit codes stay with `main`: this module returns
+//! `Outcome::Partial` when a command worked but not everything reached the wanted state.
+
+pub mod output;
+pub mod report;
+pub mod status;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::cli::{Command, Global};
+use crate::config;
+use crate::control::client::{cause, Conn};
+use crate::control::proto::{Request, RequestBody, ResponseBody};
 use crate::fail::{Fail, Outcome};
+use crate::paths::{self, Env};
+use output::Sink;
+use report::Report;
 
-pub fn run(_global: &Global, _command: Command) -> Result<Outcome, Fail> {
-    Err(Fail::new("client commands are not built yet"))
+/// How long a request that does not wait on jobs may take to be answered. The daemon answers
+/// those from memory, so a long silence means it is stuck, and saying so beats hanging.
+const QUICK: Duration = Duration::from_secs(30);
+
+pub fn run(global: &Global, command: Command) -> Result<Outcome, Fail> {
+    let mut conn = Conn::connect(&socket_path(global))?;
+    if let Command::Tail { follow: true, .. } = command {
+        close_on_interrupt(&conn)?;
+    }
+    let colour = output::colour_for_stdout();
+    let mut stdout = io::stdout().lock();
+    let mut stderr = io::stderr().lock();
+    execute(&mut conn, command, colour, &mut stdout, &mut stderr)
+}
+
+/// The socket a client should use. `daemon.socket` from the config counts only when neither
+/// `--socket` nor `$SUP_SOCKET` is set, so the config is not even read in that case. A config
+/// that cannot be loaded is ignored: the client only needs the socket, and the defaults may
+/// well be right (`sup check` is the place to hear about config errors).
+pub fn socket_path(global: &Global) -> PathBuf {
+    let env = Env::from_process();
+    let configured = if global.socket.is_none() && env.sup_socket.is_none() {
+        configured_socket(global, &env)
+    } else {
+        None
+    };
+    paths::socket_path(global.socket.as_deref(), configured.as_deref(), &env)
+}
+
+fn configured_socket(global: &Global, env: &Env) -> Option<PathBuf> {
+    let cfg = config::load(&paths::config_path(global.config.as_deref(), env)).ok()?;
+    // A relative socket in the config means beside the config, not beside the caller; an
+    // absolute one is kept as it is by `join`.
+    cfg.daemon.socket.map(|s| cfg.base_dir.join(s))
+}
+
+/// `tail -f` runs until the daemon closes the stream or the user interrupts. On SIGINT or
+/// SIGTERM, close the connection: the blocked read then sees end-of-file and the command ends
+/// through its normal path, with stdout flushed and the terminal untouched.
+fn close_on_interrupt(conn: &Conn) -> Result<(), Fail> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let closer = conn.closer()?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Fail::new(format!("cannot watch for Ctrl-C: {}", cause(&e))))?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            closer.close();
+        }
+    });
+    Ok(())
+}
+
+/// Run one client command over `conn`, writing its answer to `out` and per-item errors to
+/// `err`. A failure of the command as a whole is the returned `Fail`.
+pub fn execute(
+    conn: &mut Conn,
+    command: Command,
+    colour: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, Fail> {
+    let mut sink = Sink::new(out);
+    match command {
+        Command::Status { names, json } => {
+            let body = ask(conn, RequestBody::Status { names }, Some(QUICK))?;
+            let ResponseBody::Status { instances } = body else {
+                return Err(unexpected("status", &body));
+            };
+            if json {
+                let text = status::json(&instances)
+                    .map_err(|e| Fail::new(format!("cannot encode the status as JSON: {e}")))?;
+                sink.line(&text)?;
+            } else {
+                for line in status::lines(&instances, colour) {
+                    sink.line(&line)?;
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Start(t) => transition(
+            conn,
+            "start",
+            RequestBody::Start {
+                names: t.names,
+                wait: !t.no_wait,
+            },
+            !t.no_wait,
+            &mut sink,
+            err,
+        ),
+        Command::Stop(t) => transition(
+            conn,
+            "stop",
+            RequestBody::Stop {
+                names: t.names,
+                wait: !t.no_wait,
+            },
+            !t.no_wait,
+            &mut sink,
+            err,
+        ),
+        Command::Restart(t) => transition(
+            conn,
+            "restart",
+            RequestBody::Restart {
+                names: t.names,
+                wait: !t.no_wait,
+            },
+            !t.no_wait,
+            &mut sink,
+            err,
+        ),
+        Command::Signal { signal, names } => transition(
+            conn,
+            "signal",
+            RequestBody::Signal { signal, names },
+            false,
+            &mut sink,
+            err,
+        ),
+        Command::Reload { dry_run } => {
+            // Applying a reload may restart changed programs, which takes their stoptime.
+            let timeout = if dry_run { Some(QUICK) } else { None };
+            let body = ask(conn, RequestBody::Reload { dry_run }, timeout)?;
+            let ResponseBody::Reload { report } = body else {
+                return Err(unexpected("reload", &body));
+            };
+            let r = report::reload(&report);
+            let outcome = emit(&r, &mut sink, err)?;
+            if !r.errors.is_empty() {
+                let n = r.errors.len();
+                let _ = writeln!(
+                    err,
+                    "sup: {n} error{} in the new config; nothing changed, the running config stays in force",
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+            Ok(outcome)
+        }
+        Command::Pid { name } => {
+            let body = ask(conn, RequestBody::Pid { name: name.clone() }, Some(QUICK))?;
+            let ResponseBody::Pids { daemon, pids } = body else {
+                return Err(unexpected("pid", &body));
+            };
+            emit(
+                &report::pids(name.as_deref(), daemon, &pids),
+                &mut sink,
+                err,
+            )
+        }
+        Command::Tail {
+            follow,
+            lines,
+            stderr,
+            name,
+        } => tail(conn, name, lines, stderr, follow, &mut sink),
+        Command::Logreopen => {
+            let body = ask(conn, RequestBody::Logreopen, Some(QUICK))?;
+            let ResponseBody::Done { message } = body else {
+                return Err(unexpected("logreopen", &body));
+            };
+            sink.line(&message)?;
+            Ok(Outcome::Ok)
+        }
+        Command::Shutdown => {
+            conn.send(&Request::new(RequestBody::Shutdown))?;
+            // Stopping every job takes as long as the slowest stoptime.
+            conn.set_timeout(None)?;
+            match conn.next()? {
+                Some(resp) => match resp.body {
+                    ResponseBody::Done { message } => sink.line(&message)?,
+                    other => return Err(unexpected("shutdown", &other)),
+                },
+                // A daemon that exits before its answer is flushed has still done what we
+                // asked; the connection closing is the proof that it is gone.
+                None => sink.line("the daemon has shut down")?,
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Daemon(_) | Command::Check | Command::Shell | Command::Top => Err(Fail::new(
+            "this subcommand does not talk to a daemon over the control socket",
+        )),
+    }
+}
+
+/// Send one request and return the body of its answer.
+fn ask(
+    conn: &mut Conn,
+    body: RequestBody,
+    timeout: Option<Duration>,
+) -> Result<ResponseBody, Fail> {
+    Ok(conn.request(&Request::new(body), timeout)?.body)
+}
+
+/// start, stop, restart and signal all answer with per-instance outcomes.
+fn transition(
+    conn: &mut Conn,
+    cmd: &str,
+    body: RequestBody,
+    wait: bool,
+    sink: &mut Sink,
+    err: &mut dyn Write,
+) -> Result<Outcome, Fail> {
+    // Waiting on a stop can take as long as the jobs' stoptime; only `--no-wait` and signals
+    // are answered at once.
+    let timeout = if wait { None } else { Some(QUICK) };
+    let body = ask(conn, body, timeout)?;
+    let ResponseBody::Outcomes { outcomes } = body else {
+        return Err(unexpected(cmd, &body));
+    };
+    emit(&report::outcomes(&outcomes), sink, err)
+}
+
+fn tail(
+    conn: &mut Conn,
+    name: String,
+    lines: usize,
+    stderr: bool,
+    follow: bool,
+    sink: &mut Sink,
+) -> Result<Outcome, Fail> {
+    conn.send(&Request::new(RequestBody::Tail {
+        name,
+        lines,
+        stderr,
+        follow,
+    }))?;
+    // Following waits for new output for as long as the user likes; the first chunk of a
+    // plain tail comes from the daemon's files at once.
+    conn.set_timeout(if follow { None } else { Some(QUICK) })?;
+    while let Some(resp) = conn.next()? {
+        match resp.body {
+            ResponseBody::Output { data } => sink.raw(&data)?,
+            ResponseBody::Done { .. } => break,
+            other => return Err(unexpected("tail", &other)),
+        }
+        if sink.closed() {
+            break;
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Print a report: lines to stdout, errors to stderr in the same shape `main` uses.
+fn emit(r: &Report, sink: &mut Sink, err: &mut dyn Write) -> Result<Outcome, Fail> {
+    for line in &r.out {
+        sink.line(line)?;
+    }
+    for e in &r.errors {
+        // stderr going away is not worth failing over; the exit status still tells.
+        let _ = writeln!(err, "sup: error: {e}");
+    }
+    Ok(if r.complete {
+        Outcome::Ok
+    } else {
+        Outcome::Partial
+    })
+}
+
+/// An answer of the wrong kind means client and daemon disagree about the protocol even
+/// though the versions match: most likely two builds of the same version.
+fn unexpected(cmd: &str, body: &ResponseBody) -> Fail {
+    Fail::new(format!(
+        "the daemon answered `{cmd}` with a `{}` message",
+        kind(body)
+    ))
+    .hint("use the sup binary that matches the running daemon")
+}
+
+fn kind(body: &ResponseBody) -> &'static str {
+    match body {
+        ResponseBody::Error { .. } => "error",
+        ResponseBody::Status { .. } => "status",
+        ResponseBody::Outcomes { .. } => "outcomes",
+        ResponseBody::Pids { .. } => "pids",
+        ResponseBody::Reload { .. } => "reload",
+        ResponseBody::Output { .. } => "output",
+        ResponseBody::Done { .. } => "done",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Targets;
+    use crate::control::client::tests::{fake_daemon, line, TempDir};
+    use crate::control::proto::{self, ReloadReport};
+
+    /// Run `command` against a daemon that answers with `answers`; return the outcome, what
+    /// went to stdout and stderr, and the request line the daemon saw.
+    fn check(
+        command: Command,
+        answers: Vec<ResponseBody>,
+    ) -> (Result<Outcome, Fail>, String, String, String) {
+        let dir = TempDir::new("cmd");
+        let daemon = fake_daemon(&dir.sock(), answers.into_iter().map(line).collect());
+        let mut conn = Conn::connect(&dir.sock()).expect("connects");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let result = execute(&mut conn, command, false, &mut out, &mut err);
+        drop(conn);
+        let request = daemon.join().expect("daemon thread");
+        (
+            result,
+            String::from_utf8(out).expect("utf-8"),
+            String::from_utf8(err).expect("utf-8"),
+            request,
+        )
+    }
+
+    fn targets(names: &[&str], no_wait: bool) -> Targets {
+        Targets {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            no_wait,
+        }
+    }
+
+    #[test]
+    fn status_prints_aligned_lines() {
+        let (result, out, _, request) = check(
+            Command::Status {
+                names: vec!["web".into()],
+                json: false,
+            },
+            vec![ResponseBody::Status {
+                instances: status::tests::sample(),
+            }],
+        );
+        assert_eq!(result, Ok(Outcome::Ok));
+        assert_eq!(
+            request,
+            "{\"v\":1,\"cmd\":\"status\",\"names\":[\"web\"]}\n"
+        );
+        assert_eq!(out.lines().count(), 5);
+        assert!(out.contains("web:0   running  pid=4312  restarts=1"));
+    }
+
+    #[test]
+    fn status_json_is_one_line_of_the_array() {
+        let instances = status::tests::sample();
+        let (result, out, _, _) = check(
+            Command::Status {
+                names: vec![],
+                json: true,
+            },
+            vec![ResponseBody::Status {
+                instances: instances.clone(),
+            }],
+        );
+        assert_eq!(result, Ok(Outcome::Ok));
+        let parsed: Vec<proto::InstanceStatus> =
+            serde_json::from_str(out.trim_end()).expect("valid JSON");
+        assert_eq!(parsed, instances);
+        assert_eq!(out.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn an_unknown_name_fails_the_command_with_the_daemon_hint() {
+        let (result, out, _, _) = check(
+            Command::Status {
+                names: vec!["wbe".into()],
+                json: false,
+            },
+            vec![ResponseBody::Error {
+                message: "no program or instance named \"wbe\"".into(),
+                hint: Some("`sup status` lists them".into()),
+            }],
+        );
+        let fail = result.expect_err("unknown name");
+        assert_eq!(fail.hint.as_deref(), Some("`sup status` lists them"));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn start_waits_and_a_failed_instance_makes_it_partial() {
+        let (result, out, _, request) = check(
+            Command::Start(targets(&["web"], false)),
+            vec![ResponseBody::Outcomes {
+                outcomes: vec![
+                    proto::Outcome {
+                        name: "web:0".into(),
+                        ok: true,
+                        message: "started".into(),
+                    },
+                    proto::Outcome {
+                        name: "web:1".into(),
+                        ok: false,
+                        message: "spawn failed: no such file or directory".into(),
+                    },
+                ],
+            }],
+        );
+        assert_eq!(result, Ok(Outcome::Partial));
+        assert!(request.contains("\"wait\":true"));
+        assert_eq!(
+            out,
+            "web:0: started\nweb:1: ERROR spawn failed: no such file or directory\n"
+        );
+    }
+
+    #[test]
+    fn no_wait_asks_not_to_wait() {
+        let (result, _, _, request) = check(
+            Command::Stop(targets(&["all"], true)),
+            vec![ResponseBody::Outcomes { outcomes: vec![] }],
+        );
+        assert_eq!(result, Ok(Outcome::Ok));
+        assert_eq!(
+            request,
+            "{\"v\":1,\"cmd\":\"stop\",\"names\":[\"all\"],\"wait\":false}\n"
+        );
+    }
+
+    #[test]
+    fn reload_errors_go_to_stderr_and_fail() {
+        let (result, out, err, _) = check(
+            Command::Reload { dry_run: false },
+            vec![ResponseBody::Reload {
+                report: ReloadReport {
+                    errors: vec!["sup.yaml:2:3: programs.x: unknown key \"cmdd\"".into()],
+                    ..ReloadReport::default()
+                },
+            }],
+        );
+        assert_eq!(result, Ok(Outcome::Partial));
+        assert!(out.is_empty());
+        assert!(err.starts_with("sup: error: sup.yaml:2:3: programs.x: unknown key \"cmdd\"\n"));
+        assert!(err.contains("the running config stays in force"));
+    }
+
+    #[test]
+    fn pid_of_a_stopped_instance_exits_one() {
+        let (result, out, err, _) = check(
+            Command::Pid {
+                name: Some("web".into()),
+            },
+            vec![ResponseBody::Pids {
+                daemon: Some(1),
+                pids: vec![("web".into(), None)],
+            }],
+        );
+        assert_eq!(result, Ok(Outcome::Partial));
+        assert!(out.is_empty());
+        assert_eq!(err, "sup: error: web: not running\n");
+    }
+
+    #[test]
+    fn tail_prints_chunks_as_they_come_until_the_end() {
+        let (result, out, _, request) = check(
+            Command::Tail {
+                follow: true,
+                lines: 2,
+                stderr: true,
+                name: "web".into(),
+            },
+            vec![
+                ResponseBody::Output {
+                    data: "a\nb\n".into(),
+                },
+                ResponseBody::Output {
+                    data: "partial".into(),
+                },
+                ResponseBody::Output {
+                    data: " line\n".into(),
+                },
+            ],
+        );
+        assert_eq!(result, Ok(Outcome::Ok));
+        assert_eq!(out, "a\nb\npartial line\n");
+        assert_eq!(
+            request,
+            "{\"v\":1,\"cmd\":\"tail\",\"name\":\"web\",\"lines\":2,\"stderr\":true,\"follow\":true}\n"
+        );
+    }
+
+    #[test]
+    fn a_wrong_kind_of_answer_is_named() {
+        let (result, _, _, _) = check(
+            Command::Logreopen,
+            vec![ResponseBody::Status { instances: vec![] }],
+        );
+        assert_eq!(
+            result.expect_err("wrong kind").message,
+            "the daemon answered `logreopen` with a `status` message"
+        );
+    }
+
+    #[test]
+    fn shutdown_prints_the_daemon_message() {
+        let (result, out, _, _) = check(
+            Command::Shutdown,
+            vec![ResponseBody::Done {
+                message: "stopping 3 instances, then exiting".into(),
+            }],
+        );
+        assert_eq!(result, Ok(Outcome::Ok));
+        assert_eq!(out, "stopping 3 instances, then exiting\n");
+    }
+
+    #[test]
+    fn explicit_socket_wins_without_reading_the_config() {
+        let global = Global {
+            socket: Some(PathBuf::from("/x/y.sock")),
+            config: Some(PathBuf::from("/nonexistent/sup.yaml")),
+        };
+        assert_eq!(socket_path(&global), PathBuf::from("/x/y.sock"));
+    }
 }

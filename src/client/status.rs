@@ -1,0 +1,259 @@
+//! How `sup status` reads: one aligned line per instance, and `--json` as the daemon's
+//! `InstanceStatus` list, unchanged. Pure functions of the answer, so they are tested without a
+//! daemon or a terminal.
+
+use crate::client::output::{paint, Style};
+use crate::control::proto::InstanceStatus;
+
+/// The columns, in order. A field that does not apply leaves its cell empty, and the cell is
+/// still padded so that the fields after it line up with the rows that have it.
+const COLUMNS: usize = 7;
+
+/// One line per instance, columns aligned. Columns empty in every row are left out, and no
+/// line ends in spaces.
+pub fn lines(instances: &[InstanceStatus], colour: bool) -> Vec<String> {
+    let rows: Vec<[String; COLUMNS]> = instances.iter().map(cells).collect();
+    let mut widths = [0usize; COLUMNS];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .zip(instances)
+        .map(|(row, inst)| {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if widths[i] == 0 {
+                    continue;
+                }
+                if !line.is_empty() {
+                    line.push_str("  ");
+                }
+                // Pad outside the colour codes: they take no room on screen.
+                let shown = if i == 1 {
+                    paint(cell, state_style(inst), colour)
+                } else {
+                    cell.clone()
+                };
+                line.push_str(&shown);
+                let pad = widths[i] - cell.chars().count();
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+            line.truncate(line.trim_end().len());
+            line
+        })
+        .collect()
+}
+
+/// `--json`: the daemon's array on one line, re-encoded from the wire type, so scripts see the
+/// contract's fields in the contract's order. (Fields a newer daemon adds are not in
+/// `InstanceStatus` and drop out; a version bump is what announces them.)
+pub fn json(instances: &[InstanceStatus]) -> Result<String, serde_json::Error> {
+    serde_json::to_string(instances)
+}
+
+fn cells(s: &InstanceStatus) -> [String; COLUMNS] {
+    let pid = s.pid.map(|p| format!("pid={p}")).unwrap_or_default();
+    let last_exit = s
+        .last_exit
+        .map(|c| format!("last_exit={c}"))
+        .unwrap_or_default();
+    // One time column: what is most useful to know about "when" in this state.
+    let when = if let Some(secs) = s.next_restart_in.filter(|_| s.state == "backoff") {
+        format!("next_start_in={}", human_duration(secs.ceil()))
+    } else if let Some(secs) = s.uptime_s {
+        format!("uptime={}", human_duration(secs))
+    } else if let Some(at) = &s.next_run {
+        format!("next_run={at}")
+    } else {
+        String::new()
+    };
+    let reason = s
+        .reason
+        .as_ref()
+        .map(|r| format!("({r})"))
+        .unwrap_or_default();
+    [
+        s.name.clone(),
+        s.state.clone(),
+        pid,
+        format!("restarts={}", s.restarts),
+        last_exit,
+        when,
+        reason,
+    ]
+}
+
+fn state_style(s: &InstanceStatus) -> Style {
+    match s.state.as_str() {
+        "running" => Style::Green,
+        "starting" | "stopping" | "backoff" => Style::Yellow,
+        "fatal" => Style::Red,
+        // The client does not know `exitcodes`; a non-zero code or a stated reason is the
+        // best sign it has that the exit was not the expected one.
+        "exited" if s.reason.is_some() || s.last_exit.is_some_and(|c| c != 0) => Style::Red,
+        "stopped" => Style::Dim,
+        _ => Style::Plain,
+    }
+}
+
+/// Seconds in the two largest units that matter: `45s`, `3m12s`, `2h5m`, `3d4h`. A zero
+/// second part is left out (`3m`, not `3m0s`).
+pub fn human_duration(secs: f64) -> String {
+    // Negative or NaN would only come from a confused peer; show it as no time at all.
+    let total = if secs.is_finite() && secs > 0.0 {
+        secs as u64
+    } else {
+        0
+    };
+    let (d, h, m, s) = (
+        total / 86_400,
+        total % 86_400 / 3600,
+        total % 3600 / 60,
+        total % 60,
+    );
+    let two = |big: u64, bu: &str, small: u64, su: &str| {
+        if small == 0 {
+            format!("{big}{bu}")
+        } else {
+            format!("{big}{bu}{small}{su}")
+        }
+    };
+    if d > 0 {
+        two(d, "d", h, "h")
+    } else if h > 0 {
+        two(h, "h", m, "m")
+    } else if m > 0 {
+        two(m, "m", s, "s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn inst(name: &str, state: &str) -> InstanceStatus {
+        InstanceStatus {
+            name: name.into(),
+            program: name.split(':').next().unwrap_or(name).into(),
+            state: state.into(),
+            pid: None,
+            restarts: 0,
+            last_exit: None,
+            uptime_s: None,
+            next_run: None,
+            next_restart_in: None,
+            reason: None,
+        }
+    }
+
+    pub(crate) fn sample() -> Vec<InstanceStatus> {
+        let mut api = inst("api", "backoff");
+        api.restarts = 3;
+        api.last_exit = Some(1);
+        api.next_restart_in = Some(3.2);
+        api.reason = Some("exited with 1 after 0.2s".into());
+        let mut db = inst("db", "fatal");
+        db.restarts = 3;
+        db.reason = Some("spawn failed: /usr/bin/dbd: no such file or directory".into());
+        let mut web0 = inst("web:0", "running");
+        web0.pid = Some(4312);
+        web0.restarts = 1;
+        web0.last_exit = Some(0);
+        web0.uptime_s = Some(192.4);
+        let mut web1 = inst("web:1", "running");
+        web1.pid = Some(98);
+        web1.uptime_s = Some(7530.0);
+        let worker = inst("worker", "stopped");
+        vec![api, db, web0, web1, worker]
+    }
+
+    #[test]
+    fn columns_line_up_and_missing_fields_leave_room() {
+        let got = lines(&sample(), false);
+        let want = [
+            "api     backoff            restarts=3  last_exit=1  next_start_in=4s  (exited with 1 after 0.2s)",
+            "db      fatal              restarts=3                                 (spawn failed: /usr/bin/dbd: no such file or directory)",
+            "web:0   running  pid=4312  restarts=1  last_exit=0  uptime=3m12s",
+            "web:1   running  pid=98    restarts=0               uptime=2h5m",
+            "worker  stopped            restarts=0",
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn columns_nobody_has_take_no_room() {
+        let got = lines(&[inst("a", "stopped"), inst("bb", "stopped")], false);
+        assert_eq!(got, ["a   stopped  restarts=0", "bb  stopped  restarts=0"]);
+    }
+
+    #[test]
+    fn states_are_coloured_only_when_asked_and_padding_stays_outside() {
+        let got = lines(&sample(), true);
+        assert!(
+            got[0].starts_with("api     \x1b[33mbackoff\x1b[0m  "),
+            "{:?}",
+            got[0]
+        );
+        assert!(got[1].contains("\x1b[31mfatal\x1b[0m    "), "{:?}", got[1]);
+        assert!(got[2].contains("\x1b[32mrunning\x1b[0m  pid=4312"));
+        assert_eq!(
+            got[4],
+            "worker  \x1b[2mstopped\x1b[0m            restarts=0"
+        );
+        assert!(lines(&sample(), false).iter().all(|l| !l.contains('\x1b')));
+    }
+
+    #[test]
+    fn a_scheduled_job_shows_its_next_run() {
+        let mut s = inst("backup", "scheduled");
+        s.last_exit = Some(0);
+        s.next_run = Some("2025-01-01T03:00:00+00:00".into());
+        assert_eq!(
+            lines(&[s], false),
+            ["backup  scheduled  restarts=0  last_exit=0  next_run=2025-01-01T03:00:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn durations_read_like_people_say_them() {
+        let cases = [
+            (0.0, "0s"),
+            (0.7, "0s"),
+            (45.0, "45s"),
+            (60.0, "1m"),
+            (192.4, "3m12s"),
+            (3600.0, "1h"),
+            (7530.0, "2h5m"),
+            (86_400.0 * 3.0 + 4.0 * 3600.0 + 59.0, "3d4h"),
+            (-5.0, "0s"),
+            (f64::NAN, "0s"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(human_duration(secs), want, "{secs}");
+        }
+    }
+
+    #[test]
+    fn json_is_the_daemon_array_verbatim() {
+        let mut web = inst("web:0", "running");
+        web.pid = Some(4312);
+        web.restarts = 1;
+        web.last_exit = Some(0);
+        web.uptime_s = Some(192.4);
+        let text = json(&[web, inst("w:10", "stopped")]).expect("encodes");
+        assert_eq!(
+            text,
+            concat!(
+                r#"[{"name":"web:0","program":"web","state":"running","pid":4312,"restarts":1,"#,
+                r#""last_exit":0,"uptime_s":192.4,"next_run":null,"next_restart_in":null,"reason":null},"#,
+                r#"{"name":"w:10","program":"w","state":"stopped","pid":null,"restarts":0,"#,
+                r#""last_exit":null,"uptime_s":null,"next_run":null,"next_restart_in":null,"reason":null}]"#
+            )
+        );
+        assert!(!text.contains('\n'));
+    }
+}
