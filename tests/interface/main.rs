@@ -1,0 +1,9 @@
+//! Integration tests: the real `sup daemon`, real children, observed effects. Modules are
+//! named after the sections of INTERFACE.md they hold the project to.
+
+mod sandbox;
+
+mod each_child;
+mod states;
+mod subcommands;
+mod when_the_daemon_dies;

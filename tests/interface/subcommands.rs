@@ -1,0 +1,125 @@
+//! INTERFACE.md "Subcommands": exit statuses and messages of the client commands.
+
+use crate::sandbox::{alive, Sandbox};
+
+#[test]
+fn start_stop_restart_report_per_instance_and_are_idempotent() {
+    let mut sb = Sandbox::with_programs(
+        "cmds",
+        r#"
+  svc:
+    cmd: "sleep 1000"
+    numprocs: 2
+    starttime: 0.1
+  idle:
+    cmd: "sleep 1000"
+    autostart: false
+    starttime: 0.1
+"#,
+    );
+    sb.start();
+    sb.wait_state("svc:1", "running");
+    assert_eq!(sb.state("idle"), "stopped");
+
+    let out = sb.sup_ok(&["start", "svc:0"]);
+    assert!(out.contains("already running"), "{out}");
+    let out = sb.sup_ok(&["stop", "idle"]);
+    assert!(out.contains("not running"), "{out}");
+
+    let out = sb.sup_ok(&["start", "idle"]);
+    assert!(out.contains("idle: started"), "{out}");
+    assert_eq!(sb.state("idle"), "running");
+
+    let before = sb.pid("svc:1").expect("pid");
+    let out = sb.sup_ok(&["restart", "svc:1"]);
+    assert!(out.contains("svc:1: restarted"), "{out}");
+    let after = sb.pid("svc:1").expect("pid");
+    assert_ne!(before, after);
+    assert!(!alive(before));
+    // An operator's restart is not counted.
+    assert_eq!(sb.instance("svc:1")["restarts"], 0);
+
+    let out = sb.sup_ok(&["stop", "all"]);
+    assert_eq!(out.matches(": stopped").count(), 3, "{out}");
+}
+
+#[test]
+fn unknown_names_and_missing_daemons_exit_1() {
+    let mut sb = Sandbox::with_programs("unknown", "  a:\n    cmd: sleep 1000\n");
+    let out = sb.sup(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no daemon is listening on"), "{err}");
+    assert!(err.contains(&sb.socket().display().to_string()), "{err}");
+
+    sb.start();
+    let out = sb.sup(&["status", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    let out = sb.sup(&["stop", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = sb.sup(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn status_json_is_sorted_by_program_then_instance_number() {
+    let mut sb = Sandbox::with_programs(
+        "order",
+        "  w:\n    cmd: sleep 1000\n    numprocs: 11\n  a:\n    cmd: sleep 1000\n",
+    );
+    sb.start();
+    let names: Vec<String> = sb
+        .status()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    let mut expected = vec!["a".to_string()];
+    expected.extend((0..11).map(|i| format!("w:{i}")));
+    assert_eq!(names, expected);
+    let first = &sb.status()[0];
+    for key in ["name", "program", "state", "pid", "restarts", "last_exit", "uptime_s", "next_run"] {
+        assert!(first.get(key).is_some(), "missing {key} in {first}");
+    }
+}
+
+#[test]
+fn shutdown_stops_everything_and_the_daemon_exits_0() {
+    let mut sb = Sandbox::with_programs(
+        "shutdown",
+        "  s:\n    cmd: sleep 1000\n    numprocs: 3\n    starttime: 0\n",
+    );
+    sb.start();
+    sb.wait_state("s:2", "running");
+    let pids: Vec<u32> = (0..3).filter_map(|i| sb.pid(&format!("s:{i}"))).collect();
+    sb.sup_ok(&["shutdown"]);
+    assert_eq!(sb.wait_daemon_exit(), Some(0));
+    for p in pids {
+        assert!(!alive(p));
+    }
+    assert!(sb.log().contains("shutdown"));
+    let out = sb.sup(&["shutdown"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn sigterm_stops_every_job_and_exits_0() {
+    let mut sb = Sandbox::with_programs("sigterm", "  s:\n    cmd: sleep 1000\n    starttime: 0\n");
+    sb.start();
+    let pid = sb.wait_state("s", "running")["pid"].as_u64().expect("pid") as u32;
+    crate::sandbox::kill(sb.daemon_pid(), 15);
+    assert_eq!(sb.wait_daemon_exit(), Some(0));
+    assert!(!alive(pid));
+}
+
+#[test]
+fn two_hundred_instances_all_reach_running() {
+    let mut sb = Sandbox::with_programs(
+        "many",
+        "  many:\n    cmd: sleep 1000\n    numprocs: 200\n    starttime: 0.5\n",
+    );
+    sb.start();
+    sb.wait_for("200 running", || {
+        sb.status().iter().filter(|i| i["state"] == "running").count() == 200
+    });
+}

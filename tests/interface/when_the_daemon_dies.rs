@@ -1,0 +1,120 @@
+//! INTERFACE.md "When the daemon dies", plus the daemon as a process: pidfile, zombies,
+//! idle cost.
+
+use crate::sandbox::{alive, kill, Sandbox};
+
+#[test]
+fn a_second_daemon_is_refused_naming_the_first() {
+    let mut sb = Sandbox::with_programs("second", "  a:\n    cmd: sleep 1000\n");
+    sb.start();
+    let out = sb.run_second_daemon();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&sb.daemon_pid().to_string()), "{err}");
+    sb.sup_ok(&["status"]);
+}
+
+#[test]
+fn kill_9_of_the_daemon_leaves_nothing_and_the_next_one_cleans_up() {
+    let mut sb = Sandbox::with_programs(
+        "orphans",
+        r#"
+  plain:
+    cmd: "sleep 1000"
+    starttime: 0
+  family:
+    cmd: ["sh", "-c", "sleep 1000 & echo $! > $OUT/grandchild; wait"]
+    starttime: 0
+  parked:
+    cmd: "sleep 1000"
+    starttime: 0
+"#,
+    );
+    sb.start();
+    sb.wait_state("plain", "running");
+    sb.wait_state("family", "running");
+    sb.wait_state("parked", "running");
+    sb.sup_ok(&["stop", "parked"]);
+    sb.wait_for("grandchild pid", || !sb.read("grandchild").trim().is_empty());
+    let grandchild: u32 = sb.read("grandchild").trim().parse().expect("pid");
+    let plain = sb.pid("plain").expect("pid");
+    let family = sb.pid("family").expect("pid");
+
+    kill(sb.daemon_pid(), 9);
+    sb.kill_daemon_hard();
+    // Direct children die with the daemon (parent-death signal).
+    sb.wait_for("children to die with the daemon", || !alive(plain) && !alive(family));
+    // The grandchild escaped the parent-death signal; the next daemon kills its group.
+    sb.start();
+    sb.wait_for("the leftover grandchild to be killed", || !alive(grandchild));
+    assert!(sb.log().contains("left behind by a previous daemon"), "{}", sb.log());
+    // Operator intent survives: `parked` was stopped and stays stopped.
+    sb.wait_state("plain", "running");
+    assert_eq!(sb.state("parked"), "stopped");
+}
+
+#[test]
+fn no_zombies_after_200_quick_exits() {
+    let mut sb = Sandbox::with_programs(
+        "zombies",
+        r#"
+  blip:
+    cmd: ["sh", "-c", "sleep 0.01 & exit 0"]
+    autorestart: always
+    starttime: 0
+"#,
+    );
+    sb.start();
+    sb.wait_for("200 restarts", || {
+        sb.instance("blip")["restarts"].as_u64().unwrap_or(0) >= 200
+            || sb.log().matches("blip spawned").count() >= 200
+    });
+    let zombies = zombie_children(sb.daemon_pid());
+    assert!(zombies.len() <= 2, "zombies: {zombies:?}");
+}
+
+fn zombie_children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") && f.get(1) == Some(&parent.to_string().as_str()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn switches(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn an_idle_daemon_with_100_jobs_makes_no_wakeups() {
+    let mut sb = Sandbox::with_programs(
+        "idle",
+        "  idle:\n    cmd: sleep 100000\n    numprocs: 100\n    starttime: 0.2\n",
+    );
+    sb.start();
+    sb.wait_for("100 running", || {
+        sb.status().iter().filter(|i| i["state"] == "running").count() == 100
+    });
+    let pid = sb.daemon_pid();
+    // Let the last status connection's close be processed, then measure.
+    let before = switches(pid);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let after = switches(pid);
+    // The status client's disconnection may cost one wakeup; a tick would cost dozens.
+    assert!(after - before <= 1, "{} wakeups in 3 s", after - before);
+}
