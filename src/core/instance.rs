@@ -559,3 +559,7 @@ impl Instance {
 fn signal_name(s: Signal) -> String {
     crate::config::signal::name(s)
 }
+
+#[cfg(test)]
+#[path = "instance_tests.rs"]
+mod tests;
