@@ -258,7 +258,7 @@ impl Instance {
                 if spec.starttime.is_zero() {
                     self.become_running(out);
                 } else {
-                    self.deadline = Some(now + spec.starttime);
+                    self.deadline = Some(later(now, spec.starttime));
                 }
             }
             (P::Starting, I::SpawnFailed { reason }) => {
@@ -546,7 +546,7 @@ impl Instance {
             out.push(Action::Log(Event::Stopped));
             return;
         };
-        let kill_at = now + spec.stoptime;
+        let kill_at = later(now, spec.stoptime);
         self.phase = Phase::Stopping {
             leader_gone: false,
             killed: false,
@@ -574,6 +574,15 @@ impl Instance {
         self.restarts = restarts;
         self.want_up = want_up;
     }
+}
+
+/// `now + d`, but a duration too long for the clock (a config value in the billions of years)
+/// gives a deadline a century away instead of a panic: the core never dies on its input.
+fn later(now: Instant, d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(d)
+        .or_else(|| now.checked_add(CENTURY))
+        .unwrap_or(now)
 }
 
 fn signal_name(s: Signal) -> String {

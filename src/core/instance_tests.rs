@@ -1131,6 +1131,28 @@ fn start_when_already_up_changes_nothing() {
     assert_eq!(run.inst.pid, Some(7));
 }
 
+#[test]
+fn durations_too_long_for_the_clock_do_not_panic() {
+    let mut run = Run::new(spec_with(|s| {
+        s.starttime = Duration::MAX;
+        s.stoptime = Duration::MAX;
+    }));
+    let mut out = Vec::new();
+    for input in [
+        I::Start,
+        I::Spawned { pid: 7 },
+        I::Deadline,
+        I::Stop,
+        I::Deadline,
+    ] {
+        let now = run.at(1000);
+        run.inst.step(&run.spec, now, input, &mut out);
+    }
+    assert_eq!(run.inst.state(), S::Stopping);
+    assert!(run.inst.deadline.is_some_and(|d| d > run.at(1000)));
+    assert!(!out.iter().any(|a| matches!(a, Action::Log(Event::Bug(_)))));
+}
+
 // --- inputs that cannot happen ---
 
 /// Feed `input` at `ms` and check that it is logged as a bug and changes nothing.
