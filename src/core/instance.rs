@@ -8,6 +8,8 @@
 //! - stopped/exited/fatal + start → starting (spawn): an operator asked; failed starts reset so a
 //!   `fatal` program gets its full `startretries` again.
 //! - starting + spawned → starting, deadline at `starttime` (or running at once when it is 0).
+//! - starting + a second spawned/spawn failed, or an exit before any spawn → a `bug` event: one
+//!   spawn gets one answer, and a second pid would leave a process nobody watches.
 //! - starting + spawn failed / exited → backoff with a growing delay, or fatal once more than
 //!   `startretries` starts failed in a row: it never came up, retrying fast would only spin.
 //! - starting + deadline → running: it stayed up `starttime`; failed starts reset.
@@ -17,9 +19,13 @@
 //! - backoff + stop → stopped: there is no process to signal.
 //! - starting/running + stop → stopping: `stopsignal` to the group, deadline at `stoptime`.
 //! - stopping + deadline → SIGKILL to the group ("killed"), then re-check until it is empty.
+//!   A deadline that comes early (before the one armed) does nothing, so SIGKILL is resent
+//!   only once a second.
 //! - stopping + leader exited → still stopping until the group is empty; stragglers get the
-//!   rest of `stoptime`, then SIGKILL. Nothing the job started outlives a stop.
+//!   rest of `stoptime`, then SIGKILL (at once if `stoptime` already passed while the exit was
+//!   on its way). Nothing the job started outlives a stop.
 //! - stopping + group empty → stopped, or starting when a start/restart was queued meanwhile.
+//! - any deadline that comes before the armed one (early or stale) → nothing.
 //! - any + an input that cannot happen there → a `bug` event; the state is left alone.
 
 use std::time::{Duration, Instant};
@@ -236,6 +242,14 @@ impl Instance {
                 self.begin_stop(spec, now, true, out);
             }
             (P::Starting | P::Running, I::Shutdown) => self.begin_stop(spec, now, false, out),
+            // One spawn gets one answer: a second one would lose track of a live process.
+            (P::Starting, i @ (I::Spawned { .. } | I::SpawnFailed { .. }))
+                if self.pid.is_some() =>
+            {
+                self.bug(&i, out)
+            }
+            // Nothing was spawned yet, so nothing can have exited.
+            (P::Starting, i @ I::Exited(_)) if self.pid.is_none() => self.bug(&i, out),
             (P::Starting, I::Spawned { pid }) => {
                 self.pid = Some(pid);
                 self.pgid = Some(pid);
@@ -244,7 +258,7 @@ impl Instance {
                 if spec.starttime.is_zero() {
                     self.become_running(out);
                 } else {
-                    self.deadline = Some(now + spec.starttime);
+                    self.deadline = Some(later(now, spec.starttime));
                 }
             }
             (P::Starting, I::SpawnFailed { reason }) => {
@@ -354,10 +368,12 @@ impl Instance {
                     killed,
                     kill_at,
                 };
+                // `max(now)`: the exit may be reported after `kill_at` passed, before its
+                // deadline fired; the kill is then due now, not in the past.
                 self.deadline = Some(if killed {
                     now + GROUP_RECHECK
                 } else {
-                    kill_at.min(now + GROUP_RECHECK)
+                    kill_at.min(now + GROUP_RECHECK).max(now)
                 });
                 if let Some(pgid) = self.pgid {
                     out.push(Action::CheckGroup { pgid });
@@ -371,6 +387,10 @@ impl Instance {
                 },
                 I::Deadline,
             ) => {
+                if self.deadline.is_some_and(|d| now < d) {
+                    // Early or stale: a resend of SIGKILL or a re-check is not due yet.
+                    return;
+                }
                 let Some(pgid) = self.pgid else {
                     return self.bug(&I::Deadline, out);
                 };
@@ -526,7 +546,7 @@ impl Instance {
             out.push(Action::Log(Event::Stopped));
             return;
         };
-        let kill_at = now + spec.stoptime;
+        let kill_at = later(now, spec.stoptime);
         self.phase = Phase::Stopping {
             leader_gone: false,
             killed: false,
@@ -556,6 +576,19 @@ impl Instance {
     }
 }
 
+/// `now + d`, but a duration too long for the clock (a config value in the billions of years)
+/// gives a deadline a century away instead of a panic: the core never dies on its input.
+fn later(now: Instant, d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(d)
+        .or_else(|| now.checked_add(CENTURY))
+        .unwrap_or(now)
+}
+
 fn signal_name(s: Signal) -> String {
     crate::config::signal::name(s)
 }
+
+#[cfg(test)]
+#[path = "instance_tests.rs"]
+mod tests;
