@@ -483,10 +483,14 @@ impl Instance {
         let code = status.as_last_exit();
         self.last_exit = Some(code);
         self.pid = None;
-        out.push(Action::Log(Event::Exited {
-            status,
-            expected: spec.exitcodes.contains(&code),
-        }));
+        // An exit we asked for is expected whatever its code; one before `starttime` is a
+        // failed start whatever its code; otherwise `exitcodes` decides.
+        let expected = match self.phase {
+            Phase::Stopping { .. } => true,
+            Phase::Starting => false,
+            _ => spec.exitcodes.contains(&code),
+        };
+        out.push(Action::Log(Event::Exited { status, expected }));
         if !matches!(self.phase, Phase::Stopping { .. }) {
             if let Some(pgid) = self.pgid.take() {
                 out.push(Action::Signal {
