@@ -1,6 +1,12 @@
 //! The daemon: the only part of sup that makes syscalls while running. `event_loop` owns the
 //! mio loop; the other modules are its hands (spawning, reaping, output, pidfile, state file).
 
+pub mod output;
+pub mod reap;
+pub mod spawn;
+#[cfg(test)]
+mod testutil;
+
 use crate::cli::{DaemonArgs, Global};
 use crate::fail::Fail;
 
