@@ -2,6 +2,7 @@
 //! mio loop; the other modules are its hands (spawning, reaping, output, pidfile, state file).
 
 pub mod output;
+pub mod pidfile;
 pub mod reap;
 pub mod spawn;
 #[cfg(test)]
