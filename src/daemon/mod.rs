@@ -5,6 +5,7 @@ pub mod output;
 pub mod pidfile;
 pub mod reap;
 pub mod spawn;
+pub mod state;
 #[cfg(test)]
 mod testutil;
 
