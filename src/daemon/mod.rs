@@ -18,6 +18,14 @@ use std::path::Path;
 use nix::sys::signal::{SigSet, Signal as NixSignal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+pub mod output;
+pub mod pidfile;
+pub mod reap;
+pub mod spawn;
+pub mod state;
+#[cfg(test)]
+mod testutil;
+
 use crate::cli::{DaemonArgs, Global};
 use crate::fail::Fail;
 use crate::paths;

@@ -1,0 +1,187 @@
+//! Children and their process groups: reaping exit statuses, probing and signalling a group,
+//! and becoming the subreaper of everything the jobs start.
+//!
+//! What to do with a status (which instance it belongs to, what the state machine makes of it)
+//! is the loop's business; this file only talks to the kernel.
+
+use nix::errno::Errno;
+use nix::libc;
+
+use crate::config::Signal;
+use crate::core::ExitStatus;
+
+/// Reap every child that has ended, until none is left to reap right now.
+///
+/// Waits for any child (`waitpid(-1)`): once the daemon is a subreaper, orphaned grandchildren
+/// land here too, and their pids match no instance; the loop ignores those. Stopped and continued
+/// children are not reported (they are not ends).
+pub fn reap_all() -> Vec<(u32, ExitStatus)> {
+    reap_matching(-1)
+}
+
+/// `waitpid(which, WNOHANG)` until nothing more is ready. `which` follows waitpid: -1 any
+/// child, a pid that child, -PGID any child in that group.
+pub(crate) fn reap_matching(which: libc::pid_t) -> Vec<(u32, ExitStatus)> {
+    let mut reaped = Vec::new();
+    loop {
+        let mut status: libc::c_int = 0;
+        // libc directly rather than nix: nix turns a death by a signal it has no name for
+        // (a real-time one) into an error after the child is already reaped, losing the status.
+        // SAFETY: plain syscall writing into a local.
+        let pid = unsafe { libc::waitpid(which, &mut status, libc::WNOHANG) };
+        match pid {
+            0 => break, // children remain, none has ended yet
+            -1 => match Errno::last() {
+                Errno::EINTR => continue,
+                _ => break, // ECHILD: no child left
+            },
+            pid => {
+                if let Some(st) = decode(status) {
+                    reaped.push((pid as u32, st));
+                }
+            }
+        }
+    }
+    reaped
+}
+
+/// A raw wait status as an exit, or `None` for stopped/continued reports.
+pub(crate) fn decode(status: libc::c_int) -> Option<ExitStatus> {
+    if libc::WIFEXITED(status) {
+        Some(ExitStatus::Code(libc::WEXITSTATUS(status)))
+    } else if libc::WIFSIGNALED(status) {
+        Some(ExitStatus::Signaled(libc::WTERMSIG(status)))
+    } else {
+        None
+    }
+}
+
+/// A pgid we may address as `-pgid`. 0 would mean our own group and 1 (as -1) every process
+/// we may signal, so both are refused outright rather than trusted to callers.
+fn group_arg(pgid: u32) -> Option<libc::pid_t> {
+    match libc::pid_t::try_from(pgid) {
+        Ok(p) if p > 1 => Some(-p),
+        _ => None,
+    }
+}
+
+/// Whether the process group still has a member (`kill(-pgid, 0)`). EPERM means someone is
+/// there that we may not signal, which is still someone. Zombies count as members until they
+/// are reaped, so reap before asking.
+pub fn group_alive(pgid: u32) -> bool {
+    let Some(target) = group_arg(pgid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks for existence.
+    let r = unsafe { libc::kill(target, 0) };
+    r == 0 || Errno::last() != Errno::ESRCH
+}
+
+/// Send `signal` to every process in the group.
+pub fn signal_group(pgid: u32, signal: Signal) -> Result<(), String> {
+    let Some(target) = group_arg(pgid) else {
+        return Err(format!("process group {pgid}: refusing to signal it"));
+    };
+    // SAFETY: plain syscall; the target was checked to be a real group above.
+    if unsafe { libc::kill(target, signal.0) } == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "process group {pgid}: signal {}: {}",
+            signal.0,
+            errno_text(Errno::last())
+        ))
+    }
+}
+
+/// Make the daemon the subreaper of its descendants: a job's orphaned grandchildren are
+/// reparented to us rather than to init, so `reap_all` collects them and a stop can see the
+/// whole tree.
+pub fn become_subreaper() -> Result<(), String> {
+    // SAFETY: plain prctl with integer arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "unable to become a subreaper: {}",
+            errno_text(Errno::last())
+        ))
+    }
+}
+
+/// An errno as the lowercase phrase our messages use: `no such file or directory`.
+pub(crate) fn errno_text(e: Errno) -> String {
+    lower_first(e.desc())
+}
+
+/// An io::Error the same way, when it carries an errno.
+pub(crate) fn io_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => errno_text(Errno::from_raw(n)),
+        None => lower_first(&e.to_string()),
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::testutil::{wait_exit, Deadline};
+    use std::process::Command;
+    use std::time::Duration;
+
+    #[test]
+    fn exit_codes_and_signals_decode_like_waitpid_reports_them() {
+        let child = Command::new("sh").args(["-c", "exit 7"]).spawn();
+        let pid = child.map(|c| c.id()).unwrap_or(0);
+        assert_eq!(wait_exit(pid), ExitStatus::Code(7));
+
+        let child = Command::new("sh").args(["-c", "kill -KILL $$"]).spawn();
+        let pid = child.map(|c| c.id()).unwrap_or(0);
+        assert_eq!(wait_exit(pid), ExitStatus::Signaled(9));
+    }
+
+    #[test]
+    fn reaping_one_pid_returns_its_status_once() {
+        let pid = Command::new("true").spawn().map(|c| c.id()).unwrap_or(0);
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let mut got = Vec::new();
+        while got.is_empty() && !deadline.passed() {
+            got = reap_matching(pid as libc::pid_t);
+            std::thread::yield_now();
+        }
+        assert_eq!(got, vec![(pid, ExitStatus::Code(0))]);
+        assert!(reap_matching(pid as libc::pid_t).is_empty());
+    }
+
+    #[test]
+    fn a_group_is_alive_until_its_last_member_is_reaped() {
+        let mut cmd = Command::new("sleep");
+        std::os::unix::process::CommandExt::process_group(cmd.arg("30"), 0);
+        let pid = cmd.spawn().map(|c| c.id()).unwrap_or(0);
+        assert!(group_alive(pid));
+        assert_eq!(signal_group(pid, Signal(15)), Ok(()));
+        assert_eq!(wait_exit(pid), ExitStatus::Signaled(15));
+        assert!(!group_alive(pid));
+        assert!(signal_group(pid, Signal(15))
+            .unwrap_err()
+            .ends_with("no such process"));
+    }
+
+    #[test]
+    fn our_own_group_and_everyone_are_never_addressed() {
+        assert!(!group_alive(0));
+        assert!(!group_alive(1));
+        assert!(signal_group(0, Signal(0)).is_err());
+        assert!(signal_group(1, Signal(0)).is_err());
+        assert!(signal_group(u32::MAX, Signal(0)).is_err());
+    }
+}

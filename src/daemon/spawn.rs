@@ -1,0 +1,534 @@
+//! Starting one child the way INTERFACE.md's "Each child" promises: its own process group,
+//! stdin from /dev/null, stdout/stderr as asked, the daemon's environment plus the `SUP_*`
+//! variables and the job's `env`, its working directory, umask and user, no inherited
+//! descriptors beyond 0, 1 and 2, default signal dispositions, an empty signal mask, and death
+//! with the daemon.
+//!
+//! Everything that can fail for a reason worth telling (a missing directory, an unknown user,
+//! a log file that cannot be opened) is checked before `fork`. Between `fork` and `exec` the
+//! child runs only async-signal-safe calls on data prepared here. std's `Command` does the fork,
+//! the exec and reports an exec failure back through its close-on-exec pipe.
+//!
+//! Reaping is not done here: the loop reaps every child with `waitpid(-1)`, so the
+//! `std::process::Child` is dropped at once (dropping it neither waits nor kills).
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::libc;
+use nix::sys::resource::{getrlimit, Resource};
+use nix::unistd::{geteuid, getgrouplist, User};
+
+use super::output::open_log;
+use super::reap::{errno_text, io_text};
+use crate::config::ProgramSpec;
+
+/// Where one of the child's output streams goes.
+#[derive(Debug)]
+pub enum Stdio {
+    /// /dev/null.
+    Null,
+    /// A new pipe; `Spawned` carries its read end (non-blocking, close-on-exec) for `Capture`.
+    Pipe,
+    /// An already open file; the child gets a duplicate, the caller keeps this one.
+    File(OwnedFd),
+    /// A log file opened (appending, created 0640, parents made) just for this child.
+    Path(PathBuf),
+}
+
+/// Everything `spawn` needs for one instance.
+#[derive(Debug)]
+pub struct SpawnRequest<'a> {
+    pub spec: &'a ProgramSpec,
+    /// The instance name, `web:1` (or `web` when numprocs is 1): `SUP_PROCESS_NAME`.
+    pub name: &'a str,
+    /// `SUP_PROCESS_NUM`.
+    pub num: u32,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+}
+
+/// A started child. `pid` is also its process group id.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: u32,
+    /// The read end of the stdout pipe, when `Stdio::Pipe` was asked for.
+    pub stdout: Option<OwnedFd>,
+    /// The same for stderr.
+    pub stderr: Option<OwnedFd>,
+}
+
+/// A user switch, resolved before fork.
+#[derive(Debug, Clone)]
+struct Credentials {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
+}
+
+/// What the child does between fork and exec. Plain data, prepared in the parent, so the child
+/// neither allocates nor looks anything up.
+#[derive(Debug)]
+struct ChildPlan {
+    daemon_pid: libc::pid_t,
+    umask: Option<libc::mode_t>,
+    creds: Option<Credentials>,
+    /// Upper bound for the close-on-exec loop when close_range(2) is missing (before 5.11).
+    fd_limit: libc::c_int,
+}
+
+/// Start the instance. The error is one line, subject first, for `spawn failed` events:
+/// `/usr/bin/webd: no such file or directory`, `workingdir /x: not a directory`.
+///
+/// Call it from the daemon's main thread: the parent-death signal fires when the *thread* that
+/// forked ends, not the process.
+pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
+    let spec = req.spec;
+    let (program, args) = spec
+        .cmd
+        .split_first()
+        .ok_or_else(|| "empty command".to_string())?;
+    if let Some(dir) = &spec.workingdir {
+        check_workingdir(dir)?;
+    }
+    let creds = match &spec.user {
+        Some(user) => resolve_user(user)?,
+        None => None,
+    };
+    let (child_out, parent_out) = connect(&req.stdout, "stdout")?;
+    let (child_err, parent_err) = connect(&req.stderr, "stderr")?;
+    let plan = ChildPlan {
+        daemon_pid: std::process::id() as libc::pid_t,
+        umask: spec.umask.map(|m| m as libc::mode_t),
+        creds,
+        fd_limit: fd_limit(),
+    };
+
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(child_out)
+        .stderr(child_err)
+        .env("SUP_PROCESS_NAME", req.name)
+        .env("SUP_PROGRAM", &spec.name)
+        .env("SUP_PROCESS_NUM", req.num.to_string())
+        .envs(&spec.env)
+        // std calls setpgid(0, 0) in the child before our hook: the group exists before exec.
+        .process_group(0);
+    if let Some(dir) = &spec.workingdir {
+        cmd.current_dir(dir);
+    }
+    // SAFETY: `in_child` only makes async-signal-safe syscalls on data owned by the closure.
+    unsafe {
+        cmd.pre_exec(move || in_child(&plan));
+    }
+    let result = cmd.spawn();
+    // The Command holds the child's ends of the pipes; they must close here, or the read ends
+    // would never see EOF.
+    drop(cmd);
+    let child = result.map_err(|e| format!("{program}: {}", io_text(&e)))?;
+    let pid = child.id();
+    drop(child);
+    // Also from the parent, so the group exists whichever side runs first. By now the child has
+    // exec'd (EACCES) or is already the leader (a no-op); neither is an error.
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::setpgid(pid as libc::pid_t, pid as libc::pid_t) };
+    Ok(Spawned {
+        pid,
+        stdout: parent_out,
+        stderr: parent_err,
+    })
+}
+
+/// Runs in the child after fork (std has already set up 0/1/2, chdir and the process group).
+/// Only async-signal-safe calls: no allocation, no locks.
+fn in_child(plan: &ChildPlan) -> io::Result<()> {
+    // SAFETY: each call is a plain syscall (or glibc's thin wrapper of one) on local or
+    // pre-built data; this is the single-threaded child between fork and exec.
+    unsafe {
+        // Default dispositions first, so that unblocking below can never run a handler
+        // inherited from the daemon. Ignored signals survive exec, so this is what keeps a
+        // daemon's SIG_IGN (e.g. SIGPIPE) away from the jobs. The raw syscall because glibc's
+        // wrapper refuses 32 and 33 (its own), which can still be found ignored.
+        let dfl = [0u64; 8]; // a zeroed kernel `struct sigaction` (larger than any layout) is SIG_DFL
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize, // sizeof the kernel's sigset_t
+                );
+            }
+        }
+        if let Some(mask) = plan.umask {
+            libc::umask(mask);
+        }
+        if let Some(c) = &plan.creds {
+            // Groups, then gid, then uid: after setuid we could no longer change the others.
+            check(libc::setgroups(c.groups.len(), c.groups.as_ptr()))?;
+            check(libc::setgid(c.gid))?;
+            check(libc::setuid(c.uid))?;
+        }
+        // After the credential change: changing the euid clears the parent-death signal.
+        check(libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ))?;
+        if libc::getppid() != plan.daemon_pid {
+            // The daemon died before the signal was armed; nobody is left to supervise us.
+            libc::_exit(1);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        check(libc::pthread_sigmask(
+            libc::SIG_SETMASK,
+            &empty,
+            std::ptr::null_mut(),
+        ))?;
+        // Close-on-exec rather than close: std's exec-error pipe (itself close-on-exec) must
+        // stay open until exec so a failure can still be reported.
+        let r = libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        if r != 0 {
+            for fd in 3..plan.fd_limit {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn fd_limit() -> libc::c_int {
+    // Capped: a soft limit of a billion would make the fallback loop take seconds.
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    soft.min(65_536) as libc::c_int
+}
+
+fn check_workingdir(dir: &Path) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!("workingdir {}: not a directory", dir.display())),
+        Err(e) => Err(format!("workingdir {}: {}", dir.display(), io_text(&e))),
+    }
+}
+
+/// `user:` as a name or a uid. `None` when no switch is needed (it is already us).
+fn resolve_user(user: &str) -> Result<Option<Credentials>, String> {
+    let found = match user.parse::<u32>() {
+        Ok(uid) => User::from_uid(uid.into()),
+        Err(_) => User::from_name(user),
+    };
+    let entry = match found {
+        Ok(Some(u)) => u,
+        Ok(None) => return Err(format!("user {user}: no such user")),
+        Err(e) => return Err(format!("user {user}: {}", errno_text(e))),
+    };
+    let euid = geteuid();
+    if entry.uid == euid {
+        return Ok(None);
+    }
+    if !euid.is_root() {
+        return Err(format!(
+            "user {user}: the daemon must run as root to switch users"
+        ));
+    }
+    let name = std::ffi::CString::new(entry.name.as_bytes())
+        .map_err(|_| format!("user {user}: invalid name"))?;
+    let groups = getgrouplist(&name, entry.gid)
+        .map_err(|e| format!("user {user}: supplementary groups: {}", errno_text(e)))?;
+    Ok(Some(Credentials {
+        uid: entry.uid.as_raw(),
+        gid: entry.gid.as_raw(),
+        groups: groups.into_iter().map(|g| g.as_raw()).collect(),
+    }))
+}
+
+/// The child's side of one stream, and the parent's read end when it is a pipe.
+fn connect(how: &Stdio, which: &str) -> Result<(std::process::Stdio, Option<OwnedFd>), String> {
+    match how {
+        Stdio::Null => Ok((std::process::Stdio::null(), None)),
+        Stdio::Pipe => {
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                .map_err(|e| format!("{which}: pipe: {}", errno_text(e)))?;
+            // Only our end is non-blocking: a child writing to a full pipe should wait, not
+            // fail with EAGAIN.
+            fcntl(
+                std::os::fd::AsRawFd::as_raw_fd(&read),
+                FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+            )
+            .map_err(|e: Errno| format!("{which}: pipe: {}", errno_text(e)))?;
+            Ok((std::process::Stdio::from(write), Some(read)))
+        }
+        Stdio::File(fd) => {
+            let dup = fd
+                .try_clone()
+                .map_err(|e| format!("{which}: {}", io_text(&e)))?;
+            Ok((std::process::Stdio::from(dup), None))
+        }
+        Stdio::Path(path) => {
+            let file = open_log(path)
+                .map_err(|e| format!("{which} {}: {}", path.display(), io_text(&e)))?;
+            Ok((std::process::Stdio::from(file), None))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ExitStatus;
+    use crate::daemon::testutil::{spec, temp_dir, wait_exit};
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    fn request<'a>(spec: &'a ProgramSpec, stdout: Stdio) -> SpawnRequest<'a> {
+        SpawnRequest {
+            spec,
+            name: "t:3",
+            num: 3,
+            stdout,
+            stderr: Stdio::Null,
+        }
+    }
+
+    /// Everything the child writes to stdout, read to EOF, and how it ended.
+    fn run(spec: &ProgramSpec) -> (String, ExitStatus) {
+        let child = spawn(&request(spec, Stdio::Pipe)).expect("spawn");
+        let fd = child.stdout.expect("a pipe");
+        let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).expect("getfl");
+        assert!(flags & libc::O_NONBLOCK != 0, "our end is non-blocking");
+        let fdflags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFD).expect("getfd");
+        assert!(fdflags & libc::FD_CLOEXEC != 0, "our end is close-on-exec");
+        // Blocking for the test: read to EOF in one go.
+        fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty())).expect("setfl");
+        let mut out = String::new();
+        std::fs::File::from(fd)
+            .read_to_string(&mut out)
+            .expect("read");
+        (out, wait_exit(child.pid))
+    }
+
+    fn sh(script: &str) -> ProgramSpec {
+        spec(&["sh", "-c", script])
+    }
+
+    fn field<'a>(out: &'a str, key: &str) -> &'a str {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {out:?}"))
+            .trim()
+    }
+
+    #[test]
+    fn the_child_gets_its_environment_directory_and_umask() {
+        let dir = temp_dir("env");
+        let mut s = sh("echo umask=$(umask); echo cwd=$(pwd); \
+             echo name=$SUP_PROCESS_NAME; echo prog=$SUP_PROGRAM; echo num=$SUP_PROCESS_NUM; \
+             echo foo=$FOO; echo path=${PATH:+set}; echo stdin=$(readlink /proc/$$/fd/0)");
+        s.env.insert("FOO".into(), "bar baz".into());
+        s.umask = Some(0o027);
+        s.workingdir = Some(dir.clone());
+        let (out, st) = run(&s);
+        assert_eq!(st, ExitStatus::Code(0), "{out}");
+        assert_eq!(field(&out, "umask="), "0027");
+        assert_eq!(field(&out, "cwd="), dir.to_string_lossy());
+        assert_eq!(field(&out, "name="), "t:3");
+        assert_eq!(field(&out, "prog="), "t");
+        assert_eq!(field(&out, "num="), "3");
+        assert_eq!(field(&out, "foo="), "bar baz");
+        assert_eq!(
+            field(&out, "path="),
+            "set",
+            "the daemon's environment is kept"
+        );
+        assert_eq!(field(&out, "stdin="), "/dev/null");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_child_leads_its_own_process_group() {
+        let child =
+            spawn(&request(&sh("cut -d' ' -f5 /proc/$$/stat"), Stdio::Pipe)).expect("spawn");
+        let mut out = String::new();
+        let fd = child.stdout.expect("a pipe");
+        fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty())).expect("setfl");
+        std::fs::File::from(fd)
+            .read_to_string(&mut out)
+            .expect("read");
+        assert_eq!(wait_exit(child.pid), ExitStatus::Code(0));
+        assert_eq!(out.trim(), child.pid.to_string());
+    }
+
+    #[test]
+    fn only_descriptors_0_1_2_are_inherited() {
+        // A descriptor without close-on-exec, as a careless library might leave one.
+        // SAFETY: dup of our own stderr; closed below.
+        let leaky = unsafe { libc::dup(2) };
+        assert!(leaky > 2);
+        let (out, st) = run(&sh("ls /proc/$$/fd"));
+        // SAFETY: the descriptor dup'ed above.
+        unsafe { libc::close(leaky) };
+        assert_eq!(st, ExitStatus::Code(0));
+        let fds: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(fds, ["0", "1", "2"], "{out}");
+    }
+
+    #[test]
+    fn signals_start_unblocked_and_at_their_defaults() {
+        // Block and ignore in the daemon's manner. The mask is this thread's only; the ignored
+        // SIGUSR2 is process-wide, harmless to the other tests (nobody sends it).
+        let mut set = nix::sys::signal::SigSet::empty();
+        set.add(nix::sys::signal::Signal::SIGUSR1);
+        set.add(nix::sys::signal::Signal::SIGTERM);
+        let mut old = nix::sys::signal::SigSet::empty();
+        nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_BLOCK,
+            Some(&set),
+            Some(&mut old),
+        )
+        .expect("block");
+        // SAFETY: setting SIG_IGN installs no handler.
+        unsafe { libc::signal(libc::SIGUSR2, libc::SIG_IGN) };
+        // Read by the shell itself, with builtins only: a forked `grep` would catch dash with every
+        // signal blocked around its own fork and wait.
+        let result = run(&sh(
+            "while read -r k v; do case $k in SigBlk:|SigIgn:) echo $k $v;; esac; done </proc/self/status",
+        ));
+        nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&old),
+            None,
+        )
+        .expect("restore");
+        let (out, st) = result;
+        assert_eq!(st, ExitStatus::Code(0));
+        assert_eq!(field(&out, "SigBlk:"), "0000000000000000", "{out}");
+        assert_eq!(field(&out, "SigIgn:"), "0000000000000000", "{out}");
+    }
+
+    #[test]
+    fn the_child_dies_with_the_thread_that_spawned_it() {
+        let s = spec(&["sleep", "30"]);
+        let pid = std::thread::spawn(move || spawn(&request(&s, Stdio::Null)).map(|c| c.pid))
+            .join()
+            .expect("join")
+            .expect("spawn");
+        assert_eq!(wait_exit(pid), ExitStatus::Signaled(libc::SIGKILL));
+    }
+
+    #[test]
+    fn exec_failures_name_the_program_and_the_cause() {
+        let err = spawn(&request(&spec(&["/nonexistent/webd"]), Stdio::Pipe)).unwrap_err();
+        assert_eq!(err, "/nonexistent/webd: no such file or directory");
+        let dir = temp_dir("noexec");
+        let script = dir.join("noexec.sh");
+        std::fs::write(&script, "#!/bin/sh\n").expect("write");
+        let path = script.to_string_lossy().into_owned();
+        let err = spawn(&request(&spec(&[&path]), Stdio::Null)).unwrap_err();
+        assert_eq!(err, format!("{path}: permission denied"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_bad_workingdir_fails_before_fork() {
+        let mut s = spec(&["true"]);
+        s.workingdir = Some(PathBuf::from("/nonexistent/dir"));
+        let err = spawn(&request(&s, Stdio::Null)).unwrap_err();
+        assert_eq!(
+            err,
+            "workingdir /nonexistent/dir: no such file or directory"
+        );
+        s.workingdir = Some(PathBuf::from("/etc/passwd"));
+        let err = spawn(&request(&s, Stdio::Null)).unwrap_err();
+        assert_eq!(err, "workingdir /etc/passwd: not a directory");
+    }
+
+    #[test]
+    fn an_unknown_user_fails_before_fork() {
+        let mut s = spec(&["true"]);
+        s.user = Some("no-such-user-sup".into());
+        let err = spawn(&request(&s, Stdio::Null)).unwrap_err();
+        assert_eq!(err, "user no-such-user-sup: no such user");
+    }
+
+    #[test]
+    fn switching_user_sets_uid_gid_and_groups() {
+        let Ok(Some(nobody)) = User::from_name("nobody") else {
+            return;
+        };
+        let mut s = sh("echo uid=$(id -u); echo gid=$(id -g); echo groups=$(id -G)");
+        s.user = Some("nobody".into());
+        if !geteuid().is_root() {
+            let err = spawn(&request(&s, Stdio::Null)).unwrap_err();
+            assert_eq!(
+                err,
+                "user nobody: the daemon must run as root to switch users"
+            );
+            return;
+        }
+        let (out, st) = run(&s);
+        assert_eq!(st, ExitStatus::Code(0), "{out}");
+        assert_eq!(field(&out, "uid="), nobody.uid.to_string());
+        assert_eq!(field(&out, "gid="), nobody.gid.to_string());
+        let expected: Vec<String> = getgrouplist(
+            &std::ffi::CString::new("nobody").expect("cstring"),
+            nobody.gid,
+        )
+        .expect("groups")
+        .iter()
+        .map(|g| g.to_string())
+        .collect();
+        let mut got: Vec<&str> = field(&out, "groups=").split(' ').collect();
+        got.sort();
+        let mut expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        expected.sort();
+        expected.dedup();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn output_can_go_to_a_path_or_an_open_file() {
+        let dir = temp_dir("files");
+        let out_path = dir.join("sub/t.out");
+        let err_file = open_log(&dir.join("t.err")).expect("open");
+        let req = SpawnRequest {
+            spec: &sh("echo to-out; echo to-err >&2"),
+            name: "t",
+            num: 0,
+            stdout: Stdio::Path(out_path.clone()),
+            stderr: Stdio::File(OwnedFd::from(err_file)),
+        };
+        let child = spawn(&req).expect("spawn");
+        assert!(child.stdout.is_none() && child.stderr.is_none());
+        assert_eq!(wait_exit(child.pid), ExitStatus::Code(0));
+        assert_eq!(std::fs::read_to_string(&out_path).expect("out"), "to-out\n");
+        let err = std::fs::read_to_string(dir.join("t.err")).expect("err");
+        assert_eq!(err, "to-err\n");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

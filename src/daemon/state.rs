@@ -1,0 +1,336 @@
+//! The state file beside the pidfile: what a daemon killed outright leaves for the next one.
+//!
+//! Per instance it records the process group to clean up (with the leader's start time, so a
+//! reused pid is never touched) and the operator's intent (`want_up`), which the next daemon
+//! restores: what an operator stopped stays stopped. YAML, so an operator can read it.
+//!
+//! When to save (after each spawn, exit and operator stop) and what to do with a loaded file
+//! is the loop's business; this file reads, writes and cleans up.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::libc;
+use serde::{Deserialize, Serialize};
+
+use super::reap;
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Format version, for a later change of shape. Files without it are version 1.
+    #[serde(default = "version_1")]
+    pub version: u32,
+    #[serde(default)]
+    pub instances: Vec<InstanceState>,
+}
+
+impl Default for StateFile {
+    fn default() -> StateFile {
+        StateFile {
+            version: 1,
+            instances: Vec::new(),
+        }
+    }
+}
+
+fn version_1() -> u32 {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One instance as the daemon last knew it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceState {
+    /// `web:1`.
+    pub name: String,
+    /// The live process group, if any (the leader's pid).
+    #[serde(default)]
+    pub pgid: Option<u32>,
+    /// Field 22 of the leader's /proc/PID/stat at spawn: with the pid, it names one process
+    /// for the life of the machine.
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
+    #[serde(default)]
+    pub restarts: u32,
+    /// Operator intent: false once someone stopped it.
+    #[serde(default = "yes")]
+    pub want_up: bool,
+}
+
+/// Write the file atomically: a temporary file in the same directory, then a rename, so a crash
+/// mid-write leaves the old file whole. No fsync: the file matters after a daemon crash, which
+/// the page cache survives; after a machine crash no process is left to clean up anyway.
+pub fn save(path: &Path, state: &StateFile) -> io::Result<()> {
+    let text = serde_yaml::to_string(state).map_err(io::Error::other)?;
+    let tmp = tmp_path(path);
+    let result = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// The file, or `None` when it is missing or unreadable: a daemon then starts from the config
+/// alone, as on a first start.
+pub fn load(path: &Path) -> Option<StateFile> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_yaml::from_str(&text).ok()
+}
+
+/// What /proc/PID/stat says that we use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    state: char,
+    pgrp: i64,
+    start_ticks: u64,
+}
+
+/// Parse /proc/PID/stat. The second field (comm) is in parentheses and may itself contain
+/// spaces and parentheses, so the fields are counted from the last `)`.
+fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    // After comm: field 3 (state) is index 0, field 5 (pgrp) is 2, field 22 (starttime) is 19.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The process's start time in clock ticks since boot, or `None` if it does not exist.
+pub fn proc_start_ticks(pid: u32) -> Option<u64> {
+    read_stat(pid).map(|s| s.start_ticks)
+}
+
+/// How long `cleanup_leftovers` waits for the groups it killed to disappear.
+const CLEANUP_WAIT: Duration = Duration::from_secs(2);
+const CLEANUP_POLL: Duration = Duration::from_millis(10);
+
+/// SIGKILL every process group a previous daemon left, when its leader is still the very process
+/// that daemon spawned (same pid and start time). A group whose leader is gone cannot be
+/// verified and is left alone. Returns `(instance, pgid)` for each group killed, after waiting
+/// (at most 2 s) for them to disappear. Runs at startup, before the loop.
+pub fn cleanup_leftovers(state: &StateFile) -> Vec<(String, u32)> {
+    let me = std::process::id();
+    let my_group = nix::unistd::getpgrp().as_raw() as u32;
+    let mut killed = Vec::new();
+    for inst in &state.instances {
+        let (Some(pgid), Some(ticks)) = (inst.pgid, inst.start_ticks) else {
+            continue;
+        };
+        if pgid <= 1 || pgid == me || pgid == my_group {
+            continue;
+        }
+        match read_stat(pgid) {
+            Some(st) if st.start_ticks == ticks => {}
+            _ => continue,
+        }
+        let _ = reap::signal_group(pgid, crate::core::instance::SIGKILL);
+        // The leader too, by pid: it is verified, and it may have moved to another group.
+        // SAFETY: plain kill of a process verified above; pgid > 1.
+        unsafe { libc::kill(pgid as libc::pid_t, libc::SIGKILL) };
+        killed.push((inst.name.clone(), pgid));
+    }
+    let deadline = std::time::Instant::now() + CLEANUP_WAIT;
+    loop {
+        let mut pending = false;
+        for (_, pgid) in &killed {
+            // Members that are our own children (when we are init, or in tests) would stay as
+            // zombies until reaped; reap exactly that group.
+            reap::reap_matching(-(*pgid as libc::pid_t));
+            pending |= group_has_live_member(*pgid);
+        }
+        if !pending || std::time::Instant::now() >= deadline {
+            // Those that turned zombie since the reap above.
+            for (_, pgid) in &killed {
+                reap::reap_matching(-(*pgid as libc::pid_t));
+            }
+            break;
+        }
+        std::thread::sleep(CLEANUP_POLL);
+    }
+    killed
+}
+
+/// Whether any process of the group is still running (not a zombie). Zombies do not count:
+/// the killed processes were reparented to an init that may never reap them.
+fn group_has_live_member(pgid: u32) -> bool {
+    if !reap::group_alive(pgid) {
+        return false;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return true; // no /proc: trust kill(2)
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(read_stat)
+        .any(|st| st.pgrp == i64::from(pgid) && st.state != 'Z' && st.state != 'X')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ExitStatus;
+    use crate::daemon::spawn::{spawn, SpawnRequest, Stdio};
+    use crate::daemon::testutil::{spec, temp_dir, wait_exit};
+
+    fn sample() -> StateFile {
+        StateFile {
+            version: 1,
+            instances: vec![
+                InstanceState {
+                    name: "web:0".into(),
+                    pgid: Some(4312),
+                    start_ticks: Some(123_456),
+                    restarts: 2,
+                    want_up: true,
+                },
+                InstanceState {
+                    name: "cron".into(),
+                    pgid: None,
+                    start_ticks: None,
+                    restarts: 0,
+                    want_up: false,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn state_survives_a_save_and_load() {
+        let dir = temp_dir("state");
+        let path = dir.join("sup.state");
+        assert_eq!(load(&path), None, "missing");
+        save(&path, &sample()).expect("save");
+        assert_eq!(load(&path), Some(sample()));
+        save(&path, &StateFile::default()).expect("save over");
+        assert_eq!(load(&path), Some(StateFile::default()));
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .expect("ls")
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        assert_eq!(names, ["sup.state"], "no temporary file left behind");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_corrupt_or_partial_file_loads_as_nothing_or_defaults() {
+        let dir = temp_dir("corrupt");
+        let path = dir.join("sup.state");
+        std::fs::write(&path, "instances: [ {name: 3, pgid: [").expect("write");
+        assert_eq!(load(&path), None);
+        std::fs::write(&path, [0xff, 0xfe, 0x00]).expect("write");
+        assert_eq!(load(&path), None);
+        std::fs::write(&path, "instances:\n  - name: web\n").expect("write");
+        let got = load(&path).expect("old or hand-written files load");
+        assert_eq!(got.version, 1);
+        assert!(got.instances[0].want_up);
+        assert_eq!(got.instances[0].pgid, None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn stat_is_parsed_from_the_last_parenthesis() {
+        let line = "4312 (a) b (c) 1 2) S 1 4300 4300 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
+                    987654 1000 10 18446744073709551615\n";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                state: 'S',
+                pgrp: 4300,
+                start_ticks: 987_654
+            })
+        );
+        assert_eq!(parse_stat("12 (x"), None);
+        assert_eq!(parse_stat("12 (x) S 1"), None);
+    }
+
+    #[test]
+    fn our_own_start_time_is_readable_and_stable() {
+        let me = std::process::id();
+        let a = proc_start_ticks(me).expect("our own stat");
+        assert_eq!(proc_start_ticks(me), Some(a));
+        assert_eq!(proc_start_ticks(u32::MAX), None);
+    }
+
+    fn sleeper() -> u32 {
+        let s = spec(&["sleep", "30"]);
+        let req = SpawnRequest {
+            spec: &s,
+            name: "t",
+            num: 0,
+            stdout: Stdio::Null,
+            stderr: Stdio::Null,
+        };
+        spawn(&req).expect("spawn").pid
+    }
+
+    #[test]
+    fn leftovers_are_killed_only_when_the_start_time_matches() {
+        let (old, reused) = (sleeper(), sleeper());
+        let ticks = |pid| proc_start_ticks(pid).expect("running");
+        let state = StateFile {
+            version: 1,
+            instances: vec![
+                InstanceState {
+                    name: "old".into(),
+                    pgid: Some(old),
+                    start_ticks: Some(ticks(old)),
+                    restarts: 0,
+                    want_up: true,
+                },
+                InstanceState {
+                    // The pid was recorded for another process that has since died.
+                    name: "reused".into(),
+                    pgid: Some(reused),
+                    start_ticks: Some(ticks(reused) + 1),
+                    restarts: 0,
+                    want_up: true,
+                },
+                InstanceState {
+                    name: "never-started".into(),
+                    pgid: None,
+                    start_ticks: None,
+                    restarts: 0,
+                    want_up: false,
+                },
+            ],
+        };
+        let killed = cleanup_leftovers(&state);
+        assert_eq!(killed, vec![("old".to_string(), old)]);
+        assert!(!reap::group_alive(old), "killed and reaped");
+        assert!(reap::group_alive(reused), "a reused pid is never touched");
+        assert_eq!(
+            reap::signal_group(reused, crate::config::Signal(libc::SIGTERM)),
+            Ok(())
+        );
+        assert_eq!(wait_exit(reused), ExitStatus::Signaled(libc::SIGTERM));
+    }
+}
