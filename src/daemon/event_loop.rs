@@ -141,7 +141,7 @@ impl Daemon {
         settings: Settings,
         listener: UnixListener,
         signals: SignalFd,
-        restored: HashMap<String, state::Record>,
+        restored: HashMap<String, state::InstanceState>,
     ) -> io::Result<Daemon> {
         let poll = Poll::new()?;
         poll.registry().register(
@@ -183,7 +183,7 @@ impl Daemon {
     fn add_program(
         &mut self,
         spec: ProgramSpec,
-        restored: &HashMap<String, state::Record>,
+        restored: &HashMap<String, state::InstanceState>,
         now: Instant,
     ) {
         let spec = Rc::new(spec);
@@ -390,7 +390,7 @@ impl Daemon {
         let (stderr_file, stderr) = stderr;
         let child = spawn::spawn(&SpawnRequest {
             spec,
-            instance: &name,
+            name: &name,
             num,
             stdout,
             stderr,
@@ -479,7 +479,7 @@ impl Daemon {
                     let _ = self
                         .poll
                         .registry()
-                        .deregister(&mut SourceFd(&c.capture.raw_fd()));
+                        .deregister(&mut SourceFd(&c.capture.fd().as_raw_fd()));
                 }
                 Source::Client(mut c) => {
                     let _ = self.poll.registry().deregister(&mut c.conn.stream);
@@ -1032,7 +1032,7 @@ impl Daemon {
             .ordered()
             .into_iter()
             .filter_map(|id| self.instances[id].as_ref())
-            .map(|i| state::Record {
+            .map(|i| state::InstanceState {
                 name: i.core.name.clone(),
                 pgid: i.core.pgid,
                 start_ticks: i.start_ticks,
@@ -1040,7 +1040,10 @@ impl Daemon {
                 want_up: i.core.want_up,
             })
             .collect();
-        let file = state::StateFile { instances: records };
+        let file = state::StateFile {
+            instances: records,
+            ..state::StateFile::default()
+        };
         if let Err(e) = state::save(&self.settings.state_path, &file) {
             log::warn!(
                 "unable to write the state file {}: {e}",

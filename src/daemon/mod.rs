@@ -18,11 +18,6 @@ use std::path::Path;
 use nix::sys::signal::{SigSet, Signal as NixSignal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-pub mod output;
-pub mod pidfile;
-pub mod reap;
-pub mod spawn;
-pub mod state;
 #[cfg(test)]
 mod testutil;
 

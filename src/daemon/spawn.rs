@@ -80,6 +80,18 @@ struct ChildPlan {
     creds: Option<Credentials>,
     /// Upper bound for the close-on-exec loop when close_range(2) is missing (before 5.11).
     fd_limit: libc::c_int,
+    /// The soft RLIMIT_NOFILE the daemon started with, given back to every child: the daemon
+    /// raises its own for a thousand pipes, but programs using select(2) break above 1024.
+    nofile_soft: Option<libc::rlim_t>,
+}
+
+/// The daemon's original soft descriptor limit, recorded before it raises its own.
+static CHILD_NOFILE_SOFT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Record the descriptor limits the daemon started with (before raising its own), so that
+/// children get the original soft limit back.
+pub fn set_child_nofile(soft: u64, _hard: u64) {
+    CHILD_NOFILE_SOFT.store(soft, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Start the instance. The error is one line, subject first, for `spawn failed` events:
@@ -107,6 +119,10 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
         umask: spec.umask.map(|m| m as libc::mode_t),
         creds,
         fd_limit: fd_limit(),
+        nofile_soft: match CHILD_NOFILE_SOFT.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            n => Some(n as libc::rlim_t),
+        },
     };
 
     let mut cmd = Command::new(program);
@@ -169,6 +185,13 @@ fn in_child(plan: &ChildPlan) -> io::Result<()> {
         }
         if let Some(mask) = plan.umask {
             libc::umask(mask);
+        }
+        if let Some(soft) = plan.nofile_soft {
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && soft < lim.rlim_cur {
+                lim.rlim_cur = soft;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
         }
         if let Some(c) = &plan.creds {
             // Groups, then gid, then uid: after setuid we could no longer change the others.
