@@ -4,6 +4,7 @@
 pub mod error;
 pub mod signal;
 pub mod spec;
+pub mod yaml;
 
 pub use error::ConfigError;
 pub use spec::{AutoRestart, Config, DaemonSpec, Origin, Output, ProgramSpec, Schedule, Signal};
