@@ -5,6 +5,7 @@ pub mod duration;
 pub mod error;
 pub mod signal;
 pub mod spec;
+pub mod values;
 pub mod yaml;
 
 pub use error::ConfigError;
