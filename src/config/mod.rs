@@ -3,6 +3,7 @@
 
 pub mod duration;
 pub mod error;
+pub mod resolve;
 pub mod signal;
 pub mod spec;
 pub mod values;
