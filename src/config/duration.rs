@@ -77,38 +77,38 @@ fn to_duration(nanos: u128) -> Option<Duration> {
     Some(Duration::new(secs, (nanos % 1_000_000_000) as u32))
 }
 
-/// The shortest way to write `d` that `parse_duration` reads back: `1h30m`, `500ms`, `0s`.
-/// Sub-millisecond parts are written as a fraction of a second.
-pub fn format_duration(d: Duration) -> String {
-    if d.is_zero() {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    let mut secs = d.as_secs();
-    let nanos = d.subsec_nanos();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    if nanos == 0 {
-        if secs > 0 {
-            out.push_str(&format!("{secs}s"));
-        }
-    } else if nanos % 1_000_000 == 0 && secs == 0 {
-        out.push_str(&format!("{}ms", nanos / 1_000_000));
-    } else {
-        let frac = format!("{nanos:09}");
-        out.push_str(&format!("{secs}.{}s", frac.trim_end_matches('0')));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The shortest way to write `d` that `parse_duration` reads back: `1h30m`, `500ms`, `0s`.
+    /// Sub-millisecond parts are written as a fraction of a second.
+    pub fn format_duration(d: Duration) -> String {
+        if d.is_zero() {
+            return "0s".into();
+        }
+        let mut out = String::new();
+        let mut secs = d.as_secs();
+        let nanos = d.subsec_nanos();
+        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+            if secs >= size {
+                out.push_str(&format!("{}{unit}", secs / size));
+                secs %= size;
+            }
+        }
+        if nanos == 0 {
+            if secs > 0 {
+                out.push_str(&format!("{secs}s"));
+            }
+        } else if nanos % 1_000_000 == 0 && secs == 0 {
+            out.push_str(&format!("{}ms", nanos / 1_000_000));
+        } else {
+            let frac = format!("{nanos:09}");
+            out.push_str(&format!("{secs}.{}s", frac.trim_end_matches('0')));
+        }
+        out
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
