@@ -4,6 +4,8 @@
 pub mod duration;
 pub mod error;
 mod glob;
+#[cfg(test)]
+mod golden;
 mod load;
 pub mod resolve;
 pub mod signal;
