@@ -5,7 +5,8 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// `file:line:col`, or just `file` when no position applies (a missing file).
+    /// `file:line:col`, or just `file` when no position applies (a missing file). Empty when
+    /// the message names its places itself (a program defined twice names both).
     pub place: String,
     /// `programs.web.numprocs`; empty for whole-file errors.
     pub key: String,
@@ -17,14 +18,42 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.place, self.message)?;
-        } else {
-            write!(f, "{}: {}: {}", self.place, self.key, self.message)?;
+        if !self.place.is_empty() {
+            write!(f, "{}: ", self.place)?;
         }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        write!(f, "{}", self.message)?;
         if let Some(h) = &self.hint {
             write!(f, "\n  hint: {h}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(place: &str, key: &str, hint: Option<&str>) -> String {
+        ConfigError {
+            place: place.into(),
+            key: key.into(),
+            message: "what went wrong".into(),
+            hint: hint.map(Into::into),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn one_line_with_what_is_known_and_an_optional_hint() {
+        assert_eq!(e("a.yaml:1:2", "k", None), "a.yaml:1:2: k: what went wrong");
+        assert_eq!(e("a.yaml", "", None), "a.yaml: what went wrong");
+        assert_eq!(e("", "", None), "what went wrong");
+        assert_eq!(
+            e("a.yaml:1:2", "k", Some("try this")),
+            "a.yaml:1:2: k: what went wrong\n  hint: try this"
+        );
     }
 }

@@ -1,9 +1,17 @@
 //! Loading a configuration: find it, parse YAML with positions, validate every key, resolve
 //! defaults and paths. The result is a `spec::Config` or every error found.
 
+pub mod duration;
 pub mod error;
+mod glob;
+#[cfg(test)]
+mod golden;
+mod load;
+pub mod resolve;
 pub mod signal;
 pub mod spec;
+pub mod values;
+pub mod yaml;
 
 pub use error::ConfigError;
 pub use spec::{AutoRestart, Config, DaemonSpec, Origin, Output, ProgramSpec, Schedule, Signal};
@@ -11,12 +19,15 @@ pub use spec::{AutoRestart, Config, DaemonSpec, Origin, Output, ProgramSpec, Sch
 use std::path::Path;
 
 /// Load and validate the config at `path` (a YAML file or a directory of `*.job` files).
-/// Returns every error found, not only the first.
+/// Returns every error found, not only the first, sorted by file and line. Files in errors are
+/// shown relative to the current directory when they are under it.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-    Err(vec![ConfigError {
-        place: path.display().to_string(),
-        key: String::new(),
-        message: "config loading is not built yet".into(),
-        hint: None,
-    }])
+    let cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
+    load_in(path, &cwd)
+}
+
+/// `load` as if run from `cwd`: relative paths start there and files under it are shown
+/// relative to it. Tests use it to get the same messages wherever they run.
+pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
+    load::load_in(path, cwd)
 }

@@ -1,0 +1,358 @@
+//! Which files make up a config and how they combine: a YAML file with `programs:`, `daemon:`
+//! and `include:` globs, or a directory of `*.job` files with an optional `sup.yaml`. This file
+//! also catches a program defined twice and decides how files are named in errors.
+//!
+//! Reading a key's value is `resolve`'s business. Every file is read even after errors, so one
+//! `sup check` shows everything that needs fixing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use super::error::ConfigError;
+use super::glob;
+use super::resolve::{self, JobCtx, Sink};
+use super::spec::{Config, DaemonSpec, Origin, ProgramSpec};
+use super::values::{self, Bad};
+use super::yaml::{self, Kind, Node};
+
+const TOP_KEYS: &[&str] = &["programs", "daemon", "include"];
+const DEFAULT_INCLUDE: &str = "sup.d/*.job";
+
+/// Load the config at `path`. Relative paths and the files named in errors are taken from
+/// `cwd`: a file under it is shown relative to it, any other absolute.
+pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
+    let source = values::absolute(cwd, &path.to_string_lossy());
+    let mut loader = Loader {
+        cwd,
+        sink: Sink::default(),
+        seen_files: HashSet::new(),
+        programs: BTreeMap::new(),
+        origins: BTreeMap::new(),
+        defined: HashMap::new(),
+    };
+    let base_dir = source
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+
+    let meta = match std::fs::metadata(&source) {
+        Ok(m) => m,
+        Err(e) => {
+            let shown = loader.show(&source);
+            let hint = (e.kind() == std::io::ErrorKind::NotFound).then(|| {
+                "sup reads -c/--config PATH, else $SUP_CONFIG, else ./sup.yaml, else ./sup.d/"
+                    .to_string()
+            });
+            let bad = Bad {
+                message: format!("unable to read: {}", io_reason(&e)),
+                hint,
+                at: None,
+            };
+            loader.sink.push(&shown, (0, 0), "", bad);
+            return Err(loader.sink.into_sorted());
+        }
+    };
+
+    // A directory's own `sup.yaml` plays the part of the main file; its includes are relative
+    // to the directory, like those of a file to the file's folder.
+    let (main_file, include_root, dir_jobs) = if meta.is_dir() {
+        let yaml = source.join("sup.yaml");
+        let main = yaml.is_file().then_some(yaml);
+        (main, source.clone(), glob::files(&source, "*.job"))
+    } else {
+        (Some(source.clone()), base_dir.clone(), Vec::new())
+    };
+
+    let mut daemon = None;
+    let mut includes = Vec::new();
+    let mut main_tree = None;
+    if let Some(main) = &main_file {
+        loader.seen_files.insert(main.clone());
+        let (d, inc, tree) = loader.main_file(main, &base_dir);
+        daemon = Some(d);
+        includes = inc;
+        main_tree = tree.map(|t| (main, t));
+    }
+    let daemon = daemon.unwrap_or_else(|| resolve::daemon(None, "", &base_dir, &mut loader.sink));
+
+    // Programs are resolved once the daemon settings are known, so that their default log
+    // paths use the configured logdir whatever the order of keys in the file.
+    if let Some((main, tree)) = &main_tree {
+        loader.main_programs(main, tree, &base_dir, &daemon);
+    }
+    let mut job_files = dir_jobs;
+    for pattern in &includes {
+        job_files.extend(glob::files(&include_root, pattern));
+    }
+    for file in job_files {
+        if loader.seen_files.insert(file.clone()) {
+            loader.job_file(&file, &base_dir, &daemon);
+        }
+    }
+
+    if loader.sink.len() > 0 {
+        return Err(loader.sink.into_sorted());
+    }
+    Ok(Config {
+        source,
+        base_dir,
+        daemon,
+        programs: loader.programs,
+        origins: loader.origins,
+    })
+}
+
+struct Loader<'a> {
+    cwd: &'a Path,
+    sink: Sink,
+    /// Files already read, so that an include matching a directory's own `*.job` does not
+    /// define its program twice.
+    seen_files: HashSet<PathBuf>,
+    programs: BTreeMap<String, ProgramSpec>,
+    origins: BTreeMap<String, Origin>,
+    /// Name → where it was first defined, as shown in the duplicate message.
+    defined: HashMap<String, String>,
+}
+
+impl Loader<'_> {
+    /// A path as the user would type it from where they stand.
+    fn show(&self, path: &Path) -> String {
+        match path.strip_prefix(self.cwd) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+            _ => path.display().to_string(),
+        }
+    }
+
+    /// Read and parse a file; errors go to the sink. `Err(())` when there is no tree to use.
+    fn parse(&mut self, path: &Path) -> Result<Option<Node>, ()> {
+        let shown = self.show(path);
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                let bad = Bad::new(format!("unable to read: {}", io_reason(&e)));
+                self.sink.push(&shown, (0, 0), "", bad);
+                return Err(());
+            }
+        };
+        let (root, errors) = yaml::parse(&text);
+        let had_syntax_error = root.is_none() && !errors.is_empty();
+        for e in errors {
+            let key = e.path.join(".");
+            self.sink
+                .push(&shown, (e.line, e.col), &key, Bad::new(e.message));
+        }
+        if had_syntax_error {
+            Err(())
+        } else {
+            Ok(root)
+        }
+    }
+
+    /// The main file's top level: checks its keys, resolves `daemon:`, and returns the include
+    /// patterns and the tree, whose programs are resolved later by `main_programs`.
+    fn main_file(
+        &mut self,
+        path: &Path,
+        base_dir: &Path,
+    ) -> (DaemonSpec, Vec<String>, Option<Node>) {
+        let shown = self.show(path);
+        let default_include = vec![DEFAULT_INCLUDE.to_string()];
+        // An empty file, or one whose YAML is broken: without a tree there is no way to know
+        // the includes, and the default still finds the usual job files, whose own errors are
+        // worth showing.
+        let Ok(Some(root)) = self.parse(path) else {
+            let d = resolve::daemon(None, &shown, base_dir, &mut self.sink);
+            return (d, default_include, None);
+        };
+        let entries = resolve::entries(
+            &root,
+            "a map with programs, daemon and include",
+            &shown,
+            "",
+            &mut self.sink,
+        )
+        .unwrap_or(&[]);
+        let mut daemon_node = None;
+        let mut include = None;
+        for (k, v) in entries {
+            let Some(key) = resolve::key_text(k, &shown, "", &mut self.sink) else {
+                continue;
+            };
+            match key {
+                "programs" => {}
+                "daemon" => daemon_node = Some(v),
+                "include" => include = Some(self.include(v, &shown)),
+                _ => resolve::unknown_key(k, key, TOP_KEYS, &shown, key, &mut self.sink),
+            }
+        }
+        let daemon = resolve::daemon(daemon_node, &shown, base_dir, &mut self.sink);
+        let include = include.unwrap_or(default_include);
+        (daemon, include, Some(root))
+    }
+
+    /// `include:`: a list of globs, or one glob; null means none.
+    fn include(&mut self, node: &Node, shown: &str) -> Vec<String> {
+        let what = "a list of file patterns such as sup.d/*.job";
+        let bad = |n: &Node| Bad::new(format!("expected {what}, found {}", n.describe()));
+        match &node.kind {
+            Kind::Scalar(s) if s.is_null() => Vec::new(),
+            Kind::Scalar(_) => match node.text() {
+                Some(t) if !t.is_empty() => vec![t.to_string()],
+                _ => {
+                    self.sink
+                        .push(shown, (node.line, node.col), "include", bad(node));
+                    Vec::new()
+                }
+            },
+            Kind::Seq(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    match item.text() {
+                        Some(t) if !t.is_empty() => out.push(t.to_string()),
+                        _ => self
+                            .sink
+                            .push(shown, (item.line, item.col), "include", bad(item)),
+                    }
+                }
+                out
+            }
+            Kind::Map(_) => {
+                self.sink
+                    .push(shown, (node.line, node.col), "include", bad(node));
+                Vec::new()
+            }
+        }
+    }
+
+    /// The main file's `programs:` map (its top level was checked by `main_file`).
+    fn main_programs(&mut self, path: &Path, root: &Node, base_dir: &Path, daemon: &DaemonSpec) {
+        let Kind::Map(top) = &root.kind else {
+            return;
+        };
+        let Some((_, programs)) = top.iter().find(|(k, _)| k.text() == Some("programs")) else {
+            return;
+        };
+        let shown = self.show(path);
+        let Some(jobs) = resolve::entries(
+            programs,
+            "a map of program name to job",
+            &shown,
+            "programs",
+            &mut self.sink,
+        ) else {
+            return;
+        };
+        for (k, v) in jobs {
+            let Some(name) = resolve::key_text(k, &shown, "programs", &mut self.sink) else {
+                continue;
+            };
+            let origin = Origin {
+                file: shown.clone(),
+                line: k.line,
+                col: k.col,
+            };
+            let cx = JobCtx {
+                file: &shown,
+                prefix: format!("programs.{name}"),
+                at: (k.line, k.col),
+                base_dir,
+                logdir: &daemon.logdir,
+            };
+            self.define(name, v, &cx, (k.line, k.col), origin.to_string(), origin);
+        }
+    }
+
+    /// A `*.job` file: one job, named after the file's stem.
+    fn job_file(&mut self, path: &Path, base_dir: &Path, daemon: &DaemonSpec) {
+        let shown = self.show(path);
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Ok(root) = self.parse(path) else {
+            return;
+        };
+        // An empty file is a job with no keys: it is reported as missing its cmd.
+        let root = root.unwrap_or(Node {
+            line: 1,
+            col: 1,
+            kind: Kind::Map(Vec::new()),
+        });
+        let origin = Origin {
+            file: shown.clone(),
+            line: 1,
+            col: 1,
+        };
+        let cx = JobCtx {
+            file: &shown,
+            prefix: format!("programs.{name}"),
+            at: (1, 1),
+            base_dir,
+            logdir: &daemon.logdir,
+        };
+        self.define(&name, &root, &cx, (0, 0), shown.clone(), origin);
+    }
+
+    /// Check the name, catch a second definition, and resolve the job. `name_at` is where the
+    /// name is written ((0, 0) for a file's stem); `shown` is how the definition is named in a
+    /// duplicate message: `file:line:col`, or the file alone for a `.job`.
+    fn define(
+        &mut self,
+        name: &str,
+        node: &Node,
+        cx: &JobCtx,
+        name_at: (usize, usize),
+        shown: String,
+        origin: Origin,
+    ) {
+        let mut valid = true;
+        if !valid_name(name) {
+            valid = false;
+            let bad = Bad::new(format!(
+                "invalid program name {name:?}: use letters, digits, '_', '.' and '-'"
+            ));
+            self.sink.push(cx.file, name_at, "programs", bad);
+        }
+        if let Some(first) = self.defined.get(name) {
+            valid = false;
+            let error = ConfigError {
+                place: String::new(),
+                key: String::new(),
+                message: format!("program {name:?} is defined twice: {first} and {shown}"),
+                hint: None,
+            };
+            self.sink
+                .push_error((cx.file.to_string(), origin.line, origin.col), error);
+        } else {
+            self.defined.insert(name.to_string(), shown);
+        }
+        // The job is checked even when its name is wrong, so all its errors show at once.
+        if let Some(spec) = resolve::job(name, node, cx, &mut self.sink) {
+            if valid {
+                self.programs.insert(name.to_string(), spec);
+                self.origins.insert(name.to_string(), origin);
+            }
+        }
+    }
+}
+
+/// `[A-Za-z0-9_.-]+`: safe in file names (`{name}`), instance names (`web:1`) and shells.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// `no such file or directory` rather than `No such file or directory (os error 2)`.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => "unknown error".into(),
+    }
+}

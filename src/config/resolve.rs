@@ -1,0 +1,497 @@
+//! From a YAML tree to the model: every job key and `daemon:` setting checked, every default
+//! applied, every relative path made absolute against the folder beside the config.
+//!
+//! Finding and reading files, `include:` and duplicate programs are `load`'s business; this
+//! file sees one job (or one `daemon:` map) at a time and reports into a `Sink`, so that one
+//! run finds every error rather than the first.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::spec::{AutoRestart, DaemonSpec, Output, ProgramSpec, Signal};
+use super::values::{self, Bad, Read};
+use super::yaml::{Kind, Node};
+
+/// The job keys of INTERFACE.md, in the order the README lists them.
+pub const JOB_KEYS: &[&str] = &[
+    "cmd",
+    "numprocs",
+    "autostart",
+    "autorestart",
+    "exitcodes",
+    "startretries",
+    "starttime",
+    "stopsignal",
+    "stoptime",
+    "stdout",
+    "stderr",
+    "env",
+    "workingdir",
+    "umask",
+    "user",
+    "schedule",
+    "timezone",
+];
+
+pub const DAEMON_KEYS: &[&str] = &["socket", "pidfile", "logfile", "logdir", "loglevel"];
+
+/// What supervisord and friends call our keys: too far apart for a typo, but worth a hint.
+const FOREIGN_NAMES: &[(&str, &str)] = &[
+    ("command", "cmd"),
+    ("instances", "numprocs"),
+    ("restart", "autorestart"),
+    ("startsecs", "starttime"),
+    ("stopwaitsecs", "stoptime"),
+    ("stdout_logfile", "stdout"),
+    ("stderr_logfile", "stderr"),
+    ("environment", "env"),
+    ("directory", "workingdir"),
+    ("cwd", "workingdir"),
+];
+
+/// Errors collected over a whole load, each with where it sorts (file, line, column).
+#[derive(Debug, Default)]
+pub struct Sink {
+    errors: Vec<((String, usize, usize), ConfigError)>,
+}
+
+impl Sink {
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// `line` 0 means the whole file: the place is then the file alone.
+    pub fn push(&mut self, file: &str, (line, col): (usize, usize), key: &str, bad: Bad) {
+        let place = if line == 0 {
+            file.to_string()
+        } else {
+            format!("{file}:{line}:{col}")
+        };
+        self.push_error(
+            (file.to_string(), line, col),
+            ConfigError {
+                place,
+                key: key.to_string(),
+                message: bad.message,
+                hint: bad.hint,
+            },
+        );
+    }
+
+    /// An error whose place is not a single spot (a program defined twice), sorted at `at`.
+    pub fn push_error(&mut self, at: (String, usize, usize), error: ConfigError) {
+        self.errors.push((at, error));
+    }
+
+    /// Sorted by file, then line, then column; ties keep the order they were found in.
+    pub fn into_sorted(mut self) -> Vec<ConfigError> {
+        self.errors.sort_by(|a, b| a.0.cmp(&b.0));
+        self.errors.into_iter().map(|(_, e)| e).collect()
+    }
+}
+
+/// Where a job's errors go and what its relative paths are relative to.
+pub struct JobCtx<'a> {
+    /// The file as shown in errors.
+    pub file: &'a str,
+    /// `programs.web`: the key path of the job itself.
+    pub prefix: String,
+    /// Where to report a key that is missing: the job's name in `programs:`, or the top of a
+    /// `.job` file.
+    pub at: (usize, usize),
+    pub base_dir: &'a Path,
+    pub logdir: &'a Path,
+}
+
+/// Report a reader's result at `node` under `key`, keeping the value when it was good.
+fn keep<T>(r: Read<T>, node: &Node, file: &str, key: &str, sink: &mut Sink) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(bad) => {
+            let at = bad.at.unwrap_or((node.line, node.col));
+            sink.push(file, at, key, bad);
+            None
+        }
+    }
+}
+
+/// The entries of a map, or none for null (`web:` with nothing under it); `None` and an error
+/// for anything else.
+pub fn entries<'n>(
+    node: &'n Node,
+    what: &str,
+    file: &str,
+    key: &str,
+    sink: &mut Sink,
+) -> Option<&'n [(Node, Node)]> {
+    match &node.kind {
+        Kind::Map(e) => Some(e),
+        Kind::Scalar(s) if s.is_null() => Some(&[]),
+        _ => {
+            let bad = Bad::new(format!("expected {what}, found {}", node.describe()));
+            sink.push(file, (node.line, node.col), key, bad);
+            None
+        }
+    }
+}
+
+/// A key's text, or an error for `[a]: 1` and the like.
+pub fn key_text<'n>(key: &'n Node, file: &str, parent: &str, sink: &mut Sink) -> Option<&'n str> {
+    match key.text() {
+        Some(t) => Some(t),
+        None => {
+            let bad = Bad::new(format!("expected a key name, found {}", key.describe()));
+            sink.push(file, (key.line, key.col), parent, bad);
+            None
+        }
+    }
+}
+
+/// An unknown key, with the nearest known one as a hint (or the whole list when none is near).
+pub fn unknown_key(
+    key: &Node,
+    name: &str,
+    known: &[&str],
+    file: &str,
+    path: &str,
+    sink: &mut Sink,
+) {
+    let near = FOREIGN_NAMES
+        .iter()
+        .find(|(foreign, _)| *foreign == name)
+        .map(|&(_, ours)| ours)
+        .filter(|ours| known.contains(ours))
+        .or_else(|| values::suggest(name, known.iter().copied()));
+    let hint = match near {
+        Some(k) => format!("did you mean {k}?"),
+        None => format!("the keys here are {}", known.join(", ")),
+    };
+    let bad = Bad {
+        message: "unknown key".into(),
+        hint: Some(hint),
+        at: None,
+    };
+    sink.push(file, (key.line, key.col), path, bad);
+}
+
+/// Resolve one job. `None` when it had errors (all of them are in `sink`).
+pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<ProgramSpec> {
+    let before = sink.len();
+    let file = cx.file;
+    let entries = entries(node, "a map of job keys", file, &cx.prefix, sink)?;
+
+    let mut cmd = None;
+    let mut numprocs = None;
+    let mut autostart = None;
+    let mut autorestart = None;
+    let mut exitcodes = None;
+    let mut startretries = None;
+    let mut starttime = None;
+    let mut stopsignal = None;
+    let mut stoptime = None;
+    let mut stdout = None;
+    let mut stderr = None;
+    let mut env = BTreeMap::new();
+    let mut workingdir = None;
+    let mut umask = None;
+    let mut user = None;
+    let mut schedule = None;
+    let mut timezone = None;
+
+    for (k, v) in entries {
+        let Some(key) = key_text(k, file, &cx.prefix, sink) else {
+            continue;
+        };
+        let path = format!("{}.{key}", cx.prefix);
+        let p = path.as_str();
+        match key {
+            "cmd" => cmd = keep(values::cmd(v), v, file, p, sink),
+            "numprocs" => numprocs = keep(values::count(v, 1), v, file, p, sink),
+            "autostart" => autostart = keep(values::boolean(v), v, file, p, sink),
+            "autorestart" => autorestart = keep(values::autorestart(v), v, file, p, sink),
+            "exitcodes" => exitcodes = keep(values::exitcodes(v), v, file, p, sink),
+            "startretries" => startretries = keep(values::count(v, 0), v, file, p, sink),
+            "starttime" => starttime = keep(values::duration(v), v, file, p, sink),
+            "stopsignal" => stopsignal = keep(values::signal(v), v, file, p, sink),
+            "stoptime" => stoptime = keep(values::duration(v), v, file, p, sink),
+            "stdout" => stdout = keep(values::output(v, cx.base_dir), v, file, p, sink),
+            "stderr" => stderr = keep(values::output(v, cx.base_dir), v, file, p, sink),
+            "env" => {
+                let Some(vars) = keep(values::env_entries(v), v, file, p, sink) else {
+                    continue;
+                };
+                for (ek, ev) in vars {
+                    let Some(var) = keep(values::env_name(ek), ek, file, p, sink) else {
+                        continue;
+                    };
+                    let var_path = format!("{p}.{var}");
+                    if let Some(value) = keep(values::env_value(ev), ev, file, &var_path, sink) {
+                        env.insert(var, value);
+                    }
+                }
+            }
+            "workingdir" => workingdir = keep(values::path(v, cx.base_dir), v, file, p, sink),
+            "umask" => umask = keep(values::umask(v), v, file, p, sink),
+            "user" => user = keep(values::user(v), v, file, p, sink),
+            "schedule" => schedule = keep(values::schedule(v), v, file, p, sink),
+            "timezone" => timezone = keep(values::timezone(v), v, file, p, sink),
+            _ => unknown_key(k, key, JOB_KEYS, file, p, sink),
+        }
+    }
+
+    // A key with a bad value was reported where it was written; only an absent cmd is
+    // reported here, at the job.
+    let cmd_given = entries.iter().any(|(k, _)| k.text() == Some("cmd"));
+    if !cmd_given {
+        let bad = Bad::new("missing cmd: the command to run, as a string or a list of words");
+        sink.push(file, cx.at, &cx.prefix, bad);
+    }
+    if sink.len() > before {
+        return None;
+    }
+
+    // A scheduled job runs once per tick; keeping it alive would defeat the schedule.
+    let restart_default = if schedule.is_some() {
+        AutoRestart::Never
+    } else {
+        AutoRestart::Unexpected
+    };
+    let log = |ext: &str| Output::File(cx.logdir.join(format!("{{name}}.{ext}")));
+    Some(ProgramSpec {
+        name: name.to_string(),
+        cmd: cmd?,
+        numprocs: numprocs.unwrap_or(1),
+        autostart: autostart.unwrap_or(true),
+        autorestart: autorestart.unwrap_or(restart_default),
+        exitcodes: exitcodes.unwrap_or_else(|| vec![0]),
+        startretries: startretries.unwrap_or(3),
+        starttime: starttime.unwrap_or(Duration::from_secs(1)),
+        stopsignal: stopsignal.unwrap_or(Signal(15)),
+        stoptime: stoptime.unwrap_or(Duration::from_secs(10)),
+        stdout: stdout.unwrap_or_else(|| log("out")),
+        stderr: stderr.unwrap_or_else(|| log("err")),
+        env,
+        workingdir,
+        umask,
+        user,
+        schedule,
+        timezone,
+    })
+}
+
+/// The `daemon:` map (or its absence). Always returns settings: with errors, the defaults fill
+/// in so that programs can still be checked against a logdir.
+pub fn daemon(node: Option<&Node>, file: &str, base_dir: &Path, sink: &mut Sink) -> DaemonSpec {
+    let mut socket = None;
+    let mut pidfile = None;
+    let mut logfile = None;
+    let mut logdir: Option<PathBuf> = None;
+    let mut loglevel = None;
+    let found = node.and_then(|n| entries(n, "a map of daemon settings", file, "daemon", sink));
+    for (k, v) in found.unwrap_or(&[]) {
+        let Some(key) = key_text(k, file, "daemon", sink) else {
+            continue;
+        };
+        let path = format!("daemon.{key}");
+        let p = path.as_str();
+        match key {
+            "socket" => socket = keep(values::path(v, base_dir), v, file, p, sink),
+            "pidfile" => pidfile = keep(values::path(v, base_dir), v, file, p, sink),
+            "logfile" => logfile = keep(values::path(v, base_dir), v, file, p, sink),
+            "logdir" => logdir = keep(values::path(v, base_dir), v, file, p, sink),
+            "loglevel" => loglevel = keep(values::loglevel(v), v, file, p, sink),
+            _ => unknown_key(k, key, DAEMON_KEYS, file, p, sink),
+        }
+    }
+    let logdir = logdir.unwrap_or_else(|| base_dir.join("logs"));
+    DaemonSpec {
+        socket,
+        pidfile,
+        logfile: logfile.unwrap_or_else(|| logdir.join("sup.log")),
+        logdir,
+        loglevel: loglevel.unwrap_or(log::LevelFilter::Info),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::spec::Schedule;
+    use crate::config::yaml;
+
+    const BASE: &str = "/srv/app";
+
+    fn run(src: &str) -> (Option<ProgramSpec>, Vec<String>) {
+        let (root, errors) = yaml::parse(src);
+        assert!(errors.is_empty(), "{errors:?}");
+        let root = root.unwrap_or(Node {
+            line: 1,
+            col: 1,
+            kind: Kind::Map(Vec::new()),
+        });
+        let mut sink = Sink::default();
+        let base = Path::new(BASE);
+        let logdir = base.join("logs");
+        let cx = JobCtx {
+            file: "web.job",
+            prefix: "programs.web".into(),
+            at: (1, 1),
+            base_dir: base,
+            logdir: &logdir,
+        };
+        let spec = job("web", &root, &cx, &mut sink);
+        let errors = sink.into_sorted().iter().map(|e| e.to_string()).collect();
+        (spec, errors)
+    }
+
+    fn ok(src: &str) -> ProgramSpec {
+        let (spec, errors) = run(src);
+        assert!(errors.is_empty(), "{errors:?}");
+        spec.expect("a spec")
+    }
+
+    #[test]
+    fn defaults() {
+        let p = ok("cmd: sleep 1\n");
+        assert_eq!(p.cmd, ["sleep", "1"]);
+        assert_eq!(p.numprocs, 1);
+        assert!(p.autostart);
+        assert_eq!(p.autorestart, AutoRestart::Unexpected);
+        assert_eq!(p.exitcodes, [0]);
+        assert_eq!(p.startretries, 3);
+        assert_eq!(p.starttime, Duration::from_secs(1));
+        assert_eq!(p.stopsignal, Signal(15));
+        assert_eq!(p.stoptime, Duration::from_secs(10));
+        assert_eq!(p.stdout, Output::File("/srv/app/logs/{name}.out".into()));
+        assert_eq!(p.stderr, Output::File("/srv/app/logs/{name}.err".into()));
+        assert!(p.env.is_empty());
+        assert_eq!(p.workingdir, None);
+        assert_eq!(p.umask, None);
+        assert_eq!(p.user, None);
+        assert_eq!(p.schedule, None);
+        assert_eq!(p.timezone, None);
+    }
+
+    #[test]
+    fn every_key_set() {
+        let p = ok(
+            "cmd: [a, b c]\nnumprocs: 2\nautostart: false\nautorestart: always\n\
+             exitcodes: [1, 0]\nstartretries: 0\nstarttime: 500ms\nstopsignal: USR1\n\
+             stoptime: 2\nstdout: out/{name}.log\nstderr: ~\nenv: {A: 1, B: true}\n\
+             workingdir: ./work\numask: 027\nuser: nobody\nschedule: every 5m\ntimezone: UTC\n",
+        );
+        assert_eq!(p.cmd, ["a", "b c"]);
+        assert_eq!(p.numprocs, 2);
+        assert!(!p.autostart);
+        assert_eq!(p.autorestart, AutoRestart::Always);
+        assert_eq!(p.exitcodes, [0, 1]);
+        assert_eq!(p.startretries, 0);
+        assert_eq!(p.starttime, Duration::from_millis(500));
+        assert_eq!(p.stopsignal, Signal(10));
+        assert_eq!(p.stoptime, Duration::from_secs(2));
+        assert_eq!(p.stdout, Output::File("/srv/app/out/{name}.log".into()));
+        assert_eq!(p.stderr, Output::Discard);
+        assert_eq!(p.env["A"], "1");
+        assert_eq!(p.env["B"], "true");
+        assert_eq!(p.workingdir, Some(PathBuf::from("/srv/app/work")));
+        assert_eq!(p.umask, Some(0o27));
+        assert_eq!(p.user.as_deref(), Some("nobody"));
+        assert_eq!(p.schedule, Some(Schedule::Every(Duration::from_secs(300))));
+    }
+
+    #[test]
+    fn a_schedule_turns_autorestart_off_unless_asked() {
+        assert_eq!(
+            ok("cmd: x\nschedule: '@hourly'\n").autorestart,
+            AutoRestart::Never
+        );
+        assert_eq!(
+            ok("cmd: x\nschedule: '@hourly'\nautorestart: always\n").autorestart,
+            AutoRestart::Always
+        );
+    }
+
+    #[test]
+    fn every_error_in_a_job_is_reported_in_order() {
+        let (spec, errors) =
+            run("numprocs: 0\nstopsignal: NOPE\nnumproc: 2\nenv:\n  1X: a\n  OK: [1]\n");
+        assert!(spec.is_none());
+        assert_eq!(
+            errors,
+            [
+                "web.job:1:1: programs.web: missing cmd: the command to run, as a string or a \
+                 list of words",
+                "web.job:1:11: programs.web.numprocs: must be at least 1, found 0",
+                "web.job:2:13: programs.web.stopsignal: expected a signal name such as TERM, \
+                 INT, QUIT, HUP, KILL, USR1, or its number, found \"NOPE\"",
+                "web.job:3:1: programs.web.numproc: unknown key\n  hint: did you mean numprocs?",
+                "web.job:5:3: programs.web.env: expected a variable name of letters, digits \
+                 and _, not starting with a digit, found \"1X\"",
+                "web.job:6:7: programs.web.env.OK: expected a string, number or bool (write \
+                 \"\" for empty), found a list",
+            ]
+        );
+    }
+
+    #[test]
+    fn foreign_key_names_get_our_name_as_a_hint() {
+        let (_, errors) = run("cmd: x\ncommand: y\nbanana: 1\n");
+        assert_eq!(
+            errors,
+            [
+                "web.job:2:1: programs.web.command: unknown key\n  hint: did you mean cmd?",
+                format!(
+                    "web.job:3:1: programs.web.banana: unknown key\n  hint: the keys here are {}",
+                    JOB_KEYS.join(", ")
+                )
+                .as_str(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_job_that_is_not_a_map() {
+        let (spec, errors) = run("[a, b]\n");
+        assert!(spec.is_none());
+        assert_eq!(
+            errors,
+            ["web.job:1:1: programs.web: expected a map of job keys, found a list"]
+        );
+    }
+
+    #[test]
+    fn daemon_defaults_and_settings() {
+        let base = Path::new(BASE);
+        let mut sink = Sink::default();
+        let d = daemon(None, "sup.yaml", base, &mut sink);
+        assert_eq!(d.logdir, PathBuf::from("/srv/app/logs"));
+        assert_eq!(d.logfile, PathBuf::from("/srv/app/logs/sup.log"));
+        assert_eq!(d.socket, None);
+        assert_eq!(d.pidfile, None);
+        assert_eq!(d.loglevel, log::LevelFilter::Info);
+
+        let (root, _) = yaml::parse(
+            "socket: run/sup.sock\npidfile: /run/sup.pid\nlogdir: /var/log/sup\nloglevel: debug\n",
+        );
+        let d = daemon(root.as_ref(), "sup.yaml", base, &mut sink);
+        assert_eq!(d.socket, Some(PathBuf::from("/srv/app/run/sup.sock")));
+        assert_eq!(d.pidfile, Some(PathBuf::from("/run/sup.pid")));
+        assert_eq!(d.logfile, PathBuf::from("/var/log/sup/sup.log"));
+        assert_eq!(d.loglevel, log::LevelFilter::Debug);
+
+        let (root, _) = yaml::parse("logfile: ev.log\nloglevel: loud\nsockett: x\n");
+        let d = daemon(root.as_ref(), "sup.yaml", base, &mut sink);
+        assert_eq!(d.logfile, PathBuf::from("/srv/app/ev.log"));
+        let errors: Vec<String> = sink.into_sorted().iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            errors,
+            [
+                "sup.yaml:2:11: daemon.loglevel: expected error, warn, info, debug or trace, \
+                 found \"loud\"",
+                "sup.yaml:3:1: daemon.sockett: unknown key\n  hint: did you mean socket?",
+            ]
+        );
+    }
+}
