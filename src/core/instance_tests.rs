@@ -356,7 +356,7 @@ fn an_exit_before_starttime_is_a_failed_start_even_with_code_zero() {
                 I::Exited(ExitStatus::Code(0)),
                 S::Backoff,
                 Some(1999),
-                vec![exited(0, true), signal(7, KILL), backoff(1)],
+                vec![exited(0, false), signal(7, KILL), backoff(1)],
             ),
         ],
     );
@@ -620,7 +620,7 @@ fn stop_from_running_signals_the_group_then_waits_for_it_to_empty() {
                     vec![
                         log(Event::Exited {
                             status: ExitStatus::Signaled(15),
-                            expected: false,
+                            expected: true,
                         }),
                         Action::CheckGroup { pgid: 7 },
                     ],
@@ -760,7 +760,7 @@ fn a_leader_that_ignores_the_stopsignal_is_killed_after_stoptime() {
                     vec![
                         log(Event::Exited {
                             status: ExitStatus::Signaled(9),
-                            expected: false,
+                            expected: true,
                         }),
                         Action::CheckGroup { pgid: 7 },
                     ],

@@ -98,18 +98,22 @@ impl Sandbox {
             .stderr(err)
             .spawn()
             .expect("spawn sup daemon");
-        self.daemon = Some(child);
+        let mut child = child;
+        let mut early = None;
         self.wait_for("the daemon to answer status", || {
-            if let Some(c) = self.daemon.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!(
-                        "sup daemon exited early with {status}:\n{}",
-                        self.read("daemon.out")
-                    );
-                }
+            if let Ok(Some(status)) = child.try_wait() {
+                early = Some(status);
+                return true;
             }
             self.sup(&["status"]).status.success()
         });
+        if let Some(status) = early {
+            panic!(
+                "sup daemon exited early with {status}:\n{}",
+                self.read("daemon.out")
+            );
+        }
+        self.daemon = Some(child);
     }
 
     /// Run a second daemon on the same files and return its output (it should refuse).
