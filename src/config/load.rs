@@ -362,3 +362,37 @@ fn io_reason(e: &std::io::Error) -> String {
         None => "unknown error".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["web", "web-2", "a.b_c", "0"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "my web", "web:1", "a/b", "é"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_include_that_matches_the_directory_itself_reads_each_file_once() {
+        let dir = std::env::temp_dir().join(format!("sup-load-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("conf")).unwrap();
+        std::fs::write(dir.join("conf/sup.yaml"), "include: ['*.job']\n").unwrap();
+        std::fs::write(dir.join("conf/web.job"), "cmd: x\n").unwrap();
+        let c = load_in(Path::new("conf"), &dir).unwrap();
+        assert_eq!(c.programs.len(), 1);
+        assert_eq!(c.origins["web"].file, "conf/web.job");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn io_reasons_read_like_our_messages() {
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(io_reason(&e), "no such file or directory");
+    }
+}
