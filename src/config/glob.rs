@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn single_component_patterns() {
         assert!(matches("*.job", "web.job"));
-        assert!(matches("*.job", ".job") == false);
+        assert!(!matches("*.job", ".job"));
         assert!(!matches("*.job", ".web.job"));
         assert!(matches(".*.job", ".web.job"));
         assert!(!matches("*.job", "web.job.swp"));

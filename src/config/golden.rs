@@ -54,7 +54,7 @@ fn bad_configs_report_exactly_the_expected_errors() {
     let mut failures = Vec::new();
     for (rel, expected_path) in fixtures {
         let got = match load(&rel) {
-            Ok(_) => format!("(loaded without errors)\n"),
+            Ok(_) => "(loaded without errors)\n".to_string(),
             Err(errors) => errors.join("\n") + "\n",
         };
         if bless {

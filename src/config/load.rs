@@ -122,8 +122,9 @@ impl Loader<'_> {
         }
     }
 
-    /// Read and parse a file; errors go to the sink. `Err(())` when there is no tree to use.
-    fn parse(&mut self, path: &Path) -> Result<Option<Node>, ()> {
+    /// Read and parse a file; errors go to the sink, their key paths under `prefix` (a `.job`
+    /// file's keys are `programs.NAME.…`). `Err(())` when there is no tree to use.
+    fn parse(&mut self, path: &Path, prefix: &str) -> Result<Option<Node>, ()> {
         let shown = self.show(path);
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
@@ -136,7 +137,11 @@ impl Loader<'_> {
         let (root, errors) = yaml::parse(&text);
         let had_syntax_error = root.is_none() && !errors.is_empty();
         for e in errors {
-            let key = e.path.join(".");
+            let key = std::iter::once(prefix)
+                .filter(|p| !p.is_empty())
+                .chain(e.path.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(".");
             self.sink
                 .push(&shown, (e.line, e.col), &key, Bad::new(e.message));
         }
@@ -159,7 +164,7 @@ impl Loader<'_> {
         // An empty file, or one whose YAML is broken: without a tree there is no way to know
         // the includes, and the default still finds the usual job files, whose own errors are
         // worth showing.
-        let Ok(Some(root)) = self.parse(path) else {
+        let Ok(Some(root)) = self.parse(path, "") else {
             let d = resolve::daemon(None, &shown, base_dir, &mut self.sink);
             return (d, default_include, None);
         };
@@ -268,7 +273,8 @@ impl Loader<'_> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let Ok(root) = self.parse(path) else {
+        let prefix = format!("programs.{name}");
+        let Ok(root) = self.parse(path, &prefix) else {
             return;
         };
         // An empty file is a job with no keys: it is reported as missing its cmd.
@@ -284,7 +290,7 @@ impl Loader<'_> {
         };
         let cx = JobCtx {
             file: &shown,
-            prefix: format!("programs.{name}"),
+            prefix,
             at: (1, 1),
             base_dir,
             logdir: &daemon.logdir,
@@ -354,5 +360,39 @@ fn io_reason(e: &std::io::Error) -> String {
     match chars.next() {
         Some(c) => c.to_lowercase().chain(chars).collect(),
         None => "unknown error".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["web", "web-2", "a.b_c", "0"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "my web", "web:1", "a/b", "é"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_include_that_matches_the_directory_itself_reads_each_file_once() {
+        let dir = std::env::temp_dir().join(format!("sup-load-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("conf")).unwrap();
+        std::fs::write(dir.join("conf/sup.yaml"), "include: ['*.job']\n").unwrap();
+        std::fs::write(dir.join("conf/web.job"), "cmd: x\n").unwrap();
+        let c = load_in(Path::new("conf"), &dir).unwrap();
+        assert_eq!(c.programs.len(), 1);
+        assert_eq!(c.origins["web"].file, "conf/web.job");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn io_reasons_read_like_our_messages() {
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(io_reason(&e), "no such file or directory");
     }
 }

@@ -364,13 +364,11 @@ pub fn timezone(node: &Node) -> Read<String> {
         return Err(Bad::new(format!("expected {what}, found {t:?}")));
     }
     let zoneinfo = Path::new(ZONEINFO);
-    if zoneinfo.is_dir() {
-        if !zoneinfo.join(t).is_file() {
-            return Err(
-                Bad::new(format!("unknown time zone {t:?}: expected {what}"))
-                    .hint(Some(format!("the names are the files under {ZONEINFO}"))),
-            );
-        }
+    if zoneinfo.is_dir() && !zoneinfo.join(t).is_file() {
+        return Err(
+            Bad::new(format!("unknown time zone {t:?}: expected {what}"))
+                .hint(Some(format!("the names are the files under {ZONEINFO}"))),
+        );
     }
     Ok(t.to_string())
 }

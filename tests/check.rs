@@ -1,0 +1,233 @@
+//! `sup check` as a user runs it: the real binary on the fixtures under `fixtures/configs`, and
+//! the config lookup order (`-c`, `$SUP_CONFIG`, `./sup.yaml`, `./sup.d/`) in a fresh folder.
+//!
+//! The messages themselves are pinned by the `.expected` files beside the bad fixtures; here we
+//! check that the binary prints each with the `sup: error: ` prefix, a count line, and exit 1.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `sup ARGS…` run from `cwd`, with no `SUP_CONFIG` unless a test sets one.
+fn sup(cwd: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sup"));
+    cmd.args(args).current_dir(cwd).env_remove("SUP_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run sup")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn expect_ok(out: &Output, line: &str) {
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{line}\n"));
+}
+
+mod good_configs {
+    use super::*;
+
+    #[test]
+    fn the_taskmaster_example() {
+        let out = sup(
+            repo(),
+            &["check", "-c", "fixtures/configs/good/taskmaster.yaml"],
+            &[],
+        );
+        expect_ok(&out, "ok: 2 programs, 9 instances");
+    }
+
+    #[test]
+    fn every_key() {
+        let out = sup(
+            repo(),
+            &["-c", "fixtures/configs/good/every_key.yaml", "check"],
+            &[],
+        );
+        expect_ok(&out, "ok: 3 programs, 5 instances");
+    }
+
+    #[test]
+    fn a_directory() {
+        let out = sup(repo(), &["check", "-c", "fixtures/configs/good/dir"], &[]);
+        expect_ok(&out, "ok: 3 programs, 4 instances");
+    }
+
+    #[test]
+    fn a_file_and_its_sup_d() {
+        let out = sup(
+            repo(),
+            &[
+                "check",
+                "--config",
+                "fixtures/configs/good/withincludes/sup.yaml",
+            ],
+            &[],
+        );
+        expect_ok(&out, "ok: 3 programs, 6 instances");
+    }
+}
+
+mod bad_configs {
+    use super::*;
+
+    /// What `sup check` must print for one fixture: each expected error with the prefix (hint
+    /// lines as they are), then the count.
+    fn expected_stderr(fixture: &Path, expected: &str) -> String {
+        let mut out = String::new();
+        let mut count = 0;
+        for line in expected.lines() {
+            if line.starts_with("  hint: ") {
+                out.push_str(line);
+            } else {
+                count += 1;
+                out.push_str("sup: error: ");
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        let plural = if count == 1 { "" } else { "s" };
+        out.push_str(&format!(
+            "sup: {count} error{plural} in {}\n",
+            repo().join(fixture).display()
+        ));
+        out
+    }
+
+    #[test]
+    fn every_bad_fixture_prints_all_its_errors_and_exits_1() {
+        let dir = repo().join("fixtures/configs/bad");
+        let mut checked = 0;
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("fixtures")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        entries.sort();
+        for path in entries {
+            let rel = path.strip_prefix(repo()).expect("under the repo");
+            let stem = path.file_stem().expect("stem").to_string_lossy();
+            let expected = std::fs::read_to_string(dir.join(format!("{stem}.expected")))
+                .expect(".expected file");
+            let out = sup(repo(), &["check", "-c", &rel.to_string_lossy()], &[]);
+            assert_eq!(out.status.code(), Some(1), "{}", rel.display());
+            assert_eq!(text(&out.stdout), "", "{}", rel.display());
+            assert_eq!(
+                text(&out.stderr),
+                expected_stderr(rel, &expected),
+                "{}",
+                rel.display()
+            );
+            checked += 1;
+        }
+        assert!(checked >= 12);
+    }
+
+    #[test]
+    fn a_missing_config_exits_1_and_says_where_sup_looked() {
+        let out = sup(repo(), &["check", "-c", "no/such.yaml"], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with(
+                "sup: error: no/such.yaml: unable to read: no such file or directory\n  hint: "
+            ),
+            "{err}"
+        );
+    }
+}
+
+/// A fresh folder under the system temp dir, removed on drop.
+struct Sandbox(PathBuf);
+
+impl Sandbox {
+    fn new(name: &str) -> Sandbox {
+        let dir = std::env::temp_dir().join(format!("sup-check-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("sandbox");
+        Sandbox(dir)
+    }
+
+    fn write(&self, rel: &str, content: &str) -> PathBuf {
+        let p = self.0.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, content).expect("write");
+        p
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+mod config_lookup {
+    use super::*;
+
+    #[test]
+    fn flag_then_env_then_sup_yaml_then_sup_d() {
+        let sb = Sandbox::new("lookup");
+        let cwd = &sb.0;
+        // Nothing at all: the error names ./sup.d, the last place looked.
+        let out = sup(cwd, &["check"], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).starts_with("sup: error: sup.d: unable to read"),
+            "{}",
+            text(&out.stderr)
+        );
+
+        // ./sup.d/ alone.
+        sb.write("sup.d/a.job", "cmd: sleep 1\n");
+        sb.write("sup.d/b.job", "cmd: sleep 1\nnumprocs: 2\n");
+        expect_ok(&sup(cwd, &["check"], &[]), "ok: 2 programs, 3 instances");
+
+        // ./sup.yaml wins over ./sup.d/ (and, with its default include, reads sup.d/*.job).
+        sb.write("sup.yaml", "programs:\n  main:\n    cmd: sleep 1\n");
+        expect_ok(&sup(cwd, &["check"], &[]), "ok: 3 programs, 4 instances");
+
+        // $SUP_CONFIG wins over ./sup.yaml.
+        let env_cfg = sb.write(
+            "other/env.yaml",
+            "programs:\n  e:\n    cmd: sleep 1\n    numprocs: 5\n",
+        );
+        expect_ok(
+            &sup(cwd, &["check"], &[("SUP_CONFIG", &env_cfg)]),
+            "ok: 1 program, 5 instances",
+        );
+
+        // -c wins over $SUP_CONFIG; a relative -c is taken from the working directory.
+        sb.write(
+            "flag.yaml",
+            "include: []\nprograms:\n  f:\n    cmd: sleep 1\n",
+        );
+        expect_ok(
+            &sup(
+                cwd,
+                &["check", "-c", "flag.yaml"],
+                &[("SUP_CONFIG", &env_cfg)],
+            ),
+            "ok: 1 program, 1 instance",
+        );
+    }
+
+    #[test]
+    fn errors_in_the_working_directory_are_shown_relative_to_it() {
+        let sb = Sandbox::new("relative");
+        sb.write("sup.yaml", "programs:\n  web:\n    cmd: sleep 1\n");
+        sb.write("sup.d/web.job", "cmd: sleep 2\n");
+        let out = sup(&sb.0, &["check"], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            text(&out.stderr).lines().next(),
+            Some("sup: error: program \"web\" is defined twice: sup.yaml:2:3 and sup.d/web.job")
+        );
+    }
+}
