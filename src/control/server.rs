@@ -138,9 +138,7 @@ fn parse(line: &[u8]) -> Incoming {
     let value: serde_json::Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => {
-            return Incoming::Bad(Response::error(format!(
-                "malformed request: not JSON: {e}"
-            )))
+            return Incoming::Bad(Response::error(format!("malformed request: not JSON: {e}")))
         }
     };
     match value.get("v").and_then(serde_json::Value::as_u64) {

@@ -211,9 +211,7 @@ impl Daemon {
         );
         if spec.autostart && spec.schedule.is_none() {
             for id in ids {
-                let wants = self.instances[id]
-                    .as_ref()
-                    .is_some_and(|i| i.core.want_up);
+                let wants = self.instances[id].as_ref().is_some_and(|i| i.core.want_up);
                 if wants {
                     self.feed(id, Input::Start, now);
                 }
@@ -625,6 +623,8 @@ impl Daemon {
         let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
             return;
         };
+        // A client that sees an outcome must find its events in the log already.
+        log::logger().flush();
         let flushed = match c.conn.flush() {
             Ok(done) => done,
             Err(_) => {
@@ -686,10 +686,7 @@ impl Daemon {
         match names::resolve(&pairs, names_) {
             Ok(picked) => Ok(picked.into_iter().map(|i| ids[i]).collect()),
             Err(unknown) => Err(Response::new(ResponseBody::Error {
-                message: format!(
-                    "no such program or instance: {}",
-                    unknown.join(", ")
-                ),
+                message: format!("no such program or instance: {}", unknown.join(", ")),
                 hint: Some("`sup status` lists them".into()),
             })),
         }
@@ -929,7 +926,9 @@ impl Daemon {
         let Some(sig) = crate::config::signal::parse(signal) else {
             return Response::new(ResponseBody::Error {
                 message: format!("unknown signal {signal:?}"),
-                hint: Some("use a name such as TERM, HUP, USR1 (with or without SIG) or a number".into()),
+                hint: Some(
+                    "use a name such as TERM, HUP, USR1 (with or without SIG) or a number".into(),
+                ),
             });
         };
         let ids = match self.select(names_) {

@@ -71,8 +71,7 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
     if let Some(dir) = socket.parent() {
         make_private_dir(dir)?;
     }
-    let pidfile = pidfile::Pidfile::acquire(&pidfile_path)
-        .map_err(|e| Fail::new(e.to_string()))?;
+    let pidfile = pidfile::Pidfile::acquire(&pidfile_path).map_err(|e| Fail::new(e.to_string()))?;
     crate::logging::init(&logfile, config.daemon.loglevel, !args.quiet).map_err(|e| {
         Fail::new(format!(
             "unable to open the event log {}: {e}",

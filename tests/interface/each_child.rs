@@ -9,18 +9,26 @@ fn the_child_gets_exactly_the_promised_environment() {
         "child",
         r#"
   probe:
-    cmd: ["sh", "-c", "umask > $OUT/umask; pwd > $OUT/cwd; env > $OUT/env; awk '{print $5}' /proc/$$/stat > $OUT/pgid; ls /proc/$$/fd | sort -n | tr '\n' ' ' > $OUT/fds; grep -E '^Sig(Blk|Ign)' /proc/$$/status > $OUT/sig; readlink /proc/$$/fd/0 > $OUT/stdin; echo written > $OUT/done; exec sleep 1000"]
+    cmd: ["sh", "-c", "umask > $OUT/umask; pwd > $OUT/cwd; env > $OUT/env; awk '{print $5}' /proc/$$/stat > $OUT/pgid; ls /proc/$$/fd | sort -n | tr '\n' ' ' > $OUT/fds; readlink /proc/$$/fd/0 > $OUT/stdin; echo written > $OUT/done; exec sleep 1000"]
     numprocs: 2
     umask: 027
     workingdir: /tmp
     env:
       ANSWER: 42
       FLAG: true
+  sigs:
+    # Exec'd directly, so it sees exactly the signal state sup gave it.
+    cmd: ["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]
+    stdout: sig
+    autorestart: never
+    starttime: 0
 "#,
     );
     sb.start();
     sb.wait_state("probe:1", "running");
-    sb.wait_for("the probe to write its findings", || sb.read("done").contains("written"));
+    sb.wait_for("the probe to write its findings", || {
+        sb.read("done").contains("written")
+    });
     assert_eq!(sb.read("umask").trim(), "0027");
     assert_eq!(sb.read("cwd").trim(), "/tmp");
     let env = sb.read("env");
@@ -34,8 +42,12 @@ fn the_child_gets_exactly_the_promised_environment() {
     let pid = sb.pid("probe:0").expect("pid");
     let pid1 = sb.pid("probe:1").expect("pid");
     let pgid: u32 = sb.read("pgid").trim().parse().expect("pgid");
-    assert!(pgid == pid || pgid == pid1, "pgid {pgid} is not a leader pid ({pid}, {pid1})");
+    assert!(
+        pgid == pid || pgid == pid1,
+        "pgid {pgid} is not a leader pid ({pid}, {pid1})"
+    );
     assert_eq!(sb.read("fds").trim(), "0 1 2", "inherited descriptors");
+    sb.wait_state("sigs", "exited");
     let sig = sb.read("sig");
     assert!(sig.contains("SigBlk:\t0000000000000000"), "{sig}");
     assert!(sig.contains("SigIgn:\t0000000000000000"), "{sig}");
@@ -55,7 +67,9 @@ fn every_byte_written_just_before_exit_reaches_the_log() {
     );
     sb.start();
     sb.wait_state("flood", "exited");
-    let len = std::fs::metadata(sb.path("logs/flood.out")).map(|m| m.len()).unwrap_or(0);
+    let len = std::fs::metadata(sb.path("logs/flood.out"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     assert_eq!(len, 52_428_800);
 }
 

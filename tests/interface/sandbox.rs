@@ -122,7 +122,10 @@ impl Sandbox {
     }
 
     pub fn daemon_pid(&self) -> u32 {
-        self.daemon.as_ref().map(|c| c.id()).expect("daemon running")
+        self.daemon
+            .as_ref()
+            .map(|c| c.id())
+            .expect("daemon running")
     }
 
     /// Wait for the daemon to exit on its own; returns its exit code.
@@ -185,7 +188,10 @@ impl Sandbox {
     }
 
     pub fn state(&self, name: &str) -> String {
-        self.instance(name)["state"].as_str().unwrap_or("").to_string()
+        self.instance(name)["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     pub fn pid(&self, name: &str) -> Option<u32> {
@@ -307,10 +313,15 @@ impl Drop for Sandbox {
         // Give the kernel a moment to finish killing groups, then insist.
         let mut left = Vec::new();
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_until("sandbox processes to end", Duration::from_secs(5), &mut || {
-                left = self.survivors();
-                left.is_empty()
-            }, String::new);
+            wait_until(
+                "sandbox processes to end",
+                Duration::from_secs(5),
+                &mut || {
+                    left = self.survivors();
+                    left.is_empty()
+                },
+                String::new,
+            );
         }));
         for &pid in &left {
             kill(pid, 9);

@@ -110,7 +110,10 @@ fn a_command_that_cannot_run_is_a_failed_start_with_the_reason() {
     assert!(reason.contains("no such file"), "{reason}");
     let lost = sb.wait_state("lost", "fatal");
     assert!(
-        lost["reason"].as_str().unwrap_or("").contains("/nonexistent/dir"),
+        lost["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/nonexistent/dir"),
         "{lost}"
     );
     // The daemon carries on.
@@ -144,7 +147,9 @@ fn autorestart_modes_against_expected_and_unexpected_exits() {
             if restarted {
                 sb.wait_for(&format!("{name} restarted"), || {
                     let i = sb.instance(&name);
-                    i["restarts"] == 1 && i["state"] == "running" && i["pid"].as_u64() != pid.map(u64::from)
+                    i["restarts"] == 1
+                        && i["state"] == "running"
+                        && i["pid"].as_u64() != pid.map(u64::from)
                 });
             } else {
                 let i = sb.wait_state(&name, "exited");
@@ -155,7 +160,10 @@ fn autorestart_modes_against_expected_and_unexpected_exits() {
         }
     }
     let log = sb.log();
-    assert!(log.contains("never-bad exited code=7 (unexpected)"), "{log}");
+    assert!(
+        log.contains("never-bad exited code=7 (unexpected)"),
+        "{log}"
+    );
     assert!(log.contains("never-ok exited code=0 (expected)"), "{log}");
 }
 
@@ -191,7 +199,9 @@ fn a_child_ignoring_term_is_killed_with_its_grandchild() {
     );
     sb.start();
     sb.wait_state("stubborn", "running");
-    sb.wait_for("the grandchild pid", || !sb.read("grandchild").trim().is_empty());
+    sb.wait_for("the grandchild pid", || {
+        !sb.read("grandchild").trim().is_empty()
+    });
     let grandchild: u32 = sb.read("grandchild").trim().parse().expect("pid");
     let leader = sb.pid("stubborn").expect("pid");
     sb.sup_ok(&["stop", "stubborn"]);
@@ -227,6 +237,13 @@ fn kill_9_gives_last_exit_137_and_a_stable_run_restarts_at_once() {
     let pid2 = sb.pid("victim").expect("pid");
     kill(pid2, 9);
     let b = sb.wait_state("victim", "backoff");
-    assert!(b["next_restart_in"].as_f64().is_some_and(|s| s > 0.0 && s <= 1.0), "{b}");
-    sb.wait_for("victim back after backoff", || sb.instance("victim")["restarts"] == 2);
+    assert!(
+        b["next_restart_in"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0 && s <= 1.0),
+        "{b}"
+    );
+    sb.wait_for("victim back after backoff", || {
+        sb.instance("victim")["restarts"] == 2
+    });
 }

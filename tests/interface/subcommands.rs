@@ -78,7 +78,16 @@ fn status_json_is_sorted_by_program_then_instance_number() {
     expected.extend((0..11).map(|i| format!("w:{i}")));
     assert_eq!(names, expected);
     let first = &sb.status()[0];
-    for key in ["name", "program", "state", "pid", "restarts", "last_exit", "uptime_s", "next_run"] {
+    for key in [
+        "name",
+        "program",
+        "state",
+        "pid",
+        "restarts",
+        "last_exit",
+        "uptime_s",
+        "next_run",
+    ] {
         assert!(first.get(key).is_some(), "missing {key} in {first}");
     }
 }
@@ -120,6 +129,10 @@ fn two_hundred_instances_all_reach_running() {
     );
     sb.start();
     sb.wait_for("200 running", || {
-        sb.status().iter().filter(|i| i["state"] == "running").count() == 200
+        sb.status()
+            .iter()
+            .filter(|i| i["state"] == "running")
+            .count()
+            == 200
     });
 }
