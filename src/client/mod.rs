@@ -88,7 +88,7 @@ pub fn execute(
     match command {
         Command::Status { names, json } => {
             let body = ask(conn, RequestBody::Status { names }, Some(QUICK))?;
-            let ResponseBody::Status { instances } = body else {
+            let ResponseBody::Status { instances, .. } = body else {
                 return Err(unexpected("status", &body));
             };
             if json {
@@ -301,6 +301,7 @@ fn kind(body: &ResponseBody) -> &'static str {
         ResponseBody::Reload { .. } => "reload",
         ResponseBody::Output { .. } => "output",
         ResponseBody::Done { .. } => "done",
+        ResponseBody::Event { .. } => "event",
     }
 }
 

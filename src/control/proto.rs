@@ -63,6 +63,12 @@ pub enum RequestBody {
     },
     Logreopen,
     Shutdown,
+    /// Stream a `Status` snapshot, then one `Event` per change of any selected instance,
+    /// until the client disconnects (`sup top`).
+    Subscribe {
+        #[serde(default)]
+        names: Vec<String>,
+    },
 }
 
 impl Request {
@@ -102,6 +108,15 @@ pub enum ResponseBody {
     },
     Status {
         instances: Vec<InstanceStatus>,
+        #[serde(default)]
+        daemon: Option<DaemonInfo>,
+    },
+    /// One change, streamed to subscribers: the instance as it is now and the log line.
+    Event {
+        /// RFC 3339.
+        at: String,
+        instance: InstanceStatus,
+        message: String,
     },
     /// Per-instance results of start/stop/restart/signal.
     Outcomes {
@@ -143,6 +158,14 @@ pub struct InstanceStatus {
     /// Why the last start failed, or why the instance is fatal.
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// About the daemon itself, for dashboards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub version: String,
+    pub uptime_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

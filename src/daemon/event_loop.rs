@@ -27,7 +27,7 @@ use super::spawn::{self, SpawnRequest, Stdio};
 use super::{reap, state};
 use crate::config::{Config, Output, ProgramSpec};
 use crate::control::proto::{
-    InstanceStatus, Outcome, Request, RequestBody, Response, ResponseBody,
+    DaemonInfo, InstanceStatus, Outcome, Request, RequestBody, Response, ResponseBody,
 };
 use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
 use crate::core::timers::Timers;
@@ -134,6 +134,7 @@ pub struct Daemon {
     state_dirty: bool,
     actions: Vec<Action>,
     uid: u32,
+    started: Instant,
 }
 
 impl Daemon {
@@ -171,6 +172,7 @@ impl Daemon {
             state_dirty: true,
             actions: Vec::new(),
             uid: nix::unistd::getuid().as_raw(),
+            started: Instant::now(),
         };
         let specs: Vec<ProgramSpec> = d.settings.config.programs.values().cloned().collect();
         let now = Instant::now();
@@ -697,6 +699,7 @@ impl Daemon {
             RequestBody::Status { names } => match self.select(&names) {
                 Ok(ids) => Response::new(ResponseBody::Status {
                     instances: ids.iter().map(|&id| self.status_of(id, now)).collect(),
+                    daemon: Some(self.info(now)),
                 }),
                 Err(e) => e,
             },
@@ -725,8 +728,18 @@ impl Daemon {
             RequestBody::Reload { .. } => Response::error("reload is not built yet"),
             RequestBody::Tail { .. } => Response::error("tail is not built yet"),
             RequestBody::Logreopen => Response::error("logreopen is not built yet"),
+            RequestBody::Subscribe { .. } => Response::error("subscribe is not built yet"),
         };
         Some(resp)
+    }
+
+    fn info(&self, now: Instant) -> DaemonInfo {
+        DaemonInfo {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_s: (now.saturating_duration_since(self.started).as_secs_f64() * 10.0).round()
+                / 10.0,
+        }
     }
 
     fn status_of(&self, id: InstId, now: Instant) -> InstanceStatus {
