@@ -259,7 +259,8 @@ fn tail(
             ResponseBody::Done { .. } => break,
             other => return Err(unexpected("tail", &other)),
         }
-        if sink.closed() {
+        // A plain tail is one answer; only a follower keeps reading.
+        if sink.closed() || !follow {
             break;
         }
     }

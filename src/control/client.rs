@@ -75,16 +75,38 @@ impl Conn {
         let mut line = serde_json::to_string(req)
             .map_err(|e| Fail::new(format!("cannot encode the request: {e}")))?;
         line.push('\n');
-        self.writer
+        let sent = self
+            .writer
             .write_all(line.as_bytes())
-            .and_then(|()| self.writer.flush())
-            .map_err(|e| {
-                Fail::new(format!(
-                    "cannot send to the daemon on {}: {}",
-                    self.path.display(),
-                    cause(&e)
-                ))
-            })
+            .and_then(|()| self.writer.flush());
+        let Err(e) = sent else {
+            return Ok(());
+        };
+        // The daemon may have refused us (wrong uid) and hung up before we wrote: its
+        // answer, if any, says why better than "broken pipe".
+        let _ = self.set_timeout(Some(Duration::from_secs(1)));
+        let mut line = Vec::new();
+        if let Ok(n) = (&mut self.reader)
+            .take(MAX_RESPONSE)
+            .read_until(b'\n', &mut line)
+        {
+            if let Ok(Response {
+                body: ResponseBody::Error { message, hint },
+                ..
+            }) = serde_json::from_slice::<Response>(&line[..n])
+            {
+                let fail = Fail::new(message);
+                return Err(match hint {
+                    Some(h) => fail.hint(h),
+                    None => fail,
+                });
+            }
+        }
+        Err(Fail::new(format!(
+            "cannot send to the daemon on {}: {}",
+            self.path.display(),
+            cause(&e)
+        )))
     }
 
     /// How long `next` may block; `None` waits forever.

@@ -66,6 +66,23 @@ impl Conn {
         }
     }
 
+    /// Read and drop whatever the peer sends (a streaming client), noting when it hangs up.
+    pub fn discard_input(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.read_closed = true;
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The next complete request line, if any.
     pub fn next_request(&mut self) -> Option<Incoming> {
         let Some(end) = self.inbuf.iter().position(|&b| b == b'\n') else {

@@ -27,11 +27,14 @@ use super::spawn::{self, SpawnRequest, Stdio};
 use super::{reap, state};
 use crate::config::{Config, Output, ProgramSpec};
 use crate::control::proto::{
-    DaemonInfo, InstanceStatus, Outcome, Request, RequestBody, Response, ResponseBody,
+    DaemonInfo, InstanceStatus, Outcome, ReloadReport, Request, RequestBody, Response, ResponseBody,
 };
 use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
 use crate::core::timers::Timers;
 use crate::core::{names, Action, Input, Instance, State};
+
+mod follow;
+mod reload;
 
 const SIGNALS: Token = Token(0);
 const LISTENER: Token = Token(1);
@@ -64,6 +67,8 @@ struct CaptureSource {
     capture: Capture,
     /// The instance that wrote it, for the log; output outlives a restart until EOF.
     instance: String,
+    /// The log file it feeds: `tail -f` clients following that file are sent what is new.
+    path: PathBuf,
 }
 
 struct ClientSource {
@@ -71,6 +76,8 @@ struct ClientSource {
     deadline: Option<Instant>,
     /// A start/stop/shutdown request is waiting for its outcome: read nothing more until then.
     waiting: bool,
+    /// Streaming until the client hangs up: a `tail -f` or a subscription.
+    stream: Option<follow::Stream>,
 }
 
 enum Source {
@@ -81,6 +88,11 @@ enum Source {
 struct Inst {
     core: Instance,
     spec: Rc<ProgramSpec>,
+    /// A reload changed the definition: it takes effect at the next spawn, so the running
+    /// process is still stopped with the old `stopsignal` and `stoptime`.
+    next_spec: Option<Rc<ProgramSpec>>,
+    /// Removed by a reload: hidden from status, freed once down.
+    retiring: bool,
     /// Pipes of the current process, by stream.
     captures: [Option<usize>; 2],
     /// Field 22 of /proc/PID/stat for the leader, recorded so a successor daemon never
@@ -100,10 +112,38 @@ enum Goal {
     Restarted,
 }
 
+struct Item {
+    id: InstId,
+    name: String,
+    goal: Goal,
+    outcome: Option<Outcome>,
+}
+
+/// What to answer once every item's transition has ended.
+enum Answer {
+    Outcomes,
+    Reload(ReloadReport),
+}
+
 struct Waiter {
     slot: usize,
-    goal: Goal,
-    items: Vec<(InstId, String, Option<Outcome>)>,
+    items: Vec<Item>,
+    answer: Answer,
+}
+
+impl Waiter {
+    fn done(&self) -> bool {
+        self.items.iter().all(|i| i.outcome.is_some())
+    }
+
+    fn into_response(self) -> Response {
+        match self.answer {
+            Answer::Outcomes => Response::new(ResponseBody::Outcomes {
+                outcomes: self.items.into_iter().filter_map(|i| i.outcome).collect(),
+            }),
+            Answer::Reload(report) => Response::new(ResponseBody::Reload { report }),
+        }
+    }
 }
 
 pub struct Settings {
@@ -133,6 +173,16 @@ pub struct Daemon {
     shutting_down: bool,
     state_dirty: bool,
     actions: Vec<Action>,
+    /// Clients streaming a log file (`tail -f`).
+    followers: Vec<usize>,
+    /// Clients subscribed to instance events (`sup top`).
+    subscribers: Vec<usize>,
+    /// Events to publish to subscribers at the end of the turn.
+    published: Vec<(InstId, String)>,
+    /// Instances removed by a reload that are still stopping.
+    retiring: Vec<InstId>,
+    /// Freed instance slots, reused by later reloads.
+    free_instances: Vec<InstId>,
     uid: u32,
     started: Instant,
 }
@@ -171,6 +221,11 @@ impl Daemon {
             shutting_down: false,
             state_dirty: true,
             actions: Vec::new(),
+            followers: Vec::new(),
+            subscribers: Vec::new(),
+            published: Vec::new(),
+            retiring: Vec::new(),
+            free_instances: Vec::new(),
             uid: nix::unistd::getuid().as_raw(),
             started: Instant::now(),
         };
@@ -187,23 +242,14 @@ impl Daemon {
         spec: ProgramSpec,
         restored: &HashMap<String, state::InstanceState>,
         now: Instant,
-    ) {
+    ) -> Vec<InstId> {
         let spec = Rc::new(spec);
-        let mut ids = Vec::with_capacity(spec.numprocs as usize);
-        for (num, name) in spec.instance_names().into_iter().enumerate() {
-            let mut core = Instance::new(&spec.name, num as u32, name);
-            if let Some(r) = restored.get(&core.name) {
-                core.restore(r.restarts, r.want_up);
-            }
-            let id = self.instances.len();
-            self.instances.push(Some(Inst {
-                core,
-                spec: spec.clone(),
-                captures: [None, None],
-                start_ticks: None,
-            }));
-            ids.push(id);
-        }
+        let ids: Vec<InstId> = spec
+            .instance_names()
+            .into_iter()
+            .enumerate()
+            .map(|(num, name)| self.new_instance(&spec, num as u32, name, restored))
+            .collect();
         self.programs.insert(
             spec.name.clone(),
             Program {
@@ -212,11 +258,44 @@ impl Daemon {
             },
         );
         if spec.autostart && spec.schedule.is_none() {
-            for id in ids {
+            for &id in &ids {
                 let wants = self.instances[id].as_ref().is_some_and(|i| i.core.want_up);
                 if wants {
                     self.feed(id, Input::Start, now);
                 }
+            }
+        }
+        ids
+    }
+
+    fn new_instance(
+        &mut self,
+        spec: &Rc<ProgramSpec>,
+        num: u32,
+        name: String,
+        restored: &HashMap<String, state::InstanceState>,
+    ) -> InstId {
+        let mut core = Instance::new(&spec.name, num, name);
+        if let Some(r) = restored.get(&core.name) {
+            core.restore(r.restarts, r.want_up);
+        }
+        let inst = Inst {
+            core,
+            spec: spec.clone(),
+            captures: [None, None],
+            start_ticks: None,
+            next_spec: None,
+            retiring: false,
+        };
+        self.state_dirty = true;
+        match self.free_instances.pop() {
+            Some(id) => {
+                self.instances[id] = Some(inst);
+                id
+            }
+            None => {
+                self.instances.push(Some(inst));
+                self.instances.len() - 1
             }
         }
     }
@@ -258,7 +337,9 @@ impl Daemon {
                 self.on_signal(sig);
             }
             self.fire_timers();
+            self.free_retired();
             self.settle_waiters();
+            self.publish();
             if self.state_dirty {
                 self.save_state();
             }
@@ -299,7 +380,8 @@ impl Daemon {
                 }
             }
             NixSignal::SIGHUP => {
-                log::warn!("received SIGHUP: reload is not built yet, nothing changed");
+                log::info!("received SIGHUP: reloading");
+                self.reload(false, None);
             }
             _ => {}
         }
@@ -348,10 +430,22 @@ impl Daemon {
             }
             for action in actions.drain(..) {
                 match action {
-                    Action::Spawn => match self.spawn(id, &spec) {
-                        Ok(pid) => queue.push(Input::Spawned { pid }),
-                        Err(reason) => queue.push(Input::SpawnFailed { reason }),
-                    },
+                    Action::Spawn => {
+                        // A definition changed by a reload takes effect here, at the spawn.
+                        let spec = match self.instances[id].as_mut() {
+                            Some(inst) => {
+                                if let Some(next) = inst.next_spec.take() {
+                                    inst.spec = next;
+                                }
+                                inst.spec.clone()
+                            }
+                            None => spec.clone(),
+                        };
+                        match self.spawn(id, &spec) {
+                            Ok(pid) => queue.push(Input::Spawned { pid }),
+                            Err(reason) => queue.push(Input::SpawnFailed { reason }),
+                        }
+                    }
                     Action::Signal { pgid, signal } => {
                         if let Err(e) = reap::signal_group(pgid, signal) {
                             log::warn!("{}: {e}", self.name(id));
@@ -364,6 +458,9 @@ impl Daemon {
                     }
                     Action::Log(event) => {
                         log::log!(event.level(), "{} {}", self.name(id), event);
+                        if !self.subscribers.is_empty() {
+                            self.published.push((id, event.to_string()));
+                        }
                     }
                 }
             }
@@ -384,10 +481,8 @@ impl Daemon {
         };
         let name = inst.core.name.clone();
         let num = inst.core.num;
-        let stdout = stdio_for(&spec.stdout, &name, "stdout")?;
-        let stderr = stdio_for(&spec.stderr, &name, "stderr")?;
-        let (stdout_file, stdout) = stdout;
-        let (stderr_file, stderr) = stderr;
+        let (stdout_file, stdout) = stdio_for(&spec.stdout, &name, "stdout")?;
+        let (stderr_file, stderr) = stdio_for(&spec.stderr, &name, "stderr")?;
         let child = spawn::spawn(&SpawnRequest {
             spec,
             name: &name,
@@ -401,8 +496,8 @@ impl Daemon {
             .into_iter()
             .enumerate()
         {
-            if let (Some(fd), Some(file)) = (fd, file) {
-                captures[i] = self.add_capture(fd, file, &name);
+            if let (Some(fd), Some((file, path))) = (fd, file) {
+                captures[i] = self.add_capture(fd, file, path, &name);
             }
         }
         self.by_pid.insert(pid, id);
@@ -413,12 +508,19 @@ impl Daemon {
         Ok(pid)
     }
 
-    fn add_capture(&mut self, fd: OwnedFd, file: std::fs::File, instance: &str) -> Option<usize> {
+    fn add_capture(
+        &mut self,
+        fd: OwnedFd,
+        file: std::fs::File,
+        path: PathBuf,
+        instance: &str,
+    ) -> Option<usize> {
         let raw = fd.as_raw_fd();
         let capture = Capture::new(fd, file);
         let slot = self.alloc(Source::Capture(CaptureSource {
             capture,
             instance: instance.to_string(),
+            path,
         }));
         let res = self.poll.registry().register(
             &mut SourceFd(&raw),
@@ -484,6 +586,10 @@ impl Daemon {
                 Source::Client(mut c) => {
                     let _ = self.poll.registry().deregister(&mut c.conn.stream);
                     self.clients -= 1;
+                    if c.stream.is_some() {
+                        self.followers.retain(|&s| s != slot);
+                        self.subscribers.retain(|&s| s != slot);
+                    }
                 }
             }
             self.free_slots.push(slot);
@@ -506,6 +612,10 @@ impl Daemon {
         };
         match c.capture.pump(budget) {
             Ok(p) => {
+                if p.bytes > 0 && !self.followers.is_empty() {
+                    let path = c.path.clone();
+                    self.feed_followers(&path);
+                }
                 if p.eof {
                     self.release(slot);
                 } else if p.more && !self.hot.contains(&slot) {
@@ -538,6 +648,7 @@ impl Daemon {
                         conn,
                         deadline: None,
                         waiting: false,
+                        stream: None,
                     }));
                     self.clients += 1;
                     let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
@@ -584,6 +695,17 @@ impl Daemon {
     /// edge-triggered, so every complete request already read is answered now.
     fn serve(&mut self, slot: usize) {
         let now = Instant::now();
+        if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+            if c.stream.is_some() {
+                // A streaming client sends nothing more; reading only tells us it hung up.
+                if c.conn.discard_input().is_err() || c.conn.read_closed {
+                    self.release(slot);
+                    return;
+                }
+                self.after_io(slot, now);
+                return;
+            }
+        }
         loop {
             let more = match self.slots.get_mut(slot) {
                 Some(Some(Source::Client(c))) if !c.waiting => match c.conn.fill() {
@@ -725,10 +847,21 @@ impl Daemon {
                 }
                 return None;
             }
-            RequestBody::Reload { .. } => Response::error("reload is not built yet"),
-            RequestBody::Tail { .. } => Response::error("tail is not built yet"),
+            RequestBody::Reload { dry_run } => {
+                if self.shutting_down {
+                    Response::error("the daemon is shutting down")
+                } else {
+                    return self.reload(dry_run, Some(slot));
+                }
+            }
+            RequestBody::Tail {
+                name,
+                lines,
+                stderr,
+                follow,
+            } => return self.tail(slot, &name, lines, stderr, follow),
             RequestBody::Logreopen => Response::error("logreopen is not built yet"),
-            RequestBody::Subscribe { .. } => Response::error("subscribe is not built yet"),
+            RequestBody::Subscribe { names } => return self.subscribe(slot, names, now),
         };
         Some(resp)
     }
@@ -824,26 +957,40 @@ impl Daemon {
                 ok: true,
                 message: m.into(),
             });
-            items.push((id, name, outcome));
+            items.push(Item {
+                id,
+                name,
+                goal,
+                outcome,
+            });
         }
-        let mut waiter = Waiter { slot, goal, items };
         if !wait {
-            for (id, name, outcome) in &mut waiter.items {
-                if outcome.is_none() {
-                    let state = self.instances[*id]
+            for item in &mut items {
+                if item.outcome.is_none() {
+                    let state = self.instances[item.id]
                         .as_ref()
                         .map_or("gone", |i| i.core.state().as_str());
-                    *outcome = Some(Outcome {
-                        name: name.clone(),
+                    item.outcome = Some(Outcome {
+                        name: item.name.clone(),
                         ok: true,
                         message: format!("{state} (not waiting)"),
                     });
                 }
             }
         }
+        self.wait(slot, items, Answer::Outcomes)
+    }
+
+    /// Answer now if every item is settled, else park the client until they are.
+    fn wait(&mut self, slot: usize, items: Vec<Item>, answer: Answer) -> Option<Response> {
+        let mut waiter = Waiter {
+            slot,
+            items,
+            answer,
+        };
         self.settle(&mut waiter);
-        if waiter.items.iter().all(|(_, _, o)| o.is_some()) {
-            return Some(outcomes(waiter));
+        if waiter.done() {
+            return Some(waiter.into_response());
         }
         if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
             c.waiting = true;
@@ -854,55 +1001,45 @@ impl Daemon {
 
     /// Decide the outcome of every item whose transition has ended.
     fn settle(&self, waiter: &mut Waiter) {
-        for (id, _name, outcome) in &mut waiter.items {
-            if outcome.is_some() {
-                continue;
+        for item in &mut waiter.items {
+            if item.outcome.is_none() {
+                item.outcome = self.outcome(item.id, &item.name, item.goal);
             }
-            let Some(inst) = self.instances[*id].as_ref() else {
-                *outcome = Some(fail(_name, "removed by a reload"));
-                continue;
-            };
-            let c = &inst.core;
-            let reason = || c.last_error.clone().unwrap_or_default();
-            *outcome = match (waiter.goal, c.state()) {
-                (Goal::Up | Goal::Restarted, State::Running) => Some(Outcome {
-                    name: c.name.clone(),
-                    ok: true,
-                    message: if waiter.goal == Goal::Up {
-                        "started".into()
-                    } else {
-                        "restarted".into()
-                    },
-                }),
-                (Goal::Up | Goal::Restarted, State::Starting | State::Stopping) => None,
-                (Goal::Up | Goal::Restarted, State::Backoff) => {
-                    Some(fail(&c.name, &format!("failed to start: {}", reason())))
-                }
-                (Goal::Up | Goal::Restarted, State::Fatal) => {
-                    Some(fail(&c.name, &format!("fatal: {}", reason())))
-                }
-                (Goal::Up | Goal::Restarted, State::Exited) => Some(fail(
-                    &c.name,
-                    &format!(
-                        "exited with code {}",
-                        c.last_exit.map_or("?".into(), |x| x.to_string())
-                    ),
-                )),
-                (Goal::Up | Goal::Restarted, State::Stopped) => {
-                    Some(fail(&c.name, "stopped before it was running"))
-                }
-                (Goal::Up | Goal::Restarted, State::Scheduled) => Some(Outcome {
-                    name: c.name.clone(),
-                    ok: true,
-                    message: "scheduled".into(),
-                }),
-                (Goal::Down, s) if s.is_down() => Some(Outcome {
-                    name: c.name.clone(),
-                    ok: true,
-                    message: "stopped".into(),
-                }),
-                (Goal::Down, _) => None,
-            };
+        }
+    }
+
+    fn outcome(&self, id: InstId, name: &str, goal: Goal) -> Option<Outcome> {
+        let Some(inst) = self.instances[id].as_ref() else {
+            return Some(match goal {
+                Goal::Down => ok(name, "stopped"),
+                Goal::Up | Goal::Restarted => fail(name, "removed by a reload"),
+            });
+        };
+        let c = &inst.core;
+        let reason = || c.last_error.clone().unwrap_or_default();
+        match (goal, c.state()) {
+            (Goal::Up, State::Running) => Some(ok(name, "started")),
+            (Goal::Restarted, State::Running) => Some(ok(name, "restarted")),
+            (Goal::Up | Goal::Restarted, State::Starting | State::Stopping) => None,
+            (Goal::Up | Goal::Restarted, State::Backoff) => {
+                Some(fail(name, &format!("failed to start: {}", reason())))
+            }
+            (Goal::Up | Goal::Restarted, State::Fatal) => {
+                Some(fail(name, &format!("fatal: {}", reason())))
+            }
+            (Goal::Up | Goal::Restarted, State::Exited) => Some(fail(
+                name,
+                &format!(
+                    "exited with code {}",
+                    c.last_exit.map_or("?".into(), |x| x.to_string())
+                ),
+            )),
+            (Goal::Up | Goal::Restarted, State::Stopped) => {
+                Some(fail(name, "stopped before it was running"))
+            }
+            (Goal::Up | Goal::Restarted, State::Scheduled) => Some(ok(name, "scheduled")),
+            (Goal::Down, s) if s.is_down() => Some(ok(name, "stopped")),
+            (Goal::Down, _) => None,
         }
     }
 
@@ -910,29 +1047,19 @@ impl Daemon {
         if self.waiters.is_empty() {
             return;
         }
-        let mut waiters = std::mem::take(&mut self.waiters);
-        let mut done = Vec::new();
-        waiters.retain_mut(|w| {
-            self.settle(w);
-            if w.items.iter().all(|(_, _, o)| o.is_some()) {
-                done.push(std::mem::replace(
-                    w,
-                    Waiter {
-                        slot: w.slot,
-                        goal: w.goal,
-                        items: Vec::new(),
-                    },
-                ));
-                false
+        let mut pending = Vec::new();
+        for mut w in std::mem::take(&mut self.waiters) {
+            self.settle(&mut w);
+            if w.done() {
+                let slot = w.slot;
+                self.reply(slot, w.into_response());
             } else {
-                true
+                pending.push(w);
             }
-        });
-        self.waiters = waiters;
-        for w in done {
-            let slot = w.slot;
-            self.reply(slot, outcomes(w));
         }
+        // A reply may have let a client's next request park a new waiter meanwhile.
+        pending.append(&mut self.waiters);
+        self.waiters = pending;
     }
 
     fn signal(&mut self, signal: &str, names_: &[String]) -> Response {
@@ -1040,10 +1167,12 @@ impl Daemon {
 
     fn save_state(&mut self) {
         self.state_dirty = false;
+        // Every instance, retiring ones included: if the daemon dies while they stop, the
+        // next one must still find and clean up their groups.
         let records = self
-            .ordered()
-            .into_iter()
-            .filter_map(|id| self.instances[id].as_ref())
+            .instances
+            .iter()
+            .flatten()
             .map(|i| state::InstanceState {
                 name: i.core.name.clone(),
                 pgid: i.core.pgid,
@@ -1073,10 +1202,12 @@ fn fail(name: &str, message: &str) -> Outcome {
     }
 }
 
-fn outcomes(w: Waiter) -> Response {
-    Response::new(ResponseBody::Outcomes {
-        outcomes: w.items.into_iter().filter_map(|(_, _, o)| o).collect(),
-    })
+fn ok(name: &str, message: &str) -> Outcome {
+    Outcome {
+        name: name.to_string(),
+        ok: true,
+        message: message.to_string(),
+    }
 }
 
 /// What to connect a stream to: a pipe into its log file, or nothing.
@@ -1084,11 +1215,11 @@ fn stdio_for(
     output: &Output,
     instance: &str,
     what: &str,
-) -> Result<(Option<std::fs::File>, Stdio), String> {
+) -> Result<(Option<(std::fs::File, PathBuf)>, Stdio), String> {
     match output.path_for(instance) {
         None => Ok((None, Stdio::Null)),
         Some(path) => match output::open_log(&path) {
-            Ok(file) => Ok((Some(file), Stdio::Pipe)),
+            Ok(file) => Ok((Some((file, path)), Stdio::Pipe)),
             Err(e) => Err(format!(
                 "unable to open its {what} log {}: {e}",
                 path.display()

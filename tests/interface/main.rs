@@ -3,7 +3,9 @@
 
 mod sandbox;
 
+mod control_socket;
 mod each_child;
+mod reload;
 mod states;
 mod subcommands;
 mod when_the_daemon_dies;

@@ -1,0 +1,142 @@
+//! The reload plan: which programs a new config adds, changes, scales, removes or leaves alone.
+//!
+//! Pure: two resolved program maps in, a plan out. Resolved specs compare equal when only
+//! comments, key order or spelled-out defaults differ, so "unchanged" means exactly what
+//! INTERFACE.md's Reload section promises: same pid, same counts.
+
+use std::collections::BTreeMap;
+
+use crate::config::ProgramSpec;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub added: Vec<String>,
+    /// Restarted with the new definition (instances keep their names).
+    pub changed: Vec<String>,
+    /// Only `numprocs` changed, between two values above 1: start or stop the difference.
+    pub scaled: Vec<(String, u32, u32)>,
+    /// Going between 1 and more instances renames them: stopped and started afresh.
+    pub renamed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.changed.is_empty()
+            && self.scaled.is_empty()
+            && self.renamed.is_empty()
+            && self.removed.is_empty()
+    }
+}
+
+pub fn plan(old: &BTreeMap<String, ProgramSpec>, new: &BTreeMap<String, ProgramSpec>) -> Plan {
+    let mut p = Plan::default();
+    for (name, spec) in new {
+        let Some(before) = old.get(name) else {
+            p.added.push(name.clone());
+            continue;
+        };
+        if before == spec {
+            p.unchanged.push(name.clone());
+        } else if (before.numprocs == 1) != (spec.numprocs == 1) {
+            p.renamed.push(name.clone());
+        } else if before.numprocs != spec.numprocs && same_but_numprocs(before, spec) {
+            p.scaled
+                .push((name.clone(), before.numprocs, spec.numprocs));
+        } else {
+            p.changed.push(name.clone());
+        }
+    }
+    p.removed = old
+        .keys()
+        .filter(|name| !new.contains_key(*name))
+        .cloned()
+        .collect();
+    p
+}
+
+fn same_but_numprocs(a: &ProgramSpec, b: &ProgramSpec) -> bool {
+    let mut b = b.clone();
+    b.numprocs = a.numprocs;
+    *a == b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AutoRestart, Output, Signal};
+    use std::time::Duration;
+
+    fn spec(name: &str, numprocs: u32) -> ProgramSpec {
+        ProgramSpec {
+            name: name.into(),
+            cmd: vec!["sleep".into(), "100".into()],
+            numprocs,
+            autostart: true,
+            autorestart: AutoRestart::Unexpected,
+            exitcodes: vec![0],
+            startretries: 3,
+            starttime: Duration::from_secs(1),
+            stopsignal: Signal(15),
+            stoptime: Duration::from_secs(10),
+            stdout: Output::Discard,
+            stderr: Output::Discard,
+            env: BTreeMap::new(),
+            workingdir: None,
+            umask: None,
+            user: None,
+            schedule: None,
+            timezone: None,
+        }
+    }
+
+    fn map(specs: &[ProgramSpec]) -> BTreeMap<String, ProgramSpec> {
+        specs.iter().map(|s| (s.name.clone(), s.clone())).collect()
+    }
+
+    #[test]
+    fn each_kind_of_difference() {
+        let mut changed = spec("c", 1);
+        changed.cmd = vec!["sleep".into(), "200".into()];
+        let old = map(&[
+            spec("a", 1),
+            spec("c", 1),
+            spec("r", 1),
+            spec("s", 2),
+            spec("n", 1),
+        ]);
+        let new = map(&[
+            spec("a", 1),
+            changed,
+            spec("s", 4),
+            spec("n", 3),
+            spec("z", 1),
+        ]);
+        let p = plan(&old, &new);
+        assert_eq!(p.unchanged, ["a"]);
+        assert_eq!(p.changed, ["c"]);
+        assert_eq!(p.scaled, [("s".to_string(), 2, 4)]);
+        assert_eq!(p.renamed, ["n"]);
+        assert_eq!(p.removed, ["r"]);
+        assert_eq!(p.added, ["z"]);
+    }
+
+    #[test]
+    fn numprocs_and_another_key_is_a_change_not_a_scale() {
+        let mut s = spec("s", 4);
+        s.stoptime = Duration::from_secs(1);
+        let p = plan(&map(&[spec("s", 2)]), &map(&[s]));
+        assert_eq!(p.changed, ["s"]);
+        assert!(p.scaled.is_empty());
+    }
+
+    #[test]
+    fn identical_configs_plan_nothing() {
+        let old = map(&[spec("a", 2), spec("b", 1)]);
+        let p = plan(&old, &old.clone());
+        assert!(p.is_empty());
+        assert_eq!(p.unchanged, ["a", "b"]);
+    }
+}

@@ -1,0 +1,247 @@
+//! Streaming to clients: `tail` (the last lines of a log file, then with `-f` what is new) and
+//! `subscribe` (a status snapshot, then one event per change, for `sup top`).
+//!
+//! `tail -f` never polls the file: the daemon writes the file itself, so each time it pumps a
+//! child's pipe it sends its followers the bytes that appeared since their offset. A follower
+//! that stops reading is dropped once its unsent output passes the connection's limit.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::{Daemon, Source};
+use crate::control::proto::{Response, ResponseBody};
+
+/// The most `tail` reads back from a file to find its last lines.
+const MAX_TAIL_BYTES: u64 = 4 << 20;
+
+pub(super) enum Stream {
+    /// Following a log file from this offset.
+    File { path: PathBuf, offset: u64 },
+    /// Subscribed to the events of these names (all when empty).
+    Events { names: Vec<String> },
+}
+
+impl Daemon {
+    pub(super) fn tail(
+        &mut self,
+        slot: usize,
+        name: &str,
+        lines: usize,
+        stderr: bool,
+        follow: bool,
+    ) -> Option<Response> {
+        let ids = match self.select(&[name.to_string()]) {
+            Ok(ids) => ids,
+            Err(e) => return Some(e),
+        };
+        let names: Vec<String> = ids
+            .iter()
+            .filter_map(|&id| self.instances[id].as_ref())
+            .map(|i| i.core.name.clone())
+            .collect();
+        let [id] = ids[..] else {
+            return Some(Response::new(ResponseBody::Error {
+                message: format!("{name} has {} instances: {}", names.len(), names.join(", ")),
+                hint: Some(format!("tail one of them, e.g. `sup tail {}`", names[0])),
+            }));
+        };
+        let inst = self.instances[id].as_ref()?;
+        let (output, what) = if stderr {
+            (&inst.spec.stderr, "stderr")
+        } else {
+            (&inst.spec.stdout, "stdout")
+        };
+        let Some(path) = output.path_for(&inst.core.name) else {
+            return Some(Response::error(format!(
+                "{}: its {what} is discarded, there is nothing to tail",
+                inst.core.name
+            )));
+        };
+        let (data, offset) = match last_lines(&path, lines) {
+            Ok(found) => found,
+            Err(e) => {
+                return Some(Response::error(format!(
+                    "{}: unable to read {}: {e}",
+                    inst.core.name,
+                    path.display()
+                )))
+            }
+        };
+        let reply = Response::new(ResponseBody::Output { data });
+        if !follow {
+            return Some(reply);
+        }
+        let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
+            return None;
+        };
+        c.conn.send(&reply);
+        c.waiting = true;
+        c.stream = Some(Stream::File { path, offset });
+        self.followers.push(slot);
+        None
+    }
+
+    /// Send every follower of `path` what was appended since its offset.
+    pub(super) fn feed_followers(&mut self, path: &Path) {
+        let now = Instant::now();
+        for slot in self.followers.clone() {
+            let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
+                continue;
+            };
+            let Some(Stream::File { path: p, offset }) = &mut c.stream else {
+                continue;
+            };
+            if p != path {
+                continue;
+            }
+            match read_from(path, offset) {
+                Ok(data) if !data.is_empty() => {
+                    c.conn.send(&Response::new(ResponseBody::Output { data }));
+                    self.after_io(slot, now);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log::debug!("tail -f of {}: {e}", path.display());
+                }
+            }
+        }
+    }
+
+    pub(super) fn subscribe(
+        &mut self,
+        slot: usize,
+        names: Vec<String>,
+        now: Instant,
+    ) -> Option<Response> {
+        let ids = match self.select(&names) {
+            Ok(ids) => ids,
+            Err(e) => return Some(e),
+        };
+        let snapshot = Response::new(ResponseBody::Status {
+            instances: ids.iter().map(|&id| self.status_of(id, now)).collect(),
+            daemon: Some(self.info(now)),
+        });
+        let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
+            return None;
+        };
+        c.conn.send(&snapshot);
+        c.waiting = true;
+        c.stream = Some(Stream::Events { names });
+        self.subscribers.push(slot);
+        None
+    }
+
+    /// Send the turn's events to every subscriber that selected their instance.
+    pub(super) fn publish(&mut self) {
+        if self.published.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut self.published);
+        let now = Instant::now();
+        let at = crate::logging::timestamp();
+        for slot in self.subscribers.clone() {
+            for (id, message) in &events {
+                let Some(inst) = self.instances[*id].as_ref() else {
+                    continue;
+                };
+                let wanted = match &self.slots.get(slot) {
+                    Some(Some(Source::Client(c))) => match &c.stream {
+                        Some(Stream::Events { names }) => {
+                            names.is_empty()
+                                || names.iter().any(|n| {
+                                    n == "all" || *n == inst.core.name || *n == inst.core.program
+                                })
+                        }
+                        _ => false,
+                    },
+                    _ => false,
+                };
+                if !wanted {
+                    continue;
+                }
+                let event = Response::new(ResponseBody::Event {
+                    at: at.clone(),
+                    instance: self.status_of(*id, now),
+                    message: message.clone(),
+                });
+                if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+                    c.conn.send(&event);
+                }
+            }
+            self.after_io(slot, now);
+        }
+    }
+}
+
+/// The last `n` lines of a file (at most `MAX_TAIL_BYTES` of it), and its length. A file that
+/// does not exist yet is empty: the job has not written anything.
+fn last_lines(path: &Path, n: usize) -> std::io::Result<(String, u64)> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((String::new(), 0)),
+        Err(e) => return Err(e),
+    };
+    let len = file.seek(SeekFrom::End(0))?;
+    let start = len.saturating_sub(MAX_TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::with_capacity((len - start) as usize);
+    file.read_to_end(&mut buf)?;
+    // Skip a final newline, then walk back over n line breaks.
+    let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+    let mut cut = 0;
+    let mut seen = 0;
+    for (i, &b) in body.iter().enumerate().rev() {
+        if b == b'\n' {
+            seen += 1;
+            if seen == n {
+                cut = i + 1;
+                break;
+            }
+        }
+    }
+    if n == 0 {
+        cut = buf.len();
+    }
+    Ok((String::from_utf8_lossy(&buf[cut..]).into_owned(), len))
+}
+
+/// What the file holds past `offset`, moving `offset` to its end. A file shorter than the
+/// offset was truncated or rotated: start again from its beginning.
+fn read_from(path: &Path, offset: &mut u64) -> std::io::Result<String> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len < *offset {
+        *offset = 0;
+    }
+    let mut buf = vec![0u8; (len - *offset).min(MAX_TAIL_BYTES) as usize];
+    let n = file.read_at(&mut buf, *offset)?;
+    buf.truncate(n);
+    *offset += n as u64;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_lines_counts_from_the_end() {
+        let dir = std::env::temp_dir().join(format!("sup-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let p = dir.join("f");
+        std::fs::write(&p, "a\nb\nc\nd\n").expect("write");
+        assert_eq!(last_lines(&p, 2).expect("read").0, "c\nd\n");
+        assert_eq!(last_lines(&p, 10).expect("read").0, "a\nb\nc\nd\n");
+        assert_eq!(last_lines(&p, 0).expect("read").0, "");
+        std::fs::write(&p, "x\ny").expect("write");
+        assert_eq!(last_lines(&p, 1).expect("read").0, "y");
+        assert_eq!(last_lines(&dir.join("none"), 3).expect("read").0, "");
+        let mut off = 2;
+        assert_eq!(read_from(&p, &mut off).expect("read"), "y");
+        assert_eq!(off, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,276 @@
+//! Reload: re-read the config and apply the difference, program by program (INTERFACE.md's
+//! Reload section). The plan comes from `core::reload`; this file carries it out.
+//!
+//! - unchanged: untouched (same pids, same counts, same schedule phase);
+//! - changed: each instance that is up restarts; the old process is stopped with the old
+//!   `stopsignal`/`stoptime`, the new one runs the new definition (swapped in at the spawn);
+//! - scaled (`numprocs` only, both above 1): start or stop the difference;
+//! - renamed (between 1 and more instances) and removed: the old instances retire (stopped,
+//!   hidden from status, freed once down); renamed ones come back under their new names;
+//! - added: start if `autostart`.
+//!
+//! An invalid config changes nothing. `sup reload` waits until what had to stop has stopped
+//! and what had to start has started; SIGHUP does not wait for anyone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::{Answer, Daemon, Goal, InstId, Item};
+use crate::config::ProgramSpec;
+use crate::control::proto::{ReloadReport, Response, ResponseBody};
+use crate::core::{reload, Input};
+
+impl Daemon {
+    /// Reload from the config file. With `slot`, the client waits for the outcome.
+    pub(super) fn reload(&mut self, dry_run: bool, slot: Option<usize>) -> Option<Response> {
+        let path = self.settings.config_path.clone();
+        let config = match crate::config::load(&path) {
+            Ok(c) => c,
+            Err(errors) => {
+                log::error!(
+                    "reload failed: {} error{} in {}; the running config stays in force",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" },
+                    path.display()
+                );
+                for e in &errors {
+                    log::error!("reload: {}", e.to_string().replace('\n', " "));
+                }
+                let report = ReloadReport {
+                    errors: errors.iter().map(|e| e.to_string()).collect(),
+                    dry_run,
+                    ..ReloadReport::default()
+                };
+                return Some(Response::new(ResponseBody::Reload { report }));
+            }
+        };
+        let old: BTreeMap<String, ProgramSpec> = self
+            .programs
+            .iter()
+            .map(|(name, p)| (name.clone(), (*p.spec).clone()))
+            .collect();
+        let plan = reload::plan(&old, &config.programs);
+        let report = report_of(&plan, dry_run);
+        if dry_run {
+            return Some(Response::new(ResponseBody::Reload { report }));
+        }
+        if config.daemon != self.settings.config.daemon {
+            log::warn!(
+                "reload: daemon settings changed; they take effect at the next daemon start"
+            );
+        }
+        let now = Instant::now();
+        let mut waits = Vec::new();
+        for name in plan.removed.iter().chain(&plan.renamed) {
+            waits.extend(self.retire_program(name, now));
+        }
+        for name in &plan.changed {
+            if let Some(spec) = config.programs.get(name) {
+                waits.extend(self.change_program(spec.clone(), now));
+            }
+        }
+        for (name, _, _) in &plan.scaled {
+            if let Some(spec) = config.programs.get(name) {
+                waits.extend(self.scale_program(spec.clone(), now));
+            }
+        }
+        for name in plan.added.iter().chain(&plan.renamed) {
+            if let Some(spec) = config.programs.get(name) {
+                let ids = self.add_program(spec.clone(), &HashMap::new(), now);
+                if spec.autostart && spec.schedule.is_none() {
+                    waits.extend(ids.into_iter().map(|id| (id, Goal::Up)));
+                }
+            }
+        }
+        log::info!("{}", summary(&report));
+        self.settings.config.programs = config.programs;
+        self.settings.config.origins = config.origins;
+        let slot = slot?;
+        let items = waits
+            .into_iter()
+            .filter_map(|(id, goal)| {
+                let name = self.instances[id].as_ref()?.core.name.clone();
+                Some(Item {
+                    id,
+                    name,
+                    goal,
+                    outcome: None,
+                })
+            })
+            .collect();
+        self.wait(slot, items, Answer::Reload(report))
+    }
+
+    /// Stop every instance of a program and hide it; the slots are freed once down.
+    fn retire_program(&mut self, name: &str, now: Instant) -> Vec<(InstId, Goal)> {
+        let Some(program) = self.programs.remove(name) else {
+            return Vec::new();
+        };
+        for &id in &program.instances {
+            self.retire(id, now);
+        }
+        program
+            .instances
+            .into_iter()
+            .map(|id| (id, Goal::Down))
+            .collect()
+    }
+
+    fn retire(&mut self, id: InstId, now: Instant) {
+        if let Some(inst) = self.instances[id].as_mut() {
+            inst.retiring = true;
+            inst.next_spec = None;
+        }
+        self.feed(id, Input::Shutdown, now);
+        self.retiring.push(id);
+    }
+
+    /// A new definition for the same instance names: restart what is up, swap the rest.
+    fn change_program(&mut self, spec: ProgramSpec, now: Instant) -> Vec<(InstId, Goal)> {
+        let spec = Rc::new(spec);
+        let mut waits = self.resize(&spec, now);
+        let Some(program) = self.programs.get_mut(&spec.name) else {
+            return waits;
+        };
+        let old_autostart = program.spec.autostart;
+        program.spec = spec.clone();
+        let ids = program.instances.clone();
+        for id in ids {
+            let Some(inst) = self.instances[id].as_mut() else {
+                continue;
+            };
+            let state = inst.core.state();
+            if state.is_down() {
+                // Nothing runs: the new definition simply applies from the next start.
+                inst.spec = spec.clone();
+                inst.next_spec = None;
+                let start = !old_autostart
+                    && spec.autostart
+                    && inst.core.want_up
+                    && state == crate::core::State::Stopped
+                    && spec.schedule.is_none();
+                if start {
+                    self.feed(id, Input::Start, now);
+                    waits.push((id, Goal::Up));
+                }
+            } else if inst.core.want_up {
+                inst.next_spec = Some(spec.clone());
+                self.feed(id, Input::Restart, now);
+                waits.push((id, Goal::Restarted));
+            } else {
+                // An operator is stopping it: it ends stopped, and starts anew when asked.
+                inst.next_spec = Some(spec.clone());
+                waits.push((id, Goal::Down));
+            }
+        }
+        waits
+    }
+
+    /// Only `numprocs` changed: start or stop the difference, leave the others alone.
+    fn scale_program(&mut self, spec: ProgramSpec, now: Instant) -> Vec<(InstId, Goal)> {
+        let spec = Rc::new(spec);
+        let waits = self.resize(&spec, now);
+        if let Some(program) = self.programs.get_mut(&spec.name) {
+            program.spec = spec.clone();
+            for &id in &program.instances {
+                if let Some(inst) = self.instances[id].as_mut() {
+                    inst.spec = spec.clone();
+                }
+            }
+        }
+        waits
+    }
+
+    /// Bring a program's instance list to `spec.numprocs` (names `NAME:i` on both sides):
+    /// retire the extra ones, add and start the missing ones.
+    fn resize(&mut self, spec: &Rc<ProgramSpec>, now: Instant) -> Vec<(InstId, Goal)> {
+        let mut waits = Vec::new();
+        let Some(program) = self.programs.get_mut(&spec.name) else {
+            return waits;
+        };
+        let want = spec.numprocs as usize;
+        let have = program.instances.len();
+        if have > want {
+            let extra: Vec<InstId> = program.instances.drain(want..).collect();
+            for id in extra {
+                self.retire(id, now);
+                waits.push((id, Goal::Down));
+            }
+        } else if have < want {
+            let names = spec.instance_names();
+            for (num, name) in names.into_iter().enumerate().skip(have) {
+                let id = self.new_instance(spec, num as u32, name, &HashMap::new());
+                if let Some(p) = self.programs.get_mut(&spec.name) {
+                    p.instances.push(id);
+                }
+                if spec.autostart && spec.schedule.is_none() {
+                    self.feed(id, Input::Start, now);
+                    waits.push((id, Goal::Up));
+                }
+            }
+        }
+        waits
+    }
+
+    /// Free the slots of retired instances that are down.
+    pub(super) fn free_retired(&mut self) {
+        if self.retiring.is_empty() {
+            return;
+        }
+        let mut keep = Vec::new();
+        for id in std::mem::take(&mut self.retiring) {
+            let down = self.instances[id]
+                .as_ref()
+                .is_none_or(|i| i.core.state().is_down());
+            if down {
+                self.instances[id] = None;
+                self.free_instances.push(id);
+                self.state_dirty = true;
+            } else {
+                keep.push(id);
+            }
+        }
+        self.retiring = keep;
+    }
+}
+
+fn report_of(plan: &reload::Plan, dry_run: bool) -> ReloadReport {
+    let mut changed = plan.changed.clone();
+    changed.extend(
+        plan.scaled
+            .iter()
+            .map(|(name, from, to)| format!("{name} (numprocs {from} → {to})")),
+    );
+    changed.extend(
+        plan.renamed
+            .iter()
+            .map(|n| format!("{n} (renamed instances)")),
+    );
+    changed.sort();
+    ReloadReport {
+        added: plan.added.clone(),
+        changed,
+        removed: plan.removed.clone(),
+        unchanged: plan.unchanged.clone(),
+        errors: Vec::new(),
+        dry_run,
+    }
+}
+
+fn summary(r: &ReloadReport) -> String {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    format!(
+        "reload: added {}; changed {}; removed {}; unchanged {}",
+        list(&r.added),
+        list(&r.changed),
+        list(&r.removed),
+        r.unchanged.len()
+    )
+}

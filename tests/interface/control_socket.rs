@@ -1,0 +1,202 @@
+//! The control socket under abuse (INTERFACE.md "Programs and files": mode 0600, only our uid
+//! and root), and the commands that stream or signal: tail, signal, pid.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::sandbox::{sup_bin, Sandbox};
+
+fn one_job() -> Sandbox {
+    let mut sb = Sandbox::with_programs(
+        "sock",
+        "  job:\n    cmd: [\"sh\", \"-c\", \"trap 'echo usr1 > $OUT/usr1' USR1; while :; do sleep 0.05; done\"]\n    starttime: 0.1\n",
+    );
+    sb.start();
+    sb.wait_state("job", "running");
+    sb
+}
+
+fn ask(sb: &Sandbox, line: &[u8]) -> String {
+    let mut s = UnixStream::connect(sb.socket()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(line).expect("write");
+    let mut reply = String::new();
+    BufReader::new(s).read_line(&mut reply).expect("read");
+    reply
+}
+
+#[test]
+fn the_socket_is_private() {
+    let sb = one_job();
+    let mode = std::fs::metadata(sb.socket())
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}
+
+#[test]
+fn garbage_half_requests_and_silence_do_not_hurt_the_daemon() {
+    let sb = one_job();
+    assert!(ask(&sb, b"hello there\n").contains("not JSON"));
+    assert!(ask(&sb, b"{\"v\":1,\"cmd\":\"dance\"}\n").contains("malformed request"));
+    let old = ask(&sb, b"{\"v\":99,\"cmd\":\"status\"}\n");
+    assert!(old.contains("protocol version 99"), "{old}");
+    // Oversized: more than 64 KiB without a newline.
+    let mut big = UnixStream::connect(sb.socket()).expect("connect");
+    big.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let _ = big.write_all(&vec![b'x'; 200 * 1024]);
+    let mut reply = String::new();
+    let _ = BufReader::new(&big).read_line(&mut reply);
+    assert!(reply.contains("too large"), "{reply}");
+    // Silent clients and half a request stay connected while others are served.
+    let mut silent: Vec<UnixStream> = (0..50)
+        .map(|_| UnixStream::connect(sb.socket()).expect("connect"))
+        .collect();
+    silent[0].write_all(b"{\"v\":1,\"cmd\":").expect("half");
+    // A client that never reads: a flood of requests it will not read the answers to.
+    let mut deaf = UnixStream::connect(sb.socket()).expect("connect");
+    deaf.set_write_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let req = b"{\"v\":1,\"cmd\":\"status\"}\n".repeat(2000);
+    for _ in 0..20 {
+        if deaf.write_all(&req).is_err() {
+            break;
+        }
+    }
+    sb.sup_ok(&["status"]);
+    assert_eq!(sb.state("job"), "running");
+}
+
+#[test]
+fn a_thousand_concurrent_clients_all_get_answers() {
+    let sb = one_job();
+    let socket = sb.socket();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(1000));
+    let threads: Vec<_> = (0..1000)
+        .map(|_| {
+            let socket = socket.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut s = UnixStream::connect(&socket).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(60)))
+                    .expect("timeout");
+                barrier.wait();
+                s.write_all(b"{\"v\":1,\"cmd\":\"status\"}\n")
+                    .expect("write");
+                let mut reply = String::new();
+                BufReader::new(s).read_line(&mut reply).expect("read");
+                reply.contains("\"kind\":\"status\"")
+            })
+        })
+        .collect();
+    let answered = threads
+        .into_iter()
+        .filter_map(|t| t.join().ok())
+        .filter(|&ok| ok)
+        .count();
+    assert_eq!(answered, 1000);
+}
+
+#[test]
+fn another_uid_is_refused_even_when_the_mode_would_allow_it() {
+    let sb = one_job();
+    let as_nobody = |sock: &std::path::Path| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                sup_bin(),
+                "status",
+                "--socket",
+            ])
+            .arg(sock)
+            .output()
+    };
+    let Ok(out) = as_nobody(&sb.socket()) else {
+        eprintln!("skipped: setpriv is not available");
+        return;
+    };
+    if !nix_is_root() {
+        eprintln!("skipped: switching uid needs root");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1));
+    // Open the directory and the socket to everyone: the daemon must still refuse.
+    let _ = std::fs::set_permissions(&sb.dir, std::fs::Permissions::from_mode(0o755));
+    std::fs::set_permissions(sb.socket(), std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = as_nobody(&sb.socket()).expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("permission denied: uid 65534"), "{err}");
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+#[test]
+fn signal_reaches_the_child_and_pid_names_it() {
+    let sb = one_job();
+    let out = sb.sup_ok(&["signal", "USR1", "job"]);
+    assert!(out.contains("job"), "{out}");
+    sb.wait_for("the child to see USR1", || sb.read("usr1").contains("usr1"));
+    let pid = sb.sup_ok(&["pid", "job"]);
+    assert_eq!(
+        pid.trim().parse::<u64>().ok(),
+        sb.instance("job")["pid"].as_u64()
+    );
+    let daemon = sb.sup_ok(&["pid"]);
+    assert_eq!(daemon.trim(), sb.daemon_pid().to_string());
+    let bad = sb.sup(&["signal", "NOPE", "job"]);
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+#[test]
+fn tail_shows_the_last_lines_and_follows_new_ones() {
+    let mut sb = Sandbox::with_programs(
+        "tail",
+        "  talk:\n    cmd: [\"sh\", \"-c\", \"for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line$i; done; while [ ! -e $OUT/more ]; do sleep 0.05; done; echo after-attach; exec sleep 1000\"]\n    starttime: 0.1\n",
+    );
+    sb.start();
+    sb.wait_for("12 lines", || sb.read("logs/talk.out").contains("line12"));
+    let out = sb.sup_ok(&["tail", "-n", "3", "talk"]);
+    assert_eq!(out, "line10\nline11\nline12\n");
+    let out = sb.sup_ok(&["tail", "talk"]);
+    assert_eq!(out.lines().count(), 10);
+
+    let mut follower = Command::new(sup_bin())
+        .args(["tail", "-f", "-n", "1", "talk", "--socket"])
+        .arg(sb.socket())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tail -f");
+    let mut stdout = follower.stdout.take().expect("stdout");
+    let mut first = [0u8; 7];
+    stdout.read_exact(&mut first).expect("first line");
+    assert_eq!(&first, b"line12\n");
+    sb.write("more", "");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let mut reader = BufReader::new(stdout);
+        let _ = reader.read_line(&mut rest);
+        let _ = tx.send(rest);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("followed line");
+    assert_eq!(line, "after-attach\n");
+    let _ = follower.kill();
+    let _ = follower.wait();
+    sb.sup_ok(&["status"]);
+}

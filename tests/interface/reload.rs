@@ -1,0 +1,251 @@
+//! INTERFACE.md "Reload": unchanged programs keep their pids, changed ones restart, removed
+//! ones stop and disappear, added ones start; an invalid config changes nothing.
+
+use crate::sandbox::{alive, kill, Sandbox};
+
+fn pids(sb: &Sandbox) -> std::collections::BTreeMap<String, Option<u64>> {
+    sb.status()
+        .into_iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap_or("").to_string(),
+                i["pid"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+fn wait_all_running(sb: &Sandbox) {
+    sb.wait_for("every instance running", || {
+        sb.status().iter().all(|i| i["state"] == "running")
+    });
+}
+
+const BASE: &str = r#"programs:
+  keep:
+    cmd: sleep 1000
+    starttime: 0.1
+  change:
+    cmd: sleep 1000
+    starttime: 0.1
+  drop:
+    cmd: sleep 1000
+    starttime: 0.1
+  scale:
+    cmd: sleep 1000
+    numprocs: 2
+    starttime: 0.1
+"#;
+
+#[test]
+fn each_kind_of_change_touches_only_what_changed() {
+    let mut sb = Sandbox::new("reload");
+    sb.write("sup.yaml", BASE);
+    sb.start();
+    wait_all_running(&sb);
+    let before = pids(&sb);
+    let dropped = before["drop"].expect("pid") as u32;
+
+    // Comments, key order and spelled-out defaults are not changes.
+    sb.write(
+        "sup.yaml",
+        r#"# a comment
+programs:
+  keep:
+    starttime: 0.1
+    cmd: ["sleep", "1000"]
+    autorestart: unexpected
+    numprocs: 1
+  change:
+    cmd: sleep 2000
+    starttime: 0.1
+  scale:
+    cmd: sleep 1000
+    numprocs: 4
+    starttime: 0.1
+  fresh:
+    cmd: sleep 1000
+    starttime: 0.1
+"#,
+    );
+    let out = sb.sup_ok(&["reload"]);
+    assert!(out.contains("added: fresh"), "{out}");
+    assert!(out.contains("change"), "{out}");
+    assert!(out.contains("removed: drop"), "{out}");
+    wait_all_running(&sb);
+    let after = pids(&sb);
+    assert_eq!(
+        after["keep"], before["keep"],
+        "unchanged program kept its pid"
+    );
+    assert_ne!(
+        after["change"], before["change"],
+        "changed program restarted"
+    );
+    assert_eq!(after["scale:0"], before["scale:0"]);
+    assert_eq!(after["scale:1"], before["scale:1"]);
+    assert!(after.contains_key("scale:3") && after["scale:3"].is_some());
+    assert!(!after.contains_key("drop"), "removed program left status");
+    assert!(!alive(dropped), "removed program's process survived");
+    assert!(after["fresh"].is_some());
+    // The changed program runs its new definition.
+    let pid = after["change"].expect("pid");
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(cmdline.contains("2000"), "{cmdline:?}");
+    assert!(sb.log().contains("reload: added fresh"), "{}", sb.log());
+
+    // Scaling down stops only the extra instances.
+    let kept = pids(&sb);
+    sb.write(
+        "sup.yaml",
+        "programs:\n  keep:\n    cmd: sleep 1000\n    starttime: 0.1\n  scale:\n    cmd: sleep 1000\n    numprocs: 2\n    starttime: 0.1\n",
+    );
+    sb.sup_ok(&["reload"]);
+    let now = pids(&sb);
+    assert_eq!(now.len(), 3, "{now:?}");
+    assert_eq!(now["scale:0"], kept["scale:0"]);
+    assert_eq!(now["scale:1"], kept["scale:1"]);
+    assert_eq!(now["keep"], kept["keep"]);
+}
+
+#[test]
+fn numprocs_between_one_and_more_renames_and_restarts() {
+    let mut sb = Sandbox::new("rename");
+    sb.write(
+        "sup.yaml",
+        "programs:\n  w:\n    cmd: sleep 1000\n    starttime: 0.1\n",
+    );
+    sb.start();
+    let old = sb.wait_state("w", "running")["pid"].as_u64().expect("pid") as u32;
+    sb.write(
+        "sup.yaml",
+        "programs:\n  w:\n    cmd: sleep 1000\n    starttime: 0.1\n    numprocs: 2\n",
+    );
+    sb.sup_ok(&["reload"]);
+    sb.wait_state("w:0", "running");
+    sb.wait_state("w:1", "running");
+    assert!(!alive(old));
+    assert!(sb.status().iter().all(|i| i["name"] != "w"));
+}
+
+#[test]
+fn an_invalid_config_changes_nothing() {
+    let mut sb = Sandbox::new("badreload");
+    sb.write("sup.yaml", BASE);
+    sb.start();
+    wait_all_running(&sb);
+    let before = pids(&sb);
+    sb.write(
+        "sup.yaml",
+        "programs:\n  keep:\n    cmd: sleep 1000\n    numproc: 2\n  other:\n    cmd: \"\"\n",
+    );
+    let out = sb.sup(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("numproc"), "{err}");
+    assert!(err.contains("did you mean numprocs"), "{err}");
+    assert!(err.contains("sup.yaml:4:5"), "{err}");
+    assert!(err.contains("cmd"), "{err}");
+    assert_eq!(pids(&sb), before);
+    // SIGHUP with the same bad file logs the errors and keeps running too.
+    kill(sb.daemon_pid(), 1);
+    sb.wait_for("the failed reload in the log", || {
+        sb.log().matches("reload failed").count() >= 2
+    });
+    assert_eq!(pids(&sb), before);
+}
+
+#[test]
+fn sighup_reloads() {
+    let mut sb = Sandbox::new("sighup");
+    sb.write(
+        "sup.yaml",
+        "programs:\n  a:\n    cmd: sleep 1000\n    starttime: 0.1\n",
+    );
+    sb.start();
+    let a = sb.wait_state("a", "running")["pid"].clone();
+    sb.write(
+        "sup.yaml",
+        "programs:\n  a:\n    cmd: sleep 1000\n    starttime: 0.1\n  b:\n    cmd: sleep 1000\n    starttime: 0.1\n",
+    );
+    kill(sb.daemon_pid(), 1);
+    sb.wait_for("b to appear", || {
+        sb.status().iter().any(|i| i["name"] == "b")
+    });
+    sb.wait_state("b", "running");
+    assert_eq!(sb.instance("a")["pid"], a);
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing() {
+    let mut sb = Sandbox::new("dryrun");
+    sb.write("sup.yaml", BASE);
+    sb.start();
+    wait_all_running(&sb);
+    let before = pids(&sb);
+    sb.write(
+        "sup.yaml",
+        "programs:\n  keep:\n    cmd: sleep 1000\n    starttime: 0.1\n",
+    );
+    let out = sb.sup_ok(&["reload", "--dry-run"]);
+    assert!(out.contains("removed: change, drop, scale"), "{out}");
+    assert!(out.to_lowercase().contains("dry run"), "{out}");
+    assert_eq!(pids(&sb), before);
+}
+
+#[test]
+fn reload_while_jobs_start_and_stop_leaves_every_instance_right() {
+    let mut sb = Sandbox::new("churn");
+    sb.write(
+        "sup.yaml",
+        r#"programs:
+  slowstart:
+    cmd: sleep 1000
+    starttime: 3
+  stubborn:
+    cmd: ["sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"]
+    starttime: 0.1
+    stoptime: 2
+  steady:
+    cmd: sleep 1000
+    starttime: 0.1
+"#,
+    );
+    sb.start();
+    sb.wait_state("stubborn", "running");
+    sb.wait_state("steady", "running");
+    let steady = sb.pid("steady");
+    assert_eq!(sb.state("slowstart"), "starting");
+    // Mid-stop: it ignores TERM, so it stays `stopping` for its 2 s stoptime.
+    sb.sup_ok(&["stop", "--no-wait", "stubborn"]);
+    assert_eq!(sb.state("stubborn"), "stopping");
+    let stubborn_pid = sb.instance("stubborn")["pid"].as_u64();
+    sb.write(
+        "sup.yaml",
+        r#"programs:
+  slowstart:
+    cmd: sleep 1001
+    starttime: 0.2
+  stubborn:
+    cmd: ["sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"]
+    starttime: 0.1
+    stoptime: 1
+  steady:
+    cmd: sleep 1000
+    starttime: 0.1
+"#,
+    );
+    sb.sup_ok(&["reload"]);
+    // The one mid-start restarts with its new definition and runs.
+    let slow = sb.wait_state("slowstart", "running");
+    let pid = slow["pid"].as_u64().expect("pid");
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(cmdline.contains("1001"), "{cmdline:?}");
+    // The one mid-stop was being stopped by an operator: it ends stopped, not restarted.
+    sb.wait_state("stubborn", "stopped");
+    if let Some(p) = stubborn_pid {
+        assert!(!alive(p as u32));
+    }
+    assert_eq!(sb.pid("steady"), steady);
+    assert_eq!(sb.status().len(), 3);
+}
