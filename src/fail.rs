@@ -40,5 +40,3 @@ pub enum Outcome {
     Ok,
     Partial,
 }
-
-pub type Result<T, E = Fail> = std::result::Result<T, E>;

@@ -14,7 +14,7 @@ pub mod values;
 pub mod yaml;
 
 pub use error::ConfigError;
-pub use spec::{AutoRestart, Config, DaemonSpec, Origin, Output, ProgramSpec, Schedule, Signal};
+pub use spec::{AutoRestart, Config, Output, ProgramSpec, Signal};
 
 use std::path::Path;
 

@@ -10,5 +10,4 @@ pub mod names;
 pub mod reload;
 pub mod timers;
 
-pub use event::Event;
 pub use instance::{Action, ExitStatus, Input, Instance, State};

@@ -21,16 +21,6 @@ pub struct Plan {
     pub unchanged: Vec<String>,
 }
 
-impl Plan {
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty()
-            && self.changed.is_empty()
-            && self.scaled.is_empty()
-            && self.renamed.is_empty()
-            && self.removed.is_empty()
-    }
-}
-
 pub fn plan(old: &BTreeMap<String, ProgramSpec>, new: &BTreeMap<String, ProgramSpec>) -> Plan {
     let mut p = Plan::default();
     for (name, spec) in new {
@@ -136,7 +126,7 @@ mod tests {
     fn identical_configs_plan_nothing() {
         let old = map(&[spec("a", 2), spec("b", 1)]);
         let p = plan(&old, &old.clone());
-        assert!(p.is_empty());
+        assert!(p.added.is_empty() && p.changed.is_empty() && p.removed.is_empty());
         assert_eq!(p.unchanged, ["a", "b"]);
     }
 }

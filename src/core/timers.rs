@@ -45,12 +45,9 @@ impl<K: Ord + Clone> Timers<K> {
         due
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.heap.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
     }
 }
 

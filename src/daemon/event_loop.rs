@@ -57,12 +57,6 @@ enum TimerKey {
     Client(usize),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stream {
-    Stdout,
-    Stderr,
-}
-
 struct CaptureSource {
     capture: Capture,
     /// The instance that wrote it, for the log; output outlives a restart until EOF.
@@ -148,7 +142,6 @@ impl Waiter {
 
 pub struct Settings {
     pub config: Config,
-    pub config_path: PathBuf,
     pub socket: PathBuf,
     pub state_path: PathBuf,
 }
@@ -373,11 +366,9 @@ impl Daemon {
 
     fn on_signal(&mut self, sig: NixSignal) {
         match sig {
-            NixSignal::SIGTERM | NixSignal::SIGINT => {
-                if !self.shutting_down {
-                    log::info!("received {sig}: stopping every job");
-                    self.begin_shutdown();
-                }
+            NixSignal::SIGTERM | NixSignal::SIGINT if !self.shutting_down => {
+                log::info!("received {sig}: stopping every job");
+                self.begin_shutdown();
             }
             NixSignal::SIGHUP => {
                 log::info!("received SIGHUP: reloading");
@@ -800,7 +791,7 @@ impl Daemon {
             .collect()
     }
 
-    fn select(&self, names_: &[String]) -> Result<Vec<InstId>, Response> {
+    fn select(&self, names_: &[String]) -> Result<Vec<InstId>, Box<Response>> {
         let ids = self.ordered();
         let pairs: Vec<(&str, &str)> = ids
             .iter()
@@ -809,10 +800,10 @@ impl Daemon {
             .collect();
         match names::resolve(&pairs, names_) {
             Ok(picked) => Ok(picked.into_iter().map(|i| ids[i]).collect()),
-            Err(unknown) => Err(Response::new(ResponseBody::Error {
+            Err(unknown) => Err(Box::new(Response::new(ResponseBody::Error {
                 message: format!("no such program or instance: {}", unknown.join(", ")),
                 hint: Some("`sup status` lists them".into()),
-            })),
+            }))),
         }
     }
 
@@ -823,7 +814,7 @@ impl Daemon {
                     instances: ids.iter().map(|&id| self.status_of(id, now)).collect(),
                     daemon: Some(self.info(now)),
                 }),
-                Err(e) => e,
+                Err(e) => *e,
             },
             RequestBody::Start { names, wait } => {
                 return self.act(slot, &names, Goal::Up, wait, now);
@@ -927,7 +918,7 @@ impl Daemon {
     ) -> Option<Response> {
         let ids = match self.select(names_) {
             Ok(ids) => ids,
-            Err(e) => return Some(e),
+            Err(e) => return Some(*e),
         };
         if self.shutting_down && goal != Goal::Down {
             return Some(Response::error("the daemon is shutting down"));
@@ -1073,7 +1064,7 @@ impl Daemon {
         };
         let ids = match self.select(names_) {
             Ok(ids) => ids,
-            Err(e) => return e,
+            Err(e) => return *e,
         };
         let mut out = Vec::new();
         for id in ids {
@@ -1120,7 +1111,7 @@ impl Daemon {
                     .map(|i| (i.core.name.clone(), i.core.pid))
                     .collect(),
             }),
-            Err(e) => e,
+            Err(e) => *e,
         }
     }
 

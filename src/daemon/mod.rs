@@ -97,7 +97,9 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
         .map_err(|e| Fail::new(format!("unable to block signals: {e}")))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| Fail::new(format!("unable to create a signalfd: {e}")))?;
-    reap::become_subreaper();
+    if let Err(e) = reap::become_subreaper() {
+        log::warn!("orphaned grandchildren will not be reaped by sup: {e}");
+    }
     raise_fd_limit();
 
     let listener = bind(&socket)?;
@@ -110,7 +112,6 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
     );
     let settings = event_loop::Settings {
         config,
-        config_path,
         socket: socket.clone(),
         state_path,
     };

@@ -35,7 +35,7 @@ impl Daemon {
     ) -> Option<Response> {
         let ids = match self.select(&[name.to_string()]) {
             Ok(ids) => ids,
-            Err(e) => return Some(e),
+            Err(e) => return Some(*e),
         };
         let names: Vec<String> = ids
             .iter()
@@ -118,7 +118,7 @@ impl Daemon {
     ) -> Option<Response> {
         let ids = match self.select(&names) {
             Ok(ids) => ids,
-            Err(e) => return Some(e),
+            Err(e) => return Some(*e),
         };
         let snapshot = Response::new(ResponseBody::Status {
             instances: ids.iter().map(|&id| self.status_of(id, now)).collect(),

@@ -24,7 +24,7 @@ use crate::core::{reload, Input};
 impl Daemon {
     /// Reload from the config file. With `slot`, the client waits for the outcome.
     pub(super) fn reload(&mut self, dry_run: bool, slot: Option<usize>) -> Option<Response> {
-        let path = self.settings.config_path.clone();
+        let path = self.settings.config.source.clone();
         let config = match crate::config::load(&path) {
             Ok(c) => c,
             Err(errors) => {
