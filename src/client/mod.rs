@@ -6,9 +6,12 @@
 //! transport is `crate::control::client`. Exit codes stay with `main`: this module returns
 //! `Outcome::Partial` when a command worked but not everything reached the wanted state.
 
+pub mod completion;
 pub mod output;
 pub mod report;
+pub mod shell;
 pub mod status;
+pub mod top;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -349,6 +352,7 @@ mod tests {
             },
             vec![ResponseBody::Status {
                 instances: status::tests::sample(),
+                daemon: None,
             }],
         );
         assert_eq!(result, Ok(Outcome::Ok));
@@ -370,6 +374,7 @@ mod tests {
             },
             vec![ResponseBody::Status {
                 instances: instances.clone(),
+                daemon: None,
             }],
         );
         assert_eq!(result, Ok(Outcome::Ok));
@@ -502,7 +507,10 @@ mod tests {
     fn a_wrong_kind_of_answer_is_named() {
         let (result, _, _, _) = check(
             Command::Logreopen,
-            vec![ResponseBody::Status { instances: vec![] }],
+            vec![ResponseBody::Status {
+                instances: vec![],
+                daemon: None,
+            }],
         );
         assert_eq!(
             result.expect_err("wrong kind").message,
