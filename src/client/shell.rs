@@ -271,10 +271,7 @@ pub fn run(global: &Global) -> Result<Outcome, Fail> {
     interrupt.install()?;
     let prompt = prompt_for(&socket, home.as_deref());
     let colour = output::colour_for_stdout();
-    println!(
-        "sup shell on {}: `help` lists the commands, Ctrl-D leaves",
-        socket.display()
-    );
+    println!("sup shell: `help` lists the commands, TAB completes, Ctrl-D leaves");
 
     loop {
         let line = match editor.readline(&prompt) {

@@ -4,6 +4,7 @@
 mod sandbox;
 
 mod each_child;
+mod shell_and_top;
 mod states;
 mod subcommands;
 mod when_the_daemon_dies;
