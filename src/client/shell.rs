@@ -208,15 +208,20 @@ impl Interrupt {
         let me = self.clone();
         std::thread::spawn(move || {
             for _ in signals.forever() {
-                me.hit.store(true, Ordering::SeqCst);
-                if let Ok(current) = me.current.lock() {
-                    if let Some(c) = current.as_ref() {
-                        c.close();
-                    }
-                }
+                me.fire();
             }
         });
         Ok(())
+    }
+
+    /// What Ctrl-C does: end the running command's connection, if there is one.
+    fn fire(&self) {
+        self.hit.store(true, Ordering::SeqCst);
+        if let Ok(current) = self.current.lock() {
+            if let Some(c) = current.as_ref() {
+                c.close();
+            }
+        }
     }
 
     fn arm(&self, closer: Option<Closer>) {
@@ -300,7 +305,16 @@ pub fn run(global: &Global) -> Result<Outcome, Fail> {
             Line::Error(text) => eprintln!("{text}"),
             Line::Run(command, other_socket) => {
                 let socket = other_socket.as_deref().unwrap_or(&socket);
-                run_one(socket, command, colour, &interrupt);
+                let mut stdout = io::stdout().lock();
+                let mut stderr = io::stderr().lock();
+                run_one(
+                    socket,
+                    command,
+                    colour,
+                    &interrupt,
+                    &mut stdout,
+                    &mut stderr,
+                );
             }
         }
         let _ = io::stdout().flush();
@@ -310,26 +324,134 @@ pub fn run(global: &Global) -> Result<Outcome, Fail> {
 
 /// One command over a fresh connection. Every failure is printed as the CLI would print it,
 /// and the shell goes on.
-fn run_one(socket: &Path, command: Command, colour: bool, interrupt: &Interrupt) {
+fn run_one(
+    socket: &Path,
+    command: Command,
+    colour: bool,
+    interrupt: &Interrupt,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) {
     let result = Conn::connect(socket).and_then(|mut conn| {
         interrupt.arm(conn.closer().ok());
-        let mut stdout = io::stdout().lock();
-        let mut stderr = io::stderr().lock();
-        super::execute(&mut conn, command, colour, &mut stdout, &mut stderr)
+        super::execute(&mut conn, command, colour, out, err)
     });
     let interrupted = interrupt.disarm();
-    match result {
-        Ok(_) if interrupted => println!(),
-        Ok(_) => {}
+    // The terminal may be gone; there is nobody to tell then.
+    let _ = match result {
+        Ok(_) if interrupted => writeln!(out),
+        Ok(_) => Ok(()),
         // The connection was closed under the command on purpose; its error is not news.
-        Err(_) if interrupted => eprintln!("\ninterrupted"),
-        Err(fail) => eprintln!("sup: error: {fail}"),
-    }
+        Err(_) if interrupted => writeln!(err, "\ninterrupted"),
+        Err(fail) => writeln!(err, "sup: error: {fail}"),
+    };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::client::tests::{fake_daemon, line, TempDir};
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn ctrl_c_ends_tail_f_and_the_shell_goes_on() {
+        let dir = TempDir::new("shell-tail");
+        let listener = UnixListener::bind(dir.sock()).expect("bind");
+        // A daemon that sends one chunk and then keeps the stream open, as `tail -f` does,
+        // until the client goes away.
+        let daemon = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut request = String::new();
+            reader.read_line(&mut request).expect("request");
+            let mut w = stream;
+            let chunk = line(ResponseBody::Output {
+                data: "hello\n".into(),
+            });
+            w.write_all(format!("{chunk}\n").as_bytes()).expect("write");
+            let mut rest = String::new();
+            let _ = reader.read_line(&mut rest);
+            request
+        });
+        let interrupt = Interrupt::default();
+        let presser = {
+            let interrupt = interrupt.clone();
+            std::thread::spawn(move || {
+                // Press Ctrl-C once the command is running (armed), as a user would.
+                while interrupt
+                    .current
+                    .lock()
+                    .map(|c| c.is_none())
+                    .unwrap_or(true)
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                interrupt.fire();
+            })
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let Line::Run(command, None) = parse("tail -f web") else {
+            panic!("tail -f parses");
+        };
+        run_one(&dir.sock(), command, false, &interrupt, &mut out, &mut err);
+        presser.join().expect("presser");
+        assert!(daemon.join().expect("daemon").contains("\"follow\":true"));
+        assert_eq!(String::from_utf8_lossy(&out), "hello\n\n");
+        assert_eq!(String::from_utf8_lossy(&err), "");
+        // Disarmed: a later Ctrl-C at the prompt closes nothing and is forgotten.
+        assert!(interrupt
+            .current
+            .lock()
+            .map(|c| c.is_none())
+            .unwrap_or(false));
+    }
+
+    #[test]
+    fn a_missing_daemon_is_an_error_line_not_the_end() {
+        let dir = TempDir::new("shell-lost");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let Line::Run(command, None) = parse("status") else {
+            panic!("status parses");
+        };
+        run_one(
+            &dir.sock(),
+            command,
+            false,
+            &Interrupt::default(),
+            &mut out,
+            &mut err,
+        );
+        let err = String::from_utf8_lossy(&err);
+        assert!(
+            err.starts_with("sup: error: no daemon is listening on"),
+            "{err}"
+        );
+        // The same command against a daemon that is there now works.
+        let daemon = fake_daemon(
+            &dir.sock(),
+            vec![line(ResponseBody::Status {
+                instances: crate::client::status::tests::sample(),
+                daemon: None,
+            })],
+        );
+        let Line::Run(command, None) = parse("status") else {
+            panic!("status parses");
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        run_one(
+            &dir.sock(),
+            command,
+            false,
+            &Interrupt::default(),
+            &mut out,
+            &mut err,
+        );
+        daemon.join().expect("daemon");
+        assert!(String::from_utf8_lossy(&out).contains("web:0"));
+        assert!(err.is_empty());
+    }
 
     #[test]
     fn lines_parse_with_the_cli_s_definitions() {

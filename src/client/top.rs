@@ -973,7 +973,107 @@ fn event_loop(
 mod tests {
     use super::*;
     use crate::client::status::tests::inst;
+    use crate::control::client::tests::{line, TempDir};
     use ratatui::backend::TestBackend;
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixListener;
+
+    /// A daemon for one connection: for each request line it reads, it writes the next group
+    /// of answers; then it closes. Returns the requests it saw.
+    fn scripted_daemon(
+        path: &Path,
+        script: Vec<Vec<ResponseBody>>,
+    ) -> std::thread::JoinHandle<Vec<String>> {
+        let listener = UnixListener::bind(path).expect("bind");
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut w = stream;
+            let mut seen = Vec::new();
+            for answers in script {
+                let mut request = String::new();
+                if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                    break;
+                }
+                seen.push(request);
+                for a in answers {
+                    w.write_all(format!("{}\n", line(a)).as_bytes())
+                        .expect("write");
+                }
+            }
+            seen
+        })
+    }
+
+    fn event(i: InstanceStatus) -> ResponseBody {
+        ResponseBody::Event {
+            at: "2025-01-01T12:00:00Z".into(),
+            message: format!("{} {}", i.name, i.state),
+            instance: i,
+        }
+    }
+
+    #[test]
+    fn the_feed_subscribes_then_streams_events_until_the_daemon_goes() {
+        let dir = TempDir::new("top-feed");
+        let daemon = scripted_daemon(
+            &dir.sock(),
+            vec![vec![
+                ResponseBody::Status {
+                    instances: vec![inst("web", "running")],
+                    daemon: None,
+                },
+                event(inst("web", "backoff")),
+            ]],
+        );
+        let (tx, rx) = mpsc::channel();
+        let end = follow(&dir.sock(), &tx).expect_err("the daemon closed");
+        assert!(end.message.contains("closed the connection"), "{end}");
+        let requests = daemon.join().expect("daemon");
+        assert_eq!(requests, ["{\"v\":1,\"cmd\":\"subscribe\",\"names\":[]}\n"]);
+        let got: Vec<Msg> = rx.try_iter().collect();
+        assert_eq!(
+            got,
+            [
+                Msg::Snapshot {
+                    instances: vec![inst("web", "running")],
+                    daemon: None,
+                    link: Link::Live,
+                },
+                Msg::Event(inst("web", "backoff")),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_daemon_without_subscribe_is_polled_with_status() {
+        let dir = TempDir::new("top-poll");
+        let daemon = scripted_daemon(
+            &dir.sock(),
+            vec![
+                vec![ResponseBody::Error {
+                    message: "subscribe is not built yet".into(),
+                    hint: None,
+                }],
+                vec![ResponseBody::Status {
+                    instances: vec![inst("web", "running")],
+                    daemon: None,
+                }],
+            ],
+        );
+        let (tx, rx) = mpsc::channel();
+        assert!(follow(&dir.sock(), &tx).is_err());
+        let requests = daemon.join().expect("daemon");
+        assert!(requests[1].contains("\"cmd\":\"status\""), "{requests:?}");
+        assert_eq!(
+            rx.try_iter().next(),
+            Some(Msg::Snapshot {
+                instances: vec![inst("web", "running")],
+                daemon: None,
+                link: Link::Polling,
+            })
+        );
+    }
 
     fn base() -> (Instant, DateTime<Utc>) {
         let wall = DateTime::parse_from_rfc3339("2025-01-01T12:00:00Z")
