@@ -26,11 +26,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Daemon(ref args)) => daemon::run(&cli.global, args).map(|()| Outcome::Ok),
         Some(Command::Check) => check(&cli.global),
-        Some(Command::Shell) | Some(Command::Top) => Err(not_built(&cli)),
+        Some(Command::Shell) => client::shell::run(&cli.global),
+        Some(Command::Top) => client::top::run(&cli.global),
         Some(command) => client::run(&cli.global, command),
         None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
-            Err(Fail::new("the interactive shell is not built yet")
-                .hint("run `sup --help` for the one-shot commands"))
+            client::shell::run(&cli.global)
         }
         None => {
             // Not on a terminal: a script gets the usage, and usage errors exit 2.
@@ -46,14 +46,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn not_built(cli: &Cli) -> Fail {
-    let name = match cli.command {
-        Some(Command::Shell) => "shell",
-        _ => "top",
-    };
-    Fail::new(format!("`sup {name}` is not built yet"))
 }
 
 /// `sup check`: every error, or `ok: N programs, M instances`.

@@ -6,9 +6,12 @@
 //! transport is `crate::control::client`. Exit codes stay with `main`: this module returns
 //! `Outcome::Partial` when a command worked but not everything reached the wanted state.
 
+pub mod completion;
 pub mod output;
 pub mod report;
+pub mod shell;
 pub mod status;
+pub mod top;
 
 use std::io::{self, Write};
 use std::path::PathBuf;

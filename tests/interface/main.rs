@@ -6,6 +6,7 @@ mod sandbox;
 mod control_socket;
 mod each_child;
 mod reload;
+mod shell_and_top;
 mod states;
 mod subcommands;
 mod when_the_daemon_dies;
