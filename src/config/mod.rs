@@ -14,7 +14,10 @@ pub mod values;
 pub mod yaml;
 
 pub use error::ConfigError;
-pub use spec::{AutoRestart, Config, DaemonSpec, Origin, Output, ProgramSpec, Schedule, Signal};
+pub use spec::{
+    AutoRestart, Catchup, Config, DaemonSpec, FirstRun, Origin, Output, Overlap, ProgramSpec,
+    Schedule, ScheduleOptions, Signal,
+};
 
 use std::path::Path;
 
