@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::spec::{AutoRestart, DaemonSpec, Output, ProgramSpec, Schedule, ScheduleOptions, Signal};
+use super::spec::{
+    AutoRestart, DaemonSpec, Output, ProgramSpec, Schedule, ScheduleOptions, Signal,
+};
 use super::values::{self, Bad, Read};
 use super::yaml::{Kind, Node};
 
@@ -519,8 +521,10 @@ mod tests {
         let (_, errors) = run("cmd: x\noverlap: queue\n");
         assert_eq!(
             errors,
-            ["web.job:2:1: programs.web.overlap: only applies to a job with schedule\n  \
-              hint: add `schedule: every 5m` (or a cron expression), or remove it"]
+            [
+                "web.job:2:1: programs.web.overlap: only applies to a job with schedule\n  \
+              hint: add `schedule: every 5m` (or a cron expression), or remove it"
+            ]
         );
         let (_, errors) = run("cmd: x\nschedule: every 10s\njitter: 10s\n");
         assert_eq!(

@@ -779,8 +779,14 @@ mod tests {
     #[test]
     fn schedule_options() {
         assert_eq!(first_run(&node("now")), Ok(FirstRun::Now));
-        assert_eq!(first_run(&node("after-interval")), Ok(FirstRun::AfterInterval));
-        assert_eq!(first_run(&node("After_Interval")), Ok(FirstRun::AfterInterval));
+        assert_eq!(
+            first_run(&node("after-interval")),
+            Ok(FirstRun::AfterInterval)
+        );
+        assert_eq!(
+            first_run(&node("After_Interval")),
+            Ok(FirstRun::AfterInterval)
+        );
         assert_eq!(
             msg(first_run(&node("later"))),
             "expected now or after-interval, found \"later\""
@@ -791,7 +797,10 @@ mod tests {
         let typo = overlap(&node("qeue")).unwrap_err();
         assert_eq!(typo.message, "expected skip, queue or kill, found \"qeue\"");
         assert_eq!(typo.hint.as_deref(), Some("did you mean queue?"));
-        assert_eq!(msg(overlap(&node("[skip]"))), "expected skip, queue or kill, found a list");
+        assert_eq!(
+            msg(overlap(&node("[skip]"))),
+            "expected skip, queue or kill, found a list"
+        );
         assert_eq!(catchup(&node("none")), Ok(Catchup::None));
         assert_eq!(catchup(&node("once")), Ok(Catchup::Once));
         assert_eq!(

@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod event;
 pub mod instance;
 pub mod names;
+pub mod schedule;
 pub mod timers;
 
 pub use event::Event;
