@@ -16,7 +16,7 @@ pub mod yaml;
 pub use error::ConfigError;
 pub use spec::{
     AutoRestart, Catchup, Config, DaemonSpec, FirstRun, Origin, Output, Overlap, ProgramSpec,
-    Schedule, ScheduleOptions, Signal,
+    Schedule, Signal,
 };
 
 use std::path::Path;
