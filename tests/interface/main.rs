@@ -4,6 +4,7 @@
 mod sandbox;
 
 mod each_child;
+mod scheduled_jobs;
 mod states;
 mod subcommands;
 mod when_the_daemon_dies;
