@@ -90,6 +90,7 @@ pub fn execute(
     let mut sink = Sink::new(out);
     match command {
         Command::Status { names, json } => {
+            let named = !names.is_empty();
             let body = ask(conn, RequestBody::Status { names }, Some(QUICK))?;
             let ResponseBody::Status { instances, .. } = body else {
                 return Err(unexpected("status", &body));
@@ -101,6 +102,12 @@ pub fn execute(
             } else {
                 for line in status::lines(&instances, colour) {
                     sink.line(&line)?;
+                }
+                // `sup status NAME`: a scheduled job's last runs too.
+                if named {
+                    for line in status::history_lines(&instances) {
+                        sink.line(&line)?;
+                    }
                 }
             }
             Ok(Outcome::Ok)

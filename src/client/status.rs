@@ -53,6 +53,25 @@ pub fn json(instances: &[InstanceStatus]) -> Result<String, serde_json::Error> {
     serde_json::to_string(instances)
 }
 
+/// `sup status NAME`: the last runs of each scheduled instance, oldest first, under a heading.
+pub fn history_lines(instances: &[InstanceStatus]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in instances.iter().filter(|s| !s.history.is_empty()) {
+        out.push(format!("{} last runs:", s.name));
+        for r in &s.history {
+            let exit = r
+                .exit
+                .map_or("not started".to_string(), |c| format!("exit={c}"));
+            out.push(format!(
+                "  {}  took={}  {exit}",
+                r.started,
+                human_duration(r.duration_s)
+            ));
+        }
+    }
+    out
+}
+
 fn cells(s: &InstanceStatus) -> [String; COLUMNS] {
     let pid = s.pid.map(|p| format!("pid={p}")).unwrap_or_default();
     let last_exit = s
@@ -147,6 +166,7 @@ pub(crate) mod tests {
             next_run: None,
             next_restart_in: None,
             reason: None,
+            history: Vec::new(),
         }
     }
 
@@ -205,6 +225,30 @@ pub(crate) mod tests {
             "worker  \x1b[2mstopped\x1b[0m            restarts=0"
         );
         assert!(lines(&sample(), false).iter().all(|l| !l.contains('\x1b')));
+    }
+
+    #[test]
+    fn named_status_lists_a_scheduled_jobs_last_runs() {
+        let mut s = sample().remove(0);
+        assert!(history_lines(std::slice::from_ref(&s)).is_empty());
+        s.history = vec![
+            crate::control::proto::RunStatus {
+                started: "2026-05-01T12:00:00+00:00".into(),
+                duration_s: 1.25,
+                exit: Some(0),
+            },
+            crate::control::proto::RunStatus {
+                started: "2026-05-01T12:05:00+00:00".into(),
+                duration_s: 0.0,
+                exit: None,
+            },
+        ];
+        let lines = history_lines(&[s.clone()]);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], format!("{} last runs:", s.name));
+        assert!(lines[1].starts_with("  2026-05-01T12:00:00+00:00  took="));
+        assert!(lines[1].ends_with("exit=0"));
+        assert!(lines[2].ends_with("not started"));
     }
 
     #[test]

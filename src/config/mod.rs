@@ -14,7 +14,10 @@ pub mod values;
 pub mod yaml;
 
 pub use error::ConfigError;
-pub use spec::{AutoRestart, Config, Output, ProgramSpec, Signal};
+pub use spec::{
+    AutoRestart, Catchup, Config, DaemonSpec, FirstRun, Origin, Output, Overlap, ProgramSpec,
+    Schedule, Signal,
+};
 
 use std::path::Path;
 

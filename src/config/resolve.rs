@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::spec::{AutoRestart, DaemonSpec, Output, ProgramSpec, Signal};
+use super::spec::{
+    AutoRestart, DaemonSpec, Output, ProgramSpec, Schedule, ScheduleOptions, Signal,
+};
 use super::values::{self, Bad, Read};
 use super::yaml::{Kind, Node};
 
@@ -33,6 +35,11 @@ pub const JOB_KEYS: &[&str] = &[
     "user",
     "schedule",
     "timezone",
+    // --- scheduled jobs (issue 5) ---
+    "jitter",
+    "first_run",
+    "overlap",
+    "catchup",
 ];
 
 pub const DAEMON_KEYS: &[&str] = &["socket", "pidfile", "logfile", "logdir", "loglevel"];
@@ -199,6 +206,9 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
     let mut user = None;
     let mut schedule = None;
     let mut timezone = None;
+    // --- scheduled jobs (issue 5): the keys that only mean something with `schedule` ---
+    let mut sched = ScheduleOptions::default();
+    let mut sched_keys: Vec<(&str, &Node)> = Vec::new();
 
     for (k, v) in entries {
         let Some(key) = key_text(k, file, &cx.prefix, sink) else {
@@ -237,6 +247,33 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
             "user" => user = keep(values::user(v), v, file, p, sink),
             "schedule" => schedule = keep(values::schedule(v), v, file, p, sink),
             "timezone" => timezone = keep(values::timezone(v), v, file, p, sink),
+            // --- scheduled jobs (issue 5) ---
+            "jitter" | "first_run" | "overlap" | "catchup" => {
+                sched_keys.push((key, k));
+                match key {
+                    "jitter" => {
+                        if let Some(d) = keep(values::duration(v), v, file, p, sink) {
+                            sched.jitter = d;
+                        }
+                    }
+                    "first_run" => {
+                        if let Some(f) = keep(values::first_run(v), v, file, p, sink) {
+                            sched.first_run = f;
+                        }
+                    }
+                    "overlap" => {
+                        if let Some(o) = keep(values::overlap(v), v, file, p, sink) {
+                            sched.overlap = o;
+                        }
+                    }
+                    _ => {
+                        if let Some(c) = keep(values::catchup(v), v, file, p, sink) {
+                            sched.catchup = c;
+                        }
+                    }
+                }
+            }
+            // --- end of scheduled jobs ---
             _ => unknown_key(k, key, JOB_KEYS, file, p, sink),
         }
     }
@@ -248,6 +285,29 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
         let bad = Bad::new("missing cmd: the command to run, as a string or a list of words");
         sink.push(file, cx.at, &cx.prefix, bad);
     }
+    // --- scheduled jobs (issue 5): options without a schedule, and a jitter as long as the
+    // interval (ticks could then swap order), are mistakes worth a message.
+    let has_schedule = entries.iter().any(|(k, _)| k.text() == Some("schedule"));
+    if !has_schedule {
+        for (key, k) in &sched_keys {
+            let bad = Bad::new("only applies to a job with schedule")
+                .with_hint("add `schedule: every 5m` (or a cron expression), or remove it");
+            sink.push(file, (k.line, k.col), &format!("{}.{key}", cx.prefix), bad);
+        }
+    }
+    if let Some(Schedule::Every(every)) = &schedule {
+        if sched.jitter >= *every {
+            if let Some((_, k)) = sched_keys.iter().find(|(key, _)| *key == "jitter") {
+                let bad = Bad::new(format!(
+                    "must be shorter than the interval ({}), found {}",
+                    crate::core::event::human(*every),
+                    crate::core::event::human(sched.jitter)
+                ));
+                sink.push(file, (k.line, k.col), &format!("{}.jitter", cx.prefix), bad);
+            }
+        }
+    }
+    // --- end of scheduled jobs ---
     if sink.len() > before {
         return None;
     }
@@ -278,6 +338,7 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
         user,
         schedule,
         timezone,
+        sched,
     })
 }
 
@@ -412,6 +473,69 @@ mod tests {
             AutoRestart::Always
         );
     }
+
+    // --- scheduled jobs (issue 5) ---
+
+    #[test]
+    fn schedule_options_default_and_set() {
+        let p = ok("cmd: x\nschedule: every 1m\n");
+        assert_eq!(p.sched, ScheduleOptions::default());
+        assert_eq!(p.sched.overlap, crate::config::Overlap::Skip);
+        assert_eq!(p.sched.first_run, crate::config::FirstRun::AfterInterval);
+        assert_eq!(p.sched.catchup, crate::config::Catchup::None);
+        let p = ok(
+            "cmd: x\nschedule: every 1m\njitter: 10s\nfirst_run: now\noverlap: kill\n\
+             catchup: once\n",
+        );
+        assert_eq!(p.sched.jitter, Duration::from_secs(10));
+        assert_eq!(p.sched.first_run, crate::config::FirstRun::Now);
+        assert_eq!(p.sched.overlap, crate::config::Overlap::Kill);
+        assert_eq!(p.sched.catchup, crate::config::Catchup::Once);
+    }
+
+    #[test]
+    fn schedule_options_are_checked() {
+        let (spec, errors) = run(
+            "cmd: x\nschedule: every 1m\njitter: soon\nfirst_run: later\noverlap: stack\n\
+             catchup: all\n",
+        );
+        assert!(spec.is_none());
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[0].starts_with("web.job:3:9: programs.web.jitter: expected"));
+        assert_eq!(
+            errors[1],
+            "web.job:4:12: programs.web.first_run: expected now or after-interval, found \"later\""
+        );
+        assert_eq!(
+            errors[2],
+            "web.job:5:10: programs.web.overlap: expected skip, queue or kill, found \"stack\""
+        );
+        assert_eq!(
+            errors[3],
+            "web.job:6:10: programs.web.catchup: expected none or once, found \"all\""
+        );
+    }
+
+    #[test]
+    fn schedule_options_need_a_schedule_and_jitter_fits_the_interval() {
+        let (_, errors) = run("cmd: x\noverlap: queue\n");
+        assert_eq!(
+            errors,
+            [
+                "web.job:2:1: programs.web.overlap: only applies to a job with schedule\n  \
+              hint: add `schedule: every 5m` (or a cron expression), or remove it"
+            ]
+        );
+        let (_, errors) = run("cmd: x\nschedule: every 10s\njitter: 10s\n");
+        assert_eq!(
+            errors,
+            ["web.job:3:1: programs.web.jitter: must be shorter than the interval (10s), found 10s"]
+        );
+        // A cron schedule takes any jitter.
+        ok("cmd: x\nschedule: '@hourly'\njitter: 2h\n");
+    }
+
+    // --- end of scheduled jobs ---
 
     #[test]
     fn every_error_in_a_job_is_reported_in_order() {

@@ -49,6 +49,44 @@ pub enum Schedule {
     Cron(String),
 }
 
+/// When an interval schedule's first tick comes: `now` (at start-up) or one interval later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FirstRun {
+    Now,
+    #[default]
+    AfterInterval,
+}
+
+/// What a tick does when the previous run is still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overlap {
+    /// Log `skipped` and wait for the next tick.
+    #[default]
+    Skip,
+    /// Run once more as soon as the current run ends (ticks meanwhile collapse into one).
+    Queue,
+    /// Stop the current run (stopsignal, then SIGKILL after stoptime) and start a new one.
+    Kill,
+}
+
+/// Whether a tick missed while the daemon was down (or the clock jumped past it) runs once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Catchup {
+    #[default]
+    None,
+    Once,
+}
+
+/// The keys that only matter with `schedule`, grouped so they compare and default together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScheduleOptions {
+    /// Each tick is offset by a random amount in `[0, jitter]`.
+    pub jitter: Duration,
+    pub first_run: FirstRun,
+    pub overlap: Overlap,
+    pub catchup: Catchup,
+}
+
 /// One program, fully resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgramSpec {
@@ -74,6 +112,7 @@ pub struct ProgramSpec {
     pub user: Option<String>,
     pub schedule: Option<Schedule>,
     pub timezone: Option<String>,
+    pub sched: ScheduleOptions,
 }
 
 impl ProgramSpec {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::duration::parse_duration;
 use super::signal;
-use super::spec::{AutoRestart, Output, Schedule, Signal};
+use super::spec::{AutoRestart, Catchup, FirstRun, Output, Overlap, Schedule, Signal};
 use super::yaml::{Kind, Node};
 
 /// A value that was not accepted.
@@ -28,6 +28,10 @@ impl Bad {
             hint: None,
             at: None,
         }
+    }
+
+    pub fn with_hint(self, hint: impl Into<String>) -> Bad {
+        self.hint(Some(hint.into()))
     }
 
     fn hint(mut self, hint: Option<String>) -> Bad {
@@ -338,10 +342,9 @@ fn cron_reason(e: &croner::errors::CronError) -> String {
     }
 }
 
-/// Where time zone files live. When it is missing (a minimal container) any name is accepted
-/// and the scheduler reports a zone it cannot load.
-const ZONEINFO: &str = "/usr/share/zoneinfo";
-
+/// A zone is checked against the IANA database compiled into sup (chrono-tz), so the answer
+/// is the same on every host, with or without /usr/share/zoneinfo, and the scheduler can
+/// always load a zone the check accepted.
 pub fn timezone(node: &Node) -> Read<String> {
     let what = "a time zone name such as UTC or Europe/Paris";
     let t = node
@@ -363,14 +366,65 @@ pub fn timezone(node: &Node) -> Read<String> {
     if !plausible {
         return Err(Bad::new(format!("expected {what}, found {t:?}")));
     }
-    let zoneinfo = Path::new(ZONEINFO);
-    if zoneinfo.is_dir() && !zoneinfo.join(t).is_file() {
+    if t.parse::<chrono_tz::Tz>().is_err() {
         return Err(
-            Bad::new(format!("unknown time zone {t:?}: expected {what}"))
-                .hint(Some(format!("the names are the files under {ZONEINFO}"))),
+            Bad::new(format!("unknown time zone {t:?}: expected {what}")).hint(Some(
+                "the names are those of the IANA time zone database, such as \
+                 America/New_York or Asia/Tokyo"
+                    .into(),
+            )),
         );
     }
     Ok(t.to_string())
+}
+
+/// One word out of a fixed list, compared without case; `what` lists them for the error.
+fn word<T: Copy>(node: &Node, what: &str, words: &[(&str, T)]) -> Read<T> {
+    let text = node.text().ok_or_else(|| expected(what, node))?;
+    let lower = text.trim().to_ascii_lowercase();
+    match words.iter().find(|(w, _)| *w == lower) {
+        Some(&(_, v)) => Ok(v),
+        None => {
+            let hint = suggest(&lower, words.iter().map(|(w, _)| *w))
+                .map(|s| format!("did you mean {s}?"));
+            Err(expected(what, node).hint(hint))
+        }
+    }
+}
+
+/// `first_run`: `now` or `after-interval` (`after_interval` too, as YAML keys are spelled).
+pub fn first_run(node: &Node) -> Read<FirstRun> {
+    word(
+        node,
+        "now or after-interval",
+        &[
+            ("now", FirstRun::Now),
+            ("after-interval", FirstRun::AfterInterval),
+            ("after_interval", FirstRun::AfterInterval),
+        ],
+    )
+}
+
+/// `overlap`: what a tick does while the previous run is still going.
+pub fn overlap(node: &Node) -> Read<Overlap> {
+    word(
+        node,
+        "skip, queue or kill",
+        &[
+            ("skip", Overlap::Skip),
+            ("queue", Overlap::Queue),
+            ("kill", Overlap::Kill),
+        ],
+    )
+}
+
+/// `catchup`: `none` or `once`.
+pub fn catchup(node: &Node) -> Read<Catchup> {
+    word(
+        node,
+        "none or once",
+        &[("none", Catchup::None), ("once", Catchup::Once)],
+    )
 }
 
 pub fn loglevel(node: &Node) -> Read<log::LevelFilter> {
@@ -708,10 +762,11 @@ mod tests {
             msg(timezone(&node("Mars Time"))),
             "expected a time zone name such as UTC or Europe/Paris, found \"Mars Time\""
         );
-        if !Path::new(ZONEINFO).is_dir() {
-            return;
-        }
         assert_eq!(timezone(&node("UTC")), Ok("UTC".into()));
+        assert_eq!(
+            timezone(&node("America/New_York")),
+            Ok("America/New_York".into())
+        );
         assert_eq!(
             msg(timezone(&node("Mars/Olympus"))),
             "unknown time zone \"Mars/Olympus\": expected a time zone name such as UTC or \
@@ -719,6 +774,39 @@ mod tests {
         );
         assert!(timezone(&node("../../etc/passwd")).is_err());
         assert!(timezone(&node("/etc/localtime")).is_err());
+    }
+
+    #[test]
+    fn schedule_options() {
+        assert_eq!(first_run(&node("now")), Ok(FirstRun::Now));
+        assert_eq!(
+            first_run(&node("after-interval")),
+            Ok(FirstRun::AfterInterval)
+        );
+        assert_eq!(
+            first_run(&node("After_Interval")),
+            Ok(FirstRun::AfterInterval)
+        );
+        assert_eq!(
+            msg(first_run(&node("later"))),
+            "expected now or after-interval, found \"later\""
+        );
+        assert_eq!(overlap(&node("skip")), Ok(Overlap::Skip));
+        assert_eq!(overlap(&node("QUEUE")), Ok(Overlap::Queue));
+        assert_eq!(overlap(&node("kill")), Ok(Overlap::Kill));
+        let typo = overlap(&node("qeue")).unwrap_err();
+        assert_eq!(typo.message, "expected skip, queue or kill, found \"qeue\"");
+        assert_eq!(typo.hint.as_deref(), Some("did you mean queue?"));
+        assert_eq!(
+            msg(overlap(&node("[skip]"))),
+            "expected skip, queue or kill, found a list"
+        );
+        assert_eq!(catchup(&node("none")), Ok(Catchup::None));
+        assert_eq!(catchup(&node("once")), Ok(Catchup::Once));
+        assert_eq!(
+            msg(catchup(&node("true"))),
+            "expected none or once, found true"
+        );
     }
 
     #[test]

@@ -158,6 +158,19 @@ pub struct InstanceStatus {
     /// Why the last start failed, or why the instance is fatal.
     #[serde(default)]
     pub reason: Option<String>,
+    /// A scheduled job's last runs, oldest first (at most 10); absent for other jobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RunStatus>,
+}
+
+/// One ended run of a scheduled job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStatus {
+    /// RFC 3339.
+    pub started: String,
+    pub duration_s: f64,
+    /// `last_exit` of the run; null when it could not be spawned.
+    pub exit: Option<i32>,
 }
 
 /// About the daemon itself, for dashboards.
@@ -217,6 +230,7 @@ mod tests {
             next_run: None,
             next_restart_in: None,
             reason: None,
+            history: Vec::new(),
         };
         let text = serde_json::to_string(&s).expect("serializes");
         assert!(text.starts_with(

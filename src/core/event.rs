@@ -1,8 +1,11 @@
 //! The events an instance reports, each carrying the word INTERFACE.md's event log requires
-//! (`spawned`, `running`, `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`).
+//! (`spawned`, `running`, `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`,
+//! `skipped`), plus the other lines of a scheduled job's life.
 
 use std::fmt;
 use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::instance::ExitStatus;
 use crate::config::{signal, Signal};
@@ -33,6 +36,23 @@ pub enum Event {
         after: Duration,
     },
     Stopped,
+    /// A tick found the previous run still going (`overlap: skip`).
+    Skipped,
+    /// A tick found the previous run still going (`overlap: queue`): one more run after it.
+    Queued,
+    /// A tick found the previous run still going (`overlap: kill`): it is stopped first.
+    Replacing,
+    /// A scheduled run ended.
+    RunFinished {
+        duration: Duration,
+        code: i32,
+        expected: bool,
+    },
+    /// A tick was missed (clock jump, suspend, downtime); `run` with `catchup: once`.
+    Missed {
+        due: DateTime<Utc>,
+        run: bool,
+    },
     /// An input that cannot happen in the current state: logged, never fatal.
     Bug(String),
 }
@@ -40,9 +60,18 @@ pub enum Event {
 impl Event {
     pub fn level(&self) -> log::Level {
         match self {
-            Event::Spawned { .. } | Event::Running | Event::Stopping { .. } | Event::Stopped => {
-                log::Level::Info
-            }
+            Event::Spawned { .. }
+            | Event::Running
+            | Event::Stopping { .. }
+            | Event::Stopped
+            | Event::Queued
+            | Event::Replacing
+            | Event::RunFinished { expected: true, .. } => log::Level::Info,
+            Event::Skipped
+            | Event::Missed { .. }
+            | Event::RunFinished {
+                expected: false, ..
+            } => log::Level::Warn,
             Event::Exited { expected: true, .. } => log::Level::Info,
             Event::Exited {
                 expected: false, ..
@@ -81,6 +110,31 @@ impl fmt::Display for Event {
                 write!(f, "killed: sent SIGKILL after stoptime {}", human(*after))
             }
             Event::Stopped => write!(f, "stopped"),
+            Event::Skipped => write!(f, "skipped: the previous run is still going"),
+            Event::Queued => write!(f, "queued: runs again when the current run ends"),
+            Event::Replacing => write!(f, "tick: the previous run is still going, stopping it"),
+            Event::RunFinished {
+                duration,
+                code,
+                expected,
+            } => {
+                let how = if *expected { "ok" } else { "failed" };
+                write!(
+                    f,
+                    "run finished in {} code={code} ({how})",
+                    human(*duration)
+                )
+            }
+            Event::Missed { due, run } => write!(
+                f,
+                "missed the tick due at {} (clock jump, suspend or downtime); {}",
+                due.to_rfc3339_opts(SecondsFormat::Secs, true),
+                if *run {
+                    "running it once now (catchup: once)"
+                } else {
+                    "not run (catchup: none)"
+                }
+            ),
             Event::Bug(what) => write!(f, "bug: {what}"),
         }
     }

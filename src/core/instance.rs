@@ -26,13 +26,42 @@
 //!   on its way). Nothing the job started outlives a stop.
 //! - stopping + group empty → stopped, or starting when a start/restart was queued meanwhile.
 //! - any deadline that comes before the armed one (early or stale) → nothing.
+//!
+//! Scheduled jobs (a `schedule` in the spec) add a `Tick` input, fed when `tick_at` comes, with
+//! the wall clock and a random roll for jitter (the arithmetic is `schedule`'s):
+//!
+//! - stopped + tick, wanted up and not armed → scheduled: the loop arms every scheduled job
+//!   this way at start-up; `first_run: now` or a missed tick with `catchup: once` runs at once.
+//! - scheduled + tick due → starting (spawn): that is what the schedule is for.
+//! - a tick that is not due (early, a cron check-in, a clock set back) → nothing but re-arming.
+//! - starting + spawned of a scheduled job → running at once: `starttime` does not apply, a run
+//!   that ends quickly is a normal run.
+//! - running + exited of a scheduled job → scheduled with `last_exit` and a history entry (or
+//!   per `autorestart` when set); a queued tick runs at once.
+//! - starting + spawn failed of a scheduled job → scheduled: a failed run, logged; the next
+//!   tick is the retry (no backoff, no fatal).
+//! - running/backoff/stopping + tick due: the previous run is still going, so `overlap`
+//!   decides: skip (log `skipped`), queue (one more run when it ends; more ticks meanwhile
+//!   are skipped), or kill (stop it with stopsignal/stoptime, then start anew). A tick while
+//!   a stop-then-start is already under way is skipped.
+//! - scheduled + start/restart → starting: `sup start` runs it now; the schedule does not move.
+//! - stopped/exited/fatal + start of a scheduled job → starting, and the schedule is armed
+//!   again at the next tick input (the loop feeds one at once).
+//! - any + stop of a scheduled job → as for any job, and the schedule is dropped: an operator
+//!   stop holds until a start. scheduled + stop → stopped.
+//! - any + shutdown drops the schedule: nothing new starts while the daemon stops.
+//! - a missed tick (clock jump, suspend, downtime) is logged, and runs once with `catchup: once`.
 //! - any + an input that cannot happen there → a `bug` event; the state is left alone.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use super::backoff;
 use super::event::Event;
-use crate::config::{AutoRestart, ProgramSpec, Signal};
+use super::schedule::{self, Clocks, Ticker};
+use crate::config::{AutoRestart, Overlap, ProgramSpec, Signal};
 
 pub const SIGKILL: Signal = Signal(9);
 
@@ -41,6 +70,17 @@ pub const SIGKILL: Signal = Signal(9);
 const GROUP_RECHECK: Duration = Duration::from_millis(20);
 /// After SIGKILL, how long before sending it again (a process in uninterruptible sleep).
 const KILL_RESEND: Duration = Duration::from_secs(1);
+/// How many ended runs of a scheduled job are kept for `status`.
+pub const HISTORY: usize = 10;
+
+/// One ended run of a scheduled job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunRecord {
+    pub started: Instant,
+    pub duration: Duration,
+    /// `last_exit`, or `None` when it could not be spawned.
+    pub exit: Option<i32>,
+}
 
 /// The public states, as INTERFACE.md names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,6 +157,12 @@ pub enum Input {
     GroupEmpty,
     /// The instance's deadline has come.
     Deadline,
+    /// `tick_at` has come (or a scheduled job is to be armed): the wall clock, read with the
+    /// `now` of the step, and a random number for jitter.
+    Tick {
+        wall: DateTime<Utc>,
+        roll: u64,
+    },
 }
 
 /// What the loop must do for the instance.
@@ -150,6 +196,8 @@ enum Phase {
     },
     Exited,
     Fatal,
+    /// A scheduled job waiting for its next tick.
+    Scheduled,
 }
 
 /// One instance (`web:0`) of a program.
@@ -173,9 +221,22 @@ pub struct Instance {
     pub deadline: Option<Instant>,
     /// Operator intent: false once someone stopped it, so a daemon restart keeps it down.
     pub want_up: bool,
+    /// The armed schedule of a scheduled job; `None` while stopped.
+    pub ticker: Option<Ticker>,
+    /// When the loop must feed the next `Tick`: the ticker's deadline, or "now" when the
+    /// schedule is to be armed again after a start.
+    pub tick_at: Option<Instant>,
+    /// The last ended runs of a scheduled job, oldest first, at most `HISTORY`.
+    pub history: VecDeque<RunRecord>,
     failed_starts: u32,
     crash_streak: u32,
     start_after_stop: bool,
+    /// A start re-armed nothing yet: the next `Tick` arms the schedule.
+    arm_pending: bool,
+    /// `overlap: queue` and a tick came during the run: run again when it ends.
+    queued: bool,
+    /// What a previous daemon recorded as the last tick, for `catchup: once`.
+    restored_tick: Option<DateTime<Utc>>,
 }
 
 impl Instance {
@@ -193,9 +254,15 @@ impl Instance {
             started_at: None,
             deadline: None,
             want_up: true,
+            ticker: None,
+            tick_at: None,
+            history: VecDeque::new(),
             failed_starts: 0,
             crash_streak: 0,
             start_after_stop: false,
+            arm_pending: false,
+            queued: false,
+            restored_tick: None,
         }
     }
 
@@ -208,11 +275,27 @@ impl Instance {
             Phase::Stopping { .. } => State::Stopping,
             Phase::Exited => State::Exited,
             Phase::Fatal => State::Fatal,
+            Phase::Scheduled => State::Scheduled,
         }
     }
 
     /// Feed one input; the actions to carry out are appended to `out`.
     pub fn step(&mut self, spec: &ProgramSpec, now: Instant, input: Input, out: &mut Vec<Action>) {
+        self.transition(spec, now, input, out);
+        self.tick_at = if self.arm_pending {
+            Some(now)
+        } else {
+            self.ticker.as_ref().and_then(|t| t.at)
+        };
+    }
+
+    fn transition(
+        &mut self,
+        spec: &ProgramSpec,
+        now: Instant,
+        input: Input,
+        out: &mut Vec<Action>,
+    ) {
         use Input as I;
         use Phase as P;
         match (self.phase, input) {
@@ -221,11 +304,44 @@ impl Instance {
                 self.want_up = true;
                 self.failed_starts = 0;
                 self.crash_streak = 0;
+                if spec.schedule.is_some() && self.ticker.is_none() {
+                    self.arm_pending = true;
+                }
                 self.spawn(out);
             }
-            (P::Stopped | P::Exited | P::Fatal, I::Stop) => self.want_up = false,
-            (P::Stopped | P::Exited | P::Fatal, I::Shutdown) => {}
+            (P::Stopped | P::Exited | P::Fatal, I::Stop) => {
+                self.want_up = false;
+                self.drop_schedule();
+            }
+            (P::Stopped | P::Exited | P::Fatal, I::Shutdown) => self.drop_schedule(),
             (P::Stopped | P::Exited | P::Fatal, I::Deadline) => {}
+            (P::Stopped | P::Exited | P::Fatal, I::Tick { wall, roll }) => {
+                self.tick(spec, Clocks { mono: now, wall }, roll, out)
+            }
+
+            // --- scheduled: no process, waiting for the next tick ---
+            (P::Scheduled, I::Start | I::Restart) => {
+                self.want_up = true;
+                self.failed_starts = 0;
+                self.crash_streak = 0;
+                self.spawn(out);
+            }
+            (P::Scheduled, stop @ (I::Stop | I::Shutdown)) => {
+                if stop == I::Stop {
+                    self.want_up = false;
+                }
+                self.drop_schedule();
+                self.phase = P::Stopped;
+                out.push(Action::Log(Event::Stopped));
+            }
+            (P::Scheduled, I::Deadline) => {}
+            (P::Scheduled, I::Tick { wall, roll }) => {
+                self.tick(spec, Clocks { mono: now, wall }, roll, out)
+            }
+            (
+                P::Scheduled,
+                i @ (I::Spawned { .. } | I::SpawnFailed { .. } | I::Exited(_) | I::GroupEmpty),
+            ) => self.bug(&i, out),
             (
                 P::Stopped | P::Exited | P::Fatal,
                 i @ (I::Spawned { .. } | I::SpawnFailed { .. } | I::Exited(_) | I::GroupEmpty),
@@ -235,13 +351,21 @@ impl Instance {
             (P::Starting, I::Start) => self.want_up = true,
             (P::Starting | P::Running, I::Stop) => {
                 self.want_up = false;
+                self.drop_schedule();
                 self.begin_stop(spec, now, false, out);
             }
             (P::Starting | P::Running, I::Restart) => {
                 self.want_up = true;
                 self.begin_stop(spec, now, true, out);
             }
-            (P::Starting | P::Running, I::Shutdown) => self.begin_stop(spec, now, false, out),
+            (P::Starting | P::Running, I::Shutdown) => {
+                self.drop_schedule();
+                self.begin_stop(spec, now, false, out)
+            }
+            (
+                P::Starting | P::Running | P::Backoff | P::Stopping { .. },
+                I::Tick { wall, roll },
+            ) => self.tick(spec, Clocks { mono: now, wall }, roll, out),
             // One spawn gets one answer: a second one would lose track of a live process.
             (P::Starting, i @ (I::Spawned { .. } | I::SpawnFailed { .. }))
                 if self.pid.is_some() =>
@@ -255,7 +379,8 @@ impl Instance {
                 self.pgid = Some(pid);
                 self.started_at = Some(now);
                 out.push(Action::Log(Event::Spawned { pid }));
-                if spec.starttime.is_zero() {
+                // `starttime` does not apply to a scheduled run: a quick run is a normal one.
+                if spec.starttime.is_zero() || spec.schedule.is_some() {
                     self.become_running(out);
                 } else {
                     self.deadline = Some(later(now, spec.starttime));
@@ -265,10 +390,22 @@ impl Instance {
                 out.push(Action::Log(Event::SpawnFailed {
                     reason: reason.clone(),
                 }));
-                self.fail_start(spec, now, reason, out);
+                if spec.schedule.is_some() {
+                    // A failed run: the next tick is the retry.
+                    self.push_history(RunRecord {
+                        started: now,
+                        duration: Duration::ZERO,
+                        exit: None,
+                    });
+                    self.last_error = Some(reason);
+                    self.queued = false;
+                    self.rest();
+                } else {
+                    self.fail_start(spec, now, reason, out);
+                }
             }
             (P::Starting, I::Exited(status)) => {
-                let code = self.record_exit(spec, status, out);
+                let code = self.record_exit(spec, now, status, out);
                 let reason = match status {
                     ExitStatus::Code(_) => format!("exited with code {code} before starttime"),
                     ExitStatus::Signaled(s) => {
@@ -287,15 +424,24 @@ impl Instance {
             // --- running ---
             (P::Running, I::Start) => self.want_up = true,
             (P::Running, I::Exited(status)) => {
-                let code = self.record_exit(spec, status, out);
+                let code = self.record_exit(spec, now, status, out);
                 let expected = spec.exitcodes.contains(&code);
                 let again = match spec.autorestart {
                     AutoRestart::Always => true,
                     AutoRestart::Never => false,
                     AutoRestart::Unexpected => !expected,
                 };
+                if spec.schedule.is_some() && std::mem::take(&mut self.queued) {
+                    // The tick that came during the run.
+                    self.spawn(out);
+                    return;
+                }
                 if !again {
-                    self.phase = P::Exited;
+                    if spec.schedule.is_some() {
+                        self.rest();
+                    } else {
+                        self.phase = P::Exited;
+                    }
                     return;
                 }
                 let ran = self.started_at.map_or(Duration::ZERO, |s| now - s);
@@ -329,6 +475,7 @@ impl Instance {
                 if stop == I::Stop {
                     self.want_up = false;
                 }
+                self.drop_schedule();
                 self.deadline = None;
                 self.phase = P::Stopped;
                 out.push(Action::Log(Event::Stopped));
@@ -352,8 +499,12 @@ impl Instance {
             (P::Stopping { .. }, I::Stop) => {
                 self.want_up = false;
                 self.start_after_stop = false;
+                self.drop_schedule();
             }
-            (P::Stopping { .. }, I::Shutdown) => self.start_after_stop = false,
+            (P::Stopping { .. }, I::Shutdown) => {
+                self.start_after_stop = false;
+                self.drop_schedule();
+            }
             (
                 P::Stopping {
                     leader_gone: false,
@@ -362,7 +513,7 @@ impl Instance {
                 },
                 I::Exited(status),
             ) => {
-                self.record_exit(spec, status, out);
+                self.record_exit(spec, now, status, out);
                 self.phase = P::Stopping {
                     leader_gone: true,
                     killed,
@@ -432,7 +583,7 @@ impl Instance {
                 self.deadline = None;
                 self.phase = P::Stopped;
                 out.push(Action::Log(Event::Stopped));
-                if std::mem::take(&mut self.start_after_stop) {
+                if std::mem::take(&mut self.start_after_stop) || std::mem::take(&mut self.queued) {
                     self.failed_starts = 0;
                     self.crash_streak = 0;
                     self.spawn(out);
@@ -477,6 +628,7 @@ impl Instance {
     fn record_exit(
         &mut self,
         spec: &ProgramSpec,
+        now: Instant,
         status: ExitStatus,
         out: &mut Vec<Action>,
     ) -> i32 {
@@ -491,6 +643,20 @@ impl Instance {
             _ => spec.exitcodes.contains(&code),
         };
         out.push(Action::Log(Event::Exited { status, expected }));
+        if spec.schedule.is_some() {
+            let started = self.started_at.unwrap_or(now);
+            let duration = now.saturating_duration_since(started);
+            self.push_history(RunRecord {
+                started,
+                duration,
+                exit: Some(code),
+            });
+            out.push(Action::Log(Event::RunFinished {
+                duration,
+                code,
+                expected,
+            }));
+        }
         if !matches!(self.phase, Phase::Stopping { .. }) {
             if let Some(pgid) = self.pgid.take() {
                 out.push(Action::Signal {
@@ -571,6 +737,122 @@ impl Instance {
             "unexpected {input:?} in state {}",
             self.state().as_str()
         ))));
+    }
+
+    /// A `Tick`: arm the schedule if it is not, else ask the ticker whether a tick is due, and
+    /// run it (or apply `overlap`) when it is.
+    fn tick(&mut self, spec: &ProgramSpec, now: Clocks, roll: u64, out: &mut Vec<Action>) {
+        let outcome = match self.ticker.as_mut() {
+            Some(t) => t.tick(now, roll),
+            None => {
+                let arm = spec.schedule.is_some()
+                    && (self.arm_pending || (self.phase == Phase::Stopped && self.want_up));
+                if !arm {
+                    return;
+                }
+                self.arm_pending = false;
+                match Ticker::arm(spec, now, roll, self.restored_tick.take()) {
+                    Ok((t, outcome)) => {
+                        self.ticker = Some(t);
+                        if self.phase == Phase::Stopped {
+                            self.phase = Phase::Scheduled;
+                        }
+                        outcome
+                    }
+                    Err(reason) => {
+                        out.push(Action::Log(Event::Fatal {
+                            reason: reason.clone(),
+                        }));
+                        self.last_error = Some(reason);
+                        self.phase = Phase::Fatal;
+                        return;
+                    }
+                }
+            }
+        };
+        match outcome {
+            schedule::Outcome::Wait => {}
+            schedule::Outcome::Run => self.run_tick(spec, now.mono, out),
+            schedule::Outcome::Missed { due, run } => {
+                out.push(Action::Log(Event::Missed { due, run }));
+                if run {
+                    self.run_tick(spec, now.mono, out);
+                }
+            }
+        }
+    }
+
+    /// A due tick: run, or follow `overlap` when the previous run is still going.
+    fn run_tick(&mut self, spec: &ProgramSpec, now: Instant, out: &mut Vec<Action>) {
+        match self.phase {
+            Phase::Scheduled | Phase::Stopped | Phase::Exited | Phase::Fatal | Phase::Backoff => {
+                // Backoff is an `autorestart` retry waiting: the tick is a fresh run anyway.
+                self.failed_starts = 0;
+                self.crash_streak = 0;
+                self.spawn(out);
+            }
+            Phase::Stopping { .. } => out.push(Action::Log(Event::Skipped)),
+            Phase::Starting | Phase::Running => match spec.sched.overlap {
+                Overlap::Skip => out.push(Action::Log(Event::Skipped)),
+                Overlap::Queue if self.queued => out.push(Action::Log(Event::Skipped)),
+                Overlap::Queue => {
+                    self.queued = true;
+                    out.push(Action::Log(Event::Queued));
+                }
+                Overlap::Kill => {
+                    out.push(Action::Log(Event::Replacing));
+                    self.begin_stop(spec, now, true, out);
+                }
+            },
+        }
+    }
+
+    /// Back to waiting for the next tick after a run (or stopped when there is no schedule).
+    fn rest(&mut self) {
+        self.deadline = None;
+        self.phase = if self.ticker.is_some() || self.arm_pending {
+            Phase::Scheduled
+        } else {
+            Phase::Exited
+        };
+    }
+
+    fn drop_schedule(&mut self) {
+        self.ticker = None;
+        self.arm_pending = false;
+        self.queued = false;
+    }
+
+    fn push_history(&mut self, run: RunRecord) {
+        if self.history.len() >= HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(run);
+    }
+
+    /// The last tick a previous daemon recorded, for `catchup: once` when the schedule is armed.
+    pub fn restore_last_tick(&mut self, last: Option<DateTime<Utc>>) {
+        self.restored_tick = last;
+    }
+
+    /// Take over a schedule armed elsewhere (a reload that left the schedule unchanged keeps
+    /// its phase). Only for an instance that is armed or waiting to be; returns the new
+    /// `tick_at`.
+    pub fn adopt_ticker(&mut self, ticker: Ticker) -> Option<Instant> {
+        if self.ticker.is_some() || self.arm_pending {
+            self.arm_pending = false;
+            self.tick_at = ticker.at;
+            self.ticker = Some(ticker);
+            if self.phase == Phase::Stopped {
+                self.phase = Phase::Scheduled;
+            }
+        }
+        self.tick_at
+    }
+
+    /// When the next tick is due, as a wall-clock time, given both clocks now.
+    pub fn next_run(&self, now: Clocks) -> Option<DateTime<Utc>> {
+        self.ticker.as_ref().and_then(|t| t.next_run(now))
     }
 
     /// Restore what a previous daemon recorded (restart count and operator intent).

@@ -36,6 +36,7 @@ fn spec() -> ProgramSpec {
         user: None,
         schedule: None,
         timezone: None,
+        sched: Default::default(),
     }
 }
 
@@ -1248,6 +1249,386 @@ fn impossible_inputs_are_logged_as_bugs_and_change_nothing() {
     )]);
     // The leader cannot exit twice.
     assert_ignored_as_bug(&mut stopping, 5030, status);
+}
+
+// --- scheduled jobs ---
+
+/// A job run every 10 s (starttime 1 s, which a scheduled run ignores; stoptime 2 s).
+fn every_10s(overlap: crate::config::Overlap) -> ProgramSpec {
+    spec_with(|s| {
+        s.schedule = Some(crate::config::Schedule::Every(Duration::from_secs(10)));
+        s.autorestart = AutoRestart::Never;
+        s.sched.overlap = overlap;
+    })
+}
+
+/// The wall clock `ms` after an arbitrary fixed time (the monotonic clock moves with it).
+fn tick(ms: u64) -> Input {
+    let base = chrono::DateTime::parse_from_rfc3339("2026-05-01T12:00:00Z")
+        .expect("a valid time")
+        .with_timezone(&chrono::Utc);
+    I::Tick {
+        wall: base + chrono::Duration::milliseconds(ms as i64),
+        roll: 0,
+    }
+}
+
+fn finished(ms: u64, code: i32, expected: bool) -> Action {
+    log(Event::RunFinished {
+        duration: Duration::from_millis(ms),
+        code,
+        expected,
+    })
+}
+
+/// Rows that arm the schedule at 0 and run the first tick at 10 s as pid 7.
+fn first_run() -> Vec<Row> {
+    vec![
+        (0, tick(0), S::Scheduled, None, vec![]),
+        (10_000, tick(10_000), S::Starting, None, vec![Action::Spawn]),
+        (
+            10_000,
+            I::Spawned { pid: 7 },
+            S::Running,
+            None,
+            vec![log(Event::Spawned { pid: 7 }), log(Event::Running)],
+        ),
+    ]
+}
+
+#[test]
+fn a_scheduled_job_runs_per_tick_and_goes_back_to_scheduled() {
+    let mut run = check(every_10s(Default::default()), first_run());
+    assert_eq!(run.inst.tick_at, Some(run.at(20_000)));
+    run.check(vec![(
+        10_200,
+        I::Exited(ExitStatus::Code(0)),
+        S::Scheduled,
+        None,
+        vec![exited(0, true), finished(200, 0, true), signal(7, KILL)],
+    )]);
+    assert_eq!(run.inst.last_exit, Some(0));
+    assert_eq!(run.inst.history.len(), 1);
+    assert_eq!(run.inst.history[0].duration, Duration::from_millis(200));
+    // An early tick does nothing; the next one runs again, still on the 10 s grid.
+    run.check(vec![
+        (19_999, tick(19_999), S::Scheduled, None, vec![]),
+        (20_300, tick(20_300), S::Starting, None, vec![Action::Spawn]),
+    ]);
+    assert_eq!(run.inst.tick_at, Some(run.at(30_000)));
+}
+
+#[test]
+fn a_failed_run_is_logged_and_waits_for_the_next_tick() {
+    let mut run = check(every_10s(Default::default()), first_run());
+    run.check(vec![(
+        10_050,
+        I::Exited(ExitStatus::Code(3)),
+        S::Scheduled,
+        None,
+        vec![exited(3, false), finished(50, 3, false), signal(7, KILL)],
+    )]);
+    run.check(vec![
+        (20_000, tick(20_000), S::Starting, None, vec![Action::Spawn]),
+        (
+            20_000,
+            I::SpawnFailed {
+                reason: "no such file".into(),
+            },
+            S::Scheduled,
+            None,
+            vec![log(Event::SpawnFailed {
+                reason: "no such file".into(),
+            })],
+        ),
+    ]);
+    assert_eq!(run.inst.last_error.as_deref(), Some("no such file"));
+    assert_eq!(run.inst.history.len(), 2);
+    assert_eq!(run.inst.history[1].exit, None);
+}
+
+#[test]
+fn history_keeps_the_last_ten_runs() {
+    let mut run = check(
+        every_10s(Default::default()),
+        vec![(0, tick(0), S::Scheduled, None, vec![])],
+    );
+    for n in 1..=12u64 {
+        let at = n * 10_000;
+        let mut out = Vec::new();
+        run.inst.step(&run.spec, run.at(at), tick(at), &mut out);
+        run.inst.step(
+            &run.spec,
+            run.at(at),
+            I::Spawned { pid: n as u32 },
+            &mut out,
+        );
+        run.inst.step(
+            &run.spec,
+            run.at(at + n),
+            I::Exited(ExitStatus::Code(n as i32)),
+            &mut out,
+        );
+    }
+    let codes: Vec<_> = run.inst.history.iter().map(|r| r.exit).collect();
+    assert_eq!(codes, (3..=12).map(Some).collect::<Vec<_>>());
+}
+
+#[test]
+fn overlap_skip_logs_skipped_while_the_run_goes_on() {
+    check(
+        every_10s(crate::config::Overlap::Skip),
+        first_run()
+            .into_iter()
+            .chain([
+                (
+                    20_000,
+                    tick(20_000),
+                    S::Running,
+                    None,
+                    vec![log(Event::Skipped)],
+                ),
+                (
+                    25_000,
+                    I::Exited(ExitStatus::Code(0)),
+                    S::Scheduled,
+                    None,
+                    vec![exited(0, true), finished(15_000, 0, true), signal(7, KILL)],
+                ),
+            ])
+            .collect(),
+    );
+}
+
+#[test]
+fn overlap_queue_runs_once_more_right_after() {
+    check(
+        every_10s(crate::config::Overlap::Queue),
+        first_run()
+            .into_iter()
+            .chain([
+                (
+                    20_000,
+                    tick(20_000),
+                    S::Running,
+                    None,
+                    vec![log(Event::Queued)],
+                ),
+                // More ticks meanwhile collapse into the one queued run.
+                (
+                    30_000,
+                    tick(30_000),
+                    S::Running,
+                    None,
+                    vec![log(Event::Skipped)],
+                ),
+                (
+                    35_000,
+                    I::Exited(ExitStatus::Code(0)),
+                    S::Starting,
+                    None,
+                    vec![
+                        exited(0, true),
+                        finished(25_000, 0, true),
+                        signal(7, KILL),
+                        Action::Spawn,
+                    ],
+                ),
+                (
+                    35_000,
+                    I::Spawned { pid: 8 },
+                    S::Running,
+                    None,
+                    vec![log(Event::Spawned { pid: 8 }), log(Event::Running)],
+                ),
+                (
+                    36_000,
+                    I::Exited(ExitStatus::Code(0)),
+                    S::Scheduled,
+                    None,
+                    vec![exited(0, true), finished(1000, 0, true), signal(8, KILL)],
+                ),
+            ])
+            .collect(),
+    );
+}
+
+#[test]
+fn overlap_kill_stops_the_old_run_then_starts_a_new_one() {
+    check(
+        every_10s(crate::config::Overlap::Kill),
+        first_run()
+            .into_iter()
+            .chain([
+                (
+                    20_000,
+                    tick(20_000),
+                    S::Stopping,
+                    Some(22_000),
+                    vec![
+                        log(Event::Replacing),
+                        log(Event::Stopping { signal: TERM }),
+                        signal(7, TERM),
+                    ],
+                ),
+                // Another tick while it stops is skipped: a new run is coming anyway.
+                (20_500, tick(20_500), S::Stopping, Some(22_000), vec![]),
+                (
+                    21_000,
+                    I::Exited(ExitStatus::Signaled(15)),
+                    S::Stopping,
+                    Some(21_020),
+                    vec![
+                        log(Event::Exited {
+                            status: ExitStatus::Signaled(15),
+                            expected: true,
+                        }),
+                        finished(11_000, 143, true),
+                        Action::CheckGroup { pgid: 7 },
+                    ],
+                ),
+                (
+                    21_000,
+                    I::GroupEmpty,
+                    S::Starting,
+                    None,
+                    vec![log(Event::Stopped), Action::Spawn],
+                ),
+            ])
+            .collect(),
+    );
+}
+
+#[test]
+fn start_runs_a_scheduled_job_now_without_moving_its_schedule() {
+    let mut run = check(
+        every_10s(Default::default()),
+        vec![
+            (0, tick(0), S::Scheduled, None, vec![]),
+            (3_000, I::Start, S::Starting, None, vec![Action::Spawn]),
+            (
+                3_000,
+                I::Spawned { pid: 7 },
+                S::Running,
+                None,
+                vec![log(Event::Spawned { pid: 7 }), log(Event::Running)],
+            ),
+        ],
+    );
+    assert_eq!(run.inst.tick_at, Some(run.at(10_000)));
+    run.check(vec![(
+        3_100,
+        I::Exited(ExitStatus::Code(0)),
+        S::Scheduled,
+        None,
+        vec![exited(0, true), finished(100, 0, true), signal(7, KILL)],
+    )]);
+    assert_eq!(run.inst.tick_at, Some(run.at(10_000)));
+}
+
+#[test]
+fn stop_ends_the_run_and_the_schedule_until_a_start() {
+    let mut run = check(every_10s(Default::default()), first_run());
+    run.check(vec![
+        (
+            12_000,
+            I::Stop,
+            S::Stopping,
+            Some(14_000),
+            vec![log(Event::Stopping { signal: TERM }), signal(7, TERM)],
+        ),
+        (
+            12_100,
+            I::Exited(ExitStatus::Code(0)),
+            S::Stopping,
+            Some(12_120),
+            vec![
+                exited(0, true),
+                finished(2_100, 0, true),
+                Action::CheckGroup { pgid: 7 },
+            ],
+        ),
+        (
+            12_100,
+            I::GroupEmpty,
+            S::Stopped,
+            None,
+            vec![log(Event::Stopped)],
+        ),
+        (20_000, tick(20_000), S::Stopped, None, vec![]),
+    ]);
+    assert_eq!(run.inst.tick_at, None);
+    assert!(!run.inst.want_up);
+    // A start runs it now and arms the schedule again at the next tick input (fed at once).
+    run.check(vec![
+        (30_000, I::Start, S::Starting, None, vec![Action::Spawn]),
+        (
+            30_000,
+            I::Spawned { pid: 8 },
+            S::Running,
+            None,
+            vec![log(Event::Spawned { pid: 8 }), log(Event::Running)],
+        ),
+    ]);
+    assert_eq!(run.inst.tick_at, Some(run.at(30_000)));
+    run.check(vec![(30_000, tick(30_000), S::Running, None, vec![])]);
+    assert_eq!(run.inst.tick_at, Some(run.at(40_000)));
+}
+
+#[test]
+fn stop_while_scheduled_goes_straight_to_stopped() {
+    let run = check(
+        every_10s(Default::default()),
+        vec![
+            (0, tick(0), S::Scheduled, None, vec![]),
+            (1_000, I::Stop, S::Stopped, None, vec![log(Event::Stopped)]),
+            (10_000, tick(10_000), S::Stopped, None, vec![]),
+        ],
+    );
+    assert_eq!(run.inst.tick_at, None);
+}
+
+#[test]
+fn an_operator_stopped_job_is_not_armed_at_startup() {
+    let mut run = Run::new(every_10s(Default::default()));
+    run.inst.restore(0, false);
+    run.check(vec![(0, tick(0), S::Stopped, None, vec![])]);
+    assert_eq!(run.inst.tick_at, None);
+}
+
+#[test]
+fn first_run_now_runs_when_armed() {
+    check(
+        spec_with(|s| {
+            s.schedule = Some(crate::config::Schedule::Every(Duration::from_secs(10)));
+            s.sched.first_run = crate::config::FirstRun::Now;
+        }),
+        vec![(0, tick(0), S::Starting, None, vec![Action::Spawn])],
+    );
+}
+
+#[test]
+fn shutdown_drops_the_schedule() {
+    let run = check(
+        every_10s(Default::default()),
+        vec![
+            (0, tick(0), S::Scheduled, None, vec![]),
+            (
+                1_000,
+                I::Shutdown,
+                S::Stopped,
+                None,
+                vec![log(Event::Stopped)],
+            ),
+        ],
+    );
+    assert_eq!(run.inst.tick_at, None);
+    assert!(run.inst.want_up, "a shutdown keeps the intent");
+}
+
+#[test]
+fn a_tick_for_a_job_without_schedule_does_nothing() {
+    check(spec(), vec![(0, tick(0), S::Stopped, None, vec![])]);
 }
 
 // --- invariants under random inputs ---

@@ -8,6 +8,7 @@ pub mod event;
 pub mod instance;
 pub mod names;
 pub mod reload;
+pub mod schedule;
 pub mod timers;
 
 pub use instance::{Action, ExitStatus, Input, Instance, State};

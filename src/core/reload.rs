@@ -30,7 +30,9 @@ pub fn plan(old: &BTreeMap<String, ProgramSpec>, new: &BTreeMap<String, ProgramS
         };
         if before == spec {
             p.unchanged.push(name.clone());
-        } else if (before.numprocs == 1) != (spec.numprocs == 1) {
+        } else if (before.numprocs == 1) != (spec.numprocs == 1)
+            || before.schedule.is_some() != spec.schedule.is_some()
+        {
             p.renamed.push(name.clone());
         } else if before.numprocs != spec.numprocs && same_but_numprocs(before, spec) {
             p.scaled
@@ -79,6 +81,7 @@ mod tests {
             user: None,
             schedule: None,
             timezone: None,
+            sched: Default::default(),
         }
     }
 

@@ -49,12 +49,14 @@ const IDLE_CLIENT_DEADLINE: Duration = Duration::from_secs(60);
 /// More connections than this at once are refused (each costs a descriptor).
 const MAX_CLIENTS: usize = 4096;
 
-type InstId = usize;
+pub(super) type InstId = usize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKey {
+pub(super) enum TimerKey {
     Instance(InstId),
     Client(usize),
+    /// A scheduled instance's `tick_at` (see `scheduling`).
+    Tick(InstId),
 }
 
 struct CaptureSource {
@@ -79,9 +81,9 @@ enum Source {
     Client(ClientSource),
 }
 
-struct Inst {
-    core: Instance,
-    spec: Rc<ProgramSpec>,
+pub(super) struct Inst {
+    pub(super) core: Instance,
+    pub(super) spec: Rc<ProgramSpec>,
     /// A reload changed the definition: it takes effect at the next spawn, so the running
     /// process is still stopped with the old `stopsignal` and `stoptime`.
     next_spec: Option<Rc<ProgramSpec>>,
@@ -152,9 +154,9 @@ pub struct Daemon {
     listener: UnixListener,
     settings: Settings,
     programs: BTreeMap<String, Program>,
-    instances: Vec<Option<Inst>>,
+    pub(super) instances: Vec<Option<Inst>>,
     by_pid: HashMap<u32, InstId>,
-    timers: Timers<TimerKey>,
+    pub(super) timers: Timers<TimerKey>,
     slots: Vec<Option<Source>>,
     free_slots: Vec<usize>,
     clients: usize,
@@ -250,6 +252,11 @@ impl Daemon {
                 instances: ids.clone(),
             },
         );
+        for &id in &ids {
+            let last = self.instances[id].as_ref().map(|i| i.core.name.clone());
+            let last = last.and_then(|n| restored.get(&n)?.last_tick.clone());
+            self.arm_schedule(id, last.as_deref(), now);
+        }
         if spec.autostart && spec.schedule.is_none() {
             for &id in &ids {
                 let wants = self.instances[id].as_ref().is_some_and(|i| i.core.want_up);
@@ -404,7 +411,7 @@ impl Daemon {
 
     /// Feed an input to an instance and carry out what it asks, including the inputs its
     /// actions produce (a spawn's result, an empty group).
-    fn feed(&mut self, id: InstId, input: Input, now: Instant) {
+    pub(super) fn feed(&mut self, id: InstId, input: Input, now: Instant) {
         let mut queue = vec![input];
         let mut actions = std::mem::take(&mut self.actions);
         while let Some(input) = queue.pop() {
@@ -412,11 +419,17 @@ impl Daemon {
                 break;
             };
             let before = inst.core.deadline;
+            let tick_before = inst.core.tick_at;
             let spec = inst.spec.clone();
             inst.core.step(&spec, now, input, &mut actions);
             if inst.core.deadline != before {
                 if let Some(at) = inst.core.deadline {
                     self.timers.push(at, TimerKey::Instance(id));
+                }
+            }
+            if inst.core.tick_at != tick_before {
+                if let Some(at) = inst.core.tick_at {
+                    self.timers.push(at, TimerKey::Tick(id));
                 }
             }
             for action in actions.drain(..) {
@@ -540,6 +553,7 @@ impl Daemon {
                         self.feed(id, Input::Deadline, now);
                     }
                 }
+                TimerKey::Tick(id) => self.fire_tick(id, at, now),
                 TimerKey::Client(slot) => {
                     let expired = matches!(
                         &self.slots[slot],
@@ -879,6 +893,7 @@ impl Daemon {
                 next_run: None,
                 next_restart_in: None,
                 reason: None,
+                history: Vec::new(),
             };
         };
         let c = &inst.core;
@@ -902,9 +917,10 @@ impl Daemon {
             restarts: c.restarts,
             last_exit: c.last_exit,
             uptime_s: uptime,
-            next_run: None,
+            next_run: self.next_run_of(id, now),
             next_restart_in,
             reason: c.last_error.clone(),
+            history: self.history_of(id, now),
         }
     }
 
@@ -1170,6 +1186,7 @@ impl Daemon {
                 start_ticks: i.start_ticks,
                 restarts: i.core.restarts,
                 want_up: i.core.want_up,
+                last_tick: super::scheduling::last_tick(&i.core),
             })
             .collect();
         let file = state::StateFile {

@@ -7,6 +7,7 @@ pub mod event_loop;
 pub mod output;
 pub mod pidfile;
 pub mod reap;
+mod scheduling;
 pub mod spawn;
 pub mod state;
 

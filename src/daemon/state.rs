@@ -62,6 +62,10 @@ pub struct InstanceState {
     /// Operator intent: false once someone stopped it.
     #[serde(default = "yes")]
     pub want_up: bool,
+    /// A scheduled job's last tick (RFC 3339): ticks up to it are accounted for, so the next
+    /// daemon knows what a downtime missed (`catchup: once`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_tick: Option<String>,
 }
 
 /// Write the file atomically: a temporary file in the same directory, then a rename, so a crash
@@ -211,6 +215,7 @@ mod tests {
                     start_ticks: Some(123_456),
                     restarts: 2,
                     want_up: true,
+                    last_tick: None,
                 },
                 InstanceState {
                     name: "cron".into(),
@@ -218,6 +223,7 @@ mod tests {
                     start_ticks: None,
                     restarts: 0,
                     want_up: false,
+                    last_tick: None,
                 },
             ],
         }
@@ -305,6 +311,7 @@ mod tests {
                     start_ticks: Some(ticks(old)),
                     restarts: 0,
                     want_up: true,
+                    last_tick: None,
                 },
                 InstanceState {
                     // The pid was recorded for another process that has since died.
@@ -313,6 +320,7 @@ mod tests {
                     start_ticks: Some(ticks(reused) + 1),
                     restarts: 0,
                     want_up: true,
+                    last_tick: None,
                 },
                 InstanceState {
                     name: "never-started".into(),
@@ -320,6 +328,7 @@ mod tests {
                     start_ticks: None,
                     restarts: 0,
                     want_up: false,
+                    last_tick: None,
                 },
             ],
         };

@@ -6,6 +6,7 @@ mod sandbox;
 mod control_socket;
 mod each_child;
 mod reload;
+mod scheduled_jobs;
 mod shell_and_top;
 mod states;
 mod subcommands;

@@ -5,8 +5,11 @@
 //! - changed: each instance that is up restarts; the old process is stopped with the old
 //!   `stopsignal`/`stoptime`, the new one runs the new definition (swapped in at the spawn);
 //! - scaled (`numprocs` only, both above 1): start or stop the difference;
-//! - renamed (between 1 and more instances) and removed: the old instances retire (stopped,
-//!   hidden from status, freed once down); renamed ones come back under their new names;
+//! - renamed (between 1 and more instances, or between a service and a scheduled job) and
+//!   removed: the old instances retire (stopped, hidden from status, freed once down);
+//!   renamed ones come back afresh;
+//! - a scheduled job keeps its instance, so its phase survives unless its schedule keys
+//!   changed; a run in progress finishes under the old definition;
 //! - added: start if `autostart`.
 //!
 //! An invalid config changes nothing. `sup reload` waits until what had to stop has stopped
@@ -133,7 +136,8 @@ impl Daemon {
         let Some(program) = self.programs.get_mut(&spec.name) else {
             return waits;
         };
-        let old_autostart = program.spec.autostart;
+        let old = program.spec.clone();
+        let old_autostart = old.autostart;
         program.spec = spec.clone();
         let ids = program.instances.clone();
         for id in ids {
@@ -141,7 +145,17 @@ impl Daemon {
                 continue;
             };
             let state = inst.core.state();
-            if state.is_down() {
+            if spec.schedule.is_some() {
+                inst.spec = spec.clone();
+                inst.next_spec = None;
+                let rearm = old.schedule != spec.schedule
+                    || old.timezone != spec.timezone
+                    || old.sched != spec.sched;
+                if rearm {
+                    inst.core.ticker = None;
+                    self.arm_schedule(id, None, now);
+                }
+            } else if state.is_down() {
                 // Nothing runs: the new definition simply applies from the next start.
                 inst.spec = spec.clone();
                 inst.next_spec = None;
@@ -204,7 +218,9 @@ impl Daemon {
                 if let Some(p) = self.programs.get_mut(&spec.name) {
                     p.instances.push(id);
                 }
-                if spec.autostart && spec.schedule.is_none() {
+                if spec.schedule.is_some() {
+                    self.arm_schedule(id, None, now);
+                } else if spec.autostart {
                     self.feed(id, Input::Start, now);
                     waits.push((id, Goal::Up));
                 }
