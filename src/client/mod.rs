@@ -36,9 +36,13 @@ pub fn run(global: &Global, command: Command) -> Result<Outcome, Fail> {
         close_on_interrupt(&conn)?;
     }
     let colour = output::colour_for_stdout();
-    let mut stdout = io::stdout().lock();
+    // Buffered: `status` of a thousand instances is one write. Streaming output flushes
+    // itself (`Sink::raw`).
+    let mut stdout = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     let mut stderr = io::stderr().lock();
-    execute(&mut conn, command, colour, &mut stdout, &mut stderr)
+    let result = execute(&mut conn, command, colour, &mut stdout, &mut stderr);
+    let _ = stdout.flush();
+    result
 }
 
 /// The socket a client should use. `daemon.socket` from the config counts only when neither

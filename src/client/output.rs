@@ -68,22 +68,29 @@ impl<'a> Sink<'a> {
         self.closed
     }
 
-    /// `text` and a newline.
+    /// `text` and a newline, left in the writer's buffer: a thousand status lines are one
+    /// write, not a thousand. `raw` (and the end of the command) flushes.
     pub fn line(&mut self, text: &str) -> Result<(), Fail> {
-        self.raw(text)?;
-        self.raw("\n")
-    }
-
-    /// `text` as it is, flushed at once: streamed output should appear as it arrives.
-    pub fn raw(&mut self, text: &str) -> Result<(), Fail> {
         if self.closed {
             return Ok(());
         }
-        match self
+        let written = self
             .out
             .write_all(text.as_bytes())
-            .and_then(|()| self.out.flush())
-        {
+            .and_then(|()| self.out.write_all(b"\n"));
+        self.check(written)
+    }
+
+    pub fn flush(&mut self) -> Result<(), Fail> {
+        if self.closed {
+            return Ok(());
+        }
+        let flushed = self.out.flush();
+        self.check(flushed)
+    }
+
+    fn check(&mut self, result: io::Result<()>) -> Result<(), Fail> {
+        match result {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
                 self.closed = true;
@@ -91,6 +98,18 @@ impl<'a> Sink<'a> {
             }
             Err(e) => Err(Fail::new(format!("cannot write to stdout: {}", cause(&e)))),
         }
+    }
+
+    /// `text` as it is, flushed at once: streamed output should appear as it arrives.
+    pub fn raw(&mut self, text: &str) -> Result<(), Fail> {
+        if self.closed {
+            return Ok(());
+        }
+        let written = self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush());
+        self.check(written)
     }
 }
 

@@ -134,6 +134,33 @@ impl Daemon {
         None
     }
 
+    /// After a reload the set of instances changed: every subscriber gets a fresh snapshot
+    /// (a dashboard replaces its whole list on a `status` message).
+    pub(super) fn resnapshot(&mut self) {
+        let now = Instant::now();
+        for slot in self.subscribers.clone() {
+            let names = match self.slots.get(slot) {
+                Some(Some(Source::Client(c))) => match &c.stream {
+                    Some(Stream::Events { names }) => names.clone(),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            // Names that a reload removed select nothing now: fall back to everything.
+            let ids = self
+                .select(&names)
+                .unwrap_or_else(|_| self.select(&[]).unwrap_or_default());
+            let snapshot = Response::new(ResponseBody::Status {
+                instances: ids.iter().map(|&id| self.status_of(id, now)).collect(),
+                daemon: Some(self.info(now)),
+            });
+            if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+                c.conn.send(&snapshot);
+            }
+            self.after_io(slot, now);
+        }
+    }
+
     /// Send the turn's events to every subscriber that selected their instance.
     pub(super) fn publish(&mut self) {
         if self.published.is_empty() {

@@ -89,6 +89,7 @@ impl Daemon {
         log::info!("{}", summary(&report));
         self.settings.config.programs = config.programs;
         self.settings.config.origins = config.origins;
+        self.resnapshot();
         let slot = slot?;
         let items = waits
             .into_iter()
