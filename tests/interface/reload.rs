@@ -249,3 +249,23 @@ fn reload_while_jobs_start_and_stop_leaves_every_instance_right() {
     assert_eq!(sb.pid("steady"), steady);
     assert_eq!(sb.status().len(), 3);
 }
+
+#[test]
+fn an_unchanged_scheduled_job_keeps_its_phase_across_a_reload() {
+    let mut sb = Sandbox::new("schedphase");
+    let tick = "  tick:\n    cmd: \"true\"\n    schedule: every 1h\n";
+    sb.write("sup.yaml", &format!("programs:\n{tick}"));
+    sb.start();
+    let before = sb.wait_state("tick", "scheduled")["next_run"].clone();
+    assert!(before.is_string(), "{before}");
+    sb.write(
+        "sup.yaml",
+        &format!("programs:\n{tick}  other:\n    cmd: sleep 1000\n    starttime: 0.1\n"),
+    );
+    sb.sup_ok(&["reload"]);
+    assert_eq!(sb.instance("tick")["next_run"], before);
+    // A changed schedule re-arms it.
+    sb.write("sup.yaml", "programs:\n  tick:\n    cmd: \"true\"\n    schedule: every 2h\n");
+    sb.sup_ok(&["reload"]);
+    assert_ne!(sb.instance("tick")["next_run"], before);
+}
