@@ -57,7 +57,15 @@ pub(super) enum TimerKey {
     Client(usize),
     /// A scheduled instance's `tick_at` (see `scheduling`).
     Tick(InstId),
+    /// Write the state file: changes are coalesced for `STATE_SAVE_DELAY`.
+    SaveState,
 }
+
+/// How long state-file changes are gathered before one write. Writing it is O(instances), so
+/// doing it every turn made a storm of a thousand exits quadratic. A daemon killed outright
+/// inside this window loses only the record of groups spawned within it, and their leaders
+/// die with it anyway (parent-death signal).
+const STATE_SAVE_DELAY: Duration = Duration::from_millis(50);
 
 struct CaptureSource {
     capture: Capture,
@@ -167,6 +175,8 @@ pub struct Daemon {
     shutdown_waiters: Vec<usize>,
     shutting_down: bool,
     state_dirty: bool,
+    /// When the pending state-file write is due.
+    save_at: Option<Instant>,
     actions: Vec<Action>,
     /// Clients streaming a log file (`tail -f`).
     followers: Vec<usize>,
@@ -215,6 +225,7 @@ impl Daemon {
             shutdown_waiters: Vec::new(),
             shutting_down: false,
             state_dirty: true,
+            save_at: None,
             actions: Vec::new(),
             followers: Vec::new(),
             subscribers: Vec::new(),
@@ -340,8 +351,10 @@ impl Daemon {
             self.free_retired();
             self.settle_waiters();
             self.publish();
-            if self.state_dirty {
-                self.save_state();
+            if self.state_dirty && self.save_at.is_none() {
+                let at = Instant::now() + STATE_SAVE_DELAY;
+                self.save_at = Some(at);
+                self.timers.push(at, TimerKey::SaveState);
             }
             log::logger().flush();
             if self.shutting_down && self.all_down() {
@@ -554,6 +567,11 @@ impl Daemon {
                     }
                 }
                 TimerKey::Tick(id) => self.fire_tick(id, at, now),
+                TimerKey::SaveState => {
+                    if self.save_at == Some(at) {
+                        self.save_state();
+                    }
+                }
                 TimerKey::Client(slot) => {
                     let expired = matches!(
                         &self.slots[slot],
@@ -940,12 +958,14 @@ impl Daemon {
             return Some(Response::error("the daemon is shutting down"));
         }
         let mut items = Vec::with_capacity(ids.len());
+        let mut intent_changed = false;
         for id in ids {
             let Some(inst) = self.instances[id].as_ref() else {
                 continue;
             };
             let name = inst.core.name.clone();
             let before = inst.core.state();
+            let wanted_up = inst.core.want_up;
             let already = match goal {
                 Goal::Up => matches!(before, State::Running).then_some("already running"),
                 Goal::Down => before.is_down().then_some("not running"),
@@ -959,6 +979,9 @@ impl Daemon {
             // Even a no-op records the operator's intent (a stop on an exited job keeps it
             // down across daemon restarts).
             self.feed(id, input, now);
+            intent_changed |= self.instances[id]
+                .as_ref()
+                .is_some_and(|i| i.core.want_up != wanted_up);
             let outcome = already.map(|m| Outcome {
                 name: name.clone(),
                 ok: true,
@@ -970,6 +993,11 @@ impl Daemon {
                 goal,
                 outcome,
             });
+        }
+        if intent_changed {
+            // What an operator decided must survive the daemon being killed the moment after
+            // it answered: written now, not with the coalesced churn.
+            self.save_state();
         }
         if !wait {
             for item in &mut items {
@@ -1174,6 +1202,7 @@ impl Daemon {
 
     fn save_state(&mut self) {
         self.state_dirty = false;
+        self.save_at = None;
         // Every instance, retiring ones included: if the daemon dies while they stop, the
         // next one must still find and clean up their groups.
         let records = self

@@ -265,7 +265,10 @@ fn an_unchanged_scheduled_job_keeps_its_phase_across_a_reload() {
     sb.sup_ok(&["reload"]);
     assert_eq!(sb.instance("tick")["next_run"], before);
     // A changed schedule re-arms it.
-    sb.write("sup.yaml", "programs:\n  tick:\n    cmd: \"true\"\n    schedule: every 2h\n");
+    sb.write(
+        "sup.yaml",
+        "programs:\n  tick:\n    cmd: \"true\"\n    schedule: every 2h\n",
+    );
     sb.sup_ok(&["reload"]);
     assert_ne!(sb.instance("tick")["next_run"], before);
 }
