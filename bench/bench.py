@@ -32,6 +32,7 @@ REPO = HERE.parent
 TOOLS = ("sup", "supervisord", "raw")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOG_BYTES = 256 * 1024 * 1024
+LOG_REPS = 5  # log throughput: the median of this many runs per tool
 LINE = "x" * 99  # 100 bytes per line with the newline
 
 
@@ -88,6 +89,11 @@ def memory_kib(pid):
             if key in ("Rss", "Pss"):
                 out[key.lower()] = int(line.split()[1])
     return out
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def pct(samples, p):
@@ -336,7 +342,7 @@ def scenario_spawn(tool):
     got = tool.announce.read(tool.n, timeout=60 + tool.n * 0.05)
     tool.check_daemon()
     tool.pids = [pid for _, pid in got]
-    return {"seconds": got[-1][0] - t0}
+    return {"seconds": got[-1][0] - t0, "daemon_cpu_s": cpu_seconds(tool.pid)}
 
 
 def scenario_idle(tool, seconds):
@@ -360,19 +366,23 @@ def scenario_idle(tool, seconds):
 def scenario_status(tool, calls=20):
     """One `status` listing N instances; p50 over `calls` calls."""
     samples = []
+    d0, r0 = cpu_seconds(tool.pid), children_cpu()
     for _ in range(calls):
         dt, out = tool.status()
         lines = [l for l in out.splitlines() if l.strip()]
         if len(lines) != tool.n:
             raise BenchError(f"{tool.name} status listed {len(lines)} of {tool.n}")
         samples.append(dt)
-    return {"p50_s": pct(samples, 50), "samples_s": samples}
+    return {"p50_s": pct(samples, 50), "samples_s": samples,
+            "daemon_cpu_per_call_s": (cpu_seconds(tool.pid) - d0) / calls,
+            "client_cpu_per_call_s": (children_cpu() - r0) / calls}
 
 
 def scenario_restart(tool, samples=50):
     """kill -9 one child → its replacement announces itself. A different instance each time, so
     that sup's crash backoff (a second crash within 10 s waits) never applies."""
     lat = []
+    c0 = cpu_seconds(tool.pid)
     for i in range(samples):
         victim = tool.pids[i % len(tool.pids)]
         t0 = time.monotonic()
@@ -382,22 +392,24 @@ def scenario_restart(tool, samples=50):
         tool.pids[tool.pids.index(victim)] = new
         time.sleep(0.05)
     tool.check_daemon()
-    return {"p50_s": pct(lat, 50), "p99_s": pct(lat, 99), "samples_s": lat}
+    return {"p50_s": pct(lat, 50), "p99_s": pct(lat, 99), "samples_s": lat,
+            "daemon_cpu_per_restart_s": (cpu_seconds(tool.pid) - c0) / samples}
 
 
 def scenario_stop_all(tool):
     """`stop all` (raw: SIGTERM to every child, waitpid all) → every child gone."""
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), cpu_seconds(tool.pid)
     tool.stop_all()
+    c1 = cpu_seconds(tool.pid) if alive(tool.pid) else None
     t1 = wait_until("every child to be gone", lambda: not any(alive(p) for p in tool.pids), 60)
-    return {"seconds": t1 - t0}
+    return {"seconds": t1 - t0, "daemon_cpu_s": None if c1 is None else c1 - c0}
 
 
 def scenario_log(bench, cls):
     """One child writes LOG_BYTES of 100-byte lines to stdout; MB/s into the log file."""
     tool = cls(bench, 1, "log")
     out = tool.dir / "out.log"
-    producer = f"yes {LINE} | head -c {LOG_BYTES}"
+    producer = f"echo $$ >> {tool.announce.path}; yes {LINE} | head -c {LOG_BYTES}"
     try:
         if cls is Sup:
             tool.start({"log": {"cmd": ["sh", "-c", producer], "starttime": 0,
@@ -410,10 +422,10 @@ def scenario_log(bench, cls):
             tool.proc = subprocess.Popen(["sh", "-c", f"{producer} | cat > {out}"],
                                          env=tool.env(), start_new_session=True)
         size = lambda: out.stat().st_size if out.exists() else 0
-        t0 = wait_until("the first bytes", lambda: size() > 0, 30, interval=0.0005)
-        first = size()
-        t1 = wait_until(f"{LOG_BYTES} bytes in the log", lambda: size() >= LOG_BYTES, 300)
-        mb_s = (LOG_BYTES - first) / (t1 - t0) / 1e6
+        (t0, _), = tool.announce.read(1, timeout=30)  # the producer has started
+        t1 = wait_until(f"{LOG_BYTES} bytes in the log", lambda: size() >= LOG_BYTES, 300,
+                        interval=0.001)
+        mb_s = LOG_BYTES / (t1 - t0) / 1e6
         return {"mb_s": round(mb_s, 1), "seconds": t1 - t0, "bytes": size()}
     finally:
         tool.finish()
@@ -491,7 +503,7 @@ def machine():
     mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
     sv = subprocess.run([sys.executable, "-c", "import supervisor.options as o; print(o.VERSION)"],
                         capture_output=True, text=True).stdout.strip()
-    return {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+    return {"nproc": os.cpu_count(), "loadavg_at_start": open("/proc/loadavg").read().split()[:3], "cpu": cpu, "kernel": platform.release(),
             "memory_gib": round(mem / 1024 / 1024, 1), "python": platform.python_version(),
             "supervisord": sv}
 
@@ -517,7 +529,7 @@ def main():
     scale_n = 300 if args.quick else 5000
     results = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "quick": args.quick, "idle_window_s": idle_s, "restart_samples": restarts,
-               "log_bytes": LOG_BYTES, "runs": {}, "log": {}}
+               "log_bytes": LOG_BYTES, "log_reps": LOG_REPS, "runs": {}, "log": {}}
     bench.note(f"machine: {results['machine']}; work dir {bench.root}")
     ok = False
     try:
@@ -526,10 +538,15 @@ def main():
                 bench.note(f"{cls.name} N={n}")
                 results["runs"].setdefault(str(n), {})[cls.name] = measure_tool(
                     bench, cls, n, idle_s, restarts)
-        for cls in classes:
-            results["log"][cls.name] = scenario_log(bench, cls)
-            bench.note(f"log {cls.name}: {results['log'][cls.name]['mb_s']} MB/s")
-            bench.sweep()
+        samples = {c.name: [] for c in classes}
+        for rep in range(LOG_REPS):  # interleaved, so a busy moment hurts every tool alike
+            for cls in classes:
+                samples[cls.name].append(scenario_log(bench, cls))
+                bench.note(f"log {cls.name} #{rep}: {samples[cls.name][-1]['mb_s']} MB/s")
+                bench.sweep()
+        for name, runs in samples.items():
+            results["log"][name] = {"mb_s": statistics.median(r["mb_s"] for r in runs),
+                                    "samples": runs}
         if Sup in classes:
             bench.note(f"scale N={scale_n}")
             results["scale"] = {str(scale_n): scenario_scale(bench, scale_n, min(idle_s, 10))}
@@ -541,6 +558,7 @@ def main():
             print(f"bench: {len(left)} processes left behind: {left[:10]}", file=sys.stderr)
         if ok or not left:
             shutil.rmtree(bench.root, ignore_errors=True)
+    results["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
     results["elapsed_s"] = round(time.monotonic() - bench.t_start, 1)
 
     import report  # matplotlib lives in the venv; imported late so a failure above is clear

@@ -13,6 +13,11 @@ def _get(d, *keys):
     return d
 
 
+def _status_cpu(r):
+    d, c = _get(r, "status", "daemon_cpu_per_call_s"), _get(r, "status", "client_cpu_per_call_s")
+    return None if d is None or c is None else d + c
+
+
 def rows(results):
     """One row per (scenario, N): label, unit, values per tool, target text, check(sup, raw)."""
     out = []
@@ -29,12 +34,17 @@ def rows(results):
         ("restart p99", "ms", ("restart", "p99_s"), 1e3, {}),
         ("stop-all", "s", ("stop_all", "seconds"), 1, {"1000": ("≤ 2× raw", lambda s, r: s <= 2 * r)}),
         ("status p50", "ms", ("status", "p50_s"), 1e3, {"1000": ("< 10 ms", lambda s, r: s < 10)}),
+        # CPU rather than wall time: what a busy machine does not inflate.
+        ("spawn, supervisor CPU", "s", ("spawn", "daemon_cpu_s"), 1, {}),
+        ("restart, supervisor CPU each", "ms", ("restart", "daemon_cpu_per_restart_s"), 1e3, {}),
+        ("stop-all, supervisor CPU", "s", ("stop_all", "daemon_cpu_s"), 1, {}),
+        ("status, CPU per call (client + daemon)", "ms", _status_cpu, 1e3, {}),
     ]
     for label, unit, path, scale, targets in specs:
         for n in sorted(runs, key=int):
             vals = {}
             for t in TOOLS:
-                v = _get(runs[n], t, *path)
+                v = path(runs[n].get(t)) if callable(path) else _get(runs[n], t, *path)
                 vals[t] = None if v is None else v * scale
             tgt = targets.get(n)
             out.append((f"{label} (N={n})", unit, vals, tgt))
@@ -216,6 +226,10 @@ a noisy machine, absolute times do not.
 - {m['nproc']} cores, {m['cpu']}
 - Linux {m['kernel']}, {m['memory_gib']} GiB of memory
 - supervisord {m['supervisord']} (from PyPI, in a virtualenv), Python {m['python']}
+- load average (1, 5, 15 min) at the start {', '.join(m.get('loadavg_at_start', []))}, at the end
+  {', '.join(results.get('loadavg_at_end', []))}: anything above {m['nproc']} means other work
+  competed for the cores, and wall times (spawn, restart, status) stretch with it; the CPU rows
+  do not.
 
 ## Results
 
@@ -246,7 +260,9 @@ supervisor can do, on this machine.
 - **status**: wall time of one `sup status` / `supervisorctl status` listing all N (process start
   included), p50 of 20 calls.
 - **log throughput**: one child runs `yes LINE | head -c 256M` (100-byte lines) with stdout into a
-  plain log file; MB/s from the first byte in the file to the last. The reference is the same
+  plain log file; MB/s from the producer's start (it announces itself first) to the last byte in the
+  file, the median of
+  {results['log_reps']} runs per tool. The reference is the same
   producer piped into `cat > file`. (sup has no rotation or timestamps yet, so that variant of
   the target is not measured.)
 - **scale**: sup alone (raw beside it) at N = 5000: spawn, idle PSS and wakeups over a 10 s window.
