@@ -13,6 +13,7 @@ by the profiler: use them to find where time goes, not as results.
 
 import argparse
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -59,6 +60,7 @@ def main():
     finally:
         tool.finish(timeout=120)
         b.sweep()
+        shutil.rmtree(b.root, ignore_errors=True)
 
 
 if __name__ == "__main__":
