@@ -30,6 +30,13 @@ dev: ## fast loop: format, lint, test
 	$(CARGO) fmt --all
 	$(MAKE) check test
 
+bench: deps ## sup vs supervisord vs raw fork/exec, side by side (writes docs/benchmarks.md)
+	$(CARGO) build --release
+	gcc -O2 -Wall -o bench/raw/raw bench/raw/raw.c
+	@test -x bench/.venv/bin/python || python3 -m venv bench/.venv
+	bench/.venv/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	bench/.venv/bin/python bench/bench.py $(BENCH_ARGS)
+
 fmt: ## format the code
 	$(CARGO) fmt --all
 
