@@ -8,8 +8,11 @@
 //! - stopped/exited/fatal + start → starting (spawn): an operator asked; failed starts reset so a
 //!   `fatal` program gets its full `startretries` again.
 //! - starting + spawned → starting, deadline at `starttime` (or running at once when it is 0).
-//! - starting + a second spawned/spawn failed, or an exit before any spawn → a `bug` event: one
-//!   spawn gets one answer, and a second pid would leave a process nobody watches.
+//! - starting + a second spawned, or an exit before any spawn → a `bug` event: one spawn gets
+//!   one pid, and a second pid would leave a process nobody watches.
+//! - starting + spawn failed after spawned → as spawn failed: the fork worked but the program
+//!   could not be executed (the loop learns that after the fork and reaps the child itself).
+//! - stopping + spawn failed → as an exit (code 127): the process it would have been is gone.
 //! - starting + spawn failed / exited → backoff with a growing delay, or fatal once more than
 //!   `startretries` starts failed in a row: it never came up, retrying fast would only spin.
 //! - starting + deadline → running: it stayed up `starttime`; failed starts reset.
@@ -366,11 +369,16 @@ impl Instance {
                 P::Starting | P::Running | P::Backoff | P::Stopping { .. },
                 I::Tick { wall, roll },
             ) => self.tick(spec, Clocks { mono: now, wall }, roll, out),
-            // One spawn gets one answer: a second one would lose track of a live process.
-            (P::Starting, i @ (I::Spawned { .. } | I::SpawnFailed { .. }))
-                if self.pid.is_some() =>
-            {
-                self.bug(&i, out)
+            // One spawn gets one pid: a second one would lose track of a live process.
+            (P::Starting, i @ I::Spawned { .. }) if self.pid.is_some() => self.bug(&i, out),
+            // Forked, but the program could not be executed (the loop learns it after the
+            // fork, and reaps the child itself): a failed start, with the exec's reason.
+            (P::Starting, I::SpawnFailed { reason }) if self.pid.is_some() => {
+                self.pid = None;
+                self.pgid = None;
+                self.started_at = None;
+                self.deadline = None;
+                self.transition(spec, now, I::SpawnFailed { reason }, out);
             }
             // Nothing was spawned yet, so nothing can have exited.
             (P::Starting, i @ I::Exited(_)) if self.pid.is_none() => self.bug(&i, out),
@@ -601,9 +609,20 @@ impl Instance {
                 },
                 i @ I::Exited(_),
             ) => self.bug(&i, out),
-            (P::Stopping { .. }, i @ (I::Spawned { .. } | I::SpawnFailed { .. })) => {
-                self.bug(&i, out)
-            }
+            // Stopped before its exec failed: the process is gone, as if it had exited 127.
+            (
+                P::Stopping {
+                    leader_gone: false, ..
+                },
+                I::SpawnFailed { .. },
+            ) => self.transition(spec, now, I::Exited(ExitStatus::Code(127)), out),
+            (
+                P::Stopping {
+                    leader_gone: true, ..
+                },
+                i @ I::SpawnFailed { .. },
+            )
+            | (P::Stopping { .. }, i @ I::Spawned { .. }) => self.bug(&i, out),
         }
     }
 

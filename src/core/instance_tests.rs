@@ -1215,7 +1215,7 @@ fn impossible_inputs_are_logged_as_bugs_and_change_nothing() {
 
     let mut starting = check(spec(), up(0, 7)[..2].to_vec());
     // A second Spawned would lose track of the first process.
-    for i in [spawned.clone(), failed.clone(), I::GroupEmpty] {
+    for i in [spawned.clone(), I::GroupEmpty] {
         assert_ignored_as_bug(&mut starting, 10, i);
     }
 
@@ -1237,9 +1237,7 @@ fn impossible_inputs_are_logged_as_bugs_and_change_nothing() {
         ]
         .concat(),
     );
-    for i in [spawned.clone(), failed.clone()] {
-        assert_ignored_as_bug(&mut stopping, 5010, i);
-    }
+    assert_ignored_as_bug(&mut stopping, 5010, spawned.clone());
     stopping.check(vec![(
         5020,
         status.clone(),
@@ -1871,4 +1869,66 @@ fn random_inputs_keep_the_invariants() {
             }
         }
     }
+}
+
+// --- an exec that fails after the fork ---
+
+#[test]
+fn an_exec_failure_after_the_fork_is_a_failed_start_with_its_reason() {
+    let failed = I::SpawnFailed {
+        reason: "/x: permission denied".into(),
+    };
+    let mut run = check(spec(), up(0, 7)[..2].to_vec());
+    run.check(vec![(
+        3,
+        failed,
+        S::Backoff,
+        Some(1003),
+        vec![
+            log(Event::SpawnFailed {
+                reason: "/x: permission denied".into(),
+            }),
+            backoff(1),
+        ],
+    )]);
+    assert_eq!(run.inst.pid, None);
+    assert_eq!(run.inst.pgid, None);
+    assert_eq!(
+        run.inst.last_error.as_deref(),
+        Some("/x: permission denied")
+    );
+}
+
+#[test]
+fn an_exec_failure_during_a_stop_ends_it_like_an_exit() {
+    let mut run = check(
+        spec(),
+        [
+            up(0, 7)[..2].to_vec(),
+            vec![(
+                5,
+                I::Stop,
+                S::Stopping,
+                Some(2005),
+                vec![log(Event::Stopping { signal: TERM }), signal(7, TERM)],
+            )],
+        ]
+        .concat(),
+    );
+    run.check(vec![(
+        6,
+        I::SpawnFailed {
+            reason: "/x: no such file or directory".into(),
+        },
+        S::Stopping,
+        Some(26),
+        vec![exited(127, true), Action::CheckGroup { pgid: 7 }],
+    )]);
+    run.check(vec![(
+        7,
+        I::GroupEmpty,
+        S::Stopped,
+        None,
+        vec![log(Event::Stopped)],
+    )]);
 }

@@ -84,9 +84,18 @@ struct ClientSource {
     stream: Option<follow::Stream>,
 }
 
+/// A child between fork and exec: its status pipe says whether the program runs.
+struct ExecSource {
+    fd: OwnedFd,
+    id: InstId,
+    pid: u32,
+    program: String,
+}
+
 enum Source {
     Capture(CaptureSource),
     Client(ClientSource),
+    Exec(ExecSource),
 }
 
 pub(super) struct Inst {
@@ -97,6 +106,8 @@ pub(super) struct Inst {
     next_spec: Option<Rc<ProgramSpec>>,
     /// Removed by a reload: hidden from status, freed once down.
     retiring: bool,
+    /// The slot watching the current process's exec status, until it reports.
+    exec_slot: Option<usize>,
     /// Pipes of the current process, by stream.
     captures: [Option<usize>; 2],
     /// Field 22 of /proc/PID/stat for the leader, recorded so a successor daemon never
@@ -297,6 +308,7 @@ impl Daemon {
             start_ticks: None,
             next_spec: None,
             retiring: false,
+            exec_slot: None,
         };
         self.state_dirty = true;
         match self.free_instances.pop() {
@@ -401,8 +413,17 @@ impl Daemon {
     fn reap(&mut self) {
         let now = Instant::now();
         for (pid, status) in reap::reap_all() {
+            // The child's exec report is in its pipe before its exit: read it first, so a
+            // failed exec is told as such rather than as an exit with code 127.
+            if let Some(slot) = self
+                .by_pid
+                .get(&pid)
+                .and_then(|&id| self.instances[id].as_ref()?.exec_slot)
+            {
+                self.exec_status(slot);
+            }
             let Some(id) = self.by_pid.remove(&pid) else {
-                // An orphan adopted as subreaper, or a spawn that failed inside std.
+                // An orphan adopted as subreaper, or a child whose exec failed (already fed).
                 continue;
             };
             // Every byte the child wrote before it died reaches its file before its exit is
@@ -500,7 +521,9 @@ impl Daemon {
         let num = inst.core.num;
         let (stdout_file, stdout) = stdio_for(&spec.stdout, &name, "stdout")?;
         let (stderr_file, stderr) = stdio_for(&spec.stderr, &name, "stderr")?;
-        let child = spawn::spawn(&SpawnRequest {
+        // Not waiting for the exec: the status pipe reports it on the loop, so the next spawn
+        // forks while this child is still loading its program.
+        let child = spawn::start(&SpawnRequest {
             spec,
             name: &name,
             num,
@@ -508,6 +531,9 @@ impl Daemon {
             stderr,
         })?;
         let pid = child.pid;
+        if let Some(fd) = child.exec_status {
+            self.watch_exec(fd, id, pid, child.program);
+        }
         let mut captures = [None, None];
         for (i, (fd, file)) in [(child.stdout, stdout_file), (child.stderr, stderr_file)]
             .into_iter()
@@ -606,6 +632,12 @@ impl Daemon {
                         .registry()
                         .deregister(&mut SourceFd(&c.capture.fd().as_raw_fd()));
                 }
+                Source::Exec(e) => {
+                    let _ = self
+                        .poll
+                        .registry()
+                        .deregister(&mut SourceFd(&e.fd.as_raw_fd()));
+                }
                 Source::Client(mut c) => {
                     let _ = self.poll.registry().deregister(&mut c.conn.stream);
                     self.clients -= 1;
@@ -623,7 +655,60 @@ impl Daemon {
         match &self.slots.get(slot) {
             Some(Some(Source::Capture(_))) => self.pump(slot, PUMP_BUDGET),
             Some(Some(Source::Client(_))) => self.serve(slot),
+            Some(Some(Source::Exec(_))) => self.exec_status(slot),
             _ => {}
+        }
+    }
+
+    fn watch_exec(&mut self, fd: OwnedFd, id: InstId, pid: u32, program: String) {
+        let raw = fd.as_raw_fd();
+        let slot = self.alloc(Source::Exec(ExecSource {
+            fd,
+            id,
+            pid,
+            program,
+        }));
+        let res = self.poll.registry().register(
+            &mut SourceFd(&raw),
+            Token(slot + FIRST_SLOT),
+            Interest::READABLE,
+        );
+        match res {
+            Ok(()) => {
+                if let Some(inst) = self.instances[id].as_mut() {
+                    inst.exec_slot = Some(slot);
+                }
+            }
+            Err(e) => {
+                // Unwatched, an exec failure shows as an exit with code 127: less precise,
+                // still a failed start.
+                log::warn!("{}: unable to watch its exec status: {e}", self.name(id));
+                self.release(slot);
+            }
+        }
+    }
+
+    /// Read a child's exec report. A failed exec is fed as `SpawnFailed` with its reason, and
+    /// the child (which exits 127) is then reaped without feeding its exit.
+    fn exec_status(&mut self, slot: usize) {
+        let Some(Some(Source::Exec(e))) = self.slots.get(slot) else {
+            return;
+        };
+        let Some(result) = spawn::exec_result(&e.fd, &e.program) else {
+            return;
+        };
+        let (id, pid) = (e.id, e.pid);
+        self.release(slot);
+        if let Some(inst) = self.instances[id].as_mut() {
+            if inst.exec_slot == Some(slot) {
+                inst.exec_slot = None;
+            }
+        }
+        if let Err(reason) = result {
+            if self.by_pid.get(&pid) == Some(&id) {
+                self.by_pid.remove(&pid);
+                self.feed(id, Input::SpawnFailed { reason }, Instant::now());
+            }
         }
     }
 

@@ -5,18 +5,22 @@
 //! with the daemon.
 //!
 //! Everything that can fail for a reason worth telling (a missing directory, an unknown user,
-//! a log file that cannot be opened) is checked before `fork`. Between `fork` and `exec` the
-//! child runs only async-signal-safe calls on data prepared here. std's `Command` does the fork,
-//! the exec and reports an exec failure back through its close-on-exec pipe.
+//! a program not on PATH) is checked before `fork`. Between `fork` and `exec` the child runs
+//! only async-signal-safe calls on data prepared here (argv, envp and the resolved path are
+//! built first), and reports a failed `exec` as `(step, errno)` on a close-on-exec pipe.
 //!
-//! Reaping is not done here: the loop reaps every child with `waitpid(-1)`, so the
-//! `std::process::Child` is dropped at once (dropping it neither waits nor kills).
+//! `start` does not wait for that report: the loop watches the pipe (end of file = the
+//! program runs, data = it could not) while it forks the next child, so a thousand children
+//! exec in parallel instead of one after another. `spawn` is the same with the wait, for
+//! callers that want the answer at once.
+//!
+//! Reaping is not done here: the loop reaps every child with `waitpid(-1)`.
 
+use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -61,7 +65,17 @@ pub struct Spawned {
     pub stdout: Option<OwnedFd>,
     /// The same for stderr.
     pub stderr: Option<OwnedFd>,
+    /// Non-blocking: end of file once the program runs, a `(step, errno)` report if it could
+    /// not (see `exec_result`). `None` from `spawn`, which already waited for it.
+    pub exec_status: Option<OwnedFd>,
+    /// What `exec_result` names in its reason.
+    pub program: String,
 }
+
+/// Which step of the child's set-up failed, as reported on the status pipe.
+const STEP_SETUP: i32 = 1;
+const STEP_CHDIR: i32 = 2;
+const STEP_EXEC: i32 = 3;
 
 /// A user switch, resolved before fork.
 #[derive(Debug, Clone)]
@@ -94,14 +108,28 @@ pub fn set_child_nofile(soft: u64, _hard: u64) {
     CHILD_NOFILE_SOFT.store(soft, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Start the instance. The error is one line, subject first, for `spawn failed` events:
-/// `/usr/bin/webd: no such file or directory`, `workingdir /x: not a directory`.
+/// Start the instance and wait until its program runs (or could not). The error is one line,
+/// subject first, for `spawn failed` events: `/usr/bin/webd: no such file or directory`,
+/// `workingdir /x: not a directory`. A child whose exec failed is reaped here.
+pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
+    let mut child = start(req)?;
+    if let Some(fd) = child.exec_status.take() {
+        let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty()));
+        if let Some(Err(reason)) = exec_result(&fd, &child.program) {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid as i32), None);
+            return Err(reason);
+        }
+    }
+    Ok(child)
+}
+
+/// Fork the instance and return without waiting for its `exec`; watch `exec_status`.
 ///
 /// Call it from the daemon's main thread: the parent-death signal fires when the *thread* that
 /// forked ends, not the process.
-pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
+pub fn start(req: &SpawnRequest) -> Result<Spawned, String> {
     let spec = req.spec;
-    let (program, args) = spec
+    let (program, _) = spec
         .cmd
         .split_first()
         .ok_or_else(|| "empty command".to_string())?;
@@ -112,8 +140,39 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
         Some(user) => resolve_user(user)?,
         None => None,
     };
+    let env = environment(req);
+    let path = resolve_program(program, &env)?;
+    let cstr =
+        |b: &[u8], what: &str| CString::new(b).map_err(|_| format!("{what} contains a NUL byte"));
+    let path_c = cstr(path.as_os_str().as_bytes(), "the command")?;
+    let argv_c: Vec<CString> = spec
+        .cmd
+        .iter()
+        .map(|a| cstr(a.as_bytes(), "an argument"))
+        .collect::<Result<_, _>>()?;
+    let envp_c: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstr(&kv, "an environment variable")
+        })
+        .collect::<Result<_, _>>()?;
+    let mut argv: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = envp_c.iter().map(|c| c.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let dir_c = match &spec.workingdir {
+        Some(d) => Some(cstr(d.as_os_str().as_bytes(), "workingdir")?),
+        None => None,
+    };
+    let stdin =
+        std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {}", io_text(&e)))?;
     let (child_out, parent_out) = connect(&req.stdout, "stdout")?;
     let (child_err, parent_err) = connect(&req.stderr, "stderr")?;
+    let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| format!("exec status pipe: {}", errno_text(e)))?;
     let plan = ChildPlan {
         daemon_pid: std::process::id() as libc::pid_t,
         umask: spec.umask.map(|m| m as libc::mode_t),
@@ -124,40 +183,141 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
             n => Some(n as libc::rlim_t),
         },
     };
+    let fds = [
+        stdin.as_raw_fd(),
+        child_out.as_raw_fd(),
+        child_err.as_raw_fd(),
+    ];
+    let report = status_write.as_raw_fd();
 
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(child_out)
-        .stderr(child_err)
-        .env("SUP_PROCESS_NAME", req.name)
-        .env("SUP_PROGRAM", &spec.name)
-        .env("SUP_PROCESS_NUM", req.num.to_string())
-        .envs(&spec.env)
-        // std calls setpgid(0, 0) in the child before our hook: the group exists before exec.
-        .process_group(0);
-    if let Some(dir) = &spec.workingdir {
-        cmd.current_dir(dir);
+    // SAFETY: the daemon is single-threaded, so the child may run anything until exec; it
+    // still keeps to async-signal-safe syscalls on the data prepared above and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: in the child; every pointer refers to memory prepared before the fork.
+        unsafe {
+            let fail = |step: i32| -> ! {
+                let errno = *libc::__errno_location();
+                let msg = [step.to_ne_bytes(), errno.to_ne_bytes()].concat();
+                libc::write(report, msg.as_ptr().cast(), msg.len());
+                libc::_exit(127)
+            };
+            for (target, &fd) in fds.iter().enumerate() {
+                if libc::dup2(fd, target as libc::c_int) == -1 {
+                    fail(STEP_SETUP);
+                }
+            }
+            if libc::setpgid(0, 0) == -1 {
+                fail(STEP_SETUP);
+            }
+            if let Some(dir) = &dir_c {
+                if libc::chdir(dir.as_ptr()) == -1 {
+                    fail(STEP_CHDIR);
+                }
+            }
+            if in_child(&plan).is_err() {
+                fail(STEP_SETUP);
+            }
+            libc::execve(path_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            fail(STEP_EXEC)
+        }
     }
-    // SAFETY: `in_child` only makes async-signal-safe syscalls on data owned by the closure.
-    unsafe {
-        cmd.pre_exec(move || in_child(&plan));
+    if pid < 0 {
+        return Err(format!("fork: {}", io_text(&io::Error::last_os_error())));
     }
-    let result = cmd.spawn();
-    // The Command holds the child's ends of the pipes; they must close here, or the read ends
-    // would never see EOF.
-    drop(cmd);
-    let child = result.map_err(|e| format!("{program}: {}", io_text(&e)))?;
-    let pid = child.id();
-    drop(child);
-    // Also from the parent, so the group exists whichever side runs first. By now the child has
-    // exec'd (EACCES) or is already the leader (a no-op); neither is an error.
+    // Also from the parent, so the group exists whichever side runs first (signalling the
+    // group right after `start` must reach the child).
     // SAFETY: plain syscall on our own child.
-    unsafe { libc::setpgid(pid as libc::pid_t, pid as libc::pid_t) };
+    unsafe { libc::setpgid(pid, pid) };
+    drop((stdin, child_out, child_err, status_write));
+    fcntl(
+        status_read.as_raw_fd(),
+        FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+    )
+    .map_err(|e: Errno| format!("exec status pipe: {}", errno_text(e)))?;
     Ok(Spawned {
-        pid,
+        pid: pid as u32,
         stdout: parent_out,
         stderr: parent_err,
+        exec_status: Some(status_read),
+        program: program.clone(),
+    })
+}
+
+/// What the exec status pipe says: `None` not yet, `Some(Ok)` the program runs (the pipe
+/// closed at exec), `Some(Err(reason))` it could not run.
+pub fn exec_result(fd: &OwnedFd, program: &str) -> Option<Result<(), String>> {
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    loop {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                got += n;
+                if got == buf.len() {
+                    break;
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return None,
+            Err(e) => return Some(Err(format!("{program}: {}", errno_text(e)))),
+        }
+    }
+    if got < buf.len() {
+        return Some(Ok(()));
+    }
+    let step = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let errno = Errno::from_raw(i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]));
+    Some(Err(match step {
+        STEP_CHDIR => format!("workingdir: {}", errno_text(errno)),
+        _ => format!("{program}: {}", errno_text(errno)),
+    }))
+}
+
+/// The child's environment: the daemon's, then the `SUP_*` variables, then the job's `env`,
+/// later ones replacing earlier ones of the same name.
+fn environment(req: &SpawnRequest) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
+        std::env::vars_os().collect();
+    env.insert("SUP_PROCESS_NAME".into(), req.name.into());
+    env.insert("SUP_PROGRAM".into(), req.spec.name.clone().into());
+    env.insert("SUP_PROCESS_NUM".into(), req.num.to_string().into());
+    for (k, v) in &req.spec.env {
+        env.insert(k.into(), v.into());
+    }
+    env.into_iter().collect()
+}
+
+/// The program's path as `execvp` would find it: as written when it has a slash (relative
+/// ones resolve in the child's working directory), else the first executable file of that
+/// name along the child's `PATH`.
+fn resolve_program(
+    program: &str,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut denied = false;
+    for dir in std::env::split_paths(OsStr::new(&path)) {
+        let candidate = dir.join(program);
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+            denied = true;
+        }
+    }
+    Err(if denied {
+        format!("{program}: permission denied")
+    } else {
+        format!("{program}: no such file or directory")
     })
 }
 
@@ -292,31 +452,34 @@ fn resolve_user(user: &str) -> Result<Option<Credentials>, String> {
 }
 
 /// The child's side of one stream, and the parent's read end when it is a pipe.
-fn connect(how: &Stdio, which: &str) -> Result<(std::process::Stdio, Option<OwnedFd>), String> {
+fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), String> {
     match how {
-        Stdio::Null => Ok((std::process::Stdio::null(), None)),
+        Stdio::Null => {
+            let null = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .map_err(|e| format!("{which}: /dev/null: {}", io_text(&e)))?;
+            Ok((OwnedFd::from(null), None))
+        }
         Stdio::Pipe => {
             let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
                 .map_err(|e| format!("{which}: pipe: {}", errno_text(e)))?;
             // Only our end is non-blocking: a child writing to a full pipe should wait, not
             // fail with EAGAIN.
-            fcntl(
-                std::os::fd::AsRawFd::as_raw_fd(&read),
-                FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
-            )
-            .map_err(|e: Errno| format!("{which}: pipe: {}", errno_text(e)))?;
-            Ok((std::process::Stdio::from(write), Some(read)))
+            fcntl(read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+                .map_err(|e: Errno| format!("{which}: pipe: {}", errno_text(e)))?;
+            Ok((write, Some(read)))
         }
         Stdio::File(fd) => {
             let dup = fd
                 .try_clone()
                 .map_err(|e| format!("{which}: {}", io_text(&e)))?;
-            Ok((std::process::Stdio::from(dup), None))
+            Ok((dup, None))
         }
         Stdio::Path(path) => {
             let file = open_log(path)
                 .map_err(|e| format!("{which} {}: {}", path.display(), io_text(&e)))?;
-            Ok((std::process::Stdio::from(file), None))
+            Ok((OwnedFd::from(file), None))
         }
     }
 }

@@ -101,9 +101,20 @@ fn a_command_that_cannot_run_is_a_failed_start_with_the_reason() {
     cmd: "true"
     workingdir: /nonexistent/dir
     startretries: 0
+  noexec:
+    cmd: ./not-executable.sh
+    startretries: 0
 "#,
     );
+    sb.write("not-executable.sh", "#!/bin/sh\necho hi\n");
     sb.start();
+    let noexec = sb.wait_state("noexec", "fatal");
+    let reason = noexec["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("not-executable.sh: permission denied"),
+        "{reason}"
+    );
+    assert!(sb.log().contains("noexec spawn failed"), "{}", sb.log());
     let ghost = sb.wait_state("ghost", "fatal");
     let reason = ghost["reason"].as_str().unwrap_or("");
     assert!(reason.contains("/nonexistent/ghostd"), "{reason}");
