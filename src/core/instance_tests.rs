@@ -37,6 +37,7 @@ fn spec() -> ProgramSpec {
         schedule: None,
         timezone: None,
         sched: Default::default(),
+        health: Default::default(),
     }
 }
 

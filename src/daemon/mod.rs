@@ -20,7 +20,7 @@ use nix::sys::signal::{SigSet, Signal as NixSignal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use crate::cli::{DaemonArgs, Global};
 use crate::fail::Fail;
