@@ -167,6 +167,9 @@ pub(crate) mod tests {
             next_restart_in: None,
             reason: None,
             history: Vec::new(),
+            health: None,
+            cpu_percent: None,
+            rss_bytes: None,
         }
     }
 

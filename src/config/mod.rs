@@ -16,8 +16,8 @@ pub mod yaml;
 
 pub use error::ConfigError;
 pub use spec::{
-    AutoRestart, Catchup, Config, DaemonSpec, FirstRun, HealthCheck, HealthSpec, Limits,
-    OnUnhealthy, Origin, Output, Overlap, Probe, ProgramSpec, Ready, Schedule, Signal, Watch,
+    AutoRestart, Catchup, Config, DaemonSpec, FirstRun, Limits, OnUnhealthy, Origin, Output,
+    Overlap, Probe, ProgramSpec, Ready, Schedule, Signal,
 };
 
 use std::path::Path;

@@ -23,7 +23,7 @@ use nix::sys::signal::Signal as NixSignal;
 use nix::sys::signalfd::SignalFd;
 
 use super::output::{self, Capture};
-use super::spawn::{self, SpawnRequest, Stdio};
+use super::spawn::{SpawnRequest, Stdio};
 use super::{reap, state};
 use crate::config::{Config, Output, ProgramSpec};
 use crate::control::proto::{
@@ -34,6 +34,7 @@ use crate::core::timers::Timers;
 use crate::core::{names, Action, Input, Instance, State};
 
 mod follow;
+mod health;
 mod reload;
 
 const SIGNALS: Token = Token(0);
@@ -57,6 +58,8 @@ pub(super) enum TimerKey {
     Client(usize),
     /// A scheduled instance's `tick_at` (see `scheduling`).
     Tick(InstId),
+    /// A readiness, health-check or resource deadline (see `health`).
+    Health(InstId, health::HealthTimer),
 }
 
 struct CaptureSource {
@@ -79,6 +82,8 @@ struct ClientSource {
 enum Source {
     Capture(CaptureSource),
     Client(ClientSource),
+    /// A notify socket, a readiness pipe or a health probe (see `health`).
+    Health(health::HealthSource),
 }
 
 pub(super) struct Inst {
@@ -180,6 +185,8 @@ pub struct Daemon {
     free_instances: Vec<InstId>,
     uid: u32,
     started: Instant,
+    /// Readiness, health checks, dependency order, rolling restarts (see `health`).
+    health: health::Health,
 }
 
 impl Daemon {
@@ -223,6 +230,7 @@ impl Daemon {
             free_instances: Vec::new(),
             uid: nix::unistd::getuid().as_raw(),
             started: Instant::now(),
+            health: health::Health::default(),
         };
         let specs: Vec<ProgramSpec> = d.settings.config.programs.values().cloned().collect();
         let now = Instant::now();
@@ -337,6 +345,7 @@ impl Daemon {
                 self.on_signal(sig);
             }
             self.fire_timers();
+            self.health_turn();
             self.free_retired();
             self.settle_waiters();
             self.publish();
@@ -389,9 +398,12 @@ impl Daemon {
         let now = Instant::now();
         for (pid, status) in reap::reap_all() {
             let Some(id) = self.by_pid.remove(&pid) else {
-                // An orphan adopted as subreaper, or a spawn that failed inside std.
+                // A health check command, an orphan adopted as subreaper, or a spawn that
+                // failed inside std.
+                self.reaped_other(pid, status);
                 continue;
             };
+            self.forget_watch(id);
             // Every byte the child wrote before it died reaches its file before its exit is
             // logged: the pipe may still hold the last of it.
             if let Some(inst) = &self.instances[id] {
@@ -435,6 +447,11 @@ impl Daemon {
             for action in actions.drain(..) {
                 match action {
                     Action::Spawn => {
+                        // A dependency that is not running holds the spawn back.
+                        if let Some(reason) = self.blocked_by(id) {
+                            queue.push(Input::Blocked { reason });
+                            continue;
+                        }
                         // A definition changed by a reload takes effect here, at the spawn.
                         let spec = match self.instances[id].as_mut() {
                             Some(inst) => {
@@ -487,13 +504,18 @@ impl Daemon {
         let num = inst.core.num;
         let (stdout_file, stdout) = stdio_for(&spec.stdout, &name, "stdout")?;
         let (stderr_file, stderr) = stdio_for(&spec.stderr, &name, "stderr")?;
-        let child = spawn::spawn(&SpawnRequest {
-            spec,
-            name: &name,
-            num,
-            stdout,
-            stderr,
-        })?;
+        let mut ready = self.prepare_readiness(id, spec)?;
+        let child = Daemon::spawn_ready(
+            &SpawnRequest {
+                spec,
+                name: &name,
+                num,
+                stdout,
+                stderr,
+            },
+            &mut ready,
+        )?;
+        self.after_spawn(id, spec, ready);
         let pid = child.pid;
         let mut captures = [None, None];
         for (i, (fd, file)) in [(child.stdout, stdout_file), (child.stderr, stderr_file)]
@@ -554,6 +576,7 @@ impl Daemon {
                     }
                 }
                 TimerKey::Tick(id) => self.fire_tick(id, at, now),
+                TimerKey::Health(id, which) => self.fire_health(id, which, at, now),
                 TimerKey::Client(slot) => {
                     let expired = matches!(
                         &self.slots[slot],
@@ -596,6 +619,7 @@ impl Daemon {
                         self.subscribers.retain(|&s| s != slot);
                     }
                 }
+                Source::Health(mut h) => h.deregister(self.poll.registry()),
             }
             self.free_slots.push(slot);
         }
@@ -605,6 +629,7 @@ impl Daemon {
         match &self.slots.get(slot) {
             Some(Some(Source::Capture(_))) => self.pump(slot, PUMP_BUDGET),
             Some(Some(Source::Client(_))) => self.serve(slot),
+            Some(Some(Source::Health(_))) => self.health_ready(slot),
             _ => {}
         }
     }
@@ -836,7 +861,14 @@ impl Daemon {
             RequestBody::Stop { names, wait } => {
                 return self.act(slot, &names, Goal::Down, wait, now);
             }
-            RequestBody::Restart { names, wait } => {
+            RequestBody::Restart {
+                names,
+                wait,
+                rolling,
+            } => {
+                if rolling {
+                    return self.act_rolling(slot, &names, wait, now);
+                }
                 return self.act(slot, &names, Goal::Restarted, wait, now);
             }
             RequestBody::Signal { signal, names } => self.signal(&signal, &names),
@@ -894,6 +926,9 @@ impl Daemon {
                 next_restart_in: None,
                 reason: None,
                 history: Vec::new(),
+                health: None,
+                cpu_percent: None,
+                rss_bytes: None,
             };
         };
         let c = &inst.core;
@@ -909,6 +944,7 @@ impl Daemon {
             State::Backoff => c.deadline.map(|d| secs(d.saturating_duration_since(now))),
             _ => None,
         };
+        let usage = self.usage_of(id, now);
         InstanceStatus {
             name: c.name.clone(),
             program: c.program.clone(),
@@ -921,6 +957,9 @@ impl Daemon {
             next_restart_in,
             reason: c.last_error.clone(),
             history: self.history_of(id, now),
+            health: self.health_of(id),
+            cpu_percent: usage.0,
+            rss_bytes: usage.1,
         }
     }
 
@@ -940,6 +979,7 @@ impl Daemon {
             return Some(Response::error("the daemon is shutting down"));
         }
         let mut items = Vec::with_capacity(ids.len());
+        let mut stops = Vec::new();
         for id in ids {
             let Some(inst) = self.instances[id].as_ref() else {
                 continue;
@@ -957,8 +997,13 @@ impl Daemon {
                 Goal::Restarted => Input::Restart,
             };
             // Even a no-op records the operator's intent (a stop on an exited job keeps it
-            // down across daemon restarts).
-            self.feed(id, input, now);
+            // down across daemon restarts). Stops go in reverse dependency order.
+            self.forget_holds(id);
+            if goal == Goal::Down {
+                stops.push(id);
+            } else {
+                self.feed(id, input, now);
+            }
             let outcome = already.map(|m| Outcome {
                 name: name.clone(),
                 ok: true,
@@ -971,6 +1016,7 @@ impl Daemon {
                 outcome,
             });
         }
+        self.stop_in_order(&stops, Input::Stop, now);
         if !wait {
             for item in &mut items {
                 if item.outcome.is_none() {
@@ -1022,6 +1068,9 @@ impl Daemon {
                 Goal::Up | Goal::Restarted => fail(name, "removed by a reload"),
             });
         };
+        if let Some(held) = self.held_outcome(id, name) {
+            return held;
+        }
         let c = &inst.core;
         let reason = || c.last_error.clone().unwrap_or_default();
         match (goal, c.state()) {
@@ -1136,10 +1185,10 @@ impl Daemon {
     fn begin_shutdown(&mut self) {
         self.shutting_down = true;
         let now = Instant::now();
-        // Stop in reverse display order; every stop runs in parallel with its own stoptime.
-        for id in self.ordered().into_iter().rev() {
-            self.feed(id, Input::Shutdown, now);
-        }
+        // Stop in reverse display order; every stop runs in parallel with its own stoptime,
+        // except that dependents are down before what they depend on is stopped.
+        let ids: Vec<InstId> = self.ordered().into_iter().rev().collect();
+        self.stop_in_order(&ids, Input::Shutdown, now);
     }
 
     fn all_down(&self) -> bool {

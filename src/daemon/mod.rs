@@ -6,6 +6,7 @@
 pub mod event_loop;
 pub mod output;
 pub mod pidfile;
+mod probe;
 pub mod reap;
 mod scheduling;
 pub mod spawn;

@@ -63,6 +63,15 @@ pub struct Spawned {
     pub stderr: Option<OwnedFd>,
 }
 
+/// What readiness adds to a spawn (issue 7): `NOTIFY_SOCKET` and friends, and the write end of
+/// a pipe the child gets as descriptor `target` (s6's notification-fd), the only descriptor
+/// beyond 0, 1 and 2 that survives the exec.
+#[derive(Debug, Default)]
+pub struct Extras {
+    pub env: Vec<(String, String)>,
+    pub ready_fd: Option<(OwnedFd, i32)>,
+}
+
 /// A user switch, resolved before fork.
 #[derive(Debug, Clone)]
 struct Credentials {
@@ -83,6 +92,10 @@ struct ChildPlan {
     /// The soft RLIMIT_NOFILE the daemon started with, given back to every child: the daemon
     /// raises its own for a thousand pipes, but programs using select(2) break above 1024.
     nofile_soft: Option<libc::rlim_t>,
+    /// `limits:`, as (resource, value) pairs; `RLIM_INFINITY` for `unlimited`.
+    rlimits: [Option<(u32, libc::rlim_t)>; 5],
+    /// The readiness pipe's write end and the descriptor number the child expects it on.
+    ready_fd: Option<(libc::c_int, libc::c_int)>,
 }
 
 /// The daemon's original soft descriptor limit, recorded before it raises its own.
@@ -100,7 +113,19 @@ pub fn set_child_nofile(soft: u64, _hard: u64) {
 /// Call it from the daemon's main thread: the parent-death signal fires when the *thread* that
 /// forked ends, not the process.
 pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
+    spawn_with(req, Extras::default())
+}
+
+/// `spawn`, plus what readiness needs (see `Extras`). The parent's copy of the readiness
+/// descriptor is closed when this returns, so the read end sees EOF once the child closes it.
+pub fn spawn_with(req: &SpawnRequest, extras: Extras) -> Result<Spawned, String> {
     let spec = req.spec;
+    // Hold the target number in the parent while std forks: std's own exec-error pipe then
+    // cannot land on it, and the child's dup2 onto it cannot clobber that pipe.
+    let ready_fd = match extras.ready_fd {
+        Some((fd, target)) => Some(occupy(fd, target)?),
+        None => None,
+    };
     let (program, args) = spec
         .cmd
         .split_first()
@@ -123,6 +148,10 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
             0 => None,
             n => Some(n as libc::rlim_t),
         },
+        rlimits: rlimits(&spec.health.limits),
+        ready_fd: ready_fd
+            .as_ref()
+            .map(|(fd, target)| (std::os::fd::AsRawFd::as_raw_fd(fd), *target)),
     };
 
     let mut cmd = Command::new(program);
@@ -134,6 +163,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
         .env("SUP_PROGRAM", &spec.name)
         .env("SUP_PROCESS_NUM", req.num.to_string())
         .envs(&spec.env)
+        .envs(extras.env.iter().map(|(k, v)| (k, v)))
         // std calls setpgid(0, 0) in the child before our hook: the group exists before exec.
         .process_group(0);
     if let Some(dir) = &spec.workingdir {
@@ -147,6 +177,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
     // The Command holds the child's ends of the pipes; they must close here, or the read ends
     // would never see EOF.
     drop(cmd);
+    drop(ready_fd);
     let child = result.map_err(|e| format!("{program}: {}", io_text(&e)))?;
     let pid = child.id();
     drop(child);
@@ -193,6 +224,19 @@ fn in_child(plan: &ChildPlan) -> io::Result<()> {
                 libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             }
         }
+        // `limits:` after the descriptor limit above, so that an explicit `nofile` wins. The
+        // hard limit is raised only when the value is above it (root only; else EPERM fails
+        // the spawn with a clear reason).
+        for (resource, value) in plan.rlimits.iter().flatten() {
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(*resource as _, &mut lim) == 0 {
+                lim.rlim_cur = *value;
+                if lim.rlim_max != libc::RLIM_INFINITY && (lim.rlim_max < *value) {
+                    lim.rlim_max = *value;
+                }
+                check(libc::setrlimit(*resource as _, &lim))?;
+            }
+        }
         if let Some(c) = &plan.creds {
             // Groups, then gid, then uid: after setuid we could no longer change the others.
             check(libc::setgroups(c.groups.len(), c.groups.as_ptr()))?;
@@ -234,8 +278,58 @@ fn in_child(plan: &ChildPlan) -> io::Result<()> {
                 }
             }
         }
+        // The readiness descriptor is the one exception: dup2 gives a copy without
+        // close-on-exec; when it already has its number, clear the flag instead.
+        if let Some((src, target)) = plan.ready_fd {
+            if src == target {
+                check(libc::fcntl(target, libc::F_SETFD, 0))?;
+            } else {
+                check(libc::dup2(src, target))?;
+            }
+        }
     }
     Ok(())
+}
+
+/// Put `fd` on descriptor `target` if that number is free in the daemon (keeping it
+/// close-on-exec there); when something else holds it, keep `fd` where it is.
+fn occupy(fd: OwnedFd, target: i32) -> Result<(OwnedFd, i32), String> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: F_GETFD only asks whether the number is open.
+    let free = unsafe { libc::fcntl(target, libc::F_GETFD) } == -1;
+    if !free {
+        return Ok((fd, target));
+    }
+    // SAFETY: `target` is free; dup3 makes a new descriptor we then own.
+    let r = unsafe { libc::dup3(fd.as_raw_fd(), target, libc::O_CLOEXEC) };
+    if r == -1 {
+        return Err(format!(
+            "ready fd:{target}: {}",
+            io_text(&io::Error::last_os_error())
+        ));
+    }
+    // SAFETY: dup3 returned `target`, a descriptor nobody else owns.
+    Ok((unsafe { OwnedFd::from_raw_fd(r) }, target))
+}
+
+/// `limits:` as setrlimit arguments, prepared before fork.
+fn rlimits(l: &crate::config::Limits) -> [Option<(u32, libc::rlim_t)>; 5] {
+    let v = |x: Option<u64>| {
+        x.map(|n| {
+            if n == u64::MAX {
+                libc::RLIM_INFINITY
+            } else {
+                n
+            }
+        })
+    };
+    [
+        v(l.nofile).map(|n| (libc::RLIMIT_NOFILE as u32, n)),
+        v(l.nproc).map(|n| (libc::RLIMIT_NPROC as u32, n)),
+        v(l.core).map(|n| (libc::RLIMIT_CORE as u32, n)),
+        v(l.memory).map(|n| (libc::RLIMIT_AS as u32, n)),
+        v(l.cpu).map(|n| (libc::RLIMIT_CPU as u32, n)),
+    ]
 }
 
 fn check(r: libc::c_int) -> io::Result<()> {
