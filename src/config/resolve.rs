@@ -567,7 +567,7 @@ mod tests {
     #[test]
     fn health_keys_default_and_set() {
         let p = ok("cmd: x\n");
-        assert_eq!(p.health, crate::config::HealthSpec::default());
+        assert_eq!(p.health, crate::config::spec::HealthSpec::default());
         assert_eq!(p.health.ready_timeout, Duration::from_secs(90));
         let p = ok(
             "cmd: x\nready: notify\nready_timeout: 5s\nwatchdog: 30s\ndepends_on: [db, cache]\n\
