@@ -42,7 +42,11 @@ fn ready_notify_stays_starting_until_ready_1() {
     sb.wait_for("svc to have a pid", || sb.pid("svc").is_some());
     assert_eq!(sb.state("svc"), "starting");
     sb.wait_state("svc", "running");
-    assert!(t0.elapsed() >= Duration::from_millis(900), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
     // It keeps pinging: still the same process a while later.
     let pid = sb.pid("svc");
     std::thread::sleep(Duration::from_millis(2500));
@@ -69,7 +73,10 @@ fn a_missed_watchdog_restarts_with_the_reason_logged() {
         sb.instance("hung")["restarts"].as_u64() >= Some(1)
     });
     let log = sb.log();
-    assert!(log.contains("hung unhealthy: watchdog: no WATCHDOG=1 for 1s"), "{log}");
+    assert!(
+        log.contains("hung unhealthy: watchdog: no WATCHDOG=1 for 1s"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -121,7 +128,9 @@ fn a_failing_http_health_check_restarts_and_says_why() {
     sb.write("web.py", WEB);
     sb.start();
     sb.wait_state("web", "running");
-    sb.wait_for("web to be healthy", || sb.instance("web")["health"] == "healthy");
+    sb.wait_for("web to be healthy", || {
+        sb.instance("web")["health"] == "healthy"
+    });
     sb.write("sick", "");
     sb.wait_for("an unhealthy restart", || {
         sb.instance("web")["restarts"].as_u64() >= Some(1)
@@ -132,7 +141,9 @@ fn a_failing_http_health_check_restarts_and_says_why() {
         "{log}"
     );
     let _ = std::fs::remove_file(sb.path("sick"));
-    sb.wait_for("web healthy again", || sb.instance("web")["health"] == "healthy");
+    sb.wait_for("web healthy again", || {
+        sb.instance("web")["health"] == "healthy"
+    });
 }
 
 #[test]
@@ -155,11 +166,17 @@ fn a_tcp_check_on_a_closed_port_fails_in_time_and_status_stays_fast() {
         ),
     );
     sb.start();
-    sb.wait_for("db unhealthy", || sb.instance("db")["health"] == "unhealthy");
+    sb.wait_for("db unhealthy", || {
+        sb.instance("db")["health"] == "unhealthy"
+    });
     for _ in 0..5 {
         let t = Instant::now();
         sb.sup_ok(&["status"]);
-        assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
     }
     assert_eq!(sb.instance("db")["restarts"], 0, "on_unhealthy: none");
 }
@@ -182,10 +199,15 @@ fn a_hanging_cmd_check_is_killed_at_its_timeout() {
     );
     sb.start();
     sb.wait_for("the check to time out", || {
-        sb.log().contains("health check failed (1/1): timed out after 500ms")
+        sb.log()
+            .contains("health check failed (1/1): timed out after 500ms")
     });
     let pids = sb.read("checks.pids");
-    let pid: u32 = pids.lines().next().and_then(|l| l.trim().parse().ok()).expect("pid");
+    let pid: u32 = pids
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("pid");
     sb.wait_for("the check to be gone", || !crate::sandbox::alive(pid));
     assert!(sb.log().contains("svc unhealthy:"), "{}", sb.log());
 }
@@ -257,7 +279,10 @@ fn a_dependency_cycle_is_rejected_by_check() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("dependency cycle: a → b → c → a"), "{err}");
-    assert!(err.contains("programs.d.depends_on: unknown program \"nope\""), "{err}");
+    assert!(
+        err.contains("programs.d.depends_on: unknown program \"nope\""),
+        "{err}"
+    );
 }
 
 #[test]

@@ -559,8 +559,11 @@ impl Daemon {
                 }
             }
             Err(why) => {
+                // Before the first pass, failures inside `start_period` do not count; with
+                // `ready: health` none count while starting: `ready_timeout` decides then.
                 let grace = w.status == Status::Starting
-                    && now.saturating_duration_since(w.spawned_at) < check.start_period;
+                    && (now.saturating_duration_since(w.spawned_at) < check.start_period
+                        || (ready_by_health && state == State::Starting));
                 if grace {
                     log::debug!("{name} health check failed during start_period: {why}");
                     return;
@@ -694,6 +697,10 @@ impl Daemon {
         let inst = self.instances[id].as_ref()?;
         for dep in &inst.spec.health.depends_on {
             let Some(program) = self.programs.get(dep) else {
+                // Not added yet (start-up adds programs by name): it will be.
+                if self.settings.config.programs.contains_key(dep) {
+                    return Some(format!("waiting for {dep} (not started yet)"));
+                }
                 continue;
             };
             for &d in &program.instances {
