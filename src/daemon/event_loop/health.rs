@@ -119,7 +119,7 @@ pub(in crate::daemon) struct Health {
     /// Instances whose rolling restart was abandoned, and why.
     rolling_failed: HashMap<InstId, String>,
     /// CPU samples for `status`: leader pid → (CPU ticks, when).
-    cpu_seen: std::cell::RefCell<HashMap<u32, (u64, Instant)>>,
+    cpu_seen: std::cell::RefCell<HashMap<u32, (u64, Instant, Option<f64>)>>,
 }
 
 /// What readiness needs from before the spawn until after it.
@@ -673,15 +673,21 @@ impl Daemon {
         };
         let mut seen = self.health.cpu_seen.borrow_mut();
         let pct = match seen.get(&pid) {
-            Some(&(t0, at)) if now.saturating_duration_since(at) >= Duration::from_millis(200) => {
-                seen.insert(pid, (ticks, now));
-                cpu_percent(ticks.saturating_sub(t0), now - at)
+            Some(&(t0, at, _))
+                if now.saturating_duration_since(at) >= Duration::from_millis(200) =>
+            {
+                let pct = cpu_percent(ticks.saturating_sub(t0), now - at);
+                seen.insert(pid, (ticks, now, pct));
+                pct
             }
-            Some(_) => None,
+            // Asked again at once: the last figure (too short a span to measure).
+            Some(&(_, _, last)) => last,
             None => {
-                seen.insert(pid, (ticks, now));
                 let started = self.instances[id].as_ref().and_then(|i| i.core.started_at);
-                started.and_then(|s| cpu_percent(ticks, now.saturating_duration_since(s)))
+                let pct =
+                    started.and_then(|s| cpu_percent(ticks, now.saturating_duration_since(s)));
+                seen.insert(pid, (ticks, now, pct));
+                pct
             }
         };
         if seen.len() > 4 * self.instances.len() + 64 {
