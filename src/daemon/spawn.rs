@@ -93,7 +93,7 @@ struct ChildPlan {
     /// raises its own for a thousand pipes, but programs using select(2) break above 1024.
     nofile_soft: Option<libc::rlim_t>,
     /// `limits:`, as (resource, value) pairs; `RLIM_INFINITY` for `unlimited`.
-    rlimits: [Option<(u32, libc::rlim_t)>; 5],
+    rlimits: [Option<(RlimitResource, libc::rlim_t)>; 5],
     /// The readiness pipe's write end and the descriptor number the child expects it on.
     ready_fd: Option<(libc::c_int, libc::c_int)>,
 }
@@ -229,12 +229,12 @@ fn in_child(plan: &ChildPlan) -> io::Result<()> {
         // the spawn with a clear reason).
         for (resource, value) in plan.rlimits.iter().flatten() {
             let mut lim: libc::rlimit = std::mem::zeroed();
-            if libc::getrlimit(*resource as _, &mut lim) == 0 {
+            if libc::getrlimit(*resource, &mut lim) == 0 {
                 lim.rlim_cur = *value;
                 if lim.rlim_max != libc::RLIM_INFINITY && (lim.rlim_max < *value) {
                     lim.rlim_max = *value;
                 }
-                check(libc::setrlimit(*resource as _, &lim))?;
+                check(libc::setrlimit(*resource, &lim))?;
             }
         }
         if let Some(c) = &plan.creds {
@@ -313,7 +313,10 @@ fn occupy(fd: OwnedFd, target: i32) -> Result<(OwnedFd, i32), String> {
 }
 
 /// `limits:` as setrlimit arguments, prepared before fork.
-fn rlimits(l: &crate::config::Limits) -> [Option<(u32, libc::rlim_t)>; 5] {
+/// The `resource` argument of getrlimit/setrlimit (glibc's `__rlimit_resource_t`).
+type RlimitResource = libc::__rlimit_resource_t;
+
+fn rlimits(l: &crate::config::Limits) -> [Option<(RlimitResource, libc::rlim_t)>; 5] {
     let v = |x: Option<u64>| {
         x.map(|n| {
             if n == u64::MAX {
@@ -324,11 +327,11 @@ fn rlimits(l: &crate::config::Limits) -> [Option<(u32, libc::rlim_t)>; 5] {
         })
     };
     [
-        v(l.nofile).map(|n| (libc::RLIMIT_NOFILE as u32, n)),
-        v(l.nproc).map(|n| (libc::RLIMIT_NPROC as u32, n)),
-        v(l.core).map(|n| (libc::RLIMIT_CORE as u32, n)),
-        v(l.memory).map(|n| (libc::RLIMIT_AS as u32, n)),
-        v(l.cpu).map(|n| (libc::RLIMIT_CPU as u32, n)),
+        v(l.nofile).map(|n| (libc::RLIMIT_NOFILE, n)),
+        v(l.nproc).map(|n| (libc::RLIMIT_NPROC, n)),
+        v(l.core).map(|n| (libc::RLIMIT_CORE, n)),
+        v(l.memory).map(|n| (libc::RLIMIT_AS, n)),
+        v(l.cpu).map(|n| (libc::RLIMIT_CPU, n)),
     ]
 }
 

@@ -119,8 +119,11 @@ pub(in crate::daemon) struct Health {
     /// Instances whose rolling restart was abandoned, and why.
     rolling_failed: HashMap<InstId, String>,
     /// CPU samples for `status`: leader pid → (CPU ticks, when).
-    cpu_seen: std::cell::RefCell<HashMap<u32, (u64, Instant, Option<f64>)>>,
+    cpu_seen: std::cell::RefCell<HashMap<u32, CpuSeen>>,
 }
+
+/// A leader's CPU ticks when status last asked, and the figure it gave.
+type CpuSeen = (u64, Instant, Option<f64>);
 
 /// What readiness needs from before the spawn until after it.
 pub(super) struct Prepared {
