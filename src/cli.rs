@@ -51,7 +51,13 @@ pub enum Command {
     /// Stop programs or instances and wait until nothing is left
     Stop(Targets),
     /// Stop, then start again
-    Restart(Targets),
+    Restart {
+        #[command(flatten)]
+        targets: Targets,
+        /// One instance at a time, each once the previous one is running again
+        #[arg(long)]
+        rolling: bool,
+    },
     /// Send a signal to the instances' process groups
     Signal {
         /// A signal name (TERM, SIGHUP, usr1) or number

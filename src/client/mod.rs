@@ -138,12 +138,16 @@ pub fn execute(
             &mut sink,
             err,
         ),
-        Command::Restart(t) => transition(
+        Command::Restart {
+            targets: t,
+            rolling,
+        } => transition(
             conn,
             "restart",
             RequestBody::Restart {
                 names: t.names,
                 wait: !t.no_wait,
+                rolling,
             },
             !t.no_wait,
             &mut sink,

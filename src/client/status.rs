@@ -167,6 +167,9 @@ pub(crate) mod tests {
             next_restart_in: None,
             reason: None,
             history: Vec::new(),
+            health: None,
+            cpu_percent: None,
+            rss_bytes: None,
         }
     }
 
@@ -293,9 +296,9 @@ pub(crate) mod tests {
             text,
             concat!(
                 r#"[{"name":"web:0","program":"web","state":"running","pid":4312,"restarts":1,"#,
-                r#""last_exit":0,"uptime_s":192.4,"next_run":null,"next_restart_in":null,"reason":null},"#,
+                r#""last_exit":0,"uptime_s":192.4,"next_run":null,"next_restart_in":null,"reason":null,"health":null,"cpu_percent":null,"rss_bytes":null},"#,
                 r#"{"name":"w:10","program":"w","state":"stopped","pid":null,"restarts":0,"#,
-                r#""last_exit":null,"uptime_s":null,"next_run":null,"next_restart_in":null,"reason":null}]"#
+                r#""last_exit":null,"uptime_s":null,"next_run":null,"next_restart_in":null,"reason":null,"health":null,"cpu_percent":null,"rss_bytes":null}]"#
             )
         );
         assert!(!text.contains('\n'));

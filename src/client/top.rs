@@ -430,7 +430,10 @@ impl Model {
             match verb {
                 "stop" => Command::Stop(t),
                 "start" => Command::Start(t),
-                _ => Command::Restart(t),
+                _ => Command::Restart {
+                    targets: t,
+                    rolling: false,
+                },
             }
         };
         match code {
@@ -1284,7 +1287,9 @@ sup top  /tmp/sup-1000/sup.sock                                             live
         m.key(KeyEvent::from(KeyCode::Char('j')));
         m.key(KeyEvent::from(KeyCode::Char('j')));
         match m.key(KeyEvent::from(KeyCode::Char('r'))) {
-            Action::Run(Command::Restart(t)) => assert_eq!(t.names, ["web:1"]),
+            Action::Run(Command::Restart { targets: t, .. }) => {
+                assert_eq!(t.names, ["web:1"])
+            }
             other => panic!("{other:?}"),
         }
         match m.key(KeyEvent::from(KeyCode::Char('l'))) {

@@ -89,6 +89,8 @@ pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
         }
     }
 
+    // Issue 7: `depends_on` names programs that exist, without cycles.
+    super::health::check_dependencies(&loader.programs, &loader.origins, &mut loader.sink);
     if loader.sink.len() > 0 {
         return Err(loader.sink.into_sorted());
     }

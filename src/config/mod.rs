@@ -6,6 +6,7 @@ pub mod error;
 mod glob;
 #[cfg(test)]
 mod golden;
+mod health;
 mod load;
 pub mod resolve;
 pub mod signal;
@@ -15,8 +16,8 @@ pub mod yaml;
 
 pub use error::ConfigError;
 pub use spec::{
-    AutoRestart, Catchup, Config, DaemonSpec, FirstRun, Origin, Output, Overlap, ProgramSpec,
-    Schedule, Signal,
+    AutoRestart, Catchup, Config, DaemonSpec, FirstRun, Limits, OnUnhealthy, Origin, Output,
+    Overlap, Probe, ProgramSpec, Ready, Schedule, Signal,
 };
 
 use std::path::Path;

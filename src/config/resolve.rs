@@ -40,6 +40,16 @@ pub const JOB_KEYS: &[&str] = &[
     "first_run",
     "overlap",
     "catchup",
+    // --- readiness, health, dependencies and limits (issue 7): see `config::health` ---
+    "ready",
+    "ready_timeout",
+    "watchdog",
+    "healthcheck",
+    "depends_on",
+    "limits",
+    "max_memory",
+    "max_cpu",
+    "for",
 ];
 
 pub const DAEMON_KEYS: &[&str] = &["socket", "pidfile", "logfile", "logdir", "loglevel"];
@@ -113,7 +123,13 @@ pub struct JobCtx<'a> {
 }
 
 /// Report a reader's result at `node` under `key`, keeping the value when it was good.
-fn keep<T>(r: Read<T>, node: &Node, file: &str, key: &str, sink: &mut Sink) -> Option<T> {
+pub(super) fn keep<T>(
+    r: Read<T>,
+    node: &Node,
+    file: &str,
+    key: &str,
+    sink: &mut Sink,
+) -> Option<T> {
     match r {
         Ok(v) => Some(v),
         Err(bad) => {
@@ -209,6 +225,8 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
     // --- scheduled jobs (issue 5): the keys that only mean something with `schedule` ---
     let mut sched = ScheduleOptions::default();
     let mut sched_keys: Vec<(&str, &Node)> = Vec::new();
+    // --- issue 7: readiness, health, dependencies and limits ---
+    let mut health = super::health::Partial::default();
 
     for (k, v) in entries {
         let Some(key) = key_text(k, file, &cx.prefix, sink) else {
@@ -274,6 +292,10 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
                 }
             }
             // --- end of scheduled jobs ---
+            // --- issue 7: readiness, health, dependencies and limits ---
+            k7 if super::health::KEYS.contains(&k7) => {
+                super::health::read(k7, k, v, file, p, sink, &mut health)
+            }
             _ => unknown_key(k, key, JOB_KEYS, file, p, sink),
         }
     }
@@ -308,6 +330,8 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
         }
     }
     // --- end of scheduled jobs ---
+    // --- issue 7 ---
+    let health = super::health::finish(health, file, &cx.prefix, sink);
     if sink.len() > before {
         return None;
     }
@@ -339,6 +363,7 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
         schedule,
         timezone,
         sched,
+        health,
     })
 }
 
@@ -536,6 +561,93 @@ mod tests {
     }
 
     // --- end of scheduled jobs ---
+
+    // --- issue 7: readiness, health, dependencies and limits ---
+
+    #[test]
+    fn health_keys_default_and_set() {
+        let p = ok("cmd: x\n");
+        assert_eq!(p.health, crate::config::spec::HealthSpec::default());
+        assert_eq!(p.health.ready_timeout, Duration::from_secs(90));
+        let p = ok(
+            "cmd: x\nready: notify\nready_timeout: 5s\nwatchdog: 30s\ndepends_on: [db, cache]\n\
+             healthcheck:\n  http: http://127.0.0.1:8080/health\n  interval: 2s\n  timeout: 1s\n  \
+             retries: 2\n  start_period: 10s\n  on_unhealthy: notify\n\
+             limits: {nofile: 1024, nproc: 64, core: 0, memory: 1G, cpu: 1m}\n\
+             max_memory: 500M\nmax_cpu: 90%\nfor: 10s\n",
+        );
+        let h = &p.health;
+        assert_eq!(h.ready, crate::config::Ready::Notify);
+        assert_eq!(h.ready_timeout, Duration::from_secs(5));
+        assert_eq!(h.watchdog, Some(Duration::from_secs(30)));
+        assert_eq!(h.depends_on, ["cache", "db"]);
+        let c = h.healthcheck.as_ref().expect("a healthcheck");
+        assert!(matches!(&c.probe, crate::config::Probe::Http { path, .. } if path == "/health"));
+        assert_eq!(c.interval, Duration::from_secs(2));
+        assert_eq!(c.timeout, Duration::from_secs(1));
+        assert_eq!(c.retries, 2);
+        assert_eq!(c.start_period, Duration::from_secs(10));
+        assert_eq!(c.on_unhealthy, crate::config::OnUnhealthy::Notify);
+        assert_eq!(h.limits.nofile, Some(1024));
+        assert_eq!(h.limits.nproc, Some(64));
+        assert_eq!(h.limits.core, Some(0));
+        assert_eq!(h.limits.memory, Some(1 << 30));
+        assert_eq!(h.limits.cpu, Some(60));
+        let w = h.watch.expect("a watch rule");
+        assert_eq!(w.max_memory, Some(500 << 20));
+        assert_eq!(w.max_cpu, Some(90));
+        assert_eq!(w.sustained, Duration::from_secs(10));
+        let c = ok("cmd: x\nhealthcheck: {cmd: [check, -q]}\n")
+            .health
+            .healthcheck;
+        let c = c.expect("a healthcheck");
+        assert_eq!(
+            c.probe,
+            crate::config::Probe::Cmd(vec!["check".into(), "-q".into()])
+        );
+        assert_eq!(
+            (c.interval, c.timeout, c.retries),
+            (Duration::from_secs(10), Duration::from_secs(5), 3)
+        );
+        assert_eq!(c.on_unhealthy, crate::config::OnUnhealthy::Restart);
+        assert_eq!(
+            ok("cmd: x\nready: fd:4\n").health.ready,
+            crate::config::Ready::Fd(4)
+        );
+    }
+
+    #[test]
+    fn health_keys_are_checked() {
+        let (spec, errors) = run(
+            "cmd: x\nready: soon\nwatchdog: 30s\nhealthcheck: {interval: 1s}\n\
+             limits: {nofile: many, stack: 1}\nmax_cpu: lots\nfor: 5s\n",
+        );
+        assert!(spec.is_none());
+        assert_eq!(errors.len(), 7, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("web.job:2:8: programs.web.ready: expected starttime, notify")
+        );
+        assert!(errors[1]
+            .starts_with("web.job:3:1: programs.web.watchdog: only applies with ready: notify"));
+        assert!(errors[2].starts_with("web.job:4:15: programs.web.healthcheck: missing the probe"));
+        assert!(
+            errors[3].starts_with("web.job:5:18: programs.web.limits.nofile: expected a number")
+        );
+        assert!(errors[4].starts_with("web.job:5:24: programs.web.limits.stack: unknown key"));
+        assert!(errors[5].starts_with("web.job:6:10: programs.web.max_cpu: expected a percentage"));
+        assert!(
+            errors[6].starts_with("web.job:7:1: programs.web.for: only applies with max_memory")
+        );
+        let (_, errors) = run("cmd: x\nready: health\n");
+        assert!(
+            errors[0].contains("ready: health needs a healthcheck"),
+            "{errors:?}"
+        );
+        let (_, errors) = run("cmd: x\nhealthcheck: {tcp: '127.0.0.1:1', cmd: true}\n");
+        assert!(errors[0].contains("one probe"), "{errors:?}");
+    }
+
+    // --- end of issue 7 ---
 
     #[test]
     fn every_error_in_a_job_is_reported_in_order() {

@@ -87,6 +87,109 @@ pub struct ScheduleOptions {
     pub catchup: Catchup,
 }
 
+/// When `starting` becomes `running`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ready {
+    /// It stayed up `starttime`.
+    #[default]
+    Starttime,
+    /// `READY=1` on the datagram socket in `$NOTIFY_SOCKET` (sd_notify).
+    Notify,
+    /// A newline on this descriptor (s6's notification-fd); always 3 or more.
+    Fd(i32),
+    /// The first passing health check.
+    Health,
+}
+
+/// What a health check probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A command, run like `cmd` (own process group, the job's env, workingdir and user);
+    /// exit 0 passes.
+    Cmd(Vec<String>),
+    /// `GET` over HTTP/1.0; a 2xx or 3xx status passes. The host is an IP address (or
+    /// `localhost`), so that nothing in the loop waits for DNS.
+    Http {
+        addr: std::net::SocketAddr,
+        host: String,
+        path: String,
+    },
+    /// A TCP connect that succeeds passes.
+    Tcp(std::net::SocketAddr),
+}
+
+/// What happens after `retries` consecutive failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnUnhealthy {
+    #[default]
+    Restart,
+    /// Logged (and shown in status) only.
+    Notify,
+    /// Shown in status only.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub start_period: Duration,
+    pub on_unhealthy: OnUnhealthy,
+}
+
+/// rlimits set in the child before exec (soft and hard alike). `None` leaves the inherited one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    pub nofile: Option<u64>,
+    pub nproc: Option<u64>,
+    pub core: Option<u64>,
+    /// RLIMIT_AS, in bytes.
+    pub memory: Option<u64>,
+    /// RLIMIT_CPU, in seconds.
+    pub cpu: Option<u64>,
+}
+
+/// `max_memory` / `max_cpu` sustained for `for`: the instance is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watch {
+    pub max_memory: Option<u64>,
+    /// Percent of one CPU (200 = two CPUs busy).
+    pub max_cpu: Option<u32>,
+    pub sustained: Duration,
+}
+
+/// The keys of issue 7: readiness, health, dependencies, limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSpec {
+    pub ready: Ready,
+    /// Not ready this long after the spawn (with `ready` other than `starttime`) is a failed
+    /// start, like systemd's TimeoutStartSec.
+    pub ready_timeout: Duration,
+    /// With `ready: notify`: no `WATCHDOG=1` for this long while running restarts it.
+    pub watchdog: Option<Duration>,
+    pub healthcheck: Option<HealthCheck>,
+    /// Program names; sorted, without duplicates.
+    pub depends_on: Vec<String>,
+    pub limits: Limits,
+    pub watch: Option<Watch>,
+}
+
+impl Default for HealthSpec {
+    fn default() -> HealthSpec {
+        HealthSpec {
+            ready: Ready::Starttime,
+            ready_timeout: Duration::from_secs(90),
+            watchdog: None,
+            healthcheck: None,
+            depends_on: Vec::new(),
+            limits: Limits::default(),
+            watch: None,
+        }
+    }
+}
+
 /// One program, fully resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgramSpec {
@@ -113,6 +216,9 @@ pub struct ProgramSpec {
     pub schedule: Option<Schedule>,
     pub timezone: Option<String>,
     pub sched: ScheduleOptions,
+    /// Readiness, health checks, dependencies and limits (issue 7), grouped so that they
+    /// default together.
+    pub health: HealthSpec,
 }
 
 impl ProgramSpec {

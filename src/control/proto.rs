@@ -40,6 +40,9 @@ pub enum RequestBody {
         names: Vec<String>,
         #[serde(default)]
         wait: bool,
+        /// One instance at a time, each waiting until the previous one is running again.
+        #[serde(default)]
+        rolling: bool,
     },
     Signal {
         signal: String,
@@ -161,6 +164,15 @@ pub struct InstanceStatus {
     /// A scheduled job's last runs, oldest first (at most 10); absent for other jobs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<RunStatus>,
+    /// `healthy`, `unhealthy` or `starting`; null without a health check or a process.
+    #[serde(default)]
+    pub health: Option<String>,
+    /// The leader's CPU use, percent of one CPU; null without a process.
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    /// The leader's resident memory in bytes; null without a process.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
 }
 
 /// One ended run of a scheduled job.
@@ -231,6 +243,9 @@ mod tests {
             next_restart_in: None,
             reason: None,
             history: Vec::new(),
+            health: None,
+            cpu_percent: None,
+            rss_bytes: None,
         };
         let text = serde_json::to_string(&s).expect("serializes");
         assert!(text.starts_with(

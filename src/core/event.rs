@@ -53,6 +53,15 @@ pub enum Event {
         due: DateTime<Utc>,
         run: bool,
     },
+    /// Found hung or sick (a missed watchdog, a failing health check, a memory or CPU rule,
+    /// not ready in time): it is stopped, and started again or counted as a failed start.
+    Fault {
+        reason: String,
+    },
+    /// A start held back: a dependency is not running.
+    Waiting {
+        reason: String,
+    },
     /// An input that cannot happen in the current state: logged, never fatal.
     Bug(String),
 }
@@ -66,7 +75,9 @@ impl Event {
             | Event::Stopped
             | Event::Queued
             | Event::Replacing
+            | Event::Waiting { .. }
             | Event::RunFinished { expected: true, .. } => log::Level::Info,
+            Event::Fault { .. } => log::Level::Warn,
             Event::Skipped
             | Event::Missed { .. }
             | Event::RunFinished {
@@ -135,6 +146,8 @@ impl fmt::Display for Event {
                     "not run (catchup: none)"
                 }
             ),
+            Event::Fault { reason } => write!(f, "unhealthy: {reason}: stopping it"),
+            Event::Waiting { reason } => write!(f, "waiting: {reason}"),
             Event::Bug(what) => write!(f, "bug: {what}"),
         }
     }

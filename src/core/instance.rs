@@ -55,6 +55,29 @@
 //! - any + shutdown drops the schedule: nothing new starts while the daemon stops.
 //! - a missed tick (clock jump, suspend, downtime) is logged, and runs once with `catchup: once`.
 //! - any + an input that cannot happen there → a `bug` event; the state is left alone.
+//!
+//! Readiness, health and dependencies (issue 7) add `Ready`, `Fault`, `Blocked` and
+//! `Unblocked`, all fed by the loop (which owns the sockets, probes and the other instances):
+//!
+//! - starting + spawned with `ready` other than `starttime` → starting, deadline at
+//!   `ready_timeout`: the program says when it is ready, not the clock.
+//! - starting + ready (READY=1, a newline on fd N, a first passing check) → running.
+//! - starting + deadline with such a `ready` → not ready in time: it is stopped (stopsignal,
+//!   then SIGKILL after stoptime) and, once its group is empty, counted as a failed start
+//!   (backoff, or fatal after `startretries`), like systemd's TimeoutStartSec.
+//! - starting + fault (a check failed `retries` times) → the same: a failed start.
+//! - running + fault (a missed watchdog, an unhealthy check, a memory or CPU rule) → the
+//!   reason is logged, and it is stopped and started again, counted in `restarts`.
+//! - running + ready → nothing: a program may say READY=1 again (after a reload of its own).
+//! - starting (no pid yet) + blocked → waiting (shown as `starting`, the reason in status): a
+//!   dependency is not `running`, so the spawn is held back; the loop answers every spawn this
+//!   way while a dependency is down.
+//! - waiting + blocked with another reason → the reason changes.
+//! - waiting + unblocked → starting (spawn): every dependency is running now.
+//! - waiting + stop/shutdown → stopped: nothing was spawned.
+//! - ready, fault and unblocked anywhere else → nothing: they come from sockets and timers
+//!   that may lag behind the state (a datagram sent before an exit).
+//! - blocked anywhere but a spawn without pid → a `bug` event.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -64,7 +87,7 @@ use chrono::{DateTime, Utc};
 use super::backoff;
 use super::event::Event;
 use super::schedule::{self, Clocks, Ticker};
-use crate::config::{AutoRestart, Overlap, ProgramSpec, Signal};
+use crate::config::{AutoRestart, Overlap, ProgramSpec, Ready, Signal};
 
 pub const SIGKILL: Signal = Signal(9);
 
@@ -166,6 +189,18 @@ pub enum Input {
         wall: DateTime<Utc>,
         roll: u64,
     },
+    /// The program said it is ready (`READY=1`, a newline on its fd, a first passing check).
+    Ready,
+    /// Hung or sick (a missed watchdog, an unhealthy check, a memory or CPU rule): restart it.
+    Fault {
+        reason: String,
+    },
+    /// The spawn just asked for is held back: a dependency is not running.
+    Blocked {
+        reason: String,
+    },
+    /// Every dependency is running: a held spawn may go ahead.
+    Unblocked,
 }
 
 /// What the loop must do for the instance.
@@ -201,6 +236,8 @@ enum Phase {
     Fatal,
     /// A scheduled job waiting for its next tick.
     Scheduled,
+    /// Wants to start, held back until its dependencies are running (shown as `starting`).
+    Waiting,
 }
 
 /// One instance (`web:0`) of a program.
@@ -240,6 +277,9 @@ pub struct Instance {
     queued: bool,
     /// What a previous daemon recorded as the last tick, for `catchup: once`.
     restored_tick: Option<DateTime<Utc>>,
+    /// A stop under way because it never became ready (or failed its checks while starting):
+    /// once the group is empty, this is the failed start's reason.
+    fail_after_stop: Option<String>,
 }
 
 impl Instance {
@@ -266,6 +306,7 @@ impl Instance {
             arm_pending: false,
             queued: false,
             restored_tick: None,
+            fail_after_stop: None,
         }
     }
 
@@ -279,7 +320,13 @@ impl Instance {
             Phase::Exited => State::Exited,
             Phase::Fatal => State::Fatal,
             Phase::Scheduled => State::Scheduled,
+            Phase::Waiting => State::Starting,
         }
+    }
+
+    /// Held back by a dependency that is not running (its state shows as `starting`).
+    pub fn is_waiting(&self) -> bool {
+        self.phase == Phase::Waiting
     }
 
     /// Feed one input; the actions to carry out are appended to `out`.
@@ -388,7 +435,9 @@ impl Instance {
                 self.started_at = Some(now);
                 out.push(Action::Log(Event::Spawned { pid }));
                 // `starttime` does not apply to a scheduled run: a quick run is a normal one.
-                if spec.starttime.is_zero() || spec.schedule.is_some() {
+                if spec.schedule.is_none() && spec.health.ready != Ready::Starttime {
+                    self.deadline = Some(later(now, spec.health.ready_timeout));
+                } else if spec.starttime.is_zero() || spec.schedule.is_some() {
                     self.become_running(out);
                 } else {
                     self.deadline = Some(later(now, spec.starttime));
@@ -424,10 +473,69 @@ impl Instance {
             }
             (P::Starting, I::Deadline) => {
                 if self.deadline.is_some_and(|d| now >= d) {
-                    self.become_running(out);
+                    if spec.health.ready == Ready::Starttime || spec.schedule.is_some() {
+                        self.become_running(out);
+                    } else {
+                        let reason = format!(
+                            "not ready within ready_timeout {}",
+                            super::event::human(spec.health.ready_timeout)
+                        );
+                        self.fail_by_stop(spec, now, reason, out);
+                    }
                 }
             }
             (P::Starting, i @ I::GroupEmpty) => self.bug(&i, out),
+            (P::Starting, I::Ready) => {
+                if self.pid.is_some() && spec.health.ready != Ready::Starttime {
+                    self.become_running(out);
+                }
+            }
+            (P::Starting, I::Fault { reason }) => {
+                if self.pid.is_some() {
+                    self.fail_by_stop(spec, now, reason, out);
+                }
+            }
+            (P::Starting, I::Blocked { reason }) if self.pid.is_none() => {
+                self.phase = P::Waiting;
+                out.push(Action::Log(Event::Waiting {
+                    reason: reason.clone(),
+                }));
+                self.last_error = Some(reason);
+            }
+            (P::Starting, i @ I::Blocked { .. }) => self.bug(&i, out),
+            (P::Starting, I::Unblocked) => {}
+
+            // --- waiting: wants to start, a dependency is not running yet ---
+            (P::Waiting, I::Start | I::Restart) => self.want_up = true,
+            (P::Waiting, stop @ (I::Stop | I::Shutdown)) => {
+                if stop == I::Stop {
+                    self.want_up = false;
+                }
+                self.drop_schedule();
+                self.last_error = None;
+                self.phase = P::Stopped;
+                out.push(Action::Log(Event::Stopped));
+            }
+            (P::Waiting, I::Blocked { reason }) => {
+                if self.last_error.as_deref() != Some(reason.as_str()) {
+                    out.push(Action::Log(Event::Waiting {
+                        reason: reason.clone(),
+                    }));
+                    self.last_error = Some(reason);
+                }
+            }
+            (P::Waiting, I::Unblocked) => {
+                self.last_error = None;
+                self.spawn(out);
+            }
+            (P::Waiting, I::Deadline | I::Ready | I::Fault { .. }) => {}
+            (P::Waiting, I::Tick { wall, roll }) => {
+                self.tick(spec, Clocks { mono: now, wall }, roll, out)
+            }
+            (
+                P::Waiting,
+                i @ (I::Spawned { .. } | I::SpawnFailed { .. } | I::Exited(_) | I::GroupEmpty),
+            ) => self.bug(&i, out),
 
             // --- running ---
             (P::Running, I::Start) => self.want_up = true,
@@ -468,7 +576,25 @@ impl Instance {
                     }
                 }
             }
-            (P::Running, I::Deadline) => {}
+            (P::Running, I::Deadline | I::Ready | I::Unblocked) => {}
+            (P::Running, I::Fault { reason }) => {
+                out.push(Action::Log(Event::Fault {
+                    reason: reason.clone(),
+                }));
+                self.last_error = Some(reason);
+                self.restarts += 1;
+                self.begin_stop(spec, now, true, out);
+            }
+            (P::Running, i @ I::Blocked { .. }) => self.bug(&i, out),
+            // Sockets and timers may lag behind the state: nothing to do.
+            (
+                P::Stopped | P::Exited | P::Fatal | P::Scheduled | P::Backoff | P::Stopping { .. },
+                I::Ready | I::Fault { .. } | I::Unblocked,
+            ) => {}
+            (
+                P::Stopped | P::Exited | P::Fatal | P::Scheduled | P::Backoff | P::Stopping { .. },
+                i @ I::Blocked { .. },
+            ) => self.bug(&i, out),
             (P::Running, i @ (I::Spawned { .. } | I::SpawnFailed { .. } | I::GroupEmpty)) => {
                 self.bug(&i, out)
             }
@@ -503,14 +629,17 @@ impl Instance {
             (P::Stopping { .. }, I::Start | I::Restart) => {
                 self.want_up = true;
                 self.start_after_stop = true;
+                self.fail_after_stop = None;
             }
             (P::Stopping { .. }, I::Stop) => {
                 self.want_up = false;
                 self.start_after_stop = false;
+                self.fail_after_stop = None;
                 self.drop_schedule();
             }
             (P::Stopping { .. }, I::Shutdown) => {
                 self.start_after_stop = false;
+                self.fail_after_stop = None;
                 self.drop_schedule();
             }
             (
@@ -591,6 +720,11 @@ impl Instance {
                 self.deadline = None;
                 self.phase = P::Stopped;
                 out.push(Action::Log(Event::Stopped));
+                if let Some(reason) = self.fail_after_stop.take() {
+                    // Stopped because it never became ready: a failed start.
+                    self.fail_start(spec, now, reason, out);
+                    return;
+                }
                 if std::mem::take(&mut self.start_after_stop) || std::mem::take(&mut self.queued) {
                     self.failed_starts = 0;
                     self.crash_streak = 0;
@@ -624,6 +758,23 @@ impl Instance {
             )
             | (P::Stopping { .. }, i @ I::Spawned { .. }) => self.bug(&i, out),
         }
+    }
+
+    /// A start that went wrong while the process lives (not ready in time, failing checks):
+    /// stop it; once its group is empty, `fail_start` decides between backoff and fatal.
+    fn fail_by_stop(
+        &mut self,
+        spec: &ProgramSpec,
+        now: Instant,
+        reason: String,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(Action::Log(Event::Fault {
+            reason: reason.clone(),
+        }));
+        self.last_error = Some(reason.clone());
+        self.fail_after_stop = Some(reason);
+        self.begin_stop(spec, now, false, out);
     }
 
     fn spawn(&mut self, out: &mut Vec<Action>) {
@@ -810,7 +961,7 @@ impl Instance {
                 self.crash_streak = 0;
                 self.spawn(out);
             }
-            Phase::Stopping { .. } => out.push(Action::Log(Event::Skipped)),
+            Phase::Stopping { .. } | Phase::Waiting => out.push(Action::Log(Event::Skipped)),
             Phase::Starting | Phase::Running => match spec.sched.overlap {
                 Overlap::Skip => out.push(Action::Log(Event::Skipped)),
                 Overlap::Queue if self.queued => out.push(Action::Log(Event::Skipped)),

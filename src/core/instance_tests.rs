@@ -37,6 +37,7 @@ fn spec() -> ProgramSpec {
         schedule: None,
         timezone: None,
         sched: Default::default(),
+        health: Default::default(),
     }
 }
 
@@ -1693,6 +1694,13 @@ fn feed(
         let mut out = Vec::new();
         inst.step(spec, now, input.clone(), &mut out);
         let after = inst.state();
+        // Not ready in time, or a fault while starting: stopped, then a failed start.
+        if before == S::Starting
+            && after == S::Stopping
+            && matches!(input, I::Fault { .. } | I::Deadline)
+        {
+            world.failed_in_a_row += 1;
+        }
         if input == I::Deadline && !due {
             assert!(
                 out.is_empty(),
@@ -1724,7 +1732,11 @@ fn feed(
                 spec.startretries
             );
         }
-        if world.failed_in_a_row > spec.startretries && before == S::Starting {
+        // (A stop for not being ready ends in `fatal` once the group is empty.)
+        if world.failed_in_a_row > spec.startretries
+            && before == S::Starting
+            && after != S::Stopping
+        {
             assert_eq!(
                 after,
                 S::Fatal,
@@ -1825,6 +1837,7 @@ fn random_inputs_keep_the_invariants() {
             s.autorestart = AutoRestart::Never;
             s.stoptime = Duration::ZERO;
         }),
+        spec_with(|s| s.health.ready = Ready::Notify),
     ];
     for seed in 1..=300u64 {
         let spec = &specs[seed as usize % specs.len()];
@@ -1845,6 +1858,10 @@ fn random_inputs_keep_the_invariants() {
                 1 => I::Stop,
                 2 => I::Restart,
                 3 if rng.chance(20) => I::Shutdown,
+                7 if rng.chance(30) => I::Ready,
+                8 if rng.chance(15) => I::Fault {
+                    reason: "watchdog".into(),
+                },
                 4..=6 if world.leader.is_some() => I::Exited(match rng.below(3) {
                     0 => ExitStatus::Code(0),
                     1 => ExitStatus::Code(rng.below(3) as i32),
@@ -1869,6 +1886,324 @@ fn random_inputs_keep_the_invariants() {
             }
         }
     }
+}
+
+// --- readiness, health and dependencies (issue 7) ---
+
+fn notify() -> ProgramSpec {
+    spec_with(|s| {
+        s.health.ready = Ready::Notify;
+        s.health.ready_timeout = Duration::from_secs(5);
+    })
+}
+
+fn fault(reason: &str) -> Action {
+    log(Event::Fault {
+        reason: reason.into(),
+    })
+}
+
+#[test]
+fn ready_notify_waits_for_ready_not_for_starttime() {
+    let mut run = check(
+        notify(),
+        vec![
+            (0, I::Start, S::Starting, None, vec![Action::Spawn]),
+            (
+                0,
+                I::Spawned { pid: 7 },
+                S::Starting,
+                Some(5000),
+                vec![log(Event::Spawned { pid: 7 })],
+            ),
+            (3000, I::Ready, S::Running, None, vec![log(Event::Running)]),
+        ],
+    );
+    // READY=1 again while running changes nothing.
+    run.check(vec![(4000, I::Ready, S::Running, None, vec![])]);
+}
+
+#[test]
+fn not_ready_within_ready_timeout_is_a_failed_start_after_a_proper_stop() {
+    let reason = "not ready within ready_timeout 5s";
+    check(
+        notify(),
+        vec![
+            (0, I::Start, S::Starting, None, vec![Action::Spawn]),
+            (
+                0,
+                I::Spawned { pid: 7 },
+                S::Starting,
+                Some(5000),
+                vec![log(Event::Spawned { pid: 7 })],
+            ),
+            (
+                5000,
+                I::Deadline,
+                S::Stopping,
+                Some(7000),
+                vec![
+                    fault(reason),
+                    log(Event::Stopping { signal: TERM }),
+                    signal(7, TERM),
+                ],
+            ),
+            (
+                5100,
+                I::Exited(ExitStatus::Signaled(15)),
+                S::Stopping,
+                Some(5120),
+                vec![
+                    log(Event::Exited {
+                        status: ExitStatus::Signaled(15),
+                        expected: true,
+                    }),
+                    Action::CheckGroup { pgid: 7 },
+                ],
+            ),
+            (
+                5120,
+                I::GroupEmpty,
+                S::Backoff,
+                Some(6120),
+                vec![log(Event::Stopped), backoff(1)],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_ready_timeout_with_no_retries_left_is_fatal() {
+    let run = check(
+        spec_with(|s| {
+            s.health.ready = Ready::Fd(3);
+            s.health.ready_timeout = Duration::from_secs(5);
+            s.startretries = 0;
+        }),
+        vec![
+            (0, I::Start, S::Starting, None, vec![Action::Spawn]),
+            (
+                0,
+                I::Spawned { pid: 7 },
+                S::Starting,
+                Some(5000),
+                vec![log(Event::Spawned { pid: 7 })],
+            ),
+            (
+                5000,
+                I::Deadline,
+                S::Stopping,
+                Some(7000),
+                vec![
+                    fault("not ready within ready_timeout 5s"),
+                    log(Event::Stopping { signal: TERM }),
+                    signal(7, TERM),
+                ],
+            ),
+        ],
+    );
+    let mut run = run;
+    let mut out = Vec::new();
+    run.inst.step(
+        &run.spec,
+        run.at(5010),
+        I::Exited(ExitStatus::Code(0)),
+        &mut out,
+    );
+    out.clear();
+    run.inst
+        .step(&run.spec, run.at(5020), I::GroupEmpty, &mut out);
+    assert_eq!(run.inst.state(), S::Fatal);
+    assert!(run
+        .inst
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("not ready within ready_timeout 5s")));
+}
+
+#[test]
+fn a_fault_while_running_restarts_and_counts() {
+    let mut run = running(spec());
+    run.check(vec![
+        (
+            5000,
+            I::Fault {
+                reason: "watchdog: no WATCHDOG=1 for 2s".into(),
+            },
+            S::Stopping,
+            Some(7000),
+            vec![
+                fault("watchdog: no WATCHDOG=1 for 2s"),
+                log(Event::Stopping { signal: TERM }),
+                signal(7, TERM),
+            ],
+        ),
+        (
+            5100,
+            I::Exited(ExitStatus::Signaled(15)),
+            S::Stopping,
+            Some(5120),
+            vec![
+                log(Event::Exited {
+                    status: ExitStatus::Signaled(15),
+                    expected: true,
+                }),
+                Action::CheckGroup { pgid: 7 },
+            ],
+        ),
+        (
+            5120,
+            I::GroupEmpty,
+            S::Starting,
+            None,
+            vec![log(Event::Stopped), Action::Spawn],
+        ),
+    ]);
+    assert_eq!(run.inst.restarts, 1);
+}
+
+#[test]
+fn ready_and_fault_when_nothing_runs_change_nothing() {
+    check(
+        spec(),
+        vec![
+            (0, I::Ready, S::Stopped, None, vec![]),
+            (
+                0,
+                I::Fault {
+                    reason: "late".into(),
+                },
+                S::Stopped,
+                None,
+                vec![],
+            ),
+            (0, I::Unblocked, S::Stopped, None, vec![]),
+        ],
+    );
+    // With ready: starttime, a stray READY does not cut starttime short.
+    check(
+        spec(),
+        vec![
+            (0, I::Start, S::Starting, None, vec![Action::Spawn]),
+            (
+                0,
+                I::Spawned { pid: 7 },
+                S::Starting,
+                Some(1000),
+                vec![log(Event::Spawned { pid: 7 })],
+            ),
+            (10, I::Ready, S::Starting, Some(1000), vec![]),
+        ],
+    );
+}
+
+#[test]
+fn a_blocked_spawn_waits_until_unblocked() {
+    let waiting = |r: &str| log(Event::Waiting { reason: r.into() });
+    let mut run = check(
+        spec(),
+        vec![
+            (0, I::Start, S::Starting, None, vec![Action::Spawn]),
+            (
+                0,
+                I::Blocked {
+                    reason: "waiting for db (starting)".into(),
+                },
+                S::Starting,
+                None,
+                vec![waiting("waiting for db (starting)")],
+            ),
+            // The same reason again is not logged again; a new one is.
+            (
+                10,
+                I::Blocked {
+                    reason: "waiting for db (starting)".into(),
+                },
+                S::Starting,
+                None,
+                vec![],
+            ),
+            (
+                20,
+                I::Blocked {
+                    reason: "waiting for db, which is fatal".into(),
+                },
+                S::Starting,
+                None,
+                vec![waiting("waiting for db, which is fatal")],
+            ),
+        ],
+    );
+    assert!(run.inst.is_waiting());
+    assert_eq!(run.inst.pid, None);
+    assert_eq!(
+        run.inst.last_error.as_deref(),
+        Some("waiting for db, which is fatal")
+    );
+    run.check(vec![
+        (30, I::Unblocked, S::Starting, None, vec![Action::Spawn]),
+        (
+            30,
+            I::Spawned { pid: 8 },
+            S::Starting,
+            Some(1030),
+            vec![log(Event::Spawned { pid: 8 })],
+        ),
+    ]);
+    assert!(!run.inst.is_waiting());
+    assert_eq!(run.inst.last_error, None);
+}
+
+#[test]
+fn a_waiting_instance_stops_without_a_process() {
+    let mut run = check(
+        spec(),
+        vec![
+            (0, I::Start, S::Starting, None, vec![Action::Spawn]),
+            (
+                0,
+                I::Blocked {
+                    reason: "waiting for db".into(),
+                },
+                S::Starting,
+                None,
+                vec![log(Event::Waiting {
+                    reason: "waiting for db".into(),
+                })],
+            ),
+            (5, I::Stop, S::Stopped, None, vec![log(Event::Stopped)]),
+        ],
+    );
+    assert!(!run.inst.want_up);
+    run.check(vec![
+        (6, I::Start, S::Starting, None, vec![Action::Spawn]),
+        (
+            6,
+            I::Blocked {
+                reason: "waiting for db".into(),
+            },
+            S::Starting,
+            None,
+            vec![log(Event::Waiting {
+                reason: "waiting for db".into(),
+            })],
+        ),
+        (7, I::Shutdown, S::Stopped, None, vec![log(Event::Stopped)]),
+    ]);
+}
+
+#[test]
+fn blocked_outside_a_spawn_is_a_bug() {
+    let mut run = running(spec());
+    let mut out = Vec::new();
+    run.inst.step(
+        &run.spec,
+        run.at(2000),
+        I::Blocked { reason: "x".into() },
+        &mut out,
+    );
+    assert!(is_bug(&out));
+    assert_eq!(run.inst.state(), S::Running);
 }
 
 // --- an exec that fails after the fork ---

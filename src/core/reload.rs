@@ -82,6 +82,7 @@ mod tests {
             schedule: None,
             timezone: None,
             sched: Default::default(),
+            health: Default::default(),
         }
     }
 

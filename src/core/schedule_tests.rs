@@ -29,6 +29,7 @@ fn spec(schedule: Schedule, tz: Option<&str>) -> ProgramSpec {
         schedule: Some(schedule),
         timezone: tz.map(str::to_string),
         sched: Default::default(),
+        health: Default::default(),
     }
 }
 

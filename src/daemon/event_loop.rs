@@ -23,7 +23,7 @@ use nix::sys::signal::Signal as NixSignal;
 use nix::sys::signalfd::SignalFd;
 
 use super::output::{self, Capture};
-use super::spawn::{self, SpawnRequest, Stdio};
+use super::spawn::{SpawnRequest, Stdio};
 use super::{reap, state};
 use crate::config::{Config, Output, ProgramSpec};
 use crate::control::proto::{
@@ -34,6 +34,7 @@ use crate::core::timers::Timers;
 use crate::core::{names, Action, Input, Instance, State};
 
 mod follow;
+mod health;
 mod reload;
 
 const SIGNALS: Token = Token(0);
@@ -59,6 +60,8 @@ pub(super) enum TimerKey {
     Tick(InstId),
     /// Write the state file: changes are coalesced for `STATE_SAVE_DELAY`.
     SaveState,
+    /// A readiness, health-check or resource deadline (see `health`).
+    Health(InstId, health::HealthTimer),
 }
 
 /// How long state-file changes are gathered before one write. Writing it is O(instances), so
@@ -96,6 +99,8 @@ enum Source {
     Capture(CaptureSource),
     Client(ClientSource),
     Exec(ExecSource),
+    /// A notify socket, a readiness pipe or a health probe (see `health`).
+    Health(health::HealthSource),
 }
 
 pub(super) struct Inst {
@@ -201,6 +206,8 @@ pub struct Daemon {
     free_instances: Vec<InstId>,
     uid: u32,
     started: Instant,
+    /// Readiness, health checks, dependency order, rolling restarts (see `health`).
+    health: health::Health,
 }
 
 impl Daemon {
@@ -245,6 +252,7 @@ impl Daemon {
             free_instances: Vec::new(),
             uid: nix::unistd::getuid().as_raw(),
             started: Instant::now(),
+            health: health::Health::default(),
         };
         let specs: Vec<ProgramSpec> = d.settings.config.programs.values().cloned().collect();
         let now = Instant::now();
@@ -360,6 +368,7 @@ impl Daemon {
                 self.on_signal(sig);
             }
             self.fire_timers();
+            self.health_turn();
             self.free_retired();
             self.settle_waiters();
             self.publish();
@@ -423,9 +432,12 @@ impl Daemon {
                 self.exec_status(slot);
             }
             let Some(id) = self.by_pid.remove(&pid) else {
-                // An orphan adopted as subreaper, or a child whose exec failed (already fed).
+                // A health check command, an orphan adopted as subreaper, or a spawn that
+                // whose exec failed (already fed as such).
+                self.reaped_other(pid, status);
                 continue;
             };
+            self.forget_watch(id);
             // Every byte the child wrote before it died reaches its file before its exit is
             // logged: the pipe may still hold the last of it.
             if let Some(inst) = &self.instances[id] {
@@ -469,6 +481,11 @@ impl Daemon {
             for action in actions.drain(..) {
                 match action {
                     Action::Spawn => {
+                        // A dependency that is not running holds the spawn back.
+                        if let Some(reason) = self.blocked_by(id) {
+                            queue.push(Input::Blocked { reason });
+                            continue;
+                        }
                         // A definition changed by a reload takes effect here, at the spawn.
                         let spec = match self.instances[id].as_mut() {
                             Some(inst) => {
@@ -521,15 +538,18 @@ impl Daemon {
         let num = inst.core.num;
         let (stdout_file, stdout) = stdio_for(&spec.stdout, &name, "stdout")?;
         let (stderr_file, stderr) = stdio_for(&spec.stderr, &name, "stderr")?;
-        // Not waiting for the exec: the status pipe reports it on the loop, so the next spawn
-        // forks while this child is still loading its program.
-        let child = spawn::start(&SpawnRequest {
-            spec,
-            name: &name,
-            num,
-            stdout,
-            stderr,
-        })?;
+        let mut ready = self.prepare_readiness(id, spec)?;
+        let child = Daemon::spawn_ready(
+            &SpawnRequest {
+                spec,
+                name: &name,
+                num,
+                stdout,
+                stderr,
+            },
+            &mut ready,
+        )?;
+        self.after_spawn(id, spec, ready);
         let pid = child.pid;
         if let Some(fd) = child.exec_status {
             self.watch_exec(fd, id, pid, child.program);
@@ -598,6 +618,7 @@ impl Daemon {
                         self.save_state();
                     }
                 }
+                TimerKey::Health(id, which) => self.fire_health(id, which, at, now),
                 TimerKey::Client(slot) => {
                     let expired = matches!(
                         &self.slots[slot],
@@ -646,6 +667,7 @@ impl Daemon {
                         self.subscribers.retain(|&s| s != slot);
                     }
                 }
+                Source::Health(mut h) => h.deregister(self.poll.registry()),
             }
             self.free_slots.push(slot);
         }
@@ -656,6 +678,7 @@ impl Daemon {
             Some(Some(Source::Capture(_))) => self.pump(slot, PUMP_BUDGET),
             Some(Some(Source::Client(_))) => self.serve(slot),
             Some(Some(Source::Exec(_))) => self.exec_status(slot),
+            Some(Some(Source::Health(_))) => self.health_ready(slot),
             _ => {}
         }
     }
@@ -694,7 +717,7 @@ impl Daemon {
         let Some(Some(Source::Exec(e))) = self.slots.get(slot) else {
             return;
         };
-        let Some(result) = spawn::exec_result(&e.fd, &e.program) else {
+        let Some(result) = super::spawn::exec_result(&e.fd, &e.program) else {
             return;
         };
         let (id, pid) = (e.id, e.pid);
@@ -939,7 +962,14 @@ impl Daemon {
             RequestBody::Stop { names, wait } => {
                 return self.act(slot, &names, Goal::Down, wait, now);
             }
-            RequestBody::Restart { names, wait } => {
+            RequestBody::Restart {
+                names,
+                wait,
+                rolling,
+            } => {
+                if rolling {
+                    return self.act_rolling(slot, &names, wait, now);
+                }
                 return self.act(slot, &names, Goal::Restarted, wait, now);
             }
             RequestBody::Signal { signal, names } => self.signal(&signal, &names),
@@ -997,6 +1027,9 @@ impl Daemon {
                 next_restart_in: None,
                 reason: None,
                 history: Vec::new(),
+                health: None,
+                cpu_percent: None,
+                rss_bytes: None,
             };
         };
         let c = &inst.core;
@@ -1012,6 +1045,7 @@ impl Daemon {
             State::Backoff => c.deadline.map(|d| secs(d.saturating_duration_since(now))),
             _ => None,
         };
+        let usage = self.usage_of(id, now);
         InstanceStatus {
             name: c.name.clone(),
             program: c.program.clone(),
@@ -1024,6 +1058,9 @@ impl Daemon {
             next_restart_in,
             reason: c.last_error.clone(),
             history: self.history_of(id, now),
+            health: self.health_of(id),
+            cpu_percent: usage.0,
+            rss_bytes: usage.1,
         }
     }
 
@@ -1044,6 +1081,7 @@ impl Daemon {
         }
         let mut items = Vec::with_capacity(ids.len());
         let mut intent_changed = false;
+        let mut stops = Vec::new();
         for id in ids {
             let Some(inst) = self.instances[id].as_ref() else {
                 continue;
@@ -1062,8 +1100,17 @@ impl Daemon {
                 Goal::Restarted => Input::Restart,
             };
             // Even a no-op records the operator's intent (a stop on an exited job keeps it
-            // down across daemon restarts).
-            self.feed(id, input, now);
+            // down across daemon restarts). Stops go in reverse dependency order; the intent
+            // is recorded now even when the stop waits for dependents to go first.
+            self.forget_holds(id);
+            if goal == Goal::Down {
+                if let Some(inst) = self.instances[id].as_mut() {
+                    inst.core.want_up = false;
+                }
+                stops.push(id);
+            } else {
+                self.feed(id, input, now);
+            }
             intent_changed |= self.instances[id]
                 .as_ref()
                 .is_some_and(|i| i.core.want_up != wanted_up);
@@ -1079,6 +1126,7 @@ impl Daemon {
                 outcome,
             });
         }
+        self.stop_in_order(&stops, Input::Stop, now);
         if intent_changed {
             // What an operator decided must survive the daemon being killed the moment after
             // it answered: written now, not with the coalesced churn.
@@ -1135,6 +1183,9 @@ impl Daemon {
                 Goal::Up | Goal::Restarted => fail(name, "removed by a reload"),
             });
         };
+        if let Some(held) = self.held_outcome(id, name) {
+            return held;
+        }
         let c = &inst.core;
         let reason = || c.last_error.clone().unwrap_or_default();
         match (goal, c.state()) {
@@ -1249,10 +1300,10 @@ impl Daemon {
     fn begin_shutdown(&mut self) {
         self.shutting_down = true;
         let now = Instant::now();
-        // Stop in reverse display order; every stop runs in parallel with its own stoptime.
-        for id in self.ordered().into_iter().rev() {
-            self.feed(id, Input::Shutdown, now);
-        }
+        // Stop in reverse display order; every stop runs in parallel with its own stoptime,
+        // except that dependents are down before what they depend on is stopped.
+        let ids: Vec<InstId> = self.ordered().into_iter().rev().collect();
+        self.stop_in_order(&ids, Input::Shutdown, now);
     }
 
     fn all_down(&self) -> bool {

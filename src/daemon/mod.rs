@@ -6,6 +6,7 @@
 pub mod event_loop;
 pub mod output;
 pub mod pidfile;
+mod probe;
 pub mod reap;
 mod scheduling;
 pub mod spawn;
@@ -20,7 +21,7 @@ use nix::sys::signal::{SigSet, Signal as NixSignal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use crate::cli::{DaemonArgs, Global};
 use crate::fail::Fail;

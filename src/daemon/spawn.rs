@@ -77,6 +77,15 @@ const STEP_SETUP: i32 = 1;
 const STEP_CHDIR: i32 = 2;
 const STEP_EXEC: i32 = 3;
 
+/// What readiness adds to a spawn (issue 7): `NOTIFY_SOCKET` and friends, and the write end of
+/// a pipe the child gets as descriptor `target` (s6's notification-fd), the only descriptor
+/// beyond 0, 1 and 2 that survives the exec.
+#[derive(Debug, Default)]
+pub struct Extras {
+    pub env: Vec<(String, String)>,
+    pub ready_fd: Option<(OwnedFd, i32)>,
+}
+
 /// A user switch, resolved before fork.
 #[derive(Debug, Clone)]
 struct Credentials {
@@ -97,6 +106,10 @@ struct ChildPlan {
     /// The soft RLIMIT_NOFILE the daemon started with, given back to every child: the daemon
     /// raises its own for a thousand pipes, but programs using select(2) break above 1024.
     nofile_soft: Option<libc::rlim_t>,
+    /// `limits:`, as (resource, value) pairs; `RLIM_INFINITY` for `unlimited`.
+    rlimits: [Option<(RlimitResource, libc::rlim_t)>; 5],
+    /// The readiness pipe's write end and the descriptor number the child expects it on.
+    ready_fd: Option<(libc::c_int, libc::c_int)>,
 }
 
 /// The daemon's original soft descriptor limit, recorded before it raises its own.
@@ -112,7 +125,7 @@ pub fn set_child_nofile(soft: u64, _hard: u64) {
 /// subject first, for `spawn failed` events: `/usr/bin/webd: no such file or directory`,
 /// `workingdir /x: not a directory`. A child whose exec failed is reaped here.
 pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
-    let mut child = start(req)?;
+    let mut child = start(req, Extras::default())?;
     if let Some(fd) = child.exec_status.take() {
         let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty()));
         if let Some(Err(reason)) = exec_result(&fd, &child.program) {
@@ -127,8 +140,14 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
 ///
 /// Call it from the daemon's main thread: the parent-death signal fires when the *thread* that
 /// forked ends, not the process.
-pub fn start(req: &SpawnRequest) -> Result<Spawned, String> {
+pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, String> {
     let spec = req.spec;
+    // Put the readiness descriptor on its number first, so no descriptor made below (pipes,
+    // /dev/null, the exec status pipe) can land on it and be clobbered by the child's dup2.
+    let ready_fd = match extras.ready_fd {
+        Some((fd, target)) => Some(occupy(fd, target)?),
+        None => None,
+    };
     let (program, _) = spec
         .cmd
         .split_first()
@@ -140,7 +159,7 @@ pub fn start(req: &SpawnRequest) -> Result<Spawned, String> {
         Some(user) => resolve_user(user)?,
         None => None,
     };
-    let env = environment(req);
+    let env = environment(req, &extras.env);
     let path = resolve_program(program, &env)?;
     let cstr =
         |b: &[u8], what: &str| CString::new(b).map_err(|_| format!("{what} contains a NUL byte"));
@@ -182,6 +201,10 @@ pub fn start(req: &SpawnRequest) -> Result<Spawned, String> {
             0 => None,
             n => Some(n as libc::rlim_t),
         },
+        rlimits: rlimits(&spec.health.limits),
+        ready_fd: ready_fd
+            .as_ref()
+            .map(|(fd, target)| (fd.as_raw_fd(), *target)),
     };
     let fds = [
         stdin.as_raw_fd(),
@@ -229,7 +252,9 @@ pub fn start(req: &SpawnRequest) -> Result<Spawned, String> {
     // group right after `start` must reach the child).
     // SAFETY: plain syscall on our own child.
     unsafe { libc::setpgid(pid, pid) };
-    drop((stdin, child_out, child_err, status_write));
+    // The parent's copy of the readiness pipe closes here, so its read end sees EOF once the
+    // child closes it.
+    drop((stdin, child_out, child_err, status_write, ready_fd));
     fcntl(
         status_read.as_raw_fd(),
         FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
@@ -275,14 +300,17 @@ pub fn exec_result(fd: &OwnedFd, program: &str) -> Option<Result<(), String>> {
 }
 
 /// The child's environment: the daemon's, then the `SUP_*` variables, then the job's `env`,
-/// later ones replacing earlier ones of the same name.
-fn environment(req: &SpawnRequest) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+/// then what readiness adds (`NOTIFY_SOCKET` …), later ones replacing earlier ones.
+fn environment(
+    req: &SpawnRequest,
+    extra: &[(String, String)],
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     let mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
         std::env::vars_os().collect();
     env.insert("SUP_PROCESS_NAME".into(), req.name.into());
     env.insert("SUP_PROGRAM".into(), req.spec.name.clone().into());
     env.insert("SUP_PROCESS_NUM".into(), req.num.to_string().into());
-    for (k, v) in &req.spec.env {
+    for (k, v) in req.spec.env.iter().chain(extra.iter().map(|(k, v)| (k, v))) {
         env.insert(k.into(), v.into());
     }
     env.into_iter().collect()
@@ -353,6 +381,19 @@ fn in_child(plan: &ChildPlan) -> io::Result<()> {
                 libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             }
         }
+        // `limits:` after the descriptor limit above, so that an explicit `nofile` wins. The
+        // hard limit is raised only when the value is above it (root only; else EPERM fails
+        // the spawn with a clear reason).
+        for (resource, value) in plan.rlimits.iter().flatten() {
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(*resource, &mut lim) == 0 {
+                lim.rlim_cur = *value;
+                if lim.rlim_max != libc::RLIM_INFINITY && (lim.rlim_max < *value) {
+                    lim.rlim_max = *value;
+                }
+                check(libc::setrlimit(*resource, &lim))?;
+            }
+        }
         if let Some(c) = &plan.creds {
             // Groups, then gid, then uid: after setuid we could no longer change the others.
             check(libc::setgroups(c.groups.len(), c.groups.as_ptr()))?;
@@ -392,6 +433,15 @@ fn in_child(plan: &ChildPlan) -> io::Result<()> {
                 if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
                     libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
                 }
+            }
+        }
+        // The readiness descriptor is the one exception: dup2 gives a copy without
+        // close-on-exec; when it already has its number, clear the flag instead.
+        if let Some((src, target)) = plan.ready_fd {
+            if src == target {
+                check(libc::fcntl(target, libc::F_SETFD, 0))?;
+            } else {
+                check(libc::dup2(src, target))?;
             }
         }
     }
@@ -482,6 +532,48 @@ fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), Strin
             Ok((OwnedFd::from(file), None))
         }
     }
+}
+
+/// Put `fd` on descriptor `target` if that number is free in the daemon (keeping it
+/// close-on-exec there); when something else holds it, keep `fd` where it is.
+fn occupy(fd: OwnedFd, target: i32) -> Result<(OwnedFd, i32), String> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: F_GETFD only asks whether the number is open.
+    let free = unsafe { libc::fcntl(target, libc::F_GETFD) } == -1;
+    if !free {
+        return Ok((fd, target));
+    }
+    // SAFETY: `target` is free; dup3 makes a new descriptor we then own.
+    let r = unsafe { libc::dup3(fd.as_raw_fd(), target, libc::O_CLOEXEC) };
+    if r == -1 {
+        return Err(format!(
+            "ready fd:{target}: {}",
+            io_text(&io::Error::last_os_error())
+        ));
+    }
+    // SAFETY: dup3 returned `target`, a descriptor nobody else owns.
+    Ok((unsafe { OwnedFd::from_raw_fd(r) }, target))
+}
+
+type RlimitResource = libc::__rlimit_resource_t;
+
+fn rlimits(l: &crate::config::Limits) -> [Option<(RlimitResource, libc::rlim_t)>; 5] {
+    let v = |x: Option<u64>| {
+        x.map(|n| {
+            if n == u64::MAX {
+                libc::RLIM_INFINITY
+            } else {
+                n
+            }
+        })
+    };
+    [
+        v(l.nofile).map(|n| (libc::RLIMIT_NOFILE, n)),
+        v(l.nproc).map(|n| (libc::RLIMIT_NPROC, n)),
+        v(l.core).map(|n| (libc::RLIMIT_CORE, n)),
+        v(l.memory).map(|n| (libc::RLIMIT_AS, n)),
+        v(l.cpu).map(|n| (libc::RLIMIT_CPU, n)),
+    ]
 }
 
 #[cfg(test)]

@@ -94,5 +94,6 @@ pub fn spec(cmd: &[&str]) -> ProgramSpec {
         schedule: None,
         timezone: None,
         sched: Default::default(),
+        health: Default::default(),
     }
 }

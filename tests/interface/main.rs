@@ -5,6 +5,7 @@ mod sandbox;
 
 mod control_socket;
 mod each_child;
+mod health_and_order;
 mod reload;
 mod scheduled_jobs;
 mod shell_and_top;

@@ -1,0 +1,646 @@
+//! The keys of issue 7, read one job at a time: `ready`, `ready_timeout`, `watchdog`,
+//! `healthcheck`, `depends_on`, `limits`, `max_memory`, `max_cpu` and `for`.
+//!
+//! `resolve::job` hands each of these keys to `read` and calls `finish` once the job is read,
+//! for the rules that span keys (`watchdog` needs `ready: notify`, and so on). Whether the
+//! programs named in `depends_on` exist, and whether they form a cycle, needs every program:
+//! `check_dependencies` does that once the whole config is loaded.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use super::resolve::{entries, keep, key_text, unknown_key, Sink};
+use super::spec::{
+    HealthCheck, HealthSpec, Limits, OnUnhealthy, Origin, Probe, ProgramSpec, Ready, Watch,
+};
+use super::values::{self, Bad, Read};
+use super::yaml::{Kind, Node};
+use crate::config::ConfigError;
+
+/// The job keys this file reads, in the order the README lists them.
+pub const KEYS: &[&str] = &[
+    "ready",
+    "ready_timeout",
+    "watchdog",
+    "healthcheck",
+    "depends_on",
+    "limits",
+    "max_memory",
+    "max_cpu",
+    "for",
+];
+
+pub const HEALTHCHECK_KEYS: &[&str] = &[
+    "cmd",
+    "http",
+    "tcp",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+    "on_unhealthy",
+];
+
+pub const LIMIT_KEYS: &[&str] = &["nofile", "nproc", "core", "memory", "cpu"];
+
+/// What `read` gathered; `finish` turns it into a `HealthSpec`.
+#[derive(Default)]
+pub struct Partial<'n> {
+    spec: HealthSpec,
+    /// Where each key was written, for the rules that span keys.
+    seen: BTreeMap<&'static str, &'n Node>,
+    max_memory: Option<u64>,
+    max_cpu: Option<u32>,
+    sustained: Option<Duration>,
+}
+
+/// Read one of `KEYS` (`key` is one of them; `p` is its key path for errors).
+pub fn read<'n>(
+    key: &str,
+    k: &'n Node,
+    v: &Node,
+    file: &str,
+    p: &str,
+    sink: &mut Sink,
+    into: &mut Partial<'n>,
+) {
+    let Some(&name) = KEYS.iter().find(|&&n| n == key) else {
+        return;
+    };
+    into.seen.insert(name, k);
+    let s = &mut into.spec;
+    match name {
+        "ready" => {
+            if let Some(r) = keep(ready(v), v, file, p, sink) {
+                s.ready = r;
+            }
+        }
+        "ready_timeout" => {
+            if let Some(d) = keep(positive(v), v, file, p, sink) {
+                s.ready_timeout = d;
+            }
+        }
+        "watchdog" => s.watchdog = keep(positive(v), v, file, p, sink),
+        "healthcheck" => s.healthcheck = healthcheck(v, file, p, sink),
+        "depends_on" => {
+            if let Some(d) = keep(depends_on(v), v, file, p, sink) {
+                s.depends_on = d;
+            }
+        }
+        "limits" => {
+            if let Some(l) = limits(v, file, p, sink) {
+                s.limits = l;
+            }
+        }
+        "max_memory" => into.max_memory = keep(size(v), v, file, p, sink),
+        "max_cpu" => into.max_cpu = keep(percent(v), v, file, p, sink),
+        _ => into.sustained = keep(positive(v), v, file, p, sink),
+    }
+}
+
+/// The rules that span keys; the finished spec.
+pub fn finish(into: Partial, file: &str, prefix: &str, sink: &mut Sink) -> HealthSpec {
+    let mut spec = into.spec;
+    let mut bad = |key: &str, b: Bad| {
+        if let Some(k) = into.seen.get(key) {
+            sink.push(file, (k.line, k.col), &format!("{prefix}.{key}"), b);
+        }
+    };
+    if spec.watchdog.is_some() && spec.ready != Ready::Notify {
+        bad(
+            "watchdog",
+            Bad::new("only applies with ready: notify (the pings come on $NOTIFY_SOCKET)")
+                .with_hint("add `ready: notify`, or remove it"),
+        );
+    }
+    if spec.ready == Ready::Health && spec.healthcheck.is_none() {
+        bad(
+            "ready",
+            Bad::new("ready: health needs a healthcheck")
+                .with_hint("add `healthcheck: {http: http://127.0.0.1:8080/health}` (or cmd/tcp)"),
+        );
+    }
+    if spec.ready == Ready::Starttime && into.seen.contains_key("ready_timeout") {
+        bad(
+            "ready_timeout",
+            Bad::new("only applies when ready is notify, fd:N or health")
+                .with_hint("with the default ready: starttime, `starttime` decides"),
+        );
+    }
+    let has_rule = into.max_memory.is_some() || into.max_cpu.is_some();
+    if !has_rule && into.seen.contains_key("for") {
+        bad(
+            "for",
+            Bad::new("only applies with max_memory or max_cpu")
+                .with_hint("add `max_memory: 500M` or `max_cpu: 90%`, or remove it"),
+        );
+    }
+    if has_rule {
+        spec.watch = Some(Watch {
+            max_memory: into.max_memory,
+            max_cpu: into.max_cpu,
+            sustained: into.sustained.unwrap_or(Duration::from_secs(60)),
+        });
+    }
+    spec
+}
+
+/// `starttime`, `notify`, `fd:N` (N ≥ 3) or `health`.
+pub fn ready(node: &Node) -> Read<Ready> {
+    let what = "starttime, notify, health or fd:N (N at least 3)";
+    let text = node.text().ok_or_else(|| expected(what, node))?.trim();
+    match text.to_ascii_lowercase().as_str() {
+        "starttime" => return Ok(Ready::Starttime),
+        "notify" => return Ok(Ready::Notify),
+        "health" | "healthcheck" => return Ok(Ready::Health),
+        _ => {}
+    }
+    match text.strip_prefix("fd:").map(|n| n.trim().parse::<i32>()) {
+        Some(Ok(n)) if (3..=1023).contains(&n) => Ok(Ready::Fd(n)),
+        Some(Ok(n)) => Err(Bad::new(format!(
+            "fd:N needs N from 3 to 1023 (0, 1 and 2 are stdin, stdout and stderr), found {n}"
+        ))),
+        _ => Err(expected(what, node)),
+    }
+}
+
+fn expected(what: &str, node: &Node) -> Bad {
+    Bad::new(format!("expected {what}, found {}", node.describe()))
+}
+
+/// A duration longer than zero.
+fn positive(node: &Node) -> Read<Duration> {
+    let d = values::duration(node)?;
+    if d.is_zero() {
+        return Err(Bad::new("must be longer than 0s"));
+    }
+    Ok(d)
+}
+
+/// A program name or a list of them; sorted, without duplicates.
+pub fn depends_on(node: &Node) -> Read<Vec<String>> {
+    let what = "a program name or a list of program names";
+    let mut names = match &node.kind {
+        Kind::Seq(items) => items
+            .iter()
+            .map(|i| match i.text() {
+                Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+                _ => Err(Bad {
+                    at: Some((i.line, i.col)),
+                    ..expected("a program name", i)
+                }),
+            })
+            .collect::<Read<Vec<_>>>()?,
+        Kind::Scalar(s) if s.is_null() => Vec::new(),
+        Kind::Scalar(s) if !s.text.trim().is_empty() => vec![s.text.trim().to_string()],
+        _ => return Err(expected(what, node)),
+    };
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// A size in bytes: `500M`, `2G`, `512k`, `1048576`; K/M/G/T are powers of 1024, with an
+/// optional `B` or `iB`.
+pub fn size(node: &Node) -> Read<u64> {
+    let what = "a size such as 500M, 2G, 512K or a number of bytes";
+    let text = node.text().ok_or_else(|| expected(what, node))?.trim();
+    parse_size(text).ok_or_else(|| expected(what, node))
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    let lower = text.to_ascii_lowercase();
+    let t = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (digits, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1u64 << 10),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        't' => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = digits.trim().parse().ok()?;
+    if !n.is_finite() || n <= 0.0 {
+        return None;
+    }
+    let bytes = n * mult as f64;
+    (bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// `90%`, `90` or `250%` (more than one CPU).
+pub fn percent(node: &Node) -> Read<u32> {
+    let what = "a percentage of one CPU such as 90% (200% is two CPUs)";
+    let text = node.text().ok_or_else(|| expected(what, node))?.trim();
+    let digits = text.strip_suffix('%').unwrap_or(text).trim();
+    match digits.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(expected(what, node)),
+    }
+}
+
+/// An rlimit value: a count, or `unlimited`.
+fn rlimit(node: &Node, sized: bool) -> Read<u64> {
+    let what = if sized {
+        "a size such as 1G, or unlimited"
+    } else {
+        "a number, or unlimited"
+    };
+    let text = node.text().ok_or_else(|| expected(what, node))?.trim();
+    if matches!(text, "unlimited" | "infinity") {
+        return Ok(u64::MAX);
+    }
+    if sized {
+        if text == "0" {
+            return Ok(0);
+        }
+        return parse_size(text).ok_or_else(|| expected(what, node));
+    }
+    text.parse::<u64>().map_err(|_| expected(what, node))
+}
+
+fn limits(node: &Node, file: &str, p: &str, sink: &mut Sink) -> Option<Limits> {
+    let before = sink.len();
+    let found = entries(
+        node,
+        "a map of nofile, nproc, core, memory, cpu",
+        file,
+        p,
+        sink,
+    )?;
+    let mut l = Limits::default();
+    for (k, v) in found {
+        let Some(key) = key_text(k, file, p, sink) else {
+            continue;
+        };
+        let path = format!("{p}.{key}");
+        let q = path.as_str();
+        match key {
+            "nofile" => l.nofile = keep(rlimit(v, false), v, file, q, sink),
+            "nproc" => l.nproc = keep(rlimit(v, false), v, file, q, sink),
+            "core" => l.core = keep(rlimit(v, true), v, file, q, sink),
+            "memory" => l.memory = keep(rlimit(v, true), v, file, q, sink),
+            "cpu" => {
+                l.cpu = match v.text().map(str::trim) {
+                    Some("unlimited" | "infinity") => Some(u64::MAX),
+                    _ => keep(positive(v), v, file, q, sink).map(|d| d.as_secs().max(1)),
+                }
+            }
+            _ => unknown_key(k, key, LIMIT_KEYS, file, q, sink),
+        }
+    }
+    (sink.len() == before).then_some(l)
+}
+
+fn healthcheck(node: &Node, file: &str, p: &str, sink: &mut Sink) -> Option<HealthCheck> {
+    let before = sink.len();
+    let found = entries(node, "a map with cmd, http or tcp", file, p, sink)?;
+    let mut probes: Vec<(&Node, Probe)> = Vec::new();
+    let mut interval = Duration::from_secs(10);
+    let mut timeout = Duration::from_secs(5);
+    let mut retries = 3;
+    let mut start_period = Duration::ZERO;
+    let mut on_unhealthy = OnUnhealthy::Restart;
+    for (k, v) in found {
+        let Some(key) = key_text(k, file, p, sink) else {
+            continue;
+        };
+        let path = format!("{p}.{key}");
+        let q = path.as_str();
+        match key {
+            "cmd" => {
+                if let Some(c) = keep(values::cmd(v), v, file, q, sink) {
+                    probes.push((k, Probe::Cmd(c)));
+                }
+            }
+            "http" => {
+                if let Some(h) = keep(http(v), v, file, q, sink) {
+                    probes.push((k, h));
+                }
+            }
+            "tcp" => {
+                if let Some(a) = keep(tcp(v), v, file, q, sink) {
+                    probes.push((k, Probe::Tcp(a)));
+                }
+            }
+            "interval" => {
+                if let Some(d) = keep(positive(v), v, file, q, sink) {
+                    interval = d;
+                }
+            }
+            "timeout" => {
+                if let Some(d) = keep(positive(v), v, file, q, sink) {
+                    timeout = d;
+                }
+            }
+            "retries" => {
+                if let Some(n) = keep(values::count(v, 1), v, file, q, sink) {
+                    retries = n;
+                }
+            }
+            "start_period" => {
+                if let Some(d) = keep(values::duration(v), v, file, q, sink) {
+                    start_period = d;
+                }
+            }
+            "on_unhealthy" => {
+                if let Some(o) = keep(on_unhealthy_word(v), v, file, q, sink) {
+                    on_unhealthy = o;
+                }
+            }
+            _ => unknown_key(k, key, HEALTHCHECK_KEYS, file, q, sink),
+        }
+    }
+    let given = found
+        .iter()
+        .filter(|(k, _)| matches!(k.text(), Some("cmd" | "http" | "tcp")))
+        .count();
+    if given == 0 {
+        let bad = Bad::new("missing the probe: one of cmd, http or tcp")
+            .with_hint("e.g. `http: http://127.0.0.1:8080/health`");
+        sink.push(file, (node.line, node.col), p, bad);
+    } else if given > 1 {
+        if let Some((k, _)) = probes.get(1) {
+            let bad = Bad::new("a healthcheck has one probe: cmd, http or tcp, not several");
+            sink.push(file, (k.line, k.col), p, bad);
+        }
+    }
+    if sink.len() > before {
+        return None;
+    }
+    let (_, probe) = probes.into_iter().next()?;
+    Some(HealthCheck {
+        probe,
+        interval,
+        timeout,
+        retries,
+        start_period,
+        on_unhealthy,
+    })
+}
+
+fn on_unhealthy_word(node: &Node) -> Read<OnUnhealthy> {
+    let what = "restart, notify or none";
+    match node
+        .text()
+        .map(|t| t.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("restart") => Ok(OnUnhealthy::Restart),
+        Some("notify") => Ok(OnUnhealthy::Notify),
+        Some("none") => Ok(OnUnhealthy::None),
+        _ => Err(expected(what, node)),
+    }
+}
+
+/// `HOST:PORT` with HOST an IP address (IPv6 in brackets) or `localhost`.
+fn host_port(text: &str, default_port: Option<u16>) -> Option<(SocketAddr, String)> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok()?,
+        None => default_port?,
+    };
+    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.parse().ok()?
+    };
+    Some((SocketAddr::new(ip, port), host.to_string()))
+}
+
+fn http(node: &Node) -> Read<Probe> {
+    let what = "an URL such as http://127.0.0.1:8080/health (an IP address or localhost)";
+    let text = node.text().ok_or_else(|| expected(what, node))?.trim();
+    let Some(rest) = text.strip_prefix("http://") else {
+        let hint = if text.starts_with("https://") {
+            "https is not supported: probe the plain HTTP port"
+        } else {
+            "start it with http://"
+        };
+        return Err(expected(what, node).with_hint(hint));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    match host_port(authority, Some(80)) {
+        Some((addr, host)) => Ok(Probe::Http {
+            addr,
+            host: if authority.contains(':') && !authority.ends_with(']') {
+                authority.to_string()
+            } else {
+                host
+            },
+            path: path.to_string(),
+        }),
+        None => Err(expected(what, node)
+            .with_hint("names other than localhost are not resolved: no DNS in the loop")),
+    }
+}
+
+fn tcp(node: &Node) -> Read<SocketAddr> {
+    let what = "HOST:PORT such as 127.0.0.1:5432 (an IP address or localhost)";
+    let text = node.text().ok_or_else(|| expected(what, node))?.trim();
+    host_port(text, None)
+        .map(|(a, _)| a)
+        .ok_or_else(|| expected(what, node))
+}
+
+/// Every `depends_on` names a program, and no program depends on itself through others.
+pub fn check_dependencies(
+    programs: &BTreeMap<String, ProgramSpec>,
+    origins: &BTreeMap<String, Origin>,
+    sink: &mut Sink,
+) {
+    let place = |name: &str| {
+        origins
+            .get(name)
+            .map_or((String::new(), 0, 0), |o| (o.file.clone(), o.line, o.col))
+    };
+    let push = |sink: &mut Sink, name: &str, message: String, hint: Option<String>| {
+        let at = place(name);
+        let shown = if at.1 == 0 {
+            at.0.clone()
+        } else {
+            format!("{}:{}:{}", at.0, at.1, at.2)
+        };
+        sink.push_error(
+            at,
+            ConfigError {
+                place: shown,
+                key: format!("programs.{name}.depends_on"),
+                message,
+                hint,
+            },
+        );
+    };
+    for (name, spec) in programs {
+        for dep in &spec.health.depends_on {
+            if !programs.contains_key(dep) {
+                let hint = values::suggest(dep, programs.keys().map(String::as_str))
+                    .map(|s| format!("did you mean {s}?"));
+                push(sink, name, format!("unknown program {dep:?}"), hint);
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(programs) {
+        let first = cycle[0].clone();
+        push(
+            sink,
+            &first,
+            format!("dependency cycle: {}", cycle.join(" → ")),
+            Some("remove one of these depends_on entries".into()),
+        );
+    }
+}
+
+/// The first cycle found, as a path that ends where it starts (`a → b → a`).
+fn find_cycle(programs: &BTreeMap<String, ProgramSpec>) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    let mut marks: BTreeMap<&str, Mark> =
+        programs.keys().map(|k| (k.as_str(), Mark::New)).collect();
+    // Depth-first, iteratively: each frame is a program and the index of its next dependency.
+    for start in programs.keys() {
+        if marks.get(start.as_str()) != Some(&Mark::New) {
+            continue;
+        }
+        let mut stack: Vec<(&str, usize)> = vec![(start, 0)];
+        marks.insert(start, Mark::Open);
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            let deps = programs
+                .get(node)
+                .map_or(&[][..], |s| &s.health.depends_on[..]);
+            if let Some(dep) = deps.get(*next) {
+                *next += 1;
+                match marks.get(dep.as_str()) {
+                    Some(Mark::New) => {
+                        marks.insert(dep, Mark::Open);
+                        stack.push((dep, 0));
+                    }
+                    Some(Mark::Open) => {
+                        let from = stack.iter().position(|(n, _)| *n == dep)?;
+                        let mut cycle: Vec<String> =
+                            stack[from..].iter().map(|(n, _)| n.to_string()).collect();
+                        cycle.push(dep.clone());
+                        return Some(cycle);
+                    }
+                    Some(Mark::Done) | None => {}
+                }
+            } else {
+                marks.insert(node, Mark::Done);
+                stack.pop();
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::yaml;
+
+    fn node(src: &str) -> Node {
+        let (root, errors) = yaml::parse(src);
+        assert!(errors.is_empty(), "{errors:?}");
+        root.expect("a node")
+    }
+
+    #[test]
+    fn ready_words_and_descriptors() {
+        assert_eq!(ready(&node("starttime")), Ok(Ready::Starttime));
+        assert_eq!(ready(&node("notify")), Ok(Ready::Notify));
+        assert_eq!(ready(&node("health")), Ok(Ready::Health));
+        assert_eq!(ready(&node("fd:3")), Ok(Ready::Fd(3)));
+        assert!(ready(&node("fd:2")).is_err());
+        assert!(ready(&node("soon")).is_err());
+    }
+
+    #[test]
+    fn sizes_and_percents() {
+        assert_eq!(parse_size("500M"), Some(500 << 20));
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("512kb"), Some(512 << 10));
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("-1M"), None);
+        assert_eq!(percent(&node("90%")), Ok(90));
+        assert_eq!(percent(&node("250")), Ok(250));
+        assert!(percent(&node("0%")).is_err());
+    }
+
+    #[test]
+    fn http_and_tcp_targets() {
+        let p = http(&node("http://127.0.0.1:8080/health")).expect("valid");
+        assert_eq!(
+            p,
+            Probe::Http {
+                addr: "127.0.0.1:8080".parse().expect("addr"),
+                host: "127.0.0.1:8080".into(),
+                path: "/health".into()
+            }
+        );
+        let p = http(&node("http://localhost")).expect("valid");
+        assert!(matches!(p, Probe::Http { addr, ref path, .. }
+            if addr.port() == 80 && path == "/"));
+        assert!(http(&node("https://127.0.0.1/")).is_err());
+        assert!(http(&node("http://example.com/")).is_err());
+        assert_eq!(
+            tcp(&node("'[::1]:5432'")),
+            Ok("[::1]:5432".parse().expect("addr"))
+        );
+        assert!(tcp(&node("127.0.0.1")).is_err());
+    }
+
+    #[test]
+    fn depends_on_reads_one_or_many() {
+        assert_eq!(depends_on(&node("db")), Ok(vec!["db".to_string()]));
+        assert_eq!(
+            depends_on(&node("[cache, db, cache]")),
+            Ok(vec!["cache".to_string(), "db".to_string()])
+        );
+        assert!(depends_on(&node("{a: 1}")).is_err());
+    }
+
+    fn programs(deps: &[(&str, &[&str])]) -> BTreeMap<String, ProgramSpec> {
+        deps.iter()
+            .map(|(name, d)| {
+                let mut s = crate::daemon::testutil::spec(&["true"]);
+                s.name = name.to_string();
+                s.health.depends_on = d.iter().map(|x| x.to_string()).collect();
+                (name.to_string(), s)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cycles_are_found_and_named() {
+        let p = programs(&[("a", &["b"]), ("b", &["c"]), ("c", &[])]);
+        assert_eq!(find_cycle(&p), None);
+        let p = programs(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"])]);
+        assert_eq!(
+            find_cycle(&p).map(|c| c.join(" → ")),
+            Some("a → b → c → a".to_string())
+        );
+        let p = programs(&[("a", &["a"])]);
+        assert_eq!(find_cycle(&p).map(|c| c.join(" → ")), Some("a → a".into()));
+        // A diamond is not a cycle.
+        let p = programs(&[("a", &["b", "c"]), ("b", &["d"]), ("c", &["d"]), ("d", &[])]);
+        assert_eq!(find_cycle(&p), None);
+    }
+}

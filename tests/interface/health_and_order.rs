@@ -1,0 +1,359 @@
+//! README "Readiness, health and order" (issue 7): `ready: notify` and `fd:N`, watchdogs,
+//! health checks by HTTP, TCP and command, `depends_on` order, limits and resource rules.
+
+use std::time::{Duration, Instant};
+
+use crate::sandbox::Sandbox;
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+const NOTIFY: &str = r#"import os, socket, sys, time
+delay, watchdog = float(sys.argv[1]), sys.argv[2] == "ping"
+time.sleep(delay)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1\nSTATUS=up", os.environ["NOTIFY_SOCKET"])
+pings = 0
+while True:
+    time.sleep(0.2)
+    pings += 1
+    if watchdog or pings < 3:
+        s.sendto(b"WATCHDOG=1", os.environ["NOTIFY_SOCKET"])
+"#;
+
+#[test]
+fn ready_notify_stays_starting_until_ready_1() {
+    let mut sb = Sandbox::with_programs(
+        "notify",
+        r#"
+  svc:
+    cmd: python3 notify.py 1 ping
+    ready: notify
+    ready_timeout: 20s
+    watchdog: 2s
+"#,
+    );
+    sb.write("notify.py", NOTIFY);
+    let t0 = Instant::now();
+    sb.start();
+    sb.wait_for("svc to have a pid", || sb.pid("svc").is_some());
+    assert_eq!(sb.state("svc"), "starting");
+    sb.wait_state("svc", "running");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+    // It keeps pinging: still the same process a while later.
+    let pid = sb.pid("svc");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(sb.pid("svc"), pid);
+    assert_eq!(sb.instance("svc")["restarts"], 0);
+}
+
+#[test]
+fn a_missed_watchdog_restarts_with_the_reason_logged() {
+    let mut sb = Sandbox::with_programs(
+        "watchdog",
+        r#"
+  hung:
+    cmd: python3 notify.py 0 stop
+    ready: notify
+    watchdog: 1s
+    stoptime: 1s
+"#,
+    );
+    sb.write("notify.py", NOTIFY);
+    sb.start();
+    sb.wait_state("hung", "running");
+    sb.wait_for("a watchdog restart", || {
+        sb.instance("hung")["restarts"].as_u64() >= Some(1)
+    });
+    let log = sb.log();
+    assert!(
+        log.contains("hung unhealthy: watchdog: no WATCHDOG=1 for 1s"),
+        "{log}"
+    );
+}
+
+#[test]
+fn ready_fd_3_is_a_newline_on_descriptor_3() {
+    let mut sb = Sandbox::with_programs(
+        "readyfd",
+        r#"
+  s6:
+    cmd: ["sh", "-c", "sleep 0.5; echo >&3; exec sleep 1000"]
+    ready: fd:3
+    starttime: 30s
+"#,
+    );
+    sb.start();
+    sb.wait_state("s6", "running");
+}
+
+const WEB: &str = r#"import http.server, os, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = not os.path.exists("sick")
+        self.send_response(200 if ok else 503)
+        self.end_headers()
+        self.wfile.write(b"ok" if ok else b"sick")
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+#[test]
+fn a_failing_http_health_check_restarts_and_says_why() {
+    let port = free_port();
+    let mut sb = Sandbox::with_programs(
+        "http",
+        &format!(
+            r#"
+  web:
+    cmd: python3 web.py {port}
+    ready: health
+    stoptime: 1s
+    healthcheck:
+      http: http://127.0.0.1:{port}/health
+      interval: 300ms
+      timeout: 1s
+      retries: 2
+"#
+        ),
+    );
+    sb.write("web.py", WEB);
+    sb.start();
+    sb.wait_state("web", "running");
+    sb.wait_for("web to be healthy", || {
+        sb.instance("web")["health"] == "healthy"
+    });
+    sb.write("sick", "");
+    sb.wait_for("an unhealthy restart", || {
+        sb.instance("web")["restarts"].as_u64() >= Some(1)
+    });
+    let log = sb.log();
+    assert!(
+        log.contains("web unhealthy: health check failed 2 times in a row, last: HTTP 503"),
+        "{log}"
+    );
+    let _ = std::fs::remove_file(sb.path("sick"));
+    sb.wait_for("web healthy again", || {
+        sb.instance("web")["health"] == "healthy"
+    });
+}
+
+#[test]
+fn a_tcp_check_on_a_closed_port_fails_in_time_and_status_stays_fast() {
+    let port = free_port();
+    let mut sb = Sandbox::with_programs(
+        "tcp",
+        &format!(
+            r#"
+  db:
+    cmd: sleep 1000
+    starttime: 0
+    healthcheck:
+      tcp: 127.0.0.1:{port}
+      interval: 200ms
+      timeout: 500ms
+      retries: 1
+      on_unhealthy: none
+"#
+        ),
+    );
+    sb.start();
+    sb.wait_for("db unhealthy", || {
+        sb.instance("db")["health"] == "unhealthy"
+    });
+    for _ in 0..5 {
+        let t = Instant::now();
+        sb.sup_ok(&["status"]);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    assert_eq!(sb.instance("db")["restarts"], 0, "on_unhealthy: none");
+}
+
+#[test]
+fn a_hanging_cmd_check_is_killed_at_its_timeout() {
+    let mut sb = Sandbox::with_programs(
+        "hangcheck",
+        r#"
+  svc:
+    cmd: sleep 1000
+    starttime: 0
+    healthcheck:
+      cmd: ["sh", "-c", "echo $$ >> checks.pids; exec sleep 1000"]
+      interval: 5s
+      timeout: 500ms
+      retries: 1
+      on_unhealthy: notify
+"#,
+    );
+    sb.start();
+    sb.wait_for("the check to time out", || {
+        sb.log()
+            .contains("health check failed (1/1): timed out after 500ms")
+    });
+    let pids = sb.read("checks.pids");
+    let pid: u32 = pids
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("pid");
+    sb.wait_for("the check to be gone", || !crate::sandbox::alive(pid));
+    assert!(sb.log().contains("svc unhealthy:"), "{}", sb.log());
+}
+
+#[test]
+fn a_chain_starts_in_order_and_stops_in_reverse() {
+    let mut sb = Sandbox::with_programs(
+        "chain",
+        r#"
+  a:
+    cmd: ["sh", "-c", "echo start a >> order; trap 'echo stop a >> order; exit 0' TERM; while :; do sleep 0.05; done"]
+    starttime: 300ms
+    depends_on: [b]
+  b:
+    cmd: ["sh", "-c", "echo start b >> order; trap 'echo stop b >> order; exit 0' TERM; while :; do sleep 0.05; done"]
+    starttime: 300ms
+    depends_on: c
+  c:
+    cmd: ["sh", "-c", "echo start c >> order; trap 'sleep 0.3; echo stop c >> order; exit 0' TERM; while :; do sleep 0.05; done"]
+    starttime: 300ms
+"#,
+    );
+    sb.start();
+    sb.wait_state("a", "running");
+    assert_eq!(sb.read("order"), "start c\nstart b\nstart a\n");
+    sb.sup_ok(&["stop", "all"]);
+    assert_eq!(
+        sb.read("order"),
+        "start c\nstart b\nstart a\nstop a\nstop b\nstop c\n"
+    );
+}
+
+#[test]
+fn a_fatal_dependency_leaves_dependents_waiting_with_the_reason() {
+    let mut sb = Sandbox::with_programs(
+        "fataldep",
+        r#"
+  db:
+    cmd: ["sh", "-c", "exit 3"]
+    startretries: 0
+  api:
+    cmd: sleep 1000
+    depends_on: db
+"#,
+    );
+    sb.start();
+    sb.wait_state("db", "fatal");
+    sb.wait_for("api's reason to name db", || {
+        sb.instance("api")["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("waiting for db, which is fatal"))
+    });
+    assert_eq!(sb.state("api"), "starting");
+    assert!(sb.pid("api").is_none());
+}
+
+#[test]
+fn a_dependency_cycle_is_rejected_by_check() {
+    let sb = Sandbox::with_programs(
+        "cycle",
+        r#"
+  a: {cmd: x, depends_on: b}
+  b: {cmd: x, depends_on: [c]}
+  c: {cmd: x, depends_on: [a]}
+  d: {cmd: x, depends_on: [nope]}
+"#,
+    );
+    let out = sb.sup(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dependency cycle: a → b → c → a"), "{err}");
+    assert!(
+        err.contains("programs.d.depends_on: unknown program \"nope\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn limits_nofile_is_seen_by_the_child() {
+    let mut sb = Sandbox::with_programs(
+        "nofile",
+        r#"
+  lim:
+    cmd: ["sh", "-c", "ulimit -n > nofile; exec sleep 1000"]
+    limits: {nofile: 123}
+"#,
+    );
+    sb.start();
+    sb.wait_for("the child to write its limit", || {
+        sb.path("nofile").exists() && sb.read("nofile").ends_with('\n')
+    });
+    assert_eq!(sb.read("nofile").trim(), "123");
+}
+
+#[test]
+fn past_max_memory_is_restarted_with_the_reason() {
+    let mut sb = Sandbox::with_programs(
+        "maxmem",
+        r#"
+  hog:
+    cmd: ["python3", "-c", "import time; x = bytearray(80 << 20); x[::4096] = b'x' * len(x[::4096]); time.sleep(1000)"]
+    starttime: 0
+    stoptime: 1s
+    max_memory: 40M
+    for: 500ms
+"#,
+    );
+    sb.start();
+    sb.wait_for("a memory restart", || {
+        sb.instance("hog")["restarts"].as_u64() >= Some(1)
+    });
+    let log = sb.log();
+    assert!(log.contains("above max_memory 40M for 500ms"), "{log}");
+    assert!(sb.instance("hog")["rss_bytes"].as_u64().is_some() || sb.pid("hog").is_none());
+}
+
+#[test]
+fn rolling_restart_keeps_one_instance_up() {
+    let mut sb = Sandbox::with_programs(
+        "rolling",
+        r#"
+  web:
+    cmd: sleep 1000
+    numprocs: 3
+    starttime: 300ms
+"#,
+    );
+    sb.start();
+    for i in 0..3 {
+        sb.wait_state(&format!("web:{i}"), "running");
+    }
+    let before: Vec<Option<u32>> = (0..3).map(|i| sb.pid(&format!("web:{i}"))).collect();
+    let out = sb.sup_ok(&["restart", "web", "--rolling"]);
+    assert!(out.contains("web:2: restarted"), "{out}");
+    let after: Vec<Option<u32>> = (0..3).map(|i| sb.pid(&format!("web:{i}"))).collect();
+    for i in 0..3 {
+        assert_ne!(before[i], after[i], "web:{i} was restarted");
+    }
+    // One at a time: each spawn comes after the previous one ran for starttime.
+    let log = sb.log();
+    let spawned: Vec<usize> = (0..3)
+        .map(|i| {
+            log.rfind(&format!("web:{i} spawned"))
+                .expect("a spawn line")
+        })
+        .collect();
+    let running0 = log.rfind("web:0 running").expect("running");
+    assert!(spawned[0] < running0 && running0 < spawned[1], "{log}");
+}
