@@ -7,6 +7,7 @@ mod glob;
 #[cfg(test)]
 mod golden;
 mod load;
+pub mod logkeys;
 pub mod resolve;
 pub mod signal;
 pub mod spec;
@@ -14,7 +15,10 @@ pub mod values;
 pub mod yaml;
 
 pub use error::ConfigError;
-pub use spec::{AutoRestart, Config, DaemonSpec, Origin, Output, ProgramSpec, Schedule, Signal};
+pub use spec::{
+    AutoRestart, Config, DaemonSpec, EmailSpec, LogSpec, NotifySpec, Origin, Output, ProgramSpec,
+    Rotation, Schedule, Signal,
+};
 
 use std::path::Path;
 

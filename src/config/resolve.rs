@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::spec::{AutoRestart, DaemonSpec, Output, ProgramSpec, Signal};
+use super::logkeys;
+use super::spec::{AutoRestart, DaemonSpec, LogSpec, Output, ProgramSpec, Signal};
 use super::values::{self, Bad, Read};
 use super::yaml::{Kind, Node};
 
@@ -33,9 +34,21 @@ pub const JOB_KEYS: &[&str] = &[
     "user",
     "schedule",
     "timezone",
+    // ----- log keys (rotation, timestamps, stderr merging) -----
+    "stdout_maxbytes",
+    "stdout_backups",
+    "stderr_maxbytes",
+    "stderr_backups",
+    "timestamps",
+    "redirect_stderr",
+    // ----- end of log keys -----
 ];
 
-pub const DAEMON_KEYS: &[&str] = &["socket", "pidfile", "logfile", "logdir", "loglevel"];
+pub const DAEMON_KEYS: &[&str] = &[
+    "socket", "pidfile", "logfile", "logdir", "loglevel",
+    // ----- notifications -----
+    "notify",
+];
 
 /// What supervisord and friends call our keys: too far apart for a typo, but worth a hint.
 const FOREIGN_NAMES: &[(&str, &str)] = &[
@@ -199,6 +212,8 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
     let mut user = None;
     let mut schedule = None;
     let mut timezone = None;
+    // ----- log keys -----
+    let mut logs = LogSpec::default();
 
     for (k, v) in entries {
         let Some(key) = key_text(k, file, &cx.prefix, sink) else {
@@ -237,6 +252,32 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
             "user" => user = keep(values::user(v), v, file, p, sink),
             "schedule" => schedule = keep(values::schedule(v), v, file, p, sink),
             "timezone" => timezone = keep(values::timezone(v), v, file, p, sink),
+            // ----- log keys -----
+            "stdout_maxbytes" | "stderr_maxbytes" | "stdout_backups" | "stderr_backups" => {
+                let rotation = if key.starts_with("stdout") {
+                    &mut logs.stdout
+                } else {
+                    &mut logs.stderr
+                };
+                if key.ends_with("maxbytes") {
+                    if let Some(n) = keep(logkeys::size(v), v, file, p, sink) {
+                        rotation.maxbytes = n;
+                    }
+                } else if let Some(n) = keep(values::count(v, 0), v, file, p, sink) {
+                    rotation.backups = n;
+                }
+            }
+            "timestamps" => {
+                if let Some(b) = keep(values::boolean(v), v, file, p, sink) {
+                    logs.timestamps = b;
+                }
+            }
+            "redirect_stderr" => {
+                if let Some(b) = keep(values::boolean(v), v, file, p, sink) {
+                    logs.redirect_stderr = b;
+                }
+            }
+            // ----- end of log keys -----
             _ => unknown_key(k, key, JOB_KEYS, file, p, sink),
         }
     }
@@ -278,6 +319,7 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
         user,
         schedule,
         timezone,
+        logs,
     })
 }
 
@@ -289,6 +331,7 @@ pub fn daemon(node: Option<&Node>, file: &str, base_dir: &Path, sink: &mut Sink)
     let mut logfile = None;
     let mut logdir: Option<PathBuf> = None;
     let mut loglevel = None;
+    let mut notify = None;
     let found = node.and_then(|n| entries(n, "a map of daemon settings", file, "daemon", sink));
     for (k, v) in found.unwrap_or(&[]) {
         let Some(key) = key_text(k, file, "daemon", sink) else {
@@ -302,6 +345,8 @@ pub fn daemon(node: Option<&Node>, file: &str, base_dir: &Path, sink: &mut Sink)
             "logfile" => logfile = keep(values::path(v, base_dir), v, file, p, sink),
             "logdir" => logdir = keep(values::path(v, base_dir), v, file, p, sink),
             "loglevel" => loglevel = keep(values::loglevel(v), v, file, p, sink),
+            // ----- notifications -----
+            "notify" => notify = logkeys::notify(v, file, sink),
             _ => unknown_key(k, key, DAEMON_KEYS, file, p, sink),
         }
     }
@@ -312,6 +357,7 @@ pub fn daemon(node: Option<&Node>, file: &str, base_dir: &Path, sink: &mut Sink)
         logfile: logfile.unwrap_or_else(|| logdir.join("sup.log")),
         logdir,
         loglevel: loglevel.unwrap_or(log::LevelFilter::Info),
+        notify: notify.unwrap_or_default(),
     }
 }
 

@@ -36,6 +36,7 @@ fn spec() -> ProgramSpec {
         user: None,
         schedule: None,
         timezone: None,
+        logs: Default::default(),
     }
 }
 

@@ -93,5 +93,6 @@ pub fn spec(cmd: &[&str]) -> ProgramSpec {
         user: None,
         schedule: None,
         timezone: None,
+        logs: Default::default(),
     }
 }
