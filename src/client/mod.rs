@@ -349,6 +349,7 @@ mod tests {
             },
             vec![ResponseBody::Status {
                 instances: status::tests::sample(),
+                daemon: None,
             }],
         );
         assert_eq!(result, Ok(Outcome::Ok));
@@ -370,6 +371,7 @@ mod tests {
             },
             vec![ResponseBody::Status {
                 instances: instances.clone(),
+                daemon: None,
             }],
         );
         assert_eq!(result, Ok(Outcome::Ok));
@@ -502,7 +504,10 @@ mod tests {
     fn a_wrong_kind_of_answer_is_named() {
         let (result, _, _, _) = check(
             Command::Logreopen,
-            vec![ResponseBody::Status { instances: vec![] }],
+            vec![ResponseBody::Status {
+                instances: vec![],
+                daemon: None,
+            }],
         );
         assert_eq!(
             result.expect_err("wrong kind").message,

@@ -147,6 +147,7 @@ pub(crate) mod tests {
             next_run: None,
             next_restart_in: None,
             reason: None,
+            log_error: None,
         }
     }
 

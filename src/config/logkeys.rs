@@ -272,7 +272,7 @@ mod tests {
              email:\n  host: x\n  port: 70000\n\
              fatal_state_report_address: nowhere\nhok: x\n");
         assert!(spec.is_none());
-        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert_eq!(errors.len(), 6, "{errors:?}");
         assert!(errors[0].contains("daemon.notify.events"), "{errors:?}");
         assert!(errors[0].contains("\"exploded\""), "{errors:?}");
         assert!(

@@ -16,8 +16,8 @@ pub mod yaml;
 
 pub use error::ConfigError;
 pub use spec::{
-    AutoRestart, Config, DaemonSpec, EmailSpec, LogSpec, NotifySpec, Origin, Output, ProgramSpec,
-    Rotation, Schedule, Signal,
+    AutoRestart, Config, DaemonSpec, NotifySpec, Origin, Output, ProgramSpec, Rotation, Schedule,
+    Signal,
 };
 
 use std::path::Path;

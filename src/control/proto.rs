@@ -158,6 +158,10 @@ pub struct InstanceStatus {
     /// Why the last start failed, or why the instance is fatal.
     #[serde(default)]
     pub reason: Option<String>,
+    /// A log file of the instance cannot be written (full or unwritable directory): what
+    /// failed and how many bytes were dropped. Cleared once writing works again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_error: Option<String>,
 }
 
 /// About the daemon itself, for dashboards.
@@ -217,6 +221,7 @@ mod tests {
             next_run: None,
             next_restart_in: None,
             reason: None,
+            log_error: None,
         };
         let text = serde_json::to_string(&s).expect("serializes");
         assert!(text.starts_with(

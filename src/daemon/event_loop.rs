@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -49,9 +49,11 @@ const MAX_CLIENTS: usize = 4096;
 type InstId = usize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKey {
+pub(super) enum TimerKey {
     Instance(InstId),
     Client(usize),
+    /// Held output lines and notifications (`logs.rs`, `notify.rs`).
+    Logs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,26 +62,26 @@ enum Stream {
     Stderr,
 }
 
-struct CaptureSource {
-    capture: Capture,
+pub(super) struct CaptureSource {
+    pub(super) capture: Capture,
     /// The instance that wrote it, for the log; output outlives a restart until EOF.
-    instance: String,
+    pub(super) instance: String,
 }
 
-struct ClientSource {
+pub(super) struct ClientSource {
     conn: Conn,
     deadline: Option<Instant>,
     /// A start/stop/shutdown request is waiting for its outcome: read nothing more until then.
     waiting: bool,
 }
 
-enum Source {
+pub(super) enum Source {
     Capture(CaptureSource),
     Client(ClientSource),
 }
 
-struct Inst {
-    core: Instance,
+pub(super) struct Inst {
+    pub(super) core: Instance,
     spec: Rc<ProgramSpec>,
     /// Pipes of the current process, by stream.
     captures: [Option<usize>; 2],
@@ -117,12 +119,12 @@ pub struct Daemon {
     poll: Poll,
     signals: SignalFd,
     listener: UnixListener,
-    settings: Settings,
+    pub(super) settings: Settings,
     programs: BTreeMap<String, Program>,
-    instances: Vec<Option<Inst>>,
+    pub(super) instances: Vec<Option<Inst>>,
     by_pid: HashMap<u32, InstId>,
-    timers: Timers<TimerKey>,
-    slots: Vec<Option<Source>>,
+    pub(super) timers: Timers<TimerKey>,
+    pub(super) slots: Vec<Option<Source>>,
     free_slots: Vec<usize>,
     clients: usize,
     /// Output sources whose budget ran out last turn: pumped again without waiting.
@@ -135,6 +137,8 @@ pub struct Daemon {
     actions: Vec<Action>,
     uid: u32,
     started: Instant,
+    pub(super) logs: super::logs::Outputs,
+    pub(super) notifier: super::notify::Notifier,
 }
 
 impl Daemon {
@@ -173,6 +177,8 @@ impl Daemon {
             actions: Vec::new(),
             uid: nix::unistd::getuid().as_raw(),
             started: Instant::now(),
+            logs: Default::default(),
+            notifier: super::notify::Notifier::new(),
         };
         let specs: Vec<ProgramSpec> = d.settings.config.programs.values().cloned().collect();
         let now = Instant::now();
@@ -301,6 +307,9 @@ impl Daemon {
             NixSignal::SIGHUP => {
                 log::warn!("received SIGHUP: reload is not built yet, nothing changed");
             }
+            NixSignal::SIGUSR2 => {
+                let _ = self.logreopen();
+            }
             _ => {}
         }
     }
@@ -309,7 +318,9 @@ impl Daemon {
         let now = Instant::now();
         for (pid, status) in reap::reap_all() {
             let Some(id) = self.by_pid.remove(&pid) else {
-                // An orphan adopted as subreaper, or a spawn that failed inside std.
+                // A notification sender, an orphan adopted as subreaper, or a spawn that
+                // failed inside std.
+                self.reaped_other(pid, status);
                 continue;
             };
             // Every byte the child wrote before it died reaches its file before its exit is
@@ -364,6 +375,7 @@ impl Daemon {
                     }
                     Action::Log(event) => {
                         log::log!(event.level(), "{} {}", self.name(id), event);
+                        self.notice(id, &event);
                     }
                 }
             }
@@ -384,25 +396,25 @@ impl Daemon {
         };
         let name = inst.core.name.clone();
         let num = inst.core.num;
-        let stdout = stdio_for(&spec.stdout, &name, "stdout")?;
-        let stderr = stdio_for(&spec.stderr, &name, "stderr")?;
-        let (stdout_file, stdout) = stdout;
-        let (stderr_file, stderr) = stderr;
+        let mut plan = self.plan_outputs(spec, &name)?;
         let child = spawn::spawn(&SpawnRequest {
             spec,
             name: &name,
             num,
-            stdout,
-            stderr,
+            stdout: std::mem::replace(&mut plan.stdout, Stdio::Null),
+            stderr: std::mem::replace(&mut plan.stderr, Stdio::Null),
         })?;
         let pid = child.pid;
         let mut captures = [None, None];
-        for (i, (fd, file)) in [(child.stdout, stdout_file), (child.stderr, stderr_file)]
+        let sinks = std::mem::take(&mut plan.sinks);
+        for (i, (fd, sink)) in [child.stdout, child.stderr]
             .into_iter()
+            .zip(sinks)
             .enumerate()
         {
-            if let (Some(fd), Some(file)) = (fd, file) {
-                captures[i] = self.add_capture(fd, file, &name);
+            if let (Some(fd), Some(sink)) = (fd, sink) {
+                let capture = self.capture_for(&plan, fd, sink, &name);
+                captures[i] = self.add_capture(capture, &name);
             }
         }
         self.by_pid.insert(pid, id);
@@ -413,9 +425,8 @@ impl Daemon {
         Ok(pid)
     }
 
-    fn add_capture(&mut self, fd: OwnedFd, file: std::fs::File, instance: &str) -> Option<usize> {
-        let raw = fd.as_raw_fd();
-        let capture = Capture::new(fd, file);
+    fn add_capture(&mut self, capture: Capture, instance: &str) -> Option<usize> {
+        let raw = capture.fd().as_raw_fd();
         let slot = self.alloc(Source::Capture(CaptureSource {
             capture,
             instance: instance.to_string(),
@@ -456,6 +467,7 @@ impl Daemon {
                         self.release(slot);
                     }
                 }
+                TimerKey::Logs => self.logs_due(now),
             }
         }
     }
@@ -506,6 +518,7 @@ impl Daemon {
         };
         match c.capture.pump(budget) {
             Ok(p) => {
+                self.pumped(slot, &p);
                 if p.eof {
                     self.release(slot);
                 } else if p.more && !self.hot.contains(&slot) {
@@ -727,7 +740,7 @@ impl Daemon {
             }
             RequestBody::Reload { .. } => Response::error("reload is not built yet"),
             RequestBody::Tail { .. } => Response::error("tail is not built yet"),
-            RequestBody::Logreopen => Response::error("logreopen is not built yet"),
+            RequestBody::Logreopen => self.logreopen_response(),
             RequestBody::Subscribe { .. } => Response::error("subscribe is not built yet"),
         };
         Some(resp)
@@ -755,6 +768,7 @@ impl Daemon {
                 next_run: None,
                 next_restart_in: None,
                 reason: None,
+                log_error: None,
             };
         };
         let c = &inst.core;
@@ -781,6 +795,7 @@ impl Daemon {
             next_run: None,
             next_restart_in,
             reason: c.last_error.clone(),
+            log_error: self.logs.log_error(&c.name),
         }
     }
 
@@ -1033,6 +1048,7 @@ impl Daemon {
                 let _ = c.conn.flush();
             }
         }
+        self.stop_senders();
         let _ = std::fs::remove_file(&self.settings.socket);
         log::info!("sup shutdown: every job stopped, exiting");
         log::logger().flush();
