@@ -4,6 +4,7 @@
 mod sandbox;
 
 mod each_child;
+mod logs_and_notifications;
 mod states;
 mod subcommands;
 mod when_the_daemon_dies;
