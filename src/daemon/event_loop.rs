@@ -22,10 +22,10 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::Signal as NixSignal;
 use nix::sys::signalfd::SignalFd;
 
-use super::output::{self, Capture};
+use super::output::Capture;
 use super::spawn::{self, SpawnRequest, Stdio};
 use super::{reap, state};
-use crate::config::{Config, Output, ProgramSpec};
+use crate::config::{Config, ProgramSpec};
 use crate::control::proto::{
     DaemonInfo, InstanceStatus, Outcome, Request, RequestBody, Response, ResponseBody,
 };
@@ -1093,22 +1093,4 @@ fn outcomes(w: Waiter) -> Response {
     Response::new(ResponseBody::Outcomes {
         outcomes: w.items.into_iter().filter_map(|(_, _, o)| o).collect(),
     })
-}
-
-/// What to connect a stream to: a pipe into its log file, or nothing.
-fn stdio_for(
-    output: &Output,
-    instance: &str,
-    what: &str,
-) -> Result<(Option<std::fs::File>, Stdio), String> {
-    match output.path_for(instance) {
-        None => Ok((None, Stdio::Null)),
-        Some(path) => match output::open_log(&path) {
-            Ok(file) => Ok((Some(file), Stdio::Pipe)),
-            Err(e) => Err(format!(
-                "unable to open its {what} log {}: {e}",
-                path.display()
-            )),
-        },
-    }
 }

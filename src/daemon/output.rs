@@ -112,19 +112,11 @@ impl LogFile {
         Rc::new(RefCell::new(self))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The failure in force, with the bytes dropped so far, or `None` while all is well.
     pub fn error(&self) -> Option<String> {
         self.error
             .as_ref()
             .map(|e| format!("{e} ({} bytes dropped)", self.dropped))
-    }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped
     }
 
     /// Health changes since the last call.
@@ -369,22 +361,15 @@ impl Capture {
 
     /// Also keep the last `cap` bytes in memory, for showing recent output without reading the
     /// file back (a later `tail -f`).
+    #[allow(dead_code)]
     pub fn keep_tail(&mut self, cap: usize) {
         self.tail = Some(Tail::new(cap));
     }
 
     /// The last bytes seen, oldest first, if `keep_tail` was asked for.
+    #[allow(dead_code)]
     pub fn tail(&self) -> Option<(&[u8], &[u8])> {
         self.tail.as_ref().map(|t| t.bytes.as_slices())
-    }
-
-    /// Bytes lost to write failures so far (in this capture's file).
-    pub fn dropped(&self) -> u64 {
-        self.sink.borrow().dropped()
-    }
-
-    pub fn sink(&self) -> &SharedLog {
-        &self.sink
     }
 
     /// The read end, to register with the poller (`mio::unix::SourceFd`).
@@ -652,7 +637,7 @@ mod tests {
         }
         assert_eq!(wait_exit(child.pid), ExitStatus::Code(0));
         assert_eq!(errors, 1);
-        assert_eq!(cap.dropped(), 300_000);
+        assert_eq!(cap.sink.borrow().dropped, 300_000);
     }
 
     #[test]
