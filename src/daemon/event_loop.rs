@@ -1050,7 +1050,12 @@ impl Daemon {
         }
         self.stop_senders();
         let _ = std::fs::remove_file(&self.settings.socket);
-        log::info!("sup shutdown: every job stopped, exiting");
+        log::info!(
+            "sup {} shutdown: every job stopped, exiting pid={} config={}",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            self.settings.config_path.display()
+        );
         log::logger().flush();
     }
 

@@ -68,10 +68,35 @@ enum JobKind {
 
 struct Window {
     start: Instant,
+    /// Mails allowed so far (a window after a summary starts with none left).
     sent: u32,
+    /// Mails actually sent in this window.
+    mailed: u32,
     total: u32,
     last_instance: String,
     last_reason: String,
+}
+
+impl Window {
+    /// Count an event of this window; true when it may still be mailed on its own.
+    fn admit(&mut self, instance: &str, reason: &str) -> bool {
+        self.total += 1;
+        self.last_instance = instance.to_string();
+        self.last_reason = reason.to_string();
+        if self.sent < BURST {
+            self.sent += 1;
+            self.mailed += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// At the window's end: how many events were not mailed, when a summary is due.
+    fn suppressed(&self) -> Option<u32> {
+        let n = self.total.saturating_sub(self.mailed);
+        (self.total > 0 && n > 0).then_some(n)
+    }
 }
 
 /// The name of an event in `daemon.notify.events`, if it has one.
@@ -307,15 +332,12 @@ impl Daemon {
                 .or_insert_with(|| Window {
                     start: now,
                     sent: 0,
+                    mailed: 0,
                     total: 0,
                     last_instance: String::new(),
                     last_reason: String::new(),
                 });
-            w.total += 1;
-            w.last_instance = name.clone();
-            w.last_reason = reason.clone();
-            if w.sent < BURST {
-                w.sent += 1;
+            if w.admit(&name, &reason) {
                 let body = format!(
                     "{name} (program {program}) {kind} on {host} at {at}\n\n\
                      event:     {name} {event}\n\
@@ -426,10 +448,9 @@ impl Daemon {
                 continue;
             };
             let (program, kind) = key;
-            let suppressed = w.total.saturating_sub(w.sent.min(w.total));
-            if w.total == 0 || suppressed == 0 {
+            let Some(suppressed) = w.suppressed() else {
                 continue;
-            }
+            };
             let Some(email) = self.settings.config.daemon.notify.email.clone() else {
                 continue;
             };
@@ -474,6 +495,7 @@ impl Daemon {
                 Window {
                     start: now,
                     sent: BURST,
+                    mailed: 0,
                     total: 0,
                     last_instance: w.last_instance,
                     last_reason: String::new(),
@@ -518,6 +540,38 @@ fn indent(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_mails_a_burst_then_one_summary() {
+        let mut w = Window {
+            start: Instant::now(),
+            sent: 0,
+            mailed: 0,
+            total: 0,
+            last_instance: String::new(),
+            last_reason: String::new(),
+        };
+        assert_eq!(w.suppressed(), None);
+        let mailed = (0..37).filter(|_| w.admit("web:0", "boom")).count();
+        assert_eq!(mailed, BURST as usize);
+        assert_eq!(w.suppressed(), Some(37 - BURST));
+        assert_eq!(
+            format!(
+                "web: {} in the last 5 minutes",
+                plural("exited-unexpectedly", w.total)
+            ),
+            "web: 37 unexpected exits in the last 5 minutes"
+        );
+        // A throttled window (after a summary) mails nothing on its own.
+        let mut next = Window {
+            sent: BURST,
+            mailed: 0,
+            total: 0,
+            ..w
+        };
+        assert!(!next.admit("web:0", "boom"));
+        assert_eq!(next.suppressed(), Some(1));
+    }
 
     #[test]
     fn summaries_count_in_words() {

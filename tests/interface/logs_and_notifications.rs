@@ -234,6 +234,46 @@ fn a_full_disk_keeps_the_job_alive_and_writing_resumes() {
     sb.sup_ok(&["stop", "flood"]);
 }
 
+#[test]
+fn the_event_log_names_the_daemon_start_and_shutdown_with_version_and_config() {
+    let mut sb = Sandbox::with_programs(
+        "eventlog",
+        r#"
+  web:
+    cmd: ["sleep", "1000"]
+    starttime: 0
+"#,
+    );
+    sb.start();
+    sb.wait_state("web", "running");
+    sb.sup_ok(&["shutdown"]);
+    assert_eq!(sb.wait_daemon_exit(), Some(0));
+    let log = sb.log();
+    let config = sb.path("sup.yaml");
+    let version = env!("CARGO_PKG_VERSION");
+    let started = format!("INFO sup {version} started pid=");
+    let shutdown = format!("INFO sup {version} shutdown:");
+    for (word, at) in [
+        (&started, &format!("config={}", config.display())),
+        (&shutdown, &format!("config={}", config.display())),
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(word.as_str()))
+            .unwrap_or_else(|| panic!("no {word:?} in\n{log}"));
+        assert!(line.contains(at.as_str()), "{line}");
+        assert!(is_stamped(line), "{line}");
+    }
+    for word in [
+        "web spawned pid=",
+        "web running",
+        "web stopping",
+        "web stopped",
+    ] {
+        assert!(log.contains(word), "no {word:?} in\n{log}");
+    }
+}
+
 /// A real SMTP server (Python's aiosmtpd) storing mail in a Maildir; killed on drop.
 struct Smtp {
     child: Child,
