@@ -7,12 +7,13 @@ SUP   := target/release/sup
 help: ## this list
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
 
-deps: ## install what building and testing need (Rust toolchain, procps, tmux)
+deps: ## install what building and testing need (Rust toolchain, procps, tmux, aiosmtpd)
 	@command -v $(CARGO) >/dev/null 2>&1 || { \
 	  echo "make: cargo not found: installing Debian's rust toolchain"; \
 	  apt-get update -qq && apt-get install -y -qq cargo rustc; }
 	@command -v ps >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq procps; }
 	@command -v tmux >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tmux; }
+	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 
 run: deps ## build (release) and supervise the bundled sup.d/ in the foreground
 	$(CARGO) build --release

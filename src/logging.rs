@@ -5,12 +5,15 @@
 //! (`[INFO]`), and INTERFACE.md fixes the line as `TIMESTAMP LEVEL message`. Lines are buffered
 //! and written once per loop turn (`log::logger().flush()`), so a burst of 1000 spawns costs a
 //! handful of writes, not thousands.
+//!
+//! `reopen` (for `sup logreopen` and SIGUSR2) reaches the sink through a static handle, since
+//! the `log` facade hands out only `&dyn Log`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
@@ -25,8 +28,11 @@ struct Sink {
 
 pub struct EventLog {
     level: LevelFilter,
-    sink: Mutex<Sink>,
+    sink: Arc<Mutex<Sink>>,
 }
+
+/// The installed logger's sink, for `reopen`.
+static SINK: OnceLock<Arc<Mutex<Sink>>> = OnceLock::new();
 
 fn open(path: &Path) -> io::Result<File> {
     if let Some(dir) = path.parent() {
@@ -43,18 +49,40 @@ fn open(path: &Path) -> io::Result<File> {
 /// cannot be opened.
 pub fn init(path: &Path, level: LevelFilter, stderr: bool) -> io::Result<()> {
     let file = open(path)?;
-    let logger = EventLog {
-        level,
-        sink: Mutex::new(Sink {
-            file: Some(file),
-            path: path.to_path_buf(),
-            stderr,
-            buf: Vec::with_capacity(16 * 1024),
-            failing: false,
-        }),
-    };
+    let sink = Arc::new(Mutex::new(Sink {
+        file: Some(file),
+        path: path.to_path_buf(),
+        stderr,
+        buf: Vec::with_capacity(16 * 1024),
+        failing: false,
+    }));
+    let _ = SINK.set(sink.clone());
+    let logger = EventLog { level, sink };
     log::set_max_level(level);
     log::set_boxed_logger(Box::new(logger)).map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Write what is buffered, then close the event log and open its path again (after an
+/// external logrotate moved it). The error names the file; the old file is kept then.
+pub fn reopen() -> Result<(), String> {
+    let Some(sink) = SINK.get() else {
+        return Ok(());
+    };
+    let Ok(mut sink) = sink.lock() else {
+        return Err("the event log is unusable".into());
+    };
+    sink.write_out();
+    match open(&sink.path) {
+        Ok(file) => {
+            sink.file = Some(file);
+            sink.failing = false;
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "unable to reopen the event log {}: {e}",
+            sink.path.display()
+        )),
+    }
 }
 
 /// `2026-11-22T07:41:45.123+01:00`: local time with its offset, millisecond precision.

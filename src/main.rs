@@ -22,6 +22,10 @@ use cli::{Cli, Command};
 use fail::{Fail, Outcome};
 
 fn main() -> ExitCode {
+    // The daemon's notification sender: internal, so not a clap subcommand (see deliver.rs).
+    if std::env::args().nth(1).as_deref() == Some(daemon::deliver::SUBCOMMAND) {
+        return daemon::deliver::main();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Daemon(ref args)) => daemon::run(&cli.global, args).map(|()| Outcome::Ok),

@@ -170,6 +170,7 @@ pub(crate) mod tests {
             health: None,
             cpu_percent: None,
             rss_bytes: None,
+            log_error: None,
         }
     }
 

@@ -8,6 +8,7 @@ mod glob;
 mod golden;
 mod health;
 mod load;
+pub mod logkeys;
 pub mod resolve;
 pub mod signal;
 pub mod spec;
@@ -16,8 +17,8 @@ pub mod yaml;
 
 pub use error::ConfigError;
 pub use spec::{
-    AutoRestart, Catchup, Config, DaemonSpec, FirstRun, Limits, OnUnhealthy, Origin, Output,
-    Overlap, Probe, ProgramSpec, Ready, Schedule, Signal,
+    AutoRestart, Catchup, Config, DaemonSpec, FirstRun, Limits, NotifySpec, OnUnhealthy, Origin,
+    Output, Overlap, Probe, ProgramSpec, Ready, Rotation, Schedule, Signal,
 };
 
 use std::path::Path;

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::ConfigError;
+use super::logkeys;
+use super::spec::LogSpec;
 use super::spec::{
     AutoRestart, DaemonSpec, Output, ProgramSpec, Schedule, ScheduleOptions, Signal,
 };
@@ -50,9 +52,21 @@ pub const JOB_KEYS: &[&str] = &[
     "max_memory",
     "max_cpu",
     "for",
+    // ----- log keys (rotation, timestamps, stderr merging) -----
+    "stdout_maxbytes",
+    "stdout_backups",
+    "stderr_maxbytes",
+    "stderr_backups",
+    "timestamps",
+    "redirect_stderr",
+    // ----- end of log keys -----
 ];
 
-pub const DAEMON_KEYS: &[&str] = &["socket", "pidfile", "logfile", "logdir", "loglevel"];
+pub const DAEMON_KEYS: &[&str] = &[
+    "socket", "pidfile", "logfile", "logdir", "loglevel",
+    // ----- notifications -----
+    "notify",
+];
 
 /// What supervisord and friends call our keys: too far apart for a typo, but worth a hint.
 const FOREIGN_NAMES: &[(&str, &str)] = &[
@@ -227,6 +241,8 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
     let mut sched_keys: Vec<(&str, &Node)> = Vec::new();
     // --- issue 7: readiness, health, dependencies and limits ---
     let mut health = super::health::Partial::default();
+    // ----- log keys -----
+    let mut logs = LogSpec::default();
 
     for (k, v) in entries {
         let Some(key) = key_text(k, file, &cx.prefix, sink) else {
@@ -296,6 +312,32 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
             k7 if super::health::KEYS.contains(&k7) => {
                 super::health::read(k7, k, v, file, p, sink, &mut health)
             }
+            // ----- log keys -----
+            "stdout_maxbytes" | "stderr_maxbytes" | "stdout_backups" | "stderr_backups" => {
+                let rotation = if key.starts_with("stdout") {
+                    &mut logs.stdout
+                } else {
+                    &mut logs.stderr
+                };
+                if key.ends_with("maxbytes") {
+                    if let Some(n) = keep(logkeys::size(v), v, file, p, sink) {
+                        rotation.maxbytes = n;
+                    }
+                } else if let Some(n) = keep(values::count(v, 0), v, file, p, sink) {
+                    rotation.backups = n;
+                }
+            }
+            "timestamps" => {
+                if let Some(b) = keep(values::boolean(v), v, file, p, sink) {
+                    logs.timestamps = b;
+                }
+            }
+            "redirect_stderr" => {
+                if let Some(b) = keep(values::boolean(v), v, file, p, sink) {
+                    logs.redirect_stderr = b;
+                }
+            }
+            // ----- end of log keys -----
             _ => unknown_key(k, key, JOB_KEYS, file, p, sink),
         }
     }
@@ -364,6 +406,7 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
         timezone,
         sched,
         health,
+        logs,
     })
 }
 
@@ -375,6 +418,7 @@ pub fn daemon(node: Option<&Node>, file: &str, base_dir: &Path, sink: &mut Sink)
     let mut logfile = None;
     let mut logdir: Option<PathBuf> = None;
     let mut loglevel = None;
+    let mut notify = None;
     let found = node.and_then(|n| entries(n, "a map of daemon settings", file, "daemon", sink));
     for (k, v) in found.unwrap_or(&[]) {
         let Some(key) = key_text(k, file, "daemon", sink) else {
@@ -388,6 +432,8 @@ pub fn daemon(node: Option<&Node>, file: &str, base_dir: &Path, sink: &mut Sink)
             "logfile" => logfile = keep(values::path(v, base_dir), v, file, p, sink),
             "logdir" => logdir = keep(values::path(v, base_dir), v, file, p, sink),
             "loglevel" => loglevel = keep(values::loglevel(v), v, file, p, sink),
+            // ----- notifications -----
+            "notify" => notify = logkeys::notify(v, file, sink),
             _ => unknown_key(k, key, DAEMON_KEYS, file, p, sink),
         }
     }
@@ -398,6 +444,7 @@ pub fn daemon(node: Option<&Node>, file: &str, base_dir: &Path, sink: &mut Sink)
         logfile: logfile.unwrap_or_else(|| logdir.join("sup.log")),
         logdir,
         loglevel: loglevel.unwrap_or(log::LevelFilter::Info),
+        notify: notify.unwrap_or_default(),
     }
 }
 

@@ -219,6 +219,37 @@ pub struct ProgramSpec {
     /// Readiness, health checks, dependencies and limits (issue 7), grouped so that they
     /// default together.
     pub health: HealthSpec,
+    /// Rotation, timestamps and stderr merging of the captured output.
+    pub logs: LogSpec,
+}
+
+/// When one captured stream's file is rotated: `NAME.out` → `NAME.out.1` … `NAME.out.N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate before the file would grow past this; 0 never rotates.
+    pub maxbytes: u64,
+    /// Rotated files kept; 0 truncates instead.
+    pub backups: u32,
+}
+
+impl Default for Rotation {
+    fn default() -> Rotation {
+        Rotation {
+            maxbytes: 50 * 1024 * 1024,
+            backups: 10,
+        }
+    }
+}
+
+/// The log keys of a job (`stdout_maxbytes`, `timestamps`, `redirect_stderr` …), resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogSpec {
+    pub stdout: Rotation,
+    pub stderr: Rotation,
+    /// Prefix every line with an RFC 3339 timestamp.
+    pub timestamps: bool,
+    /// stderr goes into stdout's file.
+    pub redirect_stderr: bool,
 }
 
 impl ProgramSpec {
@@ -245,6 +276,66 @@ pub struct DaemonSpec {
     /// Absolute; defaults to `logs/` beside the config.
     pub logdir: PathBuf,
     pub loglevel: log::LevelFilter,
+    /// `daemon.notify`: who hears about which events.
+    pub notify: NotifySpec,
+}
+
+/// The event kinds a notification can be asked for (`daemon.notify.events`).
+pub const NOTIFY_EVENTS: &[&str] = &[
+    "spawned",
+    "spawn-failed",
+    "running",
+    "exited",
+    "exited-unexpectedly",
+    "backoff",
+    "fatal",
+    "stopping",
+    "killed",
+    "stopped",
+    "skipped",
+    "unhealthy",
+    "waiting",
+];
+
+/// `daemon.notify`, resolved. With no channel set, nothing is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySpec {
+    /// Names from `NOTIFY_EVENTS`, sorted.
+    pub events: Vec<String>,
+    pub email: Option<EmailSpec>,
+    /// `fatal_state_report_address`: `host:port` that gets one JSON line per event.
+    pub report: Option<String>,
+    /// A command (split like `cmd`) run once per event.
+    pub hook: Option<Vec<String>>,
+}
+
+impl Default for NotifySpec {
+    fn default() -> NotifySpec {
+        let mut events: Vec<String> = ["fatal", "exited-unexpectedly", "backoff"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        events.sort();
+        NotifySpec {
+            events,
+            email: None,
+            report: None,
+            hook: None,
+        }
+    }
+}
+
+/// `daemon.notify.email`: SMTP through lettre. Credentials are named, not written: the
+/// sender reads the variables from its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailSpec {
+    pub host: String,
+    pub port: u16,
+    pub starttls: bool,
+    pub username_env: Option<String>,
+    pub password_env: Option<String>,
+    pub from: String,
+    pub to: Vec<String>,
 }
 
 /// Where something was defined, for error messages naming both places of a duplicate.

@@ -173,6 +173,10 @@ pub struct InstanceStatus {
     /// The leader's resident memory in bytes; null without a process.
     #[serde(default)]
     pub rss_bytes: Option<u64>,
+    /// A log file of the instance cannot be written (full or unwritable directory): what
+    /// failed and how many bytes were dropped. Cleared once writing works again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_error: Option<String>,
 }
 
 /// One ended run of a scheduled job.
@@ -246,6 +250,7 @@ mod tests {
             health: None,
             cpu_percent: None,
             rss_bytes: None,
+            log_error: None,
         };
         let text = serde_json::to_string(&s).expect("serializes");
         assert!(text.starts_with(

@@ -38,6 +38,7 @@ fn spec() -> ProgramSpec {
         timezone: None,
         sched: Default::default(),
         health: Default::default(),
+        logs: Default::default(),
     }
 }
 

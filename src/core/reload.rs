@@ -83,6 +83,7 @@ mod tests {
             timezone: None,
             sched: Default::default(),
             health: Default::default(),
+            logs: Default::default(),
         }
     }
 

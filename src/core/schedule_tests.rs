@@ -30,6 +30,7 @@ fn spec(schedule: Schedule, tz: Option<&str>) -> ProgramSpec {
         timezone: tz.map(str::to_string),
         sched: Default::default(),
         health: Default::default(),
+        logs: Default::default(),
     }
 }
 

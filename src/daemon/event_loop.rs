@@ -22,10 +22,10 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::Signal as NixSignal;
 use nix::sys::signalfd::SignalFd;
 
-use super::output::{self, Capture};
-use super::spawn::{SpawnRequest, Stdio};
+use super::output::Capture;
+use super::spawn::{self, SpawnRequest, Stdio};
 use super::{reap, state};
-use crate::config::{Config, Output, ProgramSpec};
+use crate::config::{Config, ProgramSpec};
 use crate::control::proto::{
     DaemonInfo, InstanceStatus, Outcome, ReloadReport, Request, RequestBody, Response, ResponseBody,
 };
@@ -62,6 +62,8 @@ pub(super) enum TimerKey {
     SaveState,
     /// A readiness, health-check or resource deadline (see `health`).
     Health(InstId, health::HealthTimer),
+    /// Held output lines and notifications (`logs.rs`, `notify.rs`).
+    Logs,
 }
 
 /// How long state-file changes are gathered before one write. Writing it is O(instances), so
@@ -70,15 +72,15 @@ pub(super) enum TimerKey {
 /// die with it anyway (parent-death signal).
 const STATE_SAVE_DELAY: Duration = Duration::from_millis(50);
 
-struct CaptureSource {
-    capture: Capture,
+pub(super) struct CaptureSource {
+    pub(super) capture: Capture,
     /// The instance that wrote it, for the log; output outlives a restart until EOF.
-    instance: String,
+    pub(super) instance: String,
     /// The log file it feeds: `tail -f` clients following that file are sent what is new.
-    path: PathBuf,
+    pub(super) path: PathBuf,
 }
 
-struct ClientSource {
+pub(super) struct ClientSource {
     conn: Conn,
     deadline: Option<Instant>,
     /// A start/stop/shutdown request is waiting for its outcome: read nothing more until then.
@@ -95,7 +97,7 @@ struct ExecSource {
     program: String,
 }
 
-enum Source {
+pub(super) enum Source {
     Capture(CaptureSource),
     Client(ClientSource),
     Exec(ExecSource),
@@ -176,12 +178,12 @@ pub struct Daemon {
     poll: Poll,
     signals: SignalFd,
     listener: UnixListener,
-    settings: Settings,
+    pub(super) settings: Settings,
     programs: BTreeMap<String, Program>,
     pub(super) instances: Vec<Option<Inst>>,
     by_pid: HashMap<u32, InstId>,
     pub(super) timers: Timers<TimerKey>,
-    slots: Vec<Option<Source>>,
+    pub(super) slots: Vec<Option<Source>>,
     free_slots: Vec<usize>,
     clients: usize,
     /// Output sources whose budget ran out last turn: pumped again without waiting.
@@ -208,6 +210,8 @@ pub struct Daemon {
     started: Instant,
     /// Readiness, health checks, dependency order, rolling restarts (see `health`).
     health: health::Health,
+    pub(super) logs: super::logs::Outputs,
+    pub(super) notifier: super::notify::Notifier,
 }
 
 impl Daemon {
@@ -253,6 +257,8 @@ impl Daemon {
             uid: nix::unistd::getuid().as_raw(),
             started: Instant::now(),
             health: health::Health::default(),
+            logs: Default::default(),
+            notifier: super::notify::Notifier::new(),
         };
         let specs: Vec<ProgramSpec> = d.settings.config.programs.values().cloned().collect();
         let now = Instant::now();
@@ -415,6 +421,9 @@ impl Daemon {
                 log::info!("received SIGHUP: reloading");
                 self.reload(false, None);
             }
+            NixSignal::SIGUSR2 => {
+                let _ = self.logreopen();
+            }
             _ => {}
         }
     }
@@ -432,9 +441,10 @@ impl Daemon {
                 self.exec_status(slot);
             }
             let Some(id) = self.by_pid.remove(&pid) else {
-                // A health check command, an orphan adopted as subreaper, or a spawn that
-                // whose exec failed (already fed as such).
-                self.reaped_other(pid, status);
+                // A health check command, a notification sender, an orphan adopted as
+                // subreaper, or a child whose exec failed (already fed as such).
+                self.reaped_check(pid, status);
+                self.reaped_sender(pid, status);
                 continue;
             };
             self.forget_watch(id);
@@ -516,6 +526,7 @@ impl Daemon {
                         if !self.subscribers.is_empty() {
                             self.published.push((id, event.to_string()));
                         }
+                        self.notice(id, &event);
                     }
                 }
             }
@@ -536,16 +547,17 @@ impl Daemon {
         };
         let name = inst.core.name.clone();
         let num = inst.core.num;
-        let (stdout_file, stdout) = stdio_for(&spec.stdout, &name, "stdout")?;
-        let (stderr_file, stderr) = stdio_for(&spec.stderr, &name, "stderr")?;
+        let mut plan = self.plan_outputs(spec, &name)?;
         let mut ready = self.prepare_readiness(id, spec)?;
+        // Not waiting for the exec: the status pipe reports it on the loop, so the next spawn
+        // forks while this child is still loading its program.
         let child = Daemon::spawn_ready(
             &SpawnRequest {
                 spec,
                 name: &name,
                 num,
-                stdout,
-                stderr,
+                stdout: std::mem::replace(&mut plan.stdout, Stdio::Null),
+                stderr: std::mem::replace(&mut plan.stderr, Stdio::Null),
             },
             &mut ready,
         )?;
@@ -554,13 +566,24 @@ impl Daemon {
         if let Some(fd) = child.exec_status {
             self.watch_exec(fd, id, pid, child.program);
         }
+        // The files `tail` reads: stderr's is stdout's when they are merged.
+        let out_path = spec.stdout.path_for(&name);
+        let err_path = if spec.logs.redirect_stderr {
+            out_path.clone()
+        } else {
+            spec.stderr.path_for(&name)
+        };
         let mut captures = [None, None];
-        for (i, (fd, file)) in [(child.stdout, stdout_file), (child.stderr, stderr_file)]
+        let sinks = std::mem::take(&mut plan.sinks);
+        for (i, ((fd, sink), path)) in [child.stdout, child.stderr]
             .into_iter()
+            .zip(sinks)
+            .zip([out_path, err_path])
             .enumerate()
         {
-            if let (Some(fd), Some((file, path))) = (fd, file) {
-                captures[i] = self.add_capture(fd, file, path, &name);
+            if let (Some(fd), Some(sink), Some(path)) = (fd, sink, path) {
+                let capture = self.capture_for(&plan, fd, sink, &name);
+                captures[i] = self.add_capture(capture, path, &name);
             }
         }
         self.by_pid.insert(pid, id);
@@ -571,15 +594,8 @@ impl Daemon {
         Ok(pid)
     }
 
-    fn add_capture(
-        &mut self,
-        fd: OwnedFd,
-        file: std::fs::File,
-        path: PathBuf,
-        instance: &str,
-    ) -> Option<usize> {
-        let raw = fd.as_raw_fd();
-        let capture = Capture::new(fd, file);
+    fn add_capture(&mut self, capture: Capture, path: PathBuf, instance: &str) -> Option<usize> {
+        let raw = capture.fd().as_raw_fd();
         let slot = self.alloc(Source::Capture(CaptureSource {
             capture,
             instance: instance.to_string(),
@@ -628,6 +644,7 @@ impl Daemon {
                         self.release(slot);
                     }
                 }
+                TimerKey::Logs => self.logs_due(now),
             }
         }
     }
@@ -747,6 +764,7 @@ impl Daemon {
                     let path = c.path.clone();
                     self.feed_followers(&path);
                 }
+                self.pumped(slot, &p);
                 if p.eof {
                     self.release(slot);
                 } else if p.more && !self.hot.contains(&slot) {
@@ -998,7 +1016,7 @@ impl Daemon {
                 stderr,
                 follow,
             } => return self.tail(slot, &name, lines, stderr, follow),
-            RequestBody::Logreopen => Response::error("logreopen is not built yet"),
+            RequestBody::Logreopen => self.logreopen_response(),
             RequestBody::Subscribe { names } => return self.subscribe(slot, names, now),
         };
         Some(resp)
@@ -1030,6 +1048,7 @@ impl Daemon {
                 health: None,
                 cpu_percent: None,
                 rss_bytes: None,
+                log_error: None,
             };
         };
         let c = &inst.core;
@@ -1061,6 +1080,7 @@ impl Daemon {
             health: self.health_of(id),
             cpu_percent: usage.0,
             rss_bytes: usage.1,
+            log_error: self.logs.log_error(&c.name),
         }
     }
 
@@ -1331,8 +1351,14 @@ impl Daemon {
                 let _ = c.conn.flush();
             }
         }
+        self.stop_senders();
         let _ = std::fs::remove_file(&self.settings.socket);
-        log::info!("sup shutdown: every job stopped, exiting");
+        log::info!(
+            "sup {} shutdown: every job stopped, exiting pid={} config={}",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            self.settings.config.source.display()
+        );
         log::logger().flush();
     }
 
@@ -1380,23 +1406,5 @@ fn ok(name: &str, message: &str) -> Outcome {
         name: name.to_string(),
         ok: true,
         message: message.to_string(),
-    }
-}
-
-/// What to connect a stream to: a pipe into its log file, or nothing.
-fn stdio_for(
-    output: &Output,
-    instance: &str,
-    what: &str,
-) -> Result<(Option<(std::fs::File, PathBuf)>, Stdio), String> {
-    match output.path_for(instance) {
-        None => Ok((None, Stdio::Null)),
-        Some(path) => match output::open_log(&path) {
-            Ok(file) => Ok((Some((file, path)), Stdio::Pipe)),
-            Err(e) => Err(format!(
-                "unable to open its {what} log {}: {e}",
-                path.display()
-            )),
-        },
     }
 }

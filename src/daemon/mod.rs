@@ -3,7 +3,10 @@
 //! never exits on an error. The other modules are its hands: spawning, reaping, output
 //! capture, the pidfile and the state file.
 
+pub mod deliver;
 pub mod event_loop;
+mod logs;
+mod notify;
 pub mod output;
 pub mod pidfile;
 mod probe;

@@ -1,23 +1,44 @@
 //! A child's captured output: moving bytes from the non-blocking read end of its stdout or
-//! stderr pipe into its log file, and opening those log files.
+//! stderr pipe into its log file, rotating that file, stamping lines, and opening log files.
 //!
-//! The loop decides when to pump (on readiness, and to EOF once the child has exited) and how
-//! much per turn; this file only moves bytes. The rule it keeps: the pipe is always drained,
-//! even when the file cannot be written, so a child never blocks on a full pipe because of a
-//! full disk.
+//! The loop decides when to pump (on readiness, and to EOF once the child has exited), how
+//! much per turn, and when a held partial line is due (`Capture::flush_deadline`); this file
+//! only moves bytes. The rules it keeps:
+//!
+//! - The pipe is always drained, even when the file cannot be written, so a child never
+//!   blocks on a full pipe because of a full disk. Bytes that cannot be written are counted
+//!   and dropped; the first failure of a run is reported once, and so is the recovery.
+//! - Rotation (`NAME.out` → `NAME.out.1` …) never drops or duplicates a byte, and happens at
+//!   a line boundary whenever one is in reach: a chunk is cut at its last newline before the
+//!   limit; a line already begun in the file is finished there (the file passes the limit by
+//!   that much). Only a single line longer than the limit is split.
+//! - With `timestamps` (or when stdout and stderr share one file) only whole lines are
+//!   written; a partial line is held until its newline comes, 64 KiB pile up, the child
+//!   closes the pipe, or `HOLD` passes.
 //!
 //! Why read/write and not splice(2): splice refuses a target opened with O_APPEND (EINVAL), and
-//! append is what makes several writers (stdout and stderr to one file, two instances, an
-//! operator's `>>`) and truncation by log rotators safe. One 64 KiB buffer per capture is cheap.
+//! append is what makes several writers (two instances, an operator's `>>`) and truncation
+//! by log rotators safe. One 64 KiB buffer per capture is cheap.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::config::Rotation;
 
 const BUF_SIZE: usize = 64 * 1024;
+/// How long a partial line is held back waiting for its newline.
+pub const HOLD: Duration = Duration::from_secs(1);
+/// A partial line this long is written without waiting for the rest.
+const MAX_HELD: usize = 64 * 1024;
+/// A log file that cannot be opened is tried again at most this often.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 /// Open (creating it and its missing parent directories) a log file for appending, mode 0640.
 /// Close-on-exec, like every file std opens, so no other child inherits it.
@@ -34,67 +55,358 @@ pub fn open_log(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// A change in a log file's health, for the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trouble {
+    /// Writing (or rotating, or reopening) failed; bytes are being dropped from now on.
+    Failed { path: PathBuf, error: String },
+    /// Writing works again after a failure.
+    Recovered { path: PathBuf, dropped: u64 },
+}
+
+/// One log file with its rotation state. Shared (`Rc<RefCell<_>>`) by the captures that write
+/// to it: stdout and stderr with `redirect_stderr`.
+#[derive(Debug)]
+pub struct LogFile {
+    path: PathBuf,
+    file: Option<File>,
+    /// Bytes in the current file, as far as we know (read from the file when opened).
+    size: u64,
+    rotation: Rotation,
+    /// The file's last byte is not a newline.
+    mid_line: bool,
+    /// Bytes lost to write failures over this file's life.
+    dropped: u64,
+    /// The failure now in force, for `status`.
+    error: Option<String>,
+    next_open: Option<Instant>,
+    news: Vec<Trouble>,
+}
+
+pub type SharedLog = Rc<RefCell<LogFile>>;
+
+impl LogFile {
+    /// Open `path` (see `open_log`). An error here is a failed start: the caller reports it.
+    pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogFile> {
+        let file = open_log(path)?;
+        Ok(LogFile::with_file(path, file, rotation))
+    }
+
+    /// An already open file, e.g. `/dev/full` in a test.
+    pub fn with_file(path: &Path, file: File, rotation: Rotation) -> LogFile {
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        LogFile {
+            path: path.to_path_buf(),
+            file: Some(file),
+            size,
+            rotation,
+            mid_line: false,
+            dropped: 0,
+            error: None,
+            next_open: None,
+            news: Vec::new(),
+        }
+    }
+
+    pub fn shared(self) -> SharedLog {
+        Rc::new(RefCell::new(self))
+    }
+
+    /// The failure in force, with the bytes dropped so far, or `None` while all is well.
+    pub fn error(&self) -> Option<String> {
+        self.error
+            .as_ref()
+            .map(|e| format!("{e} ({} bytes dropped)", self.dropped))
+    }
+
+    /// Health changes since the last call.
+    pub fn take_news(&mut self) -> Vec<Trouble> {
+        std::mem::take(&mut self.news)
+    }
+
+    /// Close and open the path again: after an external rotation moved the file away.
+    pub fn reopen(&mut self) {
+        self.file = None;
+        self.next_open = None;
+        self.ensure_open();
+    }
+
+    /// Append `data`, rotating first whenever it would grow past `maxbytes`.
+    pub fn write(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let max = self.rotation.maxbytes;
+            if max == 0 || self.size + data.len() as u64 <= max {
+                self.put(data);
+                return;
+            }
+            let room = usize::try_from(max.saturating_sub(self.size)).unwrap_or(usize::MAX);
+            let cut = match data[..room.min(data.len())]
+                .iter()
+                .rposition(|&b| b == b'\n')
+            {
+                // The last whole line that fits.
+                Some(i) => i + 1,
+                None if self.mid_line => {
+                    // Finish the line already begun rather than split it, unless that line is
+                    // longer than a whole file may be.
+                    match data.iter().position(|&b| b == b'\n') {
+                        Some(i) if (i as u64) < max => i + 1,
+                        _ => room,
+                    }
+                }
+                // The file ends at a line boundary: start a new one for this line.
+                None if self.size > 0 => 0,
+                // One line longer than the limit: split it.
+                None => room,
+            };
+            if cut > 0 {
+                self.put(&data[..cut]);
+                data = &data[cut..];
+            }
+            if !self.rotate() {
+                // Rotation failed (reported): keep appending rather than loop or drop.
+                self.put(data);
+                return;
+            }
+        }
+    }
+
+    /// `NAME.out.{N-1}` → `NAME.out.N` … `NAME.out` → `NAME.out.1`, then a fresh `NAME.out`.
+    /// With no backups the file is truncated instead.
+    fn rotate(&mut self) -> bool {
+        self.file = None;
+        let numbered = |n: u32| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        let result = if self.rotation.backups == 0 {
+            OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&self.path)
+                .map(drop)
+        } else {
+            let mut r = Ok(());
+            for n in (1..self.rotation.backups).rev() {
+                match std::fs::rename(numbered(n), numbered(n + 1)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => r = Err(e),
+                    _ => {}
+                }
+            }
+            r.and(std::fs::rename(&self.path, numbered(1)))
+        };
+        if let Err(e) = result {
+            self.fail(format!("unable to rotate {}: {e}", self.path.display()));
+            self.ensure_open();
+            return false;
+        }
+        self.ensure_open();
+        self.size = 0;
+        self.mid_line = false;
+        true
+    }
+
+    fn ensure_open(&mut self) -> bool {
+        if self.file.is_some() {
+            return true;
+        }
+        let now = Instant::now();
+        if self.next_open.is_some_and(|at| now < at) {
+            return false;
+        }
+        match open_log(&self.path) {
+            Ok(f) => {
+                self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                self.mid_line = false;
+                self.file = Some(f);
+                self.next_open = None;
+                true
+            }
+            Err(e) => {
+                self.next_open = Some(now + REOPEN_EVERY);
+                self.fail(format!("unable to open {}: {e}", self.path.display()));
+                false
+            }
+        }
+    }
+
+    fn fail(&mut self, error: String) {
+        if self.error.is_none() {
+            self.news.push(Trouble::Failed {
+                path: self.path.clone(),
+                error: error.clone(),
+            });
+            self.error = Some(error);
+        }
+    }
+
+    /// Write all of `data` or count what could not be written; never retried, so never
+    /// written twice.
+    fn put(&mut self, data: &[u8]) {
+        if !self.ensure_open() {
+            self.dropped += data.len() as u64;
+            return;
+        }
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let mut written = 0;
+        let mut failure = None;
+        while written < data.len() {
+            match file.write(&data[written..]) {
+                Ok(0) => {
+                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if written > 0 {
+            self.size += written as u64;
+            self.mid_line = data[written - 1] != b'\n';
+        }
+        self.dropped += (data.len() - written) as u64;
+        match failure {
+            Some(e) => self.fail(format!("unable to write {}: {e}", self.path.display())),
+            None => {
+                if self.error.take().is_some() {
+                    self.news.push(Trouble::Recovered {
+                        path: self.path.clone(),
+                        dropped: self.dropped,
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// What one `pump` did.
 #[derive(Debug)]
 pub struct Pump {
-    /// Bytes read from the pipe (written or, on a write failure, dropped).
+    /// Bytes read from the pipe (written, held or, on a write failure, dropped).
     pub bytes: usize,
     /// The write end is closed everywhere: the child and everything it started are done with
-    /// it. Drop the capture (deregistering its fd first).
+    /// it. Drop the capture (deregistering its fd first). Held bytes were written.
     pub eof: bool,
     /// The budget ran out before the pipe was empty: pump again soon (mio is edge-triggered, so
     /// no new event will come for the bytes already waiting).
     pub more: bool,
-    /// The first write failure after a run of good writes; later failures in the same run are
-    /// only counted in `Capture::dropped`. Log it once.
-    pub write_error: Option<io::Error>,
+    /// Health changes of the log file, each to be logged once.
+    pub troubles: Vec<Trouble>,
 }
 
 /// One stream of one child being copied to its file.
 #[derive(Debug)]
 pub struct Capture {
     fd: File,
-    file: File,
+    sink: SharedLog,
     buf: Box<[u8]>,
-    /// Bytes read but not written because the file refused them, over the capture's life.
-    dropped: u64,
-    /// A write failure was reported and no write has succeeded since.
-    failing: bool,
+    /// Only whole lines are written (timestamps, or a file shared by two streams).
+    whole_lines: bool,
+    timestamps: bool,
+    /// The next byte written starts a line (and gets a timestamp).
+    line_start: bool,
+    /// A partial line held back, and since when.
+    held: Vec<u8>,
+    held_since: Option<Instant>,
+    out: Vec<u8>,
     tail: Option<Tail>,
+    recent: Option<Rc<RefCell<Tail>>>,
 }
 
 impl Capture {
-    /// `fd` is the read end from `spawn` (already non-blocking); `file` comes from `open_log`.
-    pub fn new(fd: OwnedFd, file: File) -> Capture {
+    /// `fd` is the read end from `spawn` (already non-blocking); `sink` its log file.
+    pub fn new(fd: OwnedFd, sink: SharedLog) -> Capture {
         Capture {
             fd: File::from(fd),
-            file,
+            sink,
             buf: vec![0; BUF_SIZE].into_boxed_slice(),
-            dropped: 0,
-            failing: false,
+            whole_lines: false,
+            timestamps: false,
+            line_start: true,
+            held: Vec::new(),
+            held_since: None,
+            out: Vec::new(),
             tail: None,
+            recent: None,
         }
+    }
+
+    /// Prefix every line with an RFC 3339 timestamp.
+    pub fn timestamps(mut self, on: bool) -> Capture {
+        self.timestamps = on;
+        self.whole_lines |= on;
+        self
+    }
+
+    /// Write whole lines only, so that two streams sharing a file do not cut into each
+    /// other's lines.
+    pub fn whole_lines(mut self, on: bool) -> Capture {
+        self.whole_lines |= on;
+        self
+    }
+
+    /// Also feed the newest bytes into `recent`, which outlives the capture (the last lines
+    /// of output in a notification).
+    pub fn recent(mut self, recent: Rc<RefCell<Tail>>) -> Capture {
+        self.recent = Some(recent);
+        self
     }
 
     /// Also keep the last `cap` bytes in memory, for showing recent output without reading the
     /// file back (a later `tail -f`).
+    #[allow(dead_code)]
     pub fn keep_tail(&mut self, cap: usize) {
         self.tail = Some(Tail::new(cap));
     }
 
     /// The last bytes seen, oldest first, if `keep_tail` was asked for.
+    #[allow(dead_code)]
     pub fn tail(&self) -> Option<(&[u8], &[u8])> {
         self.tail.as_ref().map(|t| t.bytes.as_slices())
-    }
-
-    /// Bytes lost to write failures so far.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
     }
 
     /// The read end, to register with the poller (`mio::unix::SourceFd`).
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(&self.fd)
+    }
+
+    /// When the held partial line must be written even without its newline.
+    pub fn flush_deadline(&self) -> Option<Instant> {
+        self.held_since.map(|t| t + HOLD)
+    }
+
+    /// Write the held partial line if its deadline has passed. Returns health changes.
+    pub fn flush_if_due(&mut self, now: Instant) -> Vec<Trouble> {
+        if self.flush_deadline().is_some_and(|at| at <= now) {
+            self.flush_held();
+        }
+        self.sink.borrow_mut().take_news()
+    }
+
+    /// Write the held partial line now.
+    pub fn flush_held(&mut self) {
+        if self.held.is_empty() {
+            self.held_since = None;
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        self.out.clear();
+        if self.timestamps && self.line_start {
+            self.out.extend_from_slice(stamp().as_bytes());
+        }
+        self.out.extend_from_slice(&held);
+        self.line_start = false;
+        self.sink.borrow_mut().write(&self.out);
+        self.held = held;
+        self.held.clear();
+        self.held_since = None;
     }
 
     /// Read what the pipe holds, up to `budget` bytes, and append it to the file. Stops at
@@ -105,62 +417,127 @@ impl Capture {
             bytes: 0,
             eof: false,
             more: false,
-            write_error: None,
+            troubles: Vec::new(),
         };
+        let result = self.pump_into(budget, &mut out);
+        if out.eof || result.is_err() {
+            self.flush_held();
+        }
+        out.troubles = self.sink.borrow_mut().take_news();
+        result.map(|()| out)
+    }
+
+    fn pump_into(&mut self, budget: usize, out: &mut Pump) -> io::Result<()> {
         while out.bytes < budget {
             let want = (budget - out.bytes).min(self.buf.len());
             let n = match self.fd.read(&mut self.buf[..want]) {
                 Ok(0) => {
                     out.eof = true;
-                    return Ok(out);
+                    return Ok(());
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
             out.bytes += n;
-            let chunk = &self.buf[..n];
-            if let Some(t) = &mut self.tail {
-                t.push(chunk);
-            }
-            match self.file.write_all(chunk) {
-                Ok(()) => self.failing = false,
-                Err(e) => {
-                    // write_all may have written a prefix; the count is an upper bound.
-                    self.dropped += n as u64;
-                    if !self.failing {
-                        self.failing = true;
-                        out.write_error = Some(e);
-                    }
-                }
-            }
+            self.take(n);
         }
         out.more = true;
-        Ok(out)
+        Ok(())
     }
+
+    /// Move the first `n` bytes of the buffer on: to the file, or held.
+    fn take(&mut self, n: usize) {
+        let chunk = &self.buf[..n];
+        if let Some(t) = &mut self.tail {
+            t.push(chunk);
+        }
+        if let Some(r) = &self.recent {
+            r.borrow_mut().push(chunk);
+        }
+        if !self.whole_lines {
+            self.sink.borrow_mut().write(chunk);
+            return;
+        }
+        let Some(last_nl) = chunk.iter().rposition(|&b| b == b'\n') else {
+            self.held.extend_from_slice(chunk);
+            self.held_since.get_or_insert_with(Instant::now);
+            if self.held.len() >= MAX_HELD {
+                self.flush_held();
+            }
+            return;
+        };
+        let (lines, rest) = chunk.split_at(last_nl + 1);
+        self.out.clear();
+        let stamp = if self.timestamps {
+            stamp()
+        } else {
+            String::new()
+        };
+        // The held part and the new bytes form whole lines; a line gets the stamp where it
+        // starts, so a held part that was already written (after `HOLD`) gets none again.
+        let mut line_start = self.line_start;
+        if !self.held.is_empty() {
+            if line_start {
+                self.out.extend_from_slice(stamp.as_bytes());
+            }
+            self.out.extend_from_slice(&self.held);
+            self.held.clear();
+            line_start = false;
+        }
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            if line_start {
+                self.out.extend_from_slice(stamp.as_bytes());
+            }
+            self.out.extend_from_slice(line);
+            line_start = true;
+        }
+        self.line_start = true;
+        self.sink.borrow_mut().write(&self.out);
+        self.held_since = None;
+        if !rest.is_empty() {
+            self.held.extend_from_slice(rest);
+            self.held_since = Some(Instant::now());
+        }
+    }
+}
+
+/// `2026-11-22T07:41:45.123+01:00 `: the event log's clock, as a line prefix.
+fn stamp() -> String {
+    let mut s = crate::logging::timestamp();
+    s.push(' ');
+    s
 }
 
 /// A bounded byte queue holding the most recent output.
 #[derive(Debug)]
-struct Tail {
+pub struct Tail {
     cap: usize,
     bytes: VecDeque<u8>,
 }
 
 impl Tail {
-    fn new(cap: usize) -> Tail {
+    pub fn new(cap: usize) -> Tail {
         Tail {
             cap,
             bytes: VecDeque::with_capacity(cap),
         }
     }
 
-    fn push(&mut self, chunk: &[u8]) {
+    pub fn push(&mut self, chunk: &[u8]) {
         let chunk = &chunk[chunk.len().saturating_sub(self.cap)..];
         let excess = (self.bytes.len() + chunk.len()).saturating_sub(self.cap);
         self.bytes.drain(..excess);
         self.bytes.extend(chunk);
+    }
+
+    /// The last `n` lines, as text.
+    pub fn last_lines(&self, n: usize) -> String {
+        let (a, b) = self.bytes.as_slices();
+        let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 }
 
@@ -180,7 +557,7 @@ mod tests {
         let mut budget_hits = 0;
         loop {
             let p = cap.pump(budget).expect("pump");
-            assert!(p.write_error.is_none(), "{:?}", p.write_error);
+            assert!(p.troubles.is_empty(), "{:?}", p.troubles);
             if p.eof {
                 return budget_hits;
             }
@@ -207,8 +584,8 @@ mod tests {
         };
         let child = spawn(&req).expect("spawn");
         let path = dir.join("logs/deep/t.out");
-        let file = open_log(&path).expect("open log");
-        let mut cap = Capture::new(child.stdout.expect("a pipe"), file);
+        let file = LogFile::open(&path, Rotation::default()).expect("open log");
+        let mut cap = Capture::new(child.stdout.expect("a pipe"), file.shared());
         cap.keep_tail(1000);
         let hits = pump_to_eof(&mut cap, 16 * 1024);
         assert_eq!(wait_exit(child.pid), ExitStatus::Code(0));
@@ -244,12 +621,13 @@ mod tests {
             stderr: Stdio::Null,
         };
         let child = spawn(&req).expect("spawn");
-        let mut cap = Capture::new(child.stdout.expect("a pipe"), full);
+        let full = LogFile::with_file(Path::new("/dev/full"), full, Rotation::default());
+        let mut cap = Capture::new(child.stdout.expect("a pipe"), full.shared());
         let deadline = Deadline::after(Duration::from_secs(20));
         let mut errors = 0;
         loop {
             let p = cap.pump(usize::MAX).expect("pump");
-            errors += usize::from(p.write_error.is_some());
+            errors += p.troubles.len();
             if p.eof {
                 break;
             }
@@ -259,7 +637,7 @@ mod tests {
         }
         assert_eq!(wait_exit(child.pid), ExitStatus::Code(0));
         assert_eq!(errors, 1);
-        assert_eq!(cap.dropped(), 300_000);
+        assert_eq!(cap.sink.borrow().dropped, 300_000);
     }
 
     #[test]
@@ -270,5 +648,133 @@ mod tests {
         assert_eq!(t.bytes.iter().copied().collect::<Vec<_>>(), b"bcde");
         t.push(b"0123456");
         assert_eq!(t.bytes.iter().copied().collect::<Vec<_>>(), b"3456");
+    }
+
+    fn rotation(maxbytes: u64, backups: u32) -> Rotation {
+        Rotation { maxbytes, backups }
+    }
+
+    /// Every file of a rotated log, oldest first.
+    fn generations(path: &Path) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for n in (1..1000).rev() {
+            let p = PathBuf::from(format!("{}.{n}", path.display()));
+            if let Ok(b) = std::fs::read(&p) {
+                out.push(b);
+            }
+        }
+        out.push(std::fs::read(path).unwrap_or_default());
+        out
+    }
+
+    #[test]
+    fn rotation_cuts_at_the_last_newline_before_the_limit() {
+        let dir = temp_dir("rot-lines");
+        let path = dir.join("t.out");
+        let mut log = LogFile::open(&path, rotation(100, 500)).expect("open");
+        let mut all = Vec::new();
+        // Lines of varying length written in chunks that cut lines anywhere.
+        let mut text = Vec::new();
+        for i in 0..500 {
+            text.extend_from_slice(format!("line {i} {}\n", "x".repeat(i % 37)).as_bytes());
+        }
+        for chunk in text.chunks(61) {
+            log.write(chunk);
+            all.extend_from_slice(chunk);
+        }
+        let files = generations(&path);
+        assert!(files.len() > 10);
+        assert_eq!(files.concat(), all, "no byte lost or doubled");
+        for f in &files[..files.len() - 1] {
+            // At most the limit, plus the rest of a line already begun when it was reached.
+            assert!(f.len() <= 100 + 50, "{} bytes", f.len());
+            assert_eq!(f.last(), Some(&b'\n'), "a line was split across files");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_split_and_backups_are_capped() {
+        let dir = temp_dir("rot-long");
+        let path = dir.join("t.out");
+        let mut log = LogFile::open(&path, rotation(10, 2)).expect("open");
+        log.write(b"ab\n");
+        log.write(b"0123456789012345678901234\n");
+        log.write(b"z\n");
+        let files = generations(&path);
+        assert_eq!(
+            files,
+            [
+                b"0123456789".to_vec(),
+                b"0123456789".to_vec(),
+                b"01234\nz\n".to_vec()
+            ],
+            "the oldest file fell off; the long line was split at the limit"
+        );
+        assert!(!PathBuf::from(format!("{}.3", path.display())).exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_line_begun_before_the_limit_is_finished_in_the_same_file() {
+        let dir = temp_dir("rot-finish");
+        let path = dir.join("t.out");
+        let mut log = LogFile::open(&path, rotation(10, 5)).expect("open");
+        log.write(b"abcdefgh");
+        log.write(b"ij\nkl\n");
+        assert_eq!(
+            generations(&path),
+            [b"abcdefghij\n".to_vec(), b"kl\n".to_vec()]
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn zero_backups_truncate_and_zero_maxbytes_never_rotates() {
+        let dir = temp_dir("rot-zero");
+        let path = dir.join("t.out");
+        let mut log = LogFile::open(&path, rotation(4, 0)).expect("open");
+        log.write(b"aa\nbb\ncc\n");
+        assert_eq!(std::fs::read(&path).expect("read"), b"cc\n");
+        let path2 = dir.join("u.out");
+        let mut log = LogFile::open(&path2, rotation(0, 3)).expect("open");
+        log.write(&[b'x'; 10_000]);
+        assert_eq!(generations(&path2), [vec![b'x'; 10_000]]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn timestamps_stamp_every_line_once_even_across_reads() {
+        let dir = temp_dir("stamps");
+        let path = dir.join("t.out");
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).expect("pipe");
+        let sink = LogFile::open(&path, Rotation::default())
+            .expect("open")
+            .shared();
+        let mut cap = Capture::new(r, sink).timestamps(true);
+        let mut w = File::from(w);
+        w.write_all(b"one\ntw").expect("write");
+        cap.pump(usize::MAX).expect("pump");
+        assert_eq!(
+            std::fs::read_to_string(&path)
+                .expect("read")
+                .lines()
+                .count(),
+            1
+        );
+        assert!(cap.flush_deadline().is_some(), "a partial line is held");
+        w.write_all(b"o\nthree").expect("write");
+        drop(w);
+        let p = cap.pump(usize::MAX).expect("pump");
+        assert!(p.eof);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        for (line, want) in lines.iter().zip(["one", "two", "three"]) {
+            let (ts, rest) = line.split_once(' ').expect("a stamp");
+            assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{line}");
+            assert_eq!(rest, want);
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

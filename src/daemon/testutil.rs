@@ -95,5 +95,6 @@ pub fn spec(cmd: &[&str]) -> ProgramSpec {
         timezone: None,
         sched: Default::default(),
         health: Default::default(),
+        logs: Default::default(),
     }
 }

@@ -502,7 +502,7 @@ impl Daemon {
     }
 
     /// A child the loop reaped that is not an instance's leader: maybe a `cmd` check.
-    pub(super) fn reaped_other(&mut self, pid: u32, status: ExitStatus) {
+    pub(super) fn reaped_check(&mut self, pid: u32, status: ExitStatus) {
         let Some(id) = self.health.check_pids.remove(&pid) else {
             return;
         };

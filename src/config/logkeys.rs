@@ -1,0 +1,291 @@
+//! The keys of logging and notifications: byte sizes (`stdout_maxbytes: 50MB`) and the
+//! `daemon.notify` map. `resolve` calls in here from one marked block per map, so that this
+//! feature's keys stay together.
+
+use super::resolve::{entries, key_text, unknown_key, Sink};
+use super::spec::{EmailSpec, NotifySpec, NOTIFY_EVENTS};
+use super::values::{self, Bad, Read};
+use super::yaml::Node;
+
+pub const NOTIFY_KEYS: &[&str] = &["events", "email", "fatal_state_report_address", "hook"];
+pub const EMAIL_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "starttls",
+    "username_env",
+    "password_env",
+    "from",
+    "to",
+];
+
+fn expected(what: &str, node: &Node) -> Bad {
+    Bad::new(format!("expected {what}, found {}", node.describe()))
+}
+
+/// A byte count: bare bytes (`1048576`) or a number with a unit, `K`/`KB`/`KiB`, `M`/`MB`/
+/// `MiB`, `G`/`GB`/`GiB`, all powers of 1024 as supervisord reads them. `0` is allowed.
+pub fn size(node: &Node) -> Read<u64> {
+    const WHAT: &str = "a size such as 50MB, 10M, 1GiB or a number of bytes";
+    let text = node.text().ok_or_else(|| expected(WHAT, node))?;
+    parse_size(text).ok_or_else(|| expected(WHAT, node))
+}
+
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    if digits == 0 {
+        return None;
+    }
+    let n: u64 = t[..digits].parse().ok()?;
+    let unit = t[digits..].trim();
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn keep<T>(r: Read<T>, node: &Node, file: &str, key: &str, sink: &mut Sink) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(bad) => {
+            let at = bad.at.unwrap_or((node.line, node.col));
+            sink.push(file, at, key, bad);
+            None
+        }
+    }
+}
+
+fn string(node: &Node) -> Read<String> {
+    match node.text() {
+        Some(t) if !t.is_empty() && !node.is_null() => Ok(t.to_string()),
+        _ => Err(expected("a string", node)),
+    }
+}
+
+fn strings(node: &Node, what: &str) -> Read<Vec<String>> {
+    match &node.kind {
+        super::yaml::Kind::Seq(items) if !items.is_empty() => items
+            .iter()
+            .map(|i| string(i).map_err(|_| Bad::new(format!("expected {what}")).at_node(i)))
+            .collect(),
+        super::yaml::Kind::Scalar(_) => Ok(vec![string(node)?]),
+        _ => Err(expected(&format!("{what} or a list of them"), node)),
+    }
+}
+
+trait AtNode {
+    fn at_node(self, node: &Node) -> Bad;
+}
+
+impl AtNode for Bad {
+    fn at_node(mut self, node: &Node) -> Bad {
+        self.at = Some((node.line, node.col));
+        self
+    }
+}
+
+fn events(node: &Node) -> Read<Vec<String>> {
+    let mut out = Vec::new();
+    for (i, e) in strings(node, "an event name")?.into_iter().enumerate() {
+        if !NOTIFY_EVENTS.contains(&e.as_str()) {
+            let mut bad = Bad::new(format!(
+                "expected one of {}, found {e:?}",
+                NOTIFY_EVENTS.join(", ")
+            ));
+            if let super::yaml::Kind::Seq(items) = &node.kind {
+                if let Some(item) = items.get(i) {
+                    bad = bad.at_node(item);
+                }
+            }
+            return Err(bad);
+        }
+        out.push(e);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn address(node: &Node) -> Read<String> {
+    let what = "an address such as 127.0.0.1:8080 or host:port";
+    let t = string(node).map_err(|_| expected(what, node))?;
+    match t.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(t),
+        _ => Err(expected(what, node)),
+    }
+}
+
+fn port(node: &Node) -> Read<u16> {
+    node.scalar()
+        .and_then(|s| s.as_int())
+        .and_then(|n| u16::try_from(n).ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| expected("a port number from 1 to 65535", node))
+}
+
+/// `daemon.notify`.
+pub fn notify(node: &Node, file: &str, sink: &mut Sink) -> Option<NotifySpec> {
+    let before = sink.len();
+    let mut spec = NotifySpec::default();
+    let found = entries(
+        node,
+        "a map of notification settings",
+        file,
+        "daemon.notify",
+        sink,
+    )?;
+    for (k, v) in found {
+        let Some(key) = key_text(k, file, "daemon.notify", sink) else {
+            continue;
+        };
+        let path = format!("daemon.notify.{key}");
+        let p = path.as_str();
+        match key {
+            "events" => {
+                if let Some(e) = keep(events(v), v, file, p, sink) {
+                    spec.events = e;
+                }
+            }
+            "email" => spec.email = email(v, file, sink),
+            "fatal_state_report_address" => spec.report = keep(address(v), v, file, p, sink),
+            "hook" => spec.hook = keep(values::cmd(v), v, file, p, sink),
+            _ => unknown_key(k, key, NOTIFY_KEYS, file, p, sink),
+        }
+    }
+    (sink.len() == before).then_some(spec)
+}
+
+fn email(node: &Node, file: &str, sink: &mut Sink) -> Option<EmailSpec> {
+    const AT: &str = "daemon.notify.email";
+    let found = entries(node, "a map of email settings", file, AT, sink)?;
+    let before = sink.len();
+    let mut host = None;
+    let mut port_ = None;
+    let mut starttls = None;
+    let mut username_env = None;
+    let mut password_env = None;
+    let mut from = None;
+    let mut to = None;
+    for (k, v) in found {
+        let Some(key) = key_text(k, file, AT, sink) else {
+            continue;
+        };
+        let path = format!("{AT}.{key}");
+        let p = path.as_str();
+        match key {
+            "host" => host = keep(string(v), v, file, p, sink),
+            "port" => port_ = keep(port(v), v, file, p, sink),
+            "starttls" => starttls = keep(values::boolean(v), v, file, p, sink),
+            "username_env" => username_env = keep(values::env_name(v), v, file, p, sink),
+            "password_env" => password_env = keep(values::env_name(v), v, file, p, sink),
+            "from" => from = keep(string(v), v, file, p, sink),
+            "to" => to = keep(strings(v, "an email address"), v, file, p, sink),
+            _ => unknown_key(k, key, EMAIL_KEYS, file, p, sink),
+        }
+    }
+    for (name, missing) in [
+        ("host", host.is_none()),
+        ("from", from.is_none()),
+        ("to", to.is_none()),
+    ] {
+        let given = found.iter().any(|(k, _)| k.text() == Some(name));
+        if missing && !given {
+            let bad = Bad::new(format!("missing {name}"));
+            sink.push(file, (node.line, node.col), AT, bad);
+        }
+    }
+    if sink.len() > before {
+        return None;
+    }
+    let starttls = starttls.unwrap_or(true);
+    Some(EmailSpec {
+        host: host?,
+        port: port_.unwrap_or(if starttls { 587 } else { 25 }),
+        starttls,
+        username_env,
+        password_env,
+        from: from?,
+        to: to?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::yaml;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("1234"), Some(1234));
+        assert_eq!(parse_size("50MB"), Some(50 << 20));
+        assert_eq!(parse_size("10M"), Some(10 << 20));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("4 kb"), Some(4096));
+        assert_eq!(parse_size("MB"), None);
+        assert_eq!(parse_size("5 parsecs"), None);
+        assert_eq!(parse_size("-1"), None);
+        assert_eq!(parse_size("99999999999999999999G"), None);
+    }
+
+    fn run(src: &str) -> (Option<NotifySpec>, Vec<String>) {
+        let (root, errors) = yaml::parse(src);
+        assert!(errors.is_empty(), "{errors:?}");
+        let root = root.expect("a document");
+        let mut sink = Sink::default();
+        let spec = notify(&root, "sup.yaml", &mut sink);
+        let errors = sink.into_sorted().iter().map(|e| e.to_string()).collect();
+        (spec, errors)
+    }
+
+    #[test]
+    fn the_issue_layout_reads_back() {
+        let (spec, errors) = run("events: [fatal, backoff]\n\
+             email:\n  host: smtp.example.org\n  port: 587\n  starttls: true\n\
+             \x20 username_env: SUP_SMTP_USER\n  password_env: SUP_SMTP_PASSWORD\n\
+             \x20 from: sup@example.org\n  to: [ops@example.org]\n\
+             fatal_state_report_address: \"127.0.0.1:8080\"\n\
+             hook: /usr/local/bin/on-sup-event\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        let spec = spec.expect("a spec");
+        assert_eq!(spec.events, ["backoff", "fatal"]);
+        let email = spec.email.expect("email");
+        assert_eq!(email.host, "smtp.example.org");
+        assert_eq!(email.port, 587);
+        assert!(email.starttls);
+        assert_eq!(email.username_env.as_deref(), Some("SUP_SMTP_USER"));
+        assert_eq!(email.to, ["ops@example.org"]);
+        assert_eq!(spec.report.as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(
+            spec.hook.as_deref(),
+            Some(&["/usr/local/bin/on-sup-event".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_keys() {
+        let (spec, errors) = run("events: [fatal, exploded]\n\
+             email:\n  host: x\n  port: 70000\n\
+             fatal_state_report_address: nowhere\nhok: x\n");
+        assert!(spec.is_none());
+        assert_eq!(errors.len(), 6, "{errors:?}");
+        assert!(errors[0].contains("daemon.notify.events"), "{errors:?}");
+        assert!(errors[0].contains("\"exploded\""), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("missing from")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("email.port")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("did you mean hook?")),
+            "{errors:?}"
+        );
+    }
+}
