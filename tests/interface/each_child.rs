@@ -9,13 +9,20 @@ fn the_child_gets_exactly_the_promised_environment() {
         "child",
         r#"
   probe:
-    cmd: ["sh", "-c", "umask > $OUT/umask; pwd > $OUT/cwd; env > $OUT/env; awk '{print $5}' /proc/$$/stat > $OUT/pgid; ls /proc/$$/fd > $OUT/fds; readlink /proc/$$/fd/0 > $OUT/stdin; echo written > $OUT/done; exec sleep 1000"]
+    cmd: ["sh", "-c", "umask > $OUT/umask; pwd > $OUT/cwd; env > $OUT/env; awk '{print $5}' /proc/$$/stat > $OUT/pgid; readlink /proc/$$/fd/0 > $OUT/stdin; echo written > $OUT/done; exec sleep 1000"]
     numprocs: 2
     umask: 027
     workingdir: /tmp
     env:
       ANSWER: 42
       FLAG: true
+  fdprobe:
+    # Exec'd directly: `ls` opens the directory it lists on the lowest free descriptor, so
+    # exactly 0 1 2 3 means nothing but 0, 1 and 2 came from sup.
+    cmd: ["ls", "/proc/self/fd"]
+    stdout: fds
+    autorestart: never
+    starttime: 0
   sigs:
     # Exec'd directly, so it sees exactly the signal state sup gave it.
     cmd: ["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]
@@ -46,15 +53,14 @@ fn the_child_gets_exactly_the_promised_environment() {
         pgid == pid || pgid == pid1,
         "pgid {pgid} is not a leader pid ({pid}, {pid1})"
     );
-    // No pipeline in the probe: a shell holds its pipeline's pipes while it forks, and they
-    // would show up here as if inherited.
+    sb.wait_state("fdprobe", "exited");
     let mut fds: Vec<u32> = sb
         .read("fds")
         .split_whitespace()
         .filter_map(|f| f.parse().ok())
         .collect();
     fds.sort_unstable();
-    assert_eq!(fds, [0, 1, 2], "inherited descriptors");
+    assert_eq!(fds, [0, 1, 2, 3], "inherited descriptors");
     sb.wait_state("sigs", "exited");
     let sig = sb.read("sig");
     assert!(sig.contains("SigBlk:\t0000000000000000"), "{sig}");
