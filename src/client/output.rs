@@ -81,14 +81,6 @@ impl<'a> Sink<'a> {
         self.check(written)
     }
 
-    pub fn flush(&mut self) -> Result<(), Fail> {
-        if self.closed {
-            return Ok(());
-        }
-        let flushed = self.out.flush();
-        self.check(flushed)
-    }
-
     fn check(&mut self, result: io::Result<()>) -> Result<(), Fail> {
         match result {
             Ok(()) => Ok(()),

@@ -17,8 +17,8 @@ pub mod yaml;
 
 pub use error::ConfigError;
 pub use spec::{
-    AutoRestart, Catchup, Config, DaemonSpec, FirstRun, Limits, NotifySpec, OnUnhealthy, Origin,
-    Output, Overlap, Probe, ProgramSpec, Ready, Rotation, Schedule, Signal,
+    AutoRestart, Catchup, Config, FirstRun, Limits, NotifySpec, OnUnhealthy, Output, Overlap,
+    Probe, ProgramSpec, Ready, Rotation, Schedule, Signal,
 };
 
 use std::path::Path;

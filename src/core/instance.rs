@@ -1005,21 +1005,6 @@ impl Instance {
         self.restored_tick = last;
     }
 
-    /// Take over a schedule armed elsewhere (a reload that left the schedule unchanged keeps
-    /// its phase). Only for an instance that is armed or waiting to be; returns the new
-    /// `tick_at`.
-    pub fn adopt_ticker(&mut self, ticker: Ticker) -> Option<Instant> {
-        if self.ticker.is_some() || self.arm_pending {
-            self.arm_pending = false;
-            self.tick_at = ticker.at;
-            self.ticker = Some(ticker);
-            if self.phase == Phase::Stopped {
-                self.phase = Phase::Scheduled;
-            }
-        }
-        self.tick_at
-    }
-
     /// When the next tick is due, as a wall-clock time, given both clocks now.
     pub fn next_run(&self, now: Clocks) -> Option<DateTime<Utc>> {
         self.ticker.as_ref().and_then(|t| t.next_run(now))

@@ -23,7 +23,7 @@ use nix::sys::signal::Signal as NixSignal;
 use nix::sys::signalfd::SignalFd;
 
 use super::output::Capture;
-use super::spawn::{self, SpawnRequest, Stdio};
+use super::spawn::{SpawnRequest, Stdio};
 use super::{reap, state};
 use crate::config::{Config, ProgramSpec};
 use crate::control::proto::{
@@ -90,7 +90,7 @@ pub(super) struct ClientSource {
 }
 
 /// A child between fork and exec: its status pipe says whether the program runs.
-struct ExecSource {
+pub(super) struct ExecSource {
     fd: OwnedFd,
     id: InstId,
     pid: u32,

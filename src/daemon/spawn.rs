@@ -28,7 +28,6 @@ use nix::libc;
 use nix::sys::resource::{getrlimit, Resource};
 use nix::unistd::{geteuid, getgrouplist, User};
 
-use super::output::open_log;
 use super::reap::{errno_text, io_text};
 use crate::config::ProgramSpec;
 
@@ -39,10 +38,6 @@ pub enum Stdio {
     Null,
     /// A new pipe; `Spawned` carries its read end (non-blocking, close-on-exec) for `Capture`.
     Pipe,
-    /// An already open file; the child gets a duplicate, the caller keeps this one.
-    File(OwnedFd),
-    /// A log file opened (appending, created 0640, parents made) just for this child.
-    Path(PathBuf),
 }
 
 /// Everything `spawn` needs for one instance.
@@ -520,17 +515,6 @@ fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), Strin
                 .map_err(|e: Errno| format!("{which}: pipe: {}", errno_text(e)))?;
             Ok((write, Some(read)))
         }
-        Stdio::File(fd) => {
-            let dup = fd
-                .try_clone()
-                .map_err(|e| format!("{which}: {}", io_text(&e)))?;
-            Ok((dup, None))
-        }
-        Stdio::Path(path) => {
-            let file = open_log(path)
-                .map_err(|e| format!("{which} {}: {}", path.display(), io_text(&e)))?;
-            Ok((OwnedFd::from(file), None))
-        }
     }
 }
 
@@ -787,26 +771,5 @@ mod tests {
         expected.sort();
         expected.dedup();
         assert_eq!(got, expected);
-    }
-
-    #[test]
-    fn output_can_go_to_a_path_or_an_open_file() {
-        let dir = temp_dir("files");
-        let out_path = dir.join("sub/t.out");
-        let err_file = open_log(&dir.join("t.err")).expect("open");
-        let req = SpawnRequest {
-            spec: &sh("echo to-out; echo to-err >&2"),
-            name: "t",
-            num: 0,
-            stdout: Stdio::Path(out_path.clone()),
-            stderr: Stdio::File(OwnedFd::from(err_file)),
-        };
-        let child = spawn(&req).expect("spawn");
-        assert!(child.stdout.is_none() && child.stderr.is_none());
-        assert_eq!(wait_exit(child.pid), ExitStatus::Code(0));
-        assert_eq!(std::fs::read_to_string(&out_path).expect("out"), "to-out\n");
-        let err = std::fs::read_to_string(dir.join("t.err")).expect("err");
-        assert_eq!(err, "to-err\n");
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -151,10 +151,7 @@ fn autorestart_modes_against_expected_and_unexpected_exits() {
             sb.wait_state(&name, "running");
             let pid = sb.pid(&name);
             sb.write(&format!("go-{name}"), "");
-            let restarted = match (mode, kind) {
-                ("always", _) | ("unexpected", "bad") => true,
-                _ => false,
-            };
+            let restarted = matches!((mode, kind), ("always", _) | ("unexpected", "bad"));
             if restarted {
                 sb.wait_for(&format!("{name} restarted"), || {
                     let i = sb.instance(&name);

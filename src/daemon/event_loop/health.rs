@@ -41,7 +41,7 @@ pub(in crate::daemon) enum HealthTimer {
 }
 
 /// A source on the poll that belongs to readiness or a check.
-pub(super) enum HealthSource {
+pub(in crate::daemon) enum HealthSource {
     Notify {
         id: InstId,
         socket: UnixDatagram,
