@@ -252,6 +252,37 @@ pub struct LogSpec {
     pub redirect_stderr: bool,
 }
 
+#[cfg(test)]
+impl ProgramSpec {
+    /// A program with every default a config would give it and output discarded: the one
+    /// starting point for tests, which then set the fields they are about.
+    pub fn for_tests(name: &str, cmd: &[&str]) -> ProgramSpec {
+        ProgramSpec {
+            name: name.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            numprocs: 1,
+            autostart: true,
+            autorestart: AutoRestart::Unexpected,
+            exitcodes: vec![0],
+            startretries: 3,
+            starttime: Duration::from_secs(1),
+            stopsignal: Signal(15),
+            stoptime: Duration::from_secs(10),
+            stdout: Output::Discard,
+            stderr: Output::Discard,
+            env: BTreeMap::new(),
+            workingdir: None,
+            umask: None,
+            user: None,
+            schedule: None,
+            timezone: None,
+            sched: Default::default(),
+            health: Default::default(),
+            logs: Default::default(),
+        }
+    }
+}
+
 impl ProgramSpec {
     /// Instance names: `NAME` when `numprocs` is 1, else `NAME:0` … `NAME:N-1`.
     pub fn instance_names(&self) -> Vec<String> {

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::config::{Output, Signal};
+use crate::config::Signal;
 use Input as I;
 use State as S;
 
@@ -18,27 +18,8 @@ const KILL: Signal = Signal(9);
 /// A program with short times, so scripts stay readable. Tests tweak fields as they need.
 fn spec() -> ProgramSpec {
     ProgramSpec {
-        name: "web".into(),
-        cmd: vec!["true".into()],
-        numprocs: 1,
-        autostart: true,
-        autorestart: AutoRestart::Unexpected,
-        exitcodes: vec![0],
-        startretries: 3,
-        starttime: Duration::from_secs(1),
-        stopsignal: TERM,
         stoptime: Duration::from_secs(2),
-        stdout: Output::Discard,
-        stderr: Output::Discard,
-        env: Default::default(),
-        workingdir: None,
-        umask: None,
-        user: None,
-        schedule: None,
-        timezone: None,
-        sched: Default::default(),
-        health: Default::default(),
-        logs: Default::default(),
+        ..ProgramSpec::for_tests("web", &["true"])
     }
 }
 

@@ -58,32 +58,12 @@ fn same_but_numprocs(a: &ProgramSpec, b: &ProgramSpec) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AutoRestart, Output, Signal};
     use std::time::Duration;
 
     fn spec(name: &str, numprocs: u32) -> ProgramSpec {
         ProgramSpec {
-            name: name.into(),
-            cmd: vec!["sleep".into(), "100".into()],
             numprocs,
-            autostart: true,
-            autorestart: AutoRestart::Unexpected,
-            exitcodes: vec![0],
-            startretries: 3,
-            starttime: Duration::from_secs(1),
-            stopsignal: Signal(15),
-            stoptime: Duration::from_secs(10),
-            stdout: Output::Discard,
-            stderr: Output::Discard,
-            env: BTreeMap::new(),
-            workingdir: None,
-            umask: None,
-            user: None,
-            schedule: None,
-            timezone: None,
-            sched: Default::default(),
-            health: Default::default(),
-            logs: Default::default(),
+            ..ProgramSpec::for_tests(name, &["sleep", "100"])
         }
     }
 

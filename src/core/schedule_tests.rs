@@ -6,31 +6,14 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::*;
-use crate::config::{AutoRestart, Catchup, FirstRun, Output, ProgramSpec, Schedule, Signal};
+use crate::config::{AutoRestart, Catchup, FirstRun, ProgramSpec, Schedule};
 
 fn spec(schedule: Schedule, tz: Option<&str>) -> ProgramSpec {
     ProgramSpec {
-        name: "job".into(),
-        cmd: vec!["true".into()],
-        numprocs: 1,
-        autostart: true,
         autorestart: AutoRestart::Never,
-        exitcodes: vec![0],
-        startretries: 3,
-        starttime: Duration::from_secs(1),
-        stopsignal: Signal(15),
-        stoptime: Duration::from_secs(10),
-        stdout: Output::Discard,
-        stderr: Output::Discard,
-        env: Default::default(),
-        workingdir: None,
-        umask: None,
-        user: None,
         schedule: Some(schedule),
         timezone: tz.map(str::to_string),
-        sched: Default::default(),
-        health: Default::default(),
-        logs: Default::default(),
+        ..ProgramSpec::for_tests("job", &["true"])
     }
 }
 

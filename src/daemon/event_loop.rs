@@ -969,7 +969,10 @@ impl Daemon {
         let resp = match request.body {
             RequestBody::Status { names } => match self.select(&names) {
                 Ok(ids) => Response::new(ResponseBody::Status {
-                    instances: ids.iter().map(|&id| self.status_of(id, now)).collect(),
+                    instances: ids
+                        .iter()
+                        .filter_map(|&id| self.status_of(id, now))
+                        .collect(),
                     daemon: Some(self.info(now)),
                 }),
                 Err(e) => *e,
@@ -1031,26 +1034,9 @@ impl Daemon {
         }
     }
 
-    fn status_of(&self, id: InstId, now: Instant) -> InstanceStatus {
-        let Some(inst) = self.instances[id].as_ref() else {
-            return InstanceStatus {
-                name: "?".into(),
-                program: "?".into(),
-                state: "stopped".into(),
-                pid: None,
-                restarts: 0,
-                last_exit: None,
-                uptime_s: None,
-                next_run: None,
-                next_restart_in: None,
-                reason: None,
-                history: Vec::new(),
-                health: None,
-                cpu_percent: None,
-                rss_bytes: None,
-                log_error: None,
-            };
-        };
+    /// One instance for `status`; `None` for a slot that holds no instance.
+    fn status_of(&self, id: InstId, now: Instant) -> Option<InstanceStatus> {
+        let inst = self.instances[id].as_ref()?;
         let c = &inst.core;
         let state = c.state();
         let secs = |d: Duration| (d.as_secs_f64() * 10.0).round() / 10.0;
@@ -1065,7 +1051,7 @@ impl Daemon {
             _ => None,
         };
         let usage = self.usage_of(id, now);
-        InstanceStatus {
+        Some(InstanceStatus {
             name: c.name.clone(),
             program: c.program.clone(),
             state: state.as_str().to_string(),
@@ -1081,7 +1067,7 @@ impl Daemon {
             cpu_percent: usage.0,
             rss_bytes: usage.1,
             log_error: self.logs.log_error(&c.name),
-        }
+        })
     }
 
     fn act(

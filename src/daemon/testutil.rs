@@ -2,14 +2,13 @@
 //! (other tests reap theirs in parallel threads, so never `waitpid(-1)`), private temp dirs, and
 //! a minimal program spec.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::libc;
 
-use crate::config::{AutoRestart, Output, ProgramSpec, Signal};
+use crate::config::ProgramSpec;
 use crate::core::ExitStatus;
 
 pub struct Deadline(Instant);
@@ -74,27 +73,5 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 pub fn spec(cmd: &[&str]) -> ProgramSpec {
-    ProgramSpec {
-        name: "t".into(),
-        cmd: cmd.iter().map(|s| s.to_string()).collect(),
-        numprocs: 1,
-        autostart: true,
-        autorestart: AutoRestart::Unexpected,
-        exitcodes: vec![0],
-        startretries: 3,
-        starttime: Duration::from_secs(1),
-        stopsignal: Signal(15),
-        stoptime: Duration::from_secs(10),
-        stdout: Output::Discard,
-        stderr: Output::Discard,
-        env: BTreeMap::new(),
-        workingdir: None,
-        umask: None,
-        user: None,
-        schedule: None,
-        timezone: None,
-        sched: Default::default(),
-        health: Default::default(),
-        logs: Default::default(),
-    }
+    ProgramSpec::for_tests("t", cmd)
 }

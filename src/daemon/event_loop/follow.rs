@@ -121,7 +121,10 @@ impl Daemon {
             Err(e) => return Some(*e),
         };
         let snapshot = Response::new(ResponseBody::Status {
-            instances: ids.iter().map(|&id| self.status_of(id, now)).collect(),
+            instances: ids
+                .iter()
+                .filter_map(|&id| self.status_of(id, now))
+                .collect(),
             daemon: Some(self.info(now)),
         });
         let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
@@ -151,7 +154,10 @@ impl Daemon {
                 .select(&names)
                 .unwrap_or_else(|_| self.select(&[]).unwrap_or_default());
             let snapshot = Response::new(ResponseBody::Status {
-                instances: ids.iter().map(|&id| self.status_of(id, now)).collect(),
+                instances: ids
+                    .iter()
+                    .filter_map(|&id| self.status_of(id, now))
+                    .collect(),
                 daemon: Some(self.info(now)),
             });
             if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
@@ -189,9 +195,12 @@ impl Daemon {
                 if !wanted {
                     continue;
                 }
+                let Some(instance) = self.status_of(*id, now) else {
+                    continue;
+                };
                 let event = Response::new(ResponseBody::Event {
                     at: at.clone(),
-                    instance: self.status_of(*id, now),
+                    instance,
                     message: message.clone(),
                 });
                 if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
