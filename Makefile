@@ -20,7 +20,6 @@ run: deps ## build (release) and supervise the bundled sup.d/ in the foreground
 	$(SUP) daemon -c sup.d
 
 test: deps ## every test: unit, golden, property and integration (real daemon, real children)
-	$(CARGO) build --quiet
 	$(CARGO) test --quiet -- --test-threads=4
 
 check: deps ## formatting and lints, as CI wants them

@@ -910,11 +910,25 @@ pub fn run(global: &Global) -> Result<Outcome, Fail> {
         .to_string();
 
     // SIGTERM and SIGHUP (the terminal closing) end the loop on its next turn, so that the
-    // terminal is restored by the same path as a normal quit.
+    // terminal is restored by the same path as a normal quit. But a terminal that hung up can
+    // leave crossterm spinning on end-of-file inside its poll, never back in our loop: so the
+    // watcher does not wait for the loop forever, it restores the terminal and exits itself.
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| Fail::new(format!("cannot watch for SIGTERM: {}", cause(&e))))?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| Fail::new(format!("cannot watch for SIGTERM: {}", cause(&e))))?;
+    {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                stop.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(500));
+                restore_terminal();
+                std::process::exit(0);
+            }
+        });
     }
 
     let previous = std::panic::take_hook();
@@ -933,6 +947,20 @@ pub fn run(global: &Global) -> Result<Outcome, Fail> {
     let result = event_loop(&socket, Model::new(label), &tx, &rx, &stop);
     drop(guard);
     result.map(|()| Outcome::Ok)
+}
+
+/// Whether the terminal on stdin is gone (its other side closed).
+fn terminal_hung_up() -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let stdin = io::stdin();
+    let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => fds[0].revents().is_some_and(|r| {
+            r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+        }),
+        Err(_) => false,
+    }
 }
 
 fn event_loop(
@@ -958,6 +986,10 @@ fn event_loop(
         terminal
             .draw(|f| render(f, &model, now, Utc::now()))
             .map_err(term_fail)?;
+        if terminal_hung_up() {
+            // Nobody is left to read the screen; crossterm would spin on end-of-file.
+            break;
+        }
         if !event::poll(FRAME).map_err(term_fail)? {
             continue;
         }
