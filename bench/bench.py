@@ -413,7 +413,9 @@ def scenario_log(bench, cls):
     try:
         if cls is Sup:
             tool.start({"log": {"cmd": ["sh", "-c", producer], "starttime": 0,
-                                "autorestart": "never", "stdout": str(out), "stderr": "discard"}})
+                                "autorestart": "never", "stdout": str(out), "stderr": "discard",
+                                # One plain file, as for supervisord below: no rotation.
+                                "stdout_maxbytes": 0}})
         elif cls is Supervisord:
             tool.start({"log": {"command": f"sh -c '{producer}'", "autorestart": "false",
                                 "stdout_logfile": out, "stdout_logfile_maxbytes": 0,

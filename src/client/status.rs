@@ -7,7 +7,7 @@ use crate::control::proto::InstanceStatus;
 
 /// The columns, in order. A field that does not apply leaves its cell empty, and the cell is
 /// still padded so that the fields after it line up with the rows that have it.
-const COLUMNS: usize = 7;
+const COLUMNS: usize = 10;
 
 /// One line per instance, columns aligned. Columns empty in every row are left out, and no
 /// line ends in spaces.
@@ -88,9 +88,24 @@ fn cells(s: &InstanceStatus) -> [String; COLUMNS] {
     } else {
         String::new()
     };
+    let health = s
+        .health
+        .as_ref()
+        .map(|h| format!("health={h}"))
+        .unwrap_or_default();
+    let cpu = s
+        .cpu_percent
+        .map(|c| format!("cpu={c:.1}%"))
+        .unwrap_or_default();
+    let rss = s
+        .rss_bytes
+        .map(|b| format!("rss={}", human_bytes(b)))
+        .unwrap_or_default();
+    // Why it is not running, or that its output cannot be written: whichever applies.
     let reason = s
         .reason
         .as_ref()
+        .or(s.log_error.as_ref())
         .map(|r| format!("({r})"))
         .unwrap_or_default();
     [
@@ -100,6 +115,9 @@ fn cells(s: &InstanceStatus) -> [String; COLUMNS] {
         format!("restarts={}", s.restarts),
         last_exit,
         when,
+        health,
+        cpu,
+        rss,
         reason,
     ]
 }
@@ -119,6 +137,19 @@ fn state_style(s: &InstanceStatus) -> Style {
 
 /// Seconds in the two largest units that matter: `45s`, `3m12s`, `2h5m`, `3d4h`. A zero
 /// second part is left out (`3m`, not `3m0s`).
+/// `812K`, `12.3M`, `1.1G`: memory as `ps` and `top` show it (powers of 1024).
+pub fn human_bytes(bytes: u64) -> String {
+    const K: f64 = 1024.0;
+    let b = bytes as f64;
+    if b < K * K {
+        format!("{:.0}K", b / K)
+    } else if b < K * K * K {
+        format!("{:.1}M", b / (K * K))
+    } else {
+        format!("{:.1}G", b / (K * K * K))
+    }
+}
+
 pub fn human_duration(secs: f64) -> String {
     // Negative or NaN would only come from a confused peer; show it as no time at all.
     let total = if secs.is_finite() && secs > 0.0 {
@@ -206,6 +237,25 @@ pub(crate) mod tests {
             "worker  stopped            restarts=0",
         ];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn health_cpu_and_memory_show_when_the_daemon_reports_them() {
+        let mut a = inst("api", "running");
+        a.pid = Some(7);
+        a.health = Some("healthy".into());
+        a.cpu_percent = Some(12.34);
+        a.rss_bytes = Some(5 * 1024 * 1024 + 300 * 1024);
+        let got = lines(&[a, inst("b", "stopped")], false);
+        assert_eq!(
+            got,
+            [
+                "api  running  pid=7  restarts=0  health=healthy  cpu=12.3%  rss=5.3M",
+                "b    stopped         restarts=0",
+            ]
+        );
+        assert_eq!(human_bytes(812 * 1024), "812K");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0G");
     }
 
     #[test]

@@ -33,6 +33,13 @@ use std::time::{Duration, Instant};
 use crate::config::Rotation;
 
 const BUF_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// One read buffer for every capture: the loop pumps one pipe at a time, so a thousand
+    /// captures need not hold 64 KiB each.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; BUF_SIZE].into_boxed_slice());
+}
 /// How long a partial line is held back waiting for its newline.
 pub const HOLD: Duration = Duration::from_secs(1);
 /// A partial line this long is written without waiting for the rest.
@@ -306,7 +313,6 @@ pub struct Pump {
 pub struct Capture {
     fd: File,
     sink: SharedLog,
-    buf: Box<[u8]>,
     /// Only whole lines are written (timestamps, or a file shared by two streams).
     whole_lines: bool,
     timestamps: bool,
@@ -326,7 +332,6 @@ impl Capture {
         Capture {
             fd: File::from(fd),
             sink,
-            buf: vec![0; BUF_SIZE].into_boxed_slice(),
             whole_lines: false,
             timestamps: false,
             line_start: true,
@@ -428,28 +433,30 @@ impl Capture {
     }
 
     fn pump_into(&mut self, budget: usize, out: &mut Pump) -> io::Result<()> {
-        while out.bytes < budget {
-            let want = (budget - out.bytes).min(self.buf.len());
-            let n = match self.fd.read(&mut self.buf[..want]) {
-                Ok(0) => {
-                    out.eof = true;
-                    return Ok(());
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            out.bytes += n;
-            self.take(n);
-        }
-        out.more = true;
-        Ok(())
+        SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            while out.bytes < budget {
+                let want = (budget - out.bytes).min(buf.len());
+                let n = match self.fd.read(&mut buf[..want]) {
+                    Ok(0) => {
+                        out.eof = true;
+                        return Ok(());
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                out.bytes += n;
+                self.take(&buf[..n]);
+            }
+            out.more = true;
+            Ok(())
+        })
     }
 
-    /// Move the first `n` bytes of the buffer on: to the file, or held.
-    fn take(&mut self, n: usize) {
-        let chunk = &self.buf[..n];
+    /// Move a chunk just read on: to the file, or held.
+    fn take(&mut self, chunk: &[u8]) {
         if let Some(t) = &mut self.tail {
             t.push(chunk);
         }
@@ -521,7 +528,8 @@ impl Tail {
     pub fn new(cap: usize) -> Tail {
         Tail {
             cap,
-            bytes: VecDeque::with_capacity(cap),
+            // Grown as output comes: an instance that writes nothing costs nothing.
+            bytes: VecDeque::new(),
         }
     }
 

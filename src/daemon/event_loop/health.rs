@@ -628,8 +628,8 @@ impl Daemon {
         w.sample_at = Some(at);
         self.timers
             .push(at, TimerKey::Health(id, HealthTimer::Sample));
-        let rss = proc_rss(pid);
-        let cpu = proc_cpu_ticks(pid);
+        let usage = proc_usage(pid);
+        let (cpu, rss) = (usage.map(|u| u.0), usage.map(|u| u.1));
         let cpu_pct = match (cpu, w.last_cpu) {
             (Some(c), Some((c0, t0))) => cpu_percent(c.saturating_sub(c0), now - t0),
             _ => None,
@@ -670,10 +670,10 @@ impl Daemon {
         let Some(pid) = self.instances[id].as_ref().and_then(|i| i.core.pid) else {
             return (None, None);
         };
-        let rss = proc_rss(pid);
-        let Some(ticks) = proc_cpu_ticks(pid) else {
-            return (None, rss);
+        let Some((ticks, rss)) = proc_usage(pid) else {
+            return (None, None);
         };
+        let rss = Some(rss);
         let mut seen = self.health.cpu_seen.borrow_mut();
         let pct = match seen.get(&pid) {
             Some(&(t0, at, _))
@@ -932,26 +932,24 @@ fn cpu_percent(ticks: u64, over: Duration) -> Option<f64> {
     (secs > 0.0).then(|| ticks as f64 / hz / secs * 100.0)
 }
 
-/// Resident set size of one process, from `/proc/PID/statm`.
-fn proc_rss(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .unwrap_or(4096) as u64;
-    Some(pages * page)
-}
-
-/// utime + stime of one process in clock ticks, from `/proc/PID/stat`.
-fn proc_cpu_ticks(pid: u32) -> Option<u64> {
+/// utime + stime in clock ticks and the resident set in bytes, from one read of
+/// `/proc/PID/stat` (status asks for every instance at once: one file each, not two).
+fn proc_usage(pid: u32) -> Option<(u64, u64)> {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let page = *PAGE.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .map_or(4096, |p| p as u64)
+    });
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let rest = &text[text.rfind(')')? + 1..];
     let mut f = rest.split_whitespace();
     let utime: u64 = f.nth(11)?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime + stime)
+    let rss_pages: u64 = f.nth(8)?.parse().ok()?;
+    Some((utime + stime, rss_pages * page))
 }
 
 fn bytes(n: u64) -> String {
