@@ -123,7 +123,12 @@ pub(in crate::daemon) struct Health {
 }
 
 /// A leader's CPU ticks when status last asked, and the figure it gave.
-type CpuSeen = (u64, Instant, Option<f64>);
+/// The last reading of a pid: CPU ticks, when, the CPU share then, and its RSS.
+type CpuSeen = (u64, Instant, Option<f64>, u64);
+
+/// Figures younger than this are reused: a CPU share needs a span to mean anything, and a
+/// status of a thousand instances then costs no /proc read at all when asked again at once.
+const USAGE_FRESH: Duration = Duration::from_secs(1);
 
 /// What readiness needs from before the spawn until after it.
 pub(super) struct Prepared {
@@ -664,35 +669,31 @@ impl Daemon {
         self.feed(id, Input::Fault { reason }, now);
     }
 
-    /// `cpu_percent` and `rss_bytes` for status: read from /proc on request. CPU is the share
-    /// since the previous status request (at least 200 ms ago), else since the process began.
+    /// `cpu_percent` and `rss_bytes` for status: read from /proc on request, at most once a
+    /// second per process. CPU is the share since the previous reading, else since the process
+    /// began.
     pub(super) fn usage_of(&self, id: InstId, now: Instant) -> (Option<f64>, Option<u64>) {
         let Some(pid) = self.instances[id].as_ref().and_then(|i| i.core.pid) else {
             return (None, None);
         };
+        let mut seen = self.health.cpu_seen.borrow_mut();
+        if let Some(&(_, at, pct, rss)) = seen.get(&pid) {
+            if now.saturating_duration_since(at) < USAGE_FRESH {
+                return (pct.map(|p| (p * 10.0).round() / 10.0), Some(rss));
+            }
+        }
         let Some((ticks, rss)) = proc_usage(pid) else {
             return (None, None);
         };
-        let rss = Some(rss);
-        let mut seen = self.health.cpu_seen.borrow_mut();
         let pct = match seen.get(&pid) {
-            Some(&(t0, at, _))
-                if now.saturating_duration_since(at) >= Duration::from_millis(200) =>
-            {
-                let pct = cpu_percent(ticks.saturating_sub(t0), now - at);
-                seen.insert(pid, (ticks, now, pct));
-                pct
-            }
-            // Asked again at once: the last figure (too short a span to measure).
-            Some(&(_, _, last)) => last,
+            Some(&(t0, at, _, _)) => cpu_percent(ticks.saturating_sub(t0), now - at),
             None => {
                 let started = self.instances[id].as_ref().and_then(|i| i.core.started_at);
-                let pct =
-                    started.and_then(|s| cpu_percent(ticks, now.saturating_duration_since(s)));
-                seen.insert(pid, (ticks, now, pct));
-                pct
+                started.and_then(|s| cpu_percent(ticks, now.saturating_duration_since(s)))
             }
         };
+        seen.insert(pid, (ticks, now, pct, rss));
+        let rss = Some(rss);
         if seen.len() > 4 * self.instances.len() + 64 {
             seen.clear();
         }
