@@ -2,7 +2,7 @@
 //! `daemon.notify` map. `resolve` calls in here from one marked block per map, so that this
 //! feature's keys stay together.
 
-use super::resolve::{entries, key_text, unknown_key, Sink};
+use super::resolve::{entries, keep, key_text, unknown_key, Sink};
 use super::spec::{EmailSpec, NotifySpec, NOTIFY_EVENTS};
 use super::values::{self, Bad, Read};
 use super::yaml::Node;
@@ -46,17 +46,6 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(mult)
-}
-
-fn keep<T>(r: Read<T>, node: &Node, file: &str, key: &str, sink: &mut Sink) -> Option<T> {
-    match r {
-        Ok(v) => Some(v),
-        Err(bad) => {
-            let at = bad.at.unwrap_or((node.line, node.col));
-            sink.push(file, at, key, bad);
-            None
-        }
-    }
 }
 
 fn string(node: &Node) -> Read<String> {
