@@ -122,21 +122,42 @@ fn cells(s: &InstanceStatus) -> [String; COLUMNS] {
     ]
 }
 
-fn state_style(s: &InstanceStatus) -> Style {
+/// How an instance's state should strike the eye; `status` and `top` each turn it into their
+/// own colours, so the rule lives once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Busy,
+    Bad,
+    Quiet,
+    Waiting,
+    Plain,
+}
+
+pub fn tone(s: &InstanceStatus) -> Tone {
     match s.state.as_str() {
-        "running" => Style::Green,
-        "starting" | "stopping" | "backoff" => Style::Yellow,
-        "fatal" => Style::Red,
+        "running" => Tone::Good,
+        "starting" | "stopping" | "backoff" => Tone::Busy,
+        "fatal" => Tone::Bad,
         // The client does not know `exitcodes`; a non-zero code or a stated reason is the
         // best sign it has that the exit was not the expected one.
-        "exited" if s.reason.is_some() || s.last_exit.is_some_and(|c| c != 0) => Style::Red,
-        "stopped" => Style::Dim,
-        _ => Style::Plain,
+        "exited" if s.reason.is_some() || s.last_exit.is_some_and(|c| c != 0) => Tone::Bad,
+        "scheduled" => Tone::Waiting,
+        "stopped" => Tone::Quiet,
+        _ => Tone::Plain,
     }
 }
 
-/// Seconds in the two largest units that matter: `45s`, `3m12s`, `2h5m`, `3d4h`. A zero
-/// second part is left out (`3m`, not `3m0s`).
+fn state_style(s: &InstanceStatus) -> Style {
+    match tone(s) {
+        Tone::Good => Style::Green,
+        Tone::Busy => Style::Yellow,
+        Tone::Bad => Style::Red,
+        Tone::Quiet => Style::Dim,
+        Tone::Waiting | Tone::Plain => Style::Plain,
+    }
+}
+
 /// `812K`, `12.3M`, `1.1G`: memory as `ps` and `top` show it (powers of 1024).
 pub fn human_bytes(bytes: u64) -> String {
     const K: f64 = 1024.0;
@@ -150,6 +171,8 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// Seconds in the two largest units that matter: `45s`, `3m12s`, `2h5m`, `3d4h`. A zero
+/// second part is left out (`3m`, not `3m0s`).
 pub fn human_duration(secs: f64) -> String {
     // Negative or NaN would only come from a confused peer; show it as no time at all.
     let total = if secs.is_finite() && secs > 0.0 {

@@ -31,7 +31,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::{Frame, Terminal};
 
-use super::status::human_duration;
+use super::status::{human_bytes, human_duration, tone, Tone};
 use crate::cli::{Command, Global, Targets};
 use crate::control::client::{cause, Conn};
 use crate::control::proto::{DaemonInfo, InstanceStatus, Request, RequestBody, ResponseBody};
@@ -525,27 +525,13 @@ const STATES: &[&str] = &[
 ];
 
 fn state_colour(i: &InstanceStatus) -> Color {
-    match i.state.as_str() {
-        "running" => Color::Green,
-        "starting" | "stopping" | "backoff" => Color::Yellow,
-        "fatal" => Color::Red,
-        "exited" if i.reason.is_some() || i.last_exit.is_some_and(|c| c != 0) => Color::Red,
-        "scheduled" => Color::Cyan,
-        "stopped" => Color::DarkGray,
-        _ => Color::Reset,
-    }
-}
-
-/// `812K`, `12.3M`, `1.2G`.
-pub fn bytes(n: u64) -> String {
-    const K: f64 = 1024.0;
-    let f = n as f64;
-    if f < K * K {
-        format!("{:.0}K", f / K)
-    } else if f < K * K * K {
-        format!("{:.1}M", f / (K * K))
-    } else {
-        format!("{:.1}G", f / (K * K * K))
+    match tone(i) {
+        Tone::Good => Color::Green,
+        Tone::Busy => Color::Yellow,
+        Tone::Bad => Color::Red,
+        Tone::Waiting => Color::Cyan,
+        Tone::Quiet => Color::DarkGray,
+        Tone::Plain => Color::Reset,
     }
 }
 
@@ -677,7 +663,7 @@ pub fn render(f: &mut Frame, m: &Model, now: Instant, wall: DateTime<Utc>) {
                         .map(|c| format!("{c:.1}"))
                         .unwrap_or_default(),
                 ),
-                Cell::from(usage.map(|u| bytes(u.rss_bytes)).unwrap_or_default()),
+                Cell::from(usage.map(|u| human_bytes(u.rss_bytes)).unwrap_or_default()),
                 Cell::from(next_cell(i, seen, now, wall)),
             ])
         })
@@ -1368,9 +1354,9 @@ sup top  /tmp/sup-1000/sup.sock                                             live
 
     #[test]
     fn sizes_read_short() {
-        assert_eq!(bytes(812 * 1024), "812K");
-        assert_eq!(bytes(12 * 1024 * 1024 + 300 * 1024), "12.3M");
-        assert_eq!(bytes(3 * 1024 * 1024 * 1024 / 2), "1.5G");
+        assert_eq!(human_bytes(812 * 1024), "812K");
+        assert_eq!(human_bytes(12 * 1024 * 1024 + 300 * 1024), "12.3M");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024 / 2), "1.5G");
     }
 
     #[test]

@@ -100,6 +100,25 @@ impl Window {
     }
 }
 
+/// One mail to `daemon.notify.email`'s recipients.
+fn email_delivery(
+    email: &crate::config::spec::EmailSpec,
+    subject: String,
+    body: String,
+) -> Delivery {
+    Delivery::Email {
+        host: email.host.clone(),
+        port: email.port,
+        starttls: email.starttls,
+        username_env: email.username_env.clone(),
+        password_env: email.password_env.clone(),
+        from: email.from.clone(),
+        to: email.to.clone(),
+        subject,
+        body,
+    }
+}
+
 /// The name of an event in `daemon.notify.events`, if it has one.
 pub fn event_name(event: &Event) -> Option<&'static str> {
     Some(match event {
@@ -358,17 +377,7 @@ impl Daemon {
                     exit.map_or("-".to_string(), |c| c.to_string()),
                     indent(&self.logs.last_lines(&name, 20)),
                 );
-                let d = Delivery::Email {
-                    host: email.host.clone(),
-                    port: email.port,
-                    starttls: email.starttls,
-                    username_env: email.username_env.clone(),
-                    password_env: email.password_env.clone(),
-                    from: email.from.clone(),
-                    to: email.to.clone(),
-                    subject: format!("sup: {name} {kind} on {host}"),
-                    body,
-                };
+                let d = email_delivery(email, format!("sup: {name} {kind} on {host}"), body);
                 let to = email.to.join(", ");
                 self.notifier
                     .enqueue(job(&format!("email {kind} to {to}"), JobKind::Send(d)));
@@ -478,17 +487,7 @@ impl Daemon {
                 w.last_reason,
                 indent(&self.logs.last_lines(&w.last_instance, 20)),
             );
-            let d = Delivery::Email {
-                host: email.host.clone(),
-                port: email.port,
-                starttls: email.starttls,
-                username_env: email.username_env.clone(),
-                password_env: email.password_env.clone(),
-                from: email.from.clone(),
-                to: email.to.clone(),
-                subject: format!("sup: {summary} on {host}"),
-                body,
-            };
+            let d = email_delivery(&email, format!("sup: {summary} on {host}"), body);
             self.notifier.enqueue(Job {
                 what: format!("email summary of {}", plural(kind, w.total)),
                 instance: program.clone(),
