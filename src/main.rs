@@ -58,6 +58,9 @@ fn check(global: &cli::Global) -> Result<Outcome, Fail> {
     let path = paths::config_path(global.config.as_deref(), &env);
     match config::load(&path) {
         Ok(cfg) => {
+            for w in &cfg.warnings {
+                eprintln!("sup: warning: {w}");
+            }
             println!(
                 "ok: {} program{}, {} instance{}",
                 cfg.programs.len(),

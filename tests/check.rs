@@ -231,3 +231,32 @@ mod config_lookup {
         );
     }
 }
+
+mod what_fails_later {
+    use super::*;
+
+    #[test]
+    fn a_single_job_file_is_checked_as_its_folder_would_read_it() {
+        let sb = Sandbox::new("single-job");
+        sb.write("web.job", "cmd: sleep 5\nnumprocs: 2\n");
+        let out = sup(&sb.0, &["check", "-c", "web.job"], &[]);
+        expect_ok(&out, "ok: 1 program, 2 instances");
+        assert_eq!(text(&out.stderr), "");
+    }
+
+    #[test]
+    fn a_missing_workingdir_is_a_warning_naming_the_line() {
+        let sb = Sandbox::new("workingdir");
+        sb.write(
+            "web.job",
+            "cmd: sleep 5\nworkingdir: /nonexistent/sup-dir\n",
+        );
+        let out = sup(&sb.0, &["check", "-c", "web.job"], &[]);
+        expect_ok(&out, "ok: 1 program, 1 instance");
+        assert_eq!(
+            text(&out.stderr),
+            "sup: warning: web.job:2:13: programs.web.workingdir: /nonexistent/sup-dir: \
+             no such file or directory\n  hint: the job fails to start until it exists\n"
+        );
+    }
+}

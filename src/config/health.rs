@@ -456,19 +456,61 @@ fn tcp(node: &Node) -> Read<SocketAddr> {
         .ok_or_else(|| expected(what, node))
 }
 
+/// Where a job wrote `depends_on` and each name in it, so that an unknown name or a cycle is
+/// reported on the line to edit rather than on the program's first line.
+#[derive(Debug, Default)]
+pub struct DepPlaces {
+    key: (usize, usize),
+    names: BTreeMap<String, (usize, usize)>,
+}
+
+impl DepPlaces {
+    pub fn of(job: &Node) -> Option<DepPlaces> {
+        let Kind::Map(entries) = &job.kind else {
+            return None;
+        };
+        let (k, v) = entries
+            .iter()
+            .find(|(k, _)| k.text() == Some("depends_on"))?;
+        let items = match &v.kind {
+            Kind::Seq(items) => &items[..],
+            _ => std::slice::from_ref(v),
+        };
+        let mut names = BTreeMap::new();
+        for item in items {
+            if let Some(t) = item.text() {
+                names
+                    .entry(t.trim().to_string())
+                    .or_insert((item.line, item.col));
+            }
+        }
+        Some(DepPlaces {
+            key: (k.line, k.col),
+            names,
+        })
+    }
+}
+
 /// Every `depends_on` names a program, and no program depends on itself through others.
 pub fn check_dependencies(
     programs: &BTreeMap<String, ProgramSpec>,
     origins: &BTreeMap<String, Origin>,
+    places: &BTreeMap<String, DepPlaces>,
     sink: &mut Sink,
 ) {
-    let place = |name: &str| {
-        origins
+    // The entry naming `dep` when known, else the `depends_on` key, else the program.
+    let place = |name: &str, dep: Option<&str>| {
+        let file = origins.get(name).map_or(String::new(), |o| o.file.clone());
+        let written = places
             .get(name)
-            .map_or((String::new(), 0, 0), |o| (o.file.clone(), o.line, o.col))
+            .map(|p| dep.and_then(|d| p.names.get(d).copied()).unwrap_or(p.key));
+        match (written, origins.get(name)) {
+            (Some((line, col)), _) => (file, line, col),
+            (None, Some(o)) => (file, o.line, o.col),
+            (None, None) => (file, 0, 0),
+        }
     };
-    let push = |sink: &mut Sink, name: &str, message: String, hint: Option<String>| {
-        let at = place(name);
+    let push = |sink: &mut Sink, at: (String, usize, usize), name: &str, message, hint| {
         let shown = if at.1 == 0 {
             at.0.clone()
         } else {
@@ -489,14 +531,17 @@ pub fn check_dependencies(
             if !programs.contains_key(dep) {
                 let hint = values::suggest(dep, programs.keys().map(String::as_str))
                     .map(|s| format!("did you mean {s}?"));
-                push(sink, name, format!("unknown program {dep:?}"), hint);
+                let at = place(name, Some(dep));
+                push(sink, at, name, format!("unknown program {dep:?}"), hint);
             }
         }
     }
     if let Some(cycle) = find_cycle(programs) {
         let first = cycle[0].clone();
+        let at = place(&first, cycle.get(1).map(String::as_str));
         push(
             sink,
+            at,
             &first,
             format!("dependency cycle: {}", cycle.join(" → ")),
             Some("remove one of these depends_on entries".into()),

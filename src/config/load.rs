@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::ConfigError;
 use super::glob;
+use super::health::DepPlaces;
 use super::resolve::{self, JobCtx, Sink};
 use super::spec::{Config, DaemonSpec, Origin, ProgramSpec};
 use super::values::{self, Bad};
@@ -28,6 +29,7 @@ pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
         seen_files: HashSet::new(),
         programs: BTreeMap::new(),
         origins: BTreeMap::new(),
+        dep_places: BTreeMap::new(),
         defined: HashMap::new(),
     };
     let base_dir = source
@@ -58,6 +60,9 @@ pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
         let yaml = source.join("sup.yaml");
         let main = yaml.is_file().then_some(yaml);
         (main, source.clone(), glob::files(&source, "*.job"))
+    } else if source.extension().is_some_and(|e| e == "job") {
+        // One job file, as its folder would read it (`sup check -c web.job`).
+        (None, base_dir.clone(), vec![source.clone()])
     } else {
         (Some(source.clone()), base_dir.clone(), Vec::new())
     };
@@ -90,7 +95,12 @@ pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
     }
 
     // Issue 7: `depends_on` names programs that exist, without cycles.
-    super::health::check_dependencies(&loader.programs, &loader.origins, &mut loader.sink);
+    super::health::check_dependencies(
+        &loader.programs,
+        &loader.origins,
+        &loader.dep_places,
+        &mut loader.sink,
+    );
     if loader.sink.len() > 0 {
         return Err(loader.sink.into_sorted());
     }
@@ -100,6 +110,7 @@ pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
         daemon,
         programs: loader.programs,
         origins: loader.origins,
+        warnings: loader.sink.take_warnings(),
     })
 }
 
@@ -111,6 +122,8 @@ struct Loader<'a> {
     seen_files: HashSet<PathBuf>,
     programs: BTreeMap<String, ProgramSpec>,
     origins: BTreeMap<String, Origin>,
+    /// Where each program wrote `depends_on`, so that its errors point at that line.
+    dep_places: BTreeMap<String, DepPlaces>,
     /// Name → where it was first defined, as shown in the duplicate message.
     defined: HashMap<String, String>,
 }
@@ -338,6 +351,9 @@ impl Loader<'_> {
             if valid {
                 self.programs.insert(name.to_string(), spec);
                 self.origins.insert(name.to_string(), origin);
+                if let Some(places) = DepPlaces::of(node) {
+                    self.dep_places.insert(name.to_string(), places);
+                }
             }
         }
     }
@@ -352,7 +368,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// `no such file or directory` rather than `No such file or directory (os error 2)`.
-fn io_reason(e: &std::io::Error) -> String {
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
     let text = e.to_string();
     let text = match text.find(" (os error") {
         Some(i) => &text[..i],

@@ -86,6 +86,8 @@ const FOREIGN_NAMES: &[(&str, &str)] = &[
 #[derive(Debug, Default)]
 pub struct Sink {
     errors: Vec<((String, usize, usize), ConfigError)>,
+    /// Not wrong, but likely to fail later (a `workingdir` that does not exist yet).
+    warnings: Vec<((String, usize, usize), ConfigError)>,
 }
 
 impl Sink {
@@ -120,6 +122,22 @@ impl Sink {
     pub fn into_sorted(mut self) -> Vec<ConfigError> {
         self.errors.sort_by(|a, b| a.0.cmp(&b.0));
         self.errors.into_iter().map(|(_, e)| e).collect()
+    }
+
+    pub fn warn(&mut self, file: &str, (line, col): (usize, usize), key: &str, bad: Bad) {
+        let error = ConfigError {
+            place: format!("{file}:{line}:{col}"),
+            key: key.to_string(),
+            message: bad.message,
+            hint: bad.hint,
+        };
+        self.warnings.push(((file.to_string(), line, col), error));
+    }
+
+    pub fn take_warnings(&mut self) -> Vec<ConfigError> {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.sort_by(|a, b| a.0.cmp(&b.0));
+        warnings.into_iter().map(|(_, e)| e).collect()
     }
 }
 
@@ -276,9 +294,22 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
                     }
                 }
             }
-            "workingdir" => workingdir = keep(values::path(v, cx.base_dir), v, file, p, sink),
+            "workingdir" => {
+                workingdir = keep(values::path(v, cx.base_dir), v, file, p, sink);
+                if let Some(Err(bad)) = workingdir.as_deref().map(values::existing_dir) {
+                    sink.warn(file, (v.line, v.col), p, bad);
+                }
+            }
             "umask" => umask = keep(values::umask(v), v, file, p, sink),
-            "user" => user = keep(values::user(v), v, file, p, sink),
+            "user" => {
+                user = keep(
+                    values::user(v).and_then(values::known_user),
+                    v,
+                    file,
+                    p,
+                    sink,
+                )
+            }
             "schedule" => schedule = keep(values::schedule(v), v, file, p, sink),
             "timezone" => timezone = keep(values::timezone(v), v, file, p, sink),
             // --- scheduled jobs (issue 5) ---

@@ -395,6 +395,8 @@ pub struct Config {
     pub programs: BTreeMap<String, ProgramSpec>,
     /// Where each program was defined. Not part of any comparison.
     pub origins: BTreeMap<String, Origin>,
+    /// What `sup check` points out without refusing the config.
+    pub warnings: Vec<super::ConfigError>,
 }
 
 impl Config {

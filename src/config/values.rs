@@ -272,6 +272,41 @@ pub fn user(node: &Node) -> Read<String> {
     Ok(t.to_string())
 }
 
+/// A user name must be in the user database now: a typo found by `sup check` beats a job that
+/// goes fatal at its first spawn. A bare uid needs no entry.
+pub fn known_user(name: String) -> Read<String> {
+    if name.parse::<u32>().is_ok() {
+        return Ok(name);
+    }
+    match nix::unistd::User::from_name(&name) {
+        Ok(Some(_)) => Ok(name),
+        Ok(None) => Err(Bad {
+            message: format!("no such user {name:?}"),
+            hint: Some("create the user first, or give a numeric uid".into()),
+            at: None,
+        }),
+        Err(e) => Err(Bad {
+            message: format!("unable to look up user {name:?}: {}", e.desc()),
+            hint: None,
+            at: None,
+        }),
+    }
+}
+
+/// A warning, not an error: the directory may be created (a mount, a deploy) before the job
+/// is started.
+pub fn existing_dir(path: &Path) -> Result<(), Bad> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Bad::new(format!("{} is not a directory", path.display()))),
+        Err(e) => Err(Bad {
+            message: format!("{}: {}", path.display(), super::load::io_reason(&e)),
+            hint: Some("the job fails to start until it exists".into()),
+            at: None,
+        }),
+    }
+}
+
 const CRON_ALIASES: &[&str] = &[
     "@hourly",
     "@daily",
