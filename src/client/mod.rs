@@ -14,7 +14,7 @@ pub mod status;
 pub mod top;
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{Command, Global};
@@ -31,7 +31,7 @@ use report::Report;
 const QUICK: Duration = Duration::from_secs(30);
 
 pub fn run(global: &Global, command: Command) -> Result<Outcome, Fail> {
-    let mut conn = Conn::connect(&socket_path(global))?;
+    let mut conn = connect(global)?;
     if let Command::Tail { follow: true, .. } = command {
         close_on_interrupt(&conn)?;
     }
@@ -46,24 +46,66 @@ pub fn run(global: &Global, command: Command) -> Result<Outcome, Fail> {
 }
 
 /// The socket a client should use. `daemon.socket` from the config counts only when neither
-/// `--socket` nor `$SUP_SOCKET` is set, so the config is not even read in that case. A config
-/// that cannot be loaded is ignored: the client only needs the socket, and the defaults may
-/// well be right (`sup check` is the place to hear about config errors).
+/// `--socket` nor `$SUP_SOCKET` is set, so the config is not even read in that case.
 pub fn socket_path(global: &Global) -> PathBuf {
-    let env = Env::from_process();
-    let configured = if global.socket.is_none() && env.sup_socket.is_none() {
-        configured_socket(global, &env)
-    } else {
-        None
-    };
-    paths::socket_path(global.socket.as_deref(), configured.as_deref(), &env)
+    find_socket(global).0
 }
 
-fn configured_socket(global: &Global, env: &Env) -> Option<PathBuf> {
-    let cfg = config::load(&paths::config_path(global.config.as_deref(), env)).ok()?;
-    // A relative socket in the config means beside the config, not beside the caller; an
-    // absolute one is kept as it is by `join`.
-    cfg.daemon.socket.map(|s| cfg.base_dir.join(s))
+/// Connect to the daemon. A config with errors cannot say where its socket is: the defaults
+/// are tried, and when nothing listens there the config's errors are what the user needs to
+/// hear, not only "no daemon".
+pub fn connect(global: &Global) -> Result<Conn, Fail> {
+    let (socket, unreadable) = find_socket(global);
+    Conn::connect(&socket).map_err(|fail| match unreadable {
+        None => fail,
+        Some((path, errors)) => config_errors_fail(&fail, &path, &errors),
+    })
+}
+
+type ConfigErrors = (PathBuf, Vec<config::ConfigError>);
+
+fn find_socket(global: &Global) -> (PathBuf, Option<ConfigErrors>) {
+    let env = Env::from_process();
+    let (configured, unreadable) = if global.socket.is_none() && env.sup_socket.is_none() {
+        configured_socket(global, &env)
+    } else {
+        (None, None)
+    };
+    let socket = paths::socket_path(global.socket.as_deref(), configured.as_deref(), &env);
+    (socket, unreadable)
+}
+
+/// `daemon.socket` from the config; or, when the config exists but does not load, its errors.
+/// No config at all is normal for a client: the defaults apply.
+fn configured_socket(global: &Global, env: &Env) -> (Option<PathBuf>, Option<ConfigErrors>) {
+    let path = paths::config_path(global.config.as_deref(), env);
+    match config::load(&path) {
+        // A relative socket in the config means beside the config, not beside the caller; an
+        // absolute one is kept as it is by `join`.
+        Ok(cfg) => (cfg.daemon.socket.map(|s| cfg.base_dir.join(s)), None),
+        Err(_) if !path.exists() => (None, None),
+        Err(errors) => (None, Some((path, errors))),
+    }
+}
+
+fn config_errors_fail(fail: &Fail, path: &Path, errors: &[config::ConfigError]) -> Fail {
+    let mut message = format!(
+        "{}\n  the config {} has {} error{}, so the socket it names (daemon.socket) is unknown:",
+        fail.message,
+        path.display(),
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
+    for e in errors {
+        for (i, line) in e.to_string().lines().enumerate() {
+            message.push_str(if i == 0 { "\n    " } else { "\n  " });
+            message.push_str(line);
+        }
+    }
+    Fail::new(message).hint(
+        "fix the config (`sup check` lists its errors), or name the socket with --socket or \
+         $SUP_SOCKET",
+    )
 }
 
 /// `tail -f` runs until the daemon closes the stream or the user interrupts. On SIGINT or

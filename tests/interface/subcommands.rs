@@ -136,3 +136,34 @@ fn two_hundred_instances_all_reach_running() {
             == 200
     });
 }
+
+#[test]
+fn a_client_whose_config_has_errors_says_so_instead_of_only_no_daemon() {
+    let mut sb = Sandbox::with_programs("badcfg", "  a:\n    cmd: sleep 1000\n");
+    sb.start();
+    sb.write(
+        "sup.yaml",
+        "daemon:\n  socket: sup.sock\nprograms:\n  a:\n    cmd: sleep 1000\n    numproc: 2\n",
+    );
+    // --socket still reaches the daemon whatever the config says.
+    let out = sb.sup(&["status"]);
+    assert!(out.status.success(), "{out:?}");
+
+    let out = std::process::Command::new(crate::sandbox::sup_bin())
+        .args(["status", "-c"])
+        .arg(sb.path("sup.yaml"))
+        .current_dir(&sb.dir)
+        .env_remove("SUP_SOCKET")
+        .env("XDG_RUNTIME_DIR", sb.path("runtime"))
+        .output()
+        .expect("run sup");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no daemon is listening on"), "{err}");
+    assert!(err.contains("has 1 error"), "{err}");
+    assert!(
+        err.contains("sup.yaml:6:5: programs.a.numproc: unknown key"),
+        "{err}"
+    );
+    assert!(err.contains("hint: did you mean numprocs?"), "{err}");
+}
