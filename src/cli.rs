@@ -13,7 +13,9 @@ use clap::{Args, Parser, Subcommand};
     long_about = "sup keeps programs alive, runs interval and cron jobs, and captures their \
                   output. `sup daemon` supervises; every other subcommand talks to it over its \
                   control socket.",
-    after_help = "With no subcommand on a terminal, sup opens the control shell."
+    after_help = "With no subcommand on a terminal, sup opens the control shell.\n\n\
+                  Exit status: 0 success; 1 failure (an unknown name, no daemon listening, a \
+                  transition that did not reach the wanted state, config errors); 2 usage error."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -38,7 +40,11 @@ pub enum Command {
     /// Supervise in the foreground until SIGTERM, SIGINT or `sup shutdown`
     Daemon(DaemonArgs),
     /// Validate the config and print every error
-    Check,
+    Check {
+        /// Errors and warnings as JSON (file, line, column, key, message, hint)
+        #[arg(long)]
+        json: bool,
+    },
     /// One line per instance (or a JSON array with --json)
     Status {
         /// Programs (all their instances) or instances such as web:1
@@ -64,12 +70,18 @@ pub enum Command {
         signal: String,
         #[arg(required = true)]
         names: Vec<String>,
+        /// Per-instance outcomes as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Re-read the config and apply the difference
     Reload {
         /// Print the plan and change nothing
         #[arg(long)]
         dry_run: bool,
+        /// The plan and its errors as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Show an instance's captured output
     Tail {
@@ -82,10 +94,18 @@ pub enum Command {
         /// Show stderr instead of stdout
         #[arg(long)]
         stderr: bool,
+        /// One JSON object per line: stream, time (from `timestamps`) and text
+        #[arg(long)]
+        json: bool,
         name: String,
     },
     /// The daemon's pid, or the pids of instances
-    Pid { name: Option<String> },
+    Pid {
+        name: Option<String>,
+        /// The pids as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Reopen every log file (after an external logrotate)
     Logreopen,
     /// Stop every job, then the daemon exits
@@ -104,6 +124,9 @@ pub struct Targets {
     /// Return once the request is taken, without waiting for the outcome
     #[arg(long)]
     pub no_wait: bool,
+    /// Per-instance outcomes as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

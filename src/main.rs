@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Daemon(ref args)) => daemon::run(&cli.global, args).map(|()| Outcome::Ok),
-        Some(Command::Check) => check(&cli.global),
+        Some(Command::Check { json }) => check(&cli.global, json),
         Some(Command::Shell) => client::shell::run(&cli.global),
         Some(Command::Top) => client::top::run(&cli.global),
         Some(command) => client::run(&cli.global, command),
@@ -53,10 +53,32 @@ fn main() -> ExitCode {
 }
 
 /// `sup check`: every error, or `ok: N programs, M instances`.
-fn check(global: &cli::Global) -> Result<Outcome, Fail> {
+fn check(global: &cli::Global, json: bool) -> Result<Outcome, Fail> {
     let env = paths::Env::from_process();
     let path = paths::config_path(global.config.as_deref(), &env);
-    match config::load(&path) {
+    let loaded = config::load(&path);
+    if json {
+        let all = |errors: &[config::ConfigError]| -> Vec<serde_json::Value> {
+            errors.iter().map(config::ConfigError::to_json).collect()
+        };
+        let doc = match &loaded {
+            Ok(cfg) => serde_json::json!({
+                "ok": true,
+                "programs": cfg.programs.len(),
+                "instances": cfg.instance_count(),
+                "errors": [],
+                "warnings": all(&cfg.warnings),
+            }),
+            Err(errors) => serde_json::json!({"ok": false, "errors": all(errors), "warnings": []}),
+        };
+        println!("{doc}");
+        return Ok(if loaded.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Partial
+        });
+    }
+    match loaded {
         Ok(cfg) => {
             for w in &cfg.warnings {
                 eprintln!("sup: warning: {w}");

@@ -165,7 +165,7 @@ pub fn execute(
                 names: t.names,
                 wait: !t.no_wait,
             },
-            !t.no_wait,
+            (!t.no_wait, t.json),
             &mut sink,
             err,
         ),
@@ -176,7 +176,7 @@ pub fn execute(
                 names: t.names,
                 wait: !t.no_wait,
             },
-            !t.no_wait,
+            (!t.no_wait, t.json),
             &mut sink,
             err,
         ),
@@ -191,25 +191,37 @@ pub fn execute(
                 wait: !t.no_wait,
                 rolling,
             },
-            !t.no_wait,
+            (!t.no_wait, t.json),
             &mut sink,
             err,
         ),
-        Command::Signal { signal, names } => transition(
+        Command::Signal {
+            signal,
+            names,
+            json,
+        } => transition(
             conn,
             "signal",
             RequestBody::Signal { signal, names },
-            false,
+            (false, json),
             &mut sink,
             err,
         ),
-        Command::Reload { dry_run } => {
+        Command::Reload { dry_run, json } => {
             // Applying a reload may restart changed programs, which takes their stoptime.
             let timeout = if dry_run { Some(QUICK) } else { None };
             let body = ask(conn, RequestBody::Reload { dry_run }, timeout)?;
             let ResponseBody::Reload { report } = body else {
                 return Err(unexpected("reload", &body));
             };
+            if json {
+                sink.line(&to_json(&report)?)?;
+                return Ok(if report.errors.is_empty() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Partial
+                });
+            }
             let r = report::reload(&report);
             let outcome = emit(&r, &mut sink, err)?;
             if !r.errors.is_empty() {
@@ -222,23 +234,45 @@ pub fn execute(
             }
             Ok(outcome)
         }
-        Command::Pid { name } => {
+        Command::Pid { name, json } => {
             let body = ask(conn, RequestBody::Pid { name: name.clone() }, Some(QUICK))?;
             let ResponseBody::Pids { daemon, pids } = body else {
                 return Err(unexpected("pid", &body));
             };
-            emit(
-                &report::pids(name.as_deref(), daemon, &pids),
-                &mut sink,
-                err,
-            )
+            let r = report::pids(name.as_deref(), daemon, &pids);
+            if json {
+                let pids: Vec<_> = pids
+                    .iter()
+                    .map(|(name, pid)| serde_json::json!({"name": name, "pid": pid}))
+                    .collect();
+                let doc = match name {
+                    None => serde_json::json!({ "daemon": daemon }),
+                    Some(_) => serde_json::json!({ "instances": pids }),
+                };
+                sink.line(&to_json(&doc)?)?;
+                return Ok(if r.complete {
+                    Outcome::Ok
+                } else {
+                    Outcome::Partial
+                });
+            }
+            emit(&r, &mut sink, err)
         }
         Command::Tail {
             follow,
             lines,
             stderr,
+            json,
             name,
-        } => tail(conn, name, lines, stderr, follow, &mut sink),
+        } => {
+            let how = TailHow {
+                lines,
+                stderr,
+                follow,
+                json,
+            };
+            tail(conn, name, how, &mut sink)
+        }
         Command::Logreopen => {
             let body = ask(conn, RequestBody::Logreopen, Some(QUICK))?;
             let ResponseBody::Done { message } = body else {
@@ -262,9 +296,9 @@ pub fn execute(
             }
             Ok(Outcome::Ok)
         }
-        Command::Daemon(_) | Command::Check | Command::Shell | Command::Top => Err(Fail::new(
-            "this subcommand does not talk to a daemon over the control socket",
-        )),
+        Command::Daemon(_) | Command::Check { .. } | Command::Shell | Command::Top => Err(
+            Fail::new("this subcommand does not talk to a daemon over the control socket"),
+        ),
     }
 }
 
@@ -282,7 +316,7 @@ fn transition(
     conn: &mut Conn,
     cmd: &str,
     body: RequestBody,
-    wait: bool,
+    (wait, json): (bool, bool),
     sink: &mut Sink,
     err: &mut dyn Write,
 ) -> Result<Outcome, Fail> {
@@ -293,28 +327,54 @@ fn transition(
     let ResponseBody::Outcomes { outcomes } = body else {
         return Err(unexpected(cmd, &body));
     };
-    emit(&report::outcomes(&outcomes), sink, err)
+    let r = report::outcomes(&outcomes);
+    if json {
+        sink.line(&to_json(&serde_json::json!({ "outcomes": outcomes }))?)?;
+        return Ok(if r.complete {
+            Outcome::Ok
+        } else {
+            Outcome::Partial
+        });
+    }
+    emit(&r, sink, err)
 }
 
-fn tail(
-    conn: &mut Conn,
-    name: String,
+fn to_json(value: &impl serde::Serialize) -> Result<String, Fail> {
+    serde_json::to_string(value).map_err(|e| Fail::new(format!("cannot encode JSON: {e}")))
+}
+
+struct TailHow {
     lines: usize,
     stderr: bool,
     follow: bool,
-    sink: &mut Sink,
-) -> Result<Outcome, Fail> {
+    json: bool,
+}
+
+fn tail(conn: &mut Conn, name: String, how: TailHow, sink: &mut Sink) -> Result<Outcome, Fail> {
+    let TailHow {
+        lines,
+        stderr,
+        follow,
+        json,
+    } = how;
     conn.send(&Request::new(RequestBody::Tail {
         name,
         lines,
         stderr,
         follow,
     }))?;
+    let stream = if stderr { "stderr" } else { "stdout" };
+    // A chunk may end inside a line: the rest comes with the next chunk.
+    let mut partial = String::new();
     // Following waits for new output for as long as the user likes; the first chunk of a
     // plain tail comes from the daemon's files at once.
     conn.set_timeout(if follow { None } else { Some(QUICK) })?;
     while let Some(resp) = conn.next()? {
         match resp.body {
+            ResponseBody::Output { data } if json => {
+                partial.push_str(&data);
+                json_lines(&mut partial, stream, false, sink)?;
+            }
             ResponseBody::Output { data } => sink.raw(&data)?,
             ResponseBody::Done { .. } => break,
             other => return Err(unexpected("tail", &other)),
@@ -324,7 +384,47 @@ fn tail(
             break;
         }
     }
+    if json {
+        json_lines(&mut partial, stream, true, sink)?;
+    }
     Ok(Outcome::Ok)
+}
+
+/// Print each whole line of `buf` as `{"stream","time","line"}` and keep the unfinished rest
+/// (all of it when `last`). `time` is the RFC 3339 prefix that `timestamps: true` writes, else
+/// null: the client cannot know when an untimed line was written.
+fn json_lines(buf: &mut String, stream: &str, last: bool, sink: &mut Sink) -> Result<(), Fail> {
+    let end = if last {
+        buf.len()
+    } else {
+        buf.rfind('\n').map_or(0, |i| i + 1)
+    };
+    for line in buf[..end].lines() {
+        let (time, text) = split_timestamp(line);
+        let doc = serde_json::json!({"stream": stream, "time": time, "line": text});
+        sink.line(&to_json(&doc)?)?;
+    }
+    buf.drain(..end);
+    Ok(())
+}
+
+/// `2026-12-02T16:00:00.123+00:00 text` → (Some(time), "text"); anything else is all text.
+fn split_timestamp(line: &str) -> (Option<&str>, &str) {
+    let Some((head, rest)) = line.split_once(' ') else {
+        return (None, line);
+    };
+    let b = head.as_bytes();
+    let looks_like_time = b.len() >= 20
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':';
+    if looks_like_time {
+        (Some(head), rest)
+    } else {
+        (None, line)
+    }
 }
 
 /// Print a report: lines to stdout, errors to stderr in the same shape `main` uses.
@@ -398,6 +498,7 @@ mod tests {
         Targets {
             names: names.iter().map(|s| s.to_string()).collect(),
             no_wait,
+            json: false,
         }
     }
 
@@ -502,7 +603,10 @@ mod tests {
     #[test]
     fn reload_errors_go_to_stderr_and_fail() {
         let (result, out, err, _) = check(
-            Command::Reload { dry_run: false },
+            Command::Reload {
+                dry_run: false,
+                json: false,
+            },
             vec![ResponseBody::Reload {
                 report: ReloadReport {
                     errors: vec!["sup.yaml:2:3: programs.x: unknown key \"cmdd\"".into()],
@@ -521,6 +625,7 @@ mod tests {
         let (result, out, err, _) = check(
             Command::Pid {
                 name: Some("web".into()),
+                json: false,
             },
             vec![ResponseBody::Pids {
                 daemon: Some(1),
@@ -533,12 +638,81 @@ mod tests {
     }
 
     #[test]
+    fn json_forms_print_one_document_and_keep_the_exit_status() {
+        let (result, out, err, _) = check(
+            Command::Pid {
+                name: Some("web".into()),
+                json: true,
+            },
+            vec![ResponseBody::Pids {
+                daemon: Some(1),
+                pids: vec![("web:0".into(), Some(42)), ("web:1".into(), None)],
+            }],
+        );
+        assert_eq!(result, Ok(Outcome::Partial));
+        assert_eq!(
+            out,
+            "{\"instances\":[{\"name\":\"web:0\",\"pid\":42},{\"name\":\"web:1\",\"pid\":null}]}\n"
+        );
+        assert_eq!(err, "");
+
+        let mut t = targets(&["web"], false);
+        t.json = true;
+        let (result, out, _, _) = check(
+            Command::Stop(t),
+            vec![ResponseBody::Outcomes {
+                outcomes: vec![proto::Outcome {
+                    name: "web".into(),
+                    ok: false,
+                    message: "still stopping".into(),
+                }],
+            }],
+        );
+        assert_eq!(result, Ok(Outcome::Partial));
+        assert_eq!(
+            out,
+            "{\"outcomes\":[{\"message\":\"still stopping\",\"name\":\"web\",\"ok\":false}]}\n"
+        );
+    }
+
+    #[test]
+    fn tail_json_splits_lines_across_chunks_and_reads_timestamps() {
+        let (result, out, _, _) = check(
+            Command::Tail {
+                follow: true,
+                lines: 2,
+                stderr: false,
+                json: true,
+                name: "web".into(),
+            },
+            vec![
+                ResponseBody::Output {
+                    data: "2026-12-02T16:00:00.123+00:00 hel".into(),
+                },
+                ResponseBody::Output {
+                    data: "lo\nplain\n".into(),
+                },
+                ResponseBody::Done {
+                    message: "end".into(),
+                },
+            ],
+        );
+        assert_eq!(result, Ok(Outcome::Ok));
+        assert_eq!(
+            out,
+            "{\"line\":\"hello\",\"stream\":\"stdout\",\"time\":\"2026-12-02T16:00:00.123+00:00\"}\n\
+             {\"line\":\"plain\",\"stream\":\"stdout\",\"time\":null}\n"
+        );
+    }
+
+    #[test]
     fn tail_prints_chunks_as_they_come_until_the_end() {
         let (result, out, _, request) = check(
             Command::Tail {
                 follow: true,
                 lines: 2,
                 stderr: true,
+                json: false,
                 name: "web".into(),
             },
             vec![

@@ -179,6 +179,7 @@ fn act(socket: &Path, action: Action, tx: &Sender<Msg>) {
                 follow: false,
                 lines: OUTPUT_LINES,
                 stderr: false,
+                json: false,
                 name: name.clone(),
             },
             Some(name),
@@ -391,6 +392,7 @@ impl Model {
                     Action::Run(Command::Signal {
                         signal,
                         names: vec![name],
+                        json: false,
                     })
                 }
                 KeyCode::Esc => Action::None,
@@ -426,6 +428,7 @@ impl Model {
             let t = Targets {
                 names: vec![name],
                 no_wait: false,
+                json: false,
             };
             match verb {
                 "stop" => Command::Stop(t),
@@ -1238,7 +1241,7 @@ sup top  /tmp/sup-1000/sup.sock                                             live
             Some("signal to send to web:1 [TERM]: ▏")
         );
         match m.key(KeyEvent::from(KeyCode::Enter)) {
-            Action::Run(Command::Signal { signal, names }) => {
+            Action::Run(Command::Signal { signal, names, .. }) => {
                 assert_eq!(signal, "TERM");
                 assert_eq!(names, ["web:1"]);
             }

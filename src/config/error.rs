@@ -16,6 +16,33 @@ pub struct ConfigError {
     pub hint: Option<String>,
 }
 
+impl ConfigError {
+    /// For `sup check --json`: the place split into file, line and column (null when the
+    /// error has no single position).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut parts = self.place.rsplitn(3, ':');
+        let (col, line, file) = (parts.next(), parts.next(), parts.next());
+        let (file, line, col) = match (file, line.and_then(|l| l.parse::<u64>().ok()), col) {
+            (Some(f), Some(l), Some(c)) if c.parse::<u64>().is_ok() => {
+                (Some(f), Some(l), c.parse::<u64>().ok())
+            }
+            _ => (
+                (!self.place.is_empty()).then_some(self.place.as_str()),
+                None,
+                None,
+            ),
+        };
+        serde_json::json!({
+            "file": file,
+            "line": line,
+            "column": col,
+            "key": (!self.key.is_empty()).then_some(self.key.as_str()),
+            "message": self.message,
+            "hint": self.hint,
+        })
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.place.is_empty() {
@@ -44,6 +71,32 @@ mod tests {
             hint: hint.map(Into::into),
         }
         .to_string()
+    }
+
+    #[test]
+    fn json_splits_the_place() {
+        let err = ConfigError {
+            place: "sup.d/web.job:4:14".into(),
+            key: "programs.web.cmd".into(),
+            message: "m".into(),
+            hint: None,
+        };
+        assert_eq!(
+            err.to_json(),
+            serde_json::json!({"file": "sup.d/web.job", "line": 4, "column": 14,
+                "key": "programs.web.cmd", "message": "m", "hint": null})
+        );
+        let whole = ConfigError {
+            place: "a.yaml".into(),
+            key: String::new(),
+            message: "m".into(),
+            hint: Some("h".into()),
+        };
+        assert_eq!(
+            whole.to_json(),
+            serde_json::json!({"file": "a.yaml", "line": null, "column": null,
+                "key": null, "message": "m", "hint": "h"})
+        );
     }
 
     #[test]

@@ -167,3 +167,50 @@ fn a_client_whose_config_has_errors_says_so_instead_of_only_no_daemon() {
     );
     assert!(err.contains("hint: did you mean numprocs?"), "{err}");
 }
+
+#[test]
+fn json_forms_for_scripts() {
+    let mut sb = Sandbox::with_programs(
+        "json",
+        "  svc:\n    cmd: \"sleep 1000\"\n    numprocs: 2\n    starttime: 0.1\n",
+    );
+    sb.start();
+    sb.wait_state("svc:1", "running");
+    let parse = |out: String| -> serde_json::Value {
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+
+    let pids = parse(sb.sup_ok(&["pid", "svc", "--json"]));
+    let first = &pids["instances"][0];
+    assert_eq!(first["name"], "svc:0");
+    assert_eq!(first["pid"].as_u64(), sb.pid("svc:0").map(u64::from));
+
+    let stopped = parse(sb.sup_ok(&["stop", "svc:0", "--json"]));
+    assert_eq!(
+        stopped,
+        serde_json::json!({"outcomes": [{"name": "svc:0", "ok": true, "message": "stopped"}]})
+    );
+
+    let out = sb.sup(&["pid", "svc:0", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = parse(String::from_utf8_lossy(&out.stdout).into_owned());
+    assert_eq!(doc["instances"][0]["pid"], serde_json::Value::Null);
+
+    let reload = parse(sb.sup_ok(&["reload", "--dry-run", "--json"]));
+    assert_eq!(reload["unchanged"], serde_json::json!(["svc"]));
+    assert_eq!(reload["dry_run"], true);
+
+    sb.write(
+        "sup.yaml",
+        "programs:\n  svc:\n    cmd: 5\n    numproc: 2\n",
+    );
+    let out = sb.sup(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = parse(String::from_utf8_lossy(&out.stdout).into_owned());
+    assert_eq!(doc["ok"], false);
+    let err = &doc["errors"][0];
+    assert_eq!(err["line"], 4);
+    assert_eq!(err["column"], 5);
+    assert_eq!(err["key"], "programs.svc.numproc");
+    assert_eq!(err["hint"], "did you mean numprocs?");
+}
