@@ -146,7 +146,7 @@ pub fn execute(
                     .map_err(|e| Fail::new(format!("cannot encode the status as JSON: {e}")))?;
                 sink.line(&text)?;
             } else {
-                for line in status::lines(&instances, colour) {
+                for line in status::lines(&instances, colour, output::terminal_width()) {
                     sink.line(&line)?;
                 }
                 // `sup status NAME`: a scheduled job's last runs too.

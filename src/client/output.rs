@@ -23,6 +23,22 @@ pub fn colour_for_stdout() -> bool {
     )
 }
 
+/// The width `status` should fit: the terminal's when stdout is one ($COLUMNS first, as a
+/// shell sets it), else none (a pipe or a file gets every column).
+pub fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !io::stdout().is_terminal() {
+        return None;
+    }
+    if let Some(cols) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return Some(cols).filter(|&c| c > 0);
+    }
+    crossterm::terminal::size()
+        .ok()
+        .map(|(cols, _)| usize::from(cols))
+        .filter(|&c| c > 0)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
     Plain,

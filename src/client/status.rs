@@ -9,14 +9,43 @@ use crate::control::proto::InstanceStatus;
 /// still padded so that the fields after it line up with the rows that have it.
 const COLUMNS: usize = 10;
 
+/// Columns given up, in this order, when a line would not fit the terminal: rss, cpu,
+/// last_exit, restarts. Name, state, pid, time, health and the reason always stay.
+const DROP_ORDER: [usize; 4] = [8, 7, 4, 3];
+const REASON: usize = COLUMNS - 1;
+
 /// One line per instance, columns aligned. Columns empty in every row are left out, and no
-/// line ends in spaces.
-pub fn lines(instances: &[InstanceStatus], colour: bool) -> Vec<String> {
-    let rows: Vec<[String; COLUMNS]> = instances.iter().map(cells).collect();
+/// line ends in spaces. With a terminal `width`, the least useful columns are dropped and the
+/// reason is cut (with `…`) until every line fits; a script (no width) gets everything.
+pub fn lines(instances: &[InstanceStatus], colour: bool, width: Option<usize>) -> Vec<String> {
+    let mut rows: Vec<[String; COLUMNS]> = instances.iter().map(cells).collect();
     let mut widths = [0usize; COLUMNS];
     for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
             *w = (*w).max(cell.chars().count());
+        }
+    }
+    if let Some(limit) = width {
+        let total = |widths: &[usize; COLUMNS]| {
+            let shown: Vec<usize> = widths.iter().copied().filter(|&w| w > 0).collect();
+            shown.iter().sum::<usize>() + 2 * shown.len().saturating_sub(1)
+        };
+        for col in DROP_ORDER {
+            if total(&widths) <= limit {
+                break;
+            }
+            widths[col] = 0;
+        }
+        let over = total(&widths).saturating_sub(limit);
+        if over > 0 && widths[REASON] > 0 {
+            let keep = widths[REASON].saturating_sub(over).max(2);
+            for row in &mut rows {
+                let cell = &mut row[REASON];
+                if cell.chars().count() > keep {
+                    *cell = cell.chars().take(keep - 1).chain(['…']).collect();
+                }
+            }
+            widths[REASON] = keep.min(widths[REASON]);
         }
     }
     rows.iter()
@@ -250,8 +279,37 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_narrow_terminal_drops_rss_then_cpu_then_cuts_the_reason() {
+        let mut s = inst("web:0", "backoff");
+        s.restarts = 3;
+        s.last_exit = Some(1);
+        s.cpu_percent = Some(1.5);
+        s.rss_bytes = Some(2 << 20);
+        s.reason = Some("exited with status 1 too quickly after the start".into());
+        let wide = lines(std::slice::from_ref(&s), false, None);
+        assert!(
+            wide[0].contains("rss=2.0M") && wide[0].contains("cpu=1.5%"),
+            "{wide:?}"
+        );
+        let fits = lines(
+            std::slice::from_ref(&s),
+            false,
+            Some(wide[0].chars().count()),
+        );
+        assert_eq!(fits, wide);
+        let narrow = lines(std::slice::from_ref(&s), false, Some(60));
+        assert!(narrow[0].chars().count() <= 60, "{narrow:?}");
+        assert!(
+            !narrow[0].contains("rss=") && !narrow[0].contains("cpu="),
+            "{narrow:?}"
+        );
+        assert!(narrow[0].starts_with("web:0  backoff"), "{narrow:?}");
+        assert!(narrow[0].ends_with('…'), "{narrow:?}");
+    }
+
+    #[test]
     fn columns_line_up_and_missing_fields_leave_room() {
-        let got = lines(&sample(), false);
+        let got = lines(&sample(), false, None);
         let want = [
             "api     backoff            restarts=3  last_exit=1  next_start_in=4s  (exited with 1 after 0.2s)",
             "db      fatal              restarts=3                                 (spawn failed: /usr/bin/dbd: no such file or directory)",
@@ -269,7 +327,7 @@ pub(crate) mod tests {
         a.health = Some("healthy".into());
         a.cpu_percent = Some(12.34);
         a.rss_bytes = Some(5 * 1024 * 1024 + 300 * 1024);
-        let got = lines(&[a, inst("b", "stopped")], false);
+        let got = lines(&[a, inst("b", "stopped")], false, None);
         assert_eq!(
             got,
             [
@@ -283,13 +341,13 @@ pub(crate) mod tests {
 
     #[test]
     fn columns_nobody_has_take_no_room() {
-        let got = lines(&[inst("a", "stopped"), inst("bb", "stopped")], false);
+        let got = lines(&[inst("a", "stopped"), inst("bb", "stopped")], false, None);
         assert_eq!(got, ["a   stopped  restarts=0", "bb  stopped  restarts=0"]);
     }
 
     #[test]
     fn states_are_coloured_only_when_asked_and_padding_stays_outside() {
-        let got = lines(&sample(), true);
+        let got = lines(&sample(), true, None);
         assert!(
             got[0].starts_with("api     \x1b[33mbackoff\x1b[0m  "),
             "{:?}",
@@ -301,7 +359,9 @@ pub(crate) mod tests {
             got[4],
             "worker  \x1b[2mstopped\x1b[0m            restarts=0"
         );
-        assert!(lines(&sample(), false).iter().all(|l| !l.contains('\x1b')));
+        assert!(lines(&sample(), false, None)
+            .iter()
+            .all(|l| !l.contains('\x1b')));
     }
 
     #[test]
@@ -334,7 +394,7 @@ pub(crate) mod tests {
         s.last_exit = Some(0);
         s.next_run = Some("2025-01-01T03:00:00+00:00".into());
         assert_eq!(
-            lines(&[s], false),
+            lines(&[s], false, None),
             ["backup  scheduled  restarts=0  last_exit=0  next_run=2025-01-01T03:00:00+00:00"]
         );
     }

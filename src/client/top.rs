@@ -640,53 +640,67 @@ pub fn render(f: &mut Frame, m: &Model, now: Instant, wall: DateTime<Utc>) {
         .iter()
         .map(|(i, s)| (i.name.as_str(), *s))
         .collect();
-    let rows: Vec<Row> = m
+    const HEADER: [&str; 9] = [
+        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "EXIT", "CPU%", "RSS", "NEXT",
+    ];
+    let texts: Vec<(&InstanceStatus, [String; 9])> = m
         .visible()
         .into_iter()
         .map(|i| {
             let seen = seen_of.get(i.name.as_str()).copied().unwrap_or(now);
             let usage = i.pid.and_then(|p| m.usage.get(&p));
-            Row::new(vec![
-                Cell::from(i.name.clone()),
-                Cell::from(Span::styled(
-                    i.state.clone(),
-                    Style::default().fg(state_colour(i)),
-                )),
-                Cell::from(i.pid.map(|p| p.to_string()).unwrap_or_default()),
-                Cell::from(
-                    i.uptime_s
-                        .map(|u| human_duration(since(u, seen, now)))
-                        .unwrap_or_default(),
-                ),
-                Cell::from(i.restarts.to_string()),
-                Cell::from(i.last_exit.map(|c| c.to_string()).unwrap_or_default()),
-                Cell::from(
-                    usage
-                        .and_then(|u| u.cpu)
-                        .map(|c| format!("{c:.1}"))
-                        .unwrap_or_default(),
-                ),
-                Cell::from(usage.map(|u| human_bytes(u.rss_bytes)).unwrap_or_default()),
-                Cell::from(next_cell(i, seen, now, wall)),
-            ])
+            let cells = [
+                i.name.clone(),
+                i.state.clone(),
+                i.pid.map(|p| p.to_string()).unwrap_or_default(),
+                i.uptime_s
+                    .map(|u| human_duration(since(u, seen, now)))
+                    .unwrap_or_default(),
+                i.restarts.to_string(),
+                i.last_exit.map(|c| c.to_string()).unwrap_or_default(),
+                usage
+                    .and_then(|u| u.cpu)
+                    .map(|c| format!("{c:.1}"))
+                    .unwrap_or_default(),
+                usage.map(|u| human_bytes(u.rss_bytes)).unwrap_or_default(),
+                next_cell(i, seen, now, wall),
+            ];
+            (i, cells)
+        })
+        .collect();
+    // Every column as wide as its widest cell (or heading); NEXT, the last, takes what is
+    // left, so a short name does not leave half the screen empty.
+    let mut width = HEADER.map(|h| h.chars().count() as u16);
+    for (_, cells) in &texts {
+        for (w, c) in width.iter_mut().zip(cells) {
+            *w = (*w).max(c.chars().count().min(u16::MAX as usize) as u16);
+        }
+    }
+    let widths: Vec<Constraint> = width
+        .iter()
+        .enumerate()
+        .map(|(col, &w)| {
+            if col == HEADER.len() - 1 {
+                Constraint::Min(w)
+            } else {
+                Constraint::Length(w)
+            }
+        })
+        .collect();
+    let rows: Vec<Row> = texts
+        .into_iter()
+        .map(|(i, cells)| {
+            Row::new(cells.into_iter().enumerate().map(|(col, text)| {
+                if col == 1 {
+                    Cell::from(Span::styled(text, Style::default().fg(state_colour(i))))
+                } else {
+                    Cell::from(text)
+                }
+            }))
         })
         .collect();
     let empty = rows.is_empty();
-    let widths = [
-        Constraint::Min(10),
-        Constraint::Length(9),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(8),
-        Constraint::Length(4),
-        Constraint::Length(5),
-        Constraint::Length(6),
-        Constraint::Length(9),
-    ];
-    let header = Row::new([
-        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "EXIT", "CPU%", "RSS", "NEXT",
-    ])
-    .style(Style::default().add_modifier(Modifier::REVERSED));
+    let header = Row::new(HEADER).style(Style::default().add_modifier(Modifier::REVERSED));
     let widget = Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
@@ -963,18 +977,27 @@ fn event_loop(
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout())).map_err(term_fail)?;
     let mut sampler = Sampler::new();
     let mut next_sample = Instant::now();
+    // Drawing is most of what an idle dashboard costs: draw only when something it shows has
+    // changed (a message, a key, a resize, or the once-a-second sample that also moves the
+    // uptimes and countdowns).
+    let mut dirty = true;
     while !stop.load(Ordering::SeqCst) {
         let now = Instant::now();
         while let Ok(msg) = rx.try_recv() {
             model.apply(msg, now);
+            dirty = true;
         }
         if now >= next_sample {
             model.usage = sampler.sample(&model.pids(), now);
             next_sample = now + PERIOD;
+            dirty = true;
         }
-        terminal
-            .draw(|f| render(f, &model, now, Utc::now()))
-            .map_err(term_fail)?;
+        if dirty {
+            terminal
+                .draw(|f| render(f, &model, now, Utc::now()))
+                .map_err(term_fail)?;
+            dirty = false;
+        }
         if terminal_hung_up() {
             // Nobody is left to read the screen; crossterm would spin on end-of-file.
             break;
@@ -982,12 +1005,16 @@ fn event_loop(
         if !event::poll(FRAME).map_err(term_fail)? {
             continue;
         }
-        // Resizes need nothing: the next draw uses the new size.
-        if let TermEvent::Key(key) = event::read().map_err(term_fail)? {
-            match model.key(key) {
-                Action::Quit => break,
-                action => act(socket, action, tx),
+        match event::read().map_err(term_fail)? {
+            TermEvent::Key(key) => {
+                dirty = true;
+                match model.key(key) {
+                    Action::Quit => break,
+                    action => act(socket, action, tx),
+                }
             }
+            TermEvent::Resize(..) => dirty = true,
+            _ => {}
         }
     }
     Ok(())
@@ -1184,10 +1211,10 @@ mod tests {
             "\
 sup top  /tmp/sup-1000/sup.sock                                             live
 3 instances, 1 running, 1 backoff, 1 scheduled  ·  daemon up 1h2m
- NAME             STATE     PID     UPTIME  RESTARTS EXIT CPU%  RSS    NEXT
-›backup           scheduled                 0        0                 in 4m30s
- web:0            running   4312    3m12s   1        0    12.5  12.3M
- web:1            backoff                   3        137               in 4s
+ NAME   STATE     PID  UPTIME RESTARTS EXIT CPU% RSS   NEXT
+›backup scheduled             0        0               in 4m30s
+ web:0  running   4312 3m12s  1        0    12.5 12.3M
+ web:1  backoff               3        137             in 4s
 {}
 {KEYS}
 ",
@@ -1229,7 +1256,7 @@ sup top  /tmp/sup-1000/sup.sock                                             live
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[3],
-            "›web:1            backoff                   3        137               in 4s"
+            "›web:1 backoff            3        137           in 4s"
         );
         assert_eq!(lines[4], "");
         assert_eq!(lines[22], "filter: web:1▏");
@@ -1275,9 +1302,9 @@ sup top  /tmp/sup-1000/sup.sock                                             live
         let m = sample_model(now);
         let (_, buf) = frame(&m, now, wall);
         let colour_at = |x: u16, y: u16| buf.cell((x, y)).map(|c| c.fg);
-        assert_eq!(colour_at(18, 4), Some(Color::Green));
-        assert_eq!(colour_at(18, 5), Some(Color::Yellow));
-        assert_eq!(colour_at(18, 3), Some(Color::Cyan));
+        assert_eq!(colour_at(8, 4), Some(Color::Green));
+        assert_eq!(colour_at(8, 5), Some(Color::Yellow));
+        assert_eq!(colour_at(8, 3), Some(Color::Cyan));
     }
 
     #[test]
