@@ -1,6 +1,10 @@
 //! Durations as users write them: `500ms`, `5s`, `5m`, `1h30m`, `1.5s`, `2d`, or a bare number of
 //! seconds (`5`, `0.25`). Used by `starttime`, `stoptime` and `schedule: every …`.
 //!
+//! Our own rather than humantime's: humantime reads neither a bare number of seconds (`5`,
+//! `0.25`, the supervisord form) nor fractions (`1.5s`), and its errors cannot say what a key
+//! accepts; the grammar here is a page and is fuzzed.
+//!
 //! Arithmetic is done in integer nanoseconds, so `1.5s` is exactly 1500 ms rather than whatever
 //! a float rounds it to, and a reload never sees a spurious change.
 

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use super::logkeys::parse_size;
 use super::resolve::{entries, keep, key_text, unknown_key, Sink};
 use super::spec::{
     HealthCheck, HealthSpec, Limits, OnUnhealthy, Origin, Probe, ProgramSpec, Ready, Watch,
@@ -205,29 +206,10 @@ pub fn depends_on(node: &Node) -> Read<Vec<String>> {
 /// optional `B` or `iB`.
 pub fn size(node: &Node) -> Read<u64> {
     let what = "a size such as 500M, 2G, 512K or a number of bytes";
-    let text = node.text().ok_or_else(|| expected(what, node))?.trim();
-    parse_size(text).ok_or_else(|| expected(what, node))
-}
-
-fn parse_size(text: &str) -> Option<u64> {
-    let lower = text.to_ascii_lowercase();
-    let t = lower
-        .strip_suffix("ib")
-        .or_else(|| lower.strip_suffix('b'))
-        .unwrap_or(&lower);
-    let (digits, mult) = match t.chars().last()? {
-        'k' => (&t[..t.len() - 1], 1u64 << 10),
-        'm' => (&t[..t.len() - 1], 1 << 20),
-        'g' => (&t[..t.len() - 1], 1 << 30),
-        't' => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = digits.trim().parse().ok()?;
-    if !n.is_finite() || n <= 0.0 {
-        return None;
-    }
-    let bytes = n * mult as f64;
-    (bytes < u64::MAX as f64).then_some(bytes as u64)
+    let text = node.text().ok_or_else(|| expected(what, node))?;
+    parse_size(text)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| expected(what, node))
 }
 
 /// `90%`, `90` or `250%` (more than one CPU).
@@ -624,6 +606,8 @@ mod tests {
         assert_eq!(parse_size("1048576"), Some(1 << 20));
         assert_eq!(parse_size("lots"), None);
         assert_eq!(parse_size("-1M"), None);
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_size(" 50MB "), Some(50 << 20));
         assert_eq!(percent(&node("90%")), Ok(90));
         assert_eq!(percent(&node("250")), Ok(250));
         assert!(percent(&node("0%")).is_err());

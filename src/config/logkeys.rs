@@ -30,22 +30,14 @@ pub fn size(node: &Node) -> Read<u64> {
     parse_size(text).ok_or_else(|| expected(WHAT, node))
 }
 
+/// Every byte size in the config, read one way: the `parse-size` crate with 1024-based units
+/// (`K`, `KB` and `KiB` alike, as supervisord reads them), fractions allowed (`1.5G`). The
+/// error a user sees is still ours, saying what the key accepts.
 pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    if digits == 0 {
-        return None;
-    }
-    let n: u64 = t[..digits].parse().ok()?;
-    let unit = t[digits..].trim();
-    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(text.trim())
+        .ok()
 }
 
 fn string(node: &Node) -> Read<String> {
