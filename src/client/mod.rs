@@ -224,8 +224,8 @@ pub fn execute(
             }
             let r = report::reload(&report);
             let outcome = emit(&r, &mut sink, err)?;
-            if !r.errors.is_empty() {
-                let n = r.errors.len();
+            if !report.errors.is_empty() {
+                let n = report.errors.len();
                 let _ = writeln!(
                     err,
                     "sup: {n} error{} in the new config; nothing changed, the running config stays in force",

@@ -101,10 +101,17 @@ pub fn reload(report: &ReloadReport) -> Report {
     if report.dry_run {
         out.push("dry run: nothing changed".to_string());
     }
+    // The config is in force either way; what did not come up is still the caller's problem.
+    let errors: Vec<String> = report
+        .outcomes
+        .iter()
+        .filter(|o| !o.ok)
+        .map(|o| format!("{}: {}", o.name, o.message))
+        .collect();
     Report {
         out,
-        errors: Vec::new(),
-        complete: true,
+        complete: errors.is_empty(),
+        errors,
     }
 }
 

@@ -216,6 +216,10 @@ pub struct ReloadReport {
     pub errors: Vec<String>,
     #[serde(default)]
     pub dry_run: bool,
+    /// How each instance the reload started, restarted or stopped ended up: a job it added
+    /// that cannot start is a failed reload for whoever asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<Outcome>,
 }
 
 #[cfg(test)]

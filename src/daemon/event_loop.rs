@@ -163,7 +163,10 @@ impl Waiter {
             Answer::Outcomes => Response::new(ResponseBody::Outcomes {
                 outcomes: self.items.into_iter().filter_map(|i| i.outcome).collect(),
             }),
-            Answer::Reload(report) => Response::new(ResponseBody::Reload { report }),
+            Answer::Reload(mut report) => {
+                report.outcomes = self.items.into_iter().filter_map(|i| i.outcome).collect();
+                Response::new(ResponseBody::Reload { report })
+            }
         }
     }
 }

@@ -272,3 +272,28 @@ fn an_unchanged_scheduled_job_keeps_its_phase_across_a_reload() {
     sb.sup_ok(&["reload"]);
     assert_ne!(sb.instance("tick")["next_run"], before);
 }
+
+#[test]
+fn a_reload_whose_new_job_cannot_start_exits_1_and_says_so() {
+    let mut sb = Sandbox::new("reloadfatal");
+    sb.write(
+        "sup.yaml",
+        "programs:\n  keep:\n    cmd: sleep 1000\n    starttime: 0.1\n",
+    );
+    sb.start();
+    sb.wait_state("keep", "running");
+    sb.write(
+        "sup.yaml",
+        "programs:\n  keep:\n    cmd: sleep 1000\n    starttime: 0.1\n  \
+         broken:\n    cmd: \"sh -c 'exit 3'\"\n    starttime: 0.5\n    startretries: 0\n",
+    );
+    let out = sb.sup(&["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("added: broken"));
+    assert!(err.contains("sup: error: broken: "), "{err}");
+    assert!(!err.contains("nothing changed"), "{err}");
+    // The config is in force: the new job is known, the old one untouched.
+    assert_eq!(sb.state("keep"), "running");
+    assert_eq!(sb.state("broken"), "fatal");
+}

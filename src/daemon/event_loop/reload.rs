@@ -272,6 +272,7 @@ fn report_of(plan: &reload::Plan, dry_run: bool) -> ReloadReport {
         unchanged: plan.unchanged.clone(),
         errors: Vec::new(),
         dry_run,
+        outcomes: Vec::new(),
     }
 }
 
