@@ -182,6 +182,10 @@ pub fn execute(
         ),
         Command::Restart {
             targets: t,
+            rolling: true,
+        } if !t.no_wait && !t.json => rolling_restart(conn, t.names, &mut sink, err),
+        Command::Restart {
+            targets: t,
             rolling,
         } => transition(
             conn,
@@ -337,6 +341,91 @@ fn transition(
         });
     }
     emit(&r, sink, err)
+}
+
+/// `restart --rolling` can take minutes: while the daemon works through the instances, a
+/// second connection subscribed to them prints each state change as `status` names it, then
+/// the outcomes come as for any restart. A daemon that cannot stream just gives the outcomes.
+fn rolling_restart(
+    conn: &mut Conn,
+    names: Vec<String>,
+    sink: &mut Sink,
+    err: &mut dyn Write,
+) -> Result<Outcome, Fail> {
+    enum Msg {
+        Progress(String),
+        Done(Result<ResponseBody, Fail>),
+    }
+    let watcher = Conn::connect(conn.path()).ok().and_then(|mut w| {
+        let subscribe = RequestBody::Subscribe {
+            names: names.clone(),
+        };
+        w.send(&Request::new(subscribe)).ok()?;
+        let closer = w.closer().ok()?;
+        Some((w, closer))
+    });
+    let body = RequestBody::Restart {
+        names,
+        wait: true,
+        rolling: true,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let answer = std::thread::scope(|scope| {
+        let closer = watcher.map(|(mut w, closer)| {
+            let tx = tx.clone();
+            scope.spawn(move || {
+                let mut last: std::collections::HashMap<String, String> = Default::default();
+                while let Ok(Some(resp)) = w.next() {
+                    match resp.body {
+                        ResponseBody::Status { instances, .. } => {
+                            last.extend(instances.into_iter().map(|i| (i.name, i.state)));
+                        }
+                        ResponseBody::Event { instance: i, .. } => {
+                            if last.get(&i.name) != Some(&i.state) {
+                                let line = format!("{}: {}", i.name, i.state);
+                                last.insert(i.name, i.state);
+                                if tx.send(Msg::Progress(line)).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+            });
+            closer
+        });
+        scope.spawn(move || {
+            let _ = tx.send(Msg::Done(ask(conn, body, None)));
+        });
+        let mut answer = Err(Fail::new("the restart ended without an answer"));
+        for msg in &rx {
+            match msg {
+                // stdout gone is no reason to abandon the restart: the outcome still counts.
+                Msg::Progress(line) => {
+                    let _ = sink.raw(&format!("{line}\n"));
+                }
+                Msg::Done(result) => {
+                    answer = result;
+                    break;
+                }
+            }
+        }
+        // The last instance's `running` is sent in the same turn as the answer, on the other
+        // connection: give it a moment so the progress reads complete (cosmetic only).
+        while let Ok(Msg::Progress(line)) = rx.recv_timeout(Duration::from_millis(50)) {
+            let _ = sink.raw(&format!("{line}\n"));
+        }
+        // The watcher is blocked reading its stream; the scope joins it only once it is closed.
+        if let Some(c) = closer {
+            c.close();
+        }
+        answer
+    })?;
+    let ResponseBody::Outcomes { outcomes } = answer else {
+        return Err(unexpected("restart", &answer));
+    };
+    emit(&report::outcomes(&outcomes), sink, err)
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<String, Fail> {

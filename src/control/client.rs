@@ -173,6 +173,11 @@ impl Conn {
         }
     }
 
+    /// The socket this connection reached, for a second connection to the same daemon.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// A handle that can end this connection from another thread.
     pub fn closer(&self) -> Result<Closer, Fail> {
         self.writer

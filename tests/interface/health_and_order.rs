@@ -342,6 +342,15 @@ fn rolling_restart_keeps_one_instance_up() {
     let before: Vec<Option<u32>> = (0..3).map(|i| sb.pid(&format!("web:{i}"))).collect();
     let out = sb.sup_ok(&["restart", "web", "--rolling"]);
     assert!(out.contains("web:2: restarted"), "{out}");
+    // Progress as it happens, in the words of `status`, one instance after the other.
+    let at = |line: &str| {
+        out.find(line)
+            .unwrap_or_else(|| panic!("{line:?} in {out}"))
+    };
+    assert!(at("web:0: starting") < at("web:0: running"), "{out}");
+    assert!(at("web:0: running") < at("web:1: starting"), "{out}");
+    assert!(at("web:1: running") < at("web:2: starting"), "{out}");
+    assert!(at("web:2: starting") < at("web:2: restarted"), "{out}");
     let after: Vec<Option<u32>> = (0..3).map(|i| sb.pid(&format!("web:{i}"))).collect();
     for i in 0..3 {
         assert_ne!(before[i], after[i], "web:{i} was restarted");
