@@ -354,7 +354,7 @@ fn rolling_restart(
 ) -> Result<Outcome, Fail> {
     enum Msg {
         Progress(String),
-        Done(Result<ResponseBody, Fail>),
+        Done(Box<Result<ResponseBody, Fail>>),
     }
     let watcher = Conn::connect(conn.path()).ok().and_then(|mut w| {
         let subscribe = RequestBody::Subscribe {
@@ -396,7 +396,7 @@ fn rolling_restart(
             closer
         });
         scope.spawn(move || {
-            let _ = tx.send(Msg::Done(ask(conn, body, None)));
+            let _ = tx.send(Msg::Done(Box::new(ask(conn, body, None))));
         });
         let mut answer = Err(Fail::new("the restart ended without an answer"));
         for msg in &rx {
@@ -406,7 +406,7 @@ fn rolling_restart(
                     let _ = sink.raw(&format!("{line}\n"));
                 }
                 Msg::Done(result) => {
-                    answer = result;
+                    answer = *result;
                     break;
                 }
             }
