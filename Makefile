@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SUP   := target/release/sup
 
-.PHONY: help run test check dev bench deps fmt clean
+.PHONY: help run test check dev bench fuzz deps fmt clean
 
 help: ## this list
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
@@ -36,6 +36,18 @@ bench: deps ## sup vs supervisord vs raw fork/exec, side by side (writes docs/be
 	@test -x bench/.venv/bin/python || python3 -m venv bench/.venv
 	bench/.venv/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	bench/.venv/bin/python bench/bench.py $(BENCH_ARGS)
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := config duration size cron umask signal control
+
+fuzz: ## run each fuzz target for FUZZ_SECONDS (60), growing fuzz/corpus/ (nightly, cargo-fuzz)
+	@$(CARGO) +nightly --version >/dev/null 2>&1 || { \
+	  echo "make: cargo-fuzz needs the nightly toolchain: installing it with rustup"; \
+	  rustup toolchain install nightly --profile minimal; }
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  nice $(CARGO) +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 fmt: ## format the code
 	$(CARGO) fmt --all

@@ -22,9 +22,20 @@ const DEFAULT_INCLUDE: &str = "sup.d/*.job";
 /// Load the config at `path`. Relative paths and the files named in errors are taken from
 /// `cwd`: a file under it is shown relative to it, any other absolute.
 pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
+    load_source(path, None, cwd)
+}
+
+/// Load a main file given as text, as if it were `cwd/sup.yaml`, without touching the disk:
+/// its `include:` patterns are checked but not expanded. For fuzzing the whole load.
+pub fn load_text(text: &str, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
+    load_source(&cwd.join("sup.yaml"), Some(text), cwd)
+}
+
+fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
     let source = values::absolute(cwd, &path.to_string_lossy());
     let mut loader = Loader {
         cwd,
+        text,
         sink: Sink::default(),
         seen_files: HashSet::new(),
         programs: BTreeMap::new(),
@@ -36,7 +47,7 @@ pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
         .parent()
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
 
-    let meta = match std::fs::metadata(&source) {
+    let meta = match text.map_or_else(|| std::fs::metadata(&source).map(Some), |_| Ok(None)) {
         Ok(m) => m,
         Err(e) => {
             let shown = loader.show(&source);
@@ -56,7 +67,7 @@ pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
 
     // A directory's own `sup.yaml` plays the part of the main file; its includes are relative
     // to the directory, like those of a file to the file's folder.
-    let (main_file, include_root, dir_jobs) = if meta.is_dir() {
+    let (main_file, include_root, dir_jobs) = if meta.is_some_and(|m| m.is_dir()) {
         let yaml = source.join("sup.yaml");
         let main = yaml.is_file().then_some(yaml);
         (main, source.clone(), glob::files(&source, "*.job"))
@@ -85,8 +96,10 @@ pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
         loader.main_programs(main, tree, &base_dir, &daemon);
     }
     let mut job_files = dir_jobs;
-    for pattern in &includes {
-        job_files.extend(glob::files(&include_root, pattern));
+    if text.is_none() {
+        for pattern in &includes {
+            job_files.extend(glob::files(&include_root, pattern));
+        }
     }
     for file in job_files {
         if loader.seen_files.insert(file.clone()) {
@@ -116,6 +129,8 @@ pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
 
 struct Loader<'a> {
     cwd: &'a Path,
+    /// The main file's text when it was given rather than read (`load_text`).
+    text: Option<&'a str>,
     sink: Sink,
     /// Files already read, so that an include matching a directory's own `*.job` does not
     /// define its program twice.
@@ -141,7 +156,11 @@ impl Loader<'_> {
     /// file's keys are `programs.NAME.…`). `Err(())` when there is no tree to use.
     fn parse(&mut self, path: &Path, prefix: &str) -> Result<Option<Node>, ()> {
         let shown = self.show(path);
-        let text = match std::fs::read_to_string(path) {
+        let read = match self.text {
+            Some(t) => Ok(t.to_string()),
+            None => std::fs::read_to_string(path),
+        };
+        let text = match read {
             Ok(t) => t,
             Err(e) => {
                 let bad = Bad::new(format!("unable to read: {}", io_reason(&e)));

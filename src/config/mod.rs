@@ -36,3 +36,8 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
 pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
     load::load_in(path, cwd)
 }
+
+/// `load` of a main file given as text (see `load::load_text`): no disk, no includes.
+pub fn load_text(text: &str, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
+    load::load_text(text, cwd)
+}

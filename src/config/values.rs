@@ -353,13 +353,29 @@ pub fn schedule(node: &Node) -> Read<Schedule> {
         )));
     }
     let normalized = fields.join(" ");
-    croner::Cron::new(&normalized).parse().map_err(|e| {
+    let cron = croner::Cron::new(&normalized).parse().map_err(|e| {
         Bad::new(format!(
             "invalid cron expression {normalized:?}: {}",
             cron_reason(&e)
         ))
     })?;
+    if !ever_matches(&cron) {
+        return Err(Bad::new(format!(
+            "cron expression {normalized:?} never matches: no month has that day"
+        )));
+    }
     Ok(Schedule::Cron(normalized))
+}
+
+/// Whether the pattern matches at all (`0 0 31 2 *` does not). croner looks for a match up to
+/// the year 5000, a walk that held the loop for seconds each time such a job was armed; from
+/// 4990 on, the ten years it looks at hold every day of every month, 29 February included.
+fn ever_matches(cron: &croner::Cron) -> bool {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(4990, 1, 1, 0, 0, 0)
+        .single()
+        .is_some_and(|from| cron.find_next_occurrence(&from, true).is_ok())
 }
 
 /// croner's message without its prefix, capital and period, to fit our one-line style.
@@ -784,6 +800,17 @@ mod tests {
             msg(schedule(&node("\"0 25 * * *\""))),
             "invalid cron expression \"0 25 * * *\": number out of bounds"
         );
+        assert_eq!(
+            msg(schedule(&node("\"0 0 31 2 *\""))),
+            "cron expression \"0 0 31 2 *\" never matches: no month has that day"
+        );
+        assert_eq!(
+            msg(schedule(&node("\"0 0 31 4,6,9,11 *\""))),
+            "cron expression \"0 0 31 4,6,9,11 *\" never matches: no month has that day"
+        );
+        for rare in ["0 0 29 2 *", "0 0 31 1-12/2 *", "0 0 31 2 1", "0 0 L 2 *"] {
+            assert!(schedule(&node(&format!("{rare:?}"))).is_ok(), "{rare}");
+        }
         let six = schedule(&node("\"0 0 * * * *\"")).unwrap_err();
         assert!(six.message.starts_with("expected every DURATION"));
         assert!(six.hint.is_some());
