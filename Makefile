@@ -1,25 +1,57 @@
 # The commands we actually type. `make help` lists them.
-CARGO ?= cargo
-SUP   := target/release/sup
+CARGO   ?= cargo
+RUSTC   ?= rustc
+SUP     := target/release/sup
+PREFIX  ?= /usr/local
+DESTDIR ?=
+# The interpreter the tests use for aiosmtpd when the system python3 cannot import it.
+TEST_VENV := .venv-test
+# The oldest rustc that builds this crate, as Cargo.toml declares it.
+RUST_VERSION := $(shell sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
 
-.PHONY: help run test check dev bench deps fmt clean
+.PHONY: help run test check dev bench deps test-deps fmt man completions install clean
 
 help: ## this list
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
 
-deps: ## install what building and testing need (Rust toolchain, procps, tmux, aiosmtpd)
-	@command -v $(CARGO) >/dev/null 2>&1 || { \
-	  echo "make: cargo not found: installing Debian's rust toolchain"; \
-	  apt-get update -qq && apt-get install -y -qq cargo rustc; }
-	@command -v ps >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq procps; }
-	@command -v tmux >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tmux; }
-	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd
+# Never installs a toolchain: distribution packages (Debian 12's rustc is 1.63) are too old
+# for this crate, so a missing or old one is an error that says what to run.
+deps: ## check the build needs: cargo, and rustc >= Cargo.toml's rust-version
+	@command -v $(CARGO) >/dev/null 2>&1 && command -v $(RUSTC) >/dev/null 2>&1 || { \
+	  echo "make: cargo/rustc not found; sup needs Rust $(RUST_VERSION) or newer. Install it with:" >&2; \
+	  echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y && . \"\$$HOME/.cargo/env\"" >&2; \
+	  exit 1; }
+	@have=$$($(RUSTC) --version | awk '{print $$2}'); \
+	oldest=$$(printf '%s\n%s\n' "$(RUST_VERSION)" "$$have" | sort -V | head -n1); \
+	if [ "$$oldest" != "$(RUST_VERSION)" ]; then \
+	  echo "make: rustc $$have is older than $(RUST_VERSION), which this crate needs. Update with:" >&2; \
+	  if command -v rustup >/dev/null 2>&1; then echo "  rustup update stable && rustup default stable" >&2; \
+	  else echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y && . \"\$$HOME/.cargo/env\"" >&2; fi; \
+	  exit 1; fi
+
+# What the integration tests run besides sup: ps, tmux, python3 and aiosmtpd (the SMTP server
+# the notification tests send to). aiosmtpd comes from apt where that works for the python3 on
+# PATH, else from a venv under the repo that the tests look for first.
+test-deps: deps ## install what the tests need (procps, tmux, python3, aiosmtpd)
+	@apt_install() { command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get update -qq && apt-get install -y -qq "$$@"; } >/dev/null 2>&1; }; \
+	for need in ps:procps tmux:tmux python3:python3; do \
+	  command -v $${need%%:*} >/dev/null 2>&1 || apt_install $${need#*:} || { \
+	    echo "make: $${need%%:*} is missing: install the $${need#*:} package" >&2; exit 1; }; \
+	done; \
+	if [ -x $(TEST_VENV)/bin/python ] && $(TEST_VENV)/bin/python -c 'import aiosmtpd' 2>/dev/null; then exit 0; fi; \
+	python3 -c 'import aiosmtpd' 2>/dev/null && exit 0; \
+	apt_install python3-aiosmtpd; \
+	python3 -c 'import aiosmtpd' 2>/dev/null && exit 0; \
+	echo "make: python3 cannot import aiosmtpd: installing it into $(TEST_VENV)/"; \
+	{ python3 -m venv $(TEST_VENV) || { apt_install python3-venv && python3 -m venv $(TEST_VENV); }; } && \
+	$(TEST_VENV)/bin/pip install --quiet --disable-pip-version-check aiosmtpd
 
 run: deps ## build (release) and supervise the bundled sup.d/ in the foreground
 	$(CARGO) build --release
 	$(SUP) daemon -c sup.d
 
-test: deps ## every test: unit, golden, property and integration (real daemon, real children)
+test: test-deps ## every test: unit, golden, property and integration (real daemon, real children)
 	$(CARGO) test --quiet -- --test-threads=4
 
 check: deps ## formatting and lints, as CI wants them
@@ -40,6 +72,6 @@ bench: deps ## sup vs supervisord vs raw fork/exec, side by side (writes docs/be
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-clean: ## remove build output and the demo's logs
+clean: ## remove build output, the demo's logs and socket, and the test venv
 	$(CARGO) clean
-	rm -rf logs run
+	rm -rf logs run $(TEST_VENV)
