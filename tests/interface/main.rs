@@ -4,6 +4,7 @@
 mod sandbox;
 
 mod control_socket;
+mod demo;
 mod each_child;
 mod health_and_order;
 mod logs_and_notifications;
