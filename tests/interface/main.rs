@@ -1,5 +1,5 @@
 //! Integration tests: the real `sup daemon`, real children, observed effects. Modules are
-//! named after the sections of INTERFACE.md they hold the project to.
+//! named after the behaviour they hold the project to (the README describes each).
 
 mod sandbox;
 
