@@ -9,7 +9,11 @@ TEST_VENV := .venv-test
 # The oldest rustc that builds this crate, as Cargo.toml declares it.
 RUST_VERSION := $(shell sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
 
-.PHONY: help run test check dev bench deps test-deps fmt man completions install clean
+BINDIR  := $(DESTDIR)$(PREFIX)/bin
+MANDIR  := $(DESTDIR)$(PREFIX)/share/man/man1
+SHARE   := $(DESTDIR)$(PREFIX)/share
+
+.PHONY: help build run test check dev bench deps test-deps fmt man install install-built clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
@@ -47,9 +51,29 @@ test-deps: deps ## install what the tests need (procps, tmux, python3, aiosmtpd)
 	{ python3 -m venv $(TEST_VENV) || { apt_install python3-venv && python3 -m venv $(TEST_VENV); }; } && \
 	$(TEST_VENV)/bin/pip install --quiet --disable-pip-version-check aiosmtpd
 
-run: deps ## build (release) and supervise the bundled sup.d/ in the foreground
+build: deps ## the release binary, target/release/sup
 	$(CARGO) build --release
+
+run: build ## build (release) and supervise the bundled sup.d/ in the foreground
 	$(SUP) daemon -c sup.d
+
+man: build ## the man page, generated from the CLI's definitions: target/man/sup.1
+	@mkdir -p target/man
+	$(SUP) __man > target/man/sup.1
+
+install: build ## install sup, its man page and bash/zsh/fish completions under $(DESTDIR)$(PREFIX)
+	@$(MAKE) --no-print-directory install-built
+
+# `make install` without the build: installs $(SUP) as it is (the tests install theirs).
+install-built:
+	install -D -m 755 $(SUP) $(BINDIR)/sup
+	install -d $(MANDIR) $(SHARE)/bash-completion/completions $(SHARE)/zsh/site-functions \
+	  $(SHARE)/fish/vendor_completions.d
+	$(SUP) __man > $(MANDIR)/sup.1
+	$(SUP) completions bash > $(SHARE)/bash-completion/completions/sup
+	$(SUP) completions zsh > $(SHARE)/zsh/site-functions/_sup
+	$(SUP) completions fish > $(SHARE)/fish/vendor_completions.d/sup.fish
+	@if [ -d contrib ]; then install -d $(SHARE)/sup && cp -R contrib $(SHARE)/sup/; fi
 
 test: test-deps ## every test: unit, golden, property and integration (real daemon, real children)
 	$(CARGO) test --quiet -- --test-threads=4
@@ -62,8 +86,7 @@ dev: ## fast loop: format, lint, test
 	$(CARGO) fmt --all
 	$(MAKE) check test
 
-bench: deps ## sup vs supervisord vs raw fork/exec, side by side (writes docs/benchmarks.md)
-	$(CARGO) build --release
+bench: build ## sup vs supervisord vs raw fork/exec, side by side (writes docs/benchmarks.md)
 	gcc -O2 -Wall -o bench/raw/raw bench/raw/raw.c
 	@test -x bench/.venv/bin/python || python3 -m venv bench/.venv
 	bench/.venv/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt

@@ -8,6 +8,7 @@ mod demo;
 mod each_child;
 mod health_and_order;
 mod logs_and_notifications;
+mod packaging;
 mod reload;
 mod scheduled_jobs;
 mod shell_and_top;
