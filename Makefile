@@ -1,25 +1,81 @@
 # The commands we actually type. `make help` lists them.
-CARGO ?= cargo
-SUP   := target/release/sup
+CARGO   ?= cargo
+RUSTC   ?= rustc
+SUP     := target/release/sup
+PREFIX  ?= /usr/local
+DESTDIR ?=
+# The interpreter the tests use for aiosmtpd when the system python3 cannot import it.
+TEST_VENV := .venv-test
+# The oldest rustc that builds this crate, as Cargo.toml declares it.
+RUST_VERSION := $(shell sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
 
-.PHONY: help run test check dev bench fuzz deps fmt clean
+BINDIR  := $(DESTDIR)$(PREFIX)/bin
+MANDIR  := $(DESTDIR)$(PREFIX)/share/man/man1
+SHARE   := $(DESTDIR)$(PREFIX)/share
+
+.PHONY: help build run test check dev bench fuzz deps test-deps fmt man install install-built clean
 
 help: ## this list
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
 
-deps: ## install what building and testing need (Rust toolchain, procps, tmux, aiosmtpd)
-	@command -v $(CARGO) >/dev/null 2>&1 || { \
-	  echo "make: cargo not found: installing Debian's rust toolchain"; \
-	  apt-get update -qq && apt-get install -y -qq cargo rustc; }
-	@command -v ps >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq procps; }
-	@command -v tmux >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tmux; }
-	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd
+# Never installs a toolchain: distribution packages (Debian 12's rustc is 1.63) are too old
+# for this crate, so a missing or old one is an error that says what to run.
+deps: ## check the build needs: cargo, and rustc >= Cargo.toml's rust-version
+	@command -v $(CARGO) >/dev/null 2>&1 && command -v $(RUSTC) >/dev/null 2>&1 || { \
+	  echo "make: cargo/rustc not found; sup needs Rust $(RUST_VERSION) or newer. Install it with:" >&2; \
+	  echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y && . \"\$$HOME/.cargo/env\"" >&2; \
+	  exit 1; }
+	@have=$$($(RUSTC) --version | awk '{print $$2}'); \
+	oldest=$$(printf '%s\n%s\n' "$(RUST_VERSION)" "$$have" | sort -V | head -n1); \
+	if [ "$$oldest" != "$(RUST_VERSION)" ]; then \
+	  echo "make: rustc $$have is older than $(RUST_VERSION), which this crate needs. Update with:" >&2; \
+	  if command -v rustup >/dev/null 2>&1; then echo "  rustup update stable && rustup default stable" >&2; \
+	  else echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y && . \"\$$HOME/.cargo/env\"" >&2; fi; \
+	  exit 1; fi
 
-run: deps ## build (release) and supervise the bundled sup.d/ in the foreground
+# What the integration tests run besides sup: ps, tmux, python3 and aiosmtpd (the SMTP server
+# the notification tests send to). aiosmtpd comes from apt where that works for the python3 on
+# PATH, else from a venv under the repo that the tests look for first.
+test-deps: deps ## install what the tests need (procps, tmux, python3, aiosmtpd)
+	@apt_install() { command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get update -qq && apt-get install -y -qq "$$@"; } >/dev/null 2>&1; }; \
+	for need in ps:procps tmux:tmux python3:python3; do \
+	  command -v $${need%%:*} >/dev/null 2>&1 || apt_install $${need#*:} || { \
+	    echo "make: $${need%%:*} is missing: install the $${need#*:} package" >&2; exit 1; }; \
+	done; \
+	if [ -x $(TEST_VENV)/bin/python ] && $(TEST_VENV)/bin/python -c 'import aiosmtpd' 2>/dev/null; then exit 0; fi; \
+	python3 -c 'import aiosmtpd' 2>/dev/null && exit 0; \
+	apt_install python3-aiosmtpd; \
+	python3 -c 'import aiosmtpd' 2>/dev/null && exit 0; \
+	echo "make: python3 cannot import aiosmtpd: installing it into $(TEST_VENV)/"; \
+	{ python3 -m venv $(TEST_VENV) || { apt_install python3-venv && python3 -m venv $(TEST_VENV); }; } && \
+	$(TEST_VENV)/bin/pip install --quiet --disable-pip-version-check aiosmtpd
+
+build: deps ## the release binary, target/release/sup
 	$(CARGO) build --release
+
+run: build ## build (release) and supervise the bundled sup.d/ in the foreground
 	$(SUP) daemon -c sup.d
 
-test: deps ## every test: unit, golden, property and integration (real daemon, real children)
+man: build ## the man page, generated from the CLI's definitions: target/man/sup.1
+	@mkdir -p target/man
+	$(SUP) __man > target/man/sup.1
+
+install: build ## install sup, its man page and bash/zsh/fish completions under $(DESTDIR)$(PREFIX)
+	@$(MAKE) --no-print-directory install-built
+
+# `make install` without the build: installs $(SUP) as it is (the tests install theirs).
+install-built:
+	install -D -m 755 $(SUP) $(BINDIR)/sup
+	install -d $(MANDIR) $(SHARE)/bash-completion/completions $(SHARE)/zsh/site-functions \
+	  $(SHARE)/fish/vendor_completions.d
+	$(SUP) __man > $(MANDIR)/sup.1
+	$(SUP) completions bash > $(SHARE)/bash-completion/completions/sup
+	$(SUP) completions zsh > $(SHARE)/zsh/site-functions/_sup
+	$(SUP) completions fish > $(SHARE)/fish/vendor_completions.d/sup.fish
+	@if [ -d contrib ]; then install -d $(SHARE)/sup && cp -R contrib $(SHARE)/sup/; fi
+
+test: test-deps ## every test: unit, golden, property and integration (real daemon, real children)
 	$(CARGO) test --quiet -- --test-threads=4
 
 check: deps ## formatting and lints, as CI wants them
@@ -30,8 +86,7 @@ dev: ## fast loop: format, lint, test
 	$(CARGO) fmt --all
 	$(MAKE) check test
 
-bench: deps ## sup vs supervisord vs raw fork/exec, side by side (writes docs/benchmarks.md)
-	$(CARGO) build --release
+bench: build ## sup vs supervisord vs raw fork/exec, side by side (writes docs/benchmarks.md)
 	gcc -O2 -Wall -o bench/raw/raw bench/raw/raw.c
 	@test -x bench/.venv/bin/python || python3 -m venv bench/.venv
 	bench/.venv/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
@@ -52,6 +107,6 @@ fuzz: ## run each fuzz target for FUZZ_SECONDS (60), growing fuzz/corpus/ (night
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-clean: ## remove build output and the demo's logs
+clean: ## remove build output, the demo's logs and socket, and the test venv
 	$(CARGO) clean
-	rm -rf logs run
+	rm -rf logs run $(TEST_VENV)

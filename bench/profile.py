@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Run one bench scenario against sup with the daemon under a profiler.
 
+Build the profiling binary first (release code with debug info, so perf can unwind and name
+frames; the release profile has none): `cargo build --profile profiling`.
+
     bench/.venv/bin/python bench/profile.py --n 1000 --scenario restart \\
         --wrap "perf record -e cpu-clock -F 4000 --call-graph dwarf -o /tmp/sup.perf --"
     bench/.venv/bin/python bench/profile.py --n 1000 --scenario status \
@@ -30,7 +33,7 @@ def main():
     ap.add_argument("--attach", default="",
                     help="profiler started after the spawn, for the scenario alone; {pid} is the "
                          "daemon's pid; stopped with SIGINT (e.g. \"perf record -p {pid} -o F\")")
-    ap.add_argument("--sup", default=bench.REPO / "target/release/sup")
+    ap.add_argument("--sup", default=bench.REPO / "target/profiling/sup")
     args = ap.parse_args()
     b = bench.Bench(argparse.Namespace(sup=args.sup, raw=bench.HERE / "raw/raw",
                                        venv=bench.HERE / ".venv"))

@@ -114,6 +114,11 @@ pub enum Command {
     Shell,
     /// Live full-screen dashboard
     Top,
+    /// Print the completion script for a shell (bash, zsh, fish, …)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod core;
 mod daemon;
 mod fail;
 mod logging;
+mod manual;
 mod paths;
 
 use std::io::IsTerminal;
@@ -32,12 +33,17 @@ pub fn run() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(daemon::deliver::SUBCOMMAND) {
         return daemon::deliver::main();
     }
+    // The man page for `make man`: internal too, so that completions do not offer it.
+    if std::env::args().nth(1).as_deref() == Some(manual::MAN) {
+        return exit(manual::man());
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Daemon(ref args)) => daemon::run(&cli.global, args).map(|()| Outcome::Ok),
         Some(Command::Check { json }) => check(&cli.global, json),
         Some(Command::Shell) => client::shell::run(&cli.global),
         Some(Command::Top) => client::top::run(&cli.global),
+        Some(Command::Completions { shell }) => manual::completions(shell),
         Some(command) => client::run(&cli.global, command),
         None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
             client::shell::run(&cli.global)
@@ -48,6 +54,10 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    exit(result)
+}
+
+fn exit(result: Result<Outcome, Fail>) -> ExitCode {
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Partial) => ExitCode::from(1),

@@ -2,7 +2,7 @@
 //! and (in the foreground, unless `--quiet`) to stderr.
 //!
 //! A small `log::Log` of our own rather than simplelog: simplelog always brackets the level
-//! (`[INFO]`), and INTERFACE.md fixes the line as `TIMESTAMP LEVEL message`. Lines are buffered
+//! (`[INFO]`), and the README promises the line as `TIMESTAMP LEVEL message`. Lines are buffered
 //! and written once per loop turn (`log::logger().flush()`), so a burst of 1000 spawns costs a
 //! handful of writes, not thousands.
 //!

@@ -1,5 +1,5 @@
 //! Where things are: the config, the control socket, the pidfile. Pure functions of the flags,
-//! the environment and the uid, so the rules of INTERFACE.md are tested without touching the
+//! the environment and the uid, so the lookup rules the README states are tested without touching the
 //! machine.
 
 use std::path::{Path, PathBuf};

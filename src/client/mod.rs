@@ -300,9 +300,13 @@ pub fn execute(
             }
             Ok(Outcome::Ok)
         }
-        Command::Daemon(_) | Command::Check { .. } | Command::Shell | Command::Top => Err(
-            Fail::new("this subcommand does not talk to a daemon over the control socket"),
-        ),
+        Command::Daemon(_)
+        | Command::Check { .. }
+        | Command::Shell
+        | Command::Top
+        | Command::Completions { .. } => Err(Fail::new(
+            "this subcommand does not talk to a daemon over the control socket",
+        )),
     }
 }
 

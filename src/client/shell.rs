@@ -74,7 +74,13 @@ pub fn parse(line: &str) -> Line {
 fn parse_words(words: &[&str]) -> Line {
     match Cli::try_parse_from(std::iter::once("sup").chain(words.iter().copied())) {
         Ok(cli) => match cli.command {
-            Some(Command::Daemon(_) | Command::Check { .. } | Command::Shell | Command::Top) => {
+            Some(
+                Command::Daemon(_)
+                | Command::Check { .. }
+                | Command::Shell
+                | Command::Top
+                | Command::Completions { .. },
+            ) => {
                 Line::Error(format!(
                     "sup: error: `{}` is not a shell command\n  hint: run `sup {}` from your system shell",
                     words[0], words[0]

@@ -9,6 +9,8 @@ mod golden;
 mod health;
 mod load;
 pub mod logkeys;
+#[cfg(test)]
+mod readme;
 pub mod resolve;
 pub mod signal;
 pub mod spec;

@@ -18,7 +18,8 @@ use super::spec::{
 use super::values::{self, Bad, Read};
 use super::yaml::{Kind, Node};
 
-/// The job keys of INTERFACE.md, in the order the README lists them.
+/// Every key a job accepts, in the order the README's job-key tables list them (a test checks
+/// that each has a row there).
 pub const JOB_KEYS: &[&str] = &[
     "cmd",
     "numprocs",

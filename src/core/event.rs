@@ -1,4 +1,4 @@
-//! The events an instance reports, each carrying the word INTERFACE.md's event log requires
+//! The events an instance reports, each carrying the word the README's event log shows
 //! (`spawned`, `running`, `exited`, `backoff`, `fatal`, `stopping`, `killed`, `stopped`,
 //! `skipped`), plus the other lines of a scheduled job's life.
 

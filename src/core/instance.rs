@@ -108,7 +108,7 @@ pub struct RunRecord {
     pub exit: Option<i32>,
 }
 
-/// The public states, as INTERFACE.md names them.
+/// The public states, as `status` and the README name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     Stopped,
@@ -152,7 +152,7 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    /// INTERFACE.md's `last_exit`: the code, or 128 + the signal number.
+    /// `last_exit` as `status` shows it: the code, or 128 + the signal number.
     pub fn as_last_exit(self) -> i32 {
         match self {
             ExitStatus::Code(c) => c,

@@ -2,7 +2,7 @@
 //!
 //! Pure: two resolved program maps in, a plan out. Resolved specs compare equal when only
 //! comments, key order or spelled-out defaults differ, so "unchanged" means exactly what
-//! INTERFACE.md's Reload section promises: same pid, same counts.
+//! the README's Reload section promises: same pid, same counts.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! Starting one child the way INTERFACE.md's "Each child" promises: its own process group,
+//! Starting one child as the README promises: its own process group,
 //! stdin from /dev/null, stdout/stderr as asked, the daemon's environment plus the `SUP_*`
 //! variables and the job's `env`, its working directory, umask and user, no inherited
 //! descriptors beyond 0, 1 and 2, default signal dispositions, an empty signal mask, and death

@@ -1,4 +1,4 @@
-//! The control socket under abuse (INTERFACE.md "Programs and files": mode 0600, only our uid
+//! The control socket under abuse (mode 0600, only our uid
 //! and root), and the commands that stream or signal: tail, signal, pid.
 
 use std::io::{BufRead, BufReader, Read, Write};

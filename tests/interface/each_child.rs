@@ -1,4 +1,4 @@
-//! INTERFACE.md "Each child": process group, stdin, env, descriptors, signal state, umask,
+//! Each child: process group, stdin, env, descriptors, signal state, umask,
 //! working directory, and output capture.
 
 use crate::sandbox::Sandbox;

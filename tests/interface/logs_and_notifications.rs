@@ -1,4 +1,4 @@
-//! Issue 6 and INTERFACE.md "Event log": job output rotated without losing a byte, timestamps
+//! The event log and job output: output rotated without losing a byte, timestamps
 //! on every line, `logreopen` after an external rotation, a full disk that keeps the job
 //! alive, and notifications received by a real SMTP server, a TCP listener and a hook.
 
@@ -295,18 +295,27 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The first python that imports aiosmtpd: the venv `make test-deps` makes when the system
+/// python3 cannot have it (pip refuses an externally managed Python), else `python3`.
+fn aiosmtpd_python() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python");
+    [venv, PathBuf::from("python3")].into_iter().find(|py| {
+        Command::new(py)
+            .args(["-c", "import aiosmtpd"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
 fn smtp_server(dir: &Path) -> Option<Smtp> {
-    let has = Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has {
-        eprintln!("skipped: python3 -m aiosmtpd is not installed (`make deps` installs it)");
+    let Some(python) = aiosmtpd_python() else {
+        eprintln!("skipped: no python with aiosmtpd (`make test-deps` installs it)");
         return None;
-    }
+    };
     let port = free_port();
     let maildir = dir.join("maildir");
-    let child = Command::new("python3")
+    let child = Command::new(python)
         .args(["-m", "aiosmtpd", "-n", "-l"])
         .arg(format!("127.0.0.1:{port}"))
         .args(["-c", "aiosmtpd.handlers.Mailbox"])

@@ -1,12 +1,14 @@
 //! Integration tests: the real `sup daemon`, real children, observed effects. Modules are
-//! named after the sections of INTERFACE.md they hold the project to.
+//! named after the behaviour they hold the project to (the README describes each).
 
 mod sandbox;
 
 mod control_socket;
+mod demo;
 mod each_child;
 mod health_and_order;
 mod logs_and_notifications;
+mod packaging;
 mod reload;
 mod scheduled_jobs;
 mod shell_and_top;

@@ -1,4 +1,4 @@
-//! INTERFACE.md "Reload": unchanged programs keep their pids, changed ones restart, removed
+//! Reload: unchanged programs keep their pids, changed ones restart, removed
 //! ones stop and disappear, added ones start; an invalid config changes nothing.
 
 use crate::sandbox::{alive, kill, Sandbox};

@@ -24,6 +24,8 @@ pub fn sup_bin() -> &'static str {
 pub struct Sandbox {
     pub dir: PathBuf,
     pub tag: String,
+    /// The config that `-c` names, relative to `dir`: `sup.yaml` unless a test says otherwise.
+    pub config: String,
     daemon: Option<Child>,
 }
 
@@ -37,6 +39,7 @@ impl Sandbox {
         Sandbox {
             dir,
             tag,
+            config: "sup.yaml".to_string(),
             daemon: None,
         }
     }
@@ -76,7 +79,7 @@ impl Sandbox {
         let mut cmd = Command::new(sup_bin());
         cmd.arg("daemon")
             .arg("-c")
-            .arg(self.path("sup.yaml"))
+            .arg(self.path(&self.config))
             .arg("--socket")
             .arg(self.socket())
             .arg("--pidfile")
@@ -155,7 +158,7 @@ impl Sandbox {
             .arg("--socket")
             .arg(self.socket())
             .arg("-c")
-            .arg(self.path("sup.yaml"))
+            .arg(self.path(&self.config))
             .current_dir(&self.dir)
             .env_remove("NO_COLOR")
             .output()

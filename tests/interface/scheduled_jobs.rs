@@ -1,4 +1,4 @@
-//! INTERFACE.md "Job keys" (`schedule`, `timezone`) and "States" (`scheduled`): ticks at a
+//! The `schedule` and `timezone` job keys and the `scheduled` state: ticks at a
 //! fixed rate, the overlap policies, `next_run`, and `sup start` on a scheduled job.
 
 use chrono::{DateTime, Utc};

@@ -1,4 +1,4 @@
-//! INTERFACE.md "Subcommands": `sup shell` and `sup top`, driven in a real terminal. Each test
+//! `sup shell` and `sup top`, driven in a real terminal. Each test
 //! runs its own tmux server (80×24, no user config), types with `send-keys` and reads the
 //! screen with `capture-pane`, waiting on what the screen shows with a deadline.
 //!

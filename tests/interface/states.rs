@@ -1,4 +1,4 @@
-//! INTERFACE.md "States": starting → running, failed starts → backoff → fatal, exit codes,
+//! States and restarts: starting → running, failed starts → backoff → fatal, exit codes,
 //! autorestart, restart counts, last_exit, and stop escalation.
 
 use crate::sandbox::{alive, kill, Sandbox};

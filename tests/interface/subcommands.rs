@@ -1,4 +1,4 @@
-//! INTERFACE.md "Subcommands": exit statuses and messages of the client commands.
+//! The client subcommands: exit statuses and messages of the client commands.
 
 use crate::sandbox::{alive, Sandbox};
 

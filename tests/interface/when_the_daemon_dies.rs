@@ -1,4 +1,4 @@
-//! INTERFACE.md "When the daemon dies", plus the daemon as a process: pidfile, zombies,
+//! When the daemon dies, plus the daemon as a process: pidfile, zombies,
 //! idle cost.
 
 use crate::sandbox::{alive, kill, Sandbox};

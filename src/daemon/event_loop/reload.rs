@@ -1,4 +1,4 @@
-//! Reload: re-read the config and apply the difference, program by program (INTERFACE.md's
+//! Reload: re-read the config and apply the difference, program by program (the README's
 //! Reload section). The plan comes from `core::reload`; this file carries it out.
 //!
 //! - unchanged: untouched (same pids, same counts, same schedule phase);

@@ -1,0 +1,97 @@
+//! What packaging ships beside the binary: completion scripts and the man page, generated from
+//! the CLI's definitions, and `make install` laying them out under DESTDIR/PREFIX.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::sandbox::{sup_bin, Sandbox};
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(sup_bin())
+        .args(args)
+        .output()
+        .expect("run sup");
+    assert!(
+        out.status.success(),
+        "sup {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn completion_scripts_offer_the_subcommands() {
+    let bash = run(&["completions", "bash"]);
+    assert!(bash.contains("complete -F _sup"), "{bash}");
+    for word in [
+        "status",
+        "restart",
+        "tail",
+        "logreopen",
+        "completions",
+        "--socket",
+    ] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    // The internal subcommands are not offered.
+    assert!(!bash.contains("__man") && !bash.contains("__notify"));
+    assert!(run(&["completions", "zsh"]).starts_with("#compdef sup"));
+    assert!(run(&["completions", "fish"]).contains("complete -c sup"));
+
+    let bad = Command::new(sup_bin())
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("run sup");
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn make_install_lays_out_binary_man_page_and_completions() {
+    let sb = Sandbox::new("install");
+    let dest = sb.path("dest");
+    let out = Command::new("make")
+        .args([
+            "-s",
+            "--no-print-directory",
+            "install-built",
+            "PREFIX=/opt/sup",
+        ])
+        .arg(format!("DESTDIR={}", dest.display()))
+        .arg(format!("SUP={}", sup_bin()))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run make");
+    assert!(
+        out.status.success(),
+        "make install: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = dest.join("opt/sup");
+    let bin = root.join("bin/sup");
+    let version = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .expect("run the installed sup");
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("sup "));
+    let read =
+        |rel: &str| fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let man = read("share/man/man1/sup.1");
+    assert!(man.contains(".TH sup 1"), "{man}");
+    assert!(
+        man.contains("completions"),
+        "the man page lists the subcommands"
+    );
+    assert!(read("share/bash-completion/completions/sup").contains("complete -F _sup"));
+    assert!(read("share/zsh/site-functions/_sup").starts_with("#compdef sup"));
+    assert!(read("share/fish/vendor_completions.d/sup.fish").contains("complete -c sup"));
+    // Nothing outside DESTDIR/PREFIX.
+    let top: Vec<_> = fs::read_dir(&dest)
+        .expect("DESTDIR")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(top, ["opt"]);
+    assert!(Path::new(&bin).is_file());
+}
