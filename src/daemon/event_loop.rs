@@ -512,8 +512,14 @@ impl Daemon {
                         }
                     }
                     Action::Signal { pgid, signal } => {
-                        if let Err(e) = reap::signal_group(pgid, signal) {
-                            log::warn!("{}: {e}", self.name(id));
+                        match reap::signal_group_if_any(pgid, signal) {
+                            Ok(true) => {}
+                            Ok(false) => log::debug!(
+                                "{}: process group {pgid} already empty for signal {}",
+                                self.name(id),
+                                signal.0
+                            ),
+                            Err(e) => log::warn!("{}: {e}", self.name(id)),
                         }
                     }
                     Action::CheckGroup { pgid } => {

@@ -5,6 +5,7 @@ mod sandbox;
 
 mod control_socket;
 mod each_child;
+mod escapees_and_faults;
 mod health_and_order;
 mod logs_and_notifications;
 mod reload;
