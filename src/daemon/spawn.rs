@@ -150,11 +150,11 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, String> {
     if let Some(dir) = &spec.workingdir {
         check_workingdir(dir)?;
     }
-    let creds = match &spec.user {
+    let (creds, login) = match &spec.user {
         Some(user) => resolve_user(user)?,
-        None => None,
+        None => (None, Vec::new()),
     };
-    let env = environment(req, &extras.env);
+    let env = environment(req, &login, &extras.env);
     let path = resolve_program(program, &env)?;
     let cstr =
         |b: &[u8], what: &str| CString::new(b).map_err(|_| format!("{what} contains a NUL byte"));
@@ -294,14 +294,17 @@ pub fn exec_result(fd: &OwnedFd, program: &str) -> Option<Result<(), String>> {
     }))
 }
 
-/// The child's environment: the daemon's, then the `SUP_*` variables, then the job's `env`,
-/// then what readiness adds (`NOTIFY_SOCKET` …), later ones replacing earlier ones.
+/// The child's environment: the daemon's, then the user's login variables (with `user:`),
+/// then the `SUP_*` variables, then the job's `env`, then what readiness adds
+/// (`NOTIFY_SOCKET` …), later ones replacing earlier ones.
 fn environment(
     req: &SpawnRequest,
+    login: &[(std::ffi::OsString, std::ffi::OsString)],
     extra: &[(String, String)],
 ) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     let mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
         std::env::vars_os().collect();
+    env.extend(login.iter().cloned());
     env.insert("SUP_PROCESS_NAME".into(), req.name.into());
     env.insert("SUP_PROGRAM".into(), req.spec.name.clone().into());
     env.insert("SUP_PROCESS_NUM".into(), req.num.to_string().into());
@@ -465,8 +468,22 @@ fn check_workingdir(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// `user:` as a name or a uid. `None` when no switch is needed (it is already us).
-fn resolve_user(user: &str) -> Result<Option<Credentials>, String> {
+/// The login variables of a user's passwd entry, as `su -` and systemd's `User=` set them:
+/// a job switched to `nobody` must not keep root's HOME or the daemon's SHELL.
+type LoginEnv = Vec<(std::ffi::OsString, std::ffi::OsString)>;
+
+fn login_env(entry: &User) -> LoginEnv {
+    vec![
+        ("HOME".into(), entry.dir.clone().into_os_string()),
+        ("USER".into(), entry.name.clone().into()),
+        ("LOGNAME".into(), entry.name.clone().into()),
+        ("SHELL".into(), entry.shell.clone().into_os_string()),
+    ]
+}
+
+/// `user:` as a name or a uid: the credentials (`None` when no switch is needed, it is
+/// already us) and the user's login variables.
+fn resolve_user(user: &str) -> Result<(Option<Credentials>, LoginEnv), String> {
     let found = match user.parse::<u32>() {
         Ok(uid) => User::from_uid(uid.into()),
         Err(_) => User::from_name(user),
@@ -476,9 +493,10 @@ fn resolve_user(user: &str) -> Result<Option<Credentials>, String> {
         Ok(None) => return Err(format!("user {user}: no such user")),
         Err(e) => return Err(format!("user {user}: {}", errno_text(e))),
     };
+    let login = login_env(&entry);
     let euid = geteuid();
     if entry.uid == euid {
-        return Ok(None);
+        return Ok((None, login));
     }
     if !euid.is_root() {
         return Err(format!(
@@ -489,11 +507,14 @@ fn resolve_user(user: &str) -> Result<Option<Credentials>, String> {
         .map_err(|_| format!("user {user}: invalid name"))?;
     let groups = getgrouplist(&name, entry.gid)
         .map_err(|e| format!("user {user}: supplementary groups: {}", errno_text(e)))?;
-    Ok(Some(Credentials {
-        uid: entry.uid.as_raw(),
-        gid: entry.gid.as_raw(),
-        groups: groups.into_iter().map(|g| g.as_raw()).collect(),
-    }))
+    Ok((
+        Some(Credentials {
+            uid: entry.uid.as_raw(),
+            gid: entry.gid.as_raw(),
+            groups: groups.into_iter().map(|g| g.as_raw()).collect(),
+        }),
+        login,
+    ))
 }
 
 /// The child's side of one stream, and the parent's read end when it is a pipe.
