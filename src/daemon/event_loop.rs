@@ -196,6 +196,8 @@ pub struct Daemon {
     /// When the pending state-file write is due.
     save_at: Option<Instant>,
     actions: Vec<Action>,
+    /// Instances whose stop ended this turn: their escapees are killed before waiters hear.
+    escape_scan: Vec<String>,
     /// Clients streaming a log file (`tail -f`).
     followers: Vec<usize>,
     /// Clients subscribed to instance events (`sup top`).
@@ -249,6 +251,7 @@ impl Daemon {
             state_dirty: true,
             save_at: None,
             actions: Vec::new(),
+            escape_scan: Vec::new(),
             followers: Vec::new(),
             subscribers: Vec::new(),
             published: Vec::new(),
@@ -376,6 +379,7 @@ impl Daemon {
             self.fire_timers();
             self.health_turn();
             self.free_retired();
+            self.kill_escapees();
             self.settle_waiters();
             self.publish();
             if self.state_dirty && self.save_at.is_none() {
@@ -524,6 +528,12 @@ impl Daemon {
                     }
                     Action::CheckGroup { pgid } => {
                         if !reap::group_alive(pgid) {
+                            // The group is gone; whatever escaped it goes too (this turn,
+                            // one /proc scan for every stop that ended).
+                            if !self.shutting_down {
+                                let name = self.name(id).to_string();
+                                self.escape_scan.push(name);
+                            }
                             queue.push(Input::GroupEmpty);
                         }
                     }
@@ -1344,6 +1354,15 @@ impl Daemon {
             }
         }
         self.stop_senders();
+        if let Some(tag) = super::spawn::daemon_tag() {
+            let strays = state::kill_tagged(tag, None);
+            if !strays.is_empty() {
+                log::warn!(
+                    "killed {} process(es) that had left their jobs' groups: {strays:?}",
+                    strays.len()
+                );
+            }
+        }
         let _ = std::fs::remove_file(&self.settings.socket);
         log::info!(
             "sup {} shutdown: every job stopped, exiting pid={} config={}",
@@ -1352,6 +1371,26 @@ impl Daemon {
             self.settings.config.source.display()
         );
         log::logger().flush();
+    }
+
+    /// SIGKILL what escaped the groups of the instances whose stop ended this turn (see
+    /// `state::kill_tagged`): a `setsid` child no group signal reaches.
+    fn kill_escapees(&mut self) {
+        if self.escape_scan.is_empty() {
+            return;
+        }
+        let names = std::mem::take(&mut self.escape_scan);
+        let Some(tag) = super::spawn::daemon_tag() else {
+            return;
+        };
+        let killed = state::kill_tagged(tag, Some(&names));
+        if !killed.is_empty() {
+            log::warn!(
+                "killed {} process(es) that had left the process group of {}: {killed:?}",
+                killed.len(),
+                names.join(", ")
+            );
+        }
     }
 
     fn save_state(&mut self) {

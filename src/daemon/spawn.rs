@@ -107,6 +107,19 @@ struct ChildPlan {
     ready_fd: Option<(libc::c_int, libc::c_int)>,
 }
 
+/// This daemon's tag, given to every child as `SUP_DAEMON` (see `state::daemon_tag`).
+static DAEMON_TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Set the tag every child carries; once, at startup.
+pub fn set_daemon_tag(tag: String) {
+    let _ = DAEMON_TAG.set(tag);
+}
+
+/// The tag set by `set_daemon_tag`.
+pub fn daemon_tag() -> Option<&'static str> {
+    DAEMON_TAG.get().map(String::as_str)
+}
+
 /// The daemon's original soft descriptor limit, recorded before it raises its own.
 static CHILD_NOFILE_SOFT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -310,6 +323,11 @@ fn environment(
     env.insert("SUP_PROCESS_NUM".into(), req.num.to_string().into());
     for (k, v) in req.spec.env.iter().chain(extra.iter().map(|(k, v)| (k, v))) {
         env.insert(k.into(), v.into());
+    }
+    // Last, so no `env:` can change them: they find the job's escapees (`state::kill_tagged`).
+    if let Some(tag) = DAEMON_TAG.get() {
+        env.insert(super::state::DAEMON_VAR.into(), tag.into());
+        env.insert(super::state::INSTANCE_VAR.into(), req.name.into());
     }
     env.into_iter().collect()
 }

@@ -2,7 +2,7 @@
 //! group), the user switch, and the daemon's own resource failures (fork, pipes, disk) seen
 //! through fault injection.
 
-use crate::sandbox::Sandbox;
+use crate::sandbox::{alive, kill, Sandbox};
 
 #[test]
 fn an_ordinary_exit_logs_no_signal_warning() {
@@ -81,4 +81,83 @@ fn is_root() -> bool {
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
         .unwrap_or(false)
+}
+
+const ESCAPEE: &str = r#"
+  runaway:
+    cmd: ["sh", "-c", "setsid sleep 1000 & echo $! > $OUT/escapee; exec sleep 1000"]
+    starttime: 0
+    stoptime: 1
+"#;
+
+fn escapee_pid(sb: &Sandbox) -> u32 {
+    sb.wait_for("the escapee's pid", || {
+        sb.read("escapee").trim().parse::<u32>().is_ok()
+    });
+    let pid: u32 = sb.read("escapee").trim().parse().expect("pid");
+    sb.wait_for("the escapee to leave its group", || pgrp(pid) == Some(pid));
+    pid
+}
+
+fn pgrp(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn an_escapee_from_the_group_dies_with_a_stop() {
+    let mut sb = Sandbox::with_programs("escape-stop", ESCAPEE);
+    sb.start();
+    sb.wait_state("runaway", "running");
+    let escapee = escapee_pid(&sb);
+    sb.sup_ok(&["stop", "runaway"]);
+    sb.wait_for("the escapee to be gone", || !alive(escapee));
+}
+
+#[test]
+fn an_escapee_from_the_group_dies_with_a_shutdown() {
+    let mut sb = Sandbox::with_programs("escape-shutdown", ESCAPEE);
+    sb.start();
+    sb.wait_state("runaway", "running");
+    let escapee = escapee_pid(&sb);
+    sb.sup_ok(&["shutdown"]);
+    sb.wait_daemon_exit();
+    sb.wait_for("the escapee to be gone", || !alive(escapee));
+}
+
+#[test]
+fn a_group_spawned_just_before_kill_9_is_cleaned_up_by_the_next_daemon() {
+    // Spawned and killed inside the state file's 50 ms window: the next daemon has no record
+    // of this group, only the tag in its members' environment.
+    let mut sb = Sandbox::with_programs(
+        "just-spawned",
+        r#"
+  family:
+    cmd: ["sh", "-c", "sleep 1000 & echo $! > $OUT/child; setsid sleep 1000 & echo $! > $OUT/escapee; wait"]
+    autostart: false
+    starttime: 0
+"#,
+    );
+    sb.start();
+    // A daemon that has written its state file once already (the 50 ms after start).
+    sb.wait_for("the first state file", || sb.path("sup.state").exists());
+    let _ = std::fs::remove_file(sb.path("child"));
+    sb.sup_ok(&["start", "--no-wait", "family"]);
+    sb.wait_for("the job's children", || {
+        sb.read("child").trim().parse::<u32>().is_ok()
+            && sb.read("escapee").trim().parse::<u32>().is_ok()
+    });
+    kill(sb.daemon_pid(), 9);
+    sb.kill_daemon_hard();
+    let child: u32 = sb.read("child").trim().parse().expect("pid");
+    let escapee: u32 = sb.read("escapee").trim().parse().expect("pid");
+    sb.start();
+    sb.wait_for("the old group's members to be gone", || {
+        !alive(child) && !alive(escapee)
+    });
 }
