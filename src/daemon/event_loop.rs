@@ -512,7 +512,10 @@ impl Daemon {
                         };
                         match self.spawn(id, &spec) {
                             Ok(pid) => queue.push(Input::Spawned { pid }),
-                            Err(reason) => queue.push(Input::SpawnFailed { reason }),
+                            Err(e) if e.daemon => {
+                                queue.push(Input::SpawnDeferred { reason: e.reason })
+                            }
+                            Err(e) => queue.push(Input::SpawnFailed { reason: e.reason }),
                         }
                     }
                     Action::Signal { pgid, signal } => {
@@ -557,9 +560,9 @@ impl Daemon {
             .map_or("?", |i| i.core.name.as_str())
     }
 
-    fn spawn(&mut self, id: InstId, spec: &ProgramSpec) -> Result<u32, String> {
+    fn spawn(&mut self, id: InstId, spec: &ProgramSpec) -> Result<u32, super::spawn::SpawnError> {
         let Some(inst) = self.instances[id].as_ref() else {
-            return Err("instance is gone".into());
+            return Err(String::from("instance is gone").into());
         };
         let name = inst.core.name.clone();
         let num = inst.core.num;

@@ -67,6 +67,32 @@ pub struct Spawned {
     pub program: String,
 }
 
+/// Why a spawn did not happen. `daemon` is true when the daemon's own resources ran out (fork
+/// EAGAIN/ENOMEM, descriptors for its pipes): nothing about the job, so it is retried
+/// without spending its `startretries`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnError {
+    pub reason: String,
+    pub daemon: bool,
+}
+
+impl From<String> for SpawnError {
+    fn from(reason: String) -> SpawnError {
+        SpawnError {
+            reason,
+            daemon: false,
+        }
+    }
+}
+
+/// Errnos that are the daemon's resources running out, not the job's fault.
+fn daemon_resource(e: Errno) -> bool {
+    matches!(
+        e,
+        Errno::EAGAIN | Errno::ENOMEM | Errno::EMFILE | Errno::ENFILE
+    )
+}
+
 /// Which step of the child's set-up failed, as reported on the status pipe.
 const STEP_SETUP: i32 = 1;
 const STEP_CHDIR: i32 = 2;
@@ -133,7 +159,7 @@ pub fn set_child_nofile(soft: u64, _hard: u64) {
 /// subject first, for `spawn failed` events: `/usr/bin/webd: no such file or directory`,
 /// `workingdir /x: not a directory`. A child whose exec failed is reaped here.
 pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
-    let mut child = start(req, Extras::default())?;
+    let mut child = start(req, Extras::default()).map_err(|e| e.reason)?;
     if let Some(fd) = child.exec_status.take() {
         let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty()));
         if let Some(Err(reason)) = exec_result(&fd, &child.program) {
@@ -148,7 +174,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
 ///
 /// Call it from the daemon's main thread: the parent-death signal fires when the *thread* that
 /// forked ends, not the process.
-pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, String> {
+pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> {
     let spec = req.spec;
     // Put the readiness descriptor on its number first, so no descriptor made below (pipes,
     // /dev/null, the exec status pipe) can land on it and be clobbered by the child's dup2.
@@ -198,8 +224,11 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, String> {
         std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {}", io_text(&e)))?;
     let (child_out, parent_out) = connect(&req.stdout, "stdout")?;
     let (child_err, parent_err) = connect(&req.stderr, "stderr")?;
-    let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-        .map_err(|e| format!("exec status pipe: {}", errno_text(e)))?;
+    let (status_read, status_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError {
+            reason: format!("exec status pipe: {}", errno_text(e)),
+            daemon: daemon_resource(e),
+        })?;
     let plan = ChildPlan {
         daemon_pid: std::process::id() as libc::pid_t,
         umask: spec.umask.map(|m| m as libc::mode_t),
@@ -254,7 +283,11 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, String> {
         }
     }
     if pid < 0 {
-        return Err(format!("fork: {}", io_text(&io::Error::last_os_error())));
+        let e = Errno::last();
+        return Err(SpawnError {
+            reason: format!("fork failed: {}", errno_text(e)),
+            daemon: daemon_resource(e),
+        });
     }
     // Also from the parent, so the group exists whichever side runs first (signalling the
     // group right after `start` must reach the child).
@@ -536,7 +569,7 @@ fn resolve_user(user: &str) -> Result<(Option<Credentials>, LoginEnv), String> {
 }
 
 /// The child's side of one stream, and the parent's read end when it is a pipe.
-fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), String> {
+fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), SpawnError> {
     match how {
         Stdio::Null => {
             let null = std::fs::OpenOptions::new()
@@ -546,8 +579,10 @@ fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), Strin
             Ok((OwnedFd::from(null), None))
         }
         Stdio::Pipe => {
-            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-                .map_err(|e| format!("{which}: pipe: {}", errno_text(e)))?;
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError {
+                reason: format!("{which}: pipe: {}", errno_text(e)),
+                daemon: daemon_resource(e),
+            })?;
             // Only our end is non-blocking: a child writing to a full pipe should wait, not
             // fail with EAGAIN.
             fcntl(read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))

@@ -161,3 +161,89 @@ fn a_group_spawned_just_before_kill_9_is_cleaned_up_by_the_next_daemon() {
         !alive(child) && !alive(escapee)
     });
 }
+
+/// `sup daemon` for `sb` under `strace` with `faults` (`-e inject=…` arguments), or `None`
+/// when strace is missing or may not trace here. Only the daemon is traced (no `-f`): the
+/// faults are the daemon's, not its jobs'.
+fn daemon_under_strace(sb: &Sandbox, faults: &[&str]) -> Option<std::process::Child> {
+    let usable = std::process::Command::new("strace")
+        .args(["-qq", "-e", "trace=none", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        eprintln!("skipped: strace is missing or may not trace processes here");
+        return None;
+    }
+    let out = std::fs::File::create(sb.path("daemon.out")).expect("daemon.out");
+    let err = out.try_clone().expect("clone");
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-qq", "-o"]).arg(sb.path("strace.out"));
+    for f in faults {
+        cmd.args(["-e", f]);
+    }
+    let child = cmd
+        .arg(crate::sandbox::sup_bin())
+        .arg("daemon")
+        .arg("-c")
+        .arg(sb.path("sup.yaml"))
+        .arg("--socket")
+        .arg(sb.socket())
+        .arg("--pidfile")
+        .arg(sb.pidfile())
+        .env("SUP_SANDBOX", &sb.tag)
+        .env("OUT", &sb.dir)
+        .current_dir(&sb.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawn strace");
+    sb.wait_for("the daemon to answer status", || {
+        sb.sup(&["status"]).status.success()
+    });
+    Some(child)
+}
+
+fn shutdown(sb: &Sandbox, mut traced: std::process::Child) {
+    sb.sup_ok(&["shutdown"]);
+    sb.wait_for("the traced daemon to exit", || {
+        matches!(traced.try_wait(), Ok(Some(_)))
+    });
+}
+
+#[test]
+fn a_transient_fork_failure_is_retried_without_spending_startretries() {
+    let sb = Sandbox::with_programs(
+        "fork-eagain",
+        r#"
+  web:
+    cmd: sleep 1000
+    starttime: 0
+    startretries: 3
+"#,
+    );
+    // glibc's fork is clone(2); clone3 too in case a libc uses it. Five failures: one more
+    // than startretries allows failed starts.
+    let Some(traced) = daemon_under_strace(
+        &sb,
+        &[
+            "trace=clone,clone3,fork,vfork",
+            "inject=clone,clone3:error=EAGAIN:when=1..5",
+        ],
+    ) else {
+        return;
+    };
+    let st = sb.wait_state("web", "running");
+    assert_eq!(st["restarts"], 0, "{st}");
+    let log = sb.log();
+    assert_eq!(
+        log.matches(" WARN web fork failed: try again (the daemon's resources); retrying in ")
+            .count(),
+        5,
+        "{log}"
+    );
+    assert!(!log.contains("fatal"), "{log}");
+    shutdown(&sb, traced);
+}
