@@ -247,3 +247,93 @@ fn a_transient_fork_failure_is_retried_without_spending_startretries() {
     assert!(!log.contains("fatal"), "{log}");
     shutdown(&sb, traced);
 }
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After comm: field 14 (utime) is index 11, field 15 (stime) index 12.
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(11) + get(12)
+}
+
+#[test]
+fn running_out_of_descriptors_for_a_pipe_is_retried_and_the_daemon_stays_quiet() {
+    let sb = Sandbox::with_programs(
+        "pipe-emfile",
+        r#"
+  web:
+    cmd: ["sh", "-c", "echo hello; exec sleep 1000"]
+    starttime: 0
+    startretries: 1
+"#,
+    );
+    let Some(traced) =
+        daemon_under_strace(&sb, &["trace=pipe2", "inject=pipe2:error=EMFILE:when=1..3"])
+    else {
+        return;
+    };
+    let st = sb.wait_state("web", "running");
+    assert_eq!(st["restarts"], 0, "{st}");
+    let log = sb.log();
+    assert!(
+        log.contains(
+            " WARN web stdout: pipe: too many open files (the daemon's resources); retrying in "
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("fatal"), "{log}");
+    sb.wait_for("the job's output", || {
+        sb.read("logs/web.out").contains("hello")
+    });
+    // Recovered and idle: no spinning on the failure it had.
+    let daemon: u32 = sb.read("sup.pid").trim().parse().expect("daemon pid");
+    let before = cpu_ticks(daemon);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_ticks(daemon) - before;
+    assert!(
+        used <= 5,
+        "the daemon used {used} ticks of CPU in 2 s while idle"
+    );
+    shutdown(&sb, traced);
+}
+
+#[test]
+fn a_full_disk_under_an_output_file_is_survived_without_spinning() {
+    let sb = Sandbox::with_programs(
+        "write-enospc",
+        r#"
+  talk:
+    cmd: ["sh", "-c", "i=0; while :; do i=$((i+1)); echo line $i; sleep 0.02; done"]
+    starttime: 0
+"#,
+    );
+    // Every write the daemon makes fails for a while: output files, and the event log too.
+    let Some(traced) = daemon_under_strace(
+        &sb,
+        &["trace=write", "inject=write:error=ENOSPC:when=3..40"],
+    ) else {
+        return;
+    };
+    sb.wait_state("talk", "running");
+    let lines = |sb: &Sandbox| sb.read("logs/talk.out").lines().count();
+    sb.wait_for("output to reach its file again", || lines(&sb) > 20);
+    let daemon: u32 = sb.read("sup.pid").trim().parse().expect("daemon pid");
+    let before = cpu_ticks(daemon);
+    let at = lines(&sb);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_ticks(daemon) - before;
+    // About 100 lines in 2 s: a little CPU, never a spin.
+    assert!(used <= 20, "the daemon used {used} ticks of CPU in 2 s");
+    assert!(lines(&sb) > at, "output keeps flowing");
+    let st = sb.wait_state("talk", "running");
+    assert_eq!(st["restarts"], 0, "{st}");
+    assert!(
+        sb.read("strace.out").contains("ENOSPC") && sb.read("strace.out").contains("INJECTED"),
+        "the fault was injected"
+    );
+    shutdown(&sb, traced);
+}
