@@ -1358,7 +1358,7 @@ impl Daemon {
         }
         self.stop_senders();
         if let Some(tag) = super::spawn::daemon_tag() {
-            let strays = state::kill_tagged(tag, None);
+            let strays = state::kill_tagged(tag, None, &[]);
             if !strays.is_empty() {
                 log::warn!(
                     "killed {} process(es) that had left their jobs' groups: {strays:?}",
@@ -1386,7 +1386,15 @@ impl Daemon {
         let Some(tag) = super::spawn::daemon_tag() else {
             return;
         };
-        let killed = state::kill_tagged(tag, Some(&names));
+        // A restart has already spawned the new process under the same name: its group is
+        // spared.
+        let live: Vec<u32> = self
+            .instances
+            .iter()
+            .flatten()
+            .filter_map(|i| i.core.pgid)
+            .collect();
+        let killed = state::kill_tagged(tag, Some(&names), &live);
         if !killed.is_empty() {
             log::warn!(
                 "killed {} process(es) that had left the process group of {}: {killed:?}",

@@ -99,7 +99,7 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
     }
     // What no recorded group covers: escapees from their groups, and groups spawned in the
     // last moments before a predecessor was killed outright (the state file lags 50 ms).
-    let strays = state::kill_tagged(&tag, None);
+    let strays = state::kill_tagged(&tag, None, &[]);
     if !strays.is_empty() {
         log::warn!(
             "killed {} process{} left behind by a previous daemon (found by {}): {strays:?}",

@@ -224,8 +224,9 @@ pub fn daemon_tag(state_path: &Path) -> String {
 /// Best effort without cgroups: a process that rewrote its environment is not found. Cost:
 /// one open and read of /proc/PID/environ per process we may read (every process when root,
 /// our own uid's otherwise), synchronous but bounded (at most 1 MiB each, nothing blocks on
-/// /proc). Returns the pids killed.
-pub fn kill_tagged(tag: &str, instances: Option<&[String]>) -> Vec<u32> {
+/// /proc). Members of the groups in `spare` (live instances: a restart's new process carries
+/// the same name) are left alone. Returns the pids killed.
+pub fn kill_tagged(tag: &str, instances: Option<&[String]>, spare: &[u32]) -> Vec<u32> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let me = std::process::id();
@@ -284,8 +285,11 @@ pub fn kill_tagged(tag: &str, instances: Option<&[String]>) -> Vec<u32> {
         if !ours || !wanted {
             continue;
         }
-        if matches!(read_stat(pid), Some(st) if st.state == 'Z' || st.state == 'X') {
-            continue;
+        match read_stat(pid) {
+            Some(st) if st.state == 'Z' || st.state == 'X' => continue,
+            Some(st) if spare.iter().any(|&g| i64::from(g) == st.pgrp) => continue,
+            Some(_) => {}
+            None => continue,
         }
         // SAFETY: plain kill of one pid > 1 that is not us.
         if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0 {
@@ -423,9 +427,11 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "exec");
             std::thread::sleep(CLEANUP_POLL);
         }
-        assert!(kill_tagged(&tag, Some(&["web:0".into()])).is_empty());
-        assert!(kill_tagged("another-daemon", None).is_empty());
-        assert_eq!(kill_tagged(&tag, Some(&["web:1".into()])), vec![pid]);
+        assert!(kill_tagged(&tag, Some(&["web:0".into()]), &[]).is_empty());
+        assert!(kill_tagged("another-daemon", None, &[]).is_empty());
+        let own_group = nix::unistd::getpgrp().as_raw() as u32;
+        assert!(kill_tagged(&tag, None, &[own_group]).is_empty(), "spared");
+        assert_eq!(kill_tagged(&tag, Some(&["web:1".into()]), &[]), vec![pid]);
         let status = child.wait().expect("wait");
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),

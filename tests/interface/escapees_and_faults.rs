@@ -337,3 +337,18 @@ fn a_full_disk_under_an_output_file_is_survived_without_spinning() {
     );
     shutdown(&sb, traced);
 }
+
+#[test]
+fn a_restart_kills_the_old_escapee_and_keeps_the_new_process() {
+    let mut sb = Sandbox::with_programs("escape-restart", ESCAPEE);
+    sb.start();
+    sb.wait_state("runaway", "running");
+    let escapee = escapee_pid(&sb);
+    let _ = std::fs::remove_file(sb.path("escapee"));
+    sb.sup_ok(&["restart", "runaway"]);
+    sb.wait_for("the old escapee to be gone", || !alive(escapee));
+    let st = sb.wait_state("runaway", "running");
+    let pid = st["pid"].as_u64().expect("pid") as u32;
+    let fresh = escapee_pid(&sb);
+    assert!(alive(pid) && alive(fresh), "the new run is left alone");
+}
