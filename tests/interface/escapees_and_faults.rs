@@ -1,4 +1,4 @@
-//! INTERFACE.md "Processes": what a job leaves behind (orphans, escapees from its process
+//! Processes: what a job leaves behind (orphans, escapees from its process
 //! group), the user switch, and the daemon's own resource failures (fork, pipes, disk) seen
 //! through fault injection.
 
