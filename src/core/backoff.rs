@@ -28,6 +28,13 @@ pub fn start_delay(failed: u32) -> Duration {
     exponential(failed.max(1))
 }
 
+/// The wait before retrying a spawn the daemon had to defer for want of its own resources
+/// (the `n`-th in a row, 1-based): 100 ms doubling to 5 s, quick since the job is not at fault.
+pub fn deferred_delay(n: u32) -> Duration {
+    let exp = n.saturating_sub(1).min(6);
+    (Duration::from_millis(100) * (1u32 << exp)).min(Duration::from_secs(5))
+}
+
 /// The wait before restarting after a crash, given the crashes since the last stable run
 /// (`streak` = 0 for the first one): `None` means restart at once.
 pub fn crash_delay(streak: u32) -> Option<Duration> {

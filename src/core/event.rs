@@ -18,6 +18,11 @@ pub enum Event {
     SpawnFailed {
         reason: String,
     },
+    /// The daemon's own resources ran out for a spawn; retried after `delay`.
+    SpawnDeferred {
+        reason: String,
+        delay: Duration,
+    },
     Running,
     Exited {
         status: ExitStatus,
@@ -89,7 +94,8 @@ impl Event {
             }
             | Event::Backoff { .. }
             | Event::Killed { .. }
-            | Event::SpawnFailed { .. } => log::Level::Warn,
+            | Event::SpawnFailed { .. }
+            | Event::SpawnDeferred { .. } => log::Level::Warn,
             Event::Fatal { .. } | Event::Bug(_) => log::Level::Error,
         }
     }
@@ -101,6 +107,11 @@ impl fmt::Display for Event {
         match self {
             Event::Spawned { pid } => write!(f, "spawned pid={pid}"),
             Event::SpawnFailed { reason } => write!(f, "spawn failed: {reason}"),
+            Event::SpawnDeferred { reason, delay } => write!(
+                f,
+                "{reason} (the daemon's resources); retrying in {}",
+                human(*delay)
+            ),
             Event::Running => write!(f, "running"),
             Event::Exited { status, expected } => {
                 let how = if *expected { "expected" } else { "unexpected" };

@@ -13,6 +13,9 @@
 //! - starting + spawn failed after spawned → as spawn failed: the fork worked but the program
 //!   could not be executed (the loop learns that after the fork and reaps the child itself).
 //! - stopping + spawn failed → as an exit (code 127): the process it would have been is gone.
+//! - starting (no pid) + spawn deferred → backoff with a short delay (100 ms, doubling to 5 s),
+//!   `startretries` untouched and the retry not counted in `restarts`: the daemon could not
+//!   fork (its own EAGAIN/ENOMEM/EMFILE), which says nothing about the job.
 //! - starting + spawn failed / exited → backoff with a growing delay, or fatal once more than
 //!   `startretries` starts failed in a row: it never came up, retrying fast would only spin.
 //! - starting + deadline → running: it stayed up `starttime`; failed starts reset.
@@ -178,6 +181,11 @@ pub enum Input {
     SpawnFailed {
         reason: String,
     },
+    /// The daemon could not fork for want of its own resources (EAGAIN, ENOMEM, descriptors):
+    /// not the job's failure, so retried with a short backoff that spends no `startretries`.
+    SpawnDeferred {
+        reason: String,
+    },
     Exited(ExitStatus),
     /// `kill(-pgid, 0)` found nobody left in the group.
     GroupEmpty,
@@ -269,6 +277,8 @@ pub struct Instance {
     /// The last ended runs of a scheduled job, oldest first, at most `HISTORY`.
     pub history: VecDeque<RunRecord>,
     failed_starts: u32,
+    /// Spawns deferred in a row for the daemon's own resources (see `Input::SpawnDeferred`).
+    deferred: u32,
     crash_streak: u32,
     start_after_stop: bool,
     /// A start re-armed nothing yet: the next `Tick` arms the schedule.
@@ -301,6 +311,7 @@ impl Instance {
             tick_at: None,
             history: VecDeque::new(),
             failed_starts: 0,
+            deferred: 0,
             crash_streak: 0,
             start_after_stop: false,
             arm_pending: false,
@@ -390,11 +401,19 @@ impl Instance {
             }
             (
                 P::Scheduled,
-                i @ (I::Spawned { .. } | I::SpawnFailed { .. } | I::Exited(_) | I::GroupEmpty),
+                i @ (I::Spawned { .. }
+                | I::SpawnFailed { .. }
+                | I::SpawnDeferred { .. }
+                | I::Exited(_)
+                | I::GroupEmpty),
             ) => self.bug(&i, out),
             (
                 P::Stopped | P::Exited | P::Fatal,
-                i @ (I::Spawned { .. } | I::SpawnFailed { .. } | I::Exited(_) | I::GroupEmpty),
+                i @ (I::Spawned { .. }
+                | I::SpawnFailed { .. }
+                | I::SpawnDeferred { .. }
+                | I::Exited(_)
+                | I::GroupEmpty),
             ) => self.bug(&i, out),
 
             // --- starting: spawned, waiting for `starttime` ---
@@ -430,6 +449,7 @@ impl Instance {
             // Nothing was spawned yet, so nothing can have exited.
             (P::Starting, i @ I::Exited(_)) if self.pid.is_none() => self.bug(&i, out),
             (P::Starting, I::Spawned { pid }) => {
+                self.deferred = 0;
                 self.pid = Some(pid);
                 self.pgid = Some(pid);
                 self.started_at = Some(now);
@@ -442,6 +462,18 @@ impl Instance {
                 } else {
                     self.deadline = Some(later(now, spec.starttime));
                 }
+            }
+            (P::Starting, i @ I::SpawnDeferred { .. }) if self.pid.is_some() => self.bug(&i, out),
+            (P::Starting, I::SpawnDeferred { reason }) => {
+                self.deferred += 1;
+                let delay = backoff::deferred_delay(self.deferred);
+                out.push(Action::Log(Event::SpawnDeferred {
+                    reason: reason.clone(),
+                    delay,
+                }));
+                self.last_error = Some(reason);
+                self.phase = P::Backoff;
+                self.deadline = Some(now + delay);
             }
             (P::Starting, I::SpawnFailed { reason }) => {
                 out.push(Action::Log(Event::SpawnFailed {
@@ -534,7 +566,11 @@ impl Instance {
             }
             (
                 P::Waiting,
-                i @ (I::Spawned { .. } | I::SpawnFailed { .. } | I::Exited(_) | I::GroupEmpty),
+                i @ (I::Spawned { .. }
+                | I::SpawnFailed { .. }
+                | I::SpawnDeferred { .. }
+                | I::Exited(_)
+                | I::GroupEmpty),
             ) => self.bug(&i, out),
 
             // --- running ---
@@ -595,9 +631,13 @@ impl Instance {
                 P::Stopped | P::Exited | P::Fatal | P::Scheduled | P::Backoff | P::Stopping { .. },
                 i @ I::Blocked { .. },
             ) => self.bug(&i, out),
-            (P::Running, i @ (I::Spawned { .. } | I::SpawnFailed { .. } | I::GroupEmpty)) => {
-                self.bug(&i, out)
-            }
+            (
+                P::Running,
+                i @ (I::Spawned { .. }
+                | I::SpawnFailed { .. }
+                | I::SpawnDeferred { .. }
+                | I::GroupEmpty),
+            ) => self.bug(&i, out),
 
             // --- backoff: no process, a retry is due at the deadline ---
             (P::Backoff, I::Start | I::Restart) => {
@@ -616,13 +656,20 @@ impl Instance {
             }
             (P::Backoff, I::Deadline) => {
                 if self.deadline.is_some_and(|d| now >= d) {
-                    self.restarts += 1;
+                    // A retry of a deferred spawn is the same start, not a restart.
+                    if self.deferred == 0 {
+                        self.restarts += 1;
+                    }
                     self.spawn(out);
                 }
             }
             (
                 P::Backoff,
-                i @ (I::Spawned { .. } | I::SpawnFailed { .. } | I::Exited(_) | I::GroupEmpty),
+                i @ (I::Spawned { .. }
+                | I::SpawnFailed { .. }
+                | I::SpawnDeferred { .. }
+                | I::Exited(_)
+                | I::GroupEmpty),
             ) => self.bug(&i, out),
 
             // --- stopping: stopsignal sent, waiting for the group to empty ---
@@ -756,7 +803,9 @@ impl Instance {
                 },
                 i @ I::SpawnFailed { .. },
             )
-            | (P::Stopping { .. }, i @ I::Spawned { .. }) => self.bug(&i, out),
+            | (P::Stopping { .. }, i @ (I::Spawned { .. } | I::SpawnDeferred { .. })) => {
+                self.bug(&i, out)
+            }
         }
     }
 

@@ -427,6 +427,77 @@ fn a_start_on_fatal_tries_again_with_full_retries() {
     assert_eq!(run.inst.restarts, 1, "the operator's start is not counted");
 }
 
+#[test]
+fn a_deferred_spawn_retries_quickly_without_spending_startretries() {
+    let deferred = |ms: u64| {
+        log(Event::SpawnDeferred {
+            reason: "fork failed: resource temporarily unavailable".into(),
+            delay: Duration::from_millis(ms),
+        })
+    };
+    let input = || I::SpawnDeferred {
+        reason: "fork failed: resource temporarily unavailable".into(),
+    };
+    // No retries at all: a single failed start would be fatal, ten deferrals are not.
+    let mut rows = vec![(0, I::Start, S::Starting, None, vec![Action::Spawn])];
+    let mut at = 0;
+    for n in 0..10u32 {
+        let delay = (100u64 << n.min(6)).min(5000);
+        rows.push((
+            at,
+            input(),
+            S::Backoff,
+            Some(at + delay),
+            vec![deferred(delay)],
+        ));
+        at += delay;
+        rows.push((at, I::Deadline, S::Starting, None, vec![Action::Spawn]));
+    }
+    rows.push((
+        at,
+        I::Spawned { pid: 7 },
+        S::Running,
+        None,
+        vec![log(Event::Spawned { pid: 7 }), log(Event::Running)],
+    ));
+    let mut run = check(
+        spec_with(|s| {
+            s.startretries = 0;
+            s.starttime = Duration::ZERO;
+        }),
+        rows,
+    );
+    assert_eq!(run.inst.restarts, 0, "a deferred spawn is the same start");
+    // The streak starts over after a spawn that worked.
+    let mut out = Vec::new();
+    let t = run.at(at + 20_000);
+    run.inst
+        .step(&run.spec, t, I::Exited(ExitStatus::Code(1)), &mut out);
+    assert_eq!(run.inst.state(), S::Starting, "{out:?}");
+    run.check(vec![(
+        at + 20_000,
+        input(),
+        S::Backoff,
+        Some(at + 20_100),
+        vec![deferred(100)],
+    )]);
+}
+
+#[test]
+fn a_deferred_spawn_anywhere_but_a_pidless_start_is_a_bug() {
+    let mut run = running(spec());
+    let mut out = Vec::new();
+    let t = run.at(5000);
+    run.inst.step(
+        &run.spec,
+        t,
+        I::SpawnDeferred { reason: "x".into() },
+        &mut out,
+    );
+    assert!(is_bug(&out), "{out:?}");
+    assert_eq!(run.inst.state(), S::Running);
+}
+
 // --- running: exits and autorestart ---
 
 /// From running (pid 7, up since 0), an exit at 20 s (a stable run) with `status`.

@@ -199,6 +199,8 @@ pub struct Daemon {
     /// When the pending state-file write is due.
     save_at: Option<Instant>,
     actions: Vec<Action>,
+    /// Instances whose stop ended this turn: their escapees are killed before waiters hear.
+    escape_scan: Vec<String>,
     /// Clients streaming a log file (`tail -f`).
     followers: Vec<usize>,
     /// Clients subscribed to instance events (`sup top`).
@@ -252,6 +254,7 @@ impl Daemon {
             state_dirty: true,
             save_at: None,
             actions: Vec::new(),
+            escape_scan: Vec::new(),
             followers: Vec::new(),
             subscribers: Vec::new(),
             published: Vec::new(),
@@ -379,6 +382,7 @@ impl Daemon {
             self.fire_timers();
             self.health_turn();
             self.free_retired();
+            self.kill_escapees();
             self.settle_waiters();
             self.publish();
             if self.state_dirty && self.save_at.is_none() {
@@ -511,16 +515,31 @@ impl Daemon {
                         };
                         match self.spawn(id, &spec) {
                             Ok(pid) => queue.push(Input::Spawned { pid }),
-                            Err(reason) => queue.push(Input::SpawnFailed { reason }),
+                            Err(e) if e.daemon => {
+                                queue.push(Input::SpawnDeferred { reason: e.reason })
+                            }
+                            Err(e) => queue.push(Input::SpawnFailed { reason: e.reason }),
                         }
                     }
                     Action::Signal { pgid, signal } => {
-                        if let Err(e) = reap::signal_group(pgid, signal) {
-                            log::warn!("{}: {e}", self.name(id));
+                        match reap::signal_group_if_any(pgid, signal) {
+                            Ok(true) => {}
+                            Ok(false) => log::debug!(
+                                "{}: process group {pgid} already empty for signal {}",
+                                self.name(id),
+                                signal.0
+                            ),
+                            Err(e) => log::warn!("{}: {e}", self.name(id)),
                         }
                     }
                     Action::CheckGroup { pgid } => {
                         if !reap::group_alive(pgid) {
+                            // The group is gone; whatever escaped it goes too (this turn,
+                            // one /proc scan for every stop that ended).
+                            if !self.shutting_down {
+                                let name = self.name(id).to_string();
+                                self.escape_scan.push(name);
+                            }
                             queue.push(Input::GroupEmpty);
                         }
                     }
@@ -544,9 +563,9 @@ impl Daemon {
             .map_or("?", |i| i.core.name.as_str())
     }
 
-    fn spawn(&mut self, id: InstId, spec: &ProgramSpec) -> Result<u32, String> {
+    fn spawn(&mut self, id: InstId, spec: &ProgramSpec) -> Result<u32, super::spawn::SpawnError> {
         let Some(inst) = self.instances[id].as_ref() else {
-            return Err("instance is gone".into());
+            return Err(String::from("instance is gone").into());
         };
         let name = inst.core.name.clone();
         let num = inst.core.num;
@@ -1341,6 +1360,15 @@ impl Daemon {
             }
         }
         self.stop_senders();
+        if let Some(tag) = super::spawn::daemon_tag() {
+            let strays = state::kill_tagged(tag, None, &[]);
+            if !strays.is_empty() {
+                log::warn!(
+                    "killed {} process(es) that had left their jobs' groups: {strays:?}",
+                    strays.len()
+                );
+            }
+        }
         let _ = std::fs::remove_file(&self.settings.socket);
         log::info!(
             "sup {} shutdown: every job stopped, exiting pid={} config={}",
@@ -1349,6 +1377,34 @@ impl Daemon {
             self.settings.config.source.display()
         );
         log::logger().flush();
+    }
+
+    /// SIGKILL what escaped the groups of the instances whose stop ended this turn (see
+    /// `state::kill_tagged`): a `setsid` child no group signal reaches.
+    fn kill_escapees(&mut self) {
+        if self.escape_scan.is_empty() {
+            return;
+        }
+        let names = std::mem::take(&mut self.escape_scan);
+        let Some(tag) = super::spawn::daemon_tag() else {
+            return;
+        };
+        // A restart has already spawned the new process under the same name: its group is
+        // spared.
+        let live: Vec<u32> = self
+            .instances
+            .iter()
+            .flatten()
+            .filter_map(|i| i.core.pgid)
+            .collect();
+        let killed = state::kill_tagged(tag, Some(&names), &live);
+        if !killed.is_empty() {
+            log::warn!(
+                "killed {} process(es) that had left the process group of {}: {killed:?}",
+                killed.len(),
+                names.join(", ")
+            );
+        }
     }
 
     fn save_state(&mut self) {

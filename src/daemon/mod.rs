@@ -87,6 +87,7 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
     // A predecessor killed outright may have left process groups behind: stop them first,
     // then take over its record of restarts and operator intent.
     let state_path = paths::state_path(&pidfile_path);
+    let tag = state::daemon_tag(&state_path);
     let mut restored = HashMap::new();
     if let Some(previous) = state::load(&state_path) {
         for (name, pgid) in state::cleanup_leftovers(&previous) {
@@ -96,6 +97,18 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
             restored.insert(r.name.clone(), r);
         }
     }
+    // What no recorded group covers: escapees from their groups, and groups spawned in the
+    // last moments before a predecessor was killed outright (the state file lags 50 ms).
+    let strays = state::kill_tagged(&tag, None, &[]);
+    if !strays.is_empty() {
+        log::warn!(
+            "killed {} process{} left behind by a previous daemon (found by {}): {strays:?}",
+            strays.len(),
+            if strays.len() == 1 { "" } else { "es" },
+            state::DAEMON_VAR
+        );
+    }
+    spawn::set_daemon_tag(tag);
 
     let mask = loop_signals();
     mask.thread_block()

@@ -135,7 +135,10 @@ pub fn event_name(event: &Event) -> Option<&'static str> {
         Event::Killed { .. } => "killed",
         Event::Stopped => "stopped",
         Event::Skipped => "skipped",
-        Event::Queued | Event::Replacing | Event::Missed { .. } => return None,
+        // The daemon's own trouble, retried in a moment: its log, not the job's notification.
+        Event::Queued | Event::Replacing | Event::Missed { .. } | Event::SpawnDeferred { .. } => {
+            return None
+        }
         // A failed scheduled run counts like any other unexpected exit.
         Event::RunFinished {
             expected: false, ..

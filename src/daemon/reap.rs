@@ -77,22 +77,41 @@ pub fn group_alive(pgid: u32) -> bool {
     r == 0 || Errno::last() != Errno::ESRCH
 }
 
-/// Send `signal` to every process in the group. A group with nobody left is not an error:
-/// there is nothing to signal, and it is the usual outcome of the SIGKILL that sweeps a group
-/// after its leader exited on its own (most jobs leave nothing behind).
+/// Send `signal` to every process in the group.
 pub fn signal_group(pgid: u32, signal: Signal) -> Result<(), String> {
-    let Some(target) = group_arg(pgid) else {
-        return Err(format!("process group {pgid}: refusing to signal it"));
-    };
+    kill_group(pgid, signal).map_err(|e| describe(pgid, signal, e))
+}
+
+/// `signal_group` for the loop's own actions: a group that is already empty (ESRCH) is the
+/// normal end of a job whose leader exited with nobody left behind, not a failure. Returns
+/// whether anyone was there to receive it.
+pub fn signal_group_if_any(pgid: u32, signal: Signal) -> Result<bool, String> {
+    match kill_group(pgid, signal) {
+        Ok(()) => Ok(true),
+        Err(Some(Errno::ESRCH)) => Ok(false),
+        Err(e) => Err(describe(pgid, signal, e)),
+    }
+}
+
+/// `kill(-pgid)`; `Err(None)` for a pgid refused outright.
+fn kill_group(pgid: u32, signal: Signal) -> Result<(), Option<Errno>> {
+    let target = group_arg(pgid).ok_or(None)?;
     // SAFETY: plain syscall; the target was checked to be a real group above.
-    if unsafe { libc::kill(target, signal.0) } == 0 || Errno::last() == Errno::ESRCH {
+    if unsafe { libc::kill(target, signal.0) } == 0 {
         Ok(())
     } else {
-        Err(format!(
+        Err(Some(Errno::last()))
+    }
+}
+
+fn describe(pgid: u32, signal: Signal, e: Option<Errno>) -> String {
+    match e {
+        None => format!("process group {pgid}: refusing to signal it"),
+        Some(e) => format!(
             "process group {pgid}: signal {}: {}",
             signal.0,
-            errno_text(Errno::last())
-        ))
+            errno_text(e)
+        ),
     }
 }
 
@@ -173,7 +192,10 @@ mod tests {
         assert_eq!(signal_group(pid, Signal(15)), Ok(()));
         assert_eq!(wait_exit(pid), ExitStatus::Signaled(15));
         assert!(!group_alive(pid));
-        assert_eq!(signal_group(pid, Signal(15)), Ok(()));
+        assert!(signal_group(pid, Signal(15))
+            .unwrap_err()
+            .ends_with("no such process"));
+        assert_eq!(signal_group_if_any(pid, Signal(15)), Ok(false));
     }
 
     #[test]

@@ -67,6 +67,32 @@ pub struct Spawned {
     pub program: String,
 }
 
+/// Why a spawn did not happen. `daemon` is true when the daemon's own resources ran out (fork
+/// EAGAIN/ENOMEM, descriptors for its pipes): nothing about the job, so it is retried
+/// without spending its `startretries`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnError {
+    pub reason: String,
+    pub daemon: bool,
+}
+
+impl From<String> for SpawnError {
+    fn from(reason: String) -> SpawnError {
+        SpawnError {
+            reason,
+            daemon: false,
+        }
+    }
+}
+
+/// Errnos that are the daemon's resources running out, not the job's fault.
+fn daemon_resource(e: Errno) -> bool {
+    matches!(
+        e,
+        Errno::EAGAIN | Errno::ENOMEM | Errno::EMFILE | Errno::ENFILE
+    )
+}
+
 /// Which step of the child's set-up failed, as reported on the status pipe.
 const STEP_SETUP: i32 = 1;
 const STEP_CHDIR: i32 = 2;
@@ -107,6 +133,19 @@ struct ChildPlan {
     ready_fd: Option<(libc::c_int, libc::c_int)>,
 }
 
+/// This daemon's tag, given to every child as `SUP_DAEMON` (see `state::daemon_tag`).
+static DAEMON_TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Set the tag every child carries; once, at startup.
+pub fn set_daemon_tag(tag: String) {
+    let _ = DAEMON_TAG.set(tag);
+}
+
+/// The tag set by `set_daemon_tag`.
+pub fn daemon_tag() -> Option<&'static str> {
+    DAEMON_TAG.get().map(String::as_str)
+}
+
 /// The daemon's original soft descriptor limit, recorded before it raises its own.
 static CHILD_NOFILE_SOFT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -120,7 +159,7 @@ pub fn set_child_nofile(soft: u64, _hard: u64) {
 /// subject first, for `spawn failed` events: `/usr/bin/webd: no such file or directory`,
 /// `workingdir /x: not a directory`. A child whose exec failed is reaped here.
 pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
-    let mut child = start(req, Extras::default())?;
+    let mut child = start(req, Extras::default()).map_err(|e| e.reason)?;
     if let Some(fd) = child.exec_status.take() {
         let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty()));
         if let Some(Err(reason)) = exec_result(&fd, &child.program) {
@@ -135,7 +174,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
 ///
 /// Call it from the daemon's main thread: the parent-death signal fires when the *thread* that
 /// forked ends, not the process.
-pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, String> {
+pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> {
     let spec = req.spec;
     // Put the readiness descriptor on its number first, so no descriptor made below (pipes,
     // /dev/null, the exec status pipe) can land on it and be clobbered by the child's dup2.
@@ -150,11 +189,11 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, String> {
     if let Some(dir) = &spec.workingdir {
         check_workingdir(dir)?;
     }
-    let creds = match &spec.user {
+    let (creds, login) = match &spec.user {
         Some(user) => resolve_user(user)?,
-        None => None,
+        None => (None, Vec::new()),
     };
-    let env = environment(req, &extras.env);
+    let env = environment(req, &login, &extras.env);
     let path = resolve_program(program, &env)?;
     let cstr =
         |b: &[u8], what: &str| CString::new(b).map_err(|_| format!("{what} contains a NUL byte"));
@@ -185,8 +224,11 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, String> {
         std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {}", io_text(&e)))?;
     let (child_out, parent_out) = connect(&req.stdout, "stdout")?;
     let (child_err, parent_err) = connect(&req.stderr, "stderr")?;
-    let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-        .map_err(|e| format!("exec status pipe: {}", errno_text(e)))?;
+    let (status_read, status_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError {
+            reason: format!("exec status pipe: {}", errno_text(e)),
+            daemon: daemon_resource(e),
+        })?;
     let plan = ChildPlan {
         daemon_pid: std::process::id() as libc::pid_t,
         umask: spec.umask.map(|m| m as libc::mode_t),
@@ -241,7 +283,11 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, String> {
         }
     }
     if pid < 0 {
-        return Err(format!("fork: {}", io_text(&io::Error::last_os_error())));
+        let e = Errno::last();
+        return Err(SpawnError {
+            reason: format!("fork failed: {}", errno_text(e)),
+            daemon: daemon_resource(e),
+        });
     }
     // Also from the parent, so the group exists whichever side runs first (signalling the
     // group right after `start` must reach the child).
@@ -294,19 +340,27 @@ pub fn exec_result(fd: &OwnedFd, program: &str) -> Option<Result<(), String>> {
     }))
 }
 
-/// The child's environment: the daemon's, then the `SUP_*` variables, then the job's `env`,
-/// then what readiness adds (`NOTIFY_SOCKET` …), later ones replacing earlier ones.
+/// The child's environment: the daemon's, then the user's login variables (with `user:`),
+/// then the `SUP_*` variables, then the job's `env`, then what readiness adds
+/// (`NOTIFY_SOCKET` …), later ones replacing earlier ones.
 fn environment(
     req: &SpawnRequest,
+    login: &[(std::ffi::OsString, std::ffi::OsString)],
     extra: &[(String, String)],
 ) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     let mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
         std::env::vars_os().collect();
+    env.extend(login.iter().cloned());
     env.insert("SUP_PROCESS_NAME".into(), req.name.into());
     env.insert("SUP_PROGRAM".into(), req.spec.name.clone().into());
     env.insert("SUP_PROCESS_NUM".into(), req.num.to_string().into());
     for (k, v) in req.spec.env.iter().chain(extra.iter().map(|(k, v)| (k, v))) {
         env.insert(k.into(), v.into());
+    }
+    // Last, so no `env:` can change them: they find the job's escapees (`state::kill_tagged`).
+    if let Some(tag) = DAEMON_TAG.get() {
+        env.insert(super::state::DAEMON_VAR.into(), tag.into());
+        env.insert(super::state::INSTANCE_VAR.into(), req.name.into());
     }
     env.into_iter().collect()
 }
@@ -465,8 +519,22 @@ fn check_workingdir(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// `user:` as a name or a uid. `None` when no switch is needed (it is already us).
-fn resolve_user(user: &str) -> Result<Option<Credentials>, String> {
+/// The login variables of a user's passwd entry, as `su -` and systemd's `User=` set them:
+/// a job switched to `nobody` must not keep root's HOME or the daemon's SHELL.
+type LoginEnv = Vec<(std::ffi::OsString, std::ffi::OsString)>;
+
+fn login_env(entry: &User) -> LoginEnv {
+    vec![
+        ("HOME".into(), entry.dir.clone().into_os_string()),
+        ("USER".into(), entry.name.clone().into()),
+        ("LOGNAME".into(), entry.name.clone().into()),
+        ("SHELL".into(), entry.shell.clone().into_os_string()),
+    ]
+}
+
+/// `user:` as a name or a uid: the credentials (`None` when no switch is needed, it is
+/// already us) and the user's login variables.
+fn resolve_user(user: &str) -> Result<(Option<Credentials>, LoginEnv), String> {
     let found = match user.parse::<u32>() {
         Ok(uid) => User::from_uid(uid.into()),
         Err(_) => User::from_name(user),
@@ -476,9 +544,10 @@ fn resolve_user(user: &str) -> Result<Option<Credentials>, String> {
         Ok(None) => return Err(format!("user {user}: no such user")),
         Err(e) => return Err(format!("user {user}: {}", errno_text(e))),
     };
+    let login = login_env(&entry);
     let euid = geteuid();
     if entry.uid == euid {
-        return Ok(None);
+        return Ok((None, login));
     }
     if !euid.is_root() {
         return Err(format!(
@@ -489,15 +558,18 @@ fn resolve_user(user: &str) -> Result<Option<Credentials>, String> {
         .map_err(|_| format!("user {user}: invalid name"))?;
     let groups = getgrouplist(&name, entry.gid)
         .map_err(|e| format!("user {user}: supplementary groups: {}", errno_text(e)))?;
-    Ok(Some(Credentials {
-        uid: entry.uid.as_raw(),
-        gid: entry.gid.as_raw(),
-        groups: groups.into_iter().map(|g| g.as_raw()).collect(),
-    }))
+    Ok((
+        Some(Credentials {
+            uid: entry.uid.as_raw(),
+            gid: entry.gid.as_raw(),
+            groups: groups.into_iter().map(|g| g.as_raw()).collect(),
+        }),
+        login,
+    ))
 }
 
 /// The child's side of one stream, and the parent's read end when it is a pipe.
-fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), String> {
+fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), SpawnError> {
     match how {
         Stdio::Null => {
             let null = std::fs::OpenOptions::new()
@@ -507,8 +579,10 @@ fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), Strin
             Ok((OwnedFd::from(null), None))
         }
         Stdio::Pipe => {
-            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-                .map_err(|e| format!("{which}: pipe: {}", errno_text(e)))?;
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError {
+                reason: format!("{which}: pipe: {}", errno_text(e)),
+                daemon: daemon_resource(e),
+            })?;
             // Only our end is non-blocking: a child writing to a full pipe should wait, not
             // fail with EAGAIN.
             fcntl(read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))

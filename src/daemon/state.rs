@@ -198,6 +198,107 @@ fn group_has_live_member(pgid: u32) -> bool {
         .any(|st| st.pgrp == i64::from(pgid) && st.state != 'Z' && st.state != 'X')
 }
 
+/// The environment variable every job carries with its daemon's tag (see `daemon_tag`).
+pub const DAEMON_VAR: &str = "SUP_DAEMON";
+/// The variable naming the instance a process was started for (`web:1`).
+pub const INSTANCE_VAR: &str = "SUP_PROCESS_NAME";
+/// An environment longer than this is not read to its end (its process is left alone).
+const ENVIRON_MAX: usize = 1 << 20;
+
+/// A tag for the daemon that owns this state file, the same for every daemon started on it,
+/// so the next one recognises what an earlier one left: FNV-1a of the state file's path.
+pub fn daemon_tag(state_path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in state_path.as_os_str().as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// SIGKILL every live process whose environment carries `SUP_DAEMON=tag` (and, when
+/// `instances` is given, `SUP_PROCESS_NAME` = one of them): the escapees that left their
+/// process group (`setsid`, a double fork into a new group), which no group signal reaches.
+///
+/// Best effort without cgroups: a process that rewrote its environment is not found. Cost:
+/// one open and read of /proc/PID/environ per process we may read (every process when root,
+/// our own uid's otherwise), synchronous but bounded (at most 1 MiB each, nothing blocks on
+/// /proc). Members of the groups in `spare` (live instances: a restart's new process carries
+/// the same name) are left alone. Returns the pids killed.
+pub fn kill_tagged(tag: &str, instances: Option<&[String]>, spare: &[u32]) -> Vec<u32> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let me = std::process::id();
+    let uid = nix::unistd::geteuid().as_raw();
+    let needle = format!("{DAEMON_VAR}={tag}");
+    let mut killed = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return killed;
+    };
+    let mut buf = Vec::new();
+    for entry in dir.filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid <= 1 || pid == me {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        if uid != 0 && meta.uid() != uid {
+            continue;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(format!("/proc/{pid}/environ"));
+        let Ok(file) = file else { continue };
+        buf.clear();
+        if file
+            .take(ENVIRON_MAX as u64 + 1)
+            .read_to_end(&mut buf)
+            .is_err()
+            || buf.len() > ENVIRON_MAX
+        {
+            continue;
+        }
+        let mut ours = false;
+        let mut instance = None;
+        for var in buf.split(|&b| b == 0) {
+            if var == needle.as_bytes() {
+                ours = true;
+            } else if let Some(v) = var
+                .strip_prefix(INSTANCE_VAR.as_bytes())
+                .and_then(|v| v.strip_prefix(b"="))
+            {
+                instance = Some(v);
+            }
+        }
+        let wanted = match instances {
+            None => true,
+            Some(names) => instance.is_some_and(|i| names.iter().any(|n| n.as_bytes() == i)),
+        };
+        if !ours || !wanted {
+            continue;
+        }
+        match read_stat(pid) {
+            Some(st) if st.state == 'Z' || st.state == 'X' => continue,
+            Some(st) if spare.iter().any(|&g| i64::from(g) == st.pgrp) => continue,
+            Some(_) => {}
+            None => continue,
+        }
+        // SAFETY: plain kill of one pid > 1 that is not us.
+        if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0 {
+            killed.push(pid);
+        }
+    }
+    killed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +397,46 @@ mod tests {
             stderr: Stdio::Null,
         };
         spawn(&req).expect("spawn").pid
+    }
+
+    #[test]
+    fn tagged_processes_are_found_by_daemon_and_instance() {
+        assert_eq!(
+            daemon_tag(Path::new("/run/sup/sup.state")),
+            daemon_tag(Path::new("/run/sup/sup.state"))
+        );
+        assert_ne!(
+            daemon_tag(Path::new("/run/sup/sup.state")),
+            daemon_tag(Path::new("/run/sup2/sup.state"))
+        );
+        let tag = format!("unit-{}", std::process::id());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env(DAEMON_VAR, &tag)
+            .env(INSTANCE_VAR, "web:1")
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        // The environment is readable once the exec is done.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read(format!("/proc/{pid}/environ"))
+            .unwrap_or_default()
+            .windows(tag.len())
+            .any(|w| w == tag.as_bytes())
+        {
+            assert!(std::time::Instant::now() < deadline, "exec");
+            std::thread::sleep(CLEANUP_POLL);
+        }
+        assert!(kill_tagged(&tag, Some(&["web:0".into()]), &[]).is_empty());
+        assert!(kill_tagged("another-daemon", None, &[]).is_empty());
+        let own_group = nix::unistd::getpgrp().as_raw() as u32;
+        assert!(kill_tagged(&tag, None, &[own_group]).is_empty(), "spared");
+        assert_eq!(kill_tagged(&tag, Some(&["web:1".into()]), &[]), vec![pid]);
+        let status = child.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
     }
 
     #[test]

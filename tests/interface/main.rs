@@ -6,6 +6,7 @@ mod sandbox;
 mod control_socket;
 mod demo;
 mod each_child;
+mod escapees_and_faults;
 mod health_and_order;
 mod logs_and_notifications;
 mod packaging;

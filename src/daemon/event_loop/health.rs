@@ -231,7 +231,7 @@ impl Daemon {
     pub(super) fn spawn_ready(
         req: &SpawnRequest,
         p: &mut Prepared,
-    ) -> Result<spawn::Spawned, String> {
+    ) -> Result<spawn::Spawned, spawn::SpawnError> {
         spawn::start(req, std::mem::take(&mut p.extras))
     }
 

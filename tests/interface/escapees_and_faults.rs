@@ -1,0 +1,354 @@
+//! Processes: what a job leaves behind (orphans, escapees from its process
+//! group), the user switch, and the daemon's own resource failures (fork, pipes, disk) seen
+//! through fault injection.
+
+use crate::sandbox::{alive, kill, Sandbox};
+
+#[test]
+fn an_ordinary_exit_logs_no_signal_warning() {
+    let mut sb = Sandbox::with_programs(
+        "quiet-exit",
+        r#"
+  once:
+    cmd: ["sh", "-c", "exit 0"]
+    autorestart: never
+    starttime: 0
+"#,
+    );
+    sb.start();
+    sb.wait_state("once", "exited");
+    let log = sb.log();
+    assert!(log.contains("exited code=0"), "{log}");
+    assert!(!log.contains("no such process"), "{log}");
+    assert!(!log.contains(" WARN "), "{log}");
+}
+
+#[test]
+fn a_user_switch_sets_the_users_login_environment() {
+    let Some(entry) = passwd_entry("nobody") else {
+        eprintln!("skipped: no user nobody on this machine");
+        return;
+    };
+    if !is_root() {
+        eprintln!("skipped: switching users needs the daemon to run as root");
+        return;
+    }
+    let mut sb = Sandbox::with_programs(
+        "user-env",
+        r#"
+  plain:
+    cmd: env
+    user: nobody
+    stdout: plainenv
+    autorestart: never
+    starttime: 0
+  explicit:
+    cmd: env
+    user: nobody
+    stdout: explicitenv
+    autorestart: never
+    starttime: 0
+    env:
+      HOME: /srv/explicit
+"#,
+    );
+    sb.start();
+    sb.wait_state("plain", "exited");
+    sb.wait_state("explicit", "exited");
+    let env = sb.read("plainenv");
+    let (home, shell) = (&entry[5], &entry[6]);
+    assert!(env.contains(&format!("\nHOME={home}\n")), "{env}");
+    assert!(env.contains("\nUSER=nobody\n"), "{env}");
+    assert!(env.contains("\nLOGNAME=nobody\n"), "{env}");
+    assert!(env.contains(&format!("\nSHELL={shell}\n")), "{env}");
+    let env = sb.read("explicitenv");
+    assert!(env.contains("\nHOME=/srv/explicit\n"), "env: wins: {env}");
+    assert!(env.contains("\nUSER=nobody\n"), "{env}");
+}
+
+/// The fields of `name`'s line in /etc/passwd.
+fn passwd_entry(name: &str) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines()
+        .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[0] == name)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        .unwrap_or(false)
+}
+
+const ESCAPEE: &str = r#"
+  runaway:
+    cmd: ["sh", "-c", "setsid sleep 1000 & echo $! > $OUT/escapee; exec sleep 1000"]
+    starttime: 0
+    stoptime: 1
+"#;
+
+fn escapee_pid(sb: &Sandbox) -> u32 {
+    sb.wait_for("the escapee's pid", || {
+        sb.read("escapee").trim().parse::<u32>().is_ok()
+    });
+    let pid: u32 = sb.read("escapee").trim().parse().expect("pid");
+    sb.wait_for("the escapee to leave its group", || pgrp(pid) == Some(pid));
+    pid
+}
+
+fn pgrp(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn an_escapee_from_the_group_dies_with_a_stop() {
+    let mut sb = Sandbox::with_programs("escape-stop", ESCAPEE);
+    sb.start();
+    sb.wait_state("runaway", "running");
+    let escapee = escapee_pid(&sb);
+    sb.sup_ok(&["stop", "runaway"]);
+    sb.wait_for("the escapee to be gone", || !alive(escapee));
+}
+
+#[test]
+fn an_escapee_from_the_group_dies_with_a_shutdown() {
+    let mut sb = Sandbox::with_programs("escape-shutdown", ESCAPEE);
+    sb.start();
+    sb.wait_state("runaway", "running");
+    let escapee = escapee_pid(&sb);
+    sb.sup_ok(&["shutdown"]);
+    sb.wait_daemon_exit();
+    sb.wait_for("the escapee to be gone", || !alive(escapee));
+}
+
+#[test]
+fn a_group_spawned_just_before_kill_9_is_cleaned_up_by_the_next_daemon() {
+    // Spawned and killed inside the state file's 50 ms window: the next daemon has no record
+    // of this group, only the tag in its members' environment.
+    let mut sb = Sandbox::with_programs(
+        "just-spawned",
+        r#"
+  family:
+    cmd: ["sh", "-c", "sleep 1000 & echo $! > $OUT/child; setsid sleep 1000 & echo $! > $OUT/escapee; wait"]
+    autostart: false
+    starttime: 0
+"#,
+    );
+    sb.start();
+    // A daemon that has written its state file once already (the 50 ms after start).
+    sb.wait_for("the first state file", || sb.path("sup.state").exists());
+    let _ = std::fs::remove_file(sb.path("child"));
+    sb.sup_ok(&["start", "--no-wait", "family"]);
+    sb.wait_for("the job's children", || {
+        sb.read("child").trim().parse::<u32>().is_ok()
+            && sb.read("escapee").trim().parse::<u32>().is_ok()
+    });
+    kill(sb.daemon_pid(), 9);
+    sb.kill_daemon_hard();
+    let child: u32 = sb.read("child").trim().parse().expect("pid");
+    let escapee: u32 = sb.read("escapee").trim().parse().expect("pid");
+    sb.start();
+    sb.wait_for("the old group's members to be gone", || {
+        !alive(child) && !alive(escapee)
+    });
+}
+
+/// `sup daemon` for `sb` under `strace` with `faults` (`-e inject=…` arguments), or `None`
+/// when strace is missing or may not trace here. Only the daemon is traced (no `-f`): the
+/// faults are the daemon's, not its jobs'.
+fn daemon_under_strace(sb: &Sandbox, faults: &[&str]) -> Option<std::process::Child> {
+    let usable = std::process::Command::new("strace")
+        .args(["-qq", "-e", "trace=none", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        eprintln!("skipped: strace is missing or may not trace processes here");
+        return None;
+    }
+    let out = std::fs::File::create(sb.path("daemon.out")).expect("daemon.out");
+    let err = out.try_clone().expect("clone");
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-qq", "-o"]).arg(sb.path("strace.out"));
+    for f in faults {
+        cmd.args(["-e", f]);
+    }
+    let child = cmd
+        .arg(crate::sandbox::sup_bin())
+        .arg("daemon")
+        .arg("-c")
+        .arg(sb.path("sup.yaml"))
+        .arg("--socket")
+        .arg(sb.socket())
+        .arg("--pidfile")
+        .arg(sb.pidfile())
+        .env("SUP_SANDBOX", &sb.tag)
+        .env("OUT", &sb.dir)
+        .current_dir(&sb.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawn strace");
+    sb.wait_for("the daemon to answer status", || {
+        sb.sup(&["status"]).status.success()
+    });
+    Some(child)
+}
+
+fn shutdown(sb: &Sandbox, mut traced: std::process::Child) {
+    sb.sup_ok(&["shutdown"]);
+    sb.wait_for("the traced daemon to exit", || {
+        matches!(traced.try_wait(), Ok(Some(_)))
+    });
+}
+
+#[test]
+fn a_transient_fork_failure_is_retried_without_spending_startretries() {
+    let sb = Sandbox::with_programs(
+        "fork-eagain",
+        r#"
+  web:
+    cmd: sleep 1000
+    starttime: 0
+    startretries: 3
+"#,
+    );
+    // glibc's fork is clone(2); clone3 too in case a libc uses it. Five failures: one more
+    // than startretries allows failed starts.
+    let Some(traced) = daemon_under_strace(
+        &sb,
+        &[
+            "trace=clone,clone3,fork,vfork",
+            "inject=clone,clone3:error=EAGAIN:when=1..5",
+        ],
+    ) else {
+        return;
+    };
+    let st = sb.wait_state("web", "running");
+    assert_eq!(st["restarts"], 0, "{st}");
+    let log = sb.log();
+    assert_eq!(
+        log.matches(" WARN web fork failed: try again (the daemon's resources); retrying in ")
+            .count(),
+        5,
+        "{log}"
+    );
+    assert!(!log.contains("fatal"), "{log}");
+    shutdown(&sb, traced);
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After comm: field 14 (utime) is index 11, field 15 (stime) index 12.
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(11) + get(12)
+}
+
+#[test]
+fn running_out_of_descriptors_for_a_pipe_is_retried_and_the_daemon_stays_quiet() {
+    let sb = Sandbox::with_programs(
+        "pipe-emfile",
+        r#"
+  web:
+    cmd: ["sh", "-c", "echo hello; exec sleep 1000"]
+    starttime: 0
+    startretries: 1
+"#,
+    );
+    let Some(traced) =
+        daemon_under_strace(&sb, &["trace=pipe2", "inject=pipe2:error=EMFILE:when=1..3"])
+    else {
+        return;
+    };
+    let st = sb.wait_state("web", "running");
+    assert_eq!(st["restarts"], 0, "{st}");
+    let log = sb.log();
+    assert!(
+        log.contains(
+            " WARN web stdout: pipe: too many open files (the daemon's resources); retrying in "
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("fatal"), "{log}");
+    sb.wait_for("the job's output", || {
+        sb.read("logs/web.out").contains("hello")
+    });
+    // Recovered and idle: no spinning on the failure it had.
+    let daemon: u32 = sb.read("sup.pid").trim().parse().expect("daemon pid");
+    let before = cpu_ticks(daemon);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_ticks(daemon) - before;
+    assert!(
+        used <= 5,
+        "the daemon used {used} ticks of CPU in 2 s while idle"
+    );
+    shutdown(&sb, traced);
+}
+
+#[test]
+fn a_full_disk_under_an_output_file_is_survived_without_spinning() {
+    let sb = Sandbox::with_programs(
+        "write-enospc",
+        r#"
+  talk:
+    cmd: ["sh", "-c", "i=0; while :; do i=$((i+1)); echo line $i; sleep 0.02; done"]
+    starttime: 0
+"#,
+    );
+    // Every write the daemon makes fails for a while: output files, and the event log too.
+    let Some(traced) = daemon_under_strace(
+        &sb,
+        &["trace=write", "inject=write:error=ENOSPC:when=3..40"],
+    ) else {
+        return;
+    };
+    sb.wait_state("talk", "running");
+    let lines = |sb: &Sandbox| sb.read("logs/talk.out").lines().count();
+    sb.wait_for("output to reach its file again", || lines(&sb) > 20);
+    let daemon: u32 = sb.read("sup.pid").trim().parse().expect("daemon pid");
+    let before = cpu_ticks(daemon);
+    let at = lines(&sb);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_ticks(daemon) - before;
+    // About 100 lines in 2 s: a little CPU, never a spin.
+    assert!(used <= 20, "the daemon used {used} ticks of CPU in 2 s");
+    assert!(lines(&sb) > at, "output keeps flowing");
+    let st = sb.wait_state("talk", "running");
+    assert_eq!(st["restarts"], 0, "{st}");
+    assert!(
+        sb.read("strace.out").contains("ENOSPC") && sb.read("strace.out").contains("INJECTED"),
+        "the fault was injected"
+    );
+    shutdown(&sb, traced);
+}
+
+#[test]
+fn a_restart_kills_the_old_escapee_and_keeps_the_new_process() {
+    let mut sb = Sandbox::with_programs("escape-restart", ESCAPEE);
+    sb.start();
+    sb.wait_state("runaway", "running");
+    let escapee = escapee_pid(&sb);
+    let _ = std::fs::remove_file(sb.path("escapee"));
+    sb.sup_ok(&["restart", "runaway"]);
+    sb.wait_for("the old escapee to be gone", || !alive(escapee));
+    let st = sb.wait_state("runaway", "running");
+    let pid = st["pid"].as_u64().expect("pid") as u32;
+    let fresh = escapee_pid(&sb);
+    assert!(alive(pid) && alive(fresh), "the new run is left alone");
+}
