@@ -33,6 +33,12 @@ pub struct Global {
     /// The config file or directory (else $SUP_CONFIG, ./sup.yaml, ./sup.d/)
     #[arg(short = 'c', long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// How long to wait for the daemon's answer, waiting requests included (else
+    /// $SUP_TIMEOUT; default 30s, and for start/stop/restart/reload/shutdown the longest
+    /// their jobs may take plus 30s)
+    #[arg(long, global = true, value_name = "DURATION", env = "SUP_TIMEOUT",
+          value_parser = crate::config::duration::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]

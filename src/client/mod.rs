@@ -19,16 +19,12 @@ use std::time::Duration;
 
 use crate::cli::{Command, Global};
 use crate::config;
-use crate::control::client::{cause, Conn};
+use crate::control::client::{cause, Conn, Timeouts, QUICK, WAIT_MARGIN};
 use crate::control::proto::{Request, RequestBody, ResponseBody};
 use crate::fail::{Fail, Outcome};
 use crate::paths::{self, Env};
 use output::Sink;
 use report::Report;
-
-/// How long a request that does not wait on jobs may take to be answered. The daemon answers
-/// those from memory, so a long silence means it is stuck, and saying so beats hanging.
-const QUICK: Duration = Duration::from_secs(30);
 
 pub fn run(global: &Global, command: Command) -> Result<Outcome, Fail> {
     let mut conn = connect(global)?;
@@ -56,7 +52,7 @@ pub fn socket_path(global: &Global) -> PathBuf {
 /// hear, not only "no daemon".
 pub fn connect(global: &Global) -> Result<Conn, Fail> {
     let (socket, unreadable) = find_socket(global);
-    Conn::connect(&socket).map_err(|fail| match unreadable {
+    Conn::connect_with(&socket, timeouts(global)).map_err(|fail| match unreadable {
         None => fail,
         Some((path, errors)) => config_errors_fail(&fail, &path, &errors),
     })
@@ -108,6 +104,34 @@ fn config_errors_fail(fail: &Fail, path: &Path, errors: &[config::ConfigError]) 
     )
 }
 
+/// `--timeout`/`$SUP_TIMEOUT` bounds every answer. Without it, a waiting request gets what
+/// its jobs may take: every instance's start bound plus stop bound, one after another (an
+/// ordered or rolling wait is never longer), plus a margin.
+pub fn timeouts(global: &Global) -> Timeouts {
+    if let Some(t) = global.timeout {
+        return Timeouts { quick: t, wait: t };
+    }
+    let env = Env::from_process();
+    let Ok(cfg) = config::load(&paths::config_path(global.config.as_deref(), &env)) else {
+        return Timeouts::default();
+    };
+    let jobs: Duration = cfg
+        .programs
+        .values()
+        .map(|p| {
+            let start = match p.health.ready {
+                config::Ready::Starttime => p.starttime,
+                _ => p.health.ready_timeout,
+            };
+            (start + p.stoptime) * p.numprocs
+        })
+        .sum();
+    Timeouts {
+        quick: QUICK,
+        wait: jobs + WAIT_MARGIN,
+    }
+}
+
 /// `tail -f` runs until the daemon closes the stream or the user interrupts. On SIGINT or
 /// SIGTERM, close the connection: the blocked read then sees end-of-file and the command ends
 /// through its normal path, with stdout flushed and the terminal untouched.
@@ -137,7 +161,7 @@ pub fn execute(
     match command {
         Command::Status { names, json } => {
             let named = !names.is_empty();
-            let body = ask(conn, RequestBody::Status { names }, Some(QUICK))?;
+            let body = ask(conn, RequestBody::Status { names }, Some(conn.quick()))?;
             let ResponseBody::Status { instances, .. } = body else {
                 return Err(unexpected("status", &body));
             };
@@ -213,7 +237,11 @@ pub fn execute(
         ),
         Command::Reload { dry_run, json } => {
             // Applying a reload may restart changed programs, which takes their stoptime.
-            let timeout = if dry_run { Some(QUICK) } else { None };
+            let timeout = Some(if dry_run {
+                conn.quick()
+            } else {
+                conn.wait_bound()
+            });
             let body = ask(conn, RequestBody::Reload { dry_run }, timeout)?;
             let ResponseBody::Reload { report } = body else {
                 return Err(unexpected("reload", &body));
@@ -239,7 +267,11 @@ pub fn execute(
             Ok(outcome)
         }
         Command::Pid { name, json } => {
-            let body = ask(conn, RequestBody::Pid { name: name.clone() }, Some(QUICK))?;
+            let body = ask(
+                conn,
+                RequestBody::Pid { name: name.clone() },
+                Some(conn.quick()),
+            )?;
             let ResponseBody::Pids { daemon, pids } = body else {
                 return Err(unexpected("pid", &body));
             };
@@ -278,7 +310,7 @@ pub fn execute(
             tail(conn, name, how, &mut sink)
         }
         Command::Logreopen => {
-            let body = ask(conn, RequestBody::Logreopen, Some(QUICK))?;
+            let body = ask(conn, RequestBody::Logreopen, Some(conn.quick()))?;
             let ResponseBody::Done { message } = body else {
                 return Err(unexpected("logreopen", &body));
             };
@@ -288,7 +320,7 @@ pub fn execute(
         Command::Shutdown => {
             conn.send(&Request::new(RequestBody::Shutdown))?;
             // Stopping every job takes as long as the slowest stoptime.
-            conn.set_timeout(None)?;
+            conn.set_timeout(Some(conn.wait_bound()))?;
             match conn.next()? {
                 Some(resp) => match resp.body {
                     ResponseBody::Done { message } => sink.line(&message)?,
@@ -330,7 +362,11 @@ fn transition(
 ) -> Result<Outcome, Fail> {
     // Waiting on a stop can take as long as the jobs' stoptime; only `--no-wait` and signals
     // are answered at once.
-    let timeout = if wait { None } else { Some(QUICK) };
+    let timeout = Some(if wait {
+        conn.wait_bound()
+    } else {
+        conn.quick()
+    });
     let body = ask(conn, body, timeout)?;
     let ResponseBody::Outcomes { outcomes } = body else {
         return Err(unexpected(cmd, &body));
@@ -373,6 +409,7 @@ fn rolling_restart(
         wait: true,
         rolling: true,
     };
+    let bound = Some(conn.wait_bound());
     let (tx, rx) = std::sync::mpsc::channel();
     let answer = std::thread::scope(|scope| {
         let closer = watcher.map(|(mut w, closer)| {
@@ -400,7 +437,7 @@ fn rolling_restart(
             closer
         });
         scope.spawn(move || {
-            let _ = tx.send(Msg::Done(Box::new(ask(conn, body, None))));
+            let _ = tx.send(Msg::Done(Box::new(ask(conn, body, bound))));
         });
         let mut answer = Err(Fail::new("the restart ended without an answer"));
         for msg in &rx {
@@ -461,7 +498,7 @@ fn tail(conn: &mut Conn, name: String, how: TailHow, sink: &mut Sink) -> Result<
     let mut partial = String::new();
     // Following waits for new output for as long as the user likes; the first chunk of a
     // plain tail comes from the daemon's files at once.
-    conn.set_timeout(if follow { None } else { Some(QUICK) })?;
+    conn.set_timeout(if follow { None } else { Some(conn.quick()) })?;
     while let Some(resp) = conn.next()? {
         match resp.body {
             ResponseBody::Output { data } if json => {
@@ -860,6 +897,7 @@ mod tests {
         let global = Global {
             socket: Some(PathBuf::from("/x/y.sock")),
             config: Some(PathBuf::from("/nonexistent/sup.yaml")),
+            timeout: None,
         };
         assert_eq!(socket_path(&global), PathBuf::from("/x/y.sock"));
     }

@@ -8,24 +8,73 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::proto::{Request, Response, ResponseBody, VERSION};
+use super::proto::{Request, RequestBody, Response, ResponseBody, VERSION};
 use crate::fail::Fail;
 
 /// The longest response line we accept. A status of thousands of instances fits easily; the
 /// limit only stops a wrong peer (something that is not sup) from filling our memory.
 const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
 
+/// How long a request that does not wait on jobs may take to be answered. The daemon answers
+/// those from memory, so a long silence means it is stuck, and saying so beats hanging.
+pub const QUICK: Duration = Duration::from_secs(30);
+/// Added to the longest a waiting request's transitions may take, for the daemon's own work.
+pub const WAIT_MARGIN: Duration = Duration::from_secs(30);
+
+/// The bounds a connection puts on the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting, and the whole answer to a request that does not wait on jobs.
+    pub quick: Duration,
+    /// The whole answer to a request that waits for transitions (start/stop/restart with
+    /// wait, reload, shutdown).
+    pub wait: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            quick: QUICK,
+            wait: Duration::from_secs(600),
+        }
+    }
+}
+
 /// One connection to the daemon.
 #[derive(Debug)]
 pub struct Conn {
     path: PathBuf,
-    reader: BufReader<UnixStream>,
+    reader: BufReader<Deadlined>,
     /// A second handle on the same socket, so writes do not fight the reader's buffer.
     writer: UnixStream,
     /// As asked for: the kernel rounds what it stores, and messages should show the request.
     timeout: Option<Duration>,
+    timeouts: Timeouts,
+    /// The command of the last request sent, for messages.
+    waiting_for: &'static str,
+}
+
+/// The socket as the reader sees it: every read gets what is left of one deadline, so a
+/// daemon trickling bytes cannot stretch an answer past it.
+#[derive(Debug)]
+struct Deadlined {
+    stream: UnixStream,
+    deadline: Option<Instant>,
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(at) = self.deadline {
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        self.stream.read(buf)
+    }
 }
 
 /// Closes a connection from another thread (a signal handler's thread, for `tail -f`): the
@@ -42,16 +91,50 @@ impl Closer {
 
 impl Conn {
     pub fn connect(path: &Path) -> Result<Conn, Fail> {
-        let stream = UnixStream::connect(path).map_err(|e| connect_fail(path, &e))?;
+        Conn::connect_with(path, Timeouts::default())
+    }
+
+    /// Connect within `timeouts.quick`: a daemon whose backlog is full does not hold us.
+    pub fn connect_with(path: &Path, timeouts: Timeouts) -> Result<Conn, Fail> {
+        let stream = connect_within(path, timeouts.quick).map_err(|e| {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                Fail::new(format!(
+                    "cannot connect to the daemon on {} within {}",
+                    path.display(),
+                    seconds(timeouts.quick)
+                ))
+                .hint("it may be stuck or out of descriptors; its event log may say why")
+            } else {
+                connect_fail(path, &e)
+            }
+        })?;
         let writer = stream
             .try_clone()
             .map_err(|e| Fail::new(format!("{}: {}", path.display(), cause(&e))))?;
         Ok(Conn {
             path: path.to_path_buf(),
-            reader: BufReader::new(stream),
+            reader: BufReader::new(Deadlined {
+                stream,
+                deadline: None,
+            }),
             writer,
             timeout: None,
+            timeouts,
+            waiting_for: "an answer",
         })
+    }
+
+    /// The bound for a request answered from the daemon's memory.
+    pub fn quick(&self) -> Duration {
+        self.timeouts.quick
+    }
+
+    /// The bound for a request that waits for jobs to change state.
+    pub fn wait_bound(&self) -> Duration {
+        self.timeouts.wait
     }
 
     /// Send `req` and read its one answer. `timeout` bounds the wait for the answer: `None` for
@@ -72,6 +155,7 @@ impl Conn {
 
     /// Write one request line. Use `next` to read streamed answers.
     pub fn send(&mut self, req: &Request) -> Result<(), Fail> {
+        self.waiting_for = command(&req.body);
         let mut line = serde_json::to_string(req)
             .map_err(|e| Fail::new(format!("cannot encode the request: {e}")))?;
         line.push('\n');
@@ -109,21 +193,21 @@ impl Conn {
         )))
     }
 
-    /// How long `next` may block; `None` waits forever.
+    /// How long `next` may take for the whole of the next answers, from now; `None` waits
+    /// forever (a stream the user ends).
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Fail> {
         // A zero duration is an error for the socket call; treat it as the smallest wait.
         let timeout = timeout.map(|d| d.max(Duration::from_millis(1)));
         self.timeout = timeout;
-        self.reader
-            .get_ref()
-            .set_read_timeout(timeout)
-            .map_err(|e| {
-                Fail::new(format!(
-                    "{}: cannot set a timeout: {}",
-                    self.path.display(),
-                    cause(&e)
-                ))
-            })
+        let r = self.reader.get_mut();
+        r.deadline = timeout.map(|d| Instant::now() + d);
+        r.stream.set_read_timeout(timeout).map_err(|e| {
+            Fail::new(format!(
+                "{}: cannot set a timeout: {}",
+                self.path.display(),
+                cause(&e)
+            ))
+        })
     }
 
     /// The next response, or `None` at end of file. An `error` response becomes a `Fail`
@@ -191,15 +275,15 @@ impl Conn {
             // A read timeout shows up as either, depending on the platform.
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 let waited = match self.timeout {
-                    Some(d) if d.subsec_millis() == 0 => format!(" within {}s", d.as_secs()),
-                    Some(d) => format!(" within {}ms", d.as_millis()),
+                    Some(d) => format!(" within {}", seconds(d)),
                     None => String::new(),
                 };
                 Fail::new(format!(
-                    "the daemon on {} did not answer{waited}",
-                    self.path.display()
+                    "no answer from the daemon on {}{waited} (waiting for: {})",
+                    self.path.display(),
+                    self.waiting_for
                 ))
-                .hint("it may be stuck; its event log may say why")
+                .hint("it may be stuck; its event log may say why; --timeout or $SUP_TIMEOUT sets the bound")
             }
             _ => Fail::new(format!(
                 "cannot read from the daemon on {}: {}",
@@ -207,6 +291,60 @@ impl Conn {
                 cause(e)
             )),
         }
+    }
+}
+
+/// A blocking connect bounded by `SO_SNDTIMEO`: for a Unix socket, Linux waits that long for
+/// room in a full backlog and then fails with `EAGAIN`.
+fn connect_within(path: &Path, within: Duration) -> io::Result<UnixStream> {
+    use nix::sys::socket::{
+        connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr,
+    };
+    use nix::sys::time::TimeVal;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new(path)?;
+    let tv = TimeVal::new(
+        within.as_secs() as nix::libc::time_t,
+        within.subsec_micros() as nix::libc::suseconds_t,
+    );
+    setsockopt(&fd, sockopt::SendTimeout, &tv)?;
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)?;
+    let stream = UnixStream::from(fd);
+    // Writes are small and the daemon always reads: no send bound after the connect.
+    stream.set_write_timeout(None)?;
+    Ok(stream)
+}
+
+/// `30s`, `1.5s`, `50ms`.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// The request's command as the protocol names it.
+fn command(body: &RequestBody) -> &'static str {
+    match body {
+        RequestBody::Status { .. } => "status",
+        RequestBody::Start { .. } => "start",
+        RequestBody::Stop { .. } => "stop",
+        RequestBody::Restart { .. } => "restart",
+        RequestBody::Signal { .. } => "signal",
+        RequestBody::Reload { .. } => "reload",
+        RequestBody::Pid { .. } => "pid",
+        RequestBody::Tail { .. } => "tail",
+        RequestBody::Logreopen => "logreopen",
+        RequestBody::Shutdown => "shutdown",
+        RequestBody::Subscribe { .. } => "subscribe",
     }
 }
 
@@ -467,10 +605,12 @@ pub(crate) mod tests {
         let fail = conn
             .request(&status_request(), Some(Duration::from_millis(50)))
             .expect_err("timeout");
-        assert!(
-            fail.message.contains("did not answer within 50ms"),
-            "{}",
-            fail.message
+        assert_eq!(
+            fail.message,
+            format!(
+                "no answer from the daemon on {} within 50ms (waiting for: status)",
+                dir.sock().display()
+            )
         );
         drop(listener);
     }

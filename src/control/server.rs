@@ -7,6 +7,7 @@
 //! client, silent, garbled or never reading, can block the loop or grow memory without bound.
 
 use std::io::{self, Read, Write};
+use std::time::Instant;
 
 use mio::net::UnixStream;
 
@@ -19,6 +20,11 @@ pub const MAX_PENDING_OUT: usize = 4 * 1024 * 1024;
 pub struct Conn {
     pub stream: UnixStream,
     inbuf: Vec<u8>,
+    /// Where the unconsumed part of `inbuf` starts: lines are taken by moving this, and the
+    /// buffer is compacted once per batch, so many short lines cost O(n), not O(n²).
+    start: usize,
+    /// When the first byte of the unfinished line arrived (its deadline runs from there).
+    partial_since: Option<Instant>,
     out: Vec<u8>,
     /// The peer closed its side; answer what is pending, then close.
     pub read_closed: bool,
@@ -40,6 +46,8 @@ impl Conn {
         Conn {
             stream,
             inbuf: Vec::new(),
+            start: 0,
+            partial_since: None,
             out: Vec::new(),
             read_closed: false,
             closing: false,
@@ -52,7 +60,7 @@ impl Conn {
     pub fn fill(&mut self) -> io::Result<bool> {
         let mut chunk = [0u8; 8192];
         loop {
-            if self.inbuf.len() > MAX_REQUEST || self.read_closed || self.closing {
+            if self.unread() > MAX_REQUEST || self.read_closed || self.closing {
                 return Ok(!self.read_closed && !self.closing);
             }
             match self.stream.read(&mut chunk) {
@@ -85,24 +93,51 @@ impl Conn {
         }
     }
 
-    /// The next complete request line, if any.
+    /// The next complete request line, if any. Blank lines are skipped in a loop: a client
+    /// may send any number of them.
     pub fn next_request(&mut self) -> Option<Incoming> {
-        let Some(end) = self.inbuf.iter().position(|&b| b == b'\n') else {
-            if self.inbuf.len() > MAX_REQUEST {
-                self.inbuf.clear();
-                self.closing = true;
-                return Some(Incoming::Bad(Response::error(format!(
-                    "request too large: more than {MAX_REQUEST} bytes without a newline"
-                ))));
+        loop {
+            let Some(pos) = self.inbuf[self.start..].iter().position(|&b| b == b'\n') else {
+                self.compact();
+                if self.inbuf.len() > MAX_REQUEST {
+                    self.inbuf.clear();
+                    self.closing = true;
+                    return Some(Incoming::Bad(Response::error(format!(
+                        "request too large: more than {MAX_REQUEST} bytes without a newline"
+                    ))));
+                }
+                return None;
+            };
+            let (from, end) = (self.start, self.start + pos);
+            self.start = end + 1;
+            // A line ended: whatever follows is a new line, with a deadline of its own.
+            self.partial_since = None;
+            let line = &self.inbuf[from..end];
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
             }
-            return None;
-        };
-        let line: Vec<u8> = self.inbuf.drain(..=end).collect();
-        let line = &line[..line.len() - 1];
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return self.next_request();
+            let parsed = parse(line);
+            if self.start == self.inbuf.len() {
+                self.compact();
+            }
+            return Some(parsed);
         }
-        Some(parse(line))
+    }
+
+    /// Drop the consumed prefix of `inbuf`.
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.inbuf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 2 * MAX_REQUEST {
+            self.inbuf = Vec::new();
+        }
+    }
+
+    /// Bytes received and not yet taken as lines.
+    fn unread(&self) -> usize {
+        self.inbuf.len() - self.start
     }
 
     /// Queue a response line.
@@ -145,9 +180,16 @@ impl Conn {
         self.out.len()
     }
 
-    /// Bytes received but not yet a whole request.
-    pub fn has_partial(&self) -> bool {
-        !self.inbuf.is_empty()
+    /// When the unfinished request line started, noting `now` if it starts here; `None`
+    /// when nothing is pending. Called after the buffered lines were taken, so what remains
+    /// arrived no earlier than the last line's end.
+    pub fn partial_since(&mut self, now: Instant) -> Option<Instant> {
+        if self.unread() == 0 {
+            self.partial_since = None;
+        } else if self.partial_since.is_none() {
+            self.partial_since = Some(now);
+        }
+        self.partial_since
     }
 }
 

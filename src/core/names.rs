@@ -3,11 +3,13 @@
 
 /// Indices into `instances` (given as `(program, instance_name)` pairs, in display order)
 /// that `names` select, in display order without duplicates; or the names that match nothing.
+/// No names select nothing: every instance takes an explicit `all`, so a request that lost
+/// its names on the way cannot stop everything.
 pub fn resolve<'a>(
     instances: &[(&str, &str)],
     names: &'a [String],
 ) -> Result<Vec<usize>, Vec<&'a str>> {
-    if names.is_empty() || names.iter().any(|n| n == "all") {
+    if names.iter().any(|n| n == "all") {
         return Ok((0..instances.len()).collect());
     }
     let mut picked = vec![false; instances.len()];
@@ -46,7 +48,7 @@ mod tests {
         assert_eq!(resolve(SET, &names(&["web"])), Ok(vec![1, 2]));
         assert_eq!(resolve(SET, &names(&["web:1", "db"])), Ok(vec![0, 2]));
         assert_eq!(resolve(SET, &names(&["all"])), Ok(vec![0, 1, 2]));
-        assert_eq!(resolve(SET, &[]), Ok(vec![0, 1, 2]));
+        assert_eq!(resolve(SET, &[]), Ok(vec![]));
     }
 
     #[test]

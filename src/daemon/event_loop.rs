@@ -26,6 +26,7 @@ use super::output::Capture;
 use super::spawn::{SpawnRequest, Stdio};
 use super::{reap, state};
 use crate::config::{Config, ProgramSpec};
+use crate::control::client;
 use crate::control::proto::{
     DaemonInfo, InstanceStatus, Outcome, ReloadReport, Request, RequestBody, Response, ResponseBody,
 };
@@ -49,6 +50,12 @@ const PARTIAL_REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 const IDLE_CLIENT_DEADLINE: Duration = Duration::from_secs(60);
 /// More connections than this at once are refused (each costs a descriptor).
 const MAX_CLIENTS: usize = 4096;
+/// Past this much unsent output a client's further requests wait until it reads.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+/// Buffers (up to a request's worth each) read from one client per turn.
+const CLIENT_FILLS: usize = 4;
+/// After an accept error other than running out of descriptors, try again this soon.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 pub(super) type InstId = usize;
 
@@ -64,6 +71,8 @@ pub(super) enum TimerKey {
     Health(InstId, health::HealthTimer),
     /// Held output lines and notifications (`logs.rs`, `notify.rs`).
     Logs,
+    /// Accept again after an accept error.
+    Accept,
 }
 
 /// How long state-file changes are gathered before one write. Writing it is O(instances), so
@@ -189,7 +198,15 @@ pub struct Daemon {
     pub(super) slots: Vec<Option<Source>>,
     free_slots: Vec<usize>,
     clients: usize,
-    /// Output sources whose budget ran out last turn: pumped again without waiting.
+    /// An open /dev/null, closed to make room for answering a client when descriptors run
+    /// out, then reopened.
+    reserve: Option<OwnedFd>,
+    /// Running out of descriptors was logged; cleared by the next accept that works.
+    fd_shortage: bool,
+    /// When accepting is tried again after an error.
+    accept_retry: Option<Instant>,
+    /// Output sources and clients whose budget ran out last turn: served again without
+    /// waiting.
     hot: Vec<usize>,
     waiters: Vec<Waiter>,
     /// Clients waiting for the shutdown to finish.
@@ -247,6 +264,9 @@ impl Daemon {
             slots: Vec::new(),
             free_slots: Vec::new(),
             clients: 0,
+            reserve: open_reserve(),
+            fd_shortage: false,
+            accept_retry: None,
             hot: Vec::new(),
             waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
@@ -371,7 +391,11 @@ impl Daemon {
             }
             let hot = std::mem::take(&mut self.hot);
             for slot in hot {
-                self.pump(slot, PUMP_BUDGET);
+                match self.slots.get(slot) {
+                    Some(Some(Source::Capture(_))) => self.pump(slot, PUMP_BUDGET),
+                    Some(Some(Source::Client(_))) => self.serve(slot),
+                    _ => {}
+                }
             }
             if reap {
                 self.reap();
@@ -667,6 +691,11 @@ impl Daemon {
                     }
                 }
                 TimerKey::Logs => self.logs_due(now),
+                TimerKey::Accept => {
+                    if self.accept_retry == Some(at) {
+                        self.accept();
+                    }
+                }
             }
         }
     }
@@ -803,16 +832,23 @@ impl Daemon {
     // ----- control clients -----
 
     fn accept(&mut self) {
+        self.accept_retry = None;
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
+                    self.fd_shortage = false;
+                    let mut conn = Conn::new(stream);
                     if self.clients >= MAX_CLIENTS {
+                        refuse(
+                            &mut conn,
+                            format!(
+                                "the daemon has too many clients ({MAX_CLIENTS}); try again later"
+                            ),
+                        );
                         continue;
                     }
-                    let mut conn = Conn::new(stream);
                     if let Err(why) = self.check_peer(&conn) {
-                        conn.send(&Response::error(why));
-                        let _ = conn.flush();
+                        refuse(&mut conn, why);
                         continue;
                     }
                     let slot = self.alloc(Source::Client(ClientSource {
@@ -838,13 +874,64 @@ impl Daemon {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(nix::libc::EMFILE | nix::libc::ENFILE)
+                    ) && self.reserve.is_some() =>
+                {
+                    // Readiness is edge-triggered: a client left in the backlog would wait
+                    // until someone else connects. Spend the reserve descriptor to take it
+                    // and tell it why, then take the reserve back.
+                    // The kernel reports EMFILE before it looks at the backlog, so only the
+                    // accept made with the reserve tells whether anyone is waiting.
+                    self.reserve = None;
+                    let taken = self.listener.accept();
+                    let refused = match taken {
+                        Ok((stream, _)) => {
+                            refuse(
+                                &mut Conn::new(stream),
+                                format!(
+                                    "the daemon is out of file descriptors ({} clients connected): {}",
+                                    self.clients,
+                                    client::cause(&e)
+                                ),
+                            );
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    };
+                    // Reopened once the refused connection is closed: it took this descriptor.
+                    self.reserve = open_reserve();
+                    match refused {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                        Err(_) => {
+                            self.retry_accept();
+                            return;
+                        }
+                    }
+                    if !self.fd_shortage {
+                        self.fd_shortage = true;
+                        log::warn!(
+                            "accepting a control connection failed: {e}; refusing clients until descriptors are free"
+                        );
+                    }
+                }
                 Err(e) => {
-                    // EMFILE and friends: log and let the backlog wait for a free descriptor.
+                    // Not answered, so not forgotten: try again shortly.
                     log::error!("accepting a control connection failed: {e}");
+                    self.retry_accept();
                     return;
                 }
             }
         }
+    }
+
+    fn retry_accept(&mut self) {
+        let at = Instant::now() + ACCEPT_RETRY;
+        self.accept_retry = Some(at);
+        self.timers.push(at, TimerKey::Accept);
     }
 
     /// Only our own uid and root may control the daemon, whatever the socket's mode says.
@@ -877,8 +964,16 @@ impl Daemon {
                 return;
             }
         }
-        loop {
+        // At most `CLIENT_FILLS` buffers a turn: a client that sends without pause is served
+        // again next turn (like a hot capture pipe) rather than holding the loop.
+        for _ in 0..CLIENT_FILLS {
             let more = match self.slots.get_mut(slot) {
+                // Answers the client has not taken yet: read nothing more until it does (the
+                // socket turning writable serves it again).
+                Some(Some(Source::Client(c))) if c.conn.pending_out() > OUT_HIGH_WATER => {
+                    self.after_io(slot, now);
+                    return;
+                }
                 Some(Some(Source::Client(c))) if !c.waiting => match c.conn.fill() {
                     Ok(more) => more,
                     Err(e) => {
@@ -900,15 +995,29 @@ impl Daemon {
                     Incoming::Bad(r) => Some(r),
                     Incoming::Request(r) => self.handle(slot, r, now),
                 };
-                if let (Some(r), Some(Some(Source::Client(c)))) =
-                    (response, self.slots.get_mut(slot))
-                {
+                let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
+                    return;
+                };
+                if let Some(r) = response {
                     c.conn.send(&r);
+                }
+                // Checked per answer: a client that sends requests faster than it reads
+                // their answers must not grow the buffer within one turn either.
+                if c.conn.pending_out() > OUT_HIGH_WATER {
+                    let _ = c.conn.flush();
+                    if c.conn.pending_out() > OUT_HIGH_WATER {
+                        self.after_io(slot, now);
+                        return;
+                    }
                 }
             }
             if !more {
-                break;
+                self.after_io(slot, now);
+                return;
             }
+        }
+        if !self.hot.contains(&slot) {
+            self.hot.push(slot);
         }
         self.after_io(slot, now);
     }
@@ -936,14 +1045,18 @@ impl Daemon {
             c.deadline = None;
             return;
         }
-        let at = now
-            + if c.conn.has_partial() {
-                PARTIAL_REQUEST_DEADLINE
-            } else {
-                IDLE_CLIENT_DEADLINE
-            };
-        c.deadline = Some(at);
-        self.timers.push(at, TimerKey::Client(slot));
+        // A started line must be finished within its deadline from its first byte: a client
+        // dripping a byte at a time does not push it back.
+        let at = match c.conn.partial_since(now) {
+            // Unread lines held back until the client takes its answers are not slow ones.
+            Some(_) if c.conn.pending_out() > OUT_HIGH_WATER => now + IDLE_CLIENT_DEADLINE,
+            Some(since) => since + PARTIAL_REQUEST_DEADLINE,
+            None => now + IDLE_CLIENT_DEADLINE,
+        };
+        if c.deadline != Some(at) {
+            c.deadline = Some(at);
+            self.timers.push(at, TimerKey::Client(slot));
+        }
     }
 
     fn reply(&mut self, slot: usize, response: Response) {
@@ -971,7 +1084,15 @@ impl Daemon {
             .collect()
     }
 
+    /// The instances `names_` select. No names is an error: acting on everything takes an
+    /// explicit `all`, as on the command line.
     fn select(&self, names_: &[String]) -> Result<Vec<InstId>, Box<Response>> {
+        if names_.is_empty() {
+            return Err(Box::new(Response::new(ResponseBody::Error {
+                message: "no program or instance named: the request selects nothing".into(),
+                hint: Some("name programs or instances, or `all` for every one".into()),
+            })));
+        }
         let ids = self.ordered();
         let pairs: Vec<(&str, &str)> = ids
             .iter()
@@ -987,9 +1108,17 @@ impl Daemon {
         }
     }
 
+    /// For requests that only look (`status`, `subscribe`): no names means every instance.
+    fn select_or_all(&self, names_: &[String]) -> Result<Vec<InstId>, Box<Response>> {
+        if names_.is_empty() {
+            return Ok(self.ordered());
+        }
+        self.select(names_)
+    }
+
     fn handle(&mut self, slot: usize, request: Request, now: Instant) -> Option<Response> {
         let resp = match request.body {
-            RequestBody::Status { names } => match self.select(&names) {
+            RequestBody::Status { names } => match self.select_or_all(&names) {
                 Ok(ids) => Response::new(ResponseBody::Status {
                     instances: ids
                         .iter()
@@ -1434,6 +1563,27 @@ impl Daemon {
                 "unable to write the state file {}: {e}",
                 self.settings.state_path.display()
             );
+        }
+    }
+}
+
+/// Answer a connection that will not be served with one error line, then close it.
+fn refuse(conn: &mut Conn, message: String) {
+    conn.send(&Response::error(message));
+    let _ = conn.flush();
+}
+
+fn open_reserve() -> Option<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open("/dev/null")
+    {
+        Ok(f) => Some(f.into()),
+        Err(e) => {
+            log::warn!("unable to open /dev/null as a reserve descriptor: {e}");
+            None
         }
     }
 }

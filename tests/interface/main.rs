@@ -8,6 +8,7 @@ mod demo;
 mod each_child;
 mod escapees_and_faults;
 mod health_and_order;
+mod hostile_clients;
 mod logs_and_notifications;
 mod packaging;
 mod reload;

@@ -116,7 +116,7 @@ impl Daemon {
         names: Vec<String>,
         now: Instant,
     ) -> Option<Response> {
-        let ids = match self.select(&names) {
+        let ids = match self.select_or_all(&names) {
             Ok(ids) => ids,
             Err(e) => return Some(*e),
         };
@@ -151,8 +151,8 @@ impl Daemon {
             };
             // Names that a reload removed select nothing now: fall back to everything.
             let ids = self
-                .select(&names)
-                .unwrap_or_else(|_| self.select(&[]).unwrap_or_default());
+                .select_or_all(&names)
+                .unwrap_or_else(|_| self.ordered());
             let snapshot = Response::new(ResponseBody::Status {
                 instances: ids
                     .iter()
