@@ -1,4 +1,4 @@
-//! The keys of issue 7, read one job at a time: `ready`, `ready_timeout`, `watchdog`,
+//! The readiness, health and limits keys, read one job at a time: `ready`, `ready_timeout`, `watchdog`,
 //! `healthcheck`, `depends_on`, `limits`, `max_memory`, `max_cpu` and `for`.
 //!
 //! `resolve::job` hands each of these keys to `read` and calls `finish` once the job is read,

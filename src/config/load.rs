@@ -107,7 +107,7 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Ve
         }
     }
 
-    // Issue 7: `depends_on` names programs that exist, without cycles.
+    // `depends_on` names programs that exist, without cycles.
     super::health::check_dependencies(
         &loader.programs,
         &loader.origins,

@@ -38,12 +38,12 @@ pub const JOB_KEYS: &[&str] = &[
     "user",
     "schedule",
     "timezone",
-    // --- scheduled jobs (issue 5) ---
+    // --- scheduled jobs ---
     "jitter",
     "first_run",
     "overlap",
     "catchup",
-    // --- readiness, health, dependencies and limits (issue 7): see `config::health` ---
+    // --- readiness, health, dependencies and limits: see `config::health` ---
     "ready",
     "ready_timeout",
     "watchdog",
@@ -255,10 +255,10 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
     let mut user = None;
     let mut schedule = None;
     let mut timezone = None;
-    // --- scheduled jobs (issue 5): the keys that only mean something with `schedule` ---
+    // --- scheduled jobs: the keys that only mean something with `schedule` ---
     let mut sched = ScheduleOptions::default();
     let mut sched_keys: Vec<(&str, &Node)> = Vec::new();
-    // --- issue 7: readiness, health, dependencies and limits ---
+    // --- readiness, health, dependencies and limits ---
     let mut health = super::health::Partial::default();
     // ----- log keys -----
     let mut logs = LogSpec::default();
@@ -313,7 +313,7 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
             }
             "schedule" => schedule = keep(values::schedule(v), v, file, p, sink),
             "timezone" => timezone = keep(values::timezone(v), v, file, p, sink),
-            // --- scheduled jobs (issue 5) ---
+            // --- scheduled jobs ---
             "jitter" | "first_run" | "overlap" | "catchup" => {
                 sched_keys.push((key, k));
                 match key {
@@ -340,7 +340,7 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
                 }
             }
             // --- end of scheduled jobs ---
-            // --- issue 7: readiness, health, dependencies and limits ---
+            // --- readiness, health, dependencies and limits ---
             k7 if super::health::KEYS.contains(&k7) => {
                 super::health::read(k7, k, v, file, p, sink, &mut health)
             }
@@ -381,7 +381,7 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
         let bad = Bad::new("missing cmd: the command to run, as a string or a list of words");
         sink.push(file, cx.at, &cx.prefix, bad);
     }
-    // --- scheduled jobs (issue 5): options without a schedule, and a jitter as long as the
+    // --- scheduled jobs: options without a schedule, and a jitter as long as the
     // interval (ticks could then swap order), are mistakes worth a message.
     let has_schedule = entries.iter().any(|(k, _)| k.text() == Some("schedule"));
     if !has_schedule {
@@ -404,7 +404,7 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
         }
     }
     // --- end of scheduled jobs ---
-    // --- issue 7 ---
+    // --- readiness, health, dependencies and limits ---
     let health = super::health::finish(health, file, &cx.prefix, sink);
     if sink.len() > before {
         return None;
@@ -578,7 +578,7 @@ mod tests {
         );
     }
 
-    // --- scheduled jobs (issue 5) ---
+    // --- scheduled jobs ---
 
     #[test]
     fn schedule_options_default_and_set() {
@@ -641,7 +641,7 @@ mod tests {
 
     // --- end of scheduled jobs ---
 
-    // --- issue 7: readiness, health, dependencies and limits ---
+    // --- readiness, health, dependencies and limits ---
 
     #[test]
     fn health_keys_default_and_set() {
@@ -726,7 +726,7 @@ mod tests {
         assert!(errors[0].contains("one probe"), "{errors:?}");
     }
 
-    // --- end of issue 7 ---
+    // --- end of readiness, health, dependencies and limits ---
 
     #[test]
     fn every_error_in_a_job_is_reported_in_order() {

@@ -160,7 +160,7 @@ pub struct Watch {
     pub sustained: Duration,
 }
 
-/// The keys of issue 7: readiness, health, dependencies, limits.
+/// The keys of readiness, health, dependencies, limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthSpec {
     pub ready: Ready,
@@ -216,7 +216,7 @@ pub struct ProgramSpec {
     pub schedule: Option<Schedule>,
     pub timezone: Option<String>,
     pub sched: ScheduleOptions,
-    /// Readiness, health checks, dependencies and limits (issue 7), grouped so that they
+    /// Readiness, health checks, dependencies and limits, grouped so that they
     /// default together.
     pub health: HealthSpec,
     /// Rotation, timestamps and stderr merging of the captured output.

@@ -142,8 +142,8 @@ pub enum ResponseBody {
     },
 }
 
-/// One instance, as `sup status --json` prints it. INTERFACE.md fixes the first eight
-/// fields; fields may be added, never changed in meaning.
+/// One instance, as `sup status --json` prints it. The first eight fields are the public
+/// contract (README, "The CLI"); fields may be added, never changed in meaning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceStatus {
     pub name: String,

@@ -59,7 +59,7 @@
 //! - a missed tick (clock jump, suspend, downtime) is logged, and runs once with `catchup: once`.
 //! - any + an input that cannot happen there → a `bug` event; the state is left alone.
 //!
-//! Readiness, health and dependencies (issue 7) add `Ready`, `Fault`, `Blocked` and
+//! Readiness, health and dependencies add `Ready`, `Fault`, `Blocked` and
 //! `Unblocked`, all fed by the loop (which owns the sockets, probes and the other instances):
 //!
 //! - starting + spawned with `ready` other than `starttime` → starting, deadline at

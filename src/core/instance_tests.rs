@@ -1941,7 +1941,7 @@ fn random_inputs_keep_the_invariants() {
     }
 }
 
-// --- readiness, health and dependencies (issue 7) ---
+// --- readiness, health and dependencies ---
 
 fn notify() -> ProgramSpec {
     spec_with(|s| {

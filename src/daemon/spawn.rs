@@ -98,7 +98,7 @@ const STEP_SETUP: i32 = 1;
 const STEP_CHDIR: i32 = 2;
 const STEP_EXEC: i32 = 3;
 
-/// What readiness adds to a spawn (issue 7): `NOTIFY_SOCKET` and friends, and the write end of
+/// What readiness adds to a spawn: `NOTIFY_SOCKET` and friends, and the write end of
 /// a pipe the child gets as descriptor `target` (s6's notification-fd), the only descriptor
 /// beyond 0, 1 and 2 that survives the exec.
 #[derive(Debug, Default)]

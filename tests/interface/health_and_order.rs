@@ -1,4 +1,4 @@
-//! README "Readiness, health and order" (issue 7): `ready: notify` and `fd:N`, watchdogs,
+//! README "Readiness, health and order": `ready: notify` and `fd:N`, watchdogs,
 //! health checks by HTTP, TCP and command, `depends_on` order, limits and resource rules.
 
 use std::time::{Duration, Instant};

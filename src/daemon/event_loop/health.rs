@@ -1,5 +1,5 @@
 //! The loop's side of readiness, health checks, dependencies, rolling restarts and resource
-//! watching (issue 7). The transitions are `core::instance`'s (`Ready`, `Fault`, `Blocked`,
+//! watching. The transitions are `core::instance`'s (`Ready`, `Fault`, `Blocked`,
 //! `Unblocked`); this file owns the sockets, pipes, probes and timers that produce them.
 //!
 //! Nothing here blocks. A notify socket and a readiness pipe are non-blocking sources on the
