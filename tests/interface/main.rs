@@ -6,6 +6,7 @@ mod sandbox;
 mod control_socket;
 mod each_child;
 mod health_and_order;
+mod hostile_files;
 mod logs_and_notifications;
 mod reload;
 mod scheduled_jobs;
