@@ -42,7 +42,9 @@ fn open(path: &Path) -> io::Result<File> {
         .create(true)
         .append(true)
         .mode(0o640)
+        .custom_flags(crate::daemon::output::nofollow_cloexec())
         .open(path)
+        .map_err(crate::daemon::output::symlink_refused)
 }
 
 /// Install the event log as the process's logger. Fails (during setup only) when the file

@@ -260,3 +260,34 @@ mod what_fails_later {
         );
     }
 }
+
+mod hostile_input {
+    use super::*;
+
+    /// Block style nests without any bracket to count; a recursive reader would overflow the
+    /// stack (exit 134) long before 30,000 levels.
+    #[test]
+    fn deep_nesting_is_a_positioned_error_in_a_yaml_and_a_job_file() {
+        let sb = Sandbox::new("deep");
+        let deep = format!("{}x\n", "- ".repeat(30_000));
+        sb.write("deep.yaml", &deep);
+        sb.write("jobs/a.job", &deep);
+        let mut map = String::new();
+        for i in 0..20_000 {
+            map.push_str(&"  ".repeat(i));
+            map.push_str("a:\n");
+        }
+        sb.write("map.yaml", &map);
+        for (config, at) in [
+            ("deep.yaml", "deep.yaml:1:129: "),
+            ("jobs", "jobs/a.job:1:129: programs.a: "),
+            ("map.yaml", "map.yaml:65:130: a.a.a"),
+        ] {
+            let out = sup(&sb.0, &["check", "-c", config], &[]);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{config}: {err}");
+            assert!(err.starts_with(&format!("sup: error: {at}")), "{err}");
+            assert!(err.contains("nest deeper than 64 levels"), "{err}");
+        }
+    }
+}

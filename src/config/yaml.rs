@@ -18,6 +18,12 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// honest config comes near this bound.
 const MAX_NODES: usize = 1_000_000;
 
+/// Lists and maps nested deeper than this are refused, block style or flow style, and so is an
+/// alias that would carry a tree past it. Everything that walks the tree (clone, drop, `size`,
+/// resolution) recurses, so the bound keeps that recursion far from the stack's end; a config
+/// needs perhaps 5 levels.
+pub const MAX_DEPTH: usize = 64;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     /// 1-based.
@@ -139,15 +145,23 @@ pub struct YamlError {
 pub fn parse(source: &str) -> (Option<Node>, Vec<YamlError>) {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(source);
-    if let Err(e) = parser.load(&mut builder, true) {
-        let m = e.marker();
-        let error = YamlError {
-            line: m.line(),
-            col: m.col() + 1,
-            path: Vec::new(),
-            message: format!("invalid YAML: {}", e.info()),
-        };
-        return (None, vec![error]);
+    // Events are pulled one by one: `Parser::load` recurses once per level of nesting, so a
+    // deep enough file would overflow the stack before the builder could refuse it.
+    while !builder.aborted {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => break,
+            Ok((ev, mark)) => builder.on_event(ev, mark),
+            Err(e) => {
+                let m = e.marker();
+                let error = YamlError {
+                    line: m.line(),
+                    col: m.col() + 1,
+                    path: Vec::new(),
+                    message: format!("invalid YAML: {}", e.info()),
+                };
+                return (None, vec![error]);
+            }
+        }
     }
     if builder.aborted {
         return (None, builder.errors);
@@ -159,11 +173,14 @@ enum Frame {
     Seq {
         start: (usize, usize),
         anchor: usize,
+        /// Levels of lists and maps in the deepest item so far.
+        height: usize,
         items: Vec<Node>,
     },
     Map {
         start: (usize, usize),
         anchor: usize,
+        height: usize,
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
         /// Scalar key text → line, to name both lines of a duplicate without a quadratic scan.
@@ -174,7 +191,9 @@ enum Frame {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node with its height, so an alias can be checked against `MAX_DEPTH`
+    /// without walking it.
+    anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
     documents: usize,
     expanded: usize,
@@ -212,37 +231,46 @@ impl Builder {
 
     /// A finished node goes into its parent: as the next key, the value for the pending key, or
     /// the next list item.
-    fn push(&mut self, node: Node, anchor: usize) {
+    fn push(&mut self, node: Node, height: usize, anchor: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), height));
         }
         let mut duplicate = None;
         match self.stack.last_mut() {
             None => self.root = Some(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Seq {
+                items, height: h, ..
+            }) => {
+                *h = (*h).max(height);
+                items.push(node);
+            }
             Some(Frame::Map {
                 entries,
                 pending_key,
                 seen,
+                height: h,
                 ..
-            }) => match pending_key.take() {
-                None => *pending_key = Some(node),
-                Some(key) => {
-                    let text = key.scalar().map(|s| s.text.clone());
-                    match text {
-                        // `<<` is kept so that merging at the end of the map can find it.
-                        Some(t) if t != "<<" => {
-                            if let Some(&first) = seen.get(&t) {
-                                duplicate = Some((key.line, key.col, t, first));
-                            } else {
-                                seen.insert(t, key.line);
-                                entries.push((key, node));
+            }) => {
+                *h = (*h).max(height);
+                match pending_key.take() {
+                    None => *pending_key = Some(node),
+                    Some(key) => {
+                        let text = key.scalar().map(|s| s.text.clone());
+                        match text {
+                            // `<<` is kept so that merging at the end of the map can find it.
+                            Some(t) if t != "<<" => {
+                                if let Some(&first) = seen.get(&t) {
+                                    duplicate = Some((key.line, key.col, t, first));
+                                } else {
+                                    seen.insert(t, key.line);
+                                    entries.push((key, node));
+                                }
                             }
+                            _ => entries.push((key, node)),
                         }
-                        _ => entries.push((key, node)),
                     }
                 }
-            },
+            }
         }
         if let Some((line, col, key, first)) = duplicate {
             let mut path = self.key_path();
@@ -253,6 +281,21 @@ impl Builder {
                 format!("duplicate key {key:?}: first at line {first}, again at line {line}"),
             );
         }
+    }
+}
+
+impl Builder {
+    /// The tree is dropped here: its frames are at most `MAX_DEPTH` deep, so that is safe.
+    fn too_deep(&mut self, mark: Marker) {
+        let path = self.key_path();
+        self.error(
+            pos(mark),
+            path,
+            format!("lists and maps nest deeper than {MAX_DEPTH} levels"),
+        );
+        self.aborted = true;
+        self.stack.clear();
+        self.anchors.clear();
     }
 }
 
@@ -284,14 +327,19 @@ impl MarkedEventReceiver for Builder {
                     col,
                     kind: Kind::Scalar(Scalar { text, quoted }),
                 };
-                self.push(node, anchor);
+                self.push(node, 0, anchor);
             }
             Event::Alias(id) => {
-                let Some(target) = self.anchors.get(&id) else {
+                let Some((target, height)) = self.anchors.get(&id) else {
                     // The parser rejects unknown anchors itself; this is only a guard.
                     self.error(pos(mark), self.key_path(), "unknown alias".into());
                     return;
                 };
+                let height = *height;
+                if self.stack.len() + height > MAX_DEPTH {
+                    self.too_deep(mark);
+                    return;
+                }
                 self.expanded += target.size();
                 if self.expanded > MAX_NODES {
                     self.error(
@@ -308,16 +356,21 @@ impl MarkedEventReceiver for Builder {
                 // point at the use; its insides still point at the anchored text.
                 node.line = line;
                 node.col = col;
-                self.push(node, 0);
+                self.push(node, height, 0);
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                self.too_deep(mark);
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
                 start: pos(mark),
                 anchor,
+                height: 0,
                 items: Vec::new(),
             }),
             Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
                 start: pos(mark),
                 anchor,
+                height: 0,
                 entries: Vec::new(),
                 pending_key: None,
                 seen: HashMap::new(),
@@ -326,6 +379,7 @@ impl MarkedEventReceiver for Builder {
                 if let Some(Frame::Seq {
                     start,
                     anchor,
+                    height,
                     items,
                 }) = self.stack.pop()
                 {
@@ -334,13 +388,14 @@ impl MarkedEventReceiver for Builder {
                         col: start.1,
                         kind: Kind::Seq(items),
                     };
-                    self.push(node, anchor);
+                    self.push(node, height + 1, anchor);
                 }
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map {
                     start,
                     anchor,
+                    height,
                     entries,
                     ..
                 }) = self.stack.pop()
@@ -354,7 +409,7 @@ impl MarkedEventReceiver for Builder {
                         col,
                         kind: Kind::Map(entries),
                     };
-                    self.push(node, anchor);
+                    self.push(node, height + 1, anchor);
                 }
             }
         }
@@ -541,5 +596,30 @@ mod tests {
         let (root, errors) = parse("# nothing\n");
         assert!(root.is_none());
         assert!(errors.is_empty());
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_refused_at_the_level_that_crosses_it() {
+        let ok = format!("{}x\n", "- ".repeat(MAX_DEPTH));
+        assert!(parse(&ok).1.is_empty());
+        let (root, errors) = parse(&format!("{}x\n", "- ".repeat(30_000)));
+        assert!(root.is_none());
+        assert_eq!((errors[0].line, errors[0].col), (1, 2 * MAX_DEPTH + 1));
+        assert_eq!(
+            errors[0].message,
+            "lists and maps nest deeper than 64 levels"
+        );
+    }
+
+    #[test]
+    fn an_alias_that_carries_a_tree_past_the_limit_is_refused() {
+        let nest = |d: usize, inner: &str| format!("{}{inner}{}", "[".repeat(d), "]".repeat(d));
+        let src = format!("a: &a {}\nb: {}\n", nest(40, "1"), nest(30, "*a"));
+        let (root, errors) = parse(&src);
+        assert!(root.is_none());
+        assert_eq!(errors[0].line, 2);
+        assert!(errors[0].message.contains("deeper than 64"), "{errors:?}");
+        let src = format!("a: &a {}\nb: {}\n", nest(30, "1"), nest(30, "*a"));
+        assert!(parse(&src).1.is_empty());
     }
 }

@@ -70,9 +70,19 @@ fn open(
 ) -> Result<Option<SharedLog>, String> {
     match output.path_for(instance) {
         None => Ok(None),
-        Some(path) => LogFile::open(&path, rot)
-            .map(|f| Some(f.shared()))
-            .map_err(|e| format!("unable to open its {what} log {}: {e}", path.display())),
+        Some(path) => match LogFile::open(&path, rot) {
+            Ok(f) => Ok(Some(f.shared())),
+            // A planted symlink must not keep the job from running: its output is dropped
+            // and the refusal reported, as for a log that fails later.
+            Err(e) if path.is_symlink() => {
+                let error = format!("unable to open {}: {e}", path.display());
+                Ok(Some(LogFile::refused(&path, rot, error).shared()))
+            }
+            Err(e) => Err(format!(
+                "unable to open its {what} log {}: {e}",
+                path.display()
+            )),
+        },
     }
 }
 

@@ -48,7 +48,9 @@ const MAX_HELD: usize = 64 * 1024;
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 /// Open (creating it and its missing parent directories) a log file for appending, mode 0640.
-/// Close-on-exec, like every file std opens, so no other child inherits it.
+/// Close-on-exec, like every file std opens, so no other child inherits it. A final symlink is
+/// refused (O_NOFOLLOW): whoever owns the log directory could otherwise point `NAME.out` at any
+/// file and have root sup append to it.
 pub fn open_log(path: &Path) -> io::Result<File> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
@@ -59,7 +61,22 @@ pub fn open_log(path: &Path) -> io::Result<File> {
         .append(true)
         .create(true)
         .mode(0o640)
+        .custom_flags(nofollow_cloexec())
         .open(path)
+        .map_err(symlink_refused)
+}
+
+pub fn nofollow_cloexec() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits()
+}
+
+/// ELOOP from an O_NOFOLLOW open means the last component is a symlink; say so plainly.
+pub fn symlink_refused(e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
+        io::Error::new(e.kind(), "it is a symbolic link, which sup does not follow")
+    } else {
+        e
+    }
 }
 
 /// A change in a log file's health, for the event log.
@@ -97,6 +114,24 @@ impl LogFile {
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogFile> {
         let file = open_log(path)?;
         Ok(LogFile::with_file(path, file, rotation))
+    }
+
+    /// A file that could not be opened: its output is dropped and counted, the failure is news
+    /// for the event log, and opening is retried now and then.
+    pub fn refused(path: &Path, rotation: Rotation, error: String) -> LogFile {
+        let mut log = LogFile {
+            path: path.to_path_buf(),
+            file: None,
+            size: 0,
+            rotation,
+            mid_line: false,
+            dropped: 0,
+            error: None,
+            next_open: Some(Instant::now() + REOPEN_EVERY),
+            news: Vec::new(),
+        };
+        log.fail(error);
+        log
     }
 
     /// An already open file, e.g. `/dev/full` in a test.
@@ -191,7 +226,9 @@ impl LogFile {
             OpenOptions::new()
                 .write(true)
                 .truncate(true)
+                .custom_flags(nofollow_cloexec())
                 .open(&self.path)
+                .map_err(symlink_refused)
                 .map(drop)
         } else {
             let mut r = Ok(());

@@ -82,7 +82,10 @@ impl Pidfile {
                 // Not truncated before the lock is ours: the holder's pid must stay readable.
                 .truncate(false)
                 .mode(0o644)
+                // A symlink is refused, never followed to some other file and truncated.
+                .custom_flags(crate::daemon::output::nofollow_cloexec())
                 .open(path)
+                .map_err(crate::daemon::output::symlink_refused)
                 .map_err(|e| io_err("open", e))?;
             match lock(&file) {
                 Ok(()) => {}

@@ -74,11 +74,14 @@ pub struct InstanceState {
 pub fn save(path: &Path, state: &StateFile) -> io::Result<()> {
     let text = serde_yaml::to_string(state).map_err(io::Error::other)?;
     let tmp = tmp_path(path);
+    // A leftover temp file (or a symlink planted in its place) is removed, never followed;
+    // O_EXCL then makes sure the file written is the one just created.
+    let _ = std::fs::remove_file(&tmp);
     let result = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o644)
+        .custom_flags(crate::daemon::output::nofollow_cloexec())
         .open(&tmp)
         .and_then(|mut f| f.write_all(text.as_bytes()))
         .and_then(|()| std::fs::rename(&tmp, path));
@@ -98,8 +101,37 @@ fn tmp_path(path: &Path) -> PathBuf {
 
 /// The file, or `None` when it is missing or unreadable: a daemon then starts from the config
 /// alone, as on a first start.
+///
+/// The file names process groups to adopt and later signal, so it is only believed when no one
+/// else could have written it: a regular file, not a symlink, owned by our uid and not writable
+/// by group or others. Anything else is logged and ignored.
 pub fn load(path: &Path) -> Option<StateFile> {
-    let text = std::fs::read_to_string(path).ok()?;
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(crate::daemon::output::nofollow_cloexec())
+        .open(path)
+        .map_err(|e| {
+            if e.kind() != io::ErrorKind::NotFound {
+                let e = crate::daemon::output::symlink_refused(e);
+                log::warn!("state file {} ignored: {e}", path.display());
+            }
+        })
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    let uid = nix::unistd::geteuid().as_raw();
+    if !meta.is_file() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+        log::warn!(
+            "state file {} ignored: owner uid {}, mode {:04o}; only a regular file owned by uid {uid} and not writable by group or others is trusted",
+            path.display(),
+            meta.uid(),
+            meta.mode() & 0o7777,
+        );
+        return None;
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
     serde_yaml::from_str(&text).ok()
 }
 
@@ -344,6 +376,30 @@ mod tests {
             .filter_map(|e| e.ok().map(|e| e.file_name()))
             .collect();
         assert_eq!(names, ["sup.state"], "no temporary file left behind");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_planted_temp_symlink_is_not_followed_and_an_untrusted_file_is_ignored() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("symstate");
+        let path = dir.join("sup.state");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious\n").expect("write");
+        std::os::unix::fs::symlink(&victim, tmp_path(&path)).expect("symlink");
+        save(&path, &sample()).expect("save");
+        assert_eq!(
+            std::fs::read_to_string(&victim).ok().as_deref(),
+            Some("precious\n")
+        );
+        assert_eq!(load(&path), Some(sample()));
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        assert_eq!(load(&path), None, "group/other writable");
+        std::fs::remove_file(&path).expect("rm");
+        save(&victim, &sample()).expect("save");
+        std::os::unix::fs::symlink(&victim, &path).expect("symlink");
+        assert_eq!(load(&path), None, "a symlink");
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -9,6 +9,7 @@ mod each_child;
 mod escapees_and_faults;
 mod health_and_order;
 mod hostile_clients;
+mod hostile_files;
 mod logs_and_notifications;
 mod packaging;
 mod reload;

@@ -1,0 +1,131 @@
+//! Files a user or another account can make hostile: a config nested deep enough to overflow a
+//! recursive reader, symlinks planted where sup writes, a socket directory or state file that
+//! someone else controls, and the fds held for instances that are down.
+
+use crate::sandbox::{kill, sup_bin, wait_until, Sandbox, PATIENCE};
+
+fn pids(sb: &Sandbox) -> Vec<(String, Option<u64>)> {
+    sb.status()
+        .into_iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap_or("").to_string(),
+                i["pid"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_deeply_nested_config_fails_reload_and_sighup_and_keeps_every_job() {
+    let mut sb = Sandbox::with_programs(
+        "deep",
+        "  a:\n    cmd: sleep 1000\n    starttime: 0.1\n  b:\n    cmd: sleep 1000\n    starttime: 0.1\n",
+    );
+    sb.start();
+    sb.wait_state("a", "running");
+    sb.wait_state("b", "running");
+    let before = pids(&sb);
+    sb.write("sup.yaml", &format!("{}x\n", "- ".repeat(30_000)));
+
+    let out = sb.sup(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sup.yaml:1:129: lists and maps nest deeper than 64 levels"),
+        "{err}"
+    );
+    assert_eq!(pids(&sb), before);
+
+    kill(sb.daemon_pid(), 1);
+    sb.wait_for("the failed SIGHUP reload in the log", || {
+        sb.log().matches("reload failed").count() >= 2
+    });
+    assert!(
+        sb.log().contains("nest deeper than 64 levels"),
+        "{}",
+        sb.log()
+    );
+    assert_eq!(pids(&sb), before);
+    assert!(sb.sup(&["status"]).status.success());
+}
+
+const VICTIM: &str = "root:secret:1:0:99999:7:::\n";
+
+#[test]
+fn output_files_that_are_symlinks_are_refused_and_the_job_still_runs() {
+    let mut sb = Sandbox::with_programs(
+        "symout",
+        "  v:\n    cmd: sh -c 'echo to-out; echo to-err >&2; exec sleep 1000'\n    starttime: 0.1\n    stdout: out/v.out\n    stderr: out/v.err\n    stdout_maxbytes: 10\n    stdout_backups: 0\n",
+    );
+    sb.write("victim", VICTIM);
+    sb.write("out/.keep", "");
+    std::os::unix::fs::symlink(sb.path("victim"), sb.path("out/v.out")).expect("symlink");
+    std::os::unix::fs::symlink(sb.path("victim"), sb.path("out/v.err")).expect("symlink");
+    sb.start();
+    sb.wait_state("v", "running");
+    sb.wait_for("the refusal in the event log", || {
+        sb.log().contains("symbolic link")
+    });
+    assert!(sb.log().contains("out/v.out"), "{}", sb.log());
+    assert_eq!(sb.read("victim"), VICTIM);
+    assert!(sb.sup(&["status"]).status.success());
+}
+
+#[test]
+fn a_pidfile_or_event_log_that_is_a_symlink_is_refused_and_left_alone() {
+    let sb = Sandbox::with_programs("sympid", "  a:\n    cmd: sleep 1000\n");
+    sb.write("victim", VICTIM);
+    std::os::unix::fs::symlink(sb.path("victim"), sb.pidfile()).expect("symlink");
+    let err = refused_start(&sb);
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(sb.read("victim"), VICTIM);
+
+    std::fs::remove_file(sb.pidfile()).expect("rm");
+    sb.write("logs/.keep", "");
+    std::os::unix::fs::symlink(sb.path("victim"), sb.path("logs/sup.log")).expect("symlink");
+    let err = refused_start(&sb);
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(sb.read("victim"), VICTIM);
+}
+
+/// Start a daemon that should refuse to start, and return its stderr. One that does start is
+/// killed at the deadline rather than left to hang the test.
+fn refused_start(sb: &Sandbox) -> String {
+    let err = std::fs::File::create(sb.path("refused.err")).expect("refused.err");
+    let mut child = std::process::Command::new(sup_bin())
+        .arg("daemon")
+        .arg("-c")
+        .arg(sb.path("sup.yaml"))
+        .arg("--socket")
+        .arg(sb.socket())
+        .arg("--pidfile")
+        .arg(sb.pidfile())
+        .env("SUP_SANDBOX", &sb.tag)
+        .current_dir(&sb.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("spawn sup daemon");
+    let mut status = None;
+    let mut exited = || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    };
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(
+            "the daemon to refuse to start",
+            PATIENCE,
+            &mut exited,
+            String::new,
+        )
+    }));
+    if started.is_err() {
+        kill(child.id(), 15);
+        let _ = child.wait();
+        panic!("the daemon started: {}", sb.read("refused.err"));
+    }
+    assert!(status.is_some_and(|s| !s.success()));
+    sb.read("refused.err")
+}
