@@ -140,16 +140,66 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
     result.map_err(|e| Fail::new(format!("the event loop failed: {e}")))
 }
 
-/// The socket's directory, created 0700 when sup creates it.
+/// The socket's directory, created 0700 when sup creates it. One that exists must be ours: a
+/// directory another user made (`/tmp/sup-$UID` planted with mode 0777) could hold a forged
+/// state file or socket, so it is refused rather than trusted. A root-owned sticky directory
+/// such as `/tmp` itself is fine: nobody else can replace what we put there.
 fn make_private_dir(dir: &Path) -> Result<(), Fail> {
-    if dir.is_dir() {
-        return Ok(());
+    if std::fs::symlink_metadata(dir).is_err() {
+        match DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+            Ok(()) => {}
+            // Someone made it first: it is judged like any other existing directory.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(Fail::new(format!(
+                    "unable to create {}: {e}",
+                    dir.display()
+                )))
+            }
+        }
     }
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Fail::new(format!("unable to create {}: {e}", dir.display())))
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| Fail::new(format!("unable to inspect {}: {e}", dir.display())))?;
+    trusted_dir(&meta, nix::unistd::geteuid().as_raw()).map_err(|why| {
+        Fail::new(format!(
+            "refusing the socket directory {}: {why}",
+            dir.display()
+        ))
+        .hint(
+            "remove it and let sup create it, give it to this user with mode 0700, or pass \
+             --socket in a directory of this user's",
+        )
+    })
+}
+
+/// Why a directory's owner or mode make it unfit to hold the socket and the state file.
+fn trusted_dir(meta: &std::fs::Metadata, euid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if meta.file_type().is_symlink() {
+        return Err("it is a symbolic link".into());
+    }
+    if !meta.is_dir() {
+        return Err("it is not a directory".into());
+    }
+    let (owner, mode) = (meta.uid(), meta.mode() & 0o7777);
+    if owner != euid && owner != 0 {
+        return Err(format!(
+            "it is owned by uid {owner} (mode {mode:04o}), not by this daemon's uid {euid}"
+        ));
+    }
+    let shared = mode & 0o022 != 0;
+    let sticky_root = owner == 0 && mode & 0o1000 != 0;
+    if shared && !sticky_root {
+        return Err(format!(
+            "its mode {mode:04o} lets {} write in it",
+            if mode & 0o002 != 0 {
+                "every user"
+            } else {
+                "its group"
+            }
+        ));
+    }
+    Ok(())
 }
 
 /// Bind the control socket with mode 0600 from the start (umask around bind, so there is no
@@ -179,6 +229,36 @@ fn raise_fd_limit() {
         spawn::set_child_nofile(soft, hard);
         if soft < hard {
             let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_directory_is_trusted_only_when_ours_and_not_writable_by_others() {
+        let dir = std::env::temp_dir().join(format!("sup-trust-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("mkdir");
+        let me = nix::unistd::geteuid().as_raw();
+        let check = |mode: u32, euid: u32| {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            trusted_dir(&std::fs::symlink_metadata(&dir).expect("stat"), euid)
+        };
+        assert_eq!(check(0o700, me), Ok(()));
+        assert_eq!(check(0o755, me), Ok(()));
+        assert!(check(0o777, me).unwrap_err().contains("every user"));
+        assert!(check(0o770, me).unwrap_err().contains("its group"));
+        if me != 0 {
+            assert!(check(0o700, me + 1).unwrap_err().contains("owned by uid"));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = std::fs::symlink_metadata("/tmp").expect("/tmp");
+        if std::os::unix::fs::MetadataExt::uid(&tmp) == 0 {
+            assert_eq!(trusted_dir(&tmp, me), Ok(()), "root's sticky /tmp");
         }
     }
 }

@@ -129,3 +129,35 @@ fn refused_start(sb: &Sandbox) -> String {
     assert!(status.is_some_and(|s| !s.success()));
     sb.read("refused.err")
 }
+
+/// Another user who makes the socket directory first (`/tmp/sup-$UID` with mode 0777) could
+/// plant a state file naming the victim's processes: the daemon refuses the directory, naming
+/// its owner and mode, and kills nothing.
+#[test]
+fn a_socket_directory_others_can_write_or_own_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::with_programs("sockdir", "  a:\n    cmd: sleep 1000\n");
+    let chmod = |mode| {
+        std::fs::set_permissions(&sb.dir, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    chmod(0o777);
+    let err = refused_start(&sb);
+    chmod(0o755);
+    assert!(err.contains("refusing the socket directory"), "{err}");
+    assert!(
+        err.contains("mode 0777 lets every user write in it"),
+        "{err}"
+    );
+
+    if nix::unistd::geteuid().is_root() {
+        let nobody = nix::unistd::Uid::from_raw(65534);
+        nix::unistd::chown(&sb.dir, Some(nobody), None).expect("chown");
+        let err = refused_start(&sb);
+        nix::unistd::chown(&sb.dir, Some(nix::unistd::Uid::from_raw(0)), None).expect("chown");
+        assert!(err.contains("owned by uid 65534"), "{err}");
+    }
+    // Put right, the same directory is used.
+    let mut sb = sb;
+    sb.start();
+    sb.wait_state("a", "running");
+}
