@@ -1,6 +1,7 @@
 #!/bin/sh
 # Soak: one `sup daemon` with 300 instances under churn for SOAK_SECONDS (default 300): 250
-# jobs that exit every few seconds and are restarted, 50 that print a line a second, a reload
+# jobs that exit after 10-13 s and are restarted at once (a run under 10 s would count as a
+# crash loop and back off), about 20 restarts a second, 50 that print a line a second, a reload
 # every 30 s alternating two configs (a scale of the churners and a changed env on the
 # printers, so both kinds of plan are carried out), and three `sup tail -f` clients. Every
 # 10 s the daemon's VmRSS, open fds and CPU ticks (utime+stime) go to a CSV; at the end the
@@ -31,7 +32,7 @@ daemon:
   loglevel: info
 programs:
   churn:
-    cmd: ["sh", "-c", "echo up; sleep \$((2 + \$\$ % 4)); echo down >&2"]
+    cmd: ["sh", "-c", "echo up; sleep \$((10 + \$\$ % 4)); echo down >&2"]
     numprocs: $1
     autorestart: always
     starttime: 1s
