@@ -162,7 +162,8 @@ fn a_group_spawned_just_before_kill_9_is_cleaned_up_by_the_next_daemon() {
     });
 }
 
-/// `sup daemon` for `sb` under `strace` with `faults` (`-e inject=…` arguments), or `None`
+/// `sup daemon` for `sb` under `strace` with `faults` (`-e` expressions such as `inject=…`, or
+/// options such as `-P PATH`), or `None`
 /// when strace is missing or may not trace here. Only the daemon is traced (no `-f`): the
 /// faults are the daemon's, not its jobs'.
 fn daemon_under_strace(sb: &Sandbox, faults: &[&str]) -> Option<std::process::Child> {
@@ -181,7 +182,12 @@ fn daemon_under_strace(sb: &Sandbox, faults: &[&str]) -> Option<std::process::Ch
     let mut cmd = std::process::Command::new("strace");
     cmd.args(["-qq", "-o"]).arg(sb.path("strace.out"));
     for f in faults {
-        cmd.args(["-e", f]);
+        // A plain option (`-P PATH`) as it is; anything else is an `-e` expression.
+        if f.starts_with('-') {
+            cmd.arg(f);
+        } else {
+            cmd.args(["-e", f]);
+        }
     }
     let child = cmd
         .arg(crate::sandbox::sup_bin())
@@ -351,4 +357,92 @@ fn a_restart_kills_the_old_escapee_and_keeps_the_new_process() {
     let pid = st["pid"].as_u64().expect("pid") as u32;
     let fresh = escapee_pid(&sb);
     assert!(alive(pid) && alive(fresh), "the new run is left alone");
+}
+
+#[test]
+fn failed_accepts_are_answered_or_retried_and_the_daemon_stays_quiet() {
+    let sb = Sandbox::with_programs(
+        "accept-emfile",
+        "  web:\n    cmd: sleep 1000\n    starttime: 0\n",
+    );
+    // The first accept4 calls fail as if the fd table were full (the first one is the
+    // harness's own status probe, answered once the listener is retried).
+    let Some(traced) = daemon_under_strace(
+        &sb,
+        &["trace=accept4", "inject=accept4:error=EMFILE:when=2..4"],
+    ) else {
+        return;
+    };
+    // Every client gets an answer, an error or the status, never silence.
+    for _ in 0..4 {
+        let out = sb.sup(&["--timeout", "10s", "status"]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() || text.contains("out of file descriptors"),
+            "{text}"
+        );
+    }
+    sb.wait_state("web", "running");
+    let daemon: u32 = sb.read("sup.pid").trim().parse().expect("daemon pid");
+    let before = cpu_ticks(daemon);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_ticks(daemon) - before;
+    assert!(
+        used <= 5,
+        "the daemon used {used} ticks of CPU in 2 s while idle"
+    );
+    assert!(
+        sb.read("strace.out").contains("INJECTED"),
+        "the fault was injected"
+    );
+    shutdown(&sb, traced);
+}
+
+#[test]
+/// A log file sup may not open fails that start (as supervisord does: the job's output has
+/// nowhere to go), with the reason; backoff retries it, and the job runs once it opens.
+fn an_output_file_that_cannot_be_opened_fails_the_start_and_is_retried() {
+    let sb = Sandbox::with_programs(
+        "openat-eacces",
+        r#"
+  web:
+    cmd: ["sh", "-c", "while :; do echo hello; sleep 0.2; done"]
+    starttime: 0
+"#,
+    );
+    sb.write("logs/.keep", "");
+    // Only calls on the job's output file are traced, so only its opens fail.
+    let out_file = sb.path("logs/web.out");
+    let p = format!("-P{}", out_file.display());
+    let Some(traced) = daemon_under_strace(
+        &sb,
+        &[
+            &p,
+            "trace=openat,open",
+            "inject=openat,open:error=EACCES:when=1..2",
+        ],
+    ) else {
+        return;
+    };
+    sb.wait_for("the output file to be opened on a retry", || {
+        sb.read("logs/web.out").contains("hello")
+    });
+    let st = sb.wait_state("web", "running");
+    assert_eq!(st["restarts"], 2, "{st}");
+    assert!(
+        sb.log().contains("unable to open its stdout log")
+            && sb.log().contains("Permission denied"),
+        "{}",
+        sb.log()
+    );
+    let daemon: u32 = sb.read("sup.pid").trim().parse().expect("daemon pid");
+    let before = cpu_ticks(daemon);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_ticks(daemon) - before;
+    assert!(used <= 10, "the daemon used {used} ticks of CPU in 2 s");
+    shutdown(&sb, traced);
 }
