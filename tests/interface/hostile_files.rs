@@ -2,19 +2,7 @@
 //! recursive reader, symlinks planted where sup writes, a socket directory or state file that
 //! someone else controls, and the fds held for instances that are down.
 
-use crate::sandbox::{kill, sup_bin, wait_until, Sandbox, PATIENCE};
-
-fn pids(sb: &Sandbox) -> Vec<(String, Option<u64>)> {
-    sb.status()
-        .into_iter()
-        .map(|i| {
-            (
-                i["name"].as_str().unwrap_or("").to_string(),
-                i["pid"].as_u64(),
-            )
-        })
-        .collect()
-}
+use crate::sandbox::{kill, wait_until, Sandbox, PATIENCE};
 
 #[test]
 fn a_deeply_nested_config_fails_reload_and_sighup_and_keeps_every_job() {
@@ -25,7 +13,7 @@ fn a_deeply_nested_config_fails_reload_and_sighup_and_keeps_every_job() {
     sb.start();
     sb.wait_state("a", "running");
     sb.wait_state("b", "running");
-    let before = pids(&sb);
+    let before = sb.pids();
     sb.write("sup.yaml", &format!("{}x\n", "- ".repeat(30_000)));
 
     let out = sb.sup(&["reload"]);
@@ -35,7 +23,7 @@ fn a_deeply_nested_config_fails_reload_and_sighup_and_keeps_every_job() {
         err.contains("sup.yaml:1:129: lists and maps nest deeper than 64 levels"),
         "{err}"
     );
-    assert_eq!(pids(&sb), before);
+    assert_eq!(sb.pids(), before);
 
     kill(sb.daemon_pid(), 1);
     sb.wait_for("the failed SIGHUP reload in the log", || {
@@ -46,7 +34,7 @@ fn a_deeply_nested_config_fails_reload_and_sighup_and_keeps_every_job() {
         "{}",
         sb.log()
     );
-    assert_eq!(pids(&sb), before);
+    assert_eq!(sb.pids(), before);
     assert!(sb.sup(&["status"]).status.success());
 }
 
@@ -93,17 +81,8 @@ fn a_pidfile_or_event_log_that_is_a_symlink_is_refused_and_left_alone() {
 /// killed at the deadline rather than left to hang the test.
 fn refused_start(sb: &Sandbox) -> String {
     let err = std::fs::File::create(sb.path("refused.err")).expect("refused.err");
-    let mut child = std::process::Command::new(sup_bin())
-        .arg("daemon")
-        .arg("-c")
-        .arg(sb.path("sup.yaml"))
-        .arg("--socket")
-        .arg(sb.socket())
-        .arg("--pidfile")
-        .arg(sb.pidfile())
-        .env("SUP_SANDBOX", &sb.tag)
-        .current_dir(&sb.dir)
-        .stdin(std::process::Stdio::null())
+    let mut child = sb
+        .daemon_command()
         .stdout(std::process::Stdio::null())
         .stderr(err)
         .spawn()

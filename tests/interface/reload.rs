@@ -3,18 +3,6 @@
 
 use crate::sandbox::{alive, kill, Sandbox};
 
-fn pids(sb: &Sandbox) -> std::collections::BTreeMap<String, Option<u64>> {
-    sb.status()
-        .into_iter()
-        .map(|i| {
-            (
-                i["name"].as_str().unwrap_or("").to_string(),
-                i["pid"].as_u64(),
-            )
-        })
-        .collect()
-}
-
 fn wait_all_running(sb: &Sandbox) {
     sb.wait_for("every instance running", || {
         sb.status().iter().all(|i| i["state"] == "running")
@@ -43,7 +31,7 @@ fn each_kind_of_change_touches_only_what_changed() {
     sb.write("sup.yaml", BASE);
     sb.start();
     wait_all_running(&sb);
-    let before = pids(&sb);
+    let before = sb.pids();
     let dropped = before["drop"].expect("pid") as u32;
 
     // Comments, key order and spelled-out defaults are not changes.
@@ -73,7 +61,7 @@ programs:
     assert!(out.contains("change"), "{out}");
     assert!(out.contains("removed: drop"), "{out}");
     wait_all_running(&sb);
-    let after = pids(&sb);
+    let after = sb.pids();
     assert_eq!(
         after["keep"], before["keep"],
         "unchanged program kept its pid"
@@ -95,13 +83,13 @@ programs:
     assert!(sb.log().contains("reload: added fresh"), "{}", sb.log());
 
     // Scaling down stops only the extra instances.
-    let kept = pids(&sb);
+    let kept = sb.pids();
     sb.write(
         "sup.yaml",
         "programs:\n  keep:\n    cmd: sleep 1000\n    starttime: 0.1\n  scale:\n    cmd: sleep 1000\n    numprocs: 2\n    starttime: 0.1\n",
     );
     sb.sup_ok(&["reload"]);
-    let now = pids(&sb);
+    let now = sb.pids();
     assert_eq!(now.len(), 3, "{now:?}");
     assert_eq!(now["scale:0"], kept["scale:0"]);
     assert_eq!(now["scale:1"], kept["scale:1"]);
@@ -134,7 +122,7 @@ fn an_invalid_config_changes_nothing() {
     sb.write("sup.yaml", BASE);
     sb.start();
     wait_all_running(&sb);
-    let before = pids(&sb);
+    let before = sb.pids();
     sb.write(
         "sup.yaml",
         "programs:\n  keep:\n    cmd: sleep 1000\n    numproc: 2\n  other:\n    cmd: \"\"\n",
@@ -146,13 +134,13 @@ fn an_invalid_config_changes_nothing() {
     assert!(err.contains("did you mean numprocs"), "{err}");
     assert!(err.contains("sup.yaml:4:5"), "{err}");
     assert!(err.contains("cmd"), "{err}");
-    assert_eq!(pids(&sb), before);
+    assert_eq!(sb.pids(), before);
     // SIGHUP with the same bad file logs the errors and keeps running too.
     kill(sb.daemon_pid(), 1);
     sb.wait_for("the failed reload in the log", || {
         sb.log().matches("reload failed").count() >= 2
     });
-    assert_eq!(pids(&sb), before);
+    assert_eq!(sb.pids(), before);
 }
 
 #[test]
@@ -182,7 +170,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     sb.write("sup.yaml", BASE);
     sb.start();
     wait_all_running(&sb);
-    let before = pids(&sb);
+    let before = sb.pids();
     sb.write(
         "sup.yaml",
         "programs:\n  keep:\n    cmd: sleep 1000\n    starttime: 0.1\n",
@@ -190,7 +178,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     let out = sb.sup_ok(&["reload", "--dry-run"]);
     assert!(out.contains("removed: change, drop, scale"), "{out}");
     assert!(out.to_lowercase().contains("dry run"), "{out}");
-    assert_eq!(pids(&sb), before);
+    assert_eq!(sb.pids(), before);
 }
 
 #[test]

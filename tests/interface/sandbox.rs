@@ -75,8 +75,14 @@ impl Sandbox {
         self.path("sup.pid")
     }
 
-    fn daemon_command(&self) -> Command {
-        let mut cmd = Command::new(sup_bin());
+    /// `sup daemon` on this sandbox's files, not yet started.
+    pub fn daemon_command(&self) -> Command {
+        self.daemon_command_after(Command::new(sup_bin()))
+    }
+
+    /// The daemon's arguments and environment appended to `cmd`: `sup` itself, or a wrapper
+    /// such as `strace … sup` whose arguments end with the binary.
+    pub fn daemon_command_after(&self, mut cmd: Command) -> Command {
         cmd.arg("daemon")
             .arg("-c")
             .arg(self.path(&self.config))
@@ -188,6 +194,19 @@ impl Sandbox {
             .into_iter()
             .find(|i| i["name"] == name)
             .unwrap_or_else(|| panic!("no instance {name} in status"))
+    }
+
+    /// Every instance's pid by name, to show that something left them alone.
+    pub fn pids(&self) -> std::collections::BTreeMap<String, Option<u64>> {
+        self.status()
+            .into_iter()
+            .map(|i| {
+                (
+                    i["name"].as_str().unwrap_or("").to_string(),
+                    i["pid"].as_u64(),
+                )
+            })
+            .collect()
     }
 
     pub fn state(&self, name: &str) -> String {
