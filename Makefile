@@ -18,19 +18,28 @@ SHARE   := $(DESTDIR)$(PREFIX)/share
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
 
-# Never installs a toolchain: distribution packages (Debian 12's rustc is 1.63) are too old
-# for this crate, so a missing or old one is an error that says what to run.
-deps: ## check the build needs: cargo, and rustc >= Cargo.toml's rust-version
-	@command -v $(CARGO) >/dev/null 2>&1 && command -v $(RUSTC) >/dev/null 2>&1 || { \
-	  echo "make: cargo/rustc not found; sup needs Rust $(RUST_VERSION) or newer. Install it with:" >&2; \
-	  echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y && . \"\$$HOME/.cargo/env\"" >&2; \
-	  exit 1; }
-	@have=$$($(RUSTC) --version | awk '{print $$2}'); \
-	oldest=$$(printf '%s\n%s\n' "$(RUST_VERSION)" "$$have" | sort -V | head -n1); \
-	if [ "$$oldest" != "$(RUST_VERSION)" ]; then \
-	  echo "make: rustc $$have is older than $(RUST_VERSION), which this crate needs. Update with:" >&2; \
-	  if command -v rustup >/dev/null 2>&1; then echo "  rustup update stable && rustup default stable" >&2; \
-	  else echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y && . \"\$$HOME/.cargo/env\"" >&2; fi; \
+# A rustup toolchain in ~/.cargo comes first, so one that `deps` just installed is the one used.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+# How `deps` installs Rust when it is missing or too old (Debian 12's own rustc is 1.63, too
+# old for this crate, so distribution packages are never used).
+RUSTUP_INIT ?= curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain stable
+
+deps: ## make sure cargo and rustc >= Cargo.toml's rust-version are here (rustup if not)
+	@too_old() { have=$$($(RUSTC) --version 2>/dev/null | awk '{print $$2}'); \
+	  [ -z "$$have" ] || [ "$$(printf '%s\n%s\n' "$(RUST_VERSION)" "$$have" | sort -V | head -n1)" != "$(RUST_VERSION)" ]; }; \
+	if command -v $(CARGO) >/dev/null 2>&1 && ! too_old; then exit 0; fi; \
+	if command -v rustup >/dev/null 2>&1; then \
+	  echo "make: Rust $(RUST_VERSION) or newer is needed: rustup update stable"; \
+	  rustup update stable && rustup default stable; \
+	else \
+	  echo "make: Rust $(RUST_VERSION) or newer is needed: installing it with rustup into $$HOME/.cargo"; \
+	  command -v curl >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && apt-get install -y -qq curl ca-certificates >/dev/null; }; \
+	  sh -c "$(RUSTUP_INIT)"; \
+	fi; \
+	if ! command -v $(CARGO) >/dev/null 2>&1 || too_old; then \
+	  echo "make: still no Rust $(RUST_VERSION) or newer; install it by hand:" >&2; \
+	  echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh" >&2; \
 	  exit 1; fi
 
 # What the integration tests run besides sup: ps, tmux, python3 and aiosmtpd (the SMTP server

@@ -95,3 +95,52 @@ fn make_install_lays_out_binary_man_page_and_completions() {
     assert_eq!(top, ["opt"]);
     assert!(Path::new(&bin).is_file());
 }
+
+/// `make deps` on a machine with no Rust, or with Debian 12's rustc 1.63, installs a recent one
+/// with rustup (faked here: the real installer needs the network) and then uses it.
+#[test]
+fn make_deps_installs_rust_when_missing_or_too_old() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new("deps");
+    let script = |path: &std::path::Path, body: &str| {
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write");
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    // The fake installer puts a cargo and a rustc 1.95 into $HOME/.cargo/bin, as rustup would.
+    script(
+        &sb.path("rustup-init"),
+        "mkdir -p \"$HOME/.cargo/bin\"\n\
+         printf '#!/bin/sh\\necho cargo 1.95.0\\n' > \"$HOME/.cargo/bin/cargo\"\n\
+         printf '#!/bin/sh\\necho rustc 1.95.0\\n' > \"$HOME/.cargo/bin/rustc\"\n\
+         chmod +x \"$HOME/.cargo/bin/cargo\" \"$HOME/.cargo/bin/rustc\"\n\
+         echo installed",
+    );
+    // Debian's old toolchain, first on PATH.
+    script(&sb.path("old/cargo"), "echo cargo 1.65.0");
+    script(&sb.path("old/rustc"), "echo rustc 1.63.0");
+    for (case, path) in [
+        ("missing", "/usr/bin:/bin".to_string()),
+        ("too old", format!("{}:/usr/bin:/bin", sb.path("old").display())),
+    ] {
+        let home = sb.path(&format!("home-{}", case.replace(' ', "-")));
+        fs::create_dir_all(&home).expect("home");
+        let out = Command::new("make")
+            .args(["-s", "--no-print-directory", "deps"])
+            .arg(format!("RUSTUP_INIT=sh {}", sb.path("rustup-init").display()))
+            .env("HOME", &home)
+            .env("PATH", &path)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run make");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{case}: {text}");
+        assert!(text.contains("installing it with rustup"), "{case}: {text}");
+        assert!(text.contains("installed"), "{case}: {text}");
+        assert!(home.join(".cargo/bin/rustc").exists(), "{case}");
+    }
+}
