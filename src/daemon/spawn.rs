@@ -86,7 +86,7 @@ impl From<String> for SpawnError {
 }
 
 /// Errnos that are the daemon's resources running out, not the job's fault.
-fn daemon_resource(e: Errno) -> bool {
+pub(super) fn daemon_resource(e: Errno) -> bool {
     matches!(
         e,
         Errno::EAGAIN | Errno::ENOMEM | Errno::EMFILE | Errno::ENFILE

@@ -26,6 +26,8 @@ pub struct Sandbox {
     pub tag: String,
     /// The config that `-c` names, relative to `dir`: `sup.yaml` unless a test says otherwise.
     pub config: String,
+    /// A command the daemon is run under (`prlimit --nofile=64:64 --`), or empty.
+    pub wrapper: Vec<String>,
     daemon: Option<Child>,
 }
 
@@ -40,6 +42,7 @@ impl Sandbox {
             dir,
             tag,
             config: "sup.yaml".to_string(),
+            wrapper: Vec::new(),
             daemon: None,
         }
     }
@@ -76,7 +79,15 @@ impl Sandbox {
     }
 
     fn daemon_command(&self) -> Command {
-        let mut cmd = Command::new(sup_bin());
+        // `prlimit` and `sh -c 'ulimit …; exec …'` exec the daemon: the pid stays the daemon's.
+        let mut cmd = match self.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(sup_bin());
+                c
+            }
+            None => Command::new(sup_bin()),
+        };
         cmd.arg("daemon")
             .arg("-c")
             .arg(self.path(&self.config))
