@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::event_loop::{Daemon, Source, TimerKey};
 use super::output::{Capture, LogFile, Pump, SharedLog, Tail, Trouble};
-use super::spawn::{daemon_resource, SpawnError, Stdio};
+use super::spawn::{io_daemon_resource, SpawnError, Stdio};
 use crate::config::{Output, ProgramSpec};
 use crate::control::proto::{Response, ResponseBody};
 
@@ -96,9 +96,7 @@ fn open(
             // spending its `startretries` (files of down instances are closed, so it passes).
             Err(e) => Err(SpawnError {
                 reason: format!("unable to open its {what} log {}: {e}", path.display()),
-                daemon: e
-                    .raw_os_error()
-                    .is_some_and(|n| daemon_resource(nix::errno::Errno::from_raw(n))),
+                daemon: io_daemon_resource(&e),
             }),
         },
     }

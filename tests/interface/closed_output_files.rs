@@ -173,8 +173,8 @@ fn a_hundred_jobs_run_and_stop_with_64_descriptors() {
         .to_vec();
     sb.start();
     let pid = sb.daemon_pid();
-    // At most a dozen spawns fit at once; the rest are deferred and retried, so this takes a
-    // few seconds.
+    // About a dozen spawns fit at once; the rest are deferred (not failed: no `startretries`
+    // spent) and retried together with a delay that grows to 5 s, so this takes 20 s or so.
     wait_until(
         "all hundred runs to exit with their output written",
         Duration::from_secs(90),
