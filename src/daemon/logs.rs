@@ -4,7 +4,8 @@
 //!
 //! `output.rs` moves the bytes; this file decides and reports. Per instance it keeps the newest
 //! output (`Tail`) and the current log files beyond the life of the captures, so that a fatal
-//! notification can quote the last lines and `status` can show a failure after the child died.
+//! notification can quote the last lines and `status` can show a failure after the child died;
+//! the files of a down instance are kept closed (`park`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
