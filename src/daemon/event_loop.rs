@@ -579,6 +579,13 @@ impl Daemon {
         }
         self.actions = actions;
         self.state_dirty = true;
+        // Down now: close its output files. `reap` drained the pipes before feeding the exit,
+        // so every byte the leader wrote is already in them.
+        if let Some(inst) = self.instances[id].as_ref() {
+            if inst.core.state().is_down() {
+                self.logs.park(&inst.core.name);
+            }
+        }
     }
 
     fn name(&self, id: InstId) -> &str {
@@ -716,6 +723,7 @@ impl Daemon {
         if let Some(source) = self.slots[slot].take() {
             match source {
                 Source::Capture(c) => {
+                    c.capture.release_sink();
                     let _ = self
                         .poll
                         .registry()

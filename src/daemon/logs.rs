@@ -4,7 +4,8 @@
 //!
 //! `output.rs` moves the bytes; this file decides and reports. Per instance it keeps the newest
 //! output (`Tail`) and the current log files beyond the life of the captures, so that a fatal
-//! notification can quote the last lines and `status` can show a failure after the child died.
+//! notification can quote the last lines and `status` can show a failure after the child died;
+//! the files of a down instance are kept closed (`park`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use std::time::Instant;
 
 use super::event_loop::{Daemon, Source, TimerKey};
 use super::output::{Capture, LogFile, Pump, SharedLog, Tail, Trouble};
-use super::spawn::Stdio;
+use super::spawn::{io_daemon_resource, SpawnError, Stdio};
 use crate::config::{Output, ProgramSpec};
 use crate::control::proto::{Response, ResponseBody};
 
@@ -52,6 +53,20 @@ impl Outputs {
             .unwrap_or_default()
     }
 
+    /// The instance is down (stopped, exited, fatal, or scheduled between runs): close its
+    /// files, so that a thousand idle instances hold no descriptors. Backoff keeps them: the
+    /// instance respawns soon, and holds no more than it did while running. Its next spawn
+    /// opens fresh ones; the parked ones stay here for `log_error`.
+    pub fn park(&self, instance: &str) {
+        if let Some(o) = self.per.get(instance) {
+            for f in &o.files {
+                if let Ok(mut f) = f.try_borrow_mut() {
+                    f.park();
+                }
+            }
+        }
+    }
+
     /// The failure of one of the instance's log files, if one is in force.
     pub fn log_error(&self, instance: &str) -> Option<String> {
         self.per
@@ -67,7 +82,7 @@ fn open(
     instance: &str,
     what: &str,
     rot: crate::config::Rotation,
-) -> Result<Option<SharedLog>, String> {
+) -> Result<Option<SharedLog>, SpawnError> {
     match output.path_for(instance) {
         None => Ok(None),
         Some(path) => match LogFile::open(&path, rot) {
@@ -78,10 +93,12 @@ fn open(
                 let error = format!("unable to open {}: {e}", path.display());
                 Ok(Some(LogFile::refused(&path, rot, error).shared()))
             }
-            Err(e) => Err(format!(
-                "unable to open its {what} log {}: {e}",
-                path.display()
-            )),
+            // Out of descriptors is the daemon's shortage, not the job's: retried without
+            // spending its `startretries` (files of down instances are closed, so it passes).
+            Err(e) => Err(SpawnError {
+                reason: format!("unable to open its {what} log {}: {e}", path.display()),
+                daemon: io_daemon_resource(&e),
+            }),
         },
     }
 }
@@ -92,7 +109,7 @@ impl Daemon {
         &mut self,
         spec: &ProgramSpec,
         instance: &str,
-    ) -> Result<Plan, String> {
+    ) -> Result<Plan, SpawnError> {
         let logs = spec.logs;
         let out = open(&spec.stdout, instance, "stdout", logs.stdout)?;
         let err = if logs.redirect_stderr {
@@ -193,7 +210,9 @@ impl Daemon {
         }
     }
 
-    /// `sup logreopen` and SIGUSR2: reopen the event log and every capture's file.
+    /// `sup logreopen` and SIGUSR2: reopen the event log and the files of instances that are
+    /// up. A down instance's files stay closed (one a late writer holds open is closed, to be
+    /// opened again at the new path when it writes).
     pub(super) fn logreopen(&mut self) -> Result<usize, String> {
         let mut errors = Vec::new();
         if let Err(e) = crate::logging::reopen() {
@@ -203,6 +222,10 @@ impl Daemon {
         for o in self.logs.per.values() {
             for f in &o.files {
                 let mut f = f.borrow_mut();
+                if f.is_parked() {
+                    f.close_if_parked();
+                    continue;
+                }
                 f.reopen();
                 files += 1;
                 for t in f.take_news() {

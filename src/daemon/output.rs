@@ -105,6 +105,9 @@ pub struct LogFile {
     error: Option<String>,
     next_open: Option<Instant>,
     news: Vec<Trouble>,
+    /// Its instance is down: the file stays closed, except while a capture that outlived the
+    /// process (an escapee still holding the pipe) writes to it.
+    parked: bool,
 }
 
 pub type SharedLog = Rc<RefCell<LogFile>>;
@@ -129,6 +132,7 @@ impl LogFile {
             error: None,
             next_open: Some(Instant::now() + REOPEN_EVERY),
             news: Vec::new(),
+            parked: false,
         };
         log.fail(error);
         log
@@ -147,6 +151,7 @@ impl LogFile {
             error: None,
             next_open: None,
             news: Vec::new(),
+            parked: false,
         }
     }
 
@@ -164,6 +169,30 @@ impl LogFile {
     /// Health changes since the last call.
     pub fn take_news(&mut self) -> Vec<Trouble> {
         std::mem::take(&mut self.news)
+    }
+
+    /// Its instance is down: close the file. A later write (from a capture that outlived the
+    /// process) opens it again, so no byte is lost; `close_if_parked` closes it after that.
+    pub fn park(&mut self) {
+        self.parked = true;
+        self.file = None;
+    }
+
+    pub fn is_parked(&self) -> bool {
+        self.parked
+    }
+
+    /// A capture writing to a parked file is gone: close the file again.
+    pub fn close_if_parked(&mut self) {
+        if self.parked {
+            self.file = None;
+        }
+    }
+
+    /// The descriptor is open (not parked, or parked with a late writer).
+    #[cfg(test)]
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
     }
 
     /// Close and open the path again: after an external rotation moved the file away.
@@ -412,6 +441,13 @@ impl Capture {
     #[allow(dead_code)]
     pub fn tail(&self) -> Option<(&[u8], &[u8])> {
         self.tail.as_ref().map(|t| t.bytes.as_slices())
+    }
+
+    /// The capture is being dropped: a parked file it kept open is closed.
+    pub fn release_sink(&self) {
+        if let Ok(mut sink) = self.sink.try_borrow_mut() {
+            sink.close_if_parked();
+        }
     }
 
     /// The read end, to register with the poller (`mio::unix::SourceFd`).
@@ -785,6 +821,38 @@ mod tests {
         let mut log = LogFile::open(&path2, rotation(0, 3)).expect("open");
         log.write(&[b'x'; 10_000]);
         assert_eq!(generations(&path2), [vec![b'x'; 10_000]]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_parked_file_is_closed_and_a_late_writer_loses_nothing() {
+        let dir = temp_dir("park");
+        let path = dir.join("t.out");
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).expect("pipe");
+        let sink = LogFile::open(&path, Rotation::default())
+            .expect("open")
+            .shared();
+        let mut cap = Capture::new(r, sink.clone()).whole_lines(true);
+        let mut w = File::from(w);
+        w.write_all(b"before\n").expect("write");
+        cap.pump(usize::MAX).expect("pump");
+        sink.borrow_mut().park();
+        assert!(!sink.borrow().is_open(), "parking closes the file");
+        // An escapee still holding the pipe writes after its instance went down.
+        w.write_all(b"late\npartial").expect("write");
+        drop(w);
+        let p = cap.pump(usize::MAX).expect("pump");
+        assert!(p.eof && p.troubles.is_empty(), "{p:?}");
+        assert!(sink.borrow().is_open(), "a late write opens it again");
+        cap.release_sink();
+        assert!(
+            !sink.borrow().is_open(),
+            "closed again once its writer is gone"
+        );
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            b"before\nlate\npartial"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -93,6 +93,20 @@ fn daemon_resource(e: Errno) -> bool {
     )
 }
 
+/// `daemon_resource` for a std error (an open that ran out of descriptors).
+pub(super) fn io_daemon_resource(e: &io::Error) -> bool {
+    e.raw_os_error()
+        .is_some_and(|n| daemon_resource(Errno::from_raw(n)))
+}
+
+/// A failed open in the daemon before the fork.
+fn io_spawn_error(what: &str, e: &io::Error) -> SpawnError {
+    SpawnError {
+        reason: format!("{what}: {}", io_text(e)),
+        daemon: io_daemon_resource(e),
+    }
+}
+
 /// Which step of the child's set-up failed, as reported on the status pipe.
 const STEP_SETUP: i32 = 1;
 const STEP_CHDIR: i32 = 2;
@@ -220,8 +234,7 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
         Some(d) => Some(cstr(d.as_os_str().as_bytes(), "workingdir")?),
         None => None,
     };
-    let stdin =
-        std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {}", io_text(&e)))?;
+    let stdin = std::fs::File::open("/dev/null").map_err(|e| io_spawn_error("/dev/null", &e))?;
     let (child_out, parent_out) = connect(&req.stdout, "stdout")?;
     let (child_err, parent_err) = connect(&req.stderr, "stderr")?;
     let (status_read, status_write) =
@@ -575,7 +588,7 @@ fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), Spawn
             let null = std::fs::OpenOptions::new()
                 .write(true)
                 .open("/dev/null")
-                .map_err(|e| format!("{which}: /dev/null: {}", io_text(&e)))?;
+                .map_err(|e| io_spawn_error(&format!("{which}: /dev/null"), &e))?;
             Ok((OwnedFd::from(null), None))
         }
         Stdio::Pipe => {

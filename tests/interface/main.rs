@@ -3,6 +3,7 @@
 
 mod sandbox;
 
+mod closed_output_files;
 mod control_socket;
 mod demo;
 mod each_child;

@@ -121,13 +121,19 @@ fn make_deps_installs_rust_when_missing_or_too_old() {
     script(&sb.path("old/rustc"), "echo rustc 1.63.0");
     for (case, path) in [
         ("missing", "/usr/bin:/bin".to_string()),
-        ("too old", format!("{}:/usr/bin:/bin", sb.path("old").display())),
+        (
+            "too old",
+            format!("{}:/usr/bin:/bin", sb.path("old").display()),
+        ),
     ] {
         let home = sb.path(&format!("home-{}", case.replace(' ', "-")));
         fs::create_dir_all(&home).expect("home");
         let out = Command::new("make")
             .args(["-s", "--no-print-directory", "deps"])
-            .arg(format!("RUSTUP_INIT=sh {}", sb.path("rustup-init").display()))
+            .arg(format!(
+                "RUSTUP_INIT=sh {}",
+                sb.path("rustup-init").display()
+            ))
             .env("HOME", &home)
             .env("PATH", &path)
             .current_dir(env!("CARGO_MANIFEST_DIR"))

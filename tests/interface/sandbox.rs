@@ -26,6 +26,8 @@ pub struct Sandbox {
     pub tag: String,
     /// The config that `-c` names, relative to `dir`: `sup.yaml` unless a test says otherwise.
     pub config: String,
+    /// A command the daemon is run under (`prlimit --nofile=64:64 --`), or empty.
+    pub wrapper: Vec<String>,
     daemon: Option<Child>,
 }
 
@@ -40,6 +42,7 @@ impl Sandbox {
             dir,
             tag,
             config: "sup.yaml".to_string(),
+            wrapper: Vec::new(),
             daemon: None,
         }
     }
@@ -75,9 +78,18 @@ impl Sandbox {
         self.path("sup.pid")
     }
 
-    /// `sup daemon` on this sandbox's files, not yet started.
+    /// `sup daemon` on this sandbox's files, not yet started, under `wrapper` if one is set
+    /// (`prlimit …` execs the daemon: the pid stays the daemon's).
     pub fn daemon_command(&self) -> Command {
-        self.daemon_command_after(Command::new(sup_bin()))
+        let cmd = match self.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(sup_bin());
+                c
+            }
+            None => Command::new(sup_bin()),
+        };
+        self.daemon_command_after(cmd)
     }
 
     /// The daemon's arguments and environment appended to `cmd`: `sup` itself, or a wrapper
