@@ -52,6 +52,12 @@ impl Outputs {
             .unwrap_or_default()
     }
 
+    /// Drop the output state of names no instance has any more (a reload removed or renamed
+    /// them): its recent output and its log files, which would otherwise stay open.
+    pub fn retain_names(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.per.retain(|name, _| keep(name));
+    }
+
     /// The failure of one of the instance's log files, if one is in force.
     pub fn log_error(&self, instance: &str) -> Option<String> {
         self.per

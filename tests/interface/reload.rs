@@ -297,3 +297,57 @@ fn a_reload_whose_new_job_cannot_start_exits_1_and_says_so() {
     assert_eq!(sb.state("keep"), "running");
     assert_eq!(sb.state("broken"), "fatal");
 }
+
+/// The daemon's descriptors open on a file under the sandbox whose name starts with `prefix`.
+fn files_open(sb: &Sandbox, prefix: &str) -> Vec<std::path::PathBuf> {
+    let dir = format!("/proc/{}/fd", sb.daemon_pid());
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|p| p.starts_with(&sb.dir))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .collect()
+}
+
+#[test]
+fn a_removed_program_leaves_no_log_file_open() {
+    let program = |name: &str| {
+        format!(
+            "  {name}:\n    cmd: [\"sh\", \"-c\", \"echo up; exec sleep 1000\"]\n    numprocs: 2\n    starttime: 0.1\n    stoptime: 1\n"
+        )
+    };
+    let mut sb = Sandbox::with_programs("reload-files", &(program("keep") + &program("gone")));
+    sb.start();
+    wait_all_running(&sb);
+    sb.wait_for("gone's log files open", || {
+        files_open(&sb, "gone").len() >= 2
+    });
+
+    sb.write("sup.yaml", &format!("programs:\n{}", program("keep")));
+    sb.sup_ok(&["reload"]);
+    sb.wait_for("gone's log files closed", || {
+        files_open(&sb, "gone").is_empty()
+    });
+    assert!(files_open(&sb, "keep").len() >= 2, "keep's files stay open");
+
+    // A name that comes back gets its files again, and they close again when it goes.
+    sb.write(
+        "sup.yaml",
+        &format!("programs:\n{}{}", program("keep"), program("gone")),
+    );
+    sb.sup_ok(&["reload"]);
+    wait_all_running(&sb);
+    sb.wait_for("gone's log files open again", || {
+        files_open(&sb, "gone").len() >= 2
+    });
+    sb.write("sup.yaml", &format!("programs:\n{}", program("keep")));
+    sb.sup_ok(&["reload"]);
+    sb.wait_for("gone's log files closed again", || {
+        files_open(&sb, "gone").is_empty()
+    });
+}

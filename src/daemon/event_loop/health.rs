@@ -122,6 +122,14 @@ pub(in crate::daemon) struct Health {
     cpu_seen: std::cell::RefCell<HashMap<u32, CpuSeen>>,
 }
 
+impl Health {
+    /// A retired instance's slot is freed: a later instance reusing the id must not inherit
+    /// the outcome of an abandoned rolling restart.
+    pub(super) fn forget_instance(&mut self, id: InstId) {
+        self.rolling_failed.remove(&id);
+    }
+}
+
 /// A leader's CPU ticks when status last asked, and the figure it gave.
 /// The last reading of a pid: CPU ticks, when, the CPU share then, and its RSS.
 type CpuSeen = (u64, Instant, Option<f64>, u64);
