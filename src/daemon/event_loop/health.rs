@@ -122,14 +122,6 @@ pub(in crate::daemon) struct Health {
     cpu_seen: std::cell::RefCell<HashMap<u32, CpuSeen>>,
 }
 
-impl Health {
-    /// A retired instance's slot is freed: a later instance reusing the id must not inherit
-    /// the outcome of an abandoned rolling restart.
-    pub(super) fn forget_instance(&mut self, id: InstId) {
-        self.rolling_failed.remove(&id);
-    }
-}
-
 /// A leader's CPU ticks when status last asked, and the figure it gave.
 /// The last reading of a pid: CPU ticks, when, the CPU share then, and its RSS.
 type CpuSeen = (u64, Instant, Option<f64>, u64);
@@ -810,12 +802,15 @@ impl Daemon {
         }
     }
 
-    /// A stop or start an operator asked for drops a held stop or a rolling restart of it.
+    /// A stop or start an operator asked for, or a reload retiring the instance, drops a held
+    /// stop or a rolling restart of it, and the outcome of one abandoned earlier: a later
+    /// request, or an instance reusing the id, would be answered with it.
     pub(super) fn forget_holds(&mut self, id: InstId) {
         self.health.held_stops.retain(|(h, _)| *h != id);
         for (_, rest) in &mut self.health.rolling {
             rest.retain(|&r| r != id);
         }
+        self.health.rolling_failed.remove(&id);
     }
 
     /// `Some(None)` while a held stop or a rolling restart still has `id` to do;

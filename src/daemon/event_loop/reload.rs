@@ -126,6 +126,7 @@ impl Daemon {
             inst.retiring = true;
             inst.next_spec = None;
         }
+        self.forget_holds(id);
         self.feed(id, Input::Shutdown, now);
         self.retiring.push(id);
     }
@@ -244,7 +245,6 @@ impl Daemon {
             if down {
                 self.instances[id] = None;
                 self.free_instances.push(id);
-                self.health.forget_instance(id);
                 self.state_dirty = true;
                 freed = true;
             } else {
