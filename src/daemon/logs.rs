@@ -3,9 +3,10 @@
 //! deadline for held partial lines, `sup logreopen` / SIGUSR2, and `log_error` in status.
 //!
 //! `output.rs` moves the bytes; this file decides and reports. Per instance it keeps the newest
-//! output (`Tail`) and the current log files beyond the life of the captures, so that a fatal
-//! notification can quote the last lines and `status` can show a failure after the child died;
-//! the files of a down instance are kept closed (`park`).
+//! output (`Tail`, when mail is configured) and the current log files beyond the life of the
+//! captures, so that a fatal mail can quote the last lines and `status` can show a failure
+//! after the child died, until a reload removes the instance (`free_retired`); the files of a
+//! down instance are kept closed (`park`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -30,7 +31,9 @@ pub struct Outputs {
 }
 
 struct InstanceOutput {
-    recent: Rc<RefCell<Tail>>,
+    /// Only with `daemon.notify.email` (fixed for the daemon's life), the one reader: up to
+    /// `RECENT` bytes an instance is otherwise better off without.
+    recent: Option<Rc<RefCell<Tail>>>,
     files: Vec<SharedLog>,
 }
 
@@ -49,7 +52,8 @@ impl Outputs {
     pub fn last_lines(&self, instance: &str, n: usize) -> String {
         self.per
             .get(instance)
-            .map(|o| o.recent.borrow().last_lines(n))
+            .and_then(|o| o.recent.as_ref())
+            .map(|r| r.borrow().last_lines(n))
             .unwrap_or_default()
     }
 
@@ -65,6 +69,12 @@ impl Outputs {
                 }
             }
         }
+    }
+
+    /// Drop the output state of names no instance has any more (a reload removed or renamed
+    /// them): its recent output and its log files, which would otherwise stay open.
+    pub fn retain_names(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.per.retain(|name, _| keep(name));
     }
 
     /// The failure of one of the instance's log files, if one is in force.
@@ -121,12 +131,13 @@ impl Daemon {
         if !logs.redirect_stderr {
             files.extend(err.iter().cloned());
         }
+        let mail = self.settings.config.daemon.notify.email.is_some();
         let entry = self
             .logs
             .per
             .entry(instance.to_string())
             .or_insert_with(|| InstanceOutput {
-                recent: Rc::new(RefCell::new(Tail::new(RECENT))),
+                recent: mail.then(|| Rc::new(RefCell::new(Tail::new(RECENT)))),
                 files: Vec::new(),
             });
         entry.files = files;
@@ -157,8 +168,8 @@ impl Daemon {
         let mut c = Capture::new(fd, sink)
             .timestamps(plan.timestamps)
             .whole_lines(plan.shared);
-        if let Some(o) = self.logs.per.get(instance) {
-            c = c.recent(o.recent.clone());
+        if let Some(recent) = self.logs.per.get(instance).and_then(|o| o.recent.as_ref()) {
+            c = c.recent(recent.clone());
         }
         c
     }

@@ -285,3 +285,100 @@ fn a_reload_whose_new_job_cannot_start_exits_1_and_says_so() {
     assert_eq!(sb.state("keep"), "running");
     assert_eq!(sb.state("broken"), "fatal");
 }
+
+/// The daemon's descriptors open on a file under the sandbox whose name starts with `prefix`.
+fn files_open(sb: &Sandbox, prefix: &str) -> Vec<std::path::PathBuf> {
+    let dir = format!("/proc/{}/fd", sb.daemon_pid());
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|p| p.starts_with(&sb.dir))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .collect()
+}
+
+#[test]
+fn a_removed_program_leaves_no_log_file_open() {
+    let program = |name: &str| {
+        format!(
+            "  {name}:\n    cmd: [\"sh\", \"-c\", \"echo up; exec sleep 1000\"]\n    numprocs: 2\n    starttime: 0.1\n    stoptime: 1\n"
+        )
+    };
+    let mut sb = Sandbox::with_programs("reload-files", &(program("keep") + &program("gone")));
+    sb.start();
+    wait_all_running(&sb);
+    sb.wait_for("gone's log files open", || {
+        files_open(&sb, "gone").len() >= 2
+    });
+
+    sb.write("sup.yaml", &format!("programs:\n{}", program("keep")));
+    sb.sup_ok(&["reload"]);
+    sb.wait_for("gone's log files closed", || {
+        files_open(&sb, "gone").is_empty()
+    });
+    assert!(files_open(&sb, "keep").len() >= 2, "keep's files stay open");
+
+    // A name that comes back gets its files again, and they close again when it goes.
+    sb.write(
+        "sup.yaml",
+        &format!("programs:\n{}{}", program("keep"), program("gone")),
+    );
+    sb.sup_ok(&["reload"]);
+    wait_all_running(&sb);
+    sb.wait_for("gone's log files open again", || {
+        files_open(&sb, "gone").len() >= 2
+    });
+    sb.write("sup.yaml", &format!("programs:\n{}", program("keep")));
+    sb.sup_ok(&["reload"]);
+    sb.wait_for("gone's log files closed again", || {
+        files_open(&sb, "gone").is_empty()
+    });
+}
+
+#[test]
+fn an_abandoned_rolling_restart_does_not_answer_for_later_reloads() {
+    let config = |n: u32| {
+        format!(
+            "programs:\n  r:\n    cmd: [\"sh\", \"-c\", \"test -e $OUT/broken && exit 1; exec sleep 1000\"]\n    numprocs: {n}\n    starttime: 0.3\n    startretries: 0\n    stoptime: 1\n"
+        )
+    };
+    let mut sb = Sandbox::new("reload-rolling");
+    sb.write("sup.yaml", &config(3));
+    sb.start();
+    wait_all_running(&sb);
+    // r:0 cannot start again, so the rolling restart stops there and gives up r:1 and r:2.
+    sb.write("broken", "");
+    let out = sb.sup(&["restart", "r", "--rolling"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("the rolling restart stopped at r:0"),
+        "{said}"
+    );
+    std::fs::remove_file(sb.path("broken")).expect("remove broken");
+
+    // The reload stopping r:2 and the one adding r:2 back (in the freed slot) are answered
+    // by what happens to r:2 now, not by the rolling restart it was dropped from.
+    sb.write("sup.yaml", &config(2));
+    sb.sup_ok(&["reload"]);
+    sb.wait_for("r:2 gone", || {
+        sb.status().iter().all(|i| i["name"] != "r:2")
+    });
+    sb.write("sup.yaml", &config(3));
+    let out = sb.sup(&["reload"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sb.wait_state("r:2", "running");
+}

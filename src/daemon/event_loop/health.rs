@@ -802,12 +802,15 @@ impl Daemon {
         }
     }
 
-    /// A stop or start an operator asked for drops a held stop or a rolling restart of it.
+    /// A stop or start an operator asked for, or a reload retiring the instance, drops a held
+    /// stop or a rolling restart of it, and the outcome of one abandoned earlier: a later
+    /// request, or an instance reusing the id, would be answered with it.
     pub(super) fn forget_holds(&mut self, id: InstId) {
         self.health.held_stops.retain(|(h, _)| *h != id);
         for (_, rest) in &mut self.health.rolling {
             rest.retain(|&r| r != id);
         }
+        self.health.rolling_failed.remove(&id);
     }
 
     /// `Some(None)` while a held stop or a rolling restart still has `id` to do;

@@ -15,7 +15,7 @@
 //! An invalid config changes nothing. `sup reload` waits until what had to stop has stopped
 //! and what had to start has started; SIGHUP does not wait for anyone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -126,6 +126,7 @@ impl Daemon {
             inst.retiring = true;
             inst.next_spec = None;
         }
+        self.forget_holds(id);
         self.feed(id, Input::Shutdown, now);
         self.retiring.push(id);
     }
@@ -236,6 +237,7 @@ impl Daemon {
             return;
         }
         let mut keep = Vec::new();
+        let mut freed = false;
         for id in std::mem::take(&mut self.retiring) {
             let down = self.instances[id]
                 .as_ref()
@@ -244,11 +246,23 @@ impl Daemon {
                 self.instances[id] = None;
                 self.free_instances.push(id);
                 self.state_dirty = true;
+                freed = true;
             } else {
                 keep.push(id);
             }
         }
         self.retiring = keep;
+        if freed {
+            // Output state is kept by name, across restarts: drop it only for names that no
+            // instance has now (a name re-added while its old instance stopped keeps it).
+            let live: HashSet<&str> = self
+                .instances
+                .iter()
+                .flatten()
+                .map(|i| i.core.name.as_str())
+                .collect();
+            self.logs.retain_names(|name| live.contains(name));
+        }
     }
 }
 
