@@ -611,11 +611,23 @@ mod tests {
         // Found by fuzzing: just past u64::MAX, then a digit that rounds up.
         assert_eq!(parse_size("184467440737095516159"), None);
         assert_eq!(parse_size("18446744073709551615"), None);
-        assert_eq!(parse_size("1000000000000000000"), Some(1_000_000_000_000_000_000));
+        assert_eq!(
+            parse_size("1000000000000000000"),
+            Some(1_000_000_000_000_000_000)
+        );
         assert_eq!(parse_size("99999999999999999999999999K"), None);
-        assert_eq!(parse_size("18446744073709551615.99999999999999999999"), None);
-        assert_eq!(parse_size("1844674407370955161.59999999999999999999999K"), None);
-        assert_eq!(parse_size("0.99999999999999999999999999999999999999999"), None);
+        assert_eq!(
+            parse_size("18446744073709551615.99999999999999999999"),
+            None
+        );
+        assert_eq!(
+            parse_size("1844674407370955161.59999999999999999999999K"),
+            None
+        );
+        assert_eq!(
+            parse_size("0.99999999999999999999999999999999999999999"),
+            None
+        );
         assert_eq!(percent(&node("90%")), Ok(90));
         assert_eq!(percent(&node("250")), Ok(250));
         assert!(percent(&node("0%")).is_err());

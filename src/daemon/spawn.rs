@@ -283,6 +283,19 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
             if libc::setpgid(0, 0) == -1 {
                 fail(STEP_SETUP);
             }
+            // Give up the daemon's controlling terminal, if it has one (`sup daemon` in the
+            // foreground): a job, maybe running as another user, must not open /dev/tty to
+            // read the operator's keys or push input into the shell with TIOCSTI. Not setsid:
+            // the parent's setpgid below could make the child a group leader first, and then
+            // setsid fails.
+            let tty = libc::open(
+                c"/dev/tty".as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            );
+            if tty >= 0 {
+                libc::ioctl(tty, libc::TIOCNOTTY);
+                libc::close(tty);
+            }
             if let Some(dir) = &dir_c {
                 if libc::chdir(dir.as_ptr()) == -1 {
                     fail(STEP_CHDIR);

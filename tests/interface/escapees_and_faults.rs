@@ -433,3 +433,27 @@ fn an_output_file_that_cannot_be_opened_fails_the_start_and_is_retried() {
     assert!(used <= 10, "the daemon used {used} ticks of CPU in 2 s");
     shutdown(&sb, traced);
 }
+
+/// `sup daemon` run in the foreground of a terminal: a job (maybe another user's) must not get
+/// that terminal as its own, or it could read the operator's keys or push commands into the
+/// shell with TIOCSTI.
+#[test]
+fn a_job_has_no_controlling_terminal_even_when_the_daemon_has_one() {
+    let mut sb = Sandbox::with_programs(
+        "notty",
+        r#"
+  probe:
+    cmd: ["sh", "-c", "if (exec 3<>/dev/tty) 2>/dev/null; then echo has-a-tty; else echo no-tty; fi; exec sleep 1000"]
+    starttime: 0
+"#,
+    );
+    // script(1) gives the daemon a pseudo-terminal as its controlling terminal.
+    sb.wrapper = ["sh", "-c", "exec script -qec \"$0 $*\" /dev/null"]
+        .map(String::from)
+        .to_vec();
+    sb.start();
+    sb.wait_for("the probe's answer", || {
+        !sb.read("logs/probe.out").is_empty()
+    });
+    assert_eq!(sb.read("logs/probe.out"), "no-tty\n");
+}
