@@ -271,7 +271,7 @@ pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<Prog
         let p = path.as_str();
         match key {
             "cmd" => cmd = keep(values::cmd(v), v, file, p, sink),
-            "numprocs" => numprocs = keep(values::count(v, 1), v, file, p, sink),
+            "numprocs" => numprocs = keep(values::numprocs(v), v, file, p, sink),
             "autostart" => autostart = keep(values::boolean(v), v, file, p, sink),
             "autorestart" => autorestart = keep(values::autorestart(v), v, file, p, sink),
             "exitcodes" => exitcodes = keep(values::exitcodes(v), v, file, p, sink),

@@ -93,6 +93,20 @@ pub fn count(node: &Node, min: u32) -> Read<u32> {
     u32::try_from(n).map_err(|_| Bad::new(format!("must be at most {}, found {n}", u32::MAX)))
 }
 
+/// Instances per program: each costs a slot, names and a line of `status`, so a typo such as
+/// `numprocs: 1000000000` must be an error, not an allocation that aborts the daemon.
+pub const MAX_NUMPROCS: u32 = 100_000;
+
+pub fn numprocs(node: &Node) -> Read<u32> {
+    let n = count(node, 1)?;
+    if n > MAX_NUMPROCS {
+        return Err(Bad::new(format!(
+            "must be at most {MAX_NUMPROCS}, found {n}"
+        )));
+    }
+    Ok(n)
+}
+
 pub fn boolean(node: &Node) -> Read<bool> {
     node.scalar()
         .and_then(|s| s.as_bool())
@@ -591,6 +605,16 @@ mod tests {
         let bad = cmd(&node("[echo, [a]]")).unwrap_err();
         assert_eq!(bad.message, "expected a word, found a list");
         assert_eq!(bad.at, Some((1, 11)));
+    }
+
+    #[test]
+    fn numprocs_has_a_ceiling() {
+        assert_eq!(numprocs(&node("100000")), Ok(100_000));
+        assert_eq!(
+            msg(numprocs(&node("1000000000"))),
+            "must be at most 100000, found 1000000000"
+        );
+        assert_eq!(msg(numprocs(&node("0"))), "must be at least 1, found 0");
     }
 
     #[test]
