@@ -7,9 +7,16 @@
 
 use std::path::{Component, Path, PathBuf};
 
+/// How many directory entries one pattern may read: `/*/*/*/*/*/*` would otherwise walk the
+/// whole machine while `sup check` or a reload waits (the daemon's loop among them).
+pub const MAX_ENTRIES: usize = 20_000;
+
 /// Every file matching `pattern` (relative to `root` unless absolute), sorted. A folder that
-/// cannot be read matches nothing: a missing include is not an error.
-pub fn files(root: &Path, pattern: &str) -> Vec<PathBuf> {
+/// cannot be read matches nothing: a missing include is not an error. `Err` when the walk would
+/// read more than `MAX_ENTRIES` entries.
+pub fn files(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let mut budget = MAX_ENTRIES;
+    let mut over = false;
     let pattern_path = Path::new(pattern);
     let mut current = vec![if pattern_path.is_absolute() {
         PathBuf::from("/")
@@ -32,17 +39,28 @@ pub fn files(root: &Path, pattern: &str) -> Vec<PathBuf> {
                 continue;
             };
             let mut names: Vec<String> = read
+                .take(budget + 1)
+                .inspect(|_| match budget.checked_sub(1) {
+                    Some(left) => budget = left,
+                    None => over = true,
+                })
                 .filter_map(Result::ok)
                 .filter_map(|e| e.file_name().into_string().ok())
                 .filter(|name| matches(&part, name))
                 .collect();
+            if over {
+                return Err(format!(
+                    "the pattern {pattern:?} reads more than {MAX_ENTRIES} directory entries; \
+                     name the folders it should look in"
+                ));
+            }
             names.sort();
             next.extend(names.into_iter().map(|n| dir.join(n)));
         }
         current = next;
     }
     current.retain(|p| p.is_file());
-    current
+    Ok(current)
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -189,21 +207,27 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            rel(files(&dir, "sup.d/*.job")),
+            rel(files(&dir, "sup.d/*.job").unwrap()),
             ["sup.d/a.job", "sup.d/b.job"]
         );
         assert_eq!(
-            rel(files(&dir, "conf/*/w.job")),
+            rel(files(&dir, "conf/*/w.job").unwrap()),
             ["conf/x/w.job", "conf/y/w.job"]
         );
-        assert_eq!(rel(files(&dir, "./sup.d/a.job")), ["sup.d/a.job"]);
-        assert!(files(&dir, "missing/*.job").is_empty());
-        assert!(files(&dir, "sup.d/none.job").is_empty());
+        assert_eq!(rel(files(&dir, "./sup.d/a.job").unwrap()), ["sup.d/a.job"]);
+        assert!(files(&dir, "missing/*.job").unwrap().is_empty());
+        assert!(files(&dir, "sup.d/none.job").unwrap().is_empty());
         let abs = format!("{}/sup.d/?.job", dir.display());
         assert_eq!(
-            rel(files(Path::new("/elsewhere"), &abs)),
+            rel(files(Path::new("/elsewhere"), &abs).unwrap()),
             ["sup.d/a.job", "sup.d/b.job"]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_pattern_that_would_walk_the_machine_is_refused() {
+        let err = files(Path::new("/"), "/*/*/*/*/*/*/*").unwrap_err();
+        assert!(err.contains("more than 20000 directory entries"), "{err}");
     }
 }

@@ -70,7 +70,13 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Ve
     let (main_file, include_root, dir_jobs) = if meta.is_some_and(|m| m.is_dir()) {
         let yaml = source.join("sup.yaml");
         let main = yaml.is_file().then_some(yaml);
-        (main, source.clone(), glob::files(&source, "*.job"))
+        // A directory's own `*.job` files: read by the same bounded walk as any include.
+        let jobs = glob::files(&source, "*.job").unwrap_or_else(|why| {
+            let shown = loader.show(&source);
+            loader.sink.push(&shown, (0, 0), "", Bad::new(why));
+            Vec::new()
+        });
+        (main, source.clone(), jobs)
     } else if source.extension().is_some_and(|e| e == "job") {
         // One job file, as its folder would read it (`sup check -c web.job`).
         (None, base_dir.clone(), vec![source.clone()])
@@ -98,7 +104,16 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Ve
     let mut job_files = dir_jobs;
     if text.is_none() {
         for pattern in &includes {
-            job_files.extend(glob::files(&include_root, pattern));
+            match glob::files(&include_root, pattern) {
+                Ok(found) => job_files.extend(found),
+                Err(why) => {
+                    let shown = main_file
+                        .as_deref()
+                        .map(|m| loader.show(m))
+                        .unwrap_or_default();
+                    loader.sink.push(&shown, (0, 0), "include", Bad::new(why));
+                }
+            }
         }
     }
     for file in job_files {
