@@ -394,6 +394,7 @@ impl Daemon {
                 match self.slots.get(slot) {
                     Some(Some(Source::Capture(_))) => self.pump(slot, PUMP_BUDGET),
                     Some(Some(Source::Client(_))) => self.serve(slot),
+                    Some(Some(Source::Health(_))) => self.health_ready(slot),
                     _ => {}
                 }
             }
@@ -826,8 +827,8 @@ impl Daemon {
                 self.pumped(slot, &p);
                 if p.eof {
                     self.release(slot);
-                } else if p.more && !self.hot.contains(&slot) {
-                    self.hot.push(slot);
+                } else if p.more {
+                    self.keep_hot(slot);
                 }
             }
             Err(e) => {
@@ -1024,10 +1025,16 @@ impl Daemon {
                 return;
             }
         }
+        self.keep_hot(slot);
+        self.after_io(slot, now);
+    }
+
+    /// A source that stopped at its share of this turn with more to read: readiness is
+    /// edge-triggered, so it is served again next turn without waiting for an event.
+    pub(super) fn keep_hot(&mut self, slot: usize) {
         if !self.hot.contains(&slot) {
             self.hot.push(slot);
         }
-        self.after_io(slot, now);
     }
 
     /// Flush, then decide the connection's fate: close it, or give it a deadline.

@@ -457,3 +457,58 @@ fn a_job_has_no_controlling_terminal_even_when_the_daemon_has_one() {
     });
     assert_eq!(sb.read("logs/probe.out"), "no-tty\n");
 }
+
+/// A job that floods its notify socket gets a bounded share of each turn: the daemon keeps
+/// answering and its memory stays small.
+#[test]
+fn a_job_flooding_its_notify_socket_does_not_starve_the_daemon() {
+    let mut sb = Sandbox::with_programs(
+        "notify-flood",
+        r#"
+  flood:
+    cmd:
+      - python3
+      - -c
+      - |
+        import os, socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.connect(os.environ["NOTIFY_SOCKET"])
+        s.send(b"READY=1")
+        for _ in range(6):
+            if os.fork() == 0:
+                break
+        msg = b"STATUS=" + b"x" * 100
+        while True:
+            try:
+                s.send(msg)
+            except OSError:
+                pass
+    ready: notify
+    ready_timeout: 10s
+"#,
+    );
+    sb.start();
+    sb.wait_state("flood", "running");
+    let daemon: u32 = sb.read("sup.pid").trim().parse().expect("daemon pid");
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..5 {
+        let asked = std::time::Instant::now();
+        let out = sb.sup(&["--timeout", "10s", "status"]);
+        slowest = slowest.max(asked.elapsed());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!("slowest status under the flood: {slowest:?}");
+    assert!(slowest < std::time::Duration::from_secs(2), "{slowest:?}");
+    let status = std::fs::read_to_string(format!("/proc/{daemon}/status")).unwrap_or_default();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(rss_kib < 100 * 1024, "the daemon's RSS is {rss_kib} KiB");
+    sb.sup_ok(&["stop", "flood"]);
+}

@@ -282,17 +282,25 @@ impl Daemon {
     // ----- readiness sources -----
 
     pub(super) fn health_ready(&mut self, slot: usize) {
+        const NOTIFY_BUDGET: usize = 64;
         let now = Instant::now();
         let mut inputs: Vec<(InstId, Input)> = Vec::new();
         let mut close = false;
         let mut probe_done: Option<(InstId, Result<(), String>)> = None;
         let mut watchdog: Option<InstId> = None;
-        let mut said: Vec<String> = Vec::new();
+        let mut said: Option<String> = None;
+        let mut more = false;
         match self.slots.get_mut(slot) {
             Some(Some(Source::Health(HealthSource::Notify { id, socket, .. }))) => {
                 let id = *id;
                 let mut buf = [0u8; 4096];
-                loop {
+                // A job that floods its notify socket gets a bounded share of each turn, like a
+                // busy output pipe; the rest waits for the next turn.
+                for n in 0.. {
+                    if n == NOTIFY_BUDGET {
+                        more = true;
+                        break;
+                    }
                     match socket.recv(&mut buf) {
                         Ok(n) => {
                             let text = String::from_utf8_lossy(&buf[..n]);
@@ -300,7 +308,9 @@ impl Daemon {
                                 match line.trim() {
                                     "READY=1" => inputs.push((id, Input::Ready)),
                                     "WATCHDOG=1" => watchdog = Some(id),
-                                    l if l.starts_with("STATUS=") => said.push(l[7..].to_string()),
+                                    l if l.starts_with("STATUS=") => {
+                                        said = Some(l[7..].to_string())
+                                    }
                                     _ => {}
                                 }
                             }
@@ -350,7 +360,10 @@ impl Daemon {
             }
             _ => return,
         }
-        for s in said {
+        if more {
+            self.keep_hot(slot);
+        }
+        if let Some(s) = said {
             if let Some(id) = inputs.first().map(|(id, _)| *id).or(watchdog) {
                 log::debug!("{} status: {s}", self.name(id));
             }
