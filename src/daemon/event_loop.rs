@@ -548,6 +548,15 @@ impl Daemon {
                     }
                     Action::Signal { pgid, signal } => {
                         match reap::signal_group_if_any(pgid, signal) {
+                            // The machine signals only to stop: a job stopped with SIGSTOP
+                            // would sit on its stopsignal until SIGKILL, so wake it (as
+                            // systemd does).
+                            Ok(true) if signal.0 != nix::libc::SIGKILL => {
+                                let _ = reap::signal_group_if_any(
+                                    pgid,
+                                    crate::config::Signal(nix::libc::SIGCONT),
+                                );
+                            }
                             Ok(true) => {}
                             Ok(false) => log::debug!(
                                 "{}: process group {pgid} already empty for signal {}",

@@ -512,3 +512,35 @@ fn a_job_flooding_its_notify_socket_does_not_starve_the_daemon() {
     assert!(rss_kib < 100 * 1024, "the daemon's RSS is {rss_kib} KiB");
     sb.sup_ok(&["stop", "flood"]);
 }
+
+/// A job stopped with SIGSTOP gets SIGCONT after its stopsignal, so it handles the signal
+/// instead of waiting out `stoptime` for SIGKILL.
+#[test]
+fn a_stopped_job_is_woken_to_handle_its_stopsignal() {
+    let mut sb = Sandbox::with_programs(
+        "sigstop",
+        r#"
+  frozen:
+    cmd: ["sh", "-c", "trap 'echo handled; exit 0' TERM; kill -STOP $$; while :; do sleep 0.1; done"]
+    starttime: 0
+    stoptime: 60s
+"#,
+    );
+    sb.start();
+    sb.wait_state("frozen", "running");
+    let pid = sb.pid("frozen").expect("pid");
+    sb.wait_for("the job to stop itself", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('T')))
+    });
+    let asked = std::time::Instant::now();
+    sb.sup_ok(&["stop", "frozen"]);
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        asked.elapsed()
+    );
+    sb.wait_for("the handler's output", || {
+        sb.read("logs/frozen.out").contains("handled")
+    });
+}
