@@ -381,7 +381,10 @@ mod tests {
             .filter_map(|e| e.ok().map(|e| e.file_name()))
             .collect();
         assert_eq!(names, ["sup.state"], "no temporary file left behind");
-        assert!(std::fs::read_to_string(&path).is_ok_and(|t| t.starts_with('{')), "JSON");
+        assert!(
+            std::fs::read_to_string(&path).is_ok_and(|t| t.starts_with('{')),
+            "JSON"
+        );
         // What an earlier version wrote (YAML) is still read after an upgrade.
         let yaml = serde_yaml::to_string(&sample()).expect("yaml");
         std::fs::write(&path, yaml).expect("write");
