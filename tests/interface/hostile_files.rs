@@ -226,4 +226,20 @@ fn logreopen_onto_a_fifo_fails_and_the_daemon_keeps_answering() {
     assert!(err.contains("not a regular file (a FIFO)"), "{err}");
     assert!(answers_status(&sb));
     // The FIFO is not read here: without a writer that would block the test.
+    drop(sb);
+
+    // At start, a FIFO at the event log or the pidfile is refused rather than waited on.
+    let sb = Sandbox::with_programs("fifostart", "  a:\n    cmd: sleep 1000\n");
+    sb.write("logs/.keep", "");
+    plant_fifo(&sb, "logs/sup.log");
+    let err = refused_start(&sb);
+    assert!(err.contains("not a regular file (a FIFO)"), "{err}");
+    std::fs::remove_file(sb.path("logs/sup.log")).expect("rm");
+    nix::unistd::mkfifo(
+        &sb.pidfile(),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    let err = refused_start(&sb);
+    assert!(err.contains("not a regular file (a FIFO)"), "{err}");
 }
