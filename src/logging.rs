@@ -38,13 +38,10 @@ fn open(path: &Path) -> io::Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .custom_flags(crate::daemon::output::nofollow_cloexec())
-        .open(path)
-        .map_err(crate::daemon::output::symlink_refused)
+    crate::daemon::output::open_regular(
+        OpenOptions::new().create(true).append(true).mode(0o640),
+        path,
+    )
 }
 
 /// Install the event log as the process's logger. Fails (during setup only) when the file

@@ -97,9 +97,10 @@ fn open(
         None => Ok(None),
         Some(path) => match LogFile::open(&path, rot) {
             Ok(f) => Ok(Some(f.shared())),
-            // A planted symlink must not keep the job from running: its output is dropped
-            // and the refusal reported, as for a log that fails later.
-            Err(e) if path.is_symlink() => {
+            // A planted symlink or FIFO (or device, socket) must not keep the job from
+            // running: its output is dropped and the refusal reported, as for a log that
+            // fails later.
+            Err(e) if path.is_symlink() || super::output::not_regular(&path).is_some() => {
                 let error = format!("unable to open {}: {e}", path.display());
                 Ok(Some(LogFile::refused(&path, rot, error).shared()))
             }

@@ -57,17 +57,75 @@ pub fn open_log(path: &Path) -> io::Result<File> {
             DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
         }
     }
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .custom_flags(nofollow_cloexec())
-        .open(path)
-        .map_err(symlink_refused)
+    open_regular(
+        OpenOptions::new().append(true).create(true).mode(0o640),
+        path,
+    )
 }
 
 pub fn nofollow_cloexec() -> i32 {
     nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits()
+}
+
+/// Open `path` with `options` plus O_NOFOLLOW|O_CLOEXEC|O_NONBLOCK, and keep it only if it is
+/// a regular file. Whoever owns the directory could plant a FIFO there: a blocking open would
+/// wait for its other end and freeze the daemon's one thread, and a device could be read
+/// forever. O_NONBLOCK is cleared again once the file is known to be regular.
+pub fn open_regular(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::fd::AsRawFd;
+    let file = options
+        .custom_flags(nofollow_cloexec() | OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|e| match not_regular(path) {
+            // A FIFO with no reader fails a non-blocking write open (ENXIO): name the cause.
+            Some(kind) if e.raw_os_error() != Some(nix::errno::Errno::ELOOP as i32) => {
+                refused_kind(kind)
+            }
+            _ => symlink_refused(e),
+        })?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(refused_kind(describe(kind)));
+    }
+    let flags = OFlag::from_bits_truncate(fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(
+        file.as_raw_fd(),
+        FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK),
+    )?;
+    Ok(file)
+}
+
+/// What `path` is when it is there but is neither a regular file, a directory nor a symlink
+/// (all of which have errors of their own): the files sup writes must be regular.
+pub fn not_regular(path: &Path) -> Option<&'static str> {
+    let kind = std::fs::symlink_metadata(path).ok()?.file_type();
+    (!kind.is_file() && !kind.is_dir() && !kind.is_symlink()).then(|| describe(kind))
+}
+
+fn describe(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a plain file"
+    }
+}
+
+/// Worded like `symlink_refused`: the caller names the path.
+fn refused_kind(kind: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("it is not a regular file ({kind}), which sup does not open"),
+    )
 }
 
 /// ELOOP from an O_NOFOLLOW open means the last component is a symlink; say so plainly.
@@ -252,13 +310,7 @@ impl LogFile {
             PathBuf::from(p)
         };
         let result = if self.rotation.backups == 0 {
-            OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .custom_flags(nofollow_cloexec())
-                .open(&self.path)
-                .map_err(symlink_refused)
-                .map(drop)
+            open_regular(OpenOptions::new().write(true).truncate(true), &self.path).map(drop)
         } else {
             let mut r = Ok(());
             for n in (1..self.rotation.backups).rev() {

@@ -75,18 +75,19 @@ impl Pidfile {
                 .map_err(|e| io_err("create its directory", e))?;
         }
         for _ in 0..ATTEMPTS {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                // Not truncated before the lock is ours: the holder's pid must stay readable.
-                .truncate(false)
-                .mode(0o644)
-                // A symlink is refused, never followed to some other file and truncated.
-                .custom_flags(crate::daemon::output::nofollow_cloexec())
-                .open(path)
-                .map_err(crate::daemon::output::symlink_refused)
-                .map_err(|e| io_err("open", e))?;
+            // A symlink is refused, never followed to some other file and truncated; so is
+            // anything but a regular file.
+            let mut file = crate::daemon::output::open_regular(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    // Not truncated before the lock is ours: the holder's pid must stay readable.
+                    .truncate(false)
+                    .mode(0o644),
+                path,
+            )
+            .map_err(|e| io_err("open", e))?;
             match lock(&file) {
                 Ok(()) => {}
                 Err(Errno::EWOULDBLOCK) => {

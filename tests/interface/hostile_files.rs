@@ -140,3 +140,106 @@ fn a_socket_directory_others_can_write_or_own_is_refused() {
     sb.start();
     sb.wait_state("a", "running");
 }
+
+/// Replace `rel` in the sandbox by a FIFO, as a job owning the log directory could.
+fn plant_fifo(sb: &Sandbox, rel: &str) {
+    let _ = std::fs::remove_file(sb.path(rel));
+    nix::unistd::mkfifo(
+        &sb.path(rel),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+}
+
+/// `status` with a short client deadline: a frozen daemon fails it instead of hanging the test.
+fn answers_status(sb: &Sandbox) -> bool {
+    sb.sup(&["--timeout", "5s", "status"]).status.success()
+}
+
+/// `sup --timeout 5s tail NAME`, which must fail naming the refusal.
+fn refused_tail(sb: &Sandbox, name: &str) -> String {
+    let out = sb.sup(&["--timeout", "5s", "tail", name]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn an_output_file_that_is_a_fifo_is_refused_and_the_job_still_runs() {
+    let mut sb = Sandbox::with_programs(
+        "fifoout",
+        "  v:\n    cmd: sh -c 'echo to-out; exec sleep 1000'\n    starttime: 0.1\n    stdout: out/v.out\n",
+    );
+    sb.write("out/.keep", "");
+    plant_fifo(&sb, "out/v.out");
+    sb.start();
+    sb.wait_state("v", "running");
+    sb.wait_for("the refusal in the event log", || {
+        sb.log().contains("not a regular file (a FIFO)")
+    });
+    assert!(sb.log().contains("out/v.out"), "{}", sb.log());
+    assert!(answers_status(&sb));
+}
+
+#[test]
+fn tail_of_a_file_replaced_by_a_fifo_fails_and_the_daemon_keeps_answering() {
+    let mut sb = Sandbox::with_programs(
+        "fifotail",
+        "  t:\n    cmd: sh -c 'echo hello; exec sleep 1000'\n    starttime: 0.1\n    stdout: out/t.out\n",
+    );
+    sb.start();
+    sb.wait_state("t", "running");
+    sb.wait_for("the job's output", || {
+        sb.read("out/t.out").contains("hello")
+    });
+    plant_fifo(&sb, "out/t.out");
+    let err = refused_tail(&sb, "t");
+    assert!(err.contains("not a regular file (a FIFO)"), "{err}");
+    assert!(answers_status(&sb));
+}
+
+#[test]
+fn tail_of_a_symlink_to_dev_zero_fails_and_the_daemon_keeps_answering() {
+    let mut sb = Sandbox::with_programs(
+        "zerotail",
+        "  z:\n    cmd: sh -c 'echo hello; exec sleep 1000'\n    starttime: 0.1\n    stdout: out/z.out\n",
+    );
+    sb.start();
+    sb.wait_state("z", "running");
+    sb.wait_for("the job's output", || {
+        sb.read("out/z.out").contains("hello")
+    });
+    std::fs::remove_file(sb.path("out/z.out")).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", sb.path("out/z.out")).expect("symlink");
+    let err = refused_tail(&sb, "z");
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(answers_status(&sb));
+}
+
+#[test]
+fn logreopen_onto_a_fifo_fails_and_the_daemon_keeps_answering() {
+    let mut sb = Sandbox::with_programs("fifolog", "  a:\n    cmd: sleep 1000\n");
+    sb.start();
+    plant_fifo(&sb, "logs/sup.log");
+    let out = sb.sup(&["--timeout", "5s", "logreopen"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a regular file (a FIFO)"), "{err}");
+    assert!(answers_status(&sb));
+    // The FIFO is not read here: without a writer that would block the test.
+    drop(sb);
+
+    // At start, a FIFO at the event log or the pidfile is refused rather than waited on.
+    let sb = Sandbox::with_programs("fifostart", "  a:\n    cmd: sleep 1000\n");
+    sb.write("logs/.keep", "");
+    plant_fifo(&sb, "logs/sup.log");
+    let err = refused_start(&sb);
+    assert!(err.contains("not a regular file (a FIFO)"), "{err}");
+    std::fs::remove_file(sb.path("logs/sup.log")).expect("rm");
+    nix::unistd::mkfifo(
+        &sb.pidfile(),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    let err = refused_start(&sb);
+    assert!(err.contains("not a regular file (a FIFO)"), "{err}");
+}

@@ -215,7 +215,7 @@ impl Daemon {
 /// The last `n` lines of a file (at most `MAX_TAIL_BYTES` of it), and its length. A file that
 /// does not exist yet is empty: the job has not written anything.
 fn last_lines(path: &Path, n: usize) -> std::io::Result<(String, u64)> {
-    let mut file = match File::open(path) {
+    let mut file = match open_read(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((String::new(), 0)),
         Err(e) => return Err(e),
@@ -224,7 +224,8 @@ fn last_lines(path: &Path, n: usize) -> std::io::Result<(String, u64)> {
     let start = len.saturating_sub(MAX_TAIL_BYTES);
     file.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::with_capacity((len - start) as usize);
-    file.read_to_end(&mut buf)?;
+    // Never past the length seen: a file growing meanwhile must not be read without end.
+    file.take(len - start).read_to_end(&mut buf)?;
     // Skip a final newline, then walk back over n line breaks.
     let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
     let mut cut = 0;
@@ -247,7 +248,7 @@ fn last_lines(path: &Path, n: usize) -> std::io::Result<(String, u64)> {
 /// What the file holds past `offset`, moving `offset` to its end. A file shorter than the
 /// offset was truncated or rotated: start again from its beginning.
 fn read_from(path: &Path, offset: &mut u64) -> std::io::Result<String> {
-    let file = File::open(path)?;
+    let file = open_read(path)?;
     let len = file.metadata()?.len();
     if len < *offset {
         *offset = 0;
@@ -257,6 +258,12 @@ fn read_from(path: &Path, offset: &mut u64) -> std::io::Result<String> {
     buf.truncate(n);
     *offset += n as u64;
     Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The file a job writes, for reading: a symlink, FIFO or device planted in its place is
+/// refused (a FIFO would block the open, `/dev/zero` would never end).
+fn open_read(path: &Path) -> std::io::Result<File> {
+    crate::daemon::output::open_regular(std::fs::OpenOptions::new().read(true), path)
 }
 
 #[cfg(test)]
