@@ -42,17 +42,17 @@ pub fn run(global: &Global, command: Command) -> Result<Outcome, Fail> {
 }
 
 /// The socket a client should use. `daemon.socket` from the config counts only when neither
-/// `--socket` nor `$SUP_SOCKET` is set, so the config is not even read in that case.
+/// `--socket` nor `$SUP_SOCKET` is set.
 pub fn socket_path(global: &Global) -> PathBuf {
-    find_socket(global).0
+    target(global).socket
 }
 
 /// Connect to the daemon. A config with errors cannot say where its socket is: the defaults
 /// are tried, and when nothing listens there the config's errors are what the user needs to
 /// hear, not only "no daemon".
 pub fn connect(global: &Global) -> Result<Conn, Fail> {
-    let (socket, unreadable) = find_socket(global);
-    Conn::connect_with(&socket, timeouts(global)).map_err(|fail| match unreadable {
+    let t = target(global);
+    Conn::connect_with(&t.socket, t.timeouts).map_err(|fail| match t.unreadable {
         None => fail,
         Some((path, errors)) => config_errors_fail(&fail, &path, &errors),
     })
@@ -60,27 +60,36 @@ pub fn connect(global: &Global) -> Result<Conn, Fail> {
 
 type ConfigErrors = (PathBuf, Vec<config::ConfigError>);
 
-fn find_socket(global: &Global) -> (PathBuf, Option<ConfigErrors>) {
-    let env = Env::from_process();
-    let (configured, unreadable) = if global.socket.is_none() && env.sup_socket.is_none() {
-        configured_socket(global, &env)
-    } else {
-        (None, None)
-    };
-    let socket = paths::socket_path(global.socket.as_deref(), configured.as_deref(), &env);
-    (socket, unreadable)
+/// What a client takes from its flags, the environment and the config, which is read once
+/// (and not at all when `--socket`/`$SUP_SOCKET` and `--timeout` say everything).
+struct Target {
+    socket: PathBuf,
+    timeouts: Timeouts,
+    /// The config exists but does not load (a missing config is normal: the defaults apply).
+    unreadable: Option<ConfigErrors>,
 }
 
-/// `daemon.socket` from the config; or, when the config exists but does not load, its errors.
-/// No config at all is normal for a client: the defaults apply.
-fn configured_socket(global: &Global, env: &Env) -> (Option<PathBuf>, Option<ConfigErrors>) {
-    let path = paths::config_path(global.config.as_deref(), env);
-    match config::load(&path) {
-        // A relative socket in the config means beside the config, not beside the caller; an
-        // absolute one is kept as it is by `join`.
-        Ok(cfg) => (cfg.daemon.socket.map(|s| cfg.base_dir.join(s)), None),
-        Err(_) if !path.exists() => (None, None),
-        Err(errors) => (None, Some((path, errors))),
+fn target(global: &Global) -> Target {
+    let env = Env::from_process();
+    let socket_given = global.socket.is_some() || env.sup_socket.is_some();
+    let path = paths::config_path(global.config.as_deref(), &env);
+    let loaded = (!socket_given || global.timeout.is_none()).then(|| config::load(&path));
+    let (cfg, unreadable) = match loaded {
+        Some(Ok(cfg)) => (Some(cfg), None),
+        Some(Err(_)) if !path.exists() => (None, None),
+        Some(Err(errors)) if !socket_given => (None, Some((path, errors))),
+        Some(Err(_)) | None => (None, None),
+    };
+    // A relative socket in the config means beside the config, not beside the caller; an
+    // absolute one is kept as it is by `join`.
+    let configured = cfg
+        .as_ref()
+        .filter(|_| !socket_given)
+        .and_then(|c| c.daemon.socket.as_ref().map(|s| c.base_dir.join(s)));
+    Target {
+        socket: paths::socket_path(global.socket.as_deref(), configured.as_deref(), &env),
+        timeouts: timeouts(global.timeout, cfg.as_ref()),
+        unreadable,
     }
 }
 
@@ -107,12 +116,11 @@ fn config_errors_fail(fail: &Fail, path: &Path, errors: &[config::ConfigError]) 
 /// `--timeout`/`$SUP_TIMEOUT` bounds every answer. Without it, a waiting request gets what
 /// its jobs may take: every instance's start bound plus stop bound, one after another (an
 /// ordered or rolling wait is never longer), plus a margin.
-pub fn timeouts(global: &Global) -> Timeouts {
-    if let Some(t) = global.timeout {
+fn timeouts(given: Option<Duration>, cfg: Option<&config::Config>) -> Timeouts {
+    if let Some(t) = given {
         return Timeouts { quick: t, wait: t };
     }
-    let env = Env::from_process();
-    let Ok(cfg) = config::load(&paths::config_path(global.config.as_deref(), &env)) else {
+    let Some(cfg) = cfg else {
         return Timeouts::default();
     };
     let jobs: Duration = cfg
