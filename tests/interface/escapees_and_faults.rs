@@ -456,6 +456,10 @@ fn a_job_has_no_controlling_terminal_even_when_the_daemon_has_one() {
         !sb.read("logs/probe.out").is_empty()
     });
     assert_eq!(sb.read("logs/probe.out"), "no-tty\n");
+    // SIGTERM to script(1) reaches the daemon only through the shell it runs, and a shell that
+    // does not exec leaves the daemon a SIGHUP (a reload) instead: stop it through its socket.
+    sb.sup_ok(&["shutdown"]);
+    sb.wait_daemon_exit();
 }
 
 /// A job that floods its notify socket gets a bounded share of each turn: the daemon keeps
