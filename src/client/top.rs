@@ -809,7 +809,7 @@ fn popup(f: &mut Frame, title: &str, text: String, width: u16, height: u16) {
 // ---------------------------------------------------------------------------------------
 // /proc sampling
 
-/// CPU time and resident memory of processes, from `/proc/PID/stat` and `/proc/PID/statm`.
+/// CPU time and resident memory of processes, from `/proc/PID/stat`.
 struct Sampler {
     ticks_per_s: f64,
     page: u64,
@@ -835,16 +835,14 @@ impl Sampler {
         let mut out = HashMap::new();
         let mut last = HashMap::new();
         for &pid in pids {
-            let Some(ticks) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            // One read: CPU time and resident pages come from the same line.
+            let Some(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|s| cpu_ticks(&s))
+                .and_then(|s| crate::core::usage::parse_stat(&s))
             else {
                 continue;
             };
-            let rss_bytes = std::fs::read_to_string(format!("/proc/{pid}/statm"))
-                .ok()
-                .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .map_or(0, |pages| pages * self.page);
+            let (ticks, rss_bytes) = (stat.cpu_ticks, stat.rss_pages * self.page);
             let cpu = self.last.get(&pid).and_then(|&(before, at)| {
                 let dt = now.saturating_duration_since(at).as_secs_f64();
                 (dt > 0.0 && ticks >= before)
@@ -856,16 +854,6 @@ impl Sampler {
         self.last = last;
         out
     }
-}
-
-/// utime + stime from a `/proc/PID/stat` line. The command name in parentheses may hold
-/// spaces and parentheses, so the fields are counted from the last `)`.
-pub fn cpu_ticks(stat: &str) -> Option<u64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1378,6 +1366,7 @@ sup top  /tmp/sup-1000/sup.sock                                             live
     #[test]
     fn proc_stat_fields_count_from_the_last_parenthesis() {
         let stat = "4312 (we ird) job) S 1 4312 4312 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 12345 1000 100";
+        let cpu_ticks = |s| crate::core::usage::parse_stat(s).map(|s| s.cpu_ticks);
         assert_eq!(cpu_ticks(stat), Some(300));
         assert_eq!(cpu_ticks("garbage"), None);
     }

@@ -4,11 +4,14 @@
 //! in `daemon/` passes `now` in and carries out the actions that come back.
 
 pub mod backoff;
+pub mod deps;
 pub mod event;
+pub mod health;
 pub mod instance;
 pub mod names;
 pub mod reload;
 pub mod schedule;
 pub mod timers;
+pub mod usage;
 
 pub use instance::{Action, ExitStatus, Input, Instance, State};

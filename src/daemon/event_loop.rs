@@ -34,9 +34,12 @@ use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
 use crate::core::timers::Timers;
 use crate::core::{names, Action, Input, Instance, State};
 
+mod checks;
 mod follow;
-mod health;
+mod order;
+mod readiness;
 mod reload;
+mod rolling;
 
 const SIGNALS: Token = Token(0);
 const LISTENER: Token = Token(1);
@@ -68,7 +71,7 @@ pub(super) enum TimerKey {
     /// Write the state file: changes are coalesced for `STATE_SAVE_DELAY`.
     SaveState,
     /// A readiness, health-check or resource deadline (see `health`).
-    Health(InstId, health::HealthTimer),
+    Health(InstId, checks::HealthTimer),
     /// Held output lines and notifications (`logs.rs`, `notify.rs`).
     Logs,
     /// Accept again after an accept error.
@@ -111,7 +114,7 @@ pub(super) enum Source {
     Client(ClientSource),
     Exec(ExecSource),
     /// A notify socket, a readiness pipe or a health probe (see `health`).
-    Health(health::HealthSource),
+    Health(readiness::HealthSource),
 }
 
 pub(super) struct Inst {
@@ -230,8 +233,10 @@ pub struct Daemon {
     free_instances: Vec<InstId>,
     uid: u32,
     started: Instant,
-    /// Readiness, health checks, dependency order, rolling restarts (see `health`).
-    health: health::Health,
+    /// Readiness and health of each live process (`readiness.rs`, `checks.rs`).
+    watches: readiness::Watches,
+    /// Dependency holds and rolling restarts (`order.rs`, `rolling.rs`).
+    order: order::Order,
     pub(super) logs: super::logs::Outputs,
     pub(super) notifier: super::notify::Notifier,
 }
@@ -282,10 +287,12 @@ impl Daemon {
             free_instances: Vec::new(),
             uid: nix::unistd::getuid().as_raw(),
             started: Instant::now(),
-            health: health::Health::default(),
+            watches: Default::default(),
+            order: Default::default(),
             logs: Default::default(),
             notifier: super::notify::Notifier::new(),
         };
+        d.index_dependencies();
         let specs: Vec<ProgramSpec> = d.settings.config.programs.values().cloned().collect();
         let now = Instant::now();
         for spec in specs {
@@ -314,6 +321,8 @@ impl Daemon {
                 instances: ids.clone(),
             },
         );
+        // Instances waiting for this program say so by name from now on.
+        self.order.changed.extend(&ids);
         for &id in &ids {
             let last = self.instances[id].as_ref().map(|i| i.core.name.clone());
             let last = last.and_then(|n| restored.get(&n)?.last_tick.clone());
@@ -367,7 +376,7 @@ impl Daemon {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.hot.is_empty() {
+            let timeout = if self.hot.is_empty() && !self.order.unsettled() {
                 self.timers
                     .next()
                     .map(|at| at.saturating_duration_since(Instant::now()))
@@ -405,7 +414,7 @@ impl Daemon {
                 self.on_signal(sig);
             }
             self.fire_timers();
-            self.health_turn();
+            self.settle_order(Instant::now());
             self.free_retired();
             self.kill_escapees();
             self.settle_waiters();
@@ -502,6 +511,9 @@ impl Daemon {
     pub(super) fn feed(&mut self, id: InstId, input: Input, now: Instant) {
         let mut queue = vec![input];
         let mut actions = std::mem::take(&mut self.actions);
+        let was = self.instances[id]
+            .as_ref()
+            .map(|i| (i.core.state(), i.core.is_waiting()));
         while let Some(input) = queue.pop() {
             let Some(inst) = self.instances[id].as_mut() else {
                 break;
@@ -589,6 +601,13 @@ impl Daemon {
         }
         self.actions = actions;
         self.state_dirty = true;
+        let is = self.instances[id]
+            .as_ref()
+            .map(|i| (i.core.state(), i.core.is_waiting()));
+        if is != was {
+            // What depends on it is looked at again once this turn's inputs are in.
+            self.order.changed.push(id);
+        }
         // Down now: close its output files. `reap` drained the pipes before feeding the exit,
         // so every byte the leader wrote is already in them.
         if let Some(inst) = self.instances[id].as_ref() {

@@ -10,6 +10,7 @@ mod notify;
 pub mod output;
 pub mod pidfile;
 mod probe;
+mod procfs;
 pub mod reap;
 mod scheduling;
 pub mod spawn;

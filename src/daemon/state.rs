@@ -140,34 +140,9 @@ pub fn load(path: &Path) -> Option<StateFile> {
         .or_else(|| serde_yaml::from_str(&text).ok())
 }
 
-/// What /proc/PID/stat says that we use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    state: char,
-    pgrp: i64,
-    start_ticks: u64,
-}
-
-/// Parse /proc/PID/stat. The second field (comm) is in parentheses and may itself contain
-/// spaces and parentheses, so the fields are counted from the last `)`.
-fn parse_stat(text: &str) -> Option<Stat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    // After comm: field 3 (state) is index 0, field 5 (pgrp) is 2, field 22 (starttime) is 19.
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(Stat {
-        state: fields.first()?.chars().next()?,
-        pgrp: fields.get(2)?.parse().ok()?,
-        start_ticks: fields.get(19)?.parse().ok()?,
-    })
-}
-
-fn read_stat(pid: u32) -> Option<Stat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
 /// The process's start time in clock ticks since boot, or `None` if it does not exist.
 pub fn proc_start_ticks(pid: u32) -> Option<u64> {
-    read_stat(pid).map(|s| s.start_ticks)
+    super::procfs::stat(pid).map(|s| s.start_ticks)
 }
 
 /// How long `cleanup_leftovers` waits for the groups it killed to disappear.
@@ -189,7 +164,7 @@ pub fn cleanup_leftovers(state: &StateFile) -> Vec<(String, u32)> {
         if pgid <= 1 || pgid == me || pgid == my_group {
             continue;
         }
-        match read_stat(pgid) {
+        match super::procfs::stat(pgid) {
             Some(st) if st.start_ticks == ticks => {}
             _ => continue,
         }
@@ -231,7 +206,7 @@ fn group_has_live_member(pgid: u32) -> bool {
     };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(read_stat)
+        .filter_map(super::procfs::stat)
         .any(|st| st.pgrp == i64::from(pgid) && st.state != 'Z' && st.state != 'X')
 }
 
@@ -322,7 +297,7 @@ pub fn kill_tagged(tag: &str, instances: Option<&[String]>, spare: &[u32]) -> Ve
         if !ours || !wanted {
             continue;
         }
-        match read_stat(pid) {
+        match super::procfs::stat(pid) {
             Some(st) if st.state == 'Z' || st.state == 'X' => continue,
             Some(st) if spare.iter().any(|&g| i64::from(g) == st.pgrp) => continue,
             Some(_) => {}
@@ -430,22 +405,6 @@ mod tests {
         assert!(got.instances[0].want_up);
         assert_eq!(got.instances[0].pgid, None);
         let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn stat_is_parsed_from_the_last_parenthesis() {
-        let line = "4312 (a) b (c) 1 2) S 1 4300 4300 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
-                    987654 1000 10 18446744073709551615\n";
-        assert_eq!(
-            parse_stat(line),
-            Some(Stat {
-                state: 'S',
-                pgrp: 4300,
-                start_ticks: 987_654
-            })
-        );
-        assert_eq!(parse_stat("12 (x"), None);
-        assert_eq!(parse_stat("12 (x) S 1"), None);
     }
 
     #[test]

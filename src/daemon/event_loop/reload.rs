@@ -89,6 +89,8 @@ impl Daemon {
         log::info!("{}", summary(&report));
         self.settings.config.programs = config.programs;
         self.settings.config.origins = config.origins;
+        self.index_dependencies();
+        self.recheck_all_waiting(now);
         self.resnapshot();
         let slot = slot?;
         let items = waits

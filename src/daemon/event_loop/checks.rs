@@ -1,0 +1,304 @@
+//! The loop's side of health checks and resource rules: `cmd` checks are children in their
+//! own process group (reaped by the loop's `waitpid(-1)`, killed as a group at their
+//! timeout), HTTP and TCP checks non-blocking `probe::Connection`s on the poll, samples of
+//! `/proc/PID/stat` on a deadline. What a result means is `core::health` and `core::usage`;
+//! every deadline is stored in the `Watch` and compared when its heap entry fires, so an entry
+//! left over from an earlier process is stale and ignored.
+
+use std::time::{Duration, Instant};
+
+use super::readiness::{HealthSource, InFlight};
+use super::{Daemon, InstId, TimerKey};
+use crate::config::{OnUnhealthy, Ready};
+use crate::core::health::Verdict;
+use crate::core::usage::{self, sample_every};
+use crate::core::{ExitStatus, Input, State};
+use crate::daemon::reap;
+use crate::daemon::spawn::{self, SpawnRequest, Stdio};
+use crate::daemon::{probe, procfs};
+
+/// The first check of a process comes this soon (or after `interval`, if shorter), so that
+/// `ready: health` does not wait a whole interval.
+pub(super) const FIRST_CHECK: Duration = Duration::from_secs(1);
+
+/// Which of an instance's health deadlines a heap entry is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(in crate::daemon) enum HealthTimer {
+    Check,
+    CheckTimeout,
+    Watchdog,
+    Sample,
+}
+
+/// Figures younger than this are reused: a CPU share needs a span to mean anything, and a
+/// status of a thousand instances then costs no /proc read at all when asked again at once.
+const USAGE_FRESH: Duration = Duration::from_secs(1);
+
+impl Daemon {
+    // ----- timers -----
+
+    pub(super) fn fire_health(
+        &mut self,
+        id: InstId,
+        which: HealthTimer,
+        at: Instant,
+        now: Instant,
+    ) {
+        let Some(w) = self.watches.of.get_mut(&id) else {
+            return;
+        };
+        match which {
+            HealthTimer::Watchdog if w.watchdog_at == Some(at) => {
+                w.watchdog_at = None;
+                let running = self.instances[id]
+                    .as_ref()
+                    .is_some_and(|i| i.core.state() == State::Running);
+                let period = self.instances[id]
+                    .as_ref()
+                    .and_then(|i| i.spec.health.watchdog)
+                    .unwrap_or_default();
+                if running {
+                    let reason = format!(
+                        "watchdog: no WATCHDOG=1 for {}",
+                        crate::core::event::human(period)
+                    );
+                    self.feed(id, Input::Fault { reason }, now);
+                }
+            }
+            HealthTimer::Check if w.next_check == Some(at) => {
+                w.next_check = None;
+                self.run_check(id, now);
+            }
+            HealthTimer::CheckTimeout if w.check_deadline == Some(at) => {
+                w.check_deadline = None;
+                let timeout = self.instances[id]
+                    .as_ref()
+                    .and_then(|i| i.spec.health.healthcheck.as_ref())
+                    .map(|c| c.timeout)
+                    .unwrap_or_default();
+                match w.in_flight.take() {
+                    Some(InFlight::Cmd { pid }) => {
+                        // Killed as a group; still reaped by the loop (its pid stays known).
+                        let _ = reap::signal_group(pid, crate::core::instance::SIGKILL);
+                    }
+                    Some(InFlight::Probe { slot }) => self.release(slot),
+                    None => return,
+                }
+                let why = format!("timed out after {}", crate::core::event::human(timeout));
+                self.check_done(id, Err(why), now);
+            }
+            HealthTimer::Sample if w.sample_at == Some(at) => {
+                w.sample_at = None;
+                self.sample(id, now);
+            }
+            HealthTimer::Watchdog
+            | HealthTimer::Check
+            | HealthTimer::CheckTimeout
+            | HealthTimer::Sample => {}
+        }
+    }
+
+    // ----- checks -----
+
+    fn run_check(&mut self, id: InstId, now: Instant) {
+        let Some(inst) = self.instances[id].as_ref() else {
+            return;
+        };
+        let Some(check) = inst.spec.health.healthcheck.clone() else {
+            return;
+        };
+        if inst.core.pid.is_none() {
+            return;
+        }
+        let started = match &check.probe {
+            crate::config::Probe::Cmd(cmd) => {
+                let mut spec = (*inst.spec).clone();
+                spec.cmd = cmd.clone();
+                spec.health = Default::default();
+                let req = SpawnRequest {
+                    spec: &spec,
+                    name: &inst.core.name,
+                    num: inst.core.num,
+                    stdout: Stdio::Null,
+                    stderr: Stdio::Null,
+                };
+                spawn::spawn(&req).map(|c| {
+                    self.watches.check_pids.insert(c.pid, id);
+                    InFlight::Cmd { pid: c.pid }
+                })
+            }
+            probe => match probe::Connection::start(probe) {
+                Ok(conn) => self
+                    .add_health_source(HealthSource::Probe { id, conn })
+                    .map(|slot| InFlight::Probe { slot })
+                    .ok_or_else(|| "unable to watch the probe's socket".to_string()),
+                Err(e) => Err(e),
+            },
+        };
+        match started {
+            Ok(f) => {
+                if let Some(w) = self.watches.of.get_mut(&id) {
+                    let at = now + check.timeout;
+                    w.in_flight = Some(f);
+                    w.check_deadline = Some(at);
+                    self.timers
+                        .push(at, TimerKey::Health(id, HealthTimer::CheckTimeout));
+                }
+            }
+            Err(why) => self.check_done(id, Err(why), now),
+        }
+    }
+
+    /// A child the loop reaped that is not an instance's leader: maybe a `cmd` check.
+    pub(super) fn reaped_check(&mut self, pid: u32, status: ExitStatus) {
+        let Some(id) = self.watches.check_pids.remove(&pid) else {
+            return;
+        };
+        let Some(w) = self.watches.of.get_mut(&id) else {
+            return;
+        };
+        if !matches!(w.in_flight, Some(InFlight::Cmd { pid: p }) if p == pid) {
+            // Killed at its timeout (already counted) or from an earlier process.
+            return;
+        }
+        w.in_flight = None;
+        w.check_deadline = None;
+        let result = match status {
+            ExitStatus::Code(0) => Ok(()),
+            ExitStatus::Code(c) => Err(format!("check command exited with code {c}")),
+            ExitStatus::Signaled(s) => Err(format!(
+                "check command killed by {}",
+                crate::config::signal::name(crate::config::Signal(s))
+            )),
+        };
+        self.check_done(id, result, Instant::now());
+    }
+
+    pub(super) fn check_done(&mut self, id: InstId, result: Result<(), String>, now: Instant) {
+        let Some(inst) = self.instances[id].as_ref() else {
+            return;
+        };
+        let Some(check) = inst.spec.health.healthcheck.clone() else {
+            return;
+        };
+        let ready_by_health = inst.spec.health.ready == Ready::Health;
+        let state = inst.core.state();
+        let name = inst.core.name.clone();
+        let Some(w) = self.watches.of.get_mut(&id) else {
+            return;
+        };
+        if let Some(InFlight::Probe { slot }) = w.in_flight.take() {
+            self.release(slot);
+        }
+        let Some(w) = self.watches.of.get_mut(&id) else {
+            return;
+        };
+        w.check_deadline = None;
+        let at = now + check.interval;
+        w.next_check = Some(at);
+        self.timers
+            .push(at, TimerKey::Health(id, HealthTimer::Check));
+        let starting = state == State::Starting;
+        match w
+            .checks
+            .record(&check, ready_by_health, starting, result, now)
+        {
+            Verdict::Pass { recovered, ready } => {
+                if recovered {
+                    log::info!("{name} healthy");
+                }
+                if ready {
+                    self.feed(id, Input::Ready, now);
+                }
+            }
+            Verdict::Grace { why } => {
+                log::debug!("{name} health check failed during start_period: {why}")
+            }
+            Verdict::Failed {
+                failures,
+                retries,
+                why,
+            } => log::warn!("{name} health check failed ({failures}/{retries}): {why}"),
+            Verdict::Unhealthy {
+                failures,
+                retries,
+                why,
+                reason,
+                then,
+            } => {
+                log::warn!("{name} health check failed ({failures}/{retries}): {why}");
+                match then {
+                    OnUnhealthy::Restart => self.feed(id, Input::Fault { reason }, now),
+                    OnUnhealthy::Notify => log::warn!("{name} unhealthy: {reason}"),
+                    OnUnhealthy::None => {}
+                }
+            }
+        }
+    }
+
+    /// `health` for status: null without a check or without a process.
+    pub(super) fn health_of(&self, id: InstId) -> Option<String> {
+        let inst = self.instances[id].as_ref()?;
+        inst.spec.health.healthcheck.as_ref()?;
+        inst.core.pid?;
+        let w = self.watches.of.get(&id)?;
+        Some(w.checks.status().as_str().to_string())
+    }
+
+    // ----- resources -----
+
+    fn sample(&mut self, id: InstId, now: Instant) {
+        let Some(inst) = self.instances[id].as_ref() else {
+            return;
+        };
+        let (Some(rule), Some(pid)) = (inst.spec.health.watch, inst.core.pid) else {
+            return;
+        };
+        let running = inst.core.state() == State::Running;
+        let Some(w) = self.watches.of.get_mut(&id) else {
+            return;
+        };
+        let at = now + sample_every(rule.sustained);
+        w.sample_at = Some(at);
+        self.timers
+            .push(at, TimerKey::Health(id, HealthTimer::Sample));
+        let sample = procfs::usage(pid);
+        let hz = procfs::ticks_per_s();
+        if let Some(reason) = w.usage.sample(&rule, sample, running, now, hz) {
+            self.feed(id, Input::Fault { reason }, now);
+        }
+    }
+
+    /// `cpu_percent` and `rss_bytes` for status: read from /proc on request, at most once a
+    /// second per process. CPU is the share since the previous reading, else since the process
+    /// began.
+    pub(super) fn usage_of(&self, id: InstId, now: Instant) -> (Option<f64>, Option<u64>) {
+        let Some(pid) = self.instances[id].as_ref().and_then(|i| i.core.pid) else {
+            return (None, None);
+        };
+        let hz = procfs::ticks_per_s();
+        let mut seen = self.watches.cpu_seen.borrow_mut();
+        if let Some(&(_, at, pct, rss)) = seen.get(&pid) {
+            if now.saturating_duration_since(at) < USAGE_FRESH {
+                return (pct.map(|p| (p * 10.0).round() / 10.0), Some(rss));
+            }
+        }
+        let Some((ticks, rss)) = procfs::usage(pid) else {
+            return (None, None);
+        };
+        let pct = match seen.get(&pid) {
+            Some(&(t0, at, _, _)) => usage::cpu_percent(ticks.saturating_sub(t0), now - at, hz),
+            None => {
+                let started = self.instances[id].as_ref().and_then(|i| i.core.started_at);
+                started
+                    .and_then(|s| usage::cpu_percent(ticks, now.saturating_duration_since(s), hz))
+            }
+        };
+        seen.insert(pid, (ticks, now, pct, rss));
+        let rss = Some(rss);
+        if seen.len() > 4 * self.instances.len() + 64 {
+            seen.clear();
+        }
+        (pct.map(|p| (p * 10.0).round() / 10.0), rss)
+    }
+}

@@ -1,0 +1,231 @@
+//! The loop's side of `depends_on`: spawns held until every dependency runs, stops held until
+//! every dependent in the same request is down.
+//!
+//! Event-driven: `feed` notes each instance whose state changed, and `settle_order` re-checks
+//! only what depends on those (through `core::deps::Dependents`), so a turn costs the same
+//! with ten instances or ten thousand.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use super::{Daemon, InstId};
+use crate::control::proto::Outcome;
+use crate::core::deps::{self, Dependents, Rolling};
+use crate::core::Input;
+
+/// A chain of dependencies deeper than this is settled over several turns (the loop then does
+/// not sleep between them).
+const MAX_ROUNDS: usize = 256;
+
+/// Everything dependency order and rolling restarts keep between turns.
+#[derive(Default)]
+pub(in crate::daemon) struct Order {
+    dependents: Dependents,
+    /// Instances whose state changed since the order was last settled.
+    pub(super) changed: Vec<InstId>,
+    /// Stops held back until the instance's dependents in the same request are down.
+    held_stops: Vec<(InstId, Input)>,
+    /// The instances of the stop requests (or the shutdown) under way.
+    stop_set: HashSet<InstId>,
+    /// Rolling restarts, one per program (see `rolling.rs`).
+    pub(super) rolling: Vec<Rolling<InstId>>,
+    /// Instances whose rolling restart was abandoned, and why.
+    pub(super) rolling_failed: HashMap<InstId, String>,
+}
+
+impl Order {
+    /// Something changed that is not settled yet: the loop must turn again without sleeping.
+    pub(super) fn unsettled(&self) -> bool {
+        !self.changed.is_empty()
+    }
+}
+
+impl Daemon {
+    /// The reverse dependency index, from the programs now configured.
+    pub(super) fn index_dependencies(&mut self) {
+        self.order.dependents = Dependents::build(
+            self.settings
+                .config
+                .programs
+                .values()
+                .map(|p| (p.name.as_str(), p.health.depends_on.as_slice())),
+        );
+    }
+
+    /// Why `id` may not be spawned now: the first dependency instance that is not running.
+    pub(super) fn blocked_by(&self, id: InstId) -> Option<String> {
+        let inst = self.instances[id].as_ref()?;
+        for dep in &inst.spec.health.depends_on {
+            let Some(program) = self.programs.get(dep) else {
+                // Not added yet (start-up adds programs by name): it will be.
+                if self.settings.config.programs.contains_key(dep) {
+                    return Some(format!("waiting for {dep} (not started yet)"));
+                }
+                continue;
+            };
+            for &d in &program.instances {
+                let Some(di) = self.instances[d].as_ref() else {
+                    continue;
+                };
+                let c = &di.core;
+                let why = deps::holds(&c.name, c.state(), c.is_waiting(), c.last_error.as_deref());
+                if why.is_some() {
+                    return why;
+                }
+            }
+        }
+        None
+    }
+
+    /// Some instance that depends on `id`'s program is part of a stop under way and still up.
+    fn dependents_up(&self, id: InstId) -> bool {
+        let Some(program) = self.instances[id].as_ref().map(|i| i.core.program.as_str()) else {
+            return false;
+        };
+        let up = |o: InstId| {
+            self.order.stop_set.contains(&o)
+                && self.instances[o]
+                    .as_ref()
+                    .is_some_and(|i| !i.core.state().is_down())
+        };
+        let configured = self
+            .order
+            .dependents
+            .of(program)
+            .iter()
+            .filter_map(|p| self.programs.get(p))
+            .flat_map(|p| p.instances.iter().copied());
+        // Instances removed by a reload are in no program but may still be stopping.
+        let retiring = self.retiring.iter().copied().filter(|&o| {
+            self.instances[o]
+                .as_ref()
+                .is_some_and(|i| i.spec.health.depends_on.iter().any(|d| d == program))
+        });
+        configured.chain(retiring).any(up)
+    }
+
+    /// Stop (or shut down) `ids` in reverse dependency order: an instance whose dependents
+    /// among them are still up is held until they are down.
+    pub(super) fn stop_in_order(&mut self, ids: &[InstId], input: Input, now: Instant) {
+        self.order.stop_set.extend(ids.iter().copied());
+        let (held, now_ids): (Vec<InstId>, Vec<InstId>) =
+            ids.iter().partition(|&&id| self.dependents_up(id));
+        for id in held {
+            self.order.held_stops.retain(|(h, _)| *h != id);
+            self.order.held_stops.push((id, input.clone()));
+        }
+        for id in now_ids {
+            self.feed(id, input.clone(), now);
+        }
+    }
+
+    /// Once a turn, after everything else was fed: follow the changes of this turn to what
+    /// depends on them. Held stops whose dependents are down go ahead, waiting starts whose
+    /// dependencies changed are re-checked, and each rolling restart takes its next step.
+    pub(super) fn settle_order(&mut self, now: Instant) {
+        for _ in 0..MAX_ROUNDS {
+            let changed = std::mem::take(&mut self.order.changed);
+            if changed.is_empty() {
+                break;
+            }
+            self.release_held_stops(now);
+            self.recheck_dependents(&changed, now);
+            if !self.order.rolling.is_empty() {
+                self.roll(now);
+            }
+        }
+        if self.order.held_stops.is_empty() {
+            self.order.stop_set.clear();
+        }
+    }
+
+    fn release_held_stops(&mut self, now: Instant) {
+        if self.order.held_stops.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.order.held_stops);
+        let (still, go): (Vec<_>, Vec<_>) = held
+            .into_iter()
+            .partition(|(id, _)| self.dependents_up(*id));
+        self.order.held_stops = still;
+        for (id, input) in go {
+            self.feed(id, input, now);
+        }
+    }
+
+    /// Waiting instances of the programs that depend on a changed instance's program.
+    fn recheck_dependents(&mut self, changed: &[InstId], now: Instant) {
+        if self.order.dependents.is_empty() {
+            return;
+        }
+        let mut seen = HashSet::new();
+        let mut waiting = Vec::new();
+        for &id in changed {
+            let Some(program) = self.instances[id].as_ref().map(|i| &i.core.program) else {
+                continue;
+            };
+            for dependent in self.order.dependents.of(program) {
+                if !seen.insert(dependent.as_str()) {
+                    continue;
+                }
+                let Some(p) = self.programs.get(dependent) else {
+                    continue;
+                };
+                waiting.extend(p.instances.iter().copied().filter(|&d| {
+                    self.instances[d]
+                        .as_ref()
+                        .is_some_and(|i| i.core.is_waiting())
+                }));
+            }
+        }
+        self.recheck(waiting, now);
+    }
+
+    fn recheck(&mut self, waiting: Vec<InstId>, now: Instant) {
+        for id in waiting {
+            match self.blocked_by(id) {
+                None => self.feed(id, Input::Unblocked, now),
+                Some(reason) => self.feed(id, Input::Blocked { reason }, now),
+            }
+        }
+    }
+
+    /// Every waiting instance is checked again: a reload may have changed what depends on
+    /// what.
+    pub(super) fn recheck_all_waiting(&mut self, now: Instant) {
+        let waiting: Vec<InstId> = (0..self.instances.len())
+            .filter(|&id| {
+                self.instances[id]
+                    .as_ref()
+                    .is_some_and(|i| i.core.is_waiting())
+            })
+            .collect();
+        self.recheck(waiting, now);
+    }
+
+    /// A stop or start an operator asked for, or a reload retiring the instance, drops a held
+    /// stop or a rolling restart of it, and the outcome of one abandoned earlier: a later
+    /// request, or an instance reusing the id, would be answered with it.
+    pub(super) fn forget_holds(&mut self, id: InstId) {
+        self.order.held_stops.retain(|(h, _)| *h != id);
+        for r in &mut self.order.rolling {
+            r.forget(id);
+        }
+        self.order.rolling_failed.remove(&id);
+    }
+
+    /// `Some(None)` while a held stop or a rolling restart still has `id` to do;
+    /// `Some(Some(outcome))` when its rolling restart was abandoned.
+    pub(super) fn held_outcome(&self, id: InstId, name: &str) -> Option<Option<Outcome>> {
+        if let Some(why) = self.order.rolling_failed.get(&id) {
+            return Some(Some(Outcome {
+                name: name.to_string(),
+                ok: false,
+                message: why.clone(),
+            }));
+        }
+        let held = self.order.held_stops.iter().any(|(h, _)| *h == id)
+            || self.order.rolling.iter().any(|r| r.has_pending(id));
+        held.then_some(None)
+    }
+}
