@@ -23,6 +23,7 @@ use nix::sys::signal::Signal as NixSignal;
 use nix::sys::signalfd::SignalFd;
 
 use super::output::Capture;
+use super::pids::{PidOwner, Pids};
 use super::spawn::{SpawnRequest, Stdio};
 use super::{reap, state};
 use crate::config::{Config, ProgramSpec};
@@ -196,7 +197,8 @@ pub struct Daemon {
     pub(super) settings: Settings,
     programs: BTreeMap<String, Program>,
     pub(super) instances: Vec<Option<Inst>>,
-    by_pid: HashMap<u32, InstId>,
+    /// Every child the daemon started and still has to reap, by what it is for.
+    pub(super) pids: Pids,
     pub(super) timers: Timers<TimerKey>,
     pub(super) slots: Vec<Option<Source>>,
     free_slots: Vec<usize>,
@@ -264,7 +266,7 @@ impl Daemon {
             settings,
             programs: BTreeMap::new(),
             instances: Vec::new(),
-            by_pid: HashMap::new(),
+            pids: Pids::default(),
             timers: Timers::default(),
             slots: Vec::new(),
             free_slots: Vec::new(),
@@ -389,44 +391,47 @@ impl Daemon {
                 }
                 continue;
             }
+            // The clock is read once a turn: every deadline and timestamp of this turn is
+            // measured from here.
+            let now = Instant::now();
             let mut reap = false;
             let mut signals = Vec::new();
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.read_signals(&mut reap, &mut signals),
-                    LISTENER => self.accept(),
-                    Token(t) => self.ready(t - FIRST_SLOT),
+                    LISTENER => self.accept(now),
+                    Token(t) => self.ready(t - FIRST_SLOT, now),
                 }
             }
             let hot = std::mem::take(&mut self.hot);
             for slot in hot {
                 match self.slots.get(slot) {
-                    Some(Some(Source::Capture(_))) => self.pump(slot, PUMP_BUDGET),
-                    Some(Some(Source::Client(_))) => self.serve(slot),
-                    Some(Some(Source::Health(_))) => self.health_ready(slot),
+                    Some(Some(Source::Capture(_))) => self.pump(slot, PUMP_BUDGET, now),
+                    Some(Some(Source::Client(_))) => self.serve(slot, now),
+                    Some(Some(Source::Health(_))) => self.health_ready(slot, now),
                     _ => {}
                 }
             }
             if reap {
-                self.reap();
+                self.reap(now);
             }
             for sig in signals {
-                self.on_signal(sig);
+                self.on_signal(sig, now);
             }
-            self.fire_timers();
-            self.settle_order(Instant::now());
+            self.fire_timers(now);
+            self.settle_order(now);
             self.free_retired();
             self.kill_escapees();
-            self.settle_waiters();
-            self.publish();
+            self.settle_waiters(now);
+            self.publish(now);
             if self.state_dirty && self.save_at.is_none() {
-                let at = Instant::now() + STATE_SAVE_DELAY;
+                let at = now + STATE_SAVE_DELAY;
                 self.save_at = Some(at);
                 self.timers.push(at, TimerKey::SaveState);
             }
             log::logger().flush();
             if self.shutting_down && self.all_down() {
-                self.finish_shutdown();
+                self.finish_shutdown(now);
                 return Ok(());
             }
         }
@@ -452,15 +457,15 @@ impl Daemon {
         }
     }
 
-    fn on_signal(&mut self, sig: NixSignal) {
+    fn on_signal(&mut self, sig: NixSignal, now: Instant) {
         match sig {
             NixSignal::SIGTERM | NixSignal::SIGINT if !self.shutting_down => {
                 log::info!("received {sig}: stopping every job");
-                self.begin_shutdown();
+                self.begin_shutdown(now);
             }
             NixSignal::SIGHUP => {
                 log::info!("received SIGHUP: reloading");
-                self.reload(false, None);
+                self.reload(false, None, now);
             }
             NixSignal::SIGUSR2 => {
                 let _ = self.logreopen();
@@ -469,31 +474,38 @@ impl Daemon {
         }
     }
 
-    fn reap(&mut self) {
-        let now = Instant::now();
+    fn reap(&mut self, now: Instant) {
         for (pid, status) in reap::reap_all() {
             // The child's exec report is in its pipe before its exit: read it first, so a
             // failed exec is told as such rather than as an exit with code 127.
-            if let Some(slot) = self
-                .by_pid
-                .get(&pid)
-                .and_then(|&id| self.instances[id].as_ref()?.exec_slot)
-            {
-                self.exec_status(slot);
+            // The child's exec report is in its pipe before its exit: read it first, so a
+            // failed exec is told as such (and its pid forgotten) rather than as an exit with
+            // code 127.
+            if let Some(PidOwner::Leader(id)) = self.pids.get(pid) {
+                if let Some(slot) = self.instances[id].as_ref().and_then(|i| i.exec_slot) {
+                    self.exec_status(slot, now);
+                }
             }
-            let Some(id) = self.by_pid.remove(&pid) else {
-                // A health check command, a notification sender, an orphan adopted as
-                // subreaper, or a child whose exec failed (already fed as such).
-                self.reaped_check(pid, status);
-                self.reaped_sender(pid, status);
-                continue;
+            let id = match self.pids.remove(pid) {
+                Some(PidOwner::Leader(id)) => id,
+                Some(PidOwner::Check(id)) => {
+                    self.reaped_check(id, pid, status, now);
+                    continue;
+                }
+                Some(PidOwner::Sender) => {
+                    self.reaped_sender(pid, status, now);
+                    continue;
+                }
+                // An orphan adopted as subreaper, or a child whose exec failed (already fed
+                // as such).
+                None => continue,
             };
             self.forget_watch(id);
             // Every byte the child wrote before it died reaches its file before its exit is
             // logged: the pipe may still hold the last of it.
             if let Some(inst) = &self.instances[id] {
                 for slot in inst.captures.into_iter().flatten() {
-                    self.pump(slot, usize::MAX);
+                    self.pump(slot, usize::MAX, now);
                 }
             }
             if let Some(inst) = self.instances[id].as_mut() {
@@ -550,7 +562,7 @@ impl Daemon {
                             }
                             None => spec.clone(),
                         };
-                        match self.spawn(id, &spec) {
+                        match self.spawn(id, &spec, now) {
                             Ok(pid) => queue.push(Input::Spawned { pid }),
                             Err(e) if e.daemon => {
                                 queue.push(Input::SpawnDeferred { reason: e.reason })
@@ -594,7 +606,7 @@ impl Daemon {
                         if !self.subscribers.is_empty() {
                             self.published.push((id, event.to_string()));
                         }
-                        self.notice(id, &event);
+                        self.notice(id, &event, now);
                     }
                 }
             }
@@ -623,7 +635,12 @@ impl Daemon {
             .map_or("?", |i| i.core.name.as_str())
     }
 
-    fn spawn(&mut self, id: InstId, spec: &ProgramSpec) -> Result<u32, super::spawn::SpawnError> {
+    fn spawn(
+        &mut self,
+        id: InstId,
+        spec: &ProgramSpec,
+        now: Instant,
+    ) -> Result<u32, super::spawn::SpawnError> {
         let Some(inst) = self.instances[id].as_ref() else {
             return Err(String::from("instance is gone").into());
         };
@@ -643,7 +660,7 @@ impl Daemon {
             },
             &mut ready,
         )?;
-        self.after_spawn(id, spec, ready);
+        self.after_spawn(id, spec, ready, now);
         let pid = child.pid;
         if let Some(fd) = child.exec_status {
             self.watch_exec(fd, id, pid, child.program);
@@ -668,7 +685,7 @@ impl Daemon {
                 captures[i] = self.add_capture(capture, path, &name);
             }
         }
-        self.by_pid.insert(pid, id);
+        self.pids.insert(pid, PidOwner::Leader(id));
         if let Some(inst) = self.instances[id].as_mut() {
             inst.captures = captures;
             inst.start_ticks = state::proc_start_ticks(pid);
@@ -698,8 +715,7 @@ impl Daemon {
         }
     }
 
-    fn fire_timers(&mut self) {
-        let now = Instant::now();
+    fn fire_timers(&mut self, now: Instant) {
         for (at, key) in self.timers.pop_due(now) {
             match key {
                 TimerKey::Instance(id) => {
@@ -729,7 +745,7 @@ impl Daemon {
                 TimerKey::Logs => self.logs_due(now),
                 TimerKey::Accept => {
                     if self.accept_retry == Some(at) {
-                        self.accept();
+                        self.accept(now);
                     }
                 }
             }
@@ -778,12 +794,12 @@ impl Daemon {
         }
     }
 
-    fn ready(&mut self, slot: usize) {
+    fn ready(&mut self, slot: usize, now: Instant) {
         match &self.slots.get(slot) {
-            Some(Some(Source::Capture(_))) => self.pump(slot, PUMP_BUDGET),
-            Some(Some(Source::Client(_))) => self.serve(slot),
-            Some(Some(Source::Exec(_))) => self.exec_status(slot),
-            Some(Some(Source::Health(_))) => self.health_ready(slot),
+            Some(Some(Source::Capture(_))) => self.pump(slot, PUMP_BUDGET, now),
+            Some(Some(Source::Client(_))) => self.serve(slot, now),
+            Some(Some(Source::Exec(_))) => self.exec_status(slot, now),
+            Some(Some(Source::Health(_))) => self.health_ready(slot, now),
             _ => {}
         }
     }
@@ -818,7 +834,7 @@ impl Daemon {
 
     /// Read a child's exec report. A failed exec is fed as `SpawnFailed` with its reason, and
     /// the child (which exits 127) is then reaped without feeding its exit.
-    fn exec_status(&mut self, slot: usize) {
+    fn exec_status(&mut self, slot: usize, now: Instant) {
         let Some(Some(Source::Exec(e))) = self.slots.get(slot) else {
             return;
         };
@@ -833,16 +849,16 @@ impl Daemon {
             }
         }
         if let Err(reason) = result {
-            if self.by_pid.get(&pid) == Some(&id) {
-                self.by_pid.remove(&pid);
-                self.feed(id, Input::SpawnFailed { reason }, Instant::now());
+            if self.pids.get(pid) == Some(PidOwner::Leader(id)) {
+                self.pids.remove(pid);
+                self.feed(id, Input::SpawnFailed { reason }, now);
             }
         }
     }
 
     // ----- child output -----
 
-    fn pump(&mut self, slot: usize, budget: usize) {
+    fn pump(&mut self, slot: usize, budget: usize, now: Instant) {
         let Some(Some(Source::Capture(c))) = self.slots.get_mut(slot) else {
             return;
         };
@@ -850,9 +866,9 @@ impl Daemon {
             Ok(p) => {
                 if p.bytes > 0 && !self.followers.is_empty() {
                     let path = c.path.clone();
-                    self.feed_followers(&path);
+                    self.feed_followers(&path, now);
                 }
-                self.pumped(slot, &p);
+                self.pumped(slot, &p, now);
                 if p.eof {
                     self.release(slot);
                 } else if p.more {
@@ -868,7 +884,7 @@ impl Daemon {
 
     // ----- control clients -----
 
-    fn accept(&mut self) {
+    fn accept(&mut self, now: Instant) {
         self.accept_retry = None;
         loop {
             match self.listener.accept() {
@@ -907,7 +923,7 @@ impl Daemon {
                         self.release(slot);
                         continue;
                     }
-                    self.serve(slot);
+                    self.serve(slot, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -944,7 +960,7 @@ impl Daemon {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                         Err(_) => {
-                            self.retry_accept();
+                            self.retry_accept(now);
                             return;
                         }
                     }
@@ -958,15 +974,15 @@ impl Daemon {
                 Err(e) => {
                     // Not answered, so not forgotten: try again shortly.
                     log::error!("accepting a control connection failed: {e}");
-                    self.retry_accept();
+                    self.retry_accept(now);
                     return;
                 }
             }
         }
     }
 
-    fn retry_accept(&mut self) {
-        let at = Instant::now() + ACCEPT_RETRY;
+    fn retry_accept(&mut self, now: Instant) {
+        let at = now + ACCEPT_RETRY;
         self.accept_retry = Some(at);
         self.timers.push(at, TimerKey::Accept);
     }
@@ -988,8 +1004,7 @@ impl Daemon {
 
     /// Read, answer, write: everything a ready client connection needs. Readiness is
     /// edge-triggered, so every complete request already read is answered now.
-    fn serve(&mut self, slot: usize) {
-        let now = Instant::now();
+    fn serve(&mut self, slot: usize, now: Instant) {
         if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
             if c.stream.is_some() {
                 // A streaming client sends nothing more; reading only tells us it hung up.
@@ -1102,8 +1117,7 @@ impl Daemon {
         }
     }
 
-    fn reply(&mut self, slot: usize, response: Response) {
-        let now = Instant::now();
+    fn reply(&mut self, slot: usize, response: Response, now: Instant) {
         if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
             c.waiting = false;
             c.conn.send(&response);
@@ -1113,7 +1127,7 @@ impl Daemon {
         self.after_io(slot, now);
         // The client may have pipelined another request while this one waited.
         if matches!(self.slots.get(slot), Some(Some(Source::Client(_)))) {
-            self.serve(slot);
+            self.serve(slot, now);
         }
     }
 
@@ -1188,11 +1202,11 @@ impl Daemon {
                 return self.act(slot, &names, Goal::Restarted, wait, now);
             }
             RequestBody::Signal { signal, names } => self.signal(&signal, &names),
-            RequestBody::Pid { name } => self.pids(name),
+            RequestBody::Pid { name } => self.pid_answer(name),
             RequestBody::Shutdown => {
                 if !self.shutting_down {
                     log::info!("shutdown requested: stopping every job");
-                    self.begin_shutdown();
+                    self.begin_shutdown(now);
                 }
                 self.shutdown_waiters.push(slot);
                 if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
@@ -1204,7 +1218,7 @@ impl Daemon {
                 if self.shutting_down {
                     Response::error("the daemon is shutting down")
                 } else {
-                    return self.reload(dry_run, Some(slot));
+                    return self.reload(dry_run, Some(slot), now);
                 }
             }
             RequestBody::Tail {
@@ -1414,7 +1428,7 @@ impl Daemon {
         }
     }
 
-    fn settle_waiters(&mut self) {
+    fn settle_waiters(&mut self, now: Instant) {
         if self.waiters.is_empty() {
             return;
         }
@@ -1423,7 +1437,7 @@ impl Daemon {
             self.settle(&mut w);
             if w.done() {
                 let slot = w.slot;
-                self.reply(slot, w.into_response());
+                self.reply(slot, w.into_response(), now);
             } else {
                 pending.push(w);
             }
@@ -1475,7 +1489,7 @@ impl Daemon {
         Response::new(ResponseBody::Outcomes { outcomes: out })
     }
 
-    fn pids(&self, name: Option<String>) -> Response {
+    fn pid_answer(&self, name: Option<String>) -> Response {
         let Some(name) = name else {
             return Response::new(ResponseBody::Pids {
                 daemon: Some(std::process::id()),
@@ -1497,9 +1511,8 @@ impl Daemon {
 
     // ----- shutdown and state -----
 
-    fn begin_shutdown(&mut self) {
+    fn begin_shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
-        let now = Instant::now();
         // Stop in reverse display order; every stop runs in parallel with its own stoptime,
         // except that dependents are down before what they depend on is stopped.
         let ids: Vec<InstId> = self.ordered().into_iter().rev().collect();
@@ -1513,13 +1526,13 @@ impl Daemon {
             .all(|i| i.core.state().is_down())
     }
 
-    fn finish_shutdown(&mut self) {
+    fn finish_shutdown(&mut self, now: Instant) {
         // Drain what the last children wrote.
         let slots: Vec<usize> = (0..self.slots.len())
             .filter(|&s| matches!(self.slots[s], Some(Source::Capture(_))))
             .collect();
         for slot in slots {
-            self.pump(slot, usize::MAX);
+            self.pump(slot, usize::MAX, now);
         }
         self.save_state();
         let waiters = std::mem::take(&mut self.shutdown_waiters);

@@ -176,22 +176,22 @@ impl Daemon {
     }
 
     /// After a pump: report log-file trouble once, and arm the held-line deadline.
-    pub(super) fn pumped(&mut self, slot: usize, pump: &Pump) {
+    pub(super) fn pumped(&mut self, slot: usize, pump: &Pump, now: Instant) {
         let Some(Some(Source::Capture(c))) = self.slots.get(slot) else {
             return;
         };
         report(&c.instance, &pump.troubles);
         if let Some(at) = c.capture.flush_deadline() {
-            self.arm_logs(at);
+            self.arm_logs(at, now);
         }
     }
 
     /// Ask for a `TimerKey::Logs` wakeup at `at` unless an earlier one is pending.
-    pub(super) fn arm_logs(&mut self, at: Instant) {
+    pub(super) fn arm_logs(&mut self, at: Instant, now: Instant) {
         if self
             .logs
             .armed
-            .is_some_and(|armed| armed <= at && armed >= Instant::now())
+            .is_some_and(|armed| armed <= at && armed >= now)
         {
             return;
         }
@@ -218,7 +218,7 @@ impl Daemon {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         if let Some(at) = next {
-            self.arm_logs(at);
+            self.arm_logs(at, now);
         }
     }
 

@@ -9,6 +9,7 @@ mod logs;
 mod notify;
 pub mod output;
 pub mod pidfile;
+mod pids;
 mod probe;
 mod procfs;
 pub mod reap;

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::deliver::{Delivery, SUBCOMMAND};
 use super::event_loop::Daemon;
+use super::pids::{PidOwner, Pids};
 use crate::config::NotifySpec;
 use crate::core::event::Event;
 use crate::core::ExitStatus;
@@ -198,7 +199,7 @@ impl Notifier {
     }
 
     /// Start what may start now; returns the earliest deadline left.
-    fn kick(&mut self, now: Instant) -> Option<Instant> {
+    fn kick(&mut self, now: Instant, pids: &mut Pids) -> Option<Instant> {
         let mut i = 0;
         while i < self.queue.len() && self.running.len() < MAX_RUNNING {
             if self.queue[i].not_before > now {
@@ -209,6 +210,7 @@ impl Notifier {
             match self.start(&mut job) {
                 Ok(pid) => {
                     job.deadline = now + SENDER_TIMEOUT;
+                    pids.insert(pid, PidOwner::Sender);
                     self.running.insert(pid, job);
                 }
                 Err(e) => log::error!("{} notification failed: {}: {e}", job.instance, job.what),
@@ -287,7 +289,7 @@ fn reason_from(fd: Option<OwnedFd>) -> String {
 
 impl Daemon {
     /// An instance logged `event`: notify whoever asked for it.
-    pub(super) fn notice(&mut self, id: usize, event: &Event) {
+    pub(super) fn notice(&mut self, id: usize, event: &Event, now: Instant) {
         let Some(kind) = event_name(event) else {
             return;
         };
@@ -300,7 +302,6 @@ impl Daemon {
         let Some(inst) = self.instances.get(id).and_then(|i| i.as_ref()) else {
             return;
         };
-        let now = Instant::now();
         let at = crate::logging::timestamp();
         let name = inst.core.name.clone();
         let program = inst.core.program.clone();
@@ -386,17 +387,16 @@ impl Daemon {
                     .enqueue(job(&format!("email {kind} to {to}"), JobKind::Send(d)));
             }
         }
-        if let Some(at) = self.notifier.kick(now) {
-            self.arm_logs(at);
+        if let Some(at) = self.notifier.kick(now, &mut self.pids) {
+            self.arm_logs(at, now);
         }
     }
 
-    /// A pid that is no instance's was reaped: one of our senders, maybe.
-    pub(super) fn reaped_sender(&mut self, pid: u32, status: ExitStatus) {
+    /// A sender or hook was reaped.
+    pub(super) fn reaped_sender(&mut self, pid: u32, status: ExitStatus, now: Instant) {
         let Some(mut job) = self.notifier.running.remove(&pid) else {
             return;
         };
-        let now = Instant::now();
         let said = reason_from(job.stderr.take());
         let failure = match (status, job.timed_out) {
             (_, true) => Some(format!("no answer within {}s", SENDER_TIMEOUT.as_secs())),
@@ -441,8 +441,8 @@ impl Daemon {
                 }
             }
         }
-        if let Some(at) = self.notifier.kick(now) {
-            self.arm_logs(at);
+        if let Some(at) = self.notifier.kick(now, &mut self.pids) {
+            self.arm_logs(at, now);
         }
     }
 
@@ -518,7 +518,7 @@ impl Daemon {
         self.notifier
             .windows
             .retain(|_, w| !(w.total == 0 && w.start + WINDOW <= now));
-        self.notifier.kick(now)
+        self.notifier.kick(now, &mut self.pids)
     }
 
     /// At shutdown: senders still running are killed with their groups, so nothing the

@@ -13,6 +13,7 @@ use crate::config::{OnUnhealthy, Ready};
 use crate::core::health::Verdict;
 use crate::core::usage::{self, sample_every};
 use crate::core::{ExitStatus, Input, State};
+use crate::daemon::pids::PidOwner;
 use crate::daemon::reap;
 use crate::daemon::spawn::{self, SpawnRequest, Stdio};
 use crate::daemon::{probe, procfs};
@@ -123,7 +124,7 @@ impl Daemon {
                     stderr: Stdio::Null,
                 };
                 spawn::spawn(&req).map(|c| {
-                    self.watches.check_pids.insert(c.pid, id);
+                    self.pids.insert(c.pid, PidOwner::Check(id));
                     InFlight::Cmd { pid: c.pid }
                 })
             }
@@ -149,11 +150,8 @@ impl Daemon {
         }
     }
 
-    /// A child the loop reaped that is not an instance's leader: maybe a `cmd` check.
-    pub(super) fn reaped_check(&mut self, pid: u32, status: ExitStatus) {
-        let Some(id) = self.watches.check_pids.remove(&pid) else {
-            return;
-        };
+    /// A `cmd` check the loop reaped.
+    pub(super) fn reaped_check(&mut self, id: InstId, pid: u32, status: ExitStatus, now: Instant) {
         let Some(w) = self.watches.of.get_mut(&id) else {
             return;
         };
@@ -171,7 +169,7 @@ impl Daemon {
                 crate::config::signal::name(crate::config::Signal(s))
             )),
         };
-        self.check_done(id, result, Instant::now());
+        self.check_done(id, result, now);
     }
 
     pub(super) fn check_done(&mut self, id: InstId, result: Result<(), String>, now: Instant) {

@@ -85,8 +85,7 @@ impl Daemon {
     }
 
     /// Send every follower of `path` what was appended since its offset.
-    pub(super) fn feed_followers(&mut self, path: &Path) {
-        let now = Instant::now();
+    pub(super) fn feed_followers(&mut self, path: &Path, now: Instant) {
         for slot in self.followers.clone() {
             let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
                 continue;
@@ -139,8 +138,7 @@ impl Daemon {
 
     /// After a reload the set of instances changed: every subscriber gets a fresh snapshot
     /// (a dashboard replaces its whole list on a `status` message).
-    pub(super) fn resnapshot(&mut self) {
-        let now = Instant::now();
+    pub(super) fn resnapshot(&mut self, now: Instant) {
         for slot in self.subscribers.clone() {
             let names = match self.slots.get(slot) {
                 Some(Some(Source::Client(c))) => match &c.stream {
@@ -168,12 +166,11 @@ impl Daemon {
     }
 
     /// Send the turn's events to every subscriber that selected their instance.
-    pub(super) fn publish(&mut self) {
+    pub(super) fn publish(&mut self, now: Instant) {
         if self.published.is_empty() {
             return;
         }
         let events = std::mem::take(&mut self.published);
-        let now = Instant::now();
         let at = crate::logging::timestamp();
         for slot in self.subscribers.clone() {
             for (id, message) in &events {

@@ -80,8 +80,6 @@ pub(super) struct Watch {
 #[derive(Default)]
 pub(in crate::daemon) struct Watches {
     pub(super) of: HashMap<InstId, Watch>,
-    /// Pids of running `cmd` checks, and those killed at their timeout (still to be reaped).
-    pub(super) check_pids: HashMap<u32, InstId>,
     /// CPU samples for `status`: leader pid → (CPU ticks, when, the share then, RSS).
     pub(super) cpu_seen: std::cell::RefCell<HashMap<u32, CpuSeen>>,
 }
@@ -148,8 +146,13 @@ impl Daemon {
     }
 
     /// After a successful spawn: watch the readiness sources and arm the first check.
-    pub(super) fn after_spawn(&mut self, id: InstId, spec: &ProgramSpec, p: Prepared) {
-        let now = Instant::now();
+    pub(super) fn after_spawn(
+        &mut self,
+        id: InstId,
+        spec: &ProgramSpec,
+        p: Prepared,
+        now: Instant,
+    ) {
         self.forget_watch(id);
         let mut w = Watch {
             notify: None,
@@ -237,9 +240,8 @@ impl Daemon {
 
     // ----- readiness sources -----
 
-    pub(super) fn health_ready(&mut self, slot: usize) {
+    pub(super) fn health_ready(&mut self, slot: usize, now: Instant) {
         const NOTIFY_BUDGET: usize = 64;
-        let now = Instant::now();
         let mut inputs: Vec<(InstId, Input)> = Vec::new();
         let mut close = false;
         let mut probe_done: Option<(InstId, Result<(), String>)> = None;

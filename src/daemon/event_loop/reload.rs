@@ -26,7 +26,12 @@ use crate::core::{reload, Input};
 
 impl Daemon {
     /// Reload from the config file. With `slot`, the client waits for the outcome.
-    pub(super) fn reload(&mut self, dry_run: bool, slot: Option<usize>) -> Option<Response> {
+    pub(super) fn reload(
+        &mut self,
+        dry_run: bool,
+        slot: Option<usize>,
+        now: Instant,
+    ) -> Option<Response> {
         let path = self.settings.config.source.clone();
         let config = match crate::config::load(&path) {
             Ok(c) => c,
@@ -63,7 +68,6 @@ impl Daemon {
                 "reload: daemon settings changed; they take effect at the next daemon start"
             );
         }
-        let now = Instant::now();
         let mut waits = Vec::new();
         for name in plan.removed.iter().chain(&plan.renamed) {
             waits.extend(self.retire_program(name, now));
@@ -91,7 +95,7 @@ impl Daemon {
         self.settings.config.origins = config.origins;
         self.index_dependencies();
         self.recheck_all_waiting(now);
-        self.resnapshot();
+        self.resnapshot(now);
         let slot = slot?;
         let items = waits
             .into_iter()
