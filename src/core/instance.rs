@@ -209,6 +209,12 @@ pub enum Input {
     },
     /// Every dependency is running: a held spawn may go ahead.
     Unblocked,
+    /// An operator asked for it to be down: recorded now, while the stop itself waits for
+    /// its dependents (it comes as `Stop` later). Nothing else changes.
+    StayDown,
+    /// A reload changed the schedule: the armed one is dropped, and the next `Tick` (due at
+    /// once) arms the new one.
+    Reschedule,
 }
 
 /// What the loop must do for the instance.
@@ -268,9 +274,9 @@ pub struct Instance {
     /// The one deadline this instance waits for, if any.
     pub deadline: Option<Instant>,
     /// Operator intent: false once someone stopped it, so a daemon restart keeps it down.
-    pub want_up: bool,
+    want_up: bool,
     /// The armed schedule of a scheduled job; `None` while stopped.
-    pub ticker: Option<Ticker>,
+    ticker: Option<Ticker>,
     /// When the loop must feed the next `Tick`: the ticker's deadline, or "now" when the
     /// schedule is to be armed again after a start.
     pub tick_at: Option<Instant>,
@@ -340,6 +346,17 @@ impl Instance {
         self.phase == Phase::Waiting
     }
 
+    /// Operator intent: false once someone stopped it, so a daemon restart keeps it down.
+    pub fn want_up(&self) -> bool {
+        self.want_up
+    }
+
+    /// The last tick of a scheduled job accounted for (what a successor daemon catches up
+    /// from).
+    pub fn last_tick(&self) -> Option<DateTime<Utc>> {
+        self.ticker.as_ref().and_then(|t| t.last_tick)
+    }
+
     /// Feed one input; the actions to carry out are appended to `out`.
     pub fn step(&mut self, spec: &ProgramSpec, now: Instant, input: Input, out: &mut Vec<Action>) {
         self.transition(spec, now, input, out);
@@ -360,6 +377,13 @@ impl Instance {
         use Input as I;
         use Phase as P;
         match (self.phase, input) {
+            // Bookkeeping, the same in every phase.
+            (_, I::StayDown) => self.want_up = false,
+            (_, I::Reschedule) => {
+                self.ticker = None;
+                self.arm_pending = spec.schedule.is_some();
+            }
+
             // --- stopped, exited, fatal: nothing runs ---
             (P::Stopped | P::Exited | P::Fatal, I::Start | I::Restart) => {
                 self.want_up = true;

@@ -2320,3 +2320,38 @@ fn an_exec_failure_during_a_stop_ends_it_like_an_exit() {
         vec![log(Event::Stopped)],
     )]);
 }
+
+#[test]
+fn an_operator_stop_held_for_dependents_is_recorded_before_the_stop_comes() {
+    let mut run = running(spec());
+    // Held: the intent is recorded, nothing else happens yet.
+    run.check(vec![(2000, I::StayDown, S::Running, None, vec![])]);
+    assert!(!run.inst.want_up());
+    run.check(vec![(
+        2100,
+        I::Stop,
+        S::Stopping,
+        Some(4100),
+        vec![log(Event::Stopping { signal: TERM }), signal(7, TERM)],
+    )]);
+    assert!(!run.inst.want_up());
+}
+
+#[test]
+fn reschedule_drops_the_armed_schedule_and_the_next_tick_arms_it_again() {
+    let mut run = check(
+        every_10s(Default::default()),
+        vec![(0, tick(0), S::Scheduled, None, vec![])],
+    );
+    assert_eq!(run.inst.tick_at, Some(run.at(10_000)));
+    run.check(vec![(1000, I::Reschedule, S::Scheduled, None, vec![])]);
+    assert!(run.inst.ticker.is_none());
+    assert_eq!(
+        run.inst.tick_at,
+        Some(run.at(1000)),
+        "the new schedule is armed at once"
+    );
+    // Armed afresh from the new tick: the next run is 10 s after it, not after 0.
+    run.check(vec![(1000, tick(3000), S::Scheduled, None, vec![])]);
+    assert_eq!(run.inst.tick_at, Some(run.at(11_000)));
+}

@@ -332,7 +332,9 @@ impl Daemon {
         }
         if spec.autostart && spec.schedule.is_none() {
             for &id in &ids {
-                let wants = self.instances[id].as_ref().is_some_and(|i| i.core.want_up);
+                let wants = self.instances[id]
+                    .as_ref()
+                    .is_some_and(|i| i.core.want_up());
                 if wants {
                     self.feed(id, Input::Start, now);
                 }
@@ -1302,7 +1304,7 @@ impl Daemon {
             };
             let name = inst.core.name.clone();
             let before = inst.core.state();
-            let wanted_up = inst.core.want_up;
+            let wanted_up = inst.core.want_up();
             let already = match goal {
                 Goal::Up => matches!(before, State::Running).then_some("already running"),
                 Goal::Down => before.is_down().then_some("not running"),
@@ -1318,16 +1320,14 @@ impl Daemon {
             // is recorded now even when the stop waits for dependents to go first.
             self.forget_holds(id);
             if goal == Goal::Down {
-                if let Some(inst) = self.instances[id].as_mut() {
-                    inst.core.want_up = false;
-                }
+                self.feed(id, Input::StayDown, now);
                 stops.push(id);
             } else {
                 self.feed(id, input, now);
             }
             intent_changed |= self.instances[id]
                 .as_ref()
-                .is_some_and(|i| i.core.want_up != wanted_up);
+                .is_some_and(|i| i.core.want_up() != wanted_up);
             let outcome = already.map(|m| Outcome {
                 name: name.clone(),
                 ok: true,
@@ -1606,7 +1606,7 @@ impl Daemon {
                 pgid: i.core.pgid,
                 start_ticks: i.start_ticks,
                 restarts: i.core.restarts,
-                want_up: i.core.want_up,
+                want_up: i.core.want_up(),
                 last_tick: super::scheduling::last_tick(&i.core),
             })
             .collect();

@@ -90,7 +90,7 @@ impl Daemon {
 
 /// What the state file records as an instance's last tick (RFC 3339).
 pub(super) fn last_tick(core: &Instance) -> Option<String> {
-    core.ticker.as_ref().and_then(|t| t.last_tick).map(rfc3339)
+    core.last_tick().map(rfc3339)
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {

@@ -261,6 +261,29 @@ fn an_unchanged_scheduled_job_keeps_its_phase_across_a_reload() {
     assert_ne!(sb.instance("tick")["next_run"], before);
 }
 
+/// A schedule changed by a reload is armed and runs: not merely a different `next_run`.
+#[test]
+fn a_reloaded_schedule_runs_on_its_new_period() {
+    let mut sb = Sandbox::new("schedrearm");
+    let runs = sb.path("runs");
+    let job = |every: &str| {
+        format!(
+            "programs:\n  tick:\n    cmd: [\"sh\", \"-c\", \"echo ran >> {}\"]\n    schedule: every {every}\n",
+            runs.display()
+        )
+    };
+    sb.write("sup.yaml", &job("1h"));
+    sb.start();
+    sb.wait_state("tick", "scheduled");
+    sb.write("sup.yaml", &job("1s"));
+    sb.sup_ok(&["reload"]);
+    let next = sb.instance("tick")["next_run"].clone();
+    assert!(next.is_string(), "armed again: {next}");
+    sb.wait_for("two runs on the new schedule", || {
+        sb.read("runs").lines().count() >= 2
+    });
+}
+
 #[test]
 fn a_reload_whose_new_job_cannot_start_exits_1_and_says_so() {
     let mut sb = Sandbox::new("reloadfatal");

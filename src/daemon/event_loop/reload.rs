@@ -160,7 +160,7 @@ impl Daemon {
                     || old.timezone != spec.timezone
                     || old.sched != spec.sched;
                 if rearm {
-                    inst.core.ticker = None;
+                    self.feed(id, Input::Reschedule, now);
                     self.arm_schedule(id, None, now);
                 }
             } else if state.is_down() {
@@ -169,14 +169,14 @@ impl Daemon {
                 inst.next_spec = None;
                 let start = !old_autostart
                     && spec.autostart
-                    && inst.core.want_up
+                    && inst.core.want_up()
                     && state == crate::core::State::Stopped
                     && spec.schedule.is_none();
                 if start {
                     self.feed(id, Input::Start, now);
                     waits.push((id, Goal::Up));
                 }
-            } else if inst.core.want_up {
+            } else if inst.core.want_up() {
                 inst.next_spec = Some(spec.clone());
                 self.feed(id, Input::Restart, now);
                 waits.push((id, Goal::Restarted));
