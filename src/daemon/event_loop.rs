@@ -34,6 +34,7 @@ use crate::control::proto::{
 use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
 use crate::core::timers::Timers;
 use crate::core::{names, Action, Input, Instance, State};
+use sources::Sources;
 
 mod checks;
 mod follow;
@@ -41,10 +42,10 @@ mod order;
 mod readiness;
 mod reload;
 mod rolling;
+mod sources;
 
 const SIGNALS: Token = Token(0);
 const LISTENER: Token = Token(1);
-const FIRST_SLOT: usize = 2;
 
 /// Child output read per source per turn before the loop moves on to other work.
 const PUMP_BUDGET: usize = 1 << 20;
@@ -110,7 +111,7 @@ pub(super) struct ExecSource {
     program: String,
 }
 
-pub(super) enum Source {
+pub(in crate::daemon) enum Source {
     Capture(CaptureSource),
     Client(ClientSource),
     Exec(ExecSource),
@@ -191,7 +192,8 @@ pub struct Settings {
 }
 
 pub struct Daemon {
-    poll: Poll,
+    /// The poll and every source on it but the signalfd and the listener.
+    pub(super) sources: Sources,
     signals: SignalFd,
     listener: UnixListener,
     pub(super) settings: Settings,
@@ -200,8 +202,6 @@ pub struct Daemon {
     /// Every child the daemon started and still has to reap, by what it is for.
     pub(super) pids: Pids,
     pub(super) timers: Timers<TimerKey>,
-    pub(super) slots: Vec<Option<Source>>,
-    free_slots: Vec<usize>,
     clients: usize,
     /// An open /dev/null, closed to make room for answering a client when descriptors run
     /// out, then reopened.
@@ -210,9 +210,6 @@ pub struct Daemon {
     fd_shortage: bool,
     /// When accepting is tried again after an error.
     accept_retry: Option<Instant>,
-    /// Output sources and clients whose budget ran out last turn: served again without
-    /// waiting.
-    hot: Vec<usize>,
     waiters: Vec<Waiter>,
     /// Clients waiting for the shutdown to finish.
     shutdown_waiters: Vec<usize>,
@@ -260,7 +257,7 @@ impl Daemon {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut d = Daemon {
-            poll,
+            sources: Sources::new(poll),
             signals,
             listener,
             settings,
@@ -268,13 +265,10 @@ impl Daemon {
             instances: Vec::new(),
             pids: Pids::default(),
             timers: Timers::default(),
-            slots: Vec::new(),
-            free_slots: Vec::new(),
             clients: 0,
             reserve: open_reserve(),
             fd_shortage: false,
             accept_retry: None,
-            hot: Vec::new(),
             waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
             shutting_down: false,
@@ -380,14 +374,14 @@ impl Daemon {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.hot.is_empty() && !self.order.unsettled() {
+            let timeout = if !self.order.unsettled() {
                 self.timers
                     .next()
                     .map(|at| at.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            if let Err(e) = self.sources.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
                 }
@@ -402,15 +396,19 @@ impl Daemon {
                 match ev.token() {
                     SIGNALS => self.read_signals(&mut reap, &mut signals),
                     LISTENER => self.accept(now),
-                    Token(t) => self.ready(t - FIRST_SLOT, now),
+                    token => {
+                        if let Some(slot) = Sources::slot_of(token) {
+                            self.ready(slot, now);
+                        }
+                    }
                 }
             }
-            let hot = std::mem::take(&mut self.hot);
+            let hot = self.sources.take_hot();
             for slot in hot {
-                match self.slots.get(slot) {
-                    Some(Some(Source::Capture(_))) => self.pump(slot, PUMP_BUDGET, now),
-                    Some(Some(Source::Client(_))) => self.serve(slot, now),
-                    Some(Some(Source::Health(_))) => self.health_ready(slot, now),
+                match self.sources.get(slot) {
+                    Some(Source::Capture(_)) => self.pump(slot, PUMP_BUDGET, now),
+                    Some(Source::Client(_)) => self.serve(slot, now),
+                    Some(Source::Health(_)) => self.health_ready(slot, now),
                     _ => {}
                 }
             }
@@ -696,25 +694,15 @@ impl Daemon {
     }
 
     fn add_capture(&mut self, capture: Capture, path: PathBuf, instance: &str) -> Option<usize> {
-        let raw = capture.fd().as_raw_fd();
-        let slot = self.alloc(Source::Capture(CaptureSource {
+        let source = Source::Capture(CaptureSource {
             capture,
             instance: instance.to_string(),
             path,
-        }));
-        let res = self.poll.registry().register(
-            &mut SourceFd(&raw),
-            Token(slot + FIRST_SLOT),
-            Interest::READABLE,
-        );
-        match res {
-            Ok(()) => Some(slot),
-            Err(e) => {
-                log::error!("{instance}: unable to watch its output pipe: {e}");
-                self.release(slot);
-                None
-            }
-        }
+        });
+        self.sources
+            .add(source)
+            .map_err(|e| log::error!("{instance}: unable to watch its output pipe: {e}"))
+            .ok()
     }
 
     fn fire_timers(&mut self, now: Instant) {
@@ -737,7 +725,7 @@ impl Daemon {
                 TimerKey::Health(id, which) => self.fire_health(id, which, at, now),
                 TimerKey::Client(slot) => {
                     let expired = matches!(
-                        &self.slots[slot],
+                        self.sources.get(slot),
                         Some(Source::Client(c)) if c.deadline == Some(at) && !c.waiting
                     );
                     if expired {
@@ -756,88 +744,54 @@ impl Daemon {
 
     // ----- slots -----
 
-    fn alloc(&mut self, source: Source) -> usize {
-        if let Some(slot) = self.free_slots.pop() {
-            self.slots[slot] = Some(source);
-            slot
-        } else {
-            self.slots.push(Some(source));
-            self.slots.len() - 1
-        }
-    }
-
+    /// Take a source off the poll, and forget what it was to the rest of the daemon.
     fn release(&mut self, slot: usize) {
-        if let Some(source) = self.slots[slot].take() {
-            match source {
-                Source::Capture(c) => {
-                    c.capture.release_sink();
-                    let _ = self
-                        .poll
-                        .registry()
-                        .deregister(&mut SourceFd(&c.capture.fd().as_raw_fd()));
+        match self.sources.remove(slot) {
+            Some(Source::Capture(c)) => c.capture.release_sink(),
+            Some(Source::Client(c)) => {
+                self.clients -= 1;
+                if c.stream.is_some() {
+                    self.followers.retain(|&s| s != slot);
+                    self.subscribers.retain(|&s| s != slot);
                 }
-                Source::Exec(e) => {
-                    let _ = self
-                        .poll
-                        .registry()
-                        .deregister(&mut SourceFd(&e.fd.as_raw_fd()));
-                }
-                Source::Client(mut c) => {
-                    let _ = self.poll.registry().deregister(&mut c.conn.stream);
-                    self.clients -= 1;
-                    if c.stream.is_some() {
-                        self.followers.retain(|&s| s != slot);
-                        self.subscribers.retain(|&s| s != slot);
-                    }
-                }
-                Source::Health(mut h) => h.deregister(self.poll.registry()),
             }
-            self.free_slots.push(slot);
+            Some(Source::Exec(_) | Source::Health(_)) | None => {}
         }
     }
 
     fn ready(&mut self, slot: usize, now: Instant) {
-        match &self.slots.get(slot) {
-            Some(Some(Source::Capture(_))) => self.pump(slot, PUMP_BUDGET, now),
-            Some(Some(Source::Client(_))) => self.serve(slot, now),
-            Some(Some(Source::Exec(_))) => self.exec_status(slot, now),
-            Some(Some(Source::Health(_))) => self.health_ready(slot, now),
+        match &self.sources.get(slot) {
+            Some(Source::Capture(_)) => self.pump(slot, PUMP_BUDGET, now),
+            Some(Source::Client(_)) => self.serve(slot, now),
+            Some(Source::Exec(_)) => self.exec_status(slot, now),
+            Some(Source::Health(_)) => self.health_ready(slot, now),
             _ => {}
         }
     }
 
     fn watch_exec(&mut self, fd: OwnedFd, id: InstId, pid: u32, program: String) {
-        let raw = fd.as_raw_fd();
-        let slot = self.alloc(Source::Exec(ExecSource {
+        let source = Source::Exec(ExecSource {
             fd,
             id,
             pid,
             program,
-        }));
-        let res = self.poll.registry().register(
-            &mut SourceFd(&raw),
-            Token(slot + FIRST_SLOT),
-            Interest::READABLE,
-        );
-        match res {
-            Ok(()) => {
+        });
+        match self.sources.add(source) {
+            Ok(slot) => {
                 if let Some(inst) = self.instances[id].as_mut() {
                     inst.exec_slot = Some(slot);
                 }
             }
-            Err(e) => {
-                // Unwatched, an exec failure shows as an exit with code 127: less precise,
-                // still a failed start.
-                log::warn!("{}: unable to watch its exec status: {e}", self.name(id));
-                self.release(slot);
-            }
+            // Unwatched, an exec failure shows as an exit with code 127: less precise, still
+            // a failed start.
+            Err(e) => log::warn!("{}: unable to watch its exec status: {e}", self.name(id)),
         }
     }
 
     /// Read a child's exec report. A failed exec is fed as `SpawnFailed` with its reason, and
     /// the child (which exits 127) is then reaped without feeding its exit.
     fn exec_status(&mut self, slot: usize, now: Instant) {
-        let Some(Some(Source::Exec(e))) = self.slots.get(slot) else {
+        let Some(Source::Exec(e)) = self.sources.get(slot) else {
             return;
         };
         let Some(result) = super::spawn::exec_result(&e.fd, &e.program) else {
@@ -861,7 +815,7 @@ impl Daemon {
     // ----- child output -----
 
     fn pump(&mut self, slot: usize, budget: usize, now: Instant) {
-        let Some(Some(Source::Capture(c))) = self.slots.get_mut(slot) else {
+        let Some(Source::Capture(c)) = self.sources.get_mut(slot) else {
             return;
         };
         match c.capture.pump(budget) {
@@ -906,26 +860,19 @@ impl Daemon {
                         refuse(&mut conn, why);
                         continue;
                     }
-                    let slot = self.alloc(Source::Client(ClientSource {
+                    let source = Source::Client(ClientSource {
                         conn,
                         deadline: None,
                         waiting: false,
                         stream: None,
-                    }));
-                    self.clients += 1;
-                    let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
-                        continue;
-                    };
-                    if let Err(e) = self.poll.registry().register(
-                        &mut c.conn.stream,
-                        Token(slot + FIRST_SLOT),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        log::error!("unable to watch a control connection: {e}");
-                        self.release(slot);
-                        continue;
+                    });
+                    match self.sources.add(source) {
+                        Ok(slot) => {
+                            self.clients += 1;
+                            self.serve(slot, now);
+                        }
+                        Err(e) => log::error!("unable to watch a control connection: {e}"),
                     }
-                    self.serve(slot, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -1007,7 +954,7 @@ impl Daemon {
     /// Read, answer, write: everything a ready client connection needs. Readiness is
     /// edge-triggered, so every complete request already read is answered now.
     fn serve(&mut self, slot: usize, now: Instant) {
-        if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+        if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
             if c.stream.is_some() {
                 // A streaming client sends nothing more; reading only tells us it hung up.
                 if c.conn.discard_input().is_err() || c.conn.read_closed {
@@ -1021,14 +968,14 @@ impl Daemon {
         // At most `CLIENT_FILLS` buffers a turn: a client that sends without pause is served
         // again next turn (like a hot capture pipe) rather than holding the loop.
         for _ in 0..CLIENT_FILLS {
-            let more = match self.slots.get_mut(slot) {
+            let more = match self.sources.get_mut(slot) {
                 // Answers the client has not taken yet: read nothing more until it does (the
                 // socket turning writable serves it again).
-                Some(Some(Source::Client(c))) if c.conn.pending_out() > OUT_HIGH_WATER => {
+                Some(Source::Client(c)) if c.conn.pending_out() > OUT_HIGH_WATER => {
                     self.after_io(slot, now);
                     return;
                 }
-                Some(Some(Source::Client(c))) if !c.waiting => match c.conn.fill() {
+                Some(Source::Client(c)) if !c.waiting => match c.conn.fill() {
                     Ok(more) => more,
                     Err(e) => {
                         log::debug!("control connection error: {e}");
@@ -1036,12 +983,12 @@ impl Daemon {
                         return;
                     }
                 },
-                Some(Some(Source::Client(_))) => false,
+                Some(Source::Client(_)) => false,
                 _ => return,
             };
             loop {
-                let incoming = match self.slots.get_mut(slot) {
-                    Some(Some(Source::Client(c))) if !c.waiting => c.conn.next_request(),
+                let incoming = match self.sources.get_mut(slot) {
+                    Some(Source::Client(c)) if !c.waiting => c.conn.next_request(),
                     _ => None,
                 };
                 let Some(incoming) = incoming else { break };
@@ -1049,7 +996,7 @@ impl Daemon {
                     Incoming::Bad(r) => Some(r),
                     Incoming::Request(r) => self.handle(slot, r, now),
                 };
-                let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
+                let Some(Source::Client(c)) = self.sources.get_mut(slot) else {
                     return;
                 };
                 if let Some(r) = response {
@@ -1077,14 +1024,12 @@ impl Daemon {
     /// A source that stopped at its share of this turn with more to read: readiness is
     /// edge-triggered, so it is served again next turn without waiting for an event.
     pub(super) fn keep_hot(&mut self, slot: usize) {
-        if !self.hot.contains(&slot) {
-            self.hot.push(slot);
-        }
+        self.sources.keep_hot(slot);
     }
 
     /// Flush, then decide the connection's fate: close it, or give it a deadline.
     fn after_io(&mut self, slot: usize, now: Instant) {
-        let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
+        let Some(Source::Client(c)) = self.sources.get_mut(slot) else {
             return;
         };
         // A client that sees an outcome must find its events in the log already.
@@ -1120,7 +1065,7 @@ impl Daemon {
     }
 
     fn reply(&mut self, slot: usize, response: Response, now: Instant) {
-        if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+        if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
             c.waiting = false;
             c.conn.send(&response);
         } else {
@@ -1128,7 +1073,7 @@ impl Daemon {
         }
         self.after_io(slot, now);
         // The client may have pipelined another request while this one waited.
-        if matches!(self.slots.get(slot), Some(Some(Source::Client(_)))) {
+        if matches!(self.sources.get(slot), Some(Source::Client(_))) {
             self.serve(slot, now);
         }
     }
@@ -1211,7 +1156,7 @@ impl Daemon {
                     self.begin_shutdown(now);
                 }
                 self.shutdown_waiters.push(slot);
-                if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+                if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
                     c.waiting = true;
                 }
                 return None;
@@ -1374,7 +1319,7 @@ impl Daemon {
         if waiter.done() {
             return Some(waiter.into_response());
         }
-        if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+        if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
             c.waiting = true;
         }
         self.waiters.push(waiter);
@@ -1528,16 +1473,13 @@ impl Daemon {
 
     fn finish_shutdown(&mut self, now: Instant) {
         // Drain what the last children wrote.
-        let slots: Vec<usize> = (0..self.slots.len())
-            .filter(|&s| matches!(self.slots[s], Some(Source::Capture(_))))
-            .collect();
-        for slot in slots {
+        for slot in self.sources.captures() {
             self.pump(slot, usize::MAX, now);
         }
         self.save_state();
         let waiters = std::mem::take(&mut self.shutdown_waiters);
         for slot in waiters {
-            if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+            if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
                 c.conn.send(&Response::new(ResponseBody::Done {
                     message: "every job stopped; the daemon exits".into(),
                 }));

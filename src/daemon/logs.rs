@@ -177,7 +177,7 @@ impl Daemon {
 
     /// After a pump: report log-file trouble once, and arm the held-line deadline.
     pub(super) fn pumped(&mut self, slot: usize, pump: &Pump, now: Instant) {
-        let Some(Some(Source::Capture(c))) = self.slots.get(slot) else {
+        let Some(Source::Capture(c)) = self.sources.get(slot) else {
             return;
         };
         report(&c.instance, &pump.troubles);
@@ -204,8 +204,8 @@ impl Daemon {
     pub(super) fn logs_due(&mut self, now: Instant) {
         self.logs.armed = None;
         let mut next: Option<Instant> = None;
-        for slot in 0..self.slots.len() {
-            let Some(Some(Source::Capture(c))) = self.slots.get_mut(slot) else {
+        for slot in self.sources.captures() {
+            let Some(Source::Capture(c)) = self.sources.get_mut(slot) else {
                 continue;
             };
             let troubles = c.capture.flush_if_due(now);

@@ -74,7 +74,7 @@ impl Daemon {
         if !follow {
             return Some(reply);
         }
-        let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
+        let Some(Source::Client(c)) = self.sources.get_mut(slot) else {
             return None;
         };
         c.conn.send(&reply);
@@ -87,7 +87,7 @@ impl Daemon {
     /// Send every follower of `path` what was appended since its offset.
     pub(super) fn feed_followers(&mut self, path: &Path, now: Instant) {
         for slot in self.followers.clone() {
-            let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
+            let Some(Source::Client(c)) = self.sources.get_mut(slot) else {
                 continue;
             };
             let Some(Stream::File { path: p, offset }) = &mut c.stream else {
@@ -126,7 +126,7 @@ impl Daemon {
                 .collect(),
             daemon: Some(self.info(now)),
         });
-        let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) else {
+        let Some(Source::Client(c)) = self.sources.get_mut(slot) else {
             return None;
         };
         c.conn.send(&snapshot);
@@ -140,8 +140,8 @@ impl Daemon {
     /// (a dashboard replaces its whole list on a `status` message).
     pub(super) fn resnapshot(&mut self, now: Instant) {
         for slot in self.subscribers.clone() {
-            let names = match self.slots.get(slot) {
-                Some(Some(Source::Client(c))) => match &c.stream {
+            let names = match self.sources.get(slot) {
+                Some(Source::Client(c)) => match &c.stream {
                     Some(Stream::Events { names }) => names.clone(),
                     _ => continue,
                 },
@@ -158,7 +158,7 @@ impl Daemon {
                     .collect(),
                 daemon: Some(self.info(now)),
             });
-            if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+            if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
                 c.conn.send(&snapshot);
             }
             self.after_io(slot, now);
@@ -177,8 +177,8 @@ impl Daemon {
                 let Some(inst) = self.instances[*id].as_ref() else {
                     continue;
                 };
-                let wanted = match &self.slots.get(slot) {
-                    Some(Some(Source::Client(c))) => match &c.stream {
+                let wanted = match &self.sources.get(slot) {
+                    Some(Source::Client(c)) => match &c.stream {
                         Some(Stream::Events { names }) => {
                             names.is_empty()
                                 || names.iter().any(|n| {
@@ -200,7 +200,7 @@ impl Daemon {
                     instance,
                     message: message.clone(),
                 });
-                if let Some(Some(Source::Client(c))) = self.slots.get_mut(slot) {
+                if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
                     c.conn.send(&event);
                 }
             }

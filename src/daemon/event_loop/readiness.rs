@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use mio::net::UnixDatagram;
 use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
+use mio::Registry;
 
 use super::checks::{HealthTimer, FIRST_CHECK};
-use super::{Daemon, InstId, Source, TimerKey, FIRST_SLOT};
+use super::{Daemon, InstId, Source, TimerKey};
 use crate::config::{ProgramSpec, Ready};
 use crate::core::health::Checks;
 use crate::core::usage::{sample_every, Sustained};
@@ -194,31 +194,11 @@ impl Daemon {
         spawn::start(req, std::mem::take(&mut p.extras))
     }
 
-    pub(super) fn add_health_source(&mut self, mut source: HealthSource) -> Option<usize> {
-        let slot_guess = self.free_slots.last().copied().unwrap_or(self.slots.len());
-        let token = Token(slot_guess + FIRST_SLOT);
-        let registry = self.poll.registry();
-        let res = match &mut source {
-            HealthSource::Notify { socket, .. } => {
-                registry.register(socket, token, Interest::READABLE)
-            }
-            HealthSource::ReadyPipe { fd, .. } => {
-                registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)
-            }
-            HealthSource::Probe { conn, .. } => registry.register(
-                &mut conn.stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            ),
-        };
-        if let Err(e) = res {
-            log::error!("unable to watch a readiness or health source: {e}");
-            source.deregister(self.poll.registry());
-            return None;
-        }
-        let slot = self.alloc(Source::Health(source));
-        debug_assert_eq!(slot, slot_guess);
-        Some(slot)
+    pub(super) fn add_health_source(&mut self, source: HealthSource) -> Option<usize> {
+        self.sources
+            .add(Source::Health(source))
+            .map_err(|e| log::error!("unable to watch a readiness or health source: {e}"))
+            .ok()
     }
 
     /// The leader is gone (or the instance is freed): close its sources, end its check.
@@ -248,8 +228,8 @@ impl Daemon {
         let mut watchdog: Option<InstId> = None;
         let mut said: Option<String> = None;
         let mut more = false;
-        match self.slots.get_mut(slot) {
-            Some(Some(Source::Health(HealthSource::Notify { id, socket, .. }))) => {
+        match self.sources.get_mut(slot) {
+            Some(Source::Health(HealthSource::Notify { id, socket, .. })) => {
                 let id = *id;
                 let mut buf = [0u8; 4096];
                 // A job that floods its notify socket gets a bounded share of each turn, like a
@@ -285,7 +265,7 @@ impl Daemon {
                     watchdog = Some(id);
                 }
             }
-            Some(Some(Source::Health(HealthSource::ReadyPipe { id, fd }))) => {
+            Some(Source::Health(HealthSource::ReadyPipe { id, fd })) => {
                 let id = *id;
                 let mut buf = [0u8; 512];
                 loop {
@@ -308,7 +288,7 @@ impl Daemon {
                     }
                 }
             }
-            Some(Some(Source::Health(HealthSource::Probe { id, conn }))) => {
+            Some(Source::Health(HealthSource::Probe { id, conn })) => {
                 let id = *id;
                 match conn.advance() {
                     Step::Pending => {}
