@@ -27,21 +27,23 @@ use super::pids::{PidOwner, Pids};
 use super::spawn::{SpawnRequest, Stdio};
 use super::{reap, state};
 use crate::config::{Config, ProgramSpec};
-use crate::control::client;
 use crate::control::proto::{
     DaemonInfo, InstanceStatus, Outcome, ReloadReport, Request, RequestBody, Response, ResponseBody,
 };
 use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
 use crate::core::timers::Timers;
 use crate::core::{names, Action, Input, Instance, State};
+use acceptor::{Accepted, Acceptor};
 use sources::Sources;
 
+mod acceptor;
 mod checks;
 mod follow;
 mod order;
 mod readiness;
 mod reload;
 mod rolling;
+mod scheduling;
 mod sources;
 
 const SIGNALS: Token = Token(0);
@@ -59,10 +61,12 @@ const MAX_CLIENTS: usize = 4096;
 const OUT_HIGH_WATER: usize = 256 * 1024;
 /// Buffers (up to a request's worth each) read from one client per turn.
 const CLIENT_FILLS: usize = 4;
-/// After an accept error other than running out of descriptors, try again this soon.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 pub(super) type InstId = usize;
+
+/// What an event handler produced for the state machines: the loop feeds them, in order, in
+/// one place (`apply`), once the handler has returned.
+pub(super) type Inputs = Vec<(InstId, Input)>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum TimerKey {
@@ -195,7 +199,8 @@ pub struct Daemon {
     /// The poll and every source on it but the signalfd and the listener.
     pub(super) sources: Sources,
     signals: SignalFd,
-    listener: UnixListener,
+    /// The control socket: accepting, and refusing with an answer.
+    acceptor: Acceptor,
     pub(super) settings: Settings,
     programs: BTreeMap<String, Program>,
     pub(super) instances: Vec<Option<Inst>>,
@@ -203,13 +208,6 @@ pub struct Daemon {
     pub(super) pids: Pids,
     pub(super) timers: Timers<TimerKey>,
     clients: usize,
-    /// An open /dev/null, closed to make room for answering a client when descriptors run
-    /// out, then reopened.
-    reserve: Option<OwnedFd>,
-    /// Running out of descriptors was logged; cleared by the next accept that works.
-    fd_shortage: bool,
-    /// When accepting is tried again after an error.
-    accept_retry: Option<Instant>,
     waiters: Vec<Waiter>,
     /// Clients waiting for the shutdown to finish.
     shutdown_waiters: Vec<usize>,
@@ -230,7 +228,6 @@ pub struct Daemon {
     retiring: Vec<InstId>,
     /// Freed instance slots, reused by later reloads.
     free_instances: Vec<InstId>,
-    uid: u32,
     started: Instant,
     /// Readiness and health of each live process (`readiness.rs`, `checks.rs`).
     watches: readiness::Watches,
@@ -259,16 +256,13 @@ impl Daemon {
         let mut d = Daemon {
             sources: Sources::new(poll),
             signals,
-            listener,
+            acceptor: Acceptor::new(listener),
             settings,
             programs: BTreeMap::new(),
             instances: Vec::new(),
             pids: Pids::default(),
             timers: Timers::default(),
             clients: 0,
-            reserve: open_reserve(),
-            fd_shortage: false,
-            accept_retry: None,
             waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
             shutting_down: false,
@@ -281,7 +275,6 @@ impl Daemon {
             published: Vec::new(),
             retiring: Vec::new(),
             free_instances: Vec::new(),
-            uid: nix::unistd::getuid().as_raw(),
             started: Instant::now(),
             watches: Default::default(),
             order: Default::default(),
@@ -322,7 +315,8 @@ impl Daemon {
         for &id in &ids {
             let last = self.instances[id].as_ref().map(|i| i.core.name.clone());
             let last = last.and_then(|n| restored.get(&n)?.last_tick.clone());
-            self.arm_schedule(id, last.as_deref(), now);
+            let inputs = self.arm_schedule(id, last.as_deref());
+            self.apply(inputs, now);
         }
         if spec.autostart && spec.schedule.is_none() {
             for &id in &ids {
@@ -330,7 +324,7 @@ impl Daemon {
                     .as_ref()
                     .is_some_and(|i| i.core.want_up());
                 if wants {
-                    self.feed(id, Input::Start, now);
+                    self.apply(vec![(id, Input::Start)], now);
                 }
             }
         }
@@ -398,27 +392,35 @@ impl Daemon {
                     LISTENER => self.accept(now),
                     token => {
                         if let Some(slot) = Sources::slot_of(token) {
-                            self.ready(slot, now);
+                            let inputs = self.ready(slot, now);
+                            self.apply(inputs, now);
                         }
                     }
                 }
             }
             let hot = self.sources.take_hot();
             for slot in hot {
-                match self.sources.get(slot) {
-                    Some(Source::Capture(_)) => self.pump(slot, PUMP_BUDGET, now),
-                    Some(Source::Client(_)) => self.serve(slot, now),
-                    Some(Source::Health(_)) => self.health_ready(slot, now),
-                    _ => {}
-                }
+                let inputs = match self.sources.get(slot) {
+                    Some(Source::Capture(_) | Source::Client(_) | Source::Health(_)) => {
+                        self.ready(slot, now)
+                    }
+                    _ => Vec::new(),
+                };
+                self.apply(inputs, now);
             }
             if reap {
-                self.reap(now);
+                for (pid, status) in reap::reap_all() {
+                    let inputs = self.reaped(pid, status, now);
+                    self.apply(inputs, now);
+                }
             }
             for sig in signals {
                 self.on_signal(sig, now);
             }
-            self.fire_timers(now);
+            for (at, key) in self.timers.pop_due(now) {
+                let inputs = self.timer(key, at, now);
+                self.apply(inputs, now);
+            }
             self.settle_order(now);
             self.free_retired();
             self.kill_escapees();
@@ -474,53 +476,61 @@ impl Daemon {
         }
     }
 
-    fn reap(&mut self, now: Instant) {
-        for (pid, status) in reap::reap_all() {
-            // The child's exec report is in its pipe before its exit: read it first, so a
-            // failed exec is told as such rather than as an exit with code 127.
-            // The child's exec report is in its pipe before its exit: read it first, so a
-            // failed exec is told as such (and its pid forgotten) rather than as an exit with
-            // code 127.
-            if let Some(PidOwner::Leader(id)) = self.pids.get(pid) {
-                if let Some(slot) = self.instances[id].as_ref().and_then(|i| i.exec_slot) {
-                    self.exec_status(slot, now);
-                }
+    /// One child `waitpid` returned, handed to what it was for.
+    fn reaped(&mut self, pid: u32, status: crate::core::ExitStatus, now: Instant) -> Inputs {
+        let mut inputs = Vec::new();
+        // The child's exec report is in its pipe before its exit: read it first, so a failed
+        // exec is told as such (and its pid forgotten) rather than as an exit with code 127.
+        if let Some(PidOwner::Leader(id)) = self.pids.get(pid) {
+            if let Some(slot) = self.instances[id].as_ref().and_then(|i| i.exec_slot) {
+                inputs = self.exec_status(slot);
             }
-            let id = match self.pids.remove(pid) {
-                Some(PidOwner::Leader(id)) => id,
-                Some(PidOwner::Check(id)) => {
-                    self.reaped_check(id, pid, status, now);
-                    continue;
-                }
-                Some(PidOwner::Sender) => {
-                    self.reaped_sender(pid, status, now);
-                    continue;
-                }
-                // An orphan adopted as subreaper, or a child whose exec failed (already fed
-                // as such).
-                None => continue,
-            };
-            self.forget_watch(id);
-            // Every byte the child wrote before it died reaches its file before its exit is
-            // logged: the pipe may still hold the last of it.
-            if let Some(inst) = &self.instances[id] {
-                for slot in inst.captures.into_iter().flatten() {
-                    self.pump(slot, usize::MAX, now);
-                }
-            }
-            if let Some(inst) = self.instances[id].as_mut() {
-                inst.captures = [None, None];
-                inst.start_ticks = None;
-            }
-            self.feed(id, Input::Exited(status), now);
         }
+        let id = match self.pids.remove(pid) {
+            Some(PidOwner::Leader(id)) => id,
+            Some(PidOwner::Check(id)) => {
+                inputs.extend(self.reaped_check(id, pid, status, now));
+                return inputs;
+            }
+            Some(PidOwner::Sender) => {
+                let next = self.notifier.reaped(pid, status, &mut self.pids, now);
+                if let Some(at) = next {
+                    self.arm_logs(at, now);
+                }
+                return inputs;
+            }
+            // An orphan adopted as subreaper, or a child whose exec failed (already fed as
+            // such).
+            None => return inputs,
+        };
+        self.forget_watch(id);
+        // Every byte the child wrote before it died reaches its file before its exit is
+        // logged: the pipe may still hold the last of it.
+        if let Some(inst) = &self.instances[id] {
+            for slot in inst.captures.into_iter().flatten() {
+                self.pump(slot, usize::MAX, now);
+            }
+        }
+        if let Some(inst) = self.instances[id].as_mut() {
+            inst.captures = [None, None];
+            inst.start_ticks = None;
+        }
+        inputs.push((id, Input::Exited(status)));
+        inputs
     }
 
     // ----- the state machine -----
 
+    /// The one place where what the handlers produced reaches the state machines.
+    pub(super) fn apply(&mut self, inputs: Inputs, now: Instant) {
+        for (id, input) in inputs {
+            self.feed(id, input, now);
+        }
+    }
+
     /// Feed an input to an instance and carry out what it asks, including the inputs its
     /// actions produce (a spawn's result, an empty group).
-    pub(super) fn feed(&mut self, id: InstId, input: Input, now: Instant) {
+    fn feed(&mut self, id: InstId, input: Input, now: Instant) {
         let mut queue = vec![input];
         let mut actions = std::mem::take(&mut self.actions);
         let was = self.instances[id]
@@ -629,6 +639,22 @@ impl Daemon {
         }
     }
 
+    /// Hand a logged event to the notifier, and arm its next deadline.
+    fn notice(&mut self, id: InstId, event: &crate::core::event::Event, now: Instant) {
+        let Some(inst) = self.instances[id].as_ref() else {
+            return;
+        };
+        let cx = super::notify::Context {
+            spec: &self.settings.config.daemon.notify,
+            outputs: &self.logs,
+            pids: &mut self.pids,
+            now,
+        };
+        if let Some(at) = self.notifier.notice(&inst.core, event, cx) {
+            self.arm_logs(at, now);
+        }
+    }
+
     fn name(&self, id: InstId) -> &str {
         self.instances[id]
             .as_ref()
@@ -705,41 +731,42 @@ impl Daemon {
             .ok()
     }
 
-    fn fire_timers(&mut self, now: Instant) {
-        for (at, key) in self.timers.pop_due(now) {
-            match key {
-                TimerKey::Instance(id) => {
-                    let due = self.instances[id]
-                        .as_ref()
-                        .is_some_and(|i| i.core.deadline == Some(at));
-                    if due {
-                        self.feed(id, Input::Deadline, now);
-                    }
+    /// A heap entry came due. An entry that no longer matches its owner's deadline is stale
+    /// and does nothing.
+    fn timer(&mut self, key: TimerKey, at: Instant, now: Instant) -> Inputs {
+        match key {
+            TimerKey::Instance(id) => {
+                let due = self.instances[id]
+                    .as_ref()
+                    .is_some_and(|i| i.core.deadline == Some(at));
+                if due {
+                    return vec![(id, Input::Deadline)];
                 }
-                TimerKey::Tick(id) => self.fire_tick(id, at, now),
-                TimerKey::SaveState => {
-                    if self.save_at == Some(at) {
-                        self.save_state();
-                    }
+            }
+            TimerKey::Tick(id) => return self.fire_tick(id, at),
+            TimerKey::SaveState => {
+                if self.save_at == Some(at) {
+                    self.save_state();
                 }
-                TimerKey::Health(id, which) => self.fire_health(id, which, at, now),
-                TimerKey::Client(slot) => {
-                    let expired = matches!(
-                        self.sources.get(slot),
-                        Some(Source::Client(c)) if c.deadline == Some(at) && !c.waiting
-                    );
-                    if expired {
-                        self.release(slot);
-                    }
+            }
+            TimerKey::Health(id, which) => return self.fire_health(id, which, at, now),
+            TimerKey::Client(slot) => {
+                let expired = matches!(
+                    self.sources.get(slot),
+                    Some(Source::Client(c)) if c.deadline == Some(at) && !c.waiting
+                );
+                if expired {
+                    self.release(slot);
                 }
-                TimerKey::Logs => self.logs_due(now),
-                TimerKey::Accept => {
-                    if self.accept_retry == Some(at) {
-                        self.accept(now);
-                    }
+            }
+            TimerKey::Logs => self.logs_due(now),
+            TimerKey::Accept => {
+                if self.acceptor.retry_due(at) {
+                    self.accept(now);
                 }
             }
         }
+        Vec::new()
     }
 
     // ----- slots -----
@@ -759,14 +786,17 @@ impl Daemon {
         }
     }
 
-    fn ready(&mut self, slot: usize, now: Instant) {
+    /// A source is ready (or was left hot last turn). Requests are answered from the state
+    /// they leave, so `serve` feeds its instances itself; everything else returns its inputs.
+    fn ready(&mut self, slot: usize, now: Instant) -> Inputs {
         match &self.sources.get(slot) {
             Some(Source::Capture(_)) => self.pump(slot, PUMP_BUDGET, now),
             Some(Source::Client(_)) => self.serve(slot, now),
-            Some(Source::Exec(_)) => self.exec_status(slot, now),
-            Some(Source::Health(_)) => self.health_ready(slot, now),
-            _ => {}
+            Some(Source::Exec(_)) => return self.exec_status(slot),
+            Some(Source::Health(_)) => return self.health_ready(slot, now),
+            None => {}
         }
+        Vec::new()
     }
 
     fn watch_exec(&mut self, fd: OwnedFd, id: InstId, pid: u32, program: String) {
@@ -790,12 +820,12 @@ impl Daemon {
 
     /// Read a child's exec report. A failed exec is fed as `SpawnFailed` with its reason, and
     /// the child (which exits 127) is then reaped without feeding its exit.
-    fn exec_status(&mut self, slot: usize, now: Instant) {
+    fn exec_status(&mut self, slot: usize) -> Inputs {
         let Some(Source::Exec(e)) = self.sources.get(slot) else {
-            return;
+            return Vec::new();
         };
         let Some(result) = super::spawn::exec_result(&e.fd, &e.program) else {
-            return;
+            return Vec::new();
         };
         let (id, pid) = (e.id, e.pid);
         self.release(slot);
@@ -807,9 +837,10 @@ impl Daemon {
         if let Err(reason) = result {
             if self.pids.get(pid) == Some(PidOwner::Leader(id)) {
                 self.pids.remove(pid);
-                self.feed(id, Input::SpawnFailed { reason }, now);
+                return vec![(id, Input::SpawnFailed { reason })];
             }
         }
+        Vec::new()
     }
 
     // ----- child output -----
@@ -841,25 +872,9 @@ impl Daemon {
     // ----- control clients -----
 
     fn accept(&mut self, now: Instant) {
-        self.accept_retry = None;
         loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    self.fd_shortage = false;
-                    let mut conn = Conn::new(stream);
-                    if self.clients >= MAX_CLIENTS {
-                        refuse(
-                            &mut conn,
-                            format!(
-                                "the daemon has too many clients ({MAX_CLIENTS}); try again later"
-                            ),
-                        );
-                        continue;
-                    }
-                    if let Err(why) = self.check_peer(&conn) {
-                        refuse(&mut conn, why);
-                        continue;
-                    }
+            match self.acceptor.next(self.clients, MAX_CLIENTS, now) {
+                Accepted::Conn(conn) => {
                     let source = Source::Client(ClientSource {
                         conn,
                         deadline: None,
@@ -874,80 +889,13 @@ impl Daemon {
                         Err(e) => log::error!("unable to watch a control connection: {e}"),
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(nix::libc::EMFILE | nix::libc::ENFILE)
-                    ) && self.reserve.is_some() =>
-                {
-                    // Readiness is edge-triggered: a client left in the backlog would wait
-                    // until someone else connects. Spend the reserve descriptor to take it
-                    // and tell it why, then take the reserve back.
-                    // The kernel reports EMFILE before it looks at the backlog, so only the
-                    // accept made with the reserve tells whether anyone is waiting.
-                    self.reserve = None;
-                    let taken = self.listener.accept();
-                    let refused = match taken {
-                        Ok((stream, _)) => {
-                            refuse(
-                                &mut Conn::new(stream),
-                                format!(
-                                    "the daemon is out of file descriptors ({} clients connected): {}",
-                                    self.clients,
-                                    client::cause(&e)
-                                ),
-                            );
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
-                    };
-                    // Reopened once the refused connection is closed: it took this descriptor.
-                    self.reserve = open_reserve();
-                    match refused {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                        Err(_) => {
-                            self.retry_accept(now);
-                            return;
-                        }
+                Accepted::Done(retry) => {
+                    if let Some(at) = retry {
+                        self.timers.push(at, TimerKey::Accept);
                     }
-                    if !self.fd_shortage {
-                        self.fd_shortage = true;
-                        log::warn!(
-                            "accepting a control connection failed: {e}; refusing clients until descriptors are free"
-                        );
-                    }
-                }
-                Err(e) => {
-                    // Not answered, so not forgotten: try again shortly.
-                    log::error!("accepting a control connection failed: {e}");
-                    self.retry_accept(now);
                     return;
                 }
             }
-        }
-    }
-
-    fn retry_accept(&mut self, now: Instant) {
-        let at = now + ACCEPT_RETRY;
-        self.accept_retry = Some(at);
-        self.timers.push(at, TimerKey::Accept);
-    }
-
-    /// Only our own uid and root may control the daemon, whatever the socket's mode says.
-    fn check_peer(&self, conn: &Conn) -> Result<(), String> {
-        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(conn.stream.as_raw_fd()) };
-        match getsockopt(&fd, PeerCredentials) {
-            Ok(cred) if cred.uid() == self.uid || cred.uid() == 0 => Ok(()),
-            Ok(cred) => Err(format!(
-                "permission denied: uid {} may not control this daemon (it runs as uid {})",
-                cred.uid(),
-                self.uid
-            )),
-            Err(e) => Err(format!("unable to check the peer's credentials: {e}")),
         }
     }
 
@@ -1265,10 +1213,10 @@ impl Daemon {
             // is recorded now even when the stop waits for dependents to go first.
             self.forget_holds(id);
             if goal == Goal::Down {
-                self.feed(id, Input::StayDown, now);
+                self.apply(vec![(id, Input::StayDown)], now);
                 stops.push(id);
             } else {
-                self.feed(id, input, now);
+                self.apply(vec![(id, input)], now);
             }
             intent_changed |= self.instances[id]
                 .as_ref()
@@ -1285,7 +1233,8 @@ impl Daemon {
                 outcome,
             });
         }
-        self.stop_in_order(&stops, Input::Stop, now);
+        let inputs = self.stop_in_order(&stops, Input::Stop);
+        self.apply(inputs, now);
         if intent_changed {
             // What an operator decided must survive the daemon being killed the moment after
             // it answered: written now, not with the coalesced churn.
@@ -1461,7 +1410,8 @@ impl Daemon {
         // Stop in reverse display order; every stop runs in parallel with its own stoptime,
         // except that dependents are down before what they depend on is stopped.
         let ids: Vec<InstId> = self.ordered().into_iter().rev().collect();
-        self.stop_in_order(&ids, Input::Shutdown, now);
+        let inputs = self.stop_in_order(&ids, Input::Shutdown);
+        self.apply(inputs, now);
     }
 
     fn all_down(&self) -> bool {
@@ -1486,7 +1436,7 @@ impl Daemon {
                 let _ = c.conn.flush();
             }
         }
-        self.stop_senders();
+        self.notifier.stop_senders();
         if let Some(tag) = super::spawn::daemon_tag() {
             let strays = state::kill_tagged(tag, None, &[]);
             if !strays.is_empty() {
@@ -1549,7 +1499,7 @@ impl Daemon {
                 start_ticks: i.start_ticks,
                 restarts: i.core.restarts,
                 want_up: i.core.want_up(),
-                last_tick: super::scheduling::last_tick(&i.core),
+                last_tick: scheduling::last_tick(&i.core),
             })
             .collect();
         let file = state::StateFile {
@@ -1561,27 +1511,6 @@ impl Daemon {
                 "unable to write the state file {}: {e}",
                 self.settings.state_path.display()
             );
-        }
-    }
-}
-
-/// Answer a connection that will not be served with one error line, then close it.
-fn refuse(conn: &mut Conn, message: String) {
-    conn.send(&Response::error(message));
-    let _ = conn.flush();
-}
-
-fn open_reserve() -> Option<OwnedFd> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open("/dev/null")
-    {
-        Ok(f) => Some(f.into()),
-        Err(e) => {
-            log::warn!("unable to open /dev/null as a reserve descriptor: {e}");
-            None
         }
     }
 }

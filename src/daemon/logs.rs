@@ -214,7 +214,13 @@ impl Daemon {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
-        if let Some(at) = self.notify_due(now) {
+        let cx = super::notify::Context {
+            spec: &self.settings.config.daemon.notify,
+            outputs: &self.logs,
+            pids: &mut self.pids,
+            now,
+        };
+        if let Some(at) = self.notifier.due(cx) {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         if let Some(at) = next {

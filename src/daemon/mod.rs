@@ -13,7 +13,6 @@ mod pids;
 mod probe;
 mod procfs;
 pub mod reap;
-mod scheduling;
 pub mod spawn;
 pub mod state;
 

@@ -24,11 +24,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::deliver::{Delivery, SUBCOMMAND};
-use super::event_loop::Daemon;
+use super::logs::Outputs;
 use super::pids::{PidOwner, Pids};
 use crate::config::NotifySpec;
 use crate::core::event::Event;
-use crate::core::ExitStatus;
+use crate::core::{ExitStatus, Instance};
 
 /// A sender or hook still running after this is killed with its group.
 pub const SENDER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -287,31 +287,37 @@ fn reason_from(fd: Option<OwnedFd>) -> String {
         .to_string()
 }
 
-impl Daemon {
-    /// An instance logged `event`: notify whoever asked for it.
-    pub(super) fn notice(&mut self, id: usize, event: &Event, now: Instant) {
-        let Some(kind) = event_name(event) else {
-            return;
-        };
-        let spec = &self.settings.config.daemon.notify;
+/// What a notification needs from the rest of the daemon, lent for one call.
+pub struct Context<'a> {
+    pub spec: &'a NotifySpec,
+    /// Recent output, quoted in mails.
+    pub outputs: &'a Outputs,
+    /// Senders are children the loop reaps: they are registered here.
+    pub pids: &'a mut Pids,
+    pub now: Instant,
+}
+
+impl Notifier {
+    /// An instance logged `event`: notify whoever asked for it. Returns the notifier's next
+    /// deadline, for the loop's heap.
+    pub fn notice(&mut self, inst: &Instance, event: &Event, cx: Context) -> Option<Instant> {
+        let kind = event_name(event)?;
+        let spec = cx.spec;
         if (spec.email.is_none() && spec.report.is_none() && spec.hook.is_none())
             || !wanted(spec, kind)
         {
-            return;
+            return None;
         }
-        let Some(inst) = self.instances.get(id).and_then(|i| i.as_ref()) else {
-            return;
-        };
+        let now = cx.now;
         let at = crate::logging::timestamp();
-        let name = inst.core.name.clone();
-        let program = inst.core.program.clone();
-        let exit = inst.core.last_exit;
+        let name = inst.name.clone();
+        let program = inst.program.clone();
+        let exit = inst.last_exit;
         let reason = match event {
             Event::Fatal { reason } | Event::SpawnFailed { reason } => reason.clone(),
-            _ => inst.core.last_error.clone().unwrap_or_default(),
+            _ => inst.last_error.clone().unwrap_or_default(),
         };
-        let spec = spec.clone();
-        let host = self.notifier.host.clone();
+        let host = self.host.clone();
         let job = |what: &str, kind: JobKind| Job {
             what: what.to_string(),
             instance: name.clone(),
@@ -334,7 +340,7 @@ impl Daemon {
                 ("SUP_REASON".to_string(), reason.clone()),
             ];
             let j = job(&format!("hook {kind}"), JobKind::Hook(cmd.clone(), env));
-            self.notifier.enqueue(j);
+            self.enqueue(j);
         }
         if let Some(address) = &spec.report {
             let line = serde_json::json!({
@@ -352,14 +358,13 @@ impl Daemon {
                 address: address.clone(),
                 line,
             };
-            self.notifier.enqueue(job(
+            self.enqueue(job(
                 &format!("report {kind} to {address}"),
                 JobKind::Send(d),
             ));
         }
         if let Some(email) = &spec.email {
             let w = self
-                .notifier
                 .windows
                 .entry((program.clone(), kind))
                 .or_insert_with(|| Window {
@@ -379,24 +384,25 @@ impl Daemon {
                      last lines of output:\n{}\n",
                     if reason.is_empty() { "-" } else { &reason },
                     exit.map_or("-".to_string(), |c| c.to_string()),
-                    indent(&self.logs.last_lines(&name, 20)),
+                    indent(&cx.outputs.last_lines(&name, 20)),
                 );
                 let d = email_delivery(email, format!("sup: {name} {kind} on {host}"), body);
                 let to = email.to.join(", ");
-                self.notifier
-                    .enqueue(job(&format!("email {kind} to {to}"), JobKind::Send(d)));
+                self.enqueue(job(&format!("email {kind} to {to}"), JobKind::Send(d)));
             }
         }
-        if let Some(at) = self.notifier.kick(now, &mut self.pids) {
-            self.arm_logs(at, now);
-        }
+        self.kick(now, cx.pids)
     }
 
-    /// A sender or hook was reaped.
-    pub(super) fn reaped_sender(&mut self, pid: u32, status: ExitStatus, now: Instant) {
-        let Some(mut job) = self.notifier.running.remove(&pid) else {
-            return;
-        };
+    /// A sender or hook was reaped. Returns the notifier's next deadline.
+    pub fn reaped(
+        &mut self,
+        pid: u32,
+        status: ExitStatus,
+        pids: &mut Pids,
+        now: Instant,
+    ) -> Option<Instant> {
+        let mut job = self.running.remove(&pid)?;
         let said = reason_from(job.stderr.take());
         let failure = match (status, job.timed_out) {
             (_, true) => Some(format!("no answer within {}s", SENDER_TIMEOUT.as_secs())),
@@ -426,7 +432,7 @@ impl Daemon {
                     job.attempt += 1;
                     job.not_before = now + pause;
                     job.timed_out = false;
-                    self.notifier.enqueue(job);
+                    self.enqueue(job);
                 } else {
                     log::error!(
                         "{} notification failed: {}: {why}{}",
@@ -441,15 +447,14 @@ impl Daemon {
                 }
             }
         }
-        if let Some(at) = self.notifier.kick(now, &mut self.pids) {
-            self.arm_logs(at, now);
-        }
+        self.kick(now, pids)
     }
 
     /// Deadlines of the notifier: kill late senders, start retries, close rate-limit windows
     /// (sending their summaries). Returns the next deadline.
-    pub(super) fn notify_due(&mut self, now: Instant) -> Option<Instant> {
-        for (&pid, job) in self.notifier.running.iter_mut() {
+    pub fn due(&mut self, cx: Context) -> Option<Instant> {
+        let now = cx.now;
+        for (&pid, job) in self.running.iter_mut() {
             if !job.timed_out && job.deadline <= now {
                 job.timed_out = true;
                 let _ = nix::sys::signal::killpg(
@@ -459,24 +464,23 @@ impl Daemon {
             }
         }
         let closing: Vec<(String, &'static str)> = self
-            .notifier
             .windows
             .iter()
             .filter(|(_, w)| w.start + WINDOW <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for key in closing {
-            let Some(w) = self.notifier.windows.remove(&key) else {
+            let Some(w) = self.windows.remove(&key) else {
                 continue;
             };
             let (program, kind) = key;
             let Some(suppressed) = w.suppressed() else {
                 continue;
             };
-            let Some(email) = self.settings.config.daemon.notify.email.clone() else {
+            let Some(email) = cx.spec.email.clone() else {
                 continue;
             };
-            let host = self.notifier.host.clone();
+            let host = self.host.clone();
             let minutes = WINDOW.as_secs() / 60;
             let summary = format!(
                 "{program}: {} in the last {minutes} minutes",
@@ -488,10 +492,10 @@ impl Daemon {
                  latest: {}\nreason: {}\n\nlast lines of output:\n{}\n",
                 w.last_instance,
                 w.last_reason,
-                indent(&self.logs.last_lines(&w.last_instance, 20)),
+                indent(&cx.outputs.last_lines(&w.last_instance, 20)),
             );
             let d = email_delivery(&email, format!("sup: {summary} on {host}"), body);
-            self.notifier.enqueue(Job {
+            self.enqueue(Job {
                 what: format!("email summary of {}", plural(kind, w.total)),
                 instance: program.clone(),
                 kind: JobKind::Send(d),
@@ -502,7 +506,7 @@ impl Daemon {
                 stderr: None,
             });
             // The flood may go on: the next window starts throttled, so it costs one summary.
-            self.notifier.windows.insert(
+            self.windows.insert(
                 (program, kind),
                 Window {
                     start: now,
@@ -515,16 +519,15 @@ impl Daemon {
             );
         }
         // A throttled window that saw nothing more is dropped: the next event mails at once.
-        self.notifier
-            .windows
+        self.windows
             .retain(|_, w| !(w.total == 0 && w.start + WINDOW <= now));
-        self.notifier.kick(now, &mut self.pids)
+        self.kick(now, cx.pids)
     }
 
     /// At shutdown: senders still running are killed with their groups, so nothing the
     /// daemon started outlives it.
-    pub(super) fn stop_senders(&mut self) {
-        for (&pid, job) in &self.notifier.running {
+    pub fn stop_senders(&mut self) {
+        for (&pid, job) in &self.running {
             log::error!(
                 "{} notification failed: {}: the daemon is shutting down",
                 job.instance,
@@ -535,7 +538,7 @@ impl Daemon {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        self.notifier.running.clear();
+        self.running.clear();
     }
 }
 

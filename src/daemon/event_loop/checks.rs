@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use super::readiness::{HealthSource, InFlight};
-use super::{Daemon, InstId, TimerKey};
+use super::{Daemon, Inputs, InstId, TimerKey};
 use crate::config::{OnUnhealthy, Ready};
 use crate::core::health::Verdict;
 use crate::core::usage::{self, sample_every};
@@ -44,9 +44,9 @@ impl Daemon {
         which: HealthTimer,
         at: Instant,
         now: Instant,
-    ) {
+    ) -> Inputs {
         let Some(w) = self.watches.of.get_mut(&id) else {
-            return;
+            return Vec::new();
         };
         match which {
             HealthTimer::Watchdog if w.watchdog_at == Some(at) => {
@@ -63,12 +63,12 @@ impl Daemon {
                         "watchdog: no WATCHDOG=1 for {}",
                         crate::core::event::human(period)
                     );
-                    self.feed(id, Input::Fault { reason }, now);
+                    return vec![(id, Input::Fault { reason })];
                 }
             }
             HealthTimer::Check if w.next_check == Some(at) => {
                 w.next_check = None;
-                self.run_check(id, now);
+                return self.run_check(id, now);
             }
             HealthTimer::CheckTimeout if w.check_deadline == Some(at) => {
                 w.check_deadline = None;
@@ -83,33 +83,34 @@ impl Daemon {
                         let _ = reap::signal_group(pid, crate::core::instance::SIGKILL);
                     }
                     Some(InFlight::Probe { slot }) => self.release(slot),
-                    None => return,
+                    None => return Vec::new(),
                 }
                 let why = format!("timed out after {}", crate::core::event::human(timeout));
-                self.check_done(id, Err(why), now);
+                return self.check_done(id, Err(why), now);
             }
             HealthTimer::Sample if w.sample_at == Some(at) => {
                 w.sample_at = None;
-                self.sample(id, now);
+                return self.sample(id, now);
             }
             HealthTimer::Watchdog
             | HealthTimer::Check
             | HealthTimer::CheckTimeout
             | HealthTimer::Sample => {}
         }
+        Vec::new()
     }
 
     // ----- checks -----
 
-    fn run_check(&mut self, id: InstId, now: Instant) {
+    fn run_check(&mut self, id: InstId, now: Instant) -> Inputs {
         let Some(inst) = self.instances[id].as_ref() else {
-            return;
+            return Vec::new();
         };
         let Some(check) = inst.spec.health.healthcheck.clone() else {
-            return;
+            return Vec::new();
         };
         if inst.core.pid.is_none() {
-            return;
+            return Vec::new();
         }
         let started = match &check.probe {
             crate::config::Probe::Cmd(cmd) => {
@@ -145,19 +146,26 @@ impl Daemon {
                     self.timers
                         .push(at, TimerKey::Health(id, HealthTimer::CheckTimeout));
                 }
+                Vec::new()
             }
             Err(why) => self.check_done(id, Err(why), now),
         }
     }
 
     /// A `cmd` check the loop reaped.
-    pub(super) fn reaped_check(&mut self, id: InstId, pid: u32, status: ExitStatus, now: Instant) {
+    pub(super) fn reaped_check(
+        &mut self,
+        id: InstId,
+        pid: u32,
+        status: ExitStatus,
+        now: Instant,
+    ) -> Inputs {
         let Some(w) = self.watches.of.get_mut(&id) else {
-            return;
+            return Vec::new();
         };
         if !matches!(w.in_flight, Some(InFlight::Cmd { pid: p }) if p == pid) {
             // Killed at its timeout (already counted) or from an earlier process.
-            return;
+            return Vec::new();
         }
         w.in_flight = None;
         w.check_deadline = None;
@@ -169,27 +177,32 @@ impl Daemon {
                 crate::config::signal::name(crate::config::Signal(s))
             )),
         };
-        self.check_done(id, result, now);
+        self.check_done(id, result, now)
     }
 
-    pub(super) fn check_done(&mut self, id: InstId, result: Result<(), String>, now: Instant) {
+    pub(super) fn check_done(
+        &mut self,
+        id: InstId,
+        result: Result<(), String>,
+        now: Instant,
+    ) -> Inputs {
         let Some(inst) = self.instances[id].as_ref() else {
-            return;
+            return Vec::new();
         };
         let Some(check) = inst.spec.health.healthcheck.clone() else {
-            return;
+            return Vec::new();
         };
         let ready_by_health = inst.spec.health.ready == Ready::Health;
         let state = inst.core.state();
         let name = inst.core.name.clone();
         let Some(w) = self.watches.of.get_mut(&id) else {
-            return;
+            return Vec::new();
         };
         if let Some(InFlight::Probe { slot }) = w.in_flight.take() {
             self.release(slot);
         }
         let Some(w) = self.watches.of.get_mut(&id) else {
-            return;
+            return Vec::new();
         };
         w.check_deadline = None;
         let at = now + check.interval;
@@ -206,7 +219,7 @@ impl Daemon {
                     log::info!("{name} healthy");
                 }
                 if ready {
-                    self.feed(id, Input::Ready, now);
+                    return vec![(id, Input::Ready)];
                 }
             }
             Verdict::Grace { why } => {
@@ -226,12 +239,13 @@ impl Daemon {
             } => {
                 log::warn!("{name} health check failed ({failures}/{retries}): {why}");
                 match then {
-                    OnUnhealthy::Restart => self.feed(id, Input::Fault { reason }, now),
+                    OnUnhealthy::Restart => return vec![(id, Input::Fault { reason })],
                     OnUnhealthy::Notify => log::warn!("{name} unhealthy: {reason}"),
                     OnUnhealthy::None => {}
                 }
             }
         }
+        Vec::new()
     }
 
     /// `health` for status: null without a check or without a process.
@@ -245,16 +259,16 @@ impl Daemon {
 
     // ----- resources -----
 
-    fn sample(&mut self, id: InstId, now: Instant) {
+    fn sample(&mut self, id: InstId, now: Instant) -> Inputs {
         let Some(inst) = self.instances[id].as_ref() else {
-            return;
+            return Vec::new();
         };
         let (Some(rule), Some(pid)) = (inst.spec.health.watch, inst.core.pid) else {
-            return;
+            return Vec::new();
         };
         let running = inst.core.state() == State::Running;
         let Some(w) = self.watches.of.get_mut(&id) else {
-            return;
+            return Vec::new();
         };
         let at = now + sample_every(rule.sustained);
         w.sample_at = Some(at);
@@ -262,8 +276,9 @@ impl Daemon {
             .push(at, TimerKey::Health(id, HealthTimer::Sample));
         let sample = procfs::usage(pid);
         let hz = procfs::ticks_per_s();
-        if let Some(reason) = w.usage.sample(&rule, sample, running, now, hz) {
-            self.feed(id, Input::Fault { reason }, now);
+        match w.usage.sample(&rule, sample, running, now, hz) {
+            Some(reason) => vec![(id, Input::Fault { reason })],
+            None => Vec::new(),
         }
     }
 

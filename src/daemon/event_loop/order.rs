@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use super::{Daemon, InstId};
+use super::{Daemon, Inputs, InstId};
 use crate::control::proto::Outcome;
 use crate::core::deps::{self, Dependents, Rolling};
 use crate::core::Input;
@@ -106,7 +106,7 @@ impl Daemon {
 
     /// Stop (or shut down) `ids` in reverse dependency order: an instance whose dependents
     /// among them are still up is held until they are down.
-    pub(super) fn stop_in_order(&mut self, ids: &[InstId], input: Input, now: Instant) {
+    pub(super) fn stop_in_order(&mut self, ids: &[InstId], input: Input) -> Inputs {
         self.order.stop_set.extend(ids.iter().copied());
         let (held, now_ids): (Vec<InstId>, Vec<InstId>) =
             ids.iter().partition(|&&id| self.dependents_up(id));
@@ -114,9 +114,7 @@ impl Daemon {
             self.order.held_stops.retain(|(h, _)| *h != id);
             self.order.held_stops.push((id, input.clone()));
         }
-        for id in now_ids {
-            self.feed(id, input.clone(), now);
-        }
+        now_ids.into_iter().map(|id| (id, input.clone())).collect()
     }
 
     /// Once a turn, after everything else was fed: follow the changes of this turn to what
@@ -128,10 +126,14 @@ impl Daemon {
             if changed.is_empty() {
                 break;
             }
-            self.release_held_stops(now);
-            self.recheck_dependents(&changed, now);
+            // Held stops first: a dependency they stop must hold its waiting dependents.
+            let inputs = self.release_held_stops();
+            self.apply(inputs, now);
+            let inputs = self.recheck_dependents(&changed);
+            self.apply(inputs, now);
             if !self.order.rolling.is_empty() {
-                self.roll(now);
+                let inputs = self.roll();
+                self.apply(inputs, now);
             }
         }
         if self.order.held_stops.is_empty() {
@@ -139,24 +141,22 @@ impl Daemon {
         }
     }
 
-    fn release_held_stops(&mut self, now: Instant) {
+    fn release_held_stops(&mut self) -> Inputs {
         if self.order.held_stops.is_empty() {
-            return;
+            return Vec::new();
         }
         let held = std::mem::take(&mut self.order.held_stops);
         let (still, go): (Vec<_>, Vec<_>) = held
             .into_iter()
             .partition(|(id, _)| self.dependents_up(*id));
         self.order.held_stops = still;
-        for (id, input) in go {
-            self.feed(id, input, now);
-        }
+        go
     }
 
     /// Waiting instances of the programs that depend on a changed instance's program.
-    fn recheck_dependents(&mut self, changed: &[InstId], now: Instant) {
+    fn recheck_dependents(&self, changed: &[InstId]) -> Inputs {
         if self.order.dependents.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut seen = HashSet::new();
         let mut waiting = Vec::new();
@@ -178,21 +178,20 @@ impl Daemon {
                 }));
             }
         }
-        self.recheck(waiting, now);
+        self.recheck(waiting)
     }
 
-    fn recheck(&mut self, waiting: Vec<InstId>, now: Instant) {
-        for id in waiting {
-            match self.blocked_by(id) {
-                None => self.feed(id, Input::Unblocked, now),
-                Some(reason) => self.feed(id, Input::Blocked { reason }, now),
-            }
-        }
+    fn recheck(&self, waiting: Vec<InstId>) -> Inputs {
+        let input = |id| match self.blocked_by(id) {
+            None => Input::Unblocked,
+            Some(reason) => Input::Blocked { reason },
+        };
+        waiting.into_iter().map(|id| (id, input(id))).collect()
     }
 
     /// Every waiting instance is checked again: a reload may have changed what depends on
     /// what.
-    pub(super) fn recheck_all_waiting(&mut self, now: Instant) {
+    pub(super) fn recheck_all_waiting(&self) -> Inputs {
         let waiting: Vec<InstId> = (0..self.instances.len())
             .filter(|&id| {
                 self.instances[id]
@@ -200,7 +199,7 @@ impl Daemon {
                     .is_some_and(|i| i.core.is_waiting())
             })
             .collect();
-        self.recheck(waiting, now);
+        self.recheck(waiting)
     }
 
     /// A stop or start an operator asked for, or a reload retiring the instance, drops a held

@@ -15,7 +15,7 @@ use mio::unix::SourceFd;
 use mio::Registry;
 
 use super::checks::{HealthTimer, FIRST_CHECK};
-use super::{Daemon, InstId, Source, TimerKey};
+use super::{Daemon, Inputs, InstId, Source, TimerKey};
 use crate::config::{ProgramSpec, Ready};
 use crate::core::health::Checks;
 use crate::core::usage::{sample_every, Sustained};
@@ -220,9 +220,9 @@ impl Daemon {
 
     // ----- readiness sources -----
 
-    pub(super) fn health_ready(&mut self, slot: usize, now: Instant) {
+    pub(super) fn health_ready(&mut self, slot: usize, now: Instant) -> Inputs {
         const NOTIFY_BUDGET: usize = 64;
-        let mut inputs: Vec<(InstId, Input)> = Vec::new();
+        let mut inputs: Inputs = Vec::new();
         let mut close = false;
         let mut probe_done: Option<(InstId, Result<(), String>)> = None;
         let mut watchdog: Option<InstId> = None;
@@ -296,7 +296,7 @@ impl Daemon {
                     Step::Fail(why) => probe_done = Some((id, Err(why))),
                 }
             }
-            _ => return,
+            _ => return Vec::new(),
         }
         if more {
             self.keep_hot(slot);
@@ -317,15 +317,15 @@ impl Daemon {
         if let Some(id) = watchdog {
             self.pet_watchdog(id, now);
         }
-        for (id, input) in inputs {
-            if input == Input::Ready {
-                log::debug!("{} said it is ready", self.name(id));
+        for (id, input) in &inputs {
+            if *input == Input::Ready {
+                log::debug!("{} said it is ready", self.name(*id));
             }
-            self.feed(id, input, now);
         }
         if let Some((id, result)) = probe_done {
-            self.check_done(id, result, now);
+            inputs.extend(self.check_done(id, result, now));
         }
+        inputs
     }
 
     fn pet_watchdog(&mut self, id: InstId, now: Instant) {

@@ -94,7 +94,8 @@ impl Daemon {
         self.settings.config.programs = config.programs;
         self.settings.config.origins = config.origins;
         self.index_dependencies();
-        self.recheck_all_waiting(now);
+        let inputs = self.recheck_all_waiting();
+        self.apply(inputs, now);
         self.resnapshot(now);
         let slot = slot?;
         let items = waits
@@ -133,7 +134,7 @@ impl Daemon {
             inst.next_spec = None;
         }
         self.forget_holds(id);
-        self.feed(id, Input::Shutdown, now);
+        self.apply(vec![(id, Input::Shutdown)], now);
         self.retiring.push(id);
     }
 
@@ -160,8 +161,9 @@ impl Daemon {
                     || old.timezone != spec.timezone
                     || old.sched != spec.sched;
                 if rearm {
-                    self.feed(id, Input::Reschedule, now);
-                    self.arm_schedule(id, None, now);
+                    self.apply(vec![(id, Input::Reschedule)], now);
+                    let inputs = self.arm_schedule(id, None);
+                    self.apply(inputs, now);
                 }
             } else if state.is_down() {
                 // Nothing runs: the new definition simply applies from the next start.
@@ -173,12 +175,12 @@ impl Daemon {
                     && state == crate::core::State::Stopped
                     && spec.schedule.is_none();
                 if start {
-                    self.feed(id, Input::Start, now);
+                    self.apply(vec![(id, Input::Start)], now);
                     waits.push((id, Goal::Up));
                 }
             } else if inst.core.want_up() {
                 inst.next_spec = Some(spec.clone());
-                self.feed(id, Input::Restart, now);
+                self.apply(vec![(id, Input::Restart)], now);
                 waits.push((id, Goal::Restarted));
             } else {
                 // An operator is stopping it: it ends stopped, and starts anew when asked.
@@ -227,9 +229,10 @@ impl Daemon {
                     p.instances.push(id);
                 }
                 if spec.schedule.is_some() {
-                    self.arm_schedule(id, None, now);
+                    let inputs = self.arm_schedule(id, None);
+                    self.apply(inputs, now);
                 } else if spec.autostart {
-                    self.feed(id, Input::Start, now);
+                    self.apply(vec![(id, Input::Start)], now);
                     waits.push((id, Goal::Up));
                 }
             }

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{Answer, Daemon, Goal, InstId, Item};
+use super::{Answer, Daemon, Goal, Inputs, InstId, Item};
 use crate::control::proto::{Outcome, Response};
 use crate::core::deps::{Roll, Rolling};
 use crate::core::Input;
@@ -45,7 +45,7 @@ impl Daemon {
         }
         for (_, queue) in by_program {
             if let Some((first, rolling)) = Rolling::start(queue) {
-                self.feed(first, Input::Restart, now);
+                self.apply(vec![(first, Input::Restart)], now);
                 if !rolling.is_finished() {
                     self.order.rolling.push(rolling);
                 }
@@ -64,14 +64,15 @@ impl Daemon {
     }
 
     /// The next step of each rolling restart whose current instance changed.
-    pub(super) fn roll(&mut self, now: Instant) {
+    pub(super) fn roll(&mut self) -> Inputs {
+        let mut inputs = Vec::new();
         let mut rolling = std::mem::take(&mut self.order.rolling);
         for r in &mut rolling {
             let current = r.current();
             let state = self.instances[current].as_ref().map(|i| i.core.state());
             match r.advance(state) {
                 Roll::Wait | Roll::Done => {}
-                Roll::Next(next) => self.feed(next, Input::Restart, now),
+                Roll::Next(next) => inputs.push((next, Input::Restart)),
                 Roll::Abandoned { at, rest } => {
                     let name = self.name(current).to_string();
                     for id in rest {
@@ -90,5 +91,6 @@ impl Daemon {
         // Rolling restarts started by what was just fed come after these.
         rolling.append(&mut self.order.rolling);
         self.order.rolling = rolling;
+        inputs
     }
 }

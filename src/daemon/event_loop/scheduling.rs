@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::event_loop::{Daemon, InstId};
+use super::{Daemon, Inputs, InstId};
 use crate::control::proto::RunStatus;
 use crate::core::schedule::Clocks;
 use crate::core::{Input, Instance};
@@ -23,36 +23,30 @@ impl Daemon {
     /// Arm a scheduled instance just created (start-up, or a program a reload added), with the
     /// last tick a previous daemon recorded (RFC 3339) for `catchup: once`. Jobs without a
     /// schedule, and instances an operator stopped, are left alone.
-    pub(super) fn arm_schedule(&mut self, id: InstId, last_tick: Option<&str>, now: Instant) {
+    pub(super) fn arm_schedule(&mut self, id: InstId, last_tick: Option<&str>) -> Inputs {
         let Some(inst) = self.instances[id].as_mut() else {
-            return;
+            return Vec::new();
         };
         if inst.spec.schedule.is_none() || !inst.spec.autostart {
-            return;
+            return Vec::new();
         }
         let last = last_tick
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
         inst.core.restore_last_tick(last);
-        self.feed_tick(id, now);
+        vec![tick(id)]
     }
 
     /// A `TimerKey::Tick` entry came due: feed the tick unless the entry is stale.
-    pub(super) fn fire_tick(&mut self, id: InstId, at: Instant, now: Instant) {
+    pub(super) fn fire_tick(&self, id: InstId, at: Instant) -> Inputs {
         let due = self.instances[id]
             .as_ref()
             .is_some_and(|i| i.core.tick_at == Some(at));
         if due {
-            self.feed_tick(id, now);
+            vec![tick(id)]
+        } else {
+            Vec::new()
         }
-    }
-
-    fn feed_tick(&mut self, id: InstId, now: Instant) {
-        let input = Input::Tick {
-            wall: Utc::now(),
-            roll: roll(),
-        };
-        self.feed(id, input, now);
     }
 
     /// `next_run` for `status`: RFC 3339, or `None` for a job with no armed schedule.
@@ -86,6 +80,15 @@ impl Daemon {
             })
             .collect()
     }
+}
+
+/// A tick for `id`, with the wall clock and a roll for jitter.
+fn tick(id: InstId) -> (InstId, Input) {
+    let input = Input::Tick {
+        wall: Utc::now(),
+        roll: roll(),
+    };
+    (id, input)
 }
 
 /// What the state file records as an instance's last tick (RFC 3339).
