@@ -18,10 +18,13 @@ pub enum Event {
     SpawnFailed {
         reason: String,
     },
-    /// The daemon's own resources ran out for a spawn; retried after `delay`.
+    /// The daemon's own resources ran out for a spawn; retried after `delay`. `attempt`
+    /// counts the deferrals in a row: only the first is a warning, so a long shortage
+    /// logs one line per instance, not one per retry.
     SpawnDeferred {
         reason: String,
         delay: Duration,
+        attempt: u32,
     },
     Running,
     Exited {
@@ -95,7 +98,8 @@ impl Event {
             | Event::Backoff { .. }
             | Event::Killed { .. }
             | Event::SpawnFailed { .. }
-            | Event::SpawnDeferred { .. } => log::Level::Warn,
+            | Event::SpawnDeferred { attempt: 1, .. } => log::Level::Warn,
+            Event::SpawnDeferred { .. } => log::Level::Debug,
             Event::Fatal { .. } | Event::Bug(_) => log::Level::Error,
         }
     }
@@ -107,9 +111,22 @@ impl fmt::Display for Event {
         match self {
             Event::Spawned { pid } => write!(f, "spawned pid={pid}"),
             Event::SpawnFailed { reason } => write!(f, "spawn failed: {reason}"),
-            Event::SpawnDeferred { reason, delay } => write!(
+            Event::SpawnDeferred {
+                reason,
+                delay,
+                attempt: 1,
+            } => write!(
                 f,
                 "{reason} (the daemon's resources); retrying in {}",
+                human(*delay)
+            ),
+            Event::SpawnDeferred {
+                reason,
+                delay,
+                attempt,
+            } => write!(
+                f,
+                "{reason} (the daemon's resources); retrying in {} (attempt {attempt})",
                 human(*delay)
             ),
             Event::Running => write!(f, "running"),
@@ -188,4 +205,27 @@ pub fn human(d: Duration) -> String {
         out.push_str(&format!("{s}s"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_deferral_in_a_row_is_a_warning() {
+        let deferral = |attempt| Event::SpawnDeferred {
+            reason: "creating the stdout pipe: too many open files".into(),
+            delay: Duration::from_secs(5),
+            attempt,
+        };
+        assert_eq!(deferral(1).level(), log::Level::Warn);
+        assert_eq!(
+            deferral(1).to_string(),
+            "creating the stdout pipe: too many open files (the daemon's resources); retrying in 5s"
+        );
+        assert_eq!(deferral(2).level(), log::Level::Debug);
+        assert!(deferral(9)
+            .to_string()
+            .ends_with("retrying in 5s (attempt 9)"));
+    }
 }

@@ -494,6 +494,7 @@ impl Instance {
                 out.push(Action::Log(Event::SpawnDeferred {
                     reason: reason.clone(),
                     delay,
+                    attempt: self.deferred,
                 }));
                 self.last_error = Some(reason);
                 self.phase = P::Backoff;

@@ -429,10 +429,11 @@ fn a_start_on_fatal_tries_again_with_full_retries() {
 
 #[test]
 fn a_deferred_spawn_retries_quickly_without_spending_startretries() {
-    let deferred = |ms: u64| {
+    let deferred = |ms: u64, attempt: u32| {
         log(Event::SpawnDeferred {
             reason: "fork failed: resource temporarily unavailable".into(),
             delay: Duration::from_millis(ms),
+            attempt,
         })
     };
     let input = || I::SpawnDeferred {
@@ -448,7 +449,7 @@ fn a_deferred_spawn_retries_quickly_without_spending_startretries() {
             input(),
             S::Backoff,
             Some(at + delay),
-            vec![deferred(delay)],
+            vec![deferred(delay, n + 1)],
         ));
         at += delay;
         rows.push((at, I::Deadline, S::Starting, None, vec![Action::Spawn]));
@@ -479,7 +480,7 @@ fn a_deferred_spawn_retries_quickly_without_spending_startretries() {
         input(),
         S::Backoff,
         Some(at + 20_100),
-        vec![deferred(100)],
+        vec![deferred(100, 1)],
     )]);
 }
 

@@ -781,6 +781,9 @@ impl Daemon {
                     self.followers.retain(|&s| s != slot);
                     self.subscribers.retain(|&s| s != slot);
                 }
+                drop(c);
+                // The descriptor may be one the reserve lent: take it back before a spawn.
+                let _ = self.acceptor.top_up();
             }
             Some(Source::Exec(_) | Source::Health(_)) | None => {}
         }
@@ -886,7 +889,10 @@ impl Daemon {
                             self.clients += 1;
                             self.serve(slot, now);
                         }
-                        Err(e) => log::error!("unable to watch a control connection: {e}"),
+                        Err(e) => {
+                            log::error!("unable to watch a control connection: {e}");
+                            let _ = self.acceptor.top_up();
+                        }
                     }
                 }
                 Accepted::Done(retry) => {

@@ -1,8 +1,13 @@
 //! The control socket's listener: accepting, refusing, and never leaving a client unanswered.
 //!
-//! Owns the listener, a reserve descriptor and the accept retry deadline. It hands the loop
-//! connections from our own uid (or root) that fit under the connection limit; everything
+//! Owns the listener, a few reserve descriptors and the accept retry deadline. It hands the
+//! loop connections from our own uid (or root) that fit under the connection limit; everything
 //! else gets a one-line error here and is closed. It knows nothing of the loop's sources.
+//!
+//! The reserve is what keeps the daemon controllable when its jobs' pipes and files have
+//! taken every descriptor: spawns defer on EMFILE while the reserve is held, and a client
+//! that finds the table full is served on a reserve descriptor (the last one only answers
+//! "out of file descriptors"). `top_up` takes freed descriptors back before a spawn can.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -17,11 +22,15 @@ use crate::control::server::Conn;
 /// After an accept error other than running out of descriptors, try again this soon.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// Descriptors held back for clients: enough for an operator's `status`, `stop all` and a
+/// `tail -f` or two while jobs hold the rest.
+const RESERVE: usize = 8;
+
 pub(super) struct Acceptor {
     listener: UnixListener,
-    /// An open /dev/null, closed to make room for answering a client when descriptors run
-    /// out, then reopened.
-    reserve: Option<OwnedFd>,
+    /// Open /dev/null descriptors, closed one at a time to make room for a client when
+    /// the table is full, and reopened by `top_up`.
+    reserve: Vec<OwnedFd>,
     /// Running out of descriptors was logged; cleared by the next accept that works.
     fd_shortage: bool,
     /// When accepting is tried again after an error.
@@ -40,13 +49,26 @@ pub(super) enum Accepted {
 
 impl Acceptor {
     pub(super) fn new(listener: UnixListener) -> Acceptor {
-        Acceptor {
+        let mut acceptor = Acceptor {
             listener,
-            reserve: open_reserve(),
+            reserve: Vec::with_capacity(RESERVE),
             fd_shortage: false,
             retry_at: None,
             uid: nix::unistd::getuid().as_raw(),
+        };
+        if let Err(e) = acceptor.top_up() {
+            log::warn!("unable to open /dev/null as a reserve descriptor: {e}");
         }
+        acceptor
+    }
+
+    /// Take back reserve descriptors a client gave up. Call as soon as a client is closed,
+    /// before anything else in the turn can take the descriptor.
+    pub(super) fn top_up(&mut self) -> io::Result<()> {
+        while self.reserve.len() < RESERVE {
+            self.reserve.push(open_reserve()?);
+        }
+        Ok(())
     }
 
     /// The retry deadline `at` came: is it still the one armed?
@@ -82,14 +104,31 @@ impl Acceptor {
                     if matches!(
                         e.raw_os_error(),
                         Some(nix::libc::EMFILE | nix::libc::ENFILE)
-                    ) && self.reserve.is_some() =>
+                    ) && !self.reserve.is_empty() =>
                 {
-                    // Spend the reserve descriptor to take the waiting client and tell it why,
-                    // then take the reserve back. The kernel reports EMFILE before it looks at
-                    // the backlog, so only the accept made with the reserve tells whether
-                    // anyone is waiting.
-                    self.reserve = None;
-                    let refused = match self.listener.accept() {
+                    if !self.fd_shortage {
+                        self.fd_shortage = true;
+                        log::warn!(
+                            "the daemon is out of file descriptors ({}); serving clients from its reserve",
+                            client::cause(&e)
+                        );
+                    }
+                    // Spend a reserve descriptor to take the waiting client. The kernel
+                    // reports EMFILE before it looks at the backlog, so only the accept made
+                    // with the reserve tells whether anyone is waiting.
+                    let last = self.reserve.len() == 1;
+                    self.reserve.pop();
+                    match self.listener.accept() {
+                        Ok((stream, _)) if !last => {
+                            let mut conn = Conn::new(stream);
+                            if let Err(why) = self.check_peer(&conn) {
+                                refuse(&mut conn, why);
+                                drop(conn);
+                                let _ = self.top_up();
+                                continue;
+                            }
+                            return Accepted::Conn(conn);
+                        }
                         Ok((stream, _)) => {
                             refuse(
                                 &mut Conn::new(stream),
@@ -98,24 +137,17 @@ impl Acceptor {
                                     client::cause(&e)
                                 ),
                             );
-                            Ok(())
+                            // The refused connection is closed: its descriptor is the reserve's.
+                            let _ = self.top_up();
                         }
-                        Err(e) => Err(e),
-                    };
-                    // Reopened once the refused connection is closed: it took this descriptor.
-                    self.reserve = open_reserve();
-                    match refused {
-                        Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            return Accepted::Done(None)
+                            let _ = self.top_up();
+                            return Accepted::Done(None);
                         }
-                        Err(_) => return Accepted::Done(Some(self.retry(now))),
-                    }
-                    if !self.fd_shortage {
-                        self.fd_shortage = true;
-                        log::warn!(
-                            "accepting a control connection failed: {e}; refusing clients until descriptors are free"
-                        );
+                        Err(_) => {
+                            let _ = self.top_up();
+                            return Accepted::Done(Some(self.retry(now)));
+                        }
                     }
                 }
                 Err(e) => {
@@ -155,17 +187,11 @@ fn refuse(conn: &mut Conn, message: String) {
     let _ = conn.flush();
 }
 
-fn open_reserve() -> Option<OwnedFd> {
+fn open_reserve() -> io::Result<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open("/dev/null")
-    {
-        Ok(f) => Some(f.into()),
-        Err(e) => {
-            log::warn!("unable to open /dev/null as a reserve descriptor: {e}");
-            None
-        }
-    }
+        .open("/dev/null")?;
+    Ok(file.into())
 }
