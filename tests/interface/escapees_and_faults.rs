@@ -305,8 +305,17 @@ fn running_out_of_descriptors_for_a_pipe_is_retried_and_the_daemon_stays_quiet()
 
 #[test]
 fn a_full_disk_under_an_output_file_is_survived_without_spinning() {
+    failing_writes_are_survived_without_spinning("ENOSPC");
+}
+
+#[test]
+fn an_io_error_under_an_output_file_is_survived_without_spinning() {
+    failing_writes_are_survived_without_spinning("EIO");
+}
+
+fn failing_writes_are_survived_without_spinning(errno: &str) {
     let sb = Sandbox::with_programs(
-        "write-enospc",
+        &format!("write-{}", errno.to_lowercase()),
         r#"
   talk:
     cmd: ["sh", "-c", "i=0; while :; do i=$((i+1)); echo line $i; sleep 0.02; done"]
@@ -314,10 +323,8 @@ fn a_full_disk_under_an_output_file_is_survived_without_spinning() {
 "#,
     );
     // Every write the daemon makes fails for a while: output files, and the event log too.
-    let Some(traced) = daemon_under_strace(
-        &sb,
-        &["trace=write", "inject=write:error=ENOSPC:when=3..40"],
-    ) else {
+    let inject = format!("inject=write:error={errno}:when=3..40");
+    let Some(traced) = daemon_under_strace(&sb, &["trace=write", &inject]) else {
         return;
     };
     sb.wait_state("talk", "running");
@@ -331,7 +338,7 @@ fn a_full_disk_under_an_output_file_is_survived_without_spinning() {
     let st = sb.wait_state("talk", "running");
     assert_eq!(st["restarts"], 0, "{st}");
     assert!(
-        sb.read("strace.out").contains("ENOSPC") && sb.read("strace.out").contains("INJECTED"),
+        sb.read("strace.out").contains(errno) && sb.read("strace.out").contains("INJECTED"),
         "the fault was injected"
     );
     shutdown(&sb, traced);
