@@ -234,11 +234,19 @@ fn a_transient_fork_failure_is_retried_without_spending_startretries() {
     let st = sb.wait_state("web", "running");
     assert_eq!(st["restarts"], 0, "{st}");
     let log = sb.log();
+    // Five deferrals in a row, one warning: the retries after the first are debug lines.
     assert_eq!(
         log.matches(" WARN web fork failed: try again (the daemon's resources); retrying in ")
             .count(),
-        5,
+        1,
         "{log}"
+    );
+    assert_eq!(
+        sb.read("strace.out")
+            .matches("EAGAIN (Resource temporarily unavailable) (INJECTED)")
+            .count(),
+        5,
+        "five forks failed"
     );
     assert!(!log.contains("fatal"), "{log}");
     shutdown(&sb, traced);
