@@ -28,16 +28,18 @@ use super::spawn::{SpawnRequest, Stdio};
 use super::{reap, state};
 use crate::config::{Config, ProgramSpec};
 use crate::control::proto::{
-    DaemonInfo, InstanceStatus, Outcome, ReloadReport, Request, RequestBody, Response, ResponseBody,
+    DaemonInfo, InstanceStatus, Outcome, Request, RequestBody, Response, ResponseBody,
 };
 use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
 use crate::core::timers::Timers;
 use crate::core::{names, Action, Input, Instance, State};
 use acceptor::{Accepted, Acceptor};
+use clients::{Answer, Clients, Goal, Item, Waiter};
 use sources::Sources;
 
 mod acceptor;
 mod checks;
+mod clients;
 mod follow;
 mod order;
 mod readiness;
@@ -76,7 +78,7 @@ pub(super) enum TimerKey {
     Tick(InstId),
     /// Write the state file: changes are coalesced for `STATE_SAVE_DELAY`.
     SaveState,
-    /// A readiness, health-check or resource deadline (see `health`).
+    /// A readiness, health-check or resource deadline (see `readiness` and `checks`).
     Health(InstId, checks::HealthTimer),
     /// Held output lines and notifications (`logs.rs`, `notify.rs`).
     Logs,
@@ -119,7 +121,7 @@ pub(in crate::daemon) enum Source {
     Capture(CaptureSource),
     Client(ClientSource),
     Exec(ExecSource),
-    /// A notify socket, a readiness pipe or a health probe (see `health`).
+    /// A notify socket, a readiness pipe or a health probe (see `readiness`).
     Health(readiness::HealthSource),
 }
 
@@ -145,50 +147,6 @@ struct Program {
     instances: Vec<InstId>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Goal {
-    Up,
-    Down,
-    Restarted,
-}
-
-struct Item {
-    id: InstId,
-    name: String,
-    goal: Goal,
-    outcome: Option<Outcome>,
-}
-
-/// What to answer once every item's transition has ended.
-enum Answer {
-    Outcomes,
-    Reload(ReloadReport),
-}
-
-struct Waiter {
-    slot: usize,
-    items: Vec<Item>,
-    answer: Answer,
-}
-
-impl Waiter {
-    fn done(&self) -> bool {
-        self.items.iter().all(|i| i.outcome.is_some())
-    }
-
-    fn into_response(self) -> Response {
-        match self.answer {
-            Answer::Outcomes => Response::new(ResponseBody::Outcomes {
-                outcomes: self.items.into_iter().filter_map(|i| i.outcome).collect(),
-            }),
-            Answer::Reload(mut report) => {
-                report.outcomes = self.items.into_iter().filter_map(|i| i.outcome).collect();
-                Response::new(ResponseBody::Reload { report })
-            }
-        }
-    }
-}
-
 pub struct Settings {
     pub config: Config,
     pub socket: PathBuf,
@@ -207,10 +165,8 @@ pub struct Daemon {
     /// Every child the daemon started and still has to reap, by what it is for.
     pub(super) pids: Pids,
     pub(super) timers: Timers<TimerKey>,
-    clients: usize,
-    waiters: Vec<Waiter>,
-    /// Clients waiting for the shutdown to finish.
-    shutdown_waiters: Vec<usize>,
+    /// What the loop owes its clients: parked requests, streams, the shutdown's waiters.
+    clients: Clients,
     shutting_down: bool,
     state_dirty: bool,
     /// When the pending state-file write is due.
@@ -218,12 +174,6 @@ pub struct Daemon {
     actions: Vec<Action>,
     /// Instances whose stop ended this turn: their escapees are killed before waiters hear.
     escape_scan: Vec<String>,
-    /// Clients streaming a log file (`tail -f`).
-    followers: Vec<usize>,
-    /// Clients subscribed to instance events (`sup top`).
-    subscribers: Vec<usize>,
-    /// Events to publish to subscribers at the end of the turn.
-    published: Vec<(InstId, String)>,
     /// Instances removed by a reload that are still stopping.
     retiring: Vec<InstId>,
     /// Freed instance slots, reused by later reloads.
@@ -262,17 +212,12 @@ impl Daemon {
             instances: Vec::new(),
             pids: Pids::default(),
             timers: Timers::default(),
-            clients: 0,
-            waiters: Vec::new(),
-            shutdown_waiters: Vec::new(),
+            clients: Clients::default(),
             shutting_down: false,
             state_dirty: true,
             save_at: None,
             actions: Vec::new(),
             escape_scan: Vec::new(),
-            followers: Vec::new(),
-            subscribers: Vec::new(),
-            published: Vec::new(),
             retiring: Vec::new(),
             free_instances: Vec::new(),
             started: Instant::now(),
@@ -613,9 +558,7 @@ impl Daemon {
                     }
                     Action::Log(event) => {
                         log::log!(event.level(), "{} {}", self.name(id), event);
-                        if !self.subscribers.is_empty() {
-                            self.published.push((id, event.to_string()));
-                        }
+                        self.clients.publish(id, event.to_string());
                         self.notice(id, &event, now);
                     }
                 }
@@ -776,11 +719,7 @@ impl Daemon {
         match self.sources.remove(slot) {
             Some(Source::Capture(c)) => c.capture.release_sink(),
             Some(Source::Client(c)) => {
-                self.clients -= 1;
-                if c.stream.is_some() {
-                    self.followers.retain(|&s| s != slot);
-                    self.subscribers.retain(|&s| s != slot);
-                }
+                self.clients.closed(slot, c.stream.is_some());
                 drop(c);
                 // The descriptor may be one the reserve lent: take it back before a spawn.
                 let _ = self.acceptor.top_up();
@@ -854,7 +793,7 @@ impl Daemon {
         };
         match c.capture.pump(budget) {
             Ok(p) => {
-                if p.bytes > 0 && !self.followers.is_empty() {
+                if p.bytes > 0 && self.clients.has_followers() {
                     let path = c.path.clone();
                     self.feed_followers(&path, now);
                 }
@@ -876,7 +815,10 @@ impl Daemon {
 
     fn accept(&mut self, now: Instant) {
         loop {
-            match self.acceptor.next(self.clients, MAX_CLIENTS, now) {
+            match self
+                .acceptor
+                .next(self.clients.connected(), MAX_CLIENTS, now)
+            {
                 Accepted::Conn(conn) => {
                     let source = Source::Client(ClientSource {
                         conn,
@@ -886,7 +828,7 @@ impl Daemon {
                     });
                     match self.sources.add(source) {
                         Ok(slot) => {
-                            self.clients += 1;
+                            self.clients.opened();
                             self.serve(slot, now);
                         }
                         Err(e) => {
@@ -1109,7 +1051,7 @@ impl Daemon {
                     log::info!("shutdown requested: stopping every job");
                     self.begin_shutdown(now);
                 }
-                self.shutdown_waiters.push(slot);
+                self.clients.wait_for_shutdown(slot);
                 if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
                     c.waiting = true;
                 }
@@ -1277,7 +1219,7 @@ impl Daemon {
         if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
             c.waiting = true;
         }
-        self.waiters.push(waiter);
+        self.clients.park(waiter);
         None
     }
 
@@ -1329,11 +1271,12 @@ impl Daemon {
     }
 
     fn settle_waiters(&mut self, now: Instant) {
-        if self.waiters.is_empty() {
+        let waiters = self.clients.take_waiters();
+        if waiters.is_empty() {
             return;
         }
         let mut pending = Vec::new();
-        for mut w in std::mem::take(&mut self.waiters) {
+        for mut w in waiters {
             self.settle(&mut w);
             if w.done() {
                 let slot = w.slot;
@@ -1343,8 +1286,7 @@ impl Daemon {
             }
         }
         // A reply may have let a client's next request park a new waiter meanwhile.
-        pending.append(&mut self.waiters);
-        self.waiters = pending;
+        self.clients.requeue(pending);
     }
 
     fn signal(&mut self, signal: &str, names_: &[String]) -> Response {
@@ -1433,7 +1375,7 @@ impl Daemon {
             self.pump(slot, usize::MAX, now);
         }
         self.save_state();
-        let waiters = std::mem::take(&mut self.shutdown_waiters);
+        let waiters = self.clients.take_shutdown_waiters();
         for slot in waiters {
             if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
                 c.conn.send(&Response::new(ResponseBody::Done {

@@ -80,13 +80,13 @@ impl Daemon {
         c.conn.send(&reply);
         c.waiting = true;
         c.stream = Some(Stream::File { path, offset });
-        self.followers.push(slot);
+        self.clients.follow(slot);
         None
     }
 
     /// Send every follower of `path` what was appended since its offset.
     pub(super) fn feed_followers(&mut self, path: &Path, now: Instant) {
-        for slot in self.followers.clone() {
+        for slot in self.clients.followers() {
             let Some(Source::Client(c)) = self.sources.get_mut(slot) else {
                 continue;
             };
@@ -132,14 +132,14 @@ impl Daemon {
         c.conn.send(&snapshot);
         c.waiting = true;
         c.stream = Some(Stream::Events { names });
-        self.subscribers.push(slot);
+        self.clients.subscribe(slot);
         None
     }
 
     /// After a reload the set of instances changed: every subscriber gets a fresh snapshot
     /// (a dashboard replaces its whole list on a `status` message).
     pub(super) fn resnapshot(&mut self, now: Instant) {
-        for slot in self.subscribers.clone() {
+        for slot in self.clients.subscribers() {
             let names = match self.sources.get(slot) {
                 Some(Source::Client(c)) => match &c.stream {
                     Some(Stream::Events { names }) => names.clone(),
@@ -167,12 +167,12 @@ impl Daemon {
 
     /// Send the turn's events to every subscriber that selected their instance.
     pub(super) fn publish(&mut self, now: Instant) {
-        if self.published.is_empty() {
+        let events = self.clients.take_published();
+        if events.is_empty() {
             return;
         }
-        let events = std::mem::take(&mut self.published);
         let at = crate::logging::timestamp();
-        for slot in self.subscribers.clone() {
+        for slot in self.clients.subscribers() {
             for (id, message) in &events {
                 let Some(inst) = self.instances[*id].as_ref() else {
                     continue;

@@ -19,7 +19,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::{Answer, Daemon, Goal, InstId, Item};
+use super::clients::{Answer, Goal, Item};
+use super::{Daemon, InstId};
 use crate::config::ProgramSpec;
 use crate::control::proto::{ReloadReport, Response, ResponseBody};
 use crate::core::{reload, Input};
