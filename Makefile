@@ -12,6 +12,8 @@ RUST_VERSION := $(shell sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
 BINDIR  := $(DESTDIR)$(PREFIX)/bin
 MANDIR  := $(DESTDIR)$(PREFIX)/share/man/man1
 SHARE   := $(DESTDIR)$(PREFIX)/share
+# Where systemd looks for units of packages installed under PREFIX (/usr, /usr/local).
+UNITDIR := $(DESTDIR)$(PREFIX)/lib/systemd/system
 
 .PHONY: help build run test check dev bench fuzz deps demo-deps test-deps fmt man install install-built clean
 
@@ -85,7 +87,7 @@ man: build ## the man page, generated from the CLI's definitions: target/man/sup
 	@mkdir -p target/man
 	$(SUP) __man > target/man/sup.1
 
-install: build ## install sup, its man page and bash/zsh/fish completions under $(DESTDIR)$(PREFIX)
+install: build ## install sup, its man page, bash/zsh/fish completions and contrib/ (a systemd unit) under $(DESTDIR)$(PREFIX)
 	@$(MAKE) --no-print-directory install-built
 
 # `make install` without the build: installs $(SUP) as it is (the tests install theirs).
@@ -97,7 +99,11 @@ install-built:
 	$(SUP) completions bash > $(SHARE)/bash-completion/completions/sup
 	$(SUP) completions zsh > $(SHARE)/zsh/site-functions/_sup
 	$(SUP) completions fish > $(SHARE)/fish/vendor_completions.d/sup.fish
-	@if [ -d contrib ]; then install -d $(SHARE)/sup && cp -R contrib $(SHARE)/sup/; fi
+	install -d $(SHARE)/sup/contrib $(UNITDIR)
+	cp -R contrib/. $(SHARE)/sup/contrib/
+	sed 's|/usr/local/bin/sup|$(PREFIX)/bin/sup|g' contrib/sup.service > $(UNITDIR)/sup.service
+	cp $(UNITDIR)/sup.service $(SHARE)/sup/contrib/sup.service
+	chmod 644 $(UNITDIR)/sup.service $(SHARE)/sup/contrib/sup.service
 
 test: test-deps ## every test: unit, golden, property and integration (real daemon, real children)
 	$(CARGO) test --quiet -- --test-threads=4
