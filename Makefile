@@ -12,8 +12,10 @@ RUST_VERSION := $(shell sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
 BINDIR  := $(DESTDIR)$(PREFIX)/bin
 MANDIR  := $(DESTDIR)$(PREFIX)/share/man/man1
 SHARE   := $(DESTDIR)$(PREFIX)/share
+# Where systemd looks for units of packages installed under PREFIX (/usr, /usr/local).
+UNITDIR := $(DESTDIR)$(PREFIX)/lib/systemd/system
 
-.PHONY: help build run test check dev bench fuzz deps test-deps fmt man install install-built clean
+.PHONY: help build run test check dev bench fuzz deps demo-deps test-deps fmt man install install-built clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
@@ -42,12 +44,27 @@ deps: ## make sure cargo and rustc >= Cargo.toml's rust-version are here (rustup
 	  echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh" >&2; \
 	  exit 1; fi
 
+# `apt_install PKG…` for the recipes below: quiet, and false where there is no apt-get.
+APT_INSTALL = apt_install() { command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get update -qq && apt-get install -y -qq "$$@"; } >/dev/null 2>&1; }
+
+# What the bundled sup.d/ demo runs besides sup, as COMMAND:PACKAGE: every job's cmd starts
+# with one of these (sh for web, worker, flaky and tick; python3 for db and api), which a test
+# checks. Only these: what the tests alone use stays in test-deps.
+DEMO_NEEDS := sh:dash python3:python3
+
+demo-deps: ## install what the sup.d/ demo runs (python3 for db and api) if missing
+	@$(APT_INSTALL); \
+	for need in $(DEMO_NEEDS); do \
+	  command -v $${need%%:*} >/dev/null 2>&1 || apt_install $${need#*:} || { \
+	    echo "make: $${need%%:*} is missing: install the $${need#*:} package" >&2; exit 1; }; \
+	done
+
 # What the integration tests run besides sup: ps, tmux, python3 and aiosmtpd (the SMTP server
 # the notification tests send to). aiosmtpd comes from apt where that works for the python3 on
 # PATH, else from a venv under the repo that the tests look for first.
 test-deps: deps ## install what the tests need (procps, tmux, python3, aiosmtpd)
-	@apt_install() { command -v apt-get >/dev/null 2>&1 && \
-	  { apt-get update -qq && apt-get install -y -qq "$$@"; } >/dev/null 2>&1; }; \
+	@$(APT_INSTALL); \
 	for need in ps:procps tmux:tmux python3:python3; do \
 	  command -v $${need%%:*} >/dev/null 2>&1 || apt_install $${need#*:} || { \
 	    echo "make: $${need%%:*} is missing: install the $${need#*:} package" >&2; exit 1; }; \
@@ -63,14 +80,14 @@ test-deps: deps ## install what the tests need (procps, tmux, python3, aiosmtpd)
 build: deps ## the release binary, target/release/sup
 	$(CARGO) build --release
 
-run: build ## build (release) and supervise the bundled sup.d/ in the foreground
+run: build demo-deps ## build (release) and supervise the bundled sup.d/ in the foreground
 	$(SUP) daemon -c sup.d
 
 man: build ## the man page, generated from the CLI's definitions: target/man/sup.1
 	@mkdir -p target/man
 	$(SUP) __man > target/man/sup.1
 
-install: build ## install sup, its man page and bash/zsh/fish completions under $(DESTDIR)$(PREFIX)
+install: build ## install sup, its man page, bash/zsh/fish completions and contrib/ (a systemd unit) under $(DESTDIR)$(PREFIX)
 	@$(MAKE) --no-print-directory install-built
 
 # `make install` without the build: installs $(SUP) as it is (the tests install theirs).
@@ -82,7 +99,11 @@ install-built:
 	$(SUP) completions bash > $(SHARE)/bash-completion/completions/sup
 	$(SUP) completions zsh > $(SHARE)/zsh/site-functions/_sup
 	$(SUP) completions fish > $(SHARE)/fish/vendor_completions.d/sup.fish
-	@if [ -d contrib ]; then install -d $(SHARE)/sup && cp -R contrib $(SHARE)/sup/; fi
+	install -d $(SHARE)/sup/contrib $(UNITDIR)
+	cp -R contrib/. $(SHARE)/sup/contrib/
+	sed 's|/usr/local/bin/sup|$(PREFIX)/bin/sup|g' contrib/sup.service > $(UNITDIR)/sup.service
+	cp $(UNITDIR)/sup.service $(SHARE)/sup/contrib/sup.service
+	chmod 644 $(UNITDIR)/sup.service $(SHARE)/sup/contrib/sup.service
 
 test: test-deps ## every test: unit, golden, property and integration (real daemon, real children)
 	$(CARGO) test --quiet -- --test-threads=4

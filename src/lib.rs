@@ -68,11 +68,16 @@ fn exit(result: Result<Outcome, Fail>) -> ExitCode {
     }
 }
 
-/// `sup check`: every error, or `ok: N programs, M instances`.
+/// `sup check`: every error, or `ok: N programs, M instances`; warnings either way (errors
+/// first, since they are what stops the config).
 fn check(global: &cli::Global, json: bool) -> Result<Outcome, Fail> {
     let env = paths::Env::from_process();
     let path = paths::config_path(global.config.as_deref(), &env);
-    let loaded = config::load(&path);
+    let loaded = config::check(&path);
+    let (errors, warnings) = match &loaded {
+        Ok(cfg) => (&[][..], &cfg.warnings[..]),
+        Err(r) => (&r.errors[..], &r.warnings[..]),
+    };
     if json {
         let all = |errors: &[config::ConfigError]| -> Vec<serde_json::Value> {
             errors.iter().map(config::ConfigError::to_json).collect()
@@ -83,9 +88,13 @@ fn check(global: &cli::Global, json: bool) -> Result<Outcome, Fail> {
                 "programs": cfg.programs.len(),
                 "instances": cfg.instance_count(),
                 "errors": [],
-                "warnings": all(&cfg.warnings),
+                "warnings": all(warnings),
             }),
-            Err(errors) => serde_json::json!({"ok": false, "errors": all(errors), "warnings": []}),
+            Err(_) => serde_json::json!({
+                "ok": false,
+                "errors": all(errors),
+                "warnings": all(warnings),
+            }),
         };
         println!("{doc}");
         return Ok(if loaded.is_ok() {
@@ -94,11 +103,14 @@ fn check(global: &cli::Global, json: bool) -> Result<Outcome, Fail> {
             Outcome::Partial
         });
     }
-    match loaded {
+    for e in errors {
+        eprintln!("sup: error: {e}");
+    }
+    for w in warnings {
+        eprintln!("sup: warning: {w}");
+    }
+    match &loaded {
         Ok(cfg) => {
-            for w in &cfg.warnings {
-                eprintln!("sup: warning: {w}");
-            }
             println!(
                 "ok: {} program{}, {} instance{}",
                 cfg.programs.len(),
@@ -108,10 +120,7 @@ fn check(global: &cli::Global, json: bool) -> Result<Outcome, Fail> {
             );
             Ok(Outcome::Ok)
         }
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("sup: error: {e}");
-            }
+        Err(_) => {
             eprintln!(
                 "sup: {} error{} in {}",
                 errors.len(),

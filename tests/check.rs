@@ -259,6 +259,53 @@ mod what_fails_later {
              no such file or directory\n  hint: the job fails to start until it exists\n"
         );
     }
+
+    /// A config with errors still shows its warnings: both are what needs fixing, and the
+    /// exit status is the errors' (1), in text and in JSON alike.
+    #[test]
+    fn warnings_are_printed_beside_errors() {
+        let sb = Sandbox::new("warn-and-error");
+        sb.write(
+            "web.job",
+            "cmd: sleep 5\nworkingdir: /nonexistent/sup-dir\nnumproc: 2\n",
+        );
+        let out = sup(&sb.0, &["check", "-c", "web.job"], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(text(&out.stdout), "");
+        let err = text(&out.stderr);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines[0], "sup: error: web.job:3:1: programs.web.numproc: unknown key",
+            "{err}"
+        );
+        let warning = lines
+            .iter()
+            .position(|l| {
+                *l == "sup: warning: web.job:2:13: programs.web.workingdir: \
+                       /nonexistent/sup-dir: no such file or directory"
+            })
+            .unwrap_or_else(|| panic!("no warning in:\n{err}"));
+        // Errors first, the count of errors last, as before.
+        assert!(warning > 0, "{err}");
+        let count = format!("sup: 1 error in {}", sb.0.join("web.job").display());
+        assert_eq!(lines.last().copied(), Some(count.as_str()), "{err}");
+
+        let out = sup(&sb.0, &["check", "--json", "-c", "web.job"], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        let doc: serde_json::Value =
+            serde_json::from_str(text(&out.stdout).trim()).expect("one JSON document");
+        assert_eq!(doc["ok"], false);
+        assert_eq!(doc["errors"].as_array().map(Vec::len), Some(1), "{doc}");
+        assert_eq!(doc["errors"][0]["key"], "programs.web.numproc");
+        assert_eq!(doc["warnings"].as_array().map(Vec::len), Some(1), "{doc}");
+        let w = &doc["warnings"][0];
+        assert_eq!(
+            (w["line"].as_u64(), w["column"].as_u64()),
+            (Some(2), Some(13))
+        );
+        assert_eq!(w["key"], "programs.web.workingdir");
+        assert_eq!(w["hint"], "the job fails to start until it exists");
+    }
 }
 
 mod hostile_input {

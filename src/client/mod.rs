@@ -254,15 +254,17 @@ pub fn execute(
             let ResponseBody::Reload { report } = body else {
                 return Err(unexpected("reload", &body));
             };
+            let r = report::reload(&report);
             if json {
-                sink.line(&to_json(&report)?)?;
-                return Ok(if report.errors.is_empty() {
+                sink.line(&to_json(&reload_json(&report)?)?)?;
+                // The same exit status as the text: an added or changed job that did not come
+                // up fails the reload, though the new config is in force.
+                return Ok(if r.complete {
                     Outcome::Ok
                 } else {
                     Outcome::Partial
                 });
             }
-            let r = report::reload(&report);
             let outcome = emit(&r, &mut sink, err)?;
             if !report.errors.is_empty() {
                 let n = report.errors.len();
@@ -475,6 +477,18 @@ fn rolling_restart(
         return Err(unexpected("restart", &answer));
     };
     emit(&report::outcomes(&outcomes), sink, err)
+}
+
+/// `reload --json`: the report as the daemon sent it, with `outcomes` always present (the wire
+/// leaves an empty list out), so a script can read `.outcomes[]` without a special case.
+fn reload_json(report: &crate::control::proto::ReloadReport) -> Result<serde_json::Value, Fail> {
+    let mut doc =
+        serde_json::to_value(report).map_err(|e| Fail::new(format!("cannot encode JSON: {e}")))?;
+    if let Some(map) = doc.as_object_mut() {
+        map.entry("outcomes")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    }
+    Ok(doc)
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<String, Fail> {
@@ -756,6 +770,52 @@ mod tests {
         assert!(out.is_empty());
         assert!(err.starts_with("sup: error: sup.yaml:2:3: programs.x: unknown key \"cmdd\"\n"));
         assert!(err.contains("the running config stays in force"));
+    }
+
+    #[test]
+    fn reload_json_fails_like_the_text_when_an_added_job_does_not_come_up() {
+        let report = ReloadReport {
+            added: vec!["broken".into()],
+            outcomes: vec![proto::Outcome {
+                name: "broken".into(),
+                ok: false,
+                message: "fatal: exited too quickly".into(),
+            }],
+            ..ReloadReport::default()
+        };
+        for json in [false, true] {
+            let (result, out, _, _) = check(
+                Command::Reload {
+                    dry_run: false,
+                    json,
+                },
+                vec![ResponseBody::Reload {
+                    report: report.clone(),
+                }],
+            );
+            assert_eq!(result, Ok(Outcome::Partial), "json: {json}");
+            if json {
+                let doc: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+                assert_eq!(
+                    doc["outcomes"],
+                    serde_json::json!([{"name": "broken", "ok": false,
+                        "message": "fatal: exited too quickly"}])
+                );
+            }
+        }
+        // Nothing to report is still an `outcomes` list, and success.
+        let (result, out, _, _) = check(
+            Command::Reload {
+                dry_run: true,
+                json: true,
+            },
+            vec![ResponseBody::Reload {
+                report: ReloadReport::default(),
+            }],
+        );
+        assert_eq!(result, Ok(Outcome::Ok));
+        let doc: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+        assert_eq!(doc["outcomes"], serde_json::json!([]));
     }
 
     #[test]

@@ -43,6 +43,14 @@ impl ConfigError {
     }
 }
 
+/// A config that does not load: every error, and the warnings found on the way (a
+/// `workingdir` that does not exist yet), so that `sup check` can show both at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rejected {
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.place.is_empty() {

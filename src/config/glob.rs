@@ -1,9 +1,28 @@
 //! The small glob `include:` needs: `*`, `?` and `[a-z]` within one path component
-//! (`sup.d/*.job`, `conf/*/web.job`). Written here rather than taken from the `glob` crate
-//! because this is all a config include needs, and the rules fit in a page.
+//! (`sup.d/*.job`, `conf/*/web.job`).
 //!
-//! As in a shell, `*` and `?` do not match a leading `.`, so editor and backup files such as
-//! `.web.job.swp` are not loaded by accident. Only regular files (or links to them) match.
+//! Hand-written on purpose; the `glob` and `globset` crates were weighed and do not keep the
+//! behaviour `include:` has (and the tests below pin):
+//!
+//! - **A bounded walk.** One pattern reads at most `MAX_ENTRIES` (20,000) directory entries,
+//!   then it is an error naming the pattern: `/*/*/*/*` would otherwise walk the machine while
+//!   `sup check` or a reload waits (the daemon's loop among them). `glob::glob` walks as far as
+//!   the pattern reaches with no budget, and `globset` only matches strings, it does not walk.
+//! - **No recursion, no `**`.** `**` is two `*` in one component, never "any depth": a
+//!   hostile or mistaken pattern cannot descend a tree. `glob` treats `**` as recursive, and its
+//!   matcher recurses on every `*` (this file must not recurse on outside input; `match_from` is
+//!   a loop with one backtrack point, linear in practice, see `no_exponential_backtracking`).
+//! - **The shell's leading-dot rule.** `*` and `?` do not match a leading `.`, so editor and
+//!   backup files such as `.web.job.swp` are not loaded by accident. (`glob` can do this with
+//!   `require_literal_leading_dot`; `globset` has no such option.)
+//! - **Regular files only** (or links to them): a directory named `x.job` is not a job file.
+//!   `glob` yields directories too.
+//! - **Nothing a shell user would not expect is an error.** An unclosed `[` is a literal
+//!   (`a[b`), `[!x]` and `[^x]` both negate, and `{a,b}` is literal text; `glob` rejects an
+//!   unclosed `[` and knows only `[!x]`, `globset` rejects it too and expands `{a,b}`.
+//!
+//! Switching would change which files an existing config loads, and add a dependency (globset
+//! pulls in regex) for about 130 lines.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -176,6 +195,13 @@ mod tests {
         assert!(matches("*", "anything"));
         assert!(matches("a*b*c", "aXbYbZc"));
         assert!(!matches("a*b*c", "aXbYbZ"));
+        // `[^x]` negates like `[!x]`; braces are plain text; `**` is `*` twice.
+        assert!(!matches("[^a-c]*", "beta"));
+        assert!(matches("[^a-c]*", "delta"));
+        assert!(matches("{a,b}.job", "{a,b}.job"));
+        assert!(!matches("{a,b}.job", "a.job"));
+        assert!(matches("**.job", "web.job"));
+        assert!(!matches("**.job", ".web.job"));
     }
 
     #[test]
@@ -215,6 +241,12 @@ mod tests {
             ["conf/x/w.job", "conf/y/w.job"]
         );
         assert_eq!(rel(files(&dir, "./sup.d/a.job").unwrap()), ["sup.d/a.job"]);
+        // `**` is not "any depth": it stays within one component.
+        assert_eq!(
+            rel(files(&dir, "conf/**/w.job").unwrap()),
+            ["conf/x/w.job", "conf/y/w.job"]
+        );
+        assert!(files(&dir, "**/w.job").unwrap().is_empty());
         assert!(files(&dir, "missing/*.job").unwrap().is_empty());
         assert!(files(&dir, "sup.d/none.job").unwrap().is_empty());
         let abs = format!("{}/sup.d/?.job", dir.display());

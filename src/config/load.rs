@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::error::ConfigError;
+use super::error::{ConfigError, Rejected};
 use super::glob;
 use super::health::DepPlaces;
 use super::resolve::{self, JobCtx, Sink};
@@ -22,16 +22,21 @@ const DEFAULT_INCLUDE: &str = "sup.d/*.job";
 /// Load the config at `path`. Relative paths and the files named in errors are taken from
 /// `cwd`: a file under it is shown relative to it, any other absolute.
 pub fn load_in(path: &Path, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
+    check_in(path, cwd).map_err(|r| r.errors)
+}
+
+/// `load_in`, keeping the warnings of a config that has errors too (for `sup check`).
+pub fn check_in(path: &Path, cwd: &Path) -> Result<Config, Rejected> {
     load_source(path, None, cwd)
 }
 
 /// Load a main file given as text, as if it were `cwd/sup.yaml`, without touching the disk:
 /// its `include:` patterns are checked but not expanded. For fuzzing the whole load.
 pub fn load_text(text: &str, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
-    load_source(&cwd.join("sup.yaml"), Some(text), cwd)
+    load_source(&cwd.join("sup.yaml"), Some(text), cwd).map_err(|r| r.errors)
 }
 
-fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Vec<ConfigError>> {
+fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Rejected> {
     let source = values::absolute(cwd, &path.to_string_lossy());
     let mut loader = Loader {
         cwd,
@@ -61,7 +66,7 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Ve
                 at: None,
             };
             loader.sink.push(&shown, (0, 0), "", bad);
-            return Err(loader.sink.into_sorted());
+            return Err(loader.sink.into_rejected());
         }
     };
 
@@ -130,7 +135,7 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Ve
         &mut loader.sink,
     );
     if loader.sink.len() > 0 {
-        return Err(loader.sink.into_sorted());
+        return Err(loader.sink.into_rejected());
     }
     Ok(Config {
         source,

@@ -17,13 +17,19 @@ pub mod spec;
 pub mod values;
 pub mod yaml;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, Rejected};
 pub use spec::{
     AutoRestart, Catchup, Config, FirstRun, Limits, NotifySpec, OnUnhealthy, Output, Overlap,
     Probe, ProgramSpec, Ready, Rotation, Schedule, Signal,
 };
 
 use std::path::Path;
+
+/// `load`, but a config with errors keeps its warnings too: what `sup check` prints.
+pub fn check(path: &Path) -> Result<Config, Rejected> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
+    load::check_in(path, &cwd)
+}
 
 /// Load and validate the config at `path` (a YAML file or a directory of `*.job` files).
 /// Returns every error found, not only the first, sorted by file and line. Files in errors are

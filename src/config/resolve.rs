@@ -125,6 +125,15 @@ impl Sink {
         self.errors.into_iter().map(|(_, e)| e).collect()
     }
 
+    /// Every error and every warning, each sorted like `into_sorted`.
+    pub fn into_rejected(mut self) -> super::error::Rejected {
+        let warnings = self.take_warnings();
+        super::error::Rejected {
+            errors: self.into_sorted(),
+            warnings,
+        }
+    }
+
     pub fn warn(&mut self, file: &str, (line, col): (usize, usize), key: &str, bad: Bad) {
         let error = ConfigError {
             place: format!("{file}:{line}:{col}"),

@@ -1,5 +1,6 @@
 //! What packaging ships beside the binary: completion scripts and the man page, generated from
-//! the CLI's definitions, and `make install` laying them out under DESTDIR/PREFIX.
+//! the CLI's definitions, `contrib/` (a systemd unit), and `make install` laying them out under
+//! DESTDIR/PREFIX.
 
 use std::fs;
 use std::path::Path;
@@ -86,6 +87,14 @@ fn make_install_lays_out_binary_man_page_and_completions() {
     assert!(read("share/bash-completion/completions/sup").contains("complete -F _sup"));
     assert!(read("share/zsh/site-functions/_sup").starts_with("#compdef sup"));
     assert!(read("share/fish/vendor_completions.d/sup.fish").contains("complete -c sup"));
+    // The unit runs the installed binary: PREFIX, never DESTDIR, is in its path.
+    let unit = read("lib/systemd/system/sup.service");
+    assert!(
+        unit.contains("\nExecStart=/opt/sup/bin/sup daemon -c /etc/sup\n"),
+        "{unit}"
+    );
+    assert_eq!(read("share/sup/contrib/sup.service"), unit);
+    assert!(read("share/sup/contrib/README.md").contains("logrotate"));
     // Nothing outside DESTDIR/PREFIX.
     let top: Vec<_> = fs::read_dir(&dest)
         .expect("DESTDIR")
@@ -94,6 +103,73 @@ fn make_install_lays_out_binary_man_page_and_completions() {
         .collect();
     assert_eq!(top, ["opt"]);
     assert!(Path::new(&bin).is_file());
+}
+
+/// `make install PREFIX=DIR`, as a packager runs it: every kind of file (binary, man page,
+/// completions, contrib/ with its systemd unit) lands under DIR and nothing else does, and the
+/// unit is one systemd accepts (checked with `systemd-analyze verify` where it exists).
+#[test]
+fn make_install_with_a_prefix_installs_all_four_kinds_of_files() {
+    let sb = Sandbox::new("install-prefix");
+    let prefix = sb.path("prefix");
+    let out = Command::new("make")
+        .args(["-s", "--no-print-directory", "install-built"])
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg(format!("SUP={}", sup_bin()))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run make");
+    assert!(out.status.success(), "make install: {out:?}");
+    let mut files = Vec::new();
+    let mut dirs = vec![prefix.clone()];
+    while let Some(dir) = dirs.pop() {
+        for e in fs::read_dir(&dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let rel = p.strip_prefix(&prefix).expect("under PREFIX");
+                files.push(rel.display().to_string());
+            }
+        }
+    }
+    files.sort();
+    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let mut shipped: Vec<String> = fs::read_dir(&contrib)
+        .expect("contrib/")
+        .flatten()
+        .map(|e| format!("share/sup/contrib/{}", e.file_name().to_string_lossy()))
+        .collect();
+    let mut want = vec![
+        "bin/sup".to_string(),
+        "lib/systemd/system/sup.service".to_string(),
+        "share/bash-completion/completions/sup".to_string(),
+        "share/fish/vendor_completions.d/sup.fish".to_string(),
+        "share/man/man1/sup.1".to_string(),
+        "share/zsh/site-functions/_sup".to_string(),
+    ];
+    want.append(&mut shipped);
+    want.sort();
+    assert_eq!(files, want);
+
+    let unit = prefix.join("lib/systemd/system/sup.service");
+    let text = fs::read_to_string(&unit).expect("the unit");
+    let exec = format!("\nExecStart={}/bin/sup daemon", prefix.display());
+    assert!(text.contains(&exec), "{text}");
+    // sup does not send READY=1 to its own parent: Type=notify would never finish starting.
+    assert!(text.contains("\nType=simple\n"), "{text}");
+    match Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .output()
+    {
+        Ok(v) => assert!(
+            v.status.success() && v.stderr.is_empty(),
+            "systemd-analyze verify: {}",
+            String::from_utf8_lossy(&v.stderr)
+        ),
+        Err(e) => eprintln!("systemd-analyze not run ({e}): the unit's syntax is not checked"),
+    }
 }
 
 /// `make deps` on a machine with no Rust, or with Debian 12's rustc 1.63, installs a recent one

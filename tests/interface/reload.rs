@@ -309,6 +309,51 @@ fn a_reload_whose_new_job_cannot_start_exits_1_and_says_so() {
     assert_eq!(sb.state("broken"), "fatal");
 }
 
+/// `reload --json` exits as the text form does: 1 when a job the reload added goes fatal,
+/// with that instance's outcome in the document (and the config in force all the same).
+#[test]
+fn reload_json_exits_1_with_the_outcome_of_an_added_job_that_fails() {
+    let mut sb = Sandbox::new("reloadfatal-json");
+    sb.write(
+        "sup.yaml",
+        "programs:\n  keep:\n    cmd: sleep 1000\n    starttime: 0.1\n",
+    );
+    sb.start();
+    sb.wait_state("keep", "running");
+    // Nothing to report is an empty `outcomes` list, and exit 0.
+    let out = sb.sup_ok(&["reload", "--json"]);
+    let doc: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(doc["outcomes"], serde_json::json!([]), "{doc}");
+    assert_eq!(doc["unchanged"], serde_json::json!(["keep"]), "{doc}");
+
+    sb.write(
+        "sup.yaml",
+        "programs:\n  keep:\n    cmd: sleep 1000\n    starttime: 0.1\n  \
+         broken:\n    cmd: \"sh -c 'exit 3'\"\n    starttime: 0.5\n    startretries: 0\n",
+    );
+    let out = sb.sup(&["reload", "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let doc: serde_json::Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(doc["added"], serde_json::json!(["broken"]), "{doc}");
+    assert_eq!(doc["errors"], serde_json::json!([]), "{doc}");
+    assert_eq!(doc["dry_run"], false);
+    let outcomes = doc["outcomes"].as_array().expect("outcomes");
+    let broken = outcomes
+        .iter()
+        .find(|o| o["name"] == "broken")
+        .unwrap_or_else(|| panic!("no outcome for broken: {doc}"));
+    assert_eq!(broken["ok"], false, "{doc}");
+    assert!(
+        broken["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{doc}"
+    );
+    assert_eq!(sb.state("keep"), "running");
+    assert_eq!(sb.state("broken"), "fatal");
+}
+
 /// The daemon's descriptors open on a file under the sandbox whose name starts with `prefix`.
 fn files_open(sb: &Sandbox, prefix: &str) -> Vec<std::path::PathBuf> {
     let dir = format!("/proc/{}/fd", sb.daemon_pid());

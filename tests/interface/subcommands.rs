@@ -214,3 +214,97 @@ fn json_forms_for_scripts() {
     assert_eq!(err["key"], "programs.svc.numproc");
     assert_eq!(err["hint"], "did you mean numprocs?");
 }
+
+/// `start`, `restart` and `tail` with `--json`, each of the shape the README's table gives:
+/// one document with `outcomes` (name, ok, message), and one object per output line with
+/// `stream`, `time` (the job's own timestamp with `timestamps: true`, else null) and `line`.
+#[test]
+fn json_of_start_restart_and_tail() {
+    let mut sb = Sandbox::with_programs(
+        "jsonmore",
+        r#"
+  talk:
+    cmd: ["sh", "-c", "echo one; echo two; echo oops >&2; exec sleep 1000"]
+    starttime: 0.1
+    timestamps: true
+  plain:
+    cmd: ["sh", "-c", "echo hello; exec sleep 1000"]
+    starttime: 0.1
+    autostart: false
+  broken:
+    cmd: ["sh", "-c", "exit 3"]
+    starttime: 0.5
+    startretries: 0
+    autostart: false
+"#,
+    );
+    sb.start();
+    sb.wait_state("talk", "running");
+    let parse = |text: &str| -> serde_json::Value {
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+
+    let started = parse(&sb.sup_ok(&["start", "plain", "--json"]));
+    assert_eq!(
+        started,
+        serde_json::json!({"outcomes": [{"name": "plain", "ok": true, "message": "started"}]})
+    );
+    let before = sb.pid("plain");
+    let restarted = parse(&sb.sup_ok(&["restart", "plain", "--json"]));
+    assert_eq!(
+        restarted,
+        serde_json::json!({"outcomes": [{"name": "plain", "ok": true, "message": "restarted"}]})
+    );
+    assert_ne!(sb.pid("plain"), before, "restart gave a new process");
+
+    // A start that fails: exit 1, and the outcome says why, still as one JSON document.
+    let out = sb.sup(&["start", "broken", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let doc = parse(&String::from_utf8_lossy(&out.stdout));
+    let outcome = &doc["outcomes"][0];
+    assert_eq!(outcome["name"], "broken");
+    assert_eq!(outcome["ok"], false);
+    assert!(
+        outcome["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{doc}"
+    );
+
+    // tail: every line a JSON object; the timestamped job's lines carry their time.
+    let mut lines = Vec::new();
+    sb.wait_for("talk's two lines in its log", || {
+        let text = sb.sup_ok(&["tail", "talk", "--json"]);
+        lines = text.lines().map(&parse).collect();
+        lines.len() >= 2
+    });
+    let texts: Vec<_> = lines.iter().map(|l| l["line"].clone()).collect();
+    assert_eq!(texts, [serde_json::json!("one"), serde_json::json!("two")]);
+    for l in &lines {
+        assert_eq!(l["stream"], "stdout", "{l}");
+        let time = l["time"].as_str().unwrap_or_else(|| panic!("no time: {l}"));
+        assert!(
+            time.len() >= 20 && time.as_bytes()[10] == b'T',
+            "RFC 3339: {time}"
+        );
+        assert_eq!(l.as_object().map(|o| o.len()), Some(3), "{l}");
+    }
+    let mut errs = Vec::new();
+    sb.wait_for("talk's stderr line", || {
+        let text = sb.sup_ok(&["tail", "talk", "--stderr", "--json"]);
+        errs = text.lines().map(&parse).collect();
+        !errs.is_empty()
+    });
+    assert_eq!(errs[0]["stream"], "stderr");
+    assert_eq!(errs[0]["line"], "oops");
+    assert!(errs[0]["time"].is_string(), "{}", errs[0]);
+    // Without timestamps the client cannot know when a line was written: null.
+    let mut plain = Vec::new();
+    sb.wait_for("plain's line", || {
+        let text = sb.sup_ok(&["tail", "plain", "--json"]);
+        plain = text.lines().map(&parse).collect();
+        !plain.is_empty()
+    });
+    assert_eq!(
+        plain[0],
+        serde_json::json!({"stream": "stdout", "time": null, "line": "hello"})
+    );
+}
