@@ -372,33 +372,37 @@ enum ParseError {
 /// Check the version before the shape: a daemon of another version may answer with a body
 /// this client does not know, and "wrong version" is the message that helps.
 fn parse(line: &[u8]) -> Result<Response, ParseError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(line).map_err(|e| ParseError::Json(e.to_string()))?;
-    match value.get("v") {
+    /// The fields read first; everything else is skipped without being built.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        v: Option<serde_json::Value>,
+        kind: Option<serde_json::Value>,
+    }
+    /// A status answer, the one that grows with the number of instances, read straight into
+    /// the wire types: through the tagged, flattened `Response` serde would buffer every
+    /// object first, and through a `Value` build it twice.
+    #[derive(serde::Deserialize)]
+    struct StatusBody {
+        #[serde(default)]
+        instances: Vec<crate::control::proto::InstanceStatus>,
+        #[serde(default)]
+        daemon: Option<crate::control::proto::DaemonInfo>,
+    }
+    let json = |e: serde_json::Error| ParseError::Json(e.to_string());
+    let head: Head = serde_json::from_slice(line).map_err(json)?;
+    match &head.v {
         Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}
         Some(v) => return Err(ParseError::Version(v.to_string())),
         None => return Err(ParseError::Json("no protocol version (`v`) in it".into())),
     }
-    // A status answer is the one that grows with the number of instances. Read its array
-    // straight into the wire type: going through the tagged, flattened `Response` makes serde
-    // buffer and copy every object first, which costs more than the rest of `sup status`.
-    if value.get("kind").and_then(serde_json::Value::as_str) == Some("status") {
-        let mut value = value;
-        let instances = value
-            .get_mut("instances")
-            .map(serde_json::Value::take)
-            .unwrap_or_default();
-        let daemon = value
-            .get_mut("daemon")
-            .map(serde_json::Value::take)
-            .unwrap_or_default();
+    if head.kind.as_ref().and_then(serde_json::Value::as_str) == Some("status") {
+        let body: StatusBody = serde_json::from_slice(line).map_err(json)?;
         return Ok(Response::new(ResponseBody::Status {
-            instances: serde_json::from_value(instances)
-                .map_err(|e| ParseError::Json(e.to_string()))?,
-            daemon: serde_json::from_value(daemon).map_err(|e| ParseError::Json(e.to_string()))?,
+            instances: body.instances,
+            daemon: body.daemon,
         }));
     }
-    serde_json::from_value(value).map_err(|e| ParseError::Json(e.to_string()))
+    serde_json::from_slice(line).map_err(json)
 }
 
 /// An I/O error as the cause part of a message: lowercase, without Rust's `(os error N)`.
