@@ -84,6 +84,8 @@ pub(super) enum TimerKey {
     Logs,
     /// Accept again after an accept error.
     Accept,
+    /// Sweep for children whose SIGCHLDs were merged (`reap::Sweeps`).
+    Reap,
 }
 
 /// How long state-file changes are gathered before one write. Writing it is O(instances), so
@@ -157,6 +159,8 @@ pub struct Daemon {
     /// The poll and every source on it but the signalfd and the listener.
     pub(super) sources: Sources,
     signals: SignalFd,
+    /// When to call `waitpid(-1)` next.
+    sweeps: reap::Sweeps,
     /// The control socket: accepting, and refusing with an answer.
     acceptor: Acceptor,
     pub(super) settings: Settings,
@@ -207,6 +211,7 @@ impl Daemon {
             sources: Sources::new(poll),
             signals,
             acceptor: Acceptor::new(listener),
+            sweeps: reap::Sweeps::default(),
             settings,
             programs: BTreeMap::new(),
             instances: Vec::new(),
@@ -330,10 +335,11 @@ impl Daemon {
             // measured from here.
             let now = Instant::now();
             let mut reap = false;
+            let mut chld = Vec::new();
             let mut signals = Vec::new();
             for ev in events.iter() {
                 match ev.token() {
-                    SIGNALS => self.read_signals(&mut reap, &mut signals),
+                    SIGNALS => self.read_signals(&mut reap, &mut chld, &mut signals),
                     LISTENER => self.accept(now),
                     token => {
                         if let Some(slot) = Sources::slot_of(token) {
@@ -354,7 +360,13 @@ impl Daemon {
                 self.apply(inputs, now);
             }
             if reap {
-                for (pid, status) in reap::reap_all() {
+                let mut reaped = reap::reap_pids(&chld);
+                match self.sweeps.on_sigchld(now) {
+                    Ok(()) => reaped.extend(reap::reap_all()),
+                    Err(Some(at)) => self.timers.push(at, TimerKey::Reap),
+                    Err(None) => {}
+                }
+                for (pid, status) in reaped {
                     let inputs = self.reaped(pid, status, now);
                     self.apply(inputs, now);
                 }
@@ -386,11 +398,16 @@ impl Daemon {
 
     // ----- signals and children -----
 
-    fn read_signals(&mut self, reap: &mut bool, signals: &mut Vec<NixSignal>) {
+    /// Read every pending signal: the pids SIGCHLDs name go to `chld` (an empty list with
+    /// `reap` set when one named none), the rest to `signals`.
+    fn read_signals(&mut self, reap: &mut bool, chld: &mut Vec<u32>, signals: &mut Vec<NixSignal>) {
         loop {
             match self.signals.read_signal() {
                 Ok(Some(info)) => match NixSignal::try_from(info.ssi_signo as i32) {
-                    Ok(NixSignal::SIGCHLD) => *reap = true,
+                    Ok(NixSignal::SIGCHLD) => {
+                        *reap = true;
+                        chld.push(info.ssi_pid);
+                    }
                     Ok(sig) => signals.push(sig),
                     Err(_) => {}
                 },
@@ -703,6 +720,15 @@ impl Daemon {
                 }
             }
             TimerKey::Logs => self.logs_due(now),
+            TimerKey::Reap => {
+                if self.sweeps.fire(at, now) {
+                    let mut inputs = Vec::new();
+                    for (pid, status) in reap::reap_all() {
+                        inputs.extend(self.reaped(pid, status, now));
+                    }
+                    return inputs;
+                }
+            }
             TimerKey::Accept => {
                 if self.acceptor.retry_due(at) {
                     self.accept(now);

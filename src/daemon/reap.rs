@@ -4,11 +4,75 @@
 //! What to do with a status (which instance it belongs to, what the state machine makes of it)
 //! is the loop's business; this file only talks to the kernel.
 
+use std::time::{Duration, Instant};
+
 use nix::errno::Errno;
 use nix::libc;
 
 use crate::config::Signal;
 use crate::core::ExitStatus;
+
+/// The fewest milliseconds between two `waitpid(-1)` sweeps (see `Sweeps`).
+const SWEEP_GAP: Duration = Duration::from_millis(20);
+
+/// When to sweep with `waitpid(-1)`. The kernel walks the whole list of children on every
+/// such call, so with thousands of jobs a sweep per SIGCHLD made each restart cost O(N).
+/// Each SIGCHLD names its child (`ssi_pid`), which `reap_pid` reaps in O(1); a sweep is still
+/// needed because SIGCHLDs that arrive while one is pending are merged into it, but it runs
+/// at most once per `SWEEP_GAP`: at once after a quiet spell, else when the gap ends (a
+/// deadline in the heap, armed only after a SIGCHLD, so an idle daemon never wakes).
+#[derive(Debug, Default)]
+pub struct Sweeps {
+    last: Option<Instant>,
+    armed: Option<Instant>,
+}
+
+impl Sweeps {
+    /// A SIGCHLD came: `Ok(())` to sweep now, `Err(Some(at))` to arm a deadline at `at`,
+    /// `Err(None)` when one is armed already.
+    pub fn on_sigchld(&mut self, now: Instant) -> Result<(), Option<Instant>> {
+        match self.last {
+            Some(last) if now < last + SWEEP_GAP => {
+                if self.armed.is_some() {
+                    return Err(None);
+                }
+                let at = last + SWEEP_GAP;
+                self.armed = Some(at);
+                Err(Some(at))
+            }
+            _ => {
+                self.swept(now);
+                Ok(())
+            }
+        }
+    }
+
+    /// The deadline `at` came: is it the armed one (then sweep)?
+    pub fn fire(&mut self, at: Instant, now: Instant) -> bool {
+        if self.armed != Some(at) {
+            return false;
+        }
+        self.swept(now);
+        true
+    }
+
+    fn swept(&mut self, now: Instant) {
+        self.last = Some(now);
+        self.armed = None;
+    }
+}
+
+/// Reap the children SIGCHLDs named, each with its own `waitpid(pid)`.
+pub fn reap_pids(pids: &[u32]) -> Vec<(u32, ExitStatus)> {
+    let mut reaped = Vec::new();
+    for &pid in pids {
+        // 0 would mean "any child in our group": only a real pid is waited for.
+        if let Ok(pid @ 1..) = libc::pid_t::try_from(pid) {
+            reaped.extend(reap_matching(pid));
+        }
+    }
+    reaped
+}
 
 /// Reap every child that has ended, until none is left to reap right now.
 ///
@@ -157,7 +221,39 @@ mod tests {
     use super::*;
     use crate::daemon::testutil::{wait_exit, Deadline};
     use std::process::Command;
-    use std::time::Duration;
+
+    #[test]
+    fn sweeps_run_at_once_after_a_quiet_spell_and_at_most_once_per_gap() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut s = Sweeps::default();
+        assert_eq!(s.on_sigchld(ms(0)), Ok(()), "the first SIGCHLD sweeps");
+        assert_eq!(s.on_sigchld(ms(5)), Err(Some(ms(20))), "then one deadline");
+        assert_eq!(s.on_sigchld(ms(9)), Err(None), "armed already");
+        assert!(!s.fire(ms(19), ms(19)), "a stale deadline is ignored");
+        assert!(s.fire(ms(20), ms(21)));
+        assert!(!s.fire(ms(20), ms(22)), "fired once");
+        assert_eq!(s.on_sigchld(ms(30)), Err(Some(ms(41))));
+        assert_eq!(
+            s.on_sigchld(ms(500)),
+            Ok(()),
+            "a quiet spell sweeps at once"
+        );
+    }
+
+    #[test]
+    fn a_named_child_is_reaped_alone_and_pid_0_reaps_nothing() {
+        let child = Command::new("sh").args(["-c", "exit 3"]).spawn();
+        let pid = child.map(|c| c.id()).unwrap_or(0);
+        assert!(reap_pids(&[0]).is_empty());
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let mut got = Vec::new();
+        while got.is_empty() && !deadline.passed() {
+            got = reap_pids(&[pid]);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(got, vec![(pid, ExitStatus::Code(3))]);
+    }
 
     #[test]
     fn exit_codes_and_signals_decode_like_waitpid_reports_them() {
