@@ -1,5 +1,7 @@
 //! From a YAML tree to the model: every job key and `daemon:` setting checked, every default
-//! applied, every relative path made absolute against the folder beside the config.
+//! applied, every relative path made absolute against the folder beside the config. A job's
+//! keys are declared in `keys::JOB` and read by `keys::read_map`; this file holds the `Sink`,
+//! the helpers every map reader shares (unknown keys and their hints) and the `daemon:` map.
 //!
 //! Finding and reading files, `include:` and duplicate programs are `load`'s business; this
 //! file sees one job (or one `daemon:` map) at a time and reports into a `Sink`, so that one
