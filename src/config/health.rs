@@ -1,17 +1,19 @@
-//! The readiness, health and limits keys, read one job at a time: `ready`, `ready_timeout`, `watchdog`,
-//! `healthcheck`, `depends_on`, `limits`, `max_memory`, `max_cpu` and `for`.
+//! The readiness, health and limits keys of a job: `ready`, `ready_timeout`, `watchdog`,
+//! `healthcheck`, `depends_on`, `limits`, `max_memory`, `max_cpu` and `for`, and the keys of
+//! the `healthcheck:` and `limits:` maps, each declared once as a `keys::Key`.
 //!
-//! `resolve::job` hands each of these keys to `read` and calls `finish` once the job is read,
-//! for the rules that span keys (`watchdog` needs `ready: notify`, and so on). Whether the
-//! programs named in `depends_on` exist, and whether they form a cycle, needs every program:
-//! `check_dependencies` does that once the whole config is loaded.
+//! `resolve::job` reads them with the other job keys; the rules that span keys (`watchdog`
+//! needs `ready: notify`, and so on) are their checks, and `finish` makes the `HealthSpec`.
+//! Whether the programs named in `depends_on` exist, and whether they form a cycle, needs
+//! every program: `check_dependencies` does that once the whole config is loaded.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use super::keys::{names, read_map, IfAbsent, Job, Key, Map, Value};
 use super::logkeys::parse_size;
-use super::resolve::{entries, keep, key_text, unknown_key, Sink};
+use super::resolve::{entries, Sink};
 use super::spec::{
     HealthCheck, HealthSpec, Limits, OnUnhealthy, Origin, Probe, ProgramSpec, Ready, Watch,
 };
@@ -19,132 +21,311 @@ use super::values::{self, Bad, Read};
 use super::yaml::{Kind, Node};
 use crate::config::ConfigError;
 
-/// The job keys this file reads, in the order the README lists them.
-pub const KEYS: &[&str] = &[
-    "ready",
-    "ready_timeout",
-    "watchdog",
-    "healthcheck",
-    "depends_on",
-    "limits",
-    "max_memory",
-    "max_cpu",
-    "for",
+/// The readiness, health, dependency and limits keys of a job (part of `keys::JOB`).
+pub const KEYS: &[Key<Job>] = &[
+    Key {
+        name: "ready",
+        read: |j, v, sink| {
+            if let Some(r) = v.keep(ready(v.node), sink) {
+                j.health.spec.ready = r;
+            }
+        },
+        default: IfAbsent::Value("`starttime`", |j| j.health.spec.ready = Ready::Starttime),
+        doc: "`starttime`, `notify`, `fd:N` (N ≥ 3) or `health`: when `starting` becomes \
+              `running`",
+        check: Some(|j, _| {
+            let h = &j.health.spec;
+            (h.ready == Ready::Health && h.healthcheck.is_none()).then(|| {
+                Bad::new("ready: health needs a healthcheck").with_hint(
+                    "add `healthcheck: {http: http://127.0.0.1:8080/health}` (or cmd/tcp)",
+                )
+            })
+        }),
+    },
+    Key {
+        name: "ready_timeout",
+        read: |j, v, sink| {
+            if let Some(d) = v.keep(positive(v.node), sink) {
+                j.health.spec.ready_timeout = d;
+            }
+        },
+        default: IfAbsent::Value("`90s`", |j| {
+            j.health.spec.ready_timeout = Duration::from_secs(90)
+        }),
+        doc: "duration: not ready this long after the spawn is a failed start (not with \
+              `starttime`)",
+        check: Some(|j, _| {
+            (j.health.spec.ready == Ready::Starttime).then(|| {
+                Bad::new("only applies when ready is notify, fd:N or health")
+                    .with_hint("with the default ready: starttime, `starttime` decides")
+            })
+        }),
+    },
+    Key {
+        name: "watchdog",
+        read: |j, v, sink| j.health.spec.watchdog = v.keep(positive(v.node), sink),
+        default: IfAbsent::Unset("none"),
+        doc: "duration, with `ready: notify`: no `WATCHDOG=1` for this long while running \
+              restarts it",
+        check: Some(|j, _| {
+            let h = &j.health.spec;
+            (h.watchdog.is_some() && h.ready != Ready::Notify).then(|| {
+                Bad::new("only applies with ready: notify (the pings come on $NOTIFY_SOCKET)")
+                    .with_hint("add `ready: notify`, or remove it")
+            })
+        }),
+    },
+    Key {
+        name: "healthcheck",
+        read: |j, v, sink| j.health.spec.healthcheck = healthcheck(v, sink),
+        default: IfAbsent::Unset("none"),
+        doc: "a map of the `healthcheck:` keys below: one probe and how often it runs",
+        check: None,
+    },
+    Key {
+        name: "depends_on",
+        read: |j, v, sink| {
+            if let Some(d) = v.keep(depends_on(v.node), sink) {
+                j.health.spec.depends_on = d;
+            }
+        },
+        default: IfAbsent::Unset("none"),
+        doc: "a program name or a list of them",
+        check: None,
+    },
+    Key {
+        name: "limits",
+        read: |j, v, sink| {
+            if let Some(l) = limits(v, sink) {
+                j.health.spec.limits = l;
+            }
+        },
+        default: IfAbsent::Unset("inherited"),
+        doc: "a map of the `limits:` keys below",
+        check: None,
+    },
+    Key {
+        name: "max_memory",
+        read: |j, v, sink| j.health.max_memory = v.keep(size(v.node), sink),
+        default: IfAbsent::Unset("none"),
+        doc: "a size (`500M`): restart when the leader's RSS is above it for `for`",
+        check: None,
+    },
+    Key {
+        name: "max_cpu",
+        read: |j, v, sink| j.health.max_cpu = v.keep(percent(v.node), sink),
+        default: IfAbsent::Unset("none"),
+        doc: "a percentage of one CPU (`90%`): restart when the leader's use is above it for \
+              `for`",
+        check: None,
+    },
+    Key {
+        name: "for",
+        read: |j, v, sink| {
+            if let Some(d) = v.keep(positive(v.node), sink) {
+                j.health.sustained = d;
+            }
+        },
+        default: IfAbsent::Value("`60s`", |j| j.health.sustained = Duration::from_secs(60)),
+        doc: "duration a `max_memory`/`max_cpu` rule must hold before the restart",
+        check: Some(|j, _| {
+            let has_rule = j.health.max_memory.is_some() || j.health.max_cpu.is_some();
+            (!has_rule).then(|| {
+                Bad::new("only applies with max_memory or max_cpu")
+                    .with_hint("add `max_memory: 500M` or `max_cpu: 90%`, or remove it")
+            })
+        }),
+    },
 ];
 
-pub const HEALTHCHECK_KEYS: &[&str] = &[
-    "cmd",
-    "http",
-    "tcp",
-    "interval",
-    "timeout",
-    "retries",
-    "start_period",
-    "on_unhealthy",
+/// The keys of `healthcheck:`: one probe, and how often it runs.
+pub const HEALTHCHECK_KEYS: &[&[Key<Check>]] = &[PROBE_KEYS, CHECK_KEYS];
+
+/// One of these, and only one, is the probe.
+const PROBE_KEYS: &[Key<Check>] = &[
+    Key {
+        name: "cmd",
+        read: |c, v, sink| {
+            if let Some(cmd) = v.keep(values::cmd(v.node), sink) {
+                c.probes.push(((v.key.line, v.key.col), Probe::Cmd(cmd)));
+            }
+        },
+        default: IfAbsent::Unset(PROBE_DEFAULT),
+        doc: "a command, run like the job's `cmd` (its own process group, the job's env, \
+              workingdir and user): exit 0 passes",
+        check: None,
+    },
+    Key {
+        name: "http",
+        read: |c, v, sink| {
+            if let Some(h) = v.keep(http(v.node), sink) {
+                c.probes.push(((v.key.line, v.key.col), h));
+            }
+        },
+        default: IfAbsent::Unset(PROBE_DEFAULT),
+        doc: "`http://IP:PORT/path` (or `localhost`): a `GET` answered 2xx or 3xx passes",
+        check: None,
+    },
+    Key {
+        name: "tcp",
+        read: |c, v, sink| {
+            if let Some(a) = v.keep(tcp(v.node), sink) {
+                c.probes.push(((v.key.line, v.key.col), Probe::Tcp(a)));
+            }
+        },
+        default: IfAbsent::Unset(PROBE_DEFAULT),
+        doc: "`IP:PORT` (or `localhost:PORT`): a connect that succeeds passes",
+        check: None,
+    },
 ];
 
-pub const LIMIT_KEYS: &[&str] = &["nofile", "nproc", "core", "memory", "cpu"];
+/// The README says above the table that one of them is required.
+const PROBE_DEFAULT: &str = "none";
 
-/// What `read` gathered; `finish` turns it into a `HealthSpec`.
-#[derive(Default)]
-pub struct Partial<'n> {
+const CHECK_KEYS: &[Key<Check>] = &[
+    Key {
+        name: "interval",
+        read: |c, v, sink| {
+            if let Some(d) = v.keep(positive(v.node), sink) {
+                c.interval = d;
+            }
+        },
+        default: IfAbsent::Value("`10s`", |c| c.interval = Duration::from_secs(10)),
+        doc: "duration between checks",
+        check: None,
+    },
+    Key {
+        name: "timeout",
+        read: |c, v, sink| {
+            if let Some(d) = v.keep(positive(v.node), sink) {
+                c.timeout = d;
+            }
+        },
+        default: IfAbsent::Value("`5s`", |c| c.timeout = Duration::from_secs(5)),
+        doc: "duration: a check still going after it fails",
+        check: None,
+    },
+    Key {
+        name: "retries",
+        read: |c, v, sink| {
+            if let Some(n) = v.keep(values::count(v.node, 1), sink) {
+                c.retries = n;
+            }
+        },
+        default: IfAbsent::Value("`3`", |c| c.retries = 3),
+        doc: "integer ≥ 1: failures in a row that make the instance `unhealthy`",
+        check: None,
+    },
+    Key {
+        name: "start_period",
+        read: |c, v, sink| {
+            if let Some(d) = v.keep(values::duration(v.node), sink) {
+                c.start_period = d;
+            }
+        },
+        default: IfAbsent::Value("`0s`", |c| c.start_period = Duration::ZERO),
+        doc: "duration after the spawn in which failures before the first pass do not count",
+        check: None,
+    },
+    Key {
+        name: "on_unhealthy",
+        read: |c, v, sink| {
+            if let Some(o) = v.keep(on_unhealthy_word(v.node), sink) {
+                c.on_unhealthy = o;
+            }
+        },
+        default: IfAbsent::Value("`restart`", |c| c.on_unhealthy = OnUnhealthy::Restart),
+        doc: "`restart`, `notify` or `none`: what `unhealthy` leads to",
+        check: None,
+    },
+];
+
+/// The keys of `limits:`, set in the child before exec.
+pub const LIMIT_KEYS: &[&[Key<Limits>]] = &[&[
+    Key {
+        name: "nofile",
+        read: |l, v, sink| l.nofile = v.keep(rlimit(v.node, false), sink),
+        default: IfAbsent::Unset("inherited"),
+        doc: "a number (RLIMIT_NOFILE), or `unlimited`",
+        check: None,
+    },
+    Key {
+        name: "nproc",
+        read: |l, v, sink| l.nproc = v.keep(rlimit(v.node, false), sink),
+        default: IfAbsent::Unset("inherited"),
+        doc: "a number (RLIMIT_NPROC), or `unlimited`",
+        check: None,
+    },
+    Key {
+        name: "core",
+        read: |l, v, sink| l.core = v.keep(rlimit(v.node, true), sink),
+        default: IfAbsent::Unset("inherited"),
+        doc: "a size such as `1G` (RLIMIT_CORE), or `unlimited`",
+        check: None,
+    },
+    Key {
+        name: "memory",
+        read: |l, v, sink| l.memory = v.keep(rlimit(v.node, true), sink),
+        default: IfAbsent::Unset("inherited"),
+        doc: "a size such as `1G` (RLIMIT_AS), or `unlimited`",
+        check: None,
+    },
+    Key {
+        name: "cpu",
+        read: |l, v, sink| {
+            l.cpu = match v.node.text().map(str::trim) {
+                Some("unlimited" | "infinity") => Some(u64::MAX),
+                _ => v.keep(positive(v.node), sink).map(|d| d.as_secs().max(1)),
+            }
+        },
+        default: IfAbsent::Unset("inherited"),
+        doc: "a duration (RLIMIT_CPU, in whole seconds), or `unlimited`",
+        check: None,
+    },
+]];
+
+/// What the job keys of this file gathered; `finish` turns it into a `HealthSpec`.
+#[derive(Debug, Default, PartialEq)]
+pub struct Partial {
     spec: HealthSpec,
-    /// Where each key was written, for the rules that span keys.
-    seen: BTreeMap<&'static str, &'n Node>,
     max_memory: Option<u64>,
     max_cpu: Option<u32>,
-    sustained: Option<Duration>,
+    /// `for`.
+    sustained: Duration,
 }
 
-/// Read one of `KEYS` (`key` is one of them; `p` is its key path for errors).
-pub fn read<'n>(
-    key: &str,
-    k: &'n Node,
-    v: &Node,
-    file: &str,
-    p: &str,
-    sink: &mut Sink,
-    into: &mut Partial<'n>,
-) {
-    let Some(&name) = KEYS.iter().find(|&&n| n == key) else {
-        return;
-    };
-    into.seen.insert(name, k);
-    let s = &mut into.spec;
-    match name {
-        "ready" => {
-            if let Some(r) = keep(ready(v), v, file, p, sink) {
-                s.ready = r;
-            }
-        }
-        "ready_timeout" => {
-            if let Some(d) = keep(positive(v), v, file, p, sink) {
-                s.ready_timeout = d;
-            }
-        }
-        "watchdog" => s.watchdog = keep(positive(v), v, file, p, sink),
-        "healthcheck" => s.healthcheck = healthcheck(v, file, p, sink),
-        "depends_on" => {
-            if let Some(d) = keep(depends_on(v), v, file, p, sink) {
-                s.depends_on = d;
-            }
-        }
-        "limits" => {
-            if let Some(l) = limits(v, file, p, sink) {
-                s.limits = l;
-            }
-        }
-        "max_memory" => into.max_memory = keep(size(v), v, file, p, sink),
-        "max_cpu" => into.max_cpu = keep(percent(v), v, file, p, sink),
-        _ => into.sustained = keep(positive(v), v, file, p, sink),
-    }
+/// A `healthcheck:` map as it is read.
+#[derive(Debug, Default, PartialEq)]
+pub struct Check {
+    /// Each probe read, with where its key was written.
+    probes: Vec<((usize, usize), Probe)>,
+    interval: Duration,
+    timeout: Duration,
+    retries: u32,
+    start_period: Duration,
+    on_unhealthy: OnUnhealthy,
 }
 
-/// The rules that span keys; the finished spec.
-pub fn finish(into: Partial, file: &str, prefix: &str, sink: &mut Sink) -> HealthSpec {
+/// The finished spec, once the job's keys were read and checked.
+pub fn finish(into: Partial) -> HealthSpec {
     let mut spec = into.spec;
-    let mut bad = |key: &str, b: Bad| {
-        if let Some(k) = into.seen.get(key) {
-            sink.push(file, (k.line, k.col), &format!("{prefix}.{key}"), b);
-        }
-    };
-    if spec.watchdog.is_some() && spec.ready != Ready::Notify {
-        bad(
-            "watchdog",
-            Bad::new("only applies with ready: notify (the pings come on $NOTIFY_SOCKET)")
-                .with_hint("add `ready: notify`, or remove it"),
-        );
-    }
-    if spec.ready == Ready::Health && spec.healthcheck.is_none() {
-        bad(
-            "ready",
-            Bad::new("ready: health needs a healthcheck")
-                .with_hint("add `healthcheck: {http: http://127.0.0.1:8080/health}` (or cmd/tcp)"),
-        );
-    }
-    if spec.ready == Ready::Starttime && into.seen.contains_key("ready_timeout") {
-        bad(
-            "ready_timeout",
-            Bad::new("only applies when ready is notify, fd:N or health")
-                .with_hint("with the default ready: starttime, `starttime` decides"),
-        );
-    }
-    let has_rule = into.max_memory.is_some() || into.max_cpu.is_some();
-    if !has_rule && into.seen.contains_key("for") {
-        bad(
-            "for",
-            Bad::new("only applies with max_memory or max_cpu")
-                .with_hint("add `max_memory: 500M` or `max_cpu: 90%`, or remove it"),
-        );
-    }
-    if has_rule {
+    if into.max_memory.is_some() || into.max_cpu.is_some() {
         spec.watch = Some(Watch {
             max_memory: into.max_memory,
             max_cpu: into.max_cpu,
-            sustained: into.sustained.unwrap_or(Duration::from_secs(60)),
+            sustained: into.sustained,
         });
     }
     spec
+}
+
+/// `a, b or c`.
+fn or_list(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// `starttime`, `notify`, `fd:N` (N ≥ 3) or `health`.
@@ -243,123 +424,62 @@ fn rlimit(node: &Node, sized: bool) -> Read<u64> {
     text.parse::<u64>().map_err(|_| expected(what, node))
 }
 
-fn limits(node: &Node, file: &str, p: &str, sink: &mut Sink) -> Option<Limits> {
+fn limits(v: &Value, sink: &mut Sink) -> Option<Limits> {
     let before = sink.len();
-    let found = entries(
-        node,
-        "a map of nofile, nproc, core, memory, cpu",
-        file,
-        p,
-        sink,
-    )?;
+    let what = format!("a map of {}", names(LIMIT_KEYS).join(", "));
+    let found = entries(v.node, &what, v.file, v.path, sink)?;
     let mut l = Limits::default();
-    for (k, v) in found {
-        let Some(key) = key_text(k, file, p, sink) else {
-            continue;
-        };
-        let path = format!("{p}.{key}");
-        let q = path.as_str();
-        match key {
-            "nofile" => l.nofile = keep(rlimit(v, false), v, file, q, sink),
-            "nproc" => l.nproc = keep(rlimit(v, false), v, file, q, sink),
-            "core" => l.core = keep(rlimit(v, true), v, file, q, sink),
-            "memory" => l.memory = keep(rlimit(v, true), v, file, q, sink),
-            "cpu" => {
-                l.cpu = match v.text().map(str::trim) {
-                    Some("unlimited" | "infinity") => Some(u64::MAX),
-                    _ => keep(positive(v), v, file, q, sink).map(|d| d.as_secs().max(1)),
-                }
-            }
-            _ => unknown_key(k, key, LIMIT_KEYS, file, q, sink),
-        }
-    }
+    let map = Map {
+        file: v.file,
+        prefix: v.path,
+        at: (v.node.line, v.node.col),
+        base_dir: v.base_dir,
+    };
+    read_map(found, LIMIT_KEYS, &mut l, &map, sink);
     (sink.len() == before).then_some(l)
 }
 
-fn healthcheck(node: &Node, file: &str, p: &str, sink: &mut Sink) -> Option<HealthCheck> {
+fn healthcheck(v: &Value, sink: &mut Sink) -> Option<HealthCheck> {
     let before = sink.len();
-    let found = entries(node, "a map with cmd, http or tcp", file, p, sink)?;
-    let mut probes: Vec<(&Node, Probe)> = Vec::new();
-    let mut interval = Duration::from_secs(10);
-    let mut timeout = Duration::from_secs(5);
-    let mut retries = 3;
-    let mut start_period = Duration::ZERO;
-    let mut on_unhealthy = OnUnhealthy::Restart;
-    for (k, v) in found {
-        let Some(key) = key_text(k, file, p, sink) else {
-            continue;
-        };
-        let path = format!("{p}.{key}");
-        let q = path.as_str();
-        match key {
-            "cmd" => {
-                if let Some(c) = keep(values::cmd(v), v, file, q, sink) {
-                    probes.push((k, Probe::Cmd(c)));
-                }
-            }
-            "http" => {
-                if let Some(h) = keep(http(v), v, file, q, sink) {
-                    probes.push((k, h));
-                }
-            }
-            "tcp" => {
-                if let Some(a) = keep(tcp(v), v, file, q, sink) {
-                    probes.push((k, Probe::Tcp(a)));
-                }
-            }
-            "interval" => {
-                if let Some(d) = keep(positive(v), v, file, q, sink) {
-                    interval = d;
-                }
-            }
-            "timeout" => {
-                if let Some(d) = keep(positive(v), v, file, q, sink) {
-                    timeout = d;
-                }
-            }
-            "retries" => {
-                if let Some(n) = keep(values::count(v, 1), v, file, q, sink) {
-                    retries = n;
-                }
-            }
-            "start_period" => {
-                if let Some(d) = keep(values::duration(v), v, file, q, sink) {
-                    start_period = d;
-                }
-            }
-            "on_unhealthy" => {
-                if let Some(o) = keep(on_unhealthy_word(v), v, file, q, sink) {
-                    on_unhealthy = o;
-                }
-            }
-            _ => unknown_key(k, key, HEALTHCHECK_KEYS, file, q, sink),
-        }
-    }
-    let given = found
-        .iter()
-        .filter(|(k, _)| matches!(k.text(), Some("cmd" | "http" | "tcp")))
-        .count();
+    let probe_names = names(&[PROBE_KEYS]);
+    let what = format!("a map with {}", or_list(&probe_names));
+    let found = entries(v.node, &what, v.file, v.path, sink)?;
+    let mut c = Check::default();
+    let map = Map {
+        file: v.file,
+        prefix: v.path,
+        at: (v.node.line, v.node.col),
+        base_dir: v.base_dir,
+    };
+    let written = read_map(found, HEALTHCHECK_KEYS, &mut c, &map, sink);
+    let given = probe_names.iter().filter(|n| written.has(n)).count();
     if given == 0 {
-        let bad = Bad::new("missing the probe: one of cmd, http or tcp")
-            .with_hint("e.g. `http: http://127.0.0.1:8080/health`");
-        sink.push(file, (node.line, node.col), p, bad);
+        let bad = Bad::new(format!(
+            "missing the probe: one of {}",
+            or_list(&probe_names)
+        ))
+        .with_hint("e.g. `http: http://127.0.0.1:8080/health`");
+        sink.push(v.file, (v.node.line, v.node.col), v.path, bad);
     } else if given > 1 {
-        if let Some((k, _)) = probes.get(1) {
-            let bad = Bad::new("a healthcheck has one probe: cmd, http or tcp, not several");
-            sink.push(file, (k.line, k.col), p, bad);
+        if let Some((at, _)) = c.probes.get(1) {
+            let bad = Bad::new(format!(
+                "a healthcheck has one probe: {}, not several",
+                or_list(&probe_names)
+            ));
+            sink.push(v.file, *at, v.path, bad);
         }
     }
     if sink.len() > before {
         return None;
     }
-    let (_, probe) = probes.into_iter().next()?;
+    let (_, probe) = c.probes.into_iter().next()?;
     Some(HealthCheck {
         probe,
-        interval,
-        timeout,
-        retries,
-        start_period,
-        on_unhealthy,
+        interval: c.interval,
+        timeout: c.timeout,
+        retries: c.retries,
+        start_period: c.start_period,
+        on_unhealthy: c.on_unhealthy,
     })
 }
 
@@ -586,6 +706,15 @@ mod tests {
         let (root, errors) = yaml::parse(src);
         assert!(errors.is_empty(), "{errors:?}");
         root.expect("a node")
+    }
+
+    #[test]
+    fn healthcheck_defaults_are_what_the_readme_says() {
+        let n = crate::config::keys::tests::value_defaults_read_as_written(
+            HEALTHCHECK_KEYS,
+            Check::default,
+        );
+        assert_eq!(n, 5);
     }
 
     #[test]

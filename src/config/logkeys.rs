@@ -1,11 +1,83 @@
-//! The keys of logging and notifications: byte sizes (`stdout_maxbytes: 50MB`) and the
-//! `daemon.notify` map. `resolve` calls in here from one marked block per map, so that this
+//! The keys of logging and notifications: the log keys of a job (rotation, timestamps, stderr
+//! merging), byte sizes (`stdout_maxbytes: 50MB`) and the `daemon.notify` map, so that this
 //! feature's keys stay together.
 
+use super::keys::{IfAbsent, Job, Key};
 use super::resolve::{entries, keep, key_text, unknown_key, Sink};
 use super::spec::{EmailSpec, NotifySpec, NOTIFY_EVENTS};
 use super::values::{self, Bad, Read};
 use super::yaml::Node;
+
+/// The log keys of a job (part of `keys::JOB`).
+pub const KEYS: &[Key<Job>] = &[
+    Key {
+        name: "stdout_maxbytes",
+        read: |j, v, sink| {
+            if let Some(n) = v.keep(size(v.node), sink) {
+                j.logs.stdout.maxbytes = n;
+            }
+        },
+        default: IfAbsent::Value("`50MB`", |j| j.logs.stdout.maxbytes = 50 << 20),
+        doc: "size at which stdout's file is rotated: bytes (`1048576`) or `K`/`KB`/`KiB`, \
+              `M`/`MB`/`MiB`, `G`/`GB`/`GiB` (all powers of 1024); `0` never rotates",
+        check: None,
+    },
+    Key {
+        name: "stdout_backups",
+        read: |j, v, sink| {
+            if let Some(n) = v.keep(values::count(v.node, 0), sink) {
+                j.logs.stdout.backups = n;
+            }
+        },
+        default: IfAbsent::Value("`10`", |j| j.logs.stdout.backups = 10),
+        doc: "rotated files kept (`NAME.out.1` … `NAME.out.N`); `0` truncates instead",
+        check: None,
+    },
+    Key {
+        name: "stderr_maxbytes",
+        read: |j, v, sink| {
+            if let Some(n) = v.keep(size(v.node), sink) {
+                j.logs.stderr.maxbytes = n;
+            }
+        },
+        default: IfAbsent::Value("`50MB`", |j| j.logs.stderr.maxbytes = 50 << 20),
+        doc: "like `stdout_maxbytes`, for stderr's file",
+        check: None,
+    },
+    Key {
+        name: "stderr_backups",
+        read: |j, v, sink| {
+            if let Some(n) = v.keep(values::count(v.node, 0), sink) {
+                j.logs.stderr.backups = n;
+            }
+        },
+        default: IfAbsent::Value("`10`", |j| j.logs.stderr.backups = 10),
+        doc: "like `stdout_backups` (`NAME.err.1` … `NAME.err.N`)",
+        check: None,
+    },
+    Key {
+        name: "timestamps",
+        read: |j, v, sink| {
+            if let Some(b) = v.keep(values::boolean(v.node), sink) {
+                j.logs.timestamps = b;
+            }
+        },
+        default: IfAbsent::Value("`false`", |j| j.logs.timestamps = false),
+        doc: "bool: prefix every output line with an RFC 3339 timestamp",
+        check: None,
+    },
+    Key {
+        name: "redirect_stderr",
+        read: |j, v, sink| {
+            if let Some(b) = v.keep(values::boolean(v.node), sink) {
+                j.logs.redirect_stderr = b;
+            }
+        },
+        default: IfAbsent::Value("`false`", |j| j.logs.redirect_stderr = false),
+        doc: "bool: stderr goes into stdout's file (whole lines, never cut into each other)",
+        check: None,
+    },
+];
 
 pub const NOTIFY_KEYS: &[&str] = &["events", "email", "fatal_state_report_address", "hook"];
 pub const EMAIL_KEYS: &[&str] = &[
@@ -238,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn the_issue_layout_reads_back() {
+    fn every_notify_setting_reads_back() {
         let (spec, errors) = run("events: [fatal, backoff]\n\
              email:\n  host: smtp.example.org\n  port: 587\n  starttls: true\n\
              \x20 username_env: SUP_SMTP_USER\n  password_env: SUP_SMTP_PASSWORD\n\

@@ -7,6 +7,7 @@ mod glob;
 #[cfg(test)]
 mod golden;
 mod health;
+mod keys;
 mod load;
 pub mod logkeys;
 #[cfg(test)]

@@ -1,61 +1,137 @@
-//! The README's job-key tables against `resolve::JOB_KEYS`: every key the config accepts is
-//! documented, and a table is not broken by a paragraph in its middle (Markdown then renders
-//! the rows after it as text).
+//! The README's key tables against the code's (`keys::JOB`, the `healthcheck:` and `limits:`
+//! keys): each table in the README is exactly the one the descriptors give, names, value text
+//! and defaults alike, and no table is broken by a paragraph in its middle (Markdown then
+//! renders the rows after it as text). Set `SUP_BLESS=1` to rewrite the README's tables from
+//! the code after a deliberate change, then read the diff.
 
-use super::resolve::JOB_KEYS;
+use std::collections::BTreeMap;
+
+use super::health;
+use super::keys::{self, Key};
+use super::logkeys;
 
 const README: &str = include_str!("../../README.md");
 
-/// The tables with the job-key header (`| key | value | default |`), each as its lines from
-/// the header up to the first blank line.
-fn job_key_tables() -> Vec<Vec<&'static str>> {
-    let lines: Vec<&str> = README.lines().collect();
-    let mut tables = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim() == "| key | value | default |" {
-            let rows = lines[i..]
-                .iter()
-                .take_while(|l| !l.trim().is_empty())
-                .copied()
-                .collect();
-            tables.push(rows);
-        }
+const HEADER: &str = "| key | value | default |\n|---|---|---|\n";
+
+/// A table as the README writes it: one row per key, in the table's order.
+fn render<D>(groups: &[&'static [Key<D>]]) -> String {
+    let mut out = String::from(HEADER);
+    for key in groups.iter().flat_map(|g| g.iter()) {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            key.name,
+            key.doc,
+            key.default.text()
+        ));
     }
-    tables
+    out
 }
 
-/// The backquoted names in a row's first cell (`| `stdout`, `stderr` | …`).
-fn keys_of(row: &str) -> Vec<&str> {
-    let first = row.trim_start_matches('|').split('|').next().unwrap_or("");
-    first.split('`').skip(1).step_by(2).collect()
+/// Each key table of the README: the line it comes after (a heading or the paragraph that
+/// introduces it), the keys it lists, and the table the code gives.
+fn tables() -> Vec<(&'static str, Vec<&'static str>, String)> {
+    let job_keys = [keys::GENERAL, keys::SCHEDULED, logkeys::KEYS];
+    vec![
+        ("### Job keys", keys::names(&job_keys), render(&job_keys)),
+        (
+            "## Readiness, health and order",
+            keys::names(&[health::KEYS]),
+            render(&[health::KEYS]),
+        ),
+        (
+            "`healthcheck:` keys",
+            keys::names(health::HEALTHCHECK_KEYS),
+            render(health::HEALTHCHECK_KEYS),
+        ),
+        (
+            "`limits:` keys",
+            keys::names(health::LIMIT_KEYS),
+            render(health::LIMIT_KEYS),
+        ),
+    ]
+}
+
+/// Where the table after `anchor` is in `text` (byte range, from its header to the blank line
+/// after it), or why it is not found.
+fn find_table(text: &str, anchor: &str) -> Result<std::ops::Range<usize>, String> {
+    let at = text
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .chain([0])
+        .find(|&i| text[i..].starts_with(anchor))
+        .ok_or_else(|| format!("no line starting with {anchor:?}"))?;
+    let after = &text[at..];
+    let start = after
+        .find("\n| key |")
+        .map(|i| at + i + 1)
+        .ok_or_else(|| format!("no table after {anchor:?}"))?;
+    // The table follows its anchor with only blank lines (or the paragraph) between.
+    if text[at..start].matches("\n\n").count() > 1 {
+        return Err(format!("the table after {anchor:?} is not the next block"));
+    }
+    let end = text[start..]
+        .find("\n\n")
+        .map_or(text.len(), |i| start + i + 1);
+    Ok(start..end)
 }
 
 #[test]
-fn every_job_key_has_a_row_in_the_readme() {
-    let tables = job_key_tables();
-    assert!(tables.len() >= 2, "Job keys and Readiness tables not found");
-    let mut documented = Vec::new();
-    for table in &tables {
-        for row in table {
-            assert!(
-                row.starts_with('|') && row.trim_end().ends_with('|'),
-                "a job-key table is broken by a line that is not a row: {row:?}"
-            );
+fn the_readme_tables_are_the_code_tables() {
+    let bless = std::env::var_os("SUP_BLESS").is_some();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let mut text = README.to_string();
+    let mut failures = Vec::new();
+    for (anchor, _, want) in tables() {
+        let range = match find_table(&text, anchor) {
+            Ok(r) => r,
+            Err(why) => {
+                failures.push(why);
+                continue;
+            }
+        };
+        if text[range.clone()] != want {
+            failures.push(format!(
+                "README's table after {anchor:?} is not the code's:\n--- README\n{}--- code\n{want}",
+                &text[range.clone()]
+            ));
+            text.replace_range(range, &want);
         }
-        documented.extend(table.iter().skip(2).flat_map(|r| keys_of(r)));
     }
-    for key in JOB_KEYS {
-        assert!(
-            documented.contains(key),
-            "job key {key:?} has no row in README's job-key tables"
-        );
+    if bless && text != README {
+        std::fs::write(path, &text).expect("write README.md");
+        return;
     }
-    for key in &documented {
-        assert!(
-            JOB_KEYS.contains(key),
-            "README documents {key:?}, not a job key"
-        );
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn the_readme_job_tables_list_every_job_key_once() {
+    let mut documented: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, names, _) in tables().into_iter().take(2) {
+        for name in names {
+            *documented.entry(name).or_default() += 1;
+        }
     }
+    let mut job: BTreeMap<&str, usize> = BTreeMap::new();
+    for name in keys::names(keys::JOB) {
+        *job.entry(name).or_default() += 1;
+    }
+    assert_eq!(documented, job);
+}
+
+#[test]
+fn a_table_is_found_after_its_anchor_and_ends_at_a_blank_line() {
+    let table = render(health::LIMIT_KEYS);
+    let text = format!("intro\n\n`limits:` keys:\n\n{table}\nafter\n");
+    let range = find_table(&text, "`limits:` keys").expect("found");
+    assert_eq!(&text[range], table);
+    // A changed row is a different table.
+    assert_ne!(table.replace("| inherited |\n", "| none |\n"), table);
+    // A table further down belongs to another paragraph.
+    let text = format!("`limits:` keys:\n\ntext\n\n{table}");
+    assert!(find_table(&text, "`limits:` keys").is_err());
+    assert!(find_table(&text, "`nothing:` keys").is_err());
 }
 
 #[test]

@@ -1,67 +1,20 @@
 //! From a YAML tree to the model: every job key and `daemon:` setting checked, every default
-//! applied, every relative path made absolute against the folder beside the config.
+//! applied, every relative path made absolute against the folder beside the config. A job's
+//! keys are declared in `keys::JOB` and read by `keys::read_map`; this file holds the `Sink`,
+//! the helpers every map reader shares (unknown keys and their hints) and the `daemon:` map.
 //!
 //! Finding and reading files, `include:` and duplicate programs are `load`'s business; this
 //! file sees one job (or one `daemon:` map) at a time and reports into a `Sink`, so that one
 //! run finds every error rather than the first.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::error::ConfigError;
+use super::keys;
 use super::logkeys;
-use super::spec::LogSpec;
-use super::spec::{
-    AutoRestart, DaemonSpec, Output, ProgramSpec, Schedule, ScheduleOptions, Signal,
-};
+use super::spec::{DaemonSpec, ProgramSpec};
 use super::values::{self, Bad, Read};
 use super::yaml::{Kind, Node};
-
-/// Every key a job accepts, in the order the README's job-key tables list them (a test checks
-/// that each has a row there).
-pub const JOB_KEYS: &[&str] = &[
-    "cmd",
-    "numprocs",
-    "autostart",
-    "autorestart",
-    "exitcodes",
-    "startretries",
-    "starttime",
-    "stopsignal",
-    "stoptime",
-    "stdout",
-    "stderr",
-    "env",
-    "workingdir",
-    "umask",
-    "user",
-    "schedule",
-    "timezone",
-    // --- scheduled jobs ---
-    "jitter",
-    "first_run",
-    "overlap",
-    "catchup",
-    // --- readiness, health, dependencies and limits: see `config::health` ---
-    "ready",
-    "ready_timeout",
-    "watchdog",
-    "healthcheck",
-    "depends_on",
-    "limits",
-    "max_memory",
-    "max_cpu",
-    "for",
-    // ----- log keys (rotation, timestamps, stderr merging) -----
-    "stdout_maxbytes",
-    "stdout_backups",
-    "stderr_maxbytes",
-    "stderr_backups",
-    "timestamps",
-    "redirect_stderr",
-    // ----- end of log keys -----
-];
 
 pub const DAEMON_KEYS: &[&str] = &[
     "socket", "pidfile", "logfile", "logdir", "loglevel",
@@ -241,214 +194,23 @@ pub fn unknown_key(
     sink.push(file, (key.line, key.col), path, bad);
 }
 
-/// Resolve one job. `None` when it had errors (all of them are in `sink`).
+/// Resolve one job with the job keys of `keys::JOB`. `None` when it had errors (all of them
+/// are in `sink`).
 pub fn job(name: &str, node: &Node, cx: &JobCtx, sink: &mut Sink) -> Option<ProgramSpec> {
     let before = sink.len();
-    let file = cx.file;
-    let entries = entries(node, "a map of job keys", file, &cx.prefix, sink)?;
-
-    let mut cmd = None;
-    let mut numprocs = None;
-    let mut autostart = None;
-    let mut autorestart = None;
-    let mut exitcodes = None;
-    let mut startretries = None;
-    let mut starttime = None;
-    let mut stopsignal = None;
-    let mut stoptime = None;
-    let mut stdout = None;
-    let mut stderr = None;
-    let mut env = BTreeMap::new();
-    let mut workingdir = None;
-    let mut umask = None;
-    let mut user = None;
-    let mut schedule = None;
-    let mut timezone = None;
-    // --- scheduled jobs: the keys that only mean something with `schedule` ---
-    let mut sched = ScheduleOptions::default();
-    let mut sched_keys: Vec<(&str, &Node)> = Vec::new();
-    // --- readiness, health, dependencies and limits ---
-    let mut health = super::health::Partial::default();
-    // ----- log keys -----
-    let mut logs = LogSpec::default();
-
-    for (k, v) in entries {
-        let Some(key) = key_text(k, file, &cx.prefix, sink) else {
-            continue;
-        };
-        let path = format!("{}.{key}", cx.prefix);
-        let p = path.as_str();
-        match key {
-            "cmd" => cmd = keep(values::cmd(v), v, file, p, sink),
-            "numprocs" => numprocs = keep(values::numprocs(v), v, file, p, sink),
-            "autostart" => autostart = keep(values::boolean(v), v, file, p, sink),
-            "autorestart" => autorestart = keep(values::autorestart(v), v, file, p, sink),
-            "exitcodes" => exitcodes = keep(values::exitcodes(v), v, file, p, sink),
-            "startretries" => startretries = keep(values::count(v, 0), v, file, p, sink),
-            "starttime" => starttime = keep(values::duration(v), v, file, p, sink),
-            "stopsignal" => stopsignal = keep(values::signal(v), v, file, p, sink),
-            "stoptime" => stoptime = keep(values::duration(v), v, file, p, sink),
-            "stdout" => stdout = keep(values::output(v, cx.base_dir), v, file, p, sink),
-            "stderr" => stderr = keep(values::output(v, cx.base_dir), v, file, p, sink),
-            "env" => {
-                let Some(vars) = keep(values::env_entries(v), v, file, p, sink) else {
-                    continue;
-                };
-                for (ek, ev) in vars {
-                    let Some(var) = keep(values::env_name(ek), ek, file, p, sink) else {
-                        continue;
-                    };
-                    let var_path = format!("{p}.{var}");
-                    if let Some(value) = keep(values::env_value(ev), ev, file, &var_path, sink) {
-                        env.insert(var, value);
-                    }
-                }
-            }
-            "workingdir" => {
-                workingdir = keep(values::path(v, cx.base_dir), v, file, p, sink);
-                if let Some(Err(bad)) = workingdir.as_deref().map(values::existing_dir) {
-                    sink.warn(file, (v.line, v.col), p, bad);
-                }
-            }
-            "umask" => umask = keep(values::umask(v), v, file, p, sink),
-            "user" => {
-                user = keep(
-                    values::user(v).and_then(values::known_user),
-                    v,
-                    file,
-                    p,
-                    sink,
-                )
-            }
-            "schedule" => schedule = keep(values::schedule(v), v, file, p, sink),
-            "timezone" => timezone = keep(values::timezone(v), v, file, p, sink),
-            // --- scheduled jobs ---
-            "jitter" | "first_run" | "overlap" | "catchup" => {
-                sched_keys.push((key, k));
-                match key {
-                    "jitter" => {
-                        if let Some(d) = keep(values::duration(v), v, file, p, sink) {
-                            sched.jitter = d;
-                        }
-                    }
-                    "first_run" => {
-                        if let Some(f) = keep(values::first_run(v), v, file, p, sink) {
-                            sched.first_run = f;
-                        }
-                    }
-                    "overlap" => {
-                        if let Some(o) = keep(values::overlap(v), v, file, p, sink) {
-                            sched.overlap = o;
-                        }
-                    }
-                    _ => {
-                        if let Some(c) = keep(values::catchup(v), v, file, p, sink) {
-                            sched.catchup = c;
-                        }
-                    }
-                }
-            }
-            // --- end of scheduled jobs ---
-            // --- readiness, health, dependencies and limits ---
-            k7 if super::health::KEYS.contains(&k7) => {
-                super::health::read(k7, k, v, file, p, sink, &mut health)
-            }
-            // ----- log keys -----
-            "stdout_maxbytes" | "stderr_maxbytes" | "stdout_backups" | "stderr_backups" => {
-                let rotation = if key.starts_with("stdout") {
-                    &mut logs.stdout
-                } else {
-                    &mut logs.stderr
-                };
-                if key.ends_with("maxbytes") {
-                    if let Some(n) = keep(logkeys::size(v), v, file, p, sink) {
-                        rotation.maxbytes = n;
-                    }
-                } else if let Some(n) = keep(values::count(v, 0), v, file, p, sink) {
-                    rotation.backups = n;
-                }
-            }
-            "timestamps" => {
-                if let Some(b) = keep(values::boolean(v), v, file, p, sink) {
-                    logs.timestamps = b;
-                }
-            }
-            "redirect_stderr" => {
-                if let Some(b) = keep(values::boolean(v), v, file, p, sink) {
-                    logs.redirect_stderr = b;
-                }
-            }
-            // ----- end of log keys -----
-            _ => unknown_key(k, key, JOB_KEYS, file, p, sink),
-        }
-    }
-
-    // A key with a bad value was reported where it was written; only an absent cmd is
-    // reported here, at the job.
-    let cmd_given = entries.iter().any(|(k, _)| k.text() == Some("cmd"));
-    if !cmd_given {
-        let bad = Bad::new("missing cmd: the command to run, as a string or a list of words");
-        sink.push(file, cx.at, &cx.prefix, bad);
-    }
-    // --- scheduled jobs: options without a schedule, and a jitter as long as the
-    // interval (ticks could then swap order), are mistakes worth a message.
-    let has_schedule = entries.iter().any(|(k, _)| k.text() == Some("schedule"));
-    if !has_schedule {
-        for (key, k) in &sched_keys {
-            let bad = Bad::new("only applies to a job with schedule")
-                .with_hint("add `schedule: every 5m` (or a cron expression), or remove it");
-            sink.push(file, (k.line, k.col), &format!("{}.{key}", cx.prefix), bad);
-        }
-    }
-    if let Some(Schedule::Every(every)) = &schedule {
-        if sched.jitter >= *every {
-            if let Some((_, k)) = sched_keys.iter().find(|(key, _)| *key == "jitter") {
-                let bad = Bad::new(format!(
-                    "must be shorter than the interval ({}), found {}",
-                    crate::core::event::human(*every),
-                    crate::core::event::human(sched.jitter)
-                ));
-                sink.push(file, (k.line, k.col), &format!("{}.jitter", cx.prefix), bad);
-            }
-        }
-    }
-    // --- end of scheduled jobs ---
-    // --- readiness, health, dependencies and limits ---
-    let health = super::health::finish(health, file, &cx.prefix, sink);
+    let entries = entries(node, "a map of job keys", cx.file, &cx.prefix, sink)?;
+    let map = keys::Map {
+        file: cx.file,
+        prefix: &cx.prefix,
+        at: cx.at,
+        base_dir: cx.base_dir,
+    };
+    let mut draft = keys::Job::new(cx.logdir);
+    keys::read_map(entries, keys::JOB, &mut draft, &map, sink);
     if sink.len() > before {
         return None;
     }
-
-    // A scheduled job runs once per tick; keeping it alive would defeat the schedule.
-    let restart_default = if schedule.is_some() {
-        AutoRestart::Never
-    } else {
-        AutoRestart::Unexpected
-    };
-    let log = |ext: &str| Output::File(cx.logdir.join(format!("{{name}}.{ext}")));
-    Some(ProgramSpec {
-        name: name.to_string(),
-        cmd: cmd?,
-        numprocs: numprocs.unwrap_or(1),
-        autostart: autostart.unwrap_or(true),
-        autorestart: autorestart.unwrap_or(restart_default),
-        exitcodes: exitcodes.unwrap_or_else(|| vec![0]),
-        startretries: startretries.unwrap_or(3),
-        starttime: starttime.unwrap_or(Duration::from_secs(1)),
-        stopsignal: stopsignal.unwrap_or(Signal(15)),
-        stoptime: stoptime.unwrap_or(Duration::from_secs(10)),
-        stdout: stdout.unwrap_or_else(|| log("out")),
-        stderr: stderr.unwrap_or_else(|| log("err")),
-        env,
-        workingdir,
-        umask,
-        user,
-        schedule,
-        timezone,
-        sched,
-        health,
-        logs,
-    })
+    draft.finish(name)
 }
 
 /// The `daemon:` map (or its absence). Always returns settings: with errors, the defaults fill
@@ -492,8 +254,9 @@ pub fn daemon(node: Option<&Node>, file: &str, base_dir: &Path, sink: &mut Sink)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::spec::Schedule;
+    use crate::config::spec::{AutoRestart, Output, Schedule, ScheduleOptions, Signal};
     use crate::config::yaml;
+    use std::time::Duration;
 
     const BASE: &str = "/srv/app";
 
@@ -768,7 +531,7 @@ mod tests {
                 "web.job:2:1: programs.web.command: unknown key\n  hint: did you mean cmd?",
                 format!(
                     "web.job:3:1: programs.web.banana: unknown key\n  hint: the keys here are {}",
-                    JOB_KEYS.join(", ")
+                    keys::names(keys::JOB).join(", ")
                 )
                 .as_str(),
             ]
