@@ -257,31 +257,31 @@ enum Phase {
 /// One instance (`web:0`) of a program.
 #[derive(Debug, Clone)]
 pub struct Instance {
-    pub name: String,
-    pub program: String,
-    pub num: u32,
+    name: String,
+    program: String,
+    num: u32,
     phase: Phase,
     /// The live leader's pid (it is also the process group id).
-    pub pid: Option<u32>,
+    pid: Option<u32>,
     /// The group to signal while stopping: outlives the leader until the group is empty.
-    pub pgid: Option<u32>,
-    pub restarts: u32,
-    pub last_exit: Option<i32>,
+    pgid: Option<u32>,
+    restarts: u32,
+    last_exit: Option<i32>,
     /// Why the last start failed or why it is fatal; cleared once running.
-    pub last_error: Option<String>,
+    last_error: Option<String>,
     /// When the current process was spawned.
-    pub started_at: Option<Instant>,
+    started_at: Option<Instant>,
     /// The one deadline this instance waits for, if any.
-    pub deadline: Option<Instant>,
+    deadline: Option<Instant>,
     /// Operator intent: false once someone stopped it, so a daemon restart keeps it down.
     want_up: bool,
     /// The armed schedule of a scheduled job; `None` while stopped.
     ticker: Option<Ticker>,
     /// When the loop must feed the next `Tick`: the ticker's deadline, or "now" when the
     /// schedule is to be armed again after a start.
-    pub tick_at: Option<Instant>,
+    tick_at: Option<Instant>,
     /// The last ended runs of a scheduled job, oldest first, at most `HISTORY`.
-    pub history: VecDeque<RunRecord>,
+    history: VecDeque<RunRecord>,
     failed_starts: u32,
     /// Spawns deferred in a row for the daemon's own resources (see `Input::SpawnDeferred`).
     deferred: u32,
@@ -339,6 +339,66 @@ impl Instance {
             Phase::Scheduled => State::Scheduled,
             Phase::Waiting => State::Starting,
         }
+    }
+
+    /// The instance's name (`web:0`, or `web` for a single instance).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The program it is an instance of.
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// Its number among the program's instances.
+    pub fn num(&self) -> u32 {
+        self.num
+    }
+
+    /// The live leader's pid (it is also the process group id).
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// The group to signal while stopping: outlives the leader until the group is empty.
+    pub fn pgid(&self) -> Option<u32> {
+        self.pgid
+    }
+
+    /// Automatic restarts so far (an operator's start or restart is not counted).
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// The last exit as `status` shows it (see `ExitStatus::as_last_exit`).
+    pub fn last_exit(&self) -> Option<i32> {
+        self.last_exit
+    }
+
+    /// Why the last start failed, why it is fatal, or what it waits for; cleared once running.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// When the current process was spawned.
+    pub fn started_at(&self) -> Option<Instant> {
+        self.started_at
+    }
+
+    /// The one deadline this instance waits for, if any: the loop feeds `Deadline` then.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// When the loop must feed the next `Tick`, if ever.
+    pub fn tick_at(&self) -> Option<Instant> {
+        self.tick_at
+    }
+
+    /// The last ended runs of a scheduled job, oldest first, at most `HISTORY`.
+    pub fn history(&self) -> &VecDeque<RunRecord> {
+        &self.history
     }
 
     /// Held back by a dependency that is not running (its state shows as `starting`).
