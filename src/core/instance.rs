@@ -252,6 +252,8 @@ enum Phase {
     Scheduled,
     /// Wants to start, held back until its dependencies are running (shown as `starting`).
     Waiting,
+    /// A spawn was asked for and no pid has come back yet (shown as `starting`).
+    Spawning,
 }
 
 /// One instance (`web:0`) of a program.
@@ -337,7 +339,7 @@ impl Instance {
             Phase::Exited => State::Exited,
             Phase::Fatal => State::Fatal,
             Phase::Scheduled => State::Scheduled,
-            Phase::Waiting => State::Starting,
+            Phase::Waiting | Phase::Spawning => State::Starting,
         }
     }
 
@@ -500,8 +502,63 @@ impl Instance {
                 | I::GroupEmpty),
             ) => self.bug(&i, out),
 
-            // --- starting: spawned, waiting for `starttime` ---
-            (P::Starting, I::Start) => self.want_up = true,
+            // --- spawning: a spawn asked for, no pid yet ---
+            (P::Spawning | P::Starting, I::Start) => self.want_up = true,
+            // Nothing to signal yet. (A restart leaves it stopped, like a stop.)
+            (P::Spawning, I::Stop) => {
+                self.want_up = false;
+                self.drop_schedule();
+                self.down(out);
+            }
+            (P::Spawning, I::Restart) => {
+                self.want_up = true;
+                self.down(out);
+            }
+            (P::Spawning, I::Shutdown) => {
+                self.drop_schedule();
+                self.down(out);
+            }
+            (P::Spawning, I::Spawned { pid }) => {
+                self.deferred = 0;
+                self.pid = Some(pid);
+                self.pgid = Some(pid);
+                self.started_at = Some(now);
+                self.phase = P::Starting;
+                out.push(Action::Log(Event::Spawned { pid }));
+                // `starttime` does not apply to a scheduled run: a quick run is a normal one.
+                if spec.schedule.is_none() && spec.health.ready != Ready::Starttime {
+                    self.deadline = Some(later(now, spec.health.ready_timeout));
+                } else if spec.starttime.is_zero() || spec.schedule.is_some() {
+                    self.become_running(out);
+                } else {
+                    self.deadline = Some(later(now, spec.starttime));
+                }
+            }
+            (P::Spawning, I::SpawnFailed { reason }) => self.spawn_failed(spec, now, reason, out),
+            (P::Spawning, I::SpawnDeferred { reason }) => {
+                self.deferred += 1;
+                let delay = backoff::deferred_delay(self.deferred);
+                out.push(Action::Log(Event::SpawnDeferred {
+                    reason: reason.clone(),
+                    delay,
+                    attempt: self.deferred,
+                }));
+                self.last_error = Some(reason);
+                self.phase = P::Backoff;
+                self.deadline = Some(now + delay);
+            }
+            (P::Spawning, I::Blocked { reason }) => {
+                self.phase = P::Waiting;
+                out.push(Action::Log(Event::Waiting {
+                    reason: reason.clone(),
+                }));
+                self.last_error = Some(reason);
+            }
+            (P::Spawning, I::Deadline | I::Ready | I::Fault { .. } | I::Unblocked) => {}
+            // Nothing was spawned yet, so nothing can have exited.
+            (P::Spawning, i @ (I::Exited(_) | I::GroupEmpty)) => self.bug(&i, out),
+
+            // --- starting: spawned, waiting for `starttime` or readiness ---
             (P::Starting | P::Running, I::Stop) => {
                 self.want_up = false;
                 self.drop_schedule();
@@ -516,67 +573,21 @@ impl Instance {
                 self.begin_stop(spec, now, false, out)
             }
             (
-                P::Starting | P::Running | P::Backoff | P::Stopping { .. },
+                P::Spawning | P::Starting | P::Running | P::Backoff | P::Stopping { .. },
                 I::Tick { wall, roll },
             ) => self.tick(spec, Clocks { mono: now, wall }, roll, out),
             // One spawn gets one pid: a second one would lose track of a live process.
-            (P::Starting, i @ I::Spawned { .. }) if self.pid.is_some() => self.bug(&i, out),
+            (P::Starting, i @ (I::Spawned { .. } | I::SpawnDeferred { .. } | I::GroupEmpty)) => {
+                self.bug(&i, out)
+            }
             // Forked, but the program could not be executed (the loop learns it after the
             // fork, and reaps the child itself): a failed start, with the exec's reason.
-            (P::Starting, I::SpawnFailed { reason }) if self.pid.is_some() => {
+            (P::Starting, I::SpawnFailed { reason }) => {
                 self.pid = None;
                 self.pgid = None;
                 self.started_at = None;
                 self.deadline = None;
-                self.transition(spec, now, I::SpawnFailed { reason }, out);
-            }
-            // Nothing was spawned yet, so nothing can have exited.
-            (P::Starting, i @ I::Exited(_)) if self.pid.is_none() => self.bug(&i, out),
-            (P::Starting, I::Spawned { pid }) => {
-                self.deferred = 0;
-                self.pid = Some(pid);
-                self.pgid = Some(pid);
-                self.started_at = Some(now);
-                out.push(Action::Log(Event::Spawned { pid }));
-                // `starttime` does not apply to a scheduled run: a quick run is a normal one.
-                if spec.schedule.is_none() && spec.health.ready != Ready::Starttime {
-                    self.deadline = Some(later(now, spec.health.ready_timeout));
-                } else if spec.starttime.is_zero() || spec.schedule.is_some() {
-                    self.become_running(out);
-                } else {
-                    self.deadline = Some(later(now, spec.starttime));
-                }
-            }
-            (P::Starting, i @ I::SpawnDeferred { .. }) if self.pid.is_some() => self.bug(&i, out),
-            (P::Starting, I::SpawnDeferred { reason }) => {
-                self.deferred += 1;
-                let delay = backoff::deferred_delay(self.deferred);
-                out.push(Action::Log(Event::SpawnDeferred {
-                    reason: reason.clone(),
-                    delay,
-                    attempt: self.deferred,
-                }));
-                self.last_error = Some(reason);
-                self.phase = P::Backoff;
-                self.deadline = Some(now + delay);
-            }
-            (P::Starting, I::SpawnFailed { reason }) => {
-                out.push(Action::Log(Event::SpawnFailed {
-                    reason: reason.clone(),
-                }));
-                if spec.schedule.is_some() {
-                    // A failed run: the next tick is the retry.
-                    self.push_history(RunRecord {
-                        started: now,
-                        duration: Duration::ZERO,
-                        exit: None,
-                    });
-                    self.last_error = Some(reason);
-                    self.queued = false;
-                    self.rest();
-                } else {
-                    self.fail_start(spec, now, reason, out);
-                }
+                self.spawn_failed(spec, now, reason, out);
             }
             (P::Starting, I::Exited(status)) => {
                 let code = self.record_exit(spec, now, status, out);
@@ -601,24 +612,12 @@ impl Instance {
                     }
                 }
             }
-            (P::Starting, i @ I::GroupEmpty) => self.bug(&i, out),
             (P::Starting, I::Ready) => {
-                if self.pid.is_some() && spec.health.ready != Ready::Starttime {
+                if spec.health.ready != Ready::Starttime {
                     self.become_running(out);
                 }
             }
-            (P::Starting, I::Fault { reason }) => {
-                if self.pid.is_some() {
-                    self.fail_by_stop(spec, now, reason, out);
-                }
-            }
-            (P::Starting, I::Blocked { reason }) if self.pid.is_none() => {
-                self.phase = P::Waiting;
-                out.push(Action::Log(Event::Waiting {
-                    reason: reason.clone(),
-                }));
-                self.last_error = Some(reason);
-            }
+            (P::Starting, I::Fault { reason }) => self.fail_by_stop(spec, now, reason, out),
             (P::Starting, i @ I::Blocked { .. }) => self.bug(&i, out),
             (P::Starting, I::Unblocked) => {}
 
@@ -912,7 +911,7 @@ impl Instance {
     }
 
     fn spawn(&mut self, out: &mut Vec<Action>) {
-        self.phase = Phase::Starting;
+        self.phase = Phase::Spawning;
         self.deadline = None;
         self.pid = None;
         self.started_at = None;
@@ -1014,11 +1013,8 @@ impl Instance {
     ) {
         self.start_after_stop = then_start;
         let Some(pgid) = self.pgid else {
-            // Starting without a pid only exists inside one step; nothing to signal.
-            self.phase = Phase::Stopped;
-            self.deadline = None;
-            out.push(Action::Log(Event::Stopped));
-            return;
+            // Spawning (`overlap: kill` on a tick that comes before the pid): nothing to signal.
+            return self.down(out);
         };
         let kill_at = later(now, spec.stoptime);
         self.phase = Phase::Stopping {
@@ -1034,6 +1030,40 @@ impl Instance {
             pgid,
             signal: spec.stopsignal,
         });
+    }
+
+    /// Straight to stopped: there is no process to signal.
+    fn down(&mut self, out: &mut Vec<Action>) {
+        self.phase = Phase::Stopped;
+        self.deadline = None;
+        out.push(Action::Log(Event::Stopped));
+    }
+
+    /// The spawn asked for did not happen (or its exec failed after the fork): a failed run of
+    /// a scheduled job, else a failed start.
+    fn spawn_failed(
+        &mut self,
+        spec: &ProgramSpec,
+        now: Instant,
+        reason: String,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(Action::Log(Event::SpawnFailed {
+            reason: reason.clone(),
+        }));
+        if spec.schedule.is_some() {
+            // A failed run: the next tick is the retry.
+            self.push_history(RunRecord {
+                started: now,
+                duration: Duration::ZERO,
+                exit: None,
+            });
+            self.last_error = Some(reason);
+            self.queued = false;
+            self.rest();
+        } else {
+            self.fail_start(spec, now, reason, out);
+        }
     }
 
     fn bug(&self, input: &Input, out: &mut Vec<Action>) {
@@ -1096,7 +1126,7 @@ impl Instance {
                 self.spawn(out);
             }
             Phase::Stopping { .. } | Phase::Waiting => out.push(Action::Log(Event::Skipped)),
-            Phase::Starting | Phase::Running => match spec.sched.overlap {
+            Phase::Spawning | Phase::Starting | Phase::Running => match spec.sched.overlap {
                 Overlap::Skip => out.push(Action::Log(Event::Skipped)),
                 Overlap::Queue if self.queued => out.push(Action::Log(Event::Skipped)),
                 Overlap::Queue => {
