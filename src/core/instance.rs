@@ -234,17 +234,19 @@ pub enum Action {
     Log(Event),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     Stopped,
     Starting,
     Running,
     Backoff,
+    /// The stop signal was sent; over once the leader is reaped and the group is empty.
     Stopping {
+        kill: Kill,
+        /// The leader was reaped; the group may still have members.
         leader_gone: bool,
-        killed: bool,
-        /// When SIGKILL is due.
-        kill_at: Instant,
+        /// What follows once the group is empty.
+        then: Then,
     },
     Exited,
     Fatal,
@@ -254,6 +256,26 @@ enum Phase {
     Waiting,
     /// A spawn was asked for and no pid has come back yet (shown as `starting`).
     Spawning,
+}
+
+/// Where a stop is with SIGKILL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kill {
+    /// Only the stop signal so far; SIGKILL is due at `kill_at` (the end of `stoptime`).
+    Term { kill_at: Instant },
+    /// SIGKILL was sent (and is resent once a second while the leader lives).
+    Killed,
+}
+
+/// What a stop leads to once the group is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Then {
+    /// Stopped (or, for a scheduled job with a queued run, that run).
+    Rest,
+    /// Started again: a restart, a start that came during the stop, a fault, `overlap: kill`.
+    Start,
+    /// A failed start with this reason: it never became ready, or failed its checks.
+    FailStart(String),
 }
 
 /// One instance (`web:0`) of a program.
@@ -288,16 +310,12 @@ pub struct Instance {
     /// Spawns deferred in a row for the daemon's own resources (see `Input::SpawnDeferred`).
     deferred: u32,
     crash_streak: u32,
-    start_after_stop: bool,
     /// A start re-armed nothing yet: the next `Tick` arms the schedule.
     arm_pending: bool,
     /// `overlap: queue` and a tick came during the run: run again when it ends.
     queued: bool,
     /// What a previous daemon recorded as the last tick, for `catchup: once`.
     restored_tick: Option<DateTime<Utc>>,
-    /// A stop under way because it never became ready (or failed its checks while starting):
-    /// once the group is empty, this is the failed start's reason.
-    fail_after_stop: Option<String>,
 }
 
 impl Instance {
@@ -321,11 +339,9 @@ impl Instance {
             failed_starts: 0,
             deferred: 0,
             crash_streak: 0,
-            start_after_stop: false,
             arm_pending: false,
             queued: false,
             restored_tick: None,
-            fail_after_stop: None,
         }
     }
 
@@ -438,7 +454,7 @@ impl Instance {
     ) {
         use Input as I;
         use Phase as P;
-        match (self.phase, input) {
+        match (self.phase.clone(), input) {
             // Bookkeeping, the same in every phase.
             (_, I::StayDown) => self.want_up = false,
             (_, I::Reschedule) => {
@@ -562,15 +578,15 @@ impl Instance {
             (P::Starting | P::Running, I::Stop) => {
                 self.want_up = false;
                 self.drop_schedule();
-                self.begin_stop(spec, now, false, out);
+                self.begin_stop(spec, now, Then::Rest, out);
             }
             (P::Starting | P::Running, I::Restart) => {
                 self.want_up = true;
-                self.begin_stop(spec, now, true, out);
+                self.begin_stop(spec, now, Then::Start, out);
             }
             (P::Starting | P::Running, I::Shutdown) => {
                 self.drop_schedule();
-                self.begin_stop(spec, now, false, out)
+                self.begin_stop(spec, now, Then::Rest, out)
             }
             (
                 P::Spawning | P::Starting | P::Running | P::Backoff | P::Stopping { .. },
@@ -703,7 +719,7 @@ impl Instance {
                 }));
                 self.last_error = Some(reason);
                 self.restarts += 1;
-                self.begin_stop(spec, now, true, out);
+                self.begin_stop(spec, now, Then::Start, out);
             }
             (P::Running, i @ I::Blocked { .. }) => self.bug(&i, out),
             // Sockets and timers may lag behind the state: nothing to do.
@@ -757,52 +773,57 @@ impl Instance {
             ) => self.bug(&i, out),
 
             // --- stopping: stopsignal sent, waiting for the group to empty ---
-            (P::Stopping { .. }, I::Start | I::Restart) => {
+            (
+                P::Stopping {
+                    kill, leader_gone, ..
+                },
+                I::Start | I::Restart,
+            ) => {
                 self.want_up = true;
-                self.start_after_stop = true;
-                self.fail_after_stop = None;
-            }
-            (P::Stopping { .. }, I::Stop) => {
-                self.want_up = false;
-                self.start_after_stop = false;
-                self.fail_after_stop = None;
-                self.drop_schedule();
-            }
-            (P::Stopping { .. }, I::Shutdown) => {
-                self.start_after_stop = false;
-                self.fail_after_stop = None;
-                self.drop_schedule();
+                self.phase = P::Stopping {
+                    kill,
+                    leader_gone,
+                    then: Then::Start,
+                };
             }
             (
                 P::Stopping {
+                    kill, leader_gone, ..
+                },
+                stop @ (I::Stop | I::Shutdown),
+            ) => {
+                if stop == I::Stop {
+                    self.want_up = false;
+                }
+                self.drop_schedule();
+                self.phase = P::Stopping {
+                    kill,
+                    leader_gone,
+                    then: Then::Rest,
+                };
+            }
+            (
+                P::Stopping {
+                    kill,
                     leader_gone: false,
-                    killed,
-                    kill_at,
+                    then,
                 },
                 I::Exited(status),
-            ) => {
-                self.record_exit(spec, now, status, out);
-                self.phase = P::Stopping {
-                    leader_gone: true,
-                    killed,
-                    kill_at,
-                };
-                // `max(now)`: the exit may be reported after `kill_at` passed, before its
-                // deadline fired; the kill is then due now, not in the past.
-                self.deadline = Some(if killed {
-                    now + GROUP_RECHECK
-                } else {
-                    kill_at.min(now + GROUP_RECHECK).max(now)
-                });
-                if let Some(pgid) = self.pgid {
-                    out.push(Action::CheckGroup { pgid });
-                }
-            }
+            ) => self.leader_exited_in_stop(spec, now, status, kill, then, out),
+            // Stopped before its exec failed: the process is gone, as if it had exited 127.
             (
                 P::Stopping {
+                    kill,
+                    leader_gone: false,
+                    then,
+                },
+                I::SpawnFailed { .. },
+            ) => self.leader_exited_in_stop(spec, now, ExitStatus::Code(127), kill, then, out),
+            (
+                P::Stopping {
+                    kill,
                     leader_gone,
-                    killed,
-                    kill_at,
+                    then,
                 },
                 I::Deadline,
             ) => {
@@ -813,37 +834,50 @@ impl Instance {
                 let Some(pgid) = self.pgid else {
                     return self.bug(&I::Deadline, out);
                 };
-                let kill_now = !killed && now >= kill_at;
-                if kill_now || (killed && !leader_gone) {
-                    out.push(Action::Signal {
-                        pgid,
-                        signal: SIGKILL,
-                    });
-                }
-                if kill_now {
-                    out.push(Action::Log(Event::Killed {
-                        after: spec.stoptime,
-                    }));
-                }
-                let killed = killed || kill_now;
-                self.phase = P::Stopping {
-                    leader_gone,
-                    killed,
-                    kill_at,
+                let kill = match kill {
+                    // A re-check of the group before `stoptime` is over.
+                    Kill::Term { kill_at } if now < kill_at => kill,
+                    Kill::Term { .. } => {
+                        out.push(Action::Signal {
+                            pgid,
+                            signal: SIGKILL,
+                        });
+                        out.push(Action::Log(Event::Killed {
+                            after: spec.stoptime,
+                        }));
+                        Kill::Killed
+                    }
+                    Kill::Killed => {
+                        if !leader_gone {
+                            // In uninterruptible sleep, perhaps: once more.
+                            out.push(Action::Signal {
+                                pgid,
+                                signal: SIGKILL,
+                            });
+                        }
+                        Kill::Killed
+                    }
                 };
-                self.deadline = Some(match (leader_gone, killed) {
-                    (false, false) => kill_at,
-                    (false, true) => now + KILL_RESEND,
-                    (true, false) => kill_at.min(now + GROUP_RECHECK),
-                    (true, true) => now + GROUP_RECHECK,
+                self.deadline = Some(match (leader_gone, kill) {
+                    (false, Kill::Term { kill_at }) => kill_at,
+                    (false, Kill::Killed) => now + KILL_RESEND,
+                    (true, Kill::Term { kill_at }) => kill_at.min(now + GROUP_RECHECK),
+                    (true, Kill::Killed) => now + GROUP_RECHECK,
                 });
+                self.phase = P::Stopping {
+                    kill,
+                    leader_gone,
+                    then,
+                };
                 if leader_gone {
                     out.push(Action::CheckGroup { pgid });
                 }
             }
             (
                 P::Stopping {
-                    leader_gone: true, ..
+                    leader_gone: true,
+                    then,
+                    ..
                 },
                 I::GroupEmpty,
             ) => {
@@ -851,15 +885,13 @@ impl Instance {
                 self.deadline = None;
                 self.phase = P::Stopped;
                 out.push(Action::Log(Event::Stopped));
-                if let Some(reason) = self.fail_after_stop.take() {
+                match then {
                     // Stopped because it never became ready: a failed start.
-                    self.fail_start(spec, now, reason, out);
-                    return;
-                }
-                if std::mem::take(&mut self.start_after_stop) || std::mem::take(&mut self.queued) {
-                    self.failed_starts = 0;
-                    self.crash_streak = 0;
-                    self.spawn(out);
+                    Then::FailStart(reason) => self.fail_start(spec, now, reason, out),
+                    // (A run queued meanwhile stays queued: it runs after this one.)
+                    Then::Start => self.spawn_afresh(out),
+                    Then::Rest if std::mem::take(&mut self.queued) => self.spawn_afresh(out),
+                    Then::Rest => {}
                 }
             }
             (
@@ -872,25 +904,47 @@ impl Instance {
                 P::Stopping {
                     leader_gone: true, ..
                 },
-                i @ I::Exited(_),
-            ) => self.bug(&i, out),
-            // Stopped before its exec failed: the process is gone, as if it had exited 127.
-            (
-                P::Stopping {
-                    leader_gone: false, ..
-                },
-                I::SpawnFailed { .. },
-            ) => self.transition(spec, now, I::Exited(ExitStatus::Code(127)), out),
-            (
-                P::Stopping {
-                    leader_gone: true, ..
-                },
-                i @ I::SpawnFailed { .. },
+                i @ (I::Exited(_) | I::SpawnFailed { .. }),
             )
             | (P::Stopping { .. }, i @ (I::Spawned { .. } | I::SpawnDeferred { .. })) => {
                 self.bug(&i, out)
             }
         }
+    }
+
+    /// The leader of a group being stopped is gone: wait for the rest of the group, with
+    /// SIGKILL still due at the end of `stoptime`.
+    fn leader_exited_in_stop(
+        &mut self,
+        spec: &ProgramSpec,
+        now: Instant,
+        status: ExitStatus,
+        kill: Kill,
+        then: Then,
+        out: &mut Vec<Action>,
+    ) {
+        self.record_exit(spec, now, status, out);
+        // `max(now)`: the exit may be reported after `kill_at` passed, before its deadline
+        // fired; the kill is then due now, not in the past.
+        self.deadline = Some(match kill {
+            Kill::Killed => now + GROUP_RECHECK,
+            Kill::Term { kill_at } => kill_at.min(now + GROUP_RECHECK).max(now),
+        });
+        self.phase = Phase::Stopping {
+            kill,
+            leader_gone: true,
+            then,
+        };
+        if let Some(pgid) = self.pgid {
+            out.push(Action::CheckGroup { pgid });
+        }
+    }
+
+    /// A start after a stop, or a run queued meanwhile: a fresh start.
+    fn spawn_afresh(&mut self, out: &mut Vec<Action>) {
+        self.failed_starts = 0;
+        self.crash_streak = 0;
+        self.spawn(out);
     }
 
     /// A start that went wrong while the process lives (not ready in time, failing checks):
@@ -906,8 +960,7 @@ impl Instance {
             reason: reason.clone(),
         }));
         self.last_error = Some(reason.clone());
-        self.fail_after_stop = Some(reason);
-        self.begin_stop(spec, now, false, out);
+        self.begin_stop(spec, now, Then::FailStart(reason), out);
     }
 
     fn spawn(&mut self, out: &mut Vec<Action>) {
@@ -1004,23 +1057,16 @@ impl Instance {
         out.push(Action::Log(Event::Backoff { delay }));
     }
 
-    fn begin_stop(
-        &mut self,
-        spec: &ProgramSpec,
-        now: Instant,
-        then_start: bool,
-        out: &mut Vec<Action>,
-    ) {
-        self.start_after_stop = then_start;
+    fn begin_stop(&mut self, spec: &ProgramSpec, now: Instant, then: Then, out: &mut Vec<Action>) {
         let Some(pgid) = self.pgid else {
             // Spawning (`overlap: kill` on a tick that comes before the pid): nothing to signal.
             return self.down(out);
         };
         let kill_at = later(now, spec.stoptime);
         self.phase = Phase::Stopping {
+            kill: Kill::Term { kill_at },
             leader_gone: false,
-            killed: false,
-            kill_at,
+            then,
         };
         self.deadline = Some(kill_at);
         out.push(Action::Log(Event::Stopping {
@@ -1135,7 +1181,7 @@ impl Instance {
                 }
                 Overlap::Kill => {
                     out.push(Action::Log(Event::Replacing));
-                    self.begin_stop(spec, now, true, out);
+                    self.begin_stop(spec, now, Then::Start, out);
                 }
             },
         }
