@@ -437,7 +437,9 @@ impl Instance {
 
     /// Feed one input; the actions to carry out are appended to `out`.
     pub fn step(&mut self, spec: &ProgramSpec, now: Instant, input: Input, out: &mut Vec<Action>) {
-        self.transition(spec, now, input, out);
+        if !self.is_late(spec, now, &input) {
+            self.transition(spec, now, input, out);
+        }
         self.tick_at = if self.arm_pending {
             Some(now)
         } else {
@@ -445,6 +447,34 @@ impl Instance {
         };
     }
 
+    /// An input that no longer applies: it comes from a socket or a timer that may lag behind
+    /// the state (a datagram sent before an exit, a check that passed before a stop, a
+    /// deadline that was moved or dropped since it was armed). Such inputs change nothing.
+    fn is_late(&self, spec: &ProgramSpec, now: Instant, input: &Input) -> bool {
+        use Input as I;
+        match input {
+            I::Ready => !(self.phase == Phase::Starting && spec.health.ready != Ready::Starttime),
+            I::Fault { .. } => !matches!(self.phase, Phase::Starting | Phase::Running),
+            I::Unblocked => self.phase != Phase::Waiting,
+            I::Deadline => self.deadline.is_none_or(|d| now < d),
+            I::Start
+            | I::Stop
+            | I::Restart
+            | I::Shutdown
+            | I::Spawned { .. }
+            | I::SpawnFailed { .. }
+            | I::SpawnDeferred { .. }
+            | I::Exited(_)
+            | I::GroupEmpty
+            | I::Tick { .. }
+            | I::Blocked { .. }
+            | I::StayDown
+            | I::Reschedule => false,
+        }
+    }
+
+    /// The table: one arm per (phase, input), in the order of the module doc. `Ready`,
+    /// `Fault`, `Unblocked` and `Deadline` arrive here only where they apply (`is_late`).
     fn transition(
         &mut self,
         spec: &ProgramSpec,
@@ -455,71 +485,66 @@ impl Instance {
         use Input as I;
         use Phase as P;
         match (self.phase.clone(), input) {
-            // Bookkeeping, the same in every phase.
+            // --- bookkeeping, the same in every phase ---
             (_, I::StayDown) => self.want_up = false,
             (_, I::Reschedule) => {
                 self.ticker = None;
                 self.arm_pending = spec.schedule.is_some();
             }
+            (_, I::Tick { wall, roll }) => self.tick(spec, Clocks { mono: now, wall }, roll, out),
 
             // --- stopped, exited, fatal: nothing runs ---
             (P::Stopped | P::Exited | P::Fatal, I::Start | I::Restart) => {
                 self.want_up = true;
-                self.failed_starts = 0;
-                self.crash_streak = 0;
                 if spec.schedule.is_some() && self.ticker.is_none() {
                     self.arm_pending = true;
                 }
-                self.spawn(out);
+                self.spawn_afresh(out);
             }
             (P::Stopped | P::Exited | P::Fatal, I::Stop) => {
                 self.want_up = false;
                 self.drop_schedule();
             }
             (P::Stopped | P::Exited | P::Fatal, I::Shutdown) => self.drop_schedule(),
-            (P::Stopped | P::Exited | P::Fatal, I::Deadline) => {}
-            (P::Stopped | P::Exited | P::Fatal, I::Tick { wall, roll }) => {
-                self.tick(spec, Clocks { mono: now, wall }, roll, out)
-            }
 
             // --- scheduled: no process, waiting for the next tick ---
             (P::Scheduled, I::Start | I::Restart) => {
                 self.want_up = true;
-                self.failed_starts = 0;
-                self.crash_streak = 0;
-                self.spawn(out);
+                self.spawn_afresh(out);
             }
             (P::Scheduled, stop @ (I::Stop | I::Shutdown)) => {
                 if stop == I::Stop {
                     self.want_up = false;
                 }
                 self.drop_schedule();
-                self.phase = P::Stopped;
-                out.push(Action::Log(Event::Stopped));
+                self.down(out);
             }
-            (P::Scheduled, I::Deadline) => {}
-            (P::Scheduled, I::Tick { wall, roll }) => {
-                self.tick(spec, Clocks { mono: now, wall }, roll, out)
+
+            // --- waiting: wants to start, a dependency is not running yet ---
+            (P::Waiting, I::Start | I::Restart) => self.want_up = true,
+            (P::Waiting, stop @ (I::Stop | I::Shutdown)) => {
+                if stop == I::Stop {
+                    self.want_up = false;
+                }
+                self.drop_schedule();
+                self.last_error = None;
+                self.down(out);
             }
-            (
-                P::Scheduled,
-                i @ (I::Spawned { .. }
-                | I::SpawnFailed { .. }
-                | I::SpawnDeferred { .. }
-                | I::Exited(_)
-                | I::GroupEmpty),
-            ) => self.bug(&i, out),
-            (
-                P::Stopped | P::Exited | P::Fatal,
-                i @ (I::Spawned { .. }
-                | I::SpawnFailed { .. }
-                | I::SpawnDeferred { .. }
-                | I::Exited(_)
-                | I::GroupEmpty),
-            ) => self.bug(&i, out),
+            (P::Waiting, I::Blocked { reason }) => {
+                if self.last_error.as_deref() != Some(reason.as_str()) {
+                    out.push(Action::Log(Event::Waiting {
+                        reason: reason.clone(),
+                    }));
+                    self.last_error = Some(reason);
+                }
+            }
+            (P::Waiting, I::Unblocked) => {
+                self.last_error = None;
+                self.spawn(out);
+            }
 
             // --- spawning: a spawn asked for, no pid yet ---
-            (P::Spawning | P::Starting, I::Start) => self.want_up = true,
+            (P::Spawning | P::Starting | P::Running, I::Start) => self.want_up = true,
             // Nothing to signal yet. (A restart leaves it stopped, like a stop.)
             (P::Spawning, I::Stop) => {
                 self.want_up = false;
@@ -570,9 +595,6 @@ impl Instance {
                 }));
                 self.last_error = Some(reason);
             }
-            (P::Spawning, I::Deadline | I::Ready | I::Fault { .. } | I::Unblocked) => {}
-            // Nothing was spawned yet, so nothing can have exited.
-            (P::Spawning, i @ (I::Exited(_) | I::GroupEmpty)) => self.bug(&i, out),
 
             // --- starting: spawned, waiting for `starttime` or readiness ---
             (P::Starting | P::Running, I::Stop) => {
@@ -587,14 +609,6 @@ impl Instance {
             (P::Starting | P::Running, I::Shutdown) => {
                 self.drop_schedule();
                 self.begin_stop(spec, now, Then::Rest, out)
-            }
-            (
-                P::Spawning | P::Starting | P::Running | P::Backoff | P::Stopping { .. },
-                I::Tick { wall, roll },
-            ) => self.tick(spec, Clocks { mono: now, wall }, roll, out),
-            // One spawn gets one pid: a second one would lose track of a live process.
-            (P::Starting, i @ (I::Spawned { .. } | I::SpawnDeferred { .. } | I::GroupEmpty)) => {
-                self.bug(&i, out)
             }
             // Forked, but the program could not be executed (the loop learns it after the
             // fork, and reaps the child itself): a failed start, with the exec's reason.
@@ -616,65 +630,20 @@ impl Instance {
                 self.fail_start(spec, now, reason, out);
             }
             (P::Starting, I::Deadline) => {
-                if self.deadline.is_some_and(|d| now >= d) {
-                    if spec.health.ready == Ready::Starttime || spec.schedule.is_some() {
-                        self.become_running(out);
-                    } else {
-                        let reason = format!(
-                            "not ready within ready_timeout {}",
-                            super::event::human(spec.health.ready_timeout)
-                        );
-                        self.fail_by_stop(spec, now, reason, out);
-                    }
-                }
-            }
-            (P::Starting, I::Ready) => {
-                if spec.health.ready != Ready::Starttime {
+                if spec.health.ready == Ready::Starttime || spec.schedule.is_some() {
                     self.become_running(out);
+                } else {
+                    let reason = format!(
+                        "not ready within ready_timeout {}",
+                        super::event::human(spec.health.ready_timeout)
+                    );
+                    self.fail_by_stop(spec, now, reason, out);
                 }
             }
+            (P::Starting, I::Ready) => self.become_running(out),
             (P::Starting, I::Fault { reason }) => self.fail_by_stop(spec, now, reason, out),
-            (P::Starting, i @ I::Blocked { .. }) => self.bug(&i, out),
-            (P::Starting, I::Unblocked) => {}
-
-            // --- waiting: wants to start, a dependency is not running yet ---
-            (P::Waiting, I::Start | I::Restart) => self.want_up = true,
-            (P::Waiting, stop @ (I::Stop | I::Shutdown)) => {
-                if stop == I::Stop {
-                    self.want_up = false;
-                }
-                self.drop_schedule();
-                self.last_error = None;
-                self.phase = P::Stopped;
-                out.push(Action::Log(Event::Stopped));
-            }
-            (P::Waiting, I::Blocked { reason }) => {
-                if self.last_error.as_deref() != Some(reason.as_str()) {
-                    out.push(Action::Log(Event::Waiting {
-                        reason: reason.clone(),
-                    }));
-                    self.last_error = Some(reason);
-                }
-            }
-            (P::Waiting, I::Unblocked) => {
-                self.last_error = None;
-                self.spawn(out);
-            }
-            (P::Waiting, I::Deadline | I::Ready | I::Fault { .. }) => {}
-            (P::Waiting, I::Tick { wall, roll }) => {
-                self.tick(spec, Clocks { mono: now, wall }, roll, out)
-            }
-            (
-                P::Waiting,
-                i @ (I::Spawned { .. }
-                | I::SpawnFailed { .. }
-                | I::SpawnDeferred { .. }
-                | I::Exited(_)
-                | I::GroupEmpty),
-            ) => self.bug(&i, out),
 
             // --- running ---
-            (P::Running, I::Start) => self.want_up = true,
             (P::Running, I::Exited(status)) => {
                 let code = self.record_exit(spec, now, status, out);
                 let expected = spec.exitcodes.contains(&code);
@@ -712,7 +681,6 @@ impl Instance {
                     }
                 }
             }
-            (P::Running, I::Deadline | I::Ready | I::Unblocked) => {}
             (P::Running, I::Fault { reason }) => {
                 out.push(Action::Log(Event::Fault {
                     reason: reason.clone(),
@@ -721,23 +689,6 @@ impl Instance {
                 self.restarts += 1;
                 self.begin_stop(spec, now, Then::Start, out);
             }
-            (P::Running, i @ I::Blocked { .. }) => self.bug(&i, out),
-            // Sockets and timers may lag behind the state: nothing to do.
-            (
-                P::Stopped | P::Exited | P::Fatal | P::Scheduled | P::Backoff | P::Stopping { .. },
-                I::Ready | I::Fault { .. } | I::Unblocked,
-            ) => {}
-            (
-                P::Stopped | P::Exited | P::Fatal | P::Scheduled | P::Backoff | P::Stopping { .. },
-                i @ I::Blocked { .. },
-            ) => self.bug(&i, out),
-            (
-                P::Running,
-                i @ (I::Spawned { .. }
-                | I::SpawnFailed { .. }
-                | I::SpawnDeferred { .. }
-                | I::GroupEmpty),
-            ) => self.bug(&i, out),
 
             // --- backoff: no process, a retry is due at the deadline ---
             (P::Backoff, I::Start | I::Restart) => {
@@ -750,27 +701,15 @@ impl Instance {
                     self.want_up = false;
                 }
                 self.drop_schedule();
-                self.deadline = None;
-                self.phase = P::Stopped;
-                out.push(Action::Log(Event::Stopped));
+                self.down(out);
             }
             (P::Backoff, I::Deadline) => {
-                if self.deadline.is_some_and(|d| now >= d) {
-                    // A retry of a deferred spawn is the same start, not a restart.
-                    if self.deferred == 0 {
-                        self.restarts += 1;
-                    }
-                    self.spawn(out);
+                // A retry of a deferred spawn is the same start, not a restart.
+                if self.deferred == 0 {
+                    self.restarts += 1;
                 }
+                self.spawn(out);
             }
-            (
-                P::Backoff,
-                i @ (I::Spawned { .. }
-                | I::SpawnFailed { .. }
-                | I::SpawnDeferred { .. }
-                | I::Exited(_)
-                | I::GroupEmpty),
-            ) => self.bug(&i, out),
 
             // --- stopping: stopsignal sent, waiting for the group to empty ---
             (
@@ -827,10 +766,6 @@ impl Instance {
                 },
                 I::Deadline,
             ) => {
-                if self.deadline.is_some_and(|d| now < d) {
-                    // Early or stale: a resend of SIGKILL or a re-check is not due yet.
-                    return;
-                }
                 let Some(pgid) = self.pgid else {
                     return self.bug(&I::Deadline, out);
                 };
@@ -894,21 +829,85 @@ impl Instance {
                     Then::Rest => {}
                 }
             }
+            // The leader is still there: its exit comes first.
             (
                 P::Stopping {
                     leader_gone: false, ..
                 },
                 I::GroupEmpty,
             ) => {}
+
+            // --- late inputs: `is_late` drops them before the match, so this arm is never
+            // reached; it says that they change nothing ---
+            (_, I::Ready | I::Fault { .. } | I::Unblocked | I::Deadline) => {}
+
+            // --- inputs that cannot happen there: a `bug` event, nothing changes ---
+            // A spawn result with no spawn asked for. One spawn gets one pid: a second one
+            // would lose track of a live process.
             (
-                P::Stopping {
+                P::Stopped
+                | P::Exited
+                | P::Fatal
+                | P::Scheduled
+                | P::Waiting
+                | P::Starting
+                | P::Running
+                | P::Backoff
+                | P::Stopping { .. },
+                i @ (I::Spawned { .. } | I::SpawnDeferred { .. }),
+            ) => self.bug(&i, out),
+            (
+                P::Stopped
+                | P::Exited
+                | P::Fatal
+                | P::Scheduled
+                | P::Waiting
+                | P::Running
+                | P::Backoff
+                | P::Stopping {
                     leader_gone: true, ..
                 },
-                i @ (I::Exited(_) | I::SpawnFailed { .. }),
-            )
-            | (P::Stopping { .. }, i @ (I::Spawned { .. } | I::SpawnDeferred { .. })) => {
-                self.bug(&i, out)
-            }
+                i @ I::SpawnFailed { .. },
+            ) => self.bug(&i, out),
+            // An exit with no leader: nothing was spawned, or it was reaped already.
+            (
+                P::Stopped
+                | P::Exited
+                | P::Fatal
+                | P::Scheduled
+                | P::Waiting
+                | P::Spawning
+                | P::Backoff
+                | P::Stopping {
+                    leader_gone: true, ..
+                },
+                i @ I::Exited(_),
+            ) => self.bug(&i, out),
+            // A group check only happens during a stop.
+            (
+                P::Stopped
+                | P::Exited
+                | P::Fatal
+                | P::Scheduled
+                | P::Waiting
+                | P::Spawning
+                | P::Starting
+                | P::Running
+                | P::Backoff,
+                i @ I::GroupEmpty,
+            ) => self.bug(&i, out),
+            // Only a spawn can be held back.
+            (
+                P::Stopped
+                | P::Exited
+                | P::Fatal
+                | P::Scheduled
+                | P::Starting
+                | P::Running
+                | P::Backoff
+                | P::Stopping { .. },
+                i @ I::Blocked { .. },
+            ) => self.bug(&i, out),
         }
     }
 
