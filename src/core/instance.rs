@@ -299,17 +299,32 @@ pub struct Instance {
     deadline: Option<Instant>,
     /// Operator intent: false once someone stopped it, so a daemon restart keeps it down.
     want_up: bool,
-    /// The armed schedule of a scheduled job; `None` while stopped.
-    ticker: Option<Ticker>,
-    /// When the loop must feed the next `Tick`: the ticker's deadline, or "now" when the
-    /// schedule is to be armed again after a start.
-    tick_at: Option<Instant>,
-    /// The last ended runs of a scheduled job, oldest first, at most `HISTORY`.
-    history: VecDeque<RunRecord>,
     failed_starts: u32,
     /// Spawns deferred in a row for the daemon's own resources (see `Input::SpawnDeferred`).
     deferred: u32,
     crash_streak: u32,
+    /// What only a scheduled job has.
+    kind: Kind,
+}
+
+/// A plain job has no schedule state; a scheduled one gets it the first time a schedule
+/// needs some (an instance is made before its spec is known, and a reload may add one).
+#[derive(Debug, Clone)]
+enum Kind {
+    Plain,
+    Scheduled(Box<Sched>),
+}
+
+/// The state of a scheduled job's schedule.
+#[derive(Debug, Clone, Default)]
+struct Sched {
+    /// The armed schedule; `None` while stopped.
+    ticker: Option<Ticker>,
+    /// When the loop must feed the next `Tick`: the ticker's deadline, or "now" when the
+    /// schedule is to be armed again after a start.
+    tick_at: Option<Instant>,
+    /// The last ended runs, oldest first, at most `HISTORY`.
+    history: VecDeque<RunRecord>,
     /// A start re-armed nothing yet: the next `Tick` arms the schedule.
     arm_pending: bool,
     /// `overlap: queue` and a tick came during the run: run again when it ends.
@@ -317,6 +332,18 @@ pub struct Instance {
     /// What a previous daemon recorded as the last tick, for `catchup: once`.
     restored_tick: Option<DateTime<Utc>>,
 }
+
+impl Sched {
+    fn push_history(&mut self, run: RunRecord) {
+        if self.history.len() >= HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(run);
+    }
+}
+
+/// The history of a job that has none.
+static NO_HISTORY: VecDeque<RunRecord> = VecDeque::new();
 
 impl Instance {
     pub fn new(program: &str, num: u32, name: String) -> Instance {
@@ -333,15 +360,10 @@ impl Instance {
             started_at: None,
             deadline: None,
             want_up: true,
-            ticker: None,
-            tick_at: None,
-            history: VecDeque::new(),
             failed_starts: 0,
             deferred: 0,
             crash_streak: 0,
-            arm_pending: false,
-            queued: false,
-            restored_tick: None,
+            kind: Kind::Plain,
         }
     }
 
@@ -411,12 +433,12 @@ impl Instance {
 
     /// When the loop must feed the next `Tick`, if ever.
     pub fn tick_at(&self) -> Option<Instant> {
-        self.tick_at
+        self.sched().and_then(|s| s.tick_at)
     }
 
     /// The last ended runs of a scheduled job, oldest first, at most `HISTORY`.
     pub fn history(&self) -> &VecDeque<RunRecord> {
-        &self.history
+        self.sched().map_or(&NO_HISTORY, |s| &s.history)
     }
 
     /// Held back by a dependency that is not running (its state shows as `starting`).
@@ -432,7 +454,7 @@ impl Instance {
     /// The last tick of a scheduled job accounted for (what a successor daemon catches up
     /// from).
     pub fn last_tick(&self) -> Option<DateTime<Utc>> {
-        self.ticker.as_ref().and_then(|t| t.last_tick)
+        self.ticker().and_then(|t| t.last_tick)
     }
 
     /// Feed one input; the actions to carry out are appended to `out`.
@@ -440,11 +462,13 @@ impl Instance {
         if !self.is_late(spec, now, &input) {
             self.transition(spec, now, input, out);
         }
-        self.tick_at = if self.arm_pending {
-            Some(now)
-        } else {
-            self.ticker.as_ref().and_then(|t| t.at)
-        };
+        if let Some(s) = self.sched_mut() {
+            s.tick_at = if s.arm_pending {
+                Some(now)
+            } else {
+                s.ticker.as_ref().and_then(|t| t.at)
+            };
+        }
     }
 
     /// An input that no longer applies: it comes from a socket or a timer that may lag behind
@@ -488,16 +512,23 @@ impl Instance {
             // --- bookkeeping, the same in every phase ---
             (_, I::StayDown) => self.want_up = false,
             (_, I::Reschedule) => {
-                self.ticker = None;
-                self.arm_pending = spec.schedule.is_some();
+                if spec.schedule.is_some() {
+                    self.with_sched(|s| {
+                        s.ticker = None;
+                        s.arm_pending = true;
+                    });
+                } else if let Some(s) = self.sched_mut() {
+                    s.ticker = None;
+                    s.arm_pending = false;
+                }
             }
             (_, I::Tick { wall, roll }) => self.tick(spec, Clocks { mono: now, wall }, roll, out),
 
             // --- stopped, exited, fatal: nothing runs ---
             (P::Stopped | P::Exited | P::Fatal, I::Start | I::Restart) => {
                 self.want_up = true;
-                if spec.schedule.is_some() && self.ticker.is_none() {
-                    self.arm_pending = true;
+                if spec.schedule.is_some() {
+                    self.with_sched(|s| s.arm_pending |= s.ticker.is_none());
                 }
                 self.spawn_afresh(out);
             }
@@ -652,7 +683,7 @@ impl Instance {
                     AutoRestart::Never => false,
                     AutoRestart::Unexpected => !expected,
                 };
-                if spec.schedule.is_some() && std::mem::take(&mut self.queued) {
+                if spec.schedule.is_some() && self.take_queued() {
                     // The tick that came during the run.
                     self.spawn(out);
                     return;
@@ -825,7 +856,7 @@ impl Instance {
                     Then::FailStart(reason) => self.fail_start(spec, now, reason, out),
                     // (A run queued meanwhile stays queued: it runs after this one.)
                     Then::Start => self.spawn_afresh(out),
-                    Then::Rest if std::mem::take(&mut self.queued) => self.spawn_afresh(out),
+                    Then::Rest if self.take_queued() => self.spawn_afresh(out),
                     Then::Rest => {}
                 }
             }
@@ -1001,10 +1032,12 @@ impl Instance {
         if spec.schedule.is_some() {
             let started = self.started_at.unwrap_or(now);
             let duration = now.saturating_duration_since(started);
-            self.push_history(RunRecord {
-                started,
-                duration,
-                exit: Some(code),
+            self.with_sched(|s| {
+                s.push_history(RunRecord {
+                    started,
+                    duration,
+                    exit: Some(code),
+                })
             });
             out.push(Action::Log(Event::RunFinished {
                 duration,
@@ -1098,13 +1131,15 @@ impl Instance {
         }));
         if spec.schedule.is_some() {
             // A failed run: the next tick is the retry.
-            self.push_history(RunRecord {
-                started: now,
-                duration: Duration::ZERO,
-                exit: None,
+            self.with_sched(|s| {
+                s.push_history(RunRecord {
+                    started: now,
+                    duration: Duration::ZERO,
+                    exit: None,
+                });
+                s.queued = false;
             });
             self.last_error = Some(reason);
-            self.queued = false;
             self.rest();
         } else {
             self.fail_start(spec, now, reason, out);
@@ -1121,18 +1156,26 @@ impl Instance {
     /// A `Tick`: arm the schedule if it is not, else ask the ticker whether a tick is due, and
     /// run it (or apply `overlap`) when it is.
     fn tick(&mut self, spec: &ProgramSpec, now: Clocks, roll: u64, out: &mut Vec<Action>) {
-        let outcome = match self.ticker.as_mut() {
-            Some(t) => t.tick(now, roll),
+        let ticked = self
+            .sched_mut()
+            .and_then(|s| s.ticker.as_mut())
+            .map(|t| t.tick(now, roll));
+        let outcome = match ticked {
+            Some(outcome) => outcome,
             None => {
+                let pending = self.sched().is_some_and(|s| s.arm_pending);
                 let arm = spec.schedule.is_some()
-                    && (self.arm_pending || (self.phase == Phase::Stopped && self.want_up));
+                    && (pending || (self.phase == Phase::Stopped && self.want_up));
                 if !arm {
                     return;
                 }
-                self.arm_pending = false;
-                match Ticker::arm(spec, now, roll, self.restored_tick.take()) {
+                let restored = self.with_sched(|s| {
+                    s.arm_pending = false;
+                    s.restored_tick.take()
+                });
+                match Ticker::arm(spec, now, roll, restored) {
                     Ok((t, outcome)) => {
-                        self.ticker = Some(t);
+                        self.with_sched(|s| s.ticker = Some(t));
                         if self.phase == Phase::Stopped {
                             self.phase = Phase::Scheduled;
                         }
@@ -1166,16 +1209,16 @@ impl Instance {
         match self.phase {
             Phase::Scheduled | Phase::Stopped | Phase::Exited | Phase::Fatal | Phase::Backoff => {
                 // Backoff is an `autorestart` retry waiting: the tick is a fresh run anyway.
-                self.failed_starts = 0;
-                self.crash_streak = 0;
-                self.spawn(out);
+                self.spawn_afresh(out);
             }
             Phase::Stopping { .. } | Phase::Waiting => out.push(Action::Log(Event::Skipped)),
             Phase::Spawning | Phase::Starting | Phase::Running => match spec.sched.overlap {
                 Overlap::Skip => out.push(Action::Log(Event::Skipped)),
-                Overlap::Queue if self.queued => out.push(Action::Log(Event::Skipped)),
+                Overlap::Queue if self.sched().is_some_and(|s| s.queued) => {
+                    out.push(Action::Log(Event::Skipped))
+                }
                 Overlap::Queue => {
-                    self.queued = true;
+                    self.with_sched(|s| s.queued = true);
                     out.push(Action::Log(Event::Queued));
                 }
                 Overlap::Kill => {
@@ -1189,7 +1232,10 @@ impl Instance {
     /// Back to waiting for the next tick after a run (or stopped when there is no schedule).
     fn rest(&mut self) {
         self.deadline = None;
-        self.phase = if self.ticker.is_some() || self.arm_pending {
+        self.phase = if self
+            .sched()
+            .is_some_and(|s| s.ticker.is_some() || s.arm_pending)
+        {
             Phase::Scheduled
         } else {
             Phase::Exited
@@ -1197,26 +1243,60 @@ impl Instance {
     }
 
     fn drop_schedule(&mut self) {
-        self.ticker = None;
-        self.arm_pending = false;
-        self.queued = false;
+        if let Some(s) = self.sched_mut() {
+            s.ticker = None;
+            s.arm_pending = false;
+            s.queued = false;
+        }
     }
 
-    fn push_history(&mut self, run: RunRecord) {
-        if self.history.len() >= HISTORY {
-            self.history.pop_front();
+    /// A run queued by `overlap: queue`, taken (false for a plain job).
+    fn take_queued(&mut self) -> bool {
+        self.sched_mut()
+            .is_some_and(|s| std::mem::take(&mut s.queued))
+    }
+
+    fn sched(&self) -> Option<&Sched> {
+        match &self.kind {
+            Kind::Plain => None,
+            Kind::Scheduled(s) => Some(s),
         }
-        self.history.push_back(run);
+    }
+
+    fn sched_mut(&mut self) -> Option<&mut Sched> {
+        match &mut self.kind {
+            Kind::Plain => None,
+            Kind::Scheduled(s) => Some(s),
+        }
+    }
+
+    /// Change the schedule state, making it first for a job that had none.
+    fn with_sched<R>(&mut self, change: impl FnOnce(&mut Sched) -> R) -> R {
+        match &mut self.kind {
+            Kind::Scheduled(s) => change(s),
+            Kind::Plain => {
+                let mut s = Box::<Sched>::default();
+                let r = change(&mut s);
+                self.kind = Kind::Scheduled(s);
+                r
+            }
+        }
+    }
+
+    fn ticker(&self) -> Option<&Ticker> {
+        self.sched().and_then(|s| s.ticker.as_ref())
     }
 
     /// The last tick a previous daemon recorded, for `catchup: once` when the schedule is armed.
     pub fn restore_last_tick(&mut self, last: Option<DateTime<Utc>>) {
-        self.restored_tick = last;
+        if last.is_some() || self.sched().is_some() {
+            self.with_sched(|s| s.restored_tick = last);
+        }
     }
 
     /// When the next tick is due, as a wall-clock time, given both clocks now.
     pub fn next_run(&self, now: Clocks) -> Option<DateTime<Utc>> {
-        self.ticker.as_ref().and_then(|t| t.next_run(now))
+        self.ticker().and_then(|t| t.next_run(now))
     }
 
     /// Restore what a previous daemon recorded (restart count and operator intent).

@@ -61,7 +61,7 @@ impl Run {
             assert_eq!(out, actions, "{what}: actions");
             assert_eq!(self.inst.state(), state, "{what}: state");
             assert_eq!(
-                self.inst.deadline,
+                self.inst.deadline(),
                 deadline.map(|d| self.at(d)),
                 "{what}: deadline"
             );
@@ -133,9 +133,9 @@ fn running(spec: ProgramSpec) -> Run {
 #[test]
 fn start_spawns_then_runs_once_up_for_starttime() {
     let run = running(spec());
-    assert_eq!(run.inst.pid, Some(7));
-    assert_eq!(run.inst.restarts, 0);
-    assert!(run.inst.want_up);
+    assert_eq!(run.inst.pid(), Some(7));
+    assert_eq!(run.inst.restarts(), 0);
+    assert!(run.inst.want_up());
 }
 
 #[test]
@@ -241,8 +241,8 @@ fn a_spawn_failure_backs_off_then_retries_and_counts_a_restart() {
             ),
         ],
     );
-    assert_eq!(run.inst.restarts, 1);
-    assert_eq!(run.inst.last_error, None, "cleared once running");
+    assert_eq!(run.inst.restarts(), 1);
+    assert_eq!(run.inst.last_error(), None, "cleared once running");
 }
 
 /// Rows for one failed try that starts at `at` (already spawning) and fails by exit code 1
@@ -289,10 +289,10 @@ fn fatal_after_exactly_startretries_failed_retries() {
         }),
     ));
     let run = check(spec(), rows);
-    assert_eq!(run.inst.restarts, 3);
-    assert_eq!(run.inst.last_error.as_deref(), Some(reason));
-    assert_eq!(run.inst.last_exit, Some(1));
-    assert_eq!(run.inst.pid, None);
+    assert_eq!(run.inst.restarts(), 3);
+    assert_eq!(run.inst.last_error(), Some(reason));
+    assert_eq!(run.inst.last_exit(), Some(1));
+    assert_eq!(run.inst.pid(), None);
 }
 
 #[test]
@@ -345,7 +345,7 @@ fn an_exit_before_starttime_is_a_failed_start_even_with_code_zero() {
         ],
     );
     assert_eq!(
-        run.inst.last_error.as_deref(),
+        run.inst.last_error(),
         Some("exited with code 0 before starttime")
     );
 }
@@ -382,7 +382,7 @@ fn a_signal_before_starttime_names_the_signal() {
             ),
         ],
     );
-    assert_eq!(run.inst.last_exit, Some(137));
+    assert_eq!(run.inst.last_exit(), Some(137));
 }
 
 #[test]
@@ -424,7 +424,11 @@ fn a_start_on_fatal_tries_again_with_full_retries() {
             vec![log(Event::SpawnFailed { reason: "x".into() }), backoff(1)],
         ),
     ]);
-    assert_eq!(run.inst.restarts, 1, "the operator's start is not counted");
+    assert_eq!(
+        run.inst.restarts(),
+        1,
+        "the operator's start is not counted"
+    );
 }
 
 #[test]
@@ -468,7 +472,7 @@ fn a_deferred_spawn_retries_quickly_without_spending_startretries() {
         }),
         rows,
     );
-    assert_eq!(run.inst.restarts, 0, "a deferred spawn is the same start");
+    assert_eq!(run.inst.restarts(), 0, "a deferred spawn is the same start");
     // The streak starts over after a spawn that worked.
     let mut out = Vec::new();
     let t = run.at(at + 20_000);
@@ -536,17 +540,17 @@ fn autorestart_decides_per_expected_or_unexpected_exit() {
         assert_eq!(out, want, "{what}");
         let state = if again { S::Starting } else { S::Exited };
         assert_eq!(run.inst.state(), state, "{what}");
-        assert_eq!(run.inst.deadline, None, "{what}");
-        assert_eq!(run.inst.pid, None, "{what}");
-        assert_eq!(run.inst.last_exit, Some(code), "{what}");
-        assert_eq!(run.inst.restarts, again as u32, "{what}");
+        assert_eq!(run.inst.deadline(), None, "{what}");
+        assert_eq!(run.inst.pid(), None, "{what}");
+        assert_eq!(run.inst.last_exit(), Some(code), "{what}");
+        assert_eq!(run.inst.restarts(), again as u32, "{what}");
     }
 }
 
 #[test]
 fn last_exit_of_a_signal_is_128_plus_its_number() {
     let (run, out) = exit_from_running(AutoRestart::Never, ExitStatus::Signaled(9));
-    assert_eq!(run.inst.last_exit, Some(137));
+    assert_eq!(run.inst.last_exit(), Some(137));
     assert_eq!(
         out,
         [
@@ -558,7 +562,7 @@ fn last_exit_of_a_signal_is_128_plus_its_number() {
         ]
     );
     let (run, _) = exit_from_running(AutoRestart::Never, ExitStatus::Signaled(15));
-    assert_eq!(run.inst.last_exit, Some(143));
+    assert_eq!(run.inst.last_exit(), Some(143));
 }
 
 #[test]
@@ -582,7 +586,7 @@ fn a_crash_loop_backs_off_and_a_stable_run_resets_it() {
             }
             [Action::Log(Event::Backoff { delay })] => {
                 assert_eq!(run.inst.state(), S::Backoff);
-                assert_eq!(run.inst.deadline, Some(now + *delay));
+                assert_eq!(run.inst.deadline(), Some(now + *delay));
                 delays.push(delay.as_secs());
                 let due = crash + delay.as_millis() as u64;
                 run.check(vec![(
@@ -601,7 +605,7 @@ fn a_crash_loop_backs_off_and_a_stable_run_resets_it() {
         at = spawn_at;
     }
     assert_eq!(delays, [0, 1, 2, 4, 8, 16, 32, 60, 60]);
-    assert_eq!(run.inst.restarts, 9);
+    assert_eq!(run.inst.restarts(), 9);
 
     // A stable run (10 s) resets the streak: the next crash restarts at once.
     let crash = at + 10_000;
@@ -612,7 +616,7 @@ fn a_crash_loop_backs_off_and_a_stable_run_resets_it() {
         None,
         vec![exited(1, false), signal(pid, KILL), Action::Spawn],
     )]);
-    assert_eq!(run.inst.restarts, 10);
+    assert_eq!(run.inst.restarts(), 10);
 }
 
 #[test]
@@ -649,7 +653,7 @@ fn the_first_crash_restarts_at_once_then_waits_a_second() {
         ),
         (23_000, I::Deadline, S::Starting, None, vec![Action::Spawn]),
     ]);
-    assert_eq!(run.inst.restarts, 2);
+    assert_eq!(run.inst.restarts(), 2);
 }
 
 // --- stopping ---
@@ -692,11 +696,11 @@ fn stop_from_running_signals_the_group_then_waits_for_it_to_empty() {
         ]
         .concat(),
     );
-    assert!(!run.inst.want_up);
-    assert_eq!(run.inst.pid, None);
-    assert_eq!(run.inst.pgid, None);
-    assert_eq!(run.inst.last_exit, Some(143));
-    assert_eq!(run.inst.restarts, 0);
+    assert!(!run.inst.want_up());
+    assert_eq!(run.inst.pid(), None);
+    assert_eq!(run.inst.pgid(), None);
+    assert_eq!(run.inst.last_exit(), Some(143));
+    assert_eq!(run.inst.restarts(), 0);
 }
 
 #[test]
@@ -775,7 +779,7 @@ fn stop_from_backoff_goes_straight_to_stopped() {
             (1000, I::Deadline, S::Stopped, None, vec![]),
         ],
     );
-    assert!(!run.inst.want_up);
+    assert!(!run.inst.want_up());
 }
 
 #[test]
@@ -901,7 +905,7 @@ fn stragglers_after_the_leader_are_rechecked_then_killed_at_stoptime() {
         ]
         .concat(),
     );
-    assert_eq!(run.inst.pgid, None);
+    assert_eq!(run.inst.pgid(), None);
     // A stray GroupEmpty afterwards is a bug, and changes nothing.
     let mut out = Vec::new();
     let now = run.at(8000);
@@ -985,8 +989,12 @@ fn restart_while_running_stops_then_spawns_once_the_group_is_empty() {
         .concat(),
     );
     run.check(up(5100, 8)[1..].to_vec());
-    assert_eq!(run.inst.restarts, 0, "an operator's restart is not counted");
-    assert!(run.inst.want_up);
+    assert_eq!(
+        run.inst.restarts(),
+        0,
+        "an operator's restart is not counted"
+    );
+    assert!(run.inst.want_up());
 }
 
 #[test]
@@ -1028,7 +1036,7 @@ fn start_while_stopping_is_queued_and_a_stop_cancels_it() {
         )]);
         r
     };
-    assert!(run.inst.want_up);
+    assert!(run.inst.want_up());
 
     let mut run = stopping();
     run.check(vec![
@@ -1048,7 +1056,7 @@ fn start_while_stopping_is_queued_and_a_stop_cancels_it() {
             vec![log(Event::Stopped)],
         ),
     ]);
-    assert!(!run.inst.want_up);
+    assert!(!run.inst.want_up());
 }
 
 #[test]
@@ -1089,7 +1097,7 @@ fn stop_when_down_only_records_the_intent() {
             (30_000, I::Shutdown, state, None, vec![]),
             (30_000, I::Deadline, state, None, vec![]),
         ]);
-        assert!(!run.inst.want_up, "{name}");
+        assert!(!run.inst.want_up(), "{name}");
     }
 }
 
@@ -1125,7 +1133,7 @@ fn shutdown_stops_but_keeps_the_intent() {
         ]
         .concat(),
     );
-    assert!(run.inst.want_up);
+    assert!(run.inst.want_up());
 
     // From backoff too.
     let run = check(
@@ -1142,7 +1150,7 @@ fn shutdown_stops_but_keeps_the_intent() {
             (10, I::Shutdown, S::Stopped, None, vec![log(Event::Stopped)]),
         ],
     );
-    assert!(run.inst.want_up);
+    assert!(run.inst.want_up());
 }
 
 #[test]
@@ -1184,7 +1192,7 @@ fn shutdown_while_a_restart_is_queued_cancels_the_start() {
 fn start_when_already_up_changes_nothing() {
     let mut run = running(spec());
     run.check(vec![(2000, I::Start, S::Running, None, vec![])]);
-    assert_eq!(run.inst.pid, Some(7));
+    assert_eq!(run.inst.pid(), Some(7));
 }
 
 #[test]
@@ -1205,7 +1213,7 @@ fn durations_too_long_for_the_clock_do_not_panic() {
         run.inst.step(&run.spec, now, input, &mut out);
     }
     assert_eq!(run.inst.state(), S::Stopping);
-    assert!(run.inst.deadline.is_some_and(|d| d > run.at(1000)));
+    assert!(run.inst.deadline().is_some_and(|d| d > run.at(1000)));
     assert!(!out.iter().any(|a| matches!(a, Action::Log(Event::Bug(_)))));
 }
 
@@ -1352,7 +1360,7 @@ fn first_run() -> Vec<Row> {
 #[test]
 fn a_scheduled_job_runs_per_tick_and_goes_back_to_scheduled() {
     let mut run = check(every_10s(Default::default()), first_run());
-    assert_eq!(run.inst.tick_at, Some(run.at(20_000)));
+    assert_eq!(run.inst.tick_at(), Some(run.at(20_000)));
     run.check(vec![(
         10_200,
         I::Exited(ExitStatus::Code(0)),
@@ -1360,15 +1368,15 @@ fn a_scheduled_job_runs_per_tick_and_goes_back_to_scheduled() {
         None,
         vec![exited(0, true), finished(200, 0, true), signal(7, KILL)],
     )]);
-    assert_eq!(run.inst.last_exit, Some(0));
-    assert_eq!(run.inst.history.len(), 1);
-    assert_eq!(run.inst.history[0].duration, Duration::from_millis(200));
+    assert_eq!(run.inst.last_exit(), Some(0));
+    assert_eq!(run.inst.history().len(), 1);
+    assert_eq!(run.inst.history()[0].duration, Duration::from_millis(200));
     // An early tick does nothing; the next one runs again, still on the 10 s grid.
     run.check(vec![
         (19_999, tick(19_999), S::Scheduled, None, vec![]),
         (20_300, tick(20_300), S::Starting, None, vec![Action::Spawn]),
     ]);
-    assert_eq!(run.inst.tick_at, Some(run.at(30_000)));
+    assert_eq!(run.inst.tick_at(), Some(run.at(30_000)));
 }
 
 #[test]
@@ -1395,9 +1403,9 @@ fn a_failed_run_is_logged_and_waits_for_the_next_tick() {
             })],
         ),
     ]);
-    assert_eq!(run.inst.last_error.as_deref(), Some("no such file"));
-    assert_eq!(run.inst.history.len(), 2);
-    assert_eq!(run.inst.history[1].exit, None);
+    assert_eq!(run.inst.last_error(), Some("no such file"));
+    assert_eq!(run.inst.history().len(), 2);
+    assert_eq!(run.inst.history()[1].exit, None);
 }
 
 #[test]
@@ -1423,7 +1431,7 @@ fn history_keeps_the_last_ten_runs() {
             &mut out,
         );
     }
-    let codes: Vec<_> = run.inst.history.iter().map(|r| r.exit).collect();
+    let codes: Vec<_> = run.inst.history().iter().map(|r| r.exit).collect();
     assert_eq!(codes, (3..=12).map(Some).collect::<Vec<_>>());
 }
 
@@ -1568,7 +1576,7 @@ fn start_runs_a_scheduled_job_now_without_moving_its_schedule() {
             ),
         ],
     );
-    assert_eq!(run.inst.tick_at, Some(run.at(10_000)));
+    assert_eq!(run.inst.tick_at(), Some(run.at(10_000)));
     run.check(vec![(
         3_100,
         I::Exited(ExitStatus::Code(0)),
@@ -1576,7 +1584,7 @@ fn start_runs_a_scheduled_job_now_without_moving_its_schedule() {
         None,
         vec![exited(0, true), finished(100, 0, true), signal(7, KILL)],
     )]);
-    assert_eq!(run.inst.tick_at, Some(run.at(10_000)));
+    assert_eq!(run.inst.tick_at(), Some(run.at(10_000)));
 }
 
 #[test]
@@ -1610,8 +1618,8 @@ fn stop_ends_the_run_and_the_schedule_until_a_start() {
         ),
         (20_000, tick(20_000), S::Stopped, None, vec![]),
     ]);
-    assert_eq!(run.inst.tick_at, None);
-    assert!(!run.inst.want_up);
+    assert_eq!(run.inst.tick_at(), None);
+    assert!(!run.inst.want_up());
     // A start runs it now and arms the schedule again at the next tick input (fed at once).
     run.check(vec![
         (30_000, I::Start, S::Starting, None, vec![Action::Spawn]),
@@ -1623,9 +1631,9 @@ fn stop_ends_the_run_and_the_schedule_until_a_start() {
             vec![log(Event::Spawned { pid: 8 }), log(Event::Running)],
         ),
     ]);
-    assert_eq!(run.inst.tick_at, Some(run.at(30_000)));
+    assert_eq!(run.inst.tick_at(), Some(run.at(30_000)));
     run.check(vec![(30_000, tick(30_000), S::Running, None, vec![])]);
-    assert_eq!(run.inst.tick_at, Some(run.at(40_000)));
+    assert_eq!(run.inst.tick_at(), Some(run.at(40_000)));
 }
 
 #[test]
@@ -1638,7 +1646,7 @@ fn stop_while_scheduled_goes_straight_to_stopped() {
             (10_000, tick(10_000), S::Stopped, None, vec![]),
         ],
     );
-    assert_eq!(run.inst.tick_at, None);
+    assert_eq!(run.inst.tick_at(), None);
 }
 
 #[test]
@@ -1646,7 +1654,7 @@ fn an_operator_stopped_job_is_not_armed_at_startup() {
     let mut run = Run::new(every_10s(Default::default()));
     run.inst.restore(0, false);
     run.check(vec![(0, tick(0), S::Stopped, None, vec![])]);
-    assert_eq!(run.inst.tick_at, None);
+    assert_eq!(run.inst.tick_at(), None);
 }
 
 #[test]
@@ -1675,8 +1683,8 @@ fn shutdown_drops_the_schedule() {
             ),
         ],
     );
-    assert_eq!(run.inst.tick_at, None);
-    assert!(run.inst.want_up, "a shutdown keeps the intent");
+    assert_eq!(run.inst.tick_at(), None);
+    assert!(run.inst.want_up(), "a shutdown keeps the intent");
 }
 
 #[test]
@@ -1893,6 +1901,12 @@ fn assert_invariants(spec: &ProgramSpec, inst: &Instance, world: &World) {
     if state == S::Fatal {
         assert!(inst.failed_starts > spec.startretries);
     }
+    if spec.schedule.is_none() {
+        assert!(
+            matches!(inst.kind, Kind::Plain),
+            "a plain job has schedule state"
+        );
+    }
 }
 
 #[test]
@@ -2085,8 +2099,7 @@ fn a_ready_timeout_with_no_retries_left_is_fatal() {
     assert_eq!(run.inst.state(), S::Fatal);
     assert!(run
         .inst
-        .last_error
-        .as_deref()
+        .last_error()
         .is_some_and(|e| e.contains("not ready within ready_timeout 5s")));
 }
 
@@ -2128,7 +2141,7 @@ fn a_fault_while_running_restarts_and_counts() {
             vec![log(Event::Stopped), Action::Spawn],
         ),
     ]);
-    assert_eq!(run.inst.restarts, 1);
+    assert_eq!(run.inst.restarts(), 1);
 }
 
 #[test]
@@ -2204,9 +2217,9 @@ fn a_blocked_spawn_waits_until_unblocked() {
         ],
     );
     assert!(run.inst.is_waiting());
-    assert_eq!(run.inst.pid, None);
+    assert_eq!(run.inst.pid(), None);
     assert_eq!(
-        run.inst.last_error.as_deref(),
+        run.inst.last_error(),
         Some("waiting for db, which is fatal")
     );
     run.check(vec![
@@ -2220,7 +2233,7 @@ fn a_blocked_spawn_waits_until_unblocked() {
         ),
     ]);
     assert!(!run.inst.is_waiting());
-    assert_eq!(run.inst.last_error, None);
+    assert_eq!(run.inst.last_error(), None);
 }
 
 #[test]
@@ -2243,7 +2256,7 @@ fn a_waiting_instance_stops_without_a_process() {
             (5, I::Stop, S::Stopped, None, vec![log(Event::Stopped)]),
         ],
     );
-    assert!(!run.inst.want_up);
+    assert!(!run.inst.want_up());
     run.check(vec![
         (6, I::Start, S::Starting, None, vec![Action::Spawn]),
         (
@@ -2295,12 +2308,9 @@ fn an_exec_failure_after_the_fork_is_a_failed_start_with_its_reason() {
             backoff(1),
         ],
     )]);
-    assert_eq!(run.inst.pid, None);
-    assert_eq!(run.inst.pgid, None);
-    assert_eq!(
-        run.inst.last_error.as_deref(),
-        Some("/x: permission denied")
-    );
+    assert_eq!(run.inst.pid(), None);
+    assert_eq!(run.inst.pgid(), None);
+    assert_eq!(run.inst.last_error(), Some("/x: permission denied"));
 }
 
 #[test]
@@ -2359,15 +2369,15 @@ fn reschedule_drops_the_armed_schedule_and_the_next_tick_arms_it_again() {
         every_10s(Default::default()),
         vec![(0, tick(0), S::Scheduled, None, vec![])],
     );
-    assert_eq!(run.inst.tick_at, Some(run.at(10_000)));
+    assert_eq!(run.inst.tick_at(), Some(run.at(10_000)));
     run.check(vec![(1000, I::Reschedule, S::Scheduled, None, vec![])]);
-    assert!(run.inst.ticker.is_none());
+    assert!(run.inst.ticker().is_none());
     assert_eq!(
-        run.inst.tick_at,
+        run.inst.tick_at(),
         Some(run.at(1000)),
         "the new schedule is armed at once"
     );
     // Armed afresh from the new tick: the next run is 10 s after it, not after 0.
     run.check(vec![(1000, tick(3000), S::Scheduled, None, vec![])]);
-    assert_eq!(run.inst.tick_at, Some(run.at(11_000)));
+    assert_eq!(run.inst.tick_at(), Some(run.at(11_000)));
 }
