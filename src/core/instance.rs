@@ -1,86 +1,124 @@
 //! The life of one instance as a pure state machine: `step(spec, now, input) -> actions`.
 //!
 //! No syscalls, no clock: the loop passes `now` in and carries the actions out. Every
-//! (state, input) pair is written in one exhaustive `match`, so "nothing to do" is stated.
+//! (phase, input) pair is an arm of one exhaustive `match` in `transition`, in the order of
+//! the table below, so "nothing to do" is stated too.
 //!
-//! The machine, one edge a line, with its reason:
+//! # Phases
 //!
-//! - stopped/exited/fatal + start → starting (spawn): an operator asked; failed starts reset so a
-//!   `fatal` program gets its full `startretries` again.
-//! - starting + spawned → starting, deadline at `starttime` (or running at once when it is 0).
-//! - starting + a second spawned, or an exit before any spawn → a `bug` event: one spawn gets
-//!   one pid, and a second pid would leave a process nobody watches.
-//! - starting + spawn failed after spawned → as spawn failed: the fork worked but the program
-//!   could not be executed (the loop learns that after the fork and reaps the child itself).
-//! - stopping + spawn failed → as an exit (code 127): the process it would have been is gone.
-//! - starting (no pid) + spawn deferred → backoff with a short delay (100 ms, doubling to 5 s),
-//!   `startretries` untouched and the retry not counted in `restarts`: the daemon could not
-//!   fork (its own EAGAIN/ENOMEM/EMFILE), which says nothing about the job.
-//! - starting + spawn failed / exited → backoff with a growing delay, or fatal once more than
-//!   `startretries` starts failed in a row: it never came up, retrying fast would only spin.
-//! - starting + deadline → running: it stayed up `starttime`; failed starts reset.
-//! - running + exited → exited, or restarted per `autorestart`. The first crash after a stable
-//!   run restarts at once; further crashes back off exponentially (see `backoff`).
-//! - backoff + deadline → starting (spawn), counted in `restarts`.
-//! - backoff + stop → stopped: there is no process to signal.
-//! - starting/running + stop → stopping: `stopsignal` to the group, deadline at `stoptime`.
-//! - stopping + deadline → SIGKILL to the group ("killed"), then re-check until it is empty.
-//!   A deadline that comes early (before the one armed) does nothing, so SIGKILL is resent
-//!   only once a second.
-//! - stopping + leader exited → still stopping until the group is empty; stragglers get the
-//!   rest of `stoptime`, then SIGKILL (at once if `stoptime` already passed while the exit was
-//!   on its way). Nothing the job started outlives a stop.
-//! - stopping + group empty → stopped, or starting when a start/restart was queued meanwhile.
-//! - any deadline that comes before the armed one (early or stale) → nothing.
+//! | phase | `status` | process | deadline |
+//! |---|---|---|---|
+//! | `Stopped`, `Exited`, `Fatal` | the same | none | none |
+//! | `Scheduled` | scheduled | none | none (the next tick is `tick_at`) |
+//! | `Waiting` | starting | none: held back, a dependency is not running | none |
+//! | `Spawning` | starting | asked for, no pid yet | none |
+//! | `Starting` | starting | the leader | `starttime`, or `ready_timeout` with `ready` |
+//! | `Running` | running | the leader | none |
+//! | `Backoff` | backoff | none | the retry |
+//! | `Stopping` | stopping | until the group is empty | SIGKILL, its resend, or a group check |
 //!
-//! Scheduled jobs (a `schedule` in the spec) add a `Tick` input, fed when `tick_at` comes, with
-//! the wall clock and a random roll for jitter (the arithmetic is `schedule`'s):
+//! `Stopping { kill, leader_gone, then }` says where SIGKILL is (`Term { kill_at }`, due at
+//! the end of `stoptime`, or `Killed`), whether the leader was reaped, and what follows once
+//! the group is empty: `Rest` (stopped), `Start` (a restart, a start during the stop, a
+//! fault, `overlap: kill`) or `FailStart(reason)` (never ready, or failed its checks).
 //!
-//! - stopped + tick, wanted up and not armed → scheduled: the loop arms every scheduled job
-//!   this way at start-up; `first_run: now` or a missed tick with `catchup: once` runs at once.
-//! - scheduled + tick due → starting (spawn): that is what the schedule is for.
-//! - a tick that is not due (early, a cron check-in, a clock set back) → nothing but re-arming.
-//! - starting + spawned of a scheduled job → running at once: `starttime` does not apply, a run
-//!   that ends quickly is a normal run.
-//! - running + exited of a scheduled job → scheduled with `last_exit` and a history entry (or
-//!   per `autorestart` when set); a queued tick runs at once.
-//! - starting + spawn failed of a scheduled job → scheduled: a failed run, logged; the next
-//!   tick is the retry (no backoff, no fatal).
-//! - running/backoff/stopping + tick due: the previous run is still going, so `overlap`
-//!   decides: skip (log `skipped`), queue (one more run when it ends; more ticks meanwhile
-//!   are skipped), or kill (stop it with stopsignal/stoptime, then start anew). A tick while
-//!   a stop-then-start is already under way is skipped.
-//! - scheduled + start/restart → starting: `sup start` runs it now; the schedule does not move.
-//! - stopped/exited/fatal + start of a scheduled job → starting, and the schedule is armed
-//!   again at the next tick input (the loop feeds one at once).
-//! - any + stop of a scheduled job → as for any job, and the schedule is dropped: an operator
-//!   stop holds until a start. scheduled + stop → stopped.
-//! - any + shutdown drops the schedule: nothing new starts while the daemon stops.
-//! - a missed tick (clock jump, suspend, downtime) is logged, and runs once with `catchup: once`.
-//! - any + an input that cannot happen there → a `bug` event; the state is left alone.
+//! What only a scheduled job has (the armed ticker, `tick_at`, the history of runs, an arm
+//! pending after a start, a queued run, the last tick a previous daemon recorded) lives in
+//! `Kind::Scheduled`; a plain job carries none of it.
 //!
-//! Readiness, health and dependencies add `Ready`, `Fault`, `Blocked` and
-//! `Unblocked`, all fed by the loop (which owns the sockets, probes and the other instances):
+//! # Late inputs
 //!
-//! - starting + spawned with `ready` other than `starttime` → starting, deadline at
-//!   `ready_timeout`: the program says when it is ready, not the clock.
-//! - starting + ready (READY=1, a newline on fd N, a first passing check) → running.
-//! - starting + deadline with such a `ready` → not ready in time: it is stopped (stopsignal,
-//!   then SIGKILL after stoptime) and, once its group is empty, counted as a failed start
-//!   (backoff, or fatal after `startretries`), like systemd's TimeoutStartSec.
-//! - starting + fault (a check failed `retries` times) → the same: a failed start.
-//! - running + fault (a missed watchdog, an unhealthy check, a memory or CPU rule) → the
-//!   reason is logged, and it is stopped and started again, counted in `restarts`.
-//! - running + ready → nothing: a program may say READY=1 again (after a reload of its own).
-//! - starting (no pid yet) + blocked → waiting (shown as `starting`, the reason in status): a
-//!   dependency is not `running`, so the spawn is held back; the loop answers every spawn this
-//!   way while a dependency is down.
-//! - waiting + blocked with another reason → the reason changes.
-//! - waiting + unblocked → starting (spawn): every dependency is running now.
-//! - waiting + stop/shutdown → stopped: nothing was spawned.
-//! - ready, fault and unblocked anywhere else → nothing: they come from sockets and timers
-//!   that may lag behind the state (a datagram sent before an exit).
-//! - blocked anywhere but a spawn without pid → a `bug` event.
+//! `Ready`, `Fault`, `Unblocked` and `Deadline` come from sockets and timers that may lag
+//! behind the state (a datagram sent before an exit, a deadline that moved since it was
+//! armed). `step` drops them, before the table, where they no longer apply; they change
+//! nothing:
+//!
+//! - `Ready` applies only to `Starting` with a `ready` other than `starttime` (a stray READY
+//!   does not cut `starttime` short; READY=1 again while running is nothing);
+//! - `Fault` only to `Starting` and `Running`;
+//! - `Unblocked` only to `Waiting`;
+//! - `Deadline` only once the armed deadline has come (an early or stale one does nothing, so
+//!   SIGKILL is resent only once a second).
+//!
+//! # The table
+//!
+//! In every phase: `StayDown` records the intent (`want_up` false) and changes nothing else
+//! (an operator stop that waits for its dependents; the `Stop` comes later); `Reschedule`
+//! drops the armed schedule so the next `Tick` (fed at once) arms the new one; `Tick` is in
+//! the next section. "Fresh" means the failed starts and the crash streak start over.
+//!
+//! | phase | input | next phase | actions, and why |
+//! |---|---|---|---|
+//! | stopped, exited, fatal | start, restart | spawning | `Spawn`, fresh: an operator asked, and a `fatal` job gets its full `startretries` again; a scheduled job's schedule is armed at the next tick |
+//! | stopped, exited, fatal | stop | the same | the intent is recorded; the schedule is dropped |
+//! | stopped, exited, fatal | shutdown | the same | the schedule is dropped |
+//! | scheduled | start, restart | spawning | `Spawn`, fresh: `sup start` runs it now; the schedule does not move |
+//! | scheduled | stop, shutdown | stopped | log `stopped`; the schedule is dropped |
+//! | waiting | start, restart | waiting | the intent is recorded |
+//! | waiting | stop, shutdown | stopped | log `stopped`, the reason cleared: nothing was spawned |
+//! | waiting | blocked | waiting | a new reason is logged and shown; the same one again is not |
+//! | waiting | unblocked | spawning | `Spawn`: every dependency is running now |
+//! | spawning | start | spawning | the intent is recorded |
+//! | spawning | stop, restart, shutdown | stopped | log `stopped`: there is nothing to signal (a restart, too, leaves it stopped) |
+//! | spawning | spawned | starting | log `spawned`; deadline at `ready_timeout` with a `ready` other than `starttime`, else at `starttime`; running at once (log `running`) when that is 0 or the job is scheduled: a run that ends quickly is a normal run |
+//! | spawning | spawn failed | backoff, fatal, scheduled | log it; a scheduled job: a failed run in the history, and the next tick is the retry; else a failed start |
+//! | spawning | spawn deferred | backoff | log it; 100 ms, doubling to 5 s; no `startretries` spent and not counted in `restarts`: the daemon could not fork for want of its own resources, which says nothing about the job |
+//! | spawning | blocked | waiting | log `waiting`, the reason shown: the loop answers a spawn this way while a dependency is down |
+//! | starting, running | start | the same | the intent is recorded |
+//! | starting, running | stop, shutdown | stopping (`Rest`) | log `stopping`, `stopsignal` to the group, deadline at `stoptime`; the schedule is dropped (an operator stop holds until a start) |
+//! | starting, running | restart | stopping (`Start`) | the same, the schedule kept; not counted in `restarts` |
+//! | starting | spawn failed | as spawning + spawn failed | forked, but the program could not be executed (the loop learns that after the fork, and reaps the child itself) |
+//! | starting | exited | backoff, fatal | log the exit (not expected, whatever its code), SIGKILL to what it left in its group; a failed start: it never came up |
+//! | starting | deadline | running | log `running`: up for `starttime`; the failed starts reset |
+//! | starting (`ready`) | deadline | stopping (`FailStart`) | log the fault "not ready within ready_timeout", then stop it as above; like systemd's TimeoutStartSec |
+//! | starting | ready | running | log `running`: the program says it is ready, not the clock |
+//! | starting | fault | stopping (`FailStart`) | log the fault (a check failed `retries` times), stop it |
+//! | running | exited | exited, spawning, backoff, scheduled | log the exit (expected per `exitcodes`), SIGKILL to what it left in its group (an orphan of a dead job would hold ports and files); then per `autorestart`: the first crash after a stable run restarts at once, further ones back off exponentially (see `backoff`), both counted in `restarts`; no restart: exited, or scheduled for a scheduled job (with a history entry); a run queued meanwhile starts at once |
+//! | running | fault | stopping (`Start`) | log the fault (a missed watchdog, an unhealthy check, a memory or CPU rule), counted in `restarts` |
+//! | backoff | start, restart | spawning | `Spawn`; the failed starts reset |
+//! | backoff | stop, shutdown | stopped | log `stopped`: there is no process to signal |
+//! | backoff | deadline | spawning | `Spawn`, counted in `restarts` (a retry of a deferred spawn is the same start, not counted) |
+//! | stopping | start, restart | stopping (`Start`) | the intent is recorded |
+//! | stopping | stop, shutdown | stopping (`Rest`) | the start that was to follow is dropped, and the schedule |
+//! | stopping, leader there | exited | stopping, leader gone | log the exit (expected), `CheckGroup`; deadline at the next check (20 ms), never after the kill time, never in the past (the exit may be reported after `kill_at` passed) |
+//! | stopping, leader there | spawn failed | as exited (code 127) | stopped before its exec failed: the process it would have been is gone |
+//! | stopping (`Term`), leader there | deadline | stopping (`Killed`) | SIGKILL to the group, log `killed`; deadline in 1 s |
+//! | stopping (`Term`), leader gone | deadline | the same, or `Killed` at `kill_at` | `CheckGroup` (before it: SIGKILL and `killed` once `kill_at` came); deadline at the next check, never after the kill time: stragglers get the rest of `stoptime` |
+//! | stopping (`Killed`), leader there | deadline | the same | SIGKILL again, in 1 s again (a process in uninterruptible sleep) |
+//! | stopping (`Killed`), leader gone | deadline | the same | `CheckGroup`, again in 20 ms |
+//! | stopping, leader gone | group empty | per `then` | log `stopped`; `Rest`: stopped (or a queued run: spawning); `Start`: spawning, fresh; `FailStart`: a failed start. Nothing the job started outlives a stop |
+//! | stopping, leader there | group empty | the same | nothing: the leader's exit comes first |
+//!
+//! A failed start backs off with a growing delay (1 s, 2 s, 4 s, …), or is fatal once more
+//! than `startretries` starts failed in a row: retrying fast would only spin.
+//!
+//! Every other pair cannot happen: a spawn result with no spawn asked for (or a second pid,
+//! which would leave a process nobody watches), an exit with no leader, a group check
+//! outside a stop, `Blocked` anywhere but `Spawning`. Each is a `bug` event, and the instance
+//! is left exactly as it was; the machine never panics.
+//!
+//! # Schedules
+//!
+//! A scheduled job (a `schedule` in the spec) is fed `Tick` when `tick_at` comes, with the
+//! wall clock and a random roll for jitter (the arithmetic is `schedule`'s), in any phase:
+//!
+//! - no armed schedule: armed when the job is stopped and wanted up (the loop arms every
+//!   scheduled job this way at start-up: stopped → scheduled), or when a start asked for it;
+//!   `first_run: now`, or a missed tick with `catchup: once`, runs at once. A schedule that
+//!   cannot be armed is fatal.
+//! - a tick that is not due (early, a cron check-in, a clock set back) does nothing but re-arm.
+//! - a missed tick (clock jump, suspend, downtime) is logged, and runs once with
+//!   `catchup: once`.
+//! - a due tick in scheduled, stopped, exited, fatal or backoff (an `autorestart` retry
+//!   waiting) → spawning, fresh: that is what the schedule is for.
+//! - a due tick in spawning, starting or running: the previous run is still going, so
+//!   `overlap` decides: skip (log `skipped`), queue (one more run when it ends; more ticks
+//!   meanwhile are skipped), or kill (log `replacing`, then stopping (`Start`)).
+//! - a due tick in waiting or stopping → log `skipped` (a stop-then-start is under way).
+//! - stop and shutdown drop the schedule: an operator stop holds until a start, and nothing
+//!   new starts while the daemon stops.
+//! - a run that ends (exits, or could not be spawned) adds an entry to the history, at most
+//!   `HISTORY`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -234,11 +272,22 @@ pub enum Action {
     Log(Event),
 }
 
+/// Where an instance is; the module doc has one row per (phase, input).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     Stopped,
+    Exited,
+    Fatal,
+    /// A scheduled job waiting for its next tick.
+    Scheduled,
+    /// Wants to start, held back until its dependencies are running (shown as `starting`).
+    Waiting,
+    /// A spawn was asked for and no pid has come back yet (shown as `starting`).
+    Spawning,
+    /// The leader runs; `starttime` or readiness is not there yet.
     Starting,
     Running,
+    /// No process; a retry is due at the deadline.
     Backoff,
     /// The stop signal was sent; over once the leader is reaped and the group is empty.
     Stopping {
@@ -248,14 +297,6 @@ enum Phase {
         /// What follows once the group is empty.
         then: Then,
     },
-    Exited,
-    Fatal,
-    /// A scheduled job waiting for its next tick.
-    Scheduled,
-    /// Wants to start, held back until its dependencies are running (shown as `starting`).
-    Waiting,
-    /// A spawn was asked for and no pid has come back yet (shown as `starting`).
-    Spawning,
 }
 
 /// Where a stop is with SIGKILL.
