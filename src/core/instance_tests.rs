@@ -35,6 +35,7 @@ fn spec_with(tweak: impl FnOnce(&mut ProgramSpec)) -> ProgramSpec {
 /// `run.at(ms).input(i).expect(state, deadline, actions)` feeds `i` at `ms` milliseconds after
 /// the start and checks the state, the deadline (ms after the start, `None` for none) and
 /// exactly these actions, in order.
+#[derive(Clone)]
 struct Run {
     spec: ProgramSpec,
     inst: Instance,
@@ -113,6 +114,18 @@ impl Run {
             "{what}: {:?}",
             self.out
         );
+        assert_eq!(
+            format!("{:?}", self.inst),
+            self.before,
+            "{what}: changed the instance"
+        );
+        self
+    }
+
+    /// The last input did nothing at all: no action, and the instance is as it was.
+    fn expect_nothing(&mut self) -> &mut Run {
+        let what = &self.what;
+        assert_eq!(self.out, [], "{what}: actions");
         assert_eq!(
             format!("{:?}", self.inst),
             self.before,
@@ -2065,4 +2078,53 @@ fn reschedule_drops_the_armed_schedule_and_the_next_tick_arms_it_again() {
         .input(tick(3000))
         .expect(S::Scheduled, None, []);
     assert_eq!(run.inst.tick_at(), Some(run.time(11_000)));
+}
+
+#[test]
+fn late_inputs_change_nothing_wherever_they_no_longer_apply() {
+    let fault = || I::Fault {
+        reason: "late".into(),
+    };
+    let stopped = Run::new(spec());
+    let running = running(spec());
+    let mut starting = Run::new(spec());
+    starting.starts(0).spawns(0, 7);
+    let mut spawning = Run::new(spec());
+    spawning.starts(0);
+    let mut waiting = Run::new(spec());
+    waiting.starts(0).input(I::Blocked {
+        reason: "db".into(),
+    });
+    let mut backing_off = Run::new(spec());
+    backing_off
+        .starts(0)
+        .input(I::SpawnFailed { reason: "x".into() });
+    let mut stopping = running.clone();
+    stopping.at(5000).input(I::Stop);
+    let mut scheduled = Run::new(every_10s(Default::default()));
+    scheduled.at(0).input(tick(0));
+    let cases = [
+        (stopped, vec![I::Ready, fault(), I::Unblocked, I::Deadline]),
+        (running, vec![I::Ready, I::Unblocked, I::Deadline]),
+        // `ready: starttime`: a READY does not cut starttime short; the deadline is early.
+        (starting, vec![I::Ready, I::Unblocked, I::Deadline]),
+        (spawning, vec![I::Ready, fault(), I::Unblocked, I::Deadline]),
+        (waiting, vec![I::Ready, fault(), I::Deadline]),
+        (
+            backing_off,
+            vec![I::Ready, fault(), I::Unblocked, I::Deadline],
+        ),
+        (stopping, vec![I::Ready, fault(), I::Unblocked, I::Deadline]),
+        (
+            scheduled,
+            vec![I::Ready, fault(), I::Unblocked, I::Deadline],
+        ),
+    ];
+    for (mut run, inputs) in cases {
+        let state = run.inst.state();
+        for input in inputs {
+            run.at(10).input(input).expect_nothing();
+        }
+        assert_eq!(run.inst.state(), state);
+    }
 }
