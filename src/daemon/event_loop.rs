@@ -263,7 +263,9 @@ impl Daemon {
         // Instances waiting for this program say so by name from now on.
         self.order.changed.extend(&ids);
         for &id in &ids {
-            let last = self.instances[id].as_ref().map(|i| i.core.name.clone());
+            let last = self.instances[id]
+                .as_ref()
+                .map(|i| i.core.name().to_string());
             let last = last.and_then(|n| restored.get(&n)?.last_tick.clone());
             let inputs = self.arm_schedule(id, last.as_deref());
             self.apply(inputs, now);
@@ -289,7 +291,7 @@ impl Daemon {
         restored: &HashMap<String, state::InstanceState>,
     ) -> InstId {
         let mut core = Instance::new(&spec.name, num, name);
-        if let Some(r) = restored.get(&core.name) {
+        if let Some(r) = restored.get(core.name()) {
             core.restore(r.restarts, r.want_up);
         }
         let inst = Inst {
@@ -502,17 +504,17 @@ impl Daemon {
             let Some(inst) = self.instances[id].as_mut() else {
                 break;
             };
-            let before = inst.core.deadline;
-            let tick_before = inst.core.tick_at;
+            let before = inst.core.deadline();
+            let tick_before = inst.core.tick_at();
             let spec = inst.spec.clone();
             inst.core.step(&spec, now, input, &mut actions);
-            if inst.core.deadline != before {
-                if let Some(at) = inst.core.deadline {
+            if inst.core.deadline() != before {
+                if let Some(at) = inst.core.deadline() {
                     self.timers.push(at, TimerKey::Instance(id));
                 }
             }
-            if inst.core.tick_at != tick_before {
-                if let Some(at) = inst.core.tick_at {
+            if inst.core.tick_at() != tick_before {
+                if let Some(at) = inst.core.tick_at() {
                     self.timers.push(at, TimerKey::Tick(id));
                 }
             }
@@ -594,7 +596,7 @@ impl Daemon {
         // so every byte the leader wrote is already in them.
         if let Some(inst) = self.instances[id].as_ref() {
             if inst.core.state().is_down() {
-                self.logs.park(&inst.core.name);
+                self.logs.park(inst.core.name());
             }
         }
     }
@@ -616,9 +618,7 @@ impl Daemon {
     }
 
     fn name(&self, id: InstId) -> &str {
-        self.instances[id]
-            .as_ref()
-            .map_or("?", |i| i.core.name.as_str())
+        self.instances[id].as_ref().map_or("?", |i| i.core.name())
     }
 
     fn spawn(
@@ -630,8 +630,8 @@ impl Daemon {
         let Some(inst) = self.instances[id].as_ref() else {
             return Err(String::from("instance is gone").into());
         };
-        let name = inst.core.name.clone();
-        let num = inst.core.num;
+        let name = inst.core.name().to_string();
+        let num = inst.core.num();
         let mut plan = self.plan_outputs(spec, &name)?;
         let mut ready = self.prepare_readiness(id, spec)?;
         // Not waiting for the exec: the status pipe reports it on the loop, so the next spawn
@@ -698,7 +698,7 @@ impl Daemon {
             TimerKey::Instance(id) => {
                 let due = self.instances[id]
                     .as_ref()
-                    .is_some_and(|i| i.core.deadline == Some(at));
+                    .is_some_and(|i| i.core.deadline() == Some(at));
                 if due {
                     return vec![(id, Input::Deadline)];
                 }
@@ -1023,7 +1023,7 @@ impl Daemon {
         let pairs: Vec<(&str, &str)> = ids
             .iter()
             .filter_map(|&id| self.instances[id].as_ref())
-            .map(|i| (i.core.program.as_str(), i.core.name.as_str()))
+            .map(|i| (i.core.program(), i.core.name()))
             .collect();
         match names::resolve(&pairs, names_) {
             Ok(picked) => Ok(picked.into_iter().map(|i| ids[i]).collect()),
@@ -1118,32 +1118,32 @@ impl Daemon {
         let state = c.state();
         let secs = |d: Duration| (d.as_secs_f64() * 10.0).round() / 10.0;
         let uptime = match state {
-            State::Starting | State::Running | State::Stopping => {
-                c.started_at.map(|s| secs(now.saturating_duration_since(s)))
-            }
+            State::Starting | State::Running | State::Stopping => c
+                .started_at()
+                .map(|s| secs(now.saturating_duration_since(s))),
             _ => None,
         };
         let next_restart_in = match state {
-            State::Backoff => c.deadline.map(|d| secs(d.saturating_duration_since(now))),
+            State::Backoff => c.deadline().map(|d| secs(d.saturating_duration_since(now))),
             _ => None,
         };
         let usage = self.usage_of(id, now);
         Some(InstanceStatus {
-            name: c.name.clone(),
-            program: c.program.clone(),
+            name: c.name().to_string(),
+            program: c.program().to_string(),
             state: state.as_str().to_string(),
-            pid: c.pid,
-            restarts: c.restarts,
-            last_exit: c.last_exit,
+            pid: c.pid(),
+            restarts: c.restarts(),
+            last_exit: c.last_exit(),
             uptime_s: uptime,
             next_run: self.next_run_of(id, now),
             next_restart_in,
-            reason: c.last_error.clone(),
+            reason: c.last_error().map(str::to_string),
             history: self.history_of(id, now),
             health: self.health_of(id),
             cpu_percent: usage.0,
             rss_bytes: usage.1,
-            log_error: self.logs.log_error(&c.name),
+            log_error: self.logs.log_error(c.name()),
         })
     }
 
@@ -1169,7 +1169,7 @@ impl Daemon {
             let Some(inst) = self.instances[id].as_ref() else {
                 continue;
             };
-            let name = inst.core.name.clone();
+            let name = inst.core.name().to_string();
             let before = inst.core.state();
             let wanted_up = inst.core.want_up();
             let already = match goal {
@@ -1269,7 +1269,7 @@ impl Daemon {
             return held;
         }
         let c = &inst.core;
-        let reason = || c.last_error.clone().unwrap_or_default();
+        let reason = || c.last_error().map(str::to_string).unwrap_or_default();
         match (goal, c.state()) {
             (Goal::Up, State::Running) => Some(ok(name, "started")),
             (Goal::Restarted, State::Running) => Some(ok(name, "restarted")),
@@ -1284,7 +1284,7 @@ impl Daemon {
                 name,
                 &format!(
                     "exited with code {}",
-                    c.last_exit.map_or("?".into(), |x| x.to_string())
+                    c.last_exit().map_or("?".into(), |x| x.to_string())
                 ),
             )),
             (Goal::Up | Goal::Restarted, State::Stopped) => {
@@ -1334,23 +1334,23 @@ impl Daemon {
                 continue;
             };
             let c = &inst.core;
-            let outcome = match c.pid {
+            let outcome = match c.pid() {
                 Some(pid) => match reap::signal_group(pid, sig) {
                     Ok(()) => {
                         log::info!(
                             "{} signalled: sent {} to its group",
-                            c.name,
+                            c.name(),
                             crate::config::signal::name(sig)
                         );
                         Outcome {
-                            name: c.name.clone(),
+                            name: c.name().to_string(),
                             ok: true,
                             message: format!("sent {}", crate::config::signal::name(sig)),
                         }
                     }
-                    Err(e) => fail(&c.name, &e),
+                    Err(e) => fail(c.name(), &e),
                 },
-                None => fail(&c.name, "not running"),
+                None => fail(c.name(), "not running"),
             };
             out.push(outcome);
         }
@@ -1370,7 +1370,7 @@ impl Daemon {
                 pids: ids
                     .iter()
                     .filter_map(|&id| self.instances[id].as_ref())
-                    .map(|i| (i.core.name.clone(), i.core.pid))
+                    .map(|i| (i.core.name().to_string(), i.core.pid()))
                     .collect(),
             }),
             Err(e) => *e,
@@ -1446,7 +1446,7 @@ impl Daemon {
             .instances
             .iter()
             .flatten()
-            .filter_map(|i| i.core.pgid)
+            .filter_map(|i| i.core.pgid())
             .collect();
         let killed = state::kill_tagged(tag, Some(&names), &live);
         if !killed.is_empty() {
@@ -1468,10 +1468,10 @@ impl Daemon {
             .iter()
             .flatten()
             .map(|i| state::InstanceState {
-                name: i.core.name.clone(),
-                pgid: i.core.pgid,
+                name: i.core.name().to_string(),
+                pgid: i.core.pgid(),
                 start_ticks: i.start_ticks,
-                restarts: i.core.restarts,
+                restarts: i.core.restarts(),
                 want_up: i.core.want_up(),
                 last_tick: scheduling::last_tick(&i.core),
             })

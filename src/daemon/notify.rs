@@ -310,12 +310,12 @@ impl Notifier {
         }
         let now = cx.now;
         let at = crate::logging::timestamp();
-        let name = inst.name.clone();
-        let program = inst.program.clone();
-        let exit = inst.last_exit;
+        let name = inst.name().to_string();
+        let program = inst.program().to_string();
+        let exit = inst.last_exit();
         let reason = match event {
             Event::Fatal { reason } | Event::SpawnFailed { reason } => reason.clone(),
-            _ => inst.last_error.clone().unwrap_or_default(),
+            _ => inst.last_error().map(str::to_string).unwrap_or_default(),
         };
         let host = self.host.clone();
         let job = |what: &str, kind: JobKind| Job {

@@ -109,7 +109,7 @@ impl Daemon {
         let Some(check) = inst.spec.health.healthcheck.clone() else {
             return Vec::new();
         };
-        if inst.core.pid.is_none() {
+        if inst.core.pid().is_none() {
             return Vec::new();
         }
         let started = match &check.probe {
@@ -119,8 +119,8 @@ impl Daemon {
                 spec.health = Default::default();
                 let req = SpawnRequest {
                     spec: &spec,
-                    name: &inst.core.name,
-                    num: inst.core.num,
+                    name: inst.core.name(),
+                    num: inst.core.num(),
                     stdout: Stdio::Null,
                     stderr: Stdio::Null,
                 };
@@ -194,7 +194,7 @@ impl Daemon {
         };
         let ready_by_health = inst.spec.health.ready == Ready::Health;
         let state = inst.core.state();
-        let name = inst.core.name.clone();
+        let name = inst.core.name().to_string();
         let Some(w) = self.watches.of.get_mut(&id) else {
             return Vec::new();
         };
@@ -252,7 +252,7 @@ impl Daemon {
     pub(super) fn health_of(&self, id: InstId) -> Option<String> {
         let inst = self.instances[id].as_ref()?;
         inst.spec.health.healthcheck.as_ref()?;
-        inst.core.pid?;
+        inst.core.pid()?;
         let w = self.watches.of.get(&id)?;
         Some(w.checks.status().as_str().to_string())
     }
@@ -263,7 +263,7 @@ impl Daemon {
         let Some(inst) = self.instances[id].as_ref() else {
             return Vec::new();
         };
-        let (Some(rule), Some(pid)) = (inst.spec.health.watch, inst.core.pid) else {
+        let (Some(rule), Some(pid)) = (inst.spec.health.watch, inst.core.pid()) else {
             return Vec::new();
         };
         let running = inst.core.state() == State::Running;
@@ -286,7 +286,7 @@ impl Daemon {
     /// second per process. CPU is the share since the previous reading, else since the process
     /// began.
     pub(super) fn usage_of(&self, id: InstId, now: Instant) -> (Option<f64>, Option<u64>) {
-        let Some(pid) = self.instances[id].as_ref().and_then(|i| i.core.pid) else {
+        let Some(pid) = self.instances[id].as_ref().and_then(|i| i.core.pid()) else {
             return (None, None);
         };
         let hz = procfs::ticks_per_s();
@@ -302,7 +302,9 @@ impl Daemon {
         let pct = match seen.get(&pid) {
             Some(&(t0, at, _, _)) => usage::cpu_percent(ticks.saturating_sub(t0), now - at, hz),
             None => {
-                let started = self.instances[id].as_ref().and_then(|i| i.core.started_at);
+                let started = self.instances[id]
+                    .as_ref()
+                    .and_then(|i| i.core.started_at());
                 started
                     .and_then(|s| usage::cpu_percent(ticks, now.saturating_duration_since(s), hz))
             }

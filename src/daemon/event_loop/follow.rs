@@ -40,7 +40,7 @@ impl Daemon {
         let names: Vec<String> = ids
             .iter()
             .filter_map(|&id| self.instances[id].as_ref())
-            .map(|i| i.core.name.clone())
+            .map(|i| i.core.name().to_string())
             .collect();
         let [id] = ids[..] else {
             return Some(Response::new(ResponseBody::Error {
@@ -54,10 +54,10 @@ impl Daemon {
         } else {
             (&inst.spec.stdout, "stdout")
         };
-        let Some(path) = output.path_for(&inst.core.name) else {
+        let Some(path) = output.path_for(inst.core.name()) else {
             return Some(Response::error(format!(
                 "{}: its {what} is discarded, there is nothing to tail",
-                inst.core.name
+                inst.core.name()
             )));
         };
         let (data, offset) = match last_lines(&path, lines) {
@@ -65,7 +65,7 @@ impl Daemon {
             Err(e) => {
                 return Some(Response::error(format!(
                     "{}: unable to read {}: {e}",
-                    inst.core.name,
+                    inst.core.name(),
                     path.display()
                 )))
             }
@@ -182,7 +182,9 @@ impl Daemon {
                         Some(Stream::Events { names }) => {
                             names.is_empty()
                                 || names.iter().any(|n| {
-                                    n == "all" || *n == inst.core.name || *n == inst.core.program
+                                    n == "all"
+                                        || *n == inst.core.name()
+                                        || *n == inst.core.program()
                                 })
                         }
                         _ => false,

@@ -68,7 +68,7 @@ impl Daemon {
                     continue;
                 };
                 let c = &di.core;
-                let why = deps::holds(&c.name, c.state(), c.is_waiting(), c.last_error.as_deref());
+                let why = deps::holds(c.name(), c.state(), c.is_waiting(), c.last_error());
                 if why.is_some() {
                     return why;
                 }
@@ -79,7 +79,7 @@ impl Daemon {
 
     /// Some instance that depends on `id`'s program is part of a stop under way and still up.
     fn dependents_up(&self, id: InstId) -> bool {
-        let Some(program) = self.instances[id].as_ref().map(|i| i.core.program.as_str()) else {
+        let Some(program) = self.instances[id].as_ref().map(|i| i.core.program()) else {
             return false;
         };
         let up = |o: InstId| {
@@ -161,7 +161,7 @@ impl Daemon {
         let mut seen = HashSet::new();
         let mut waiting = Vec::new();
         for &id in changed {
-            let Some(program) = self.instances[id].as_ref().map(|i| &i.core.program) else {
+            let Some(program) = self.instances[id].as_ref().map(|i| i.core.program()) else {
                 continue;
             };
             for dependent in self.order.dependents.of(program) {

@@ -102,7 +102,7 @@ impl Daemon {
         let items = waits
             .into_iter()
             .filter_map(|(id, goal)| {
-                let name = self.instances[id].as_ref()?.core.name.clone();
+                let name = self.instances[id].as_ref()?.core.name().to_string();
                 Some(Item {
                     id,
                     name,
@@ -269,7 +269,7 @@ impl Daemon {
                 .instances
                 .iter()
                 .flatten()
-                .map(|i| i.core.name.as_str())
+                .map(|i| i.core.name())
                 .collect();
             self.logs.retain_names(|name| live.contains(name));
         }

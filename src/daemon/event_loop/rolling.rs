@@ -31,14 +31,14 @@ impl Daemon {
                 continue;
             };
             self.order.rolling_failed.remove(&id);
-            let program = inst.core.program.clone();
+            let program = inst.core.program().to_string();
             match by_program.iter_mut().find(|(p, _)| *p == program) {
                 Some((_, q)) => q.push_back(id),
                 None => by_program.push((program, VecDeque::from([id]))),
             }
             items.push(Item {
                 id,
-                name: inst.core.name.clone(),
+                name: inst.core.name().to_string(),
                 goal: Goal::Restarted,
                 outcome: None,
             });

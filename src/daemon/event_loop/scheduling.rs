@@ -41,7 +41,7 @@ impl Daemon {
     pub(super) fn fire_tick(&self, id: InstId, at: Instant) -> Inputs {
         let due = self.instances[id]
             .as_ref()
-            .is_some_and(|i| i.core.tick_at == Some(at));
+            .is_some_and(|i| i.core.tick_at() == Some(at));
         if due {
             vec![tick(id)]
         } else {
@@ -64,7 +64,7 @@ impl Daemon {
         };
         let wall = Utc::now();
         inst.core
-            .history
+            .history()
             .iter()
             .map(|r| {
                 let ago = now.saturating_duration_since(r.started);
