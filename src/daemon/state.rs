@@ -988,7 +988,7 @@ mod tests {
     #[test]
     #[ignore = "a measurement: run with --ignored --nocapture"]
     fn journal_flush_cost() {
-        let changes = 20_000;
+        let changes = 100_000;
         let mut per_change = Vec::new();
         for n in [100usize, 5000] {
             let dir = temp_dir("flushcost");
