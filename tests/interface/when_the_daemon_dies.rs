@@ -112,6 +112,33 @@ fn what_only_the_journal_recorded_survives_kill_9() {
 }
 
 #[test]
+fn a_program_a_reload_removed_is_forgotten_by_the_next_daemon() {
+    let keep = "  keep:\n    cmd: sleep 1000\n    starttime: 0\n";
+    let gone = "  gone:\n    cmd: sleep 1000\n    starttime: 0\n";
+    let mut sb = Sandbox::with_programs("forgotten", &format!("{keep}{gone}"));
+    sb.start();
+    sb.wait_state("gone", "running");
+    sb.sup_ok(&["stop", "gone"]);
+    sb.write("sup.yaml", &format!("programs:\n{keep}"));
+    sb.sup_ok(&["reload"]);
+    // Retired (its record moved to the retiring key), then freed: both keys have a tombstone.
+    sb.wait_for("the retired instance's tombstone", || {
+        sb.read("sup.state.journal")
+            .contains(r#"{"removed":"gone","retiring":true}"#)
+    });
+    let journal = sb.read("sup.state.journal");
+    assert!(journal.contains(r#"{"removed":"gone"}"#), "{journal}");
+    // The program comes back in the config the next daemon reads.
+    sb.write("sup.yaml", &format!("programs:\n{keep}{gone}"));
+    kill(sb.daemon_pid(), 9);
+    sb.kill_daemon_hard();
+    sb.start();
+    // Nothing of the old `gone` is restored, not even the stop: it starts like a new program.
+    sb.wait_state("gone", "running");
+    sb.wait_state("keep", "running");
+}
+
+#[test]
 fn no_zombies_after_200_quick_exits() {
     // 200 instances that exit at once, each orphaning a grandchild the daemon adopts as
     // subreaper: every one of the 400 processes must be reaped.
