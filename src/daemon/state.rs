@@ -307,21 +307,24 @@ impl Journal {
     /// In the journal, a line cut short at the end (a daemon killed while writing it) is
     /// ignored, and a line that does not parse is skipped with a warning.
     pub fn load(snapshot: &Path) -> Option<StateFile> {
-        let text = read_trusted(snapshot, "state file")?;
-        let text = String::from_utf8(text).ok()?;
-        // A file from a version that wrote YAML is still read once, so an upgrade keeps intent.
-        let mut state: StateFile = serde_json::from_str(&text)
-            .ok()
-            .or_else(|| serde_yaml::from_str(&text).ok())?;
-        let Some(nonce) = state.journal.clone() else {
-            return Some(state);
-        };
-        let path = journal_path(snapshot);
-        if let Some(journal) = read_trusted(&path, "state journal") {
-            replay(&mut state, &journal, &nonce, &path);
+        let mut state = parse_snapshot(&read_trusted(snapshot, "state file")?)?;
+        if state.journal.is_some() {
+            let path = journal_path(snapshot);
+            if let Some(journal) = read_trusted(&path, "state journal") {
+                replay(&mut state, &journal, &path);
+            }
         }
         Some(state)
     }
+}
+
+/// A snapshot's text: JSON, or the YAML of versions before, which is still read once, so an
+/// upgrade keeps intent.
+pub fn parse_snapshot(text: &[u8]) -> Option<StateFile> {
+    let text = std::str::from_utf8(text).ok()?;
+    serde_json::from_str(text)
+        .ok()
+        .or_else(|| serde_yaml::from_str(text).ok())
 }
 
 /// `sup.state` → `sup.state.journal`.
@@ -345,8 +348,12 @@ fn nonce() -> String {
     format!("{nanos:x}-{:x}-{n:x}", std::process::id())
 }
 
-/// Apply the journal's lines to `state`, the last line for a key winning.
-fn replay(state: &mut StateFile, journal: &[u8], nonce: &str, path: &Path) {
+/// Apply the lines of `journal` (read from `path`, for the log) to `state`, the last line for a
+/// key winning, when its header names the snapshot `state` came from.
+pub fn replay(state: &mut StateFile, journal: &[u8], path: &Path) {
+    let Some(nonce) = state.journal.clone() else {
+        return;
+    };
     let mut lines = journal.split(|&b| b == b'\n');
     // The piece after the last newline is empty, or a line cut short: not a line.
     let torn = journal.last().is_some_and(|&b| b != b'\n');
