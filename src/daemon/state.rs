@@ -8,7 +8,7 @@
 //! earlier versions wrote on every change). The journal, `sup.state.journal`, holds one JSON
 //! line per change since that snapshot: a change costs one appended line, whatever the number
 //! of instances. The journal is folded into a new snapshot at start and once it has about twice
-//! as many lines as the snapshot has records, so that work is O(1) per change amortised too.
+//! as many lines as there are records, so that work is O(1) per change amortised too.
 //! Loading replays the journal over the snapshot, the last line for an instance winning.
 //!
 //! The journal's first line names the snapshot it continues (a nonce the snapshot carries too).
@@ -358,12 +358,6 @@ pub fn replay(state: &mut StateFile, journal: &[u8], path: &Path) {
     // The piece after the last newline is empty, or a line cut short: not a line.
     let torn = journal.last().is_some_and(|&b| b != b'\n');
     let mut count = journal.iter().filter(|&&b| b == b'\n').count();
-    if torn {
-        log::info!(
-            "state journal {}: its last line was cut short (a daemon killed while writing it) and is ignored",
-            path.display()
-        );
-    }
     let header = match lines.next() {
         Some(first) if count > 0 => match serde_json::from_slice::<Line>(first) {
             Ok(Line::Header { journal, snapshot }) => Some((journal, snapshot)),
@@ -391,6 +385,12 @@ pub fn replay(state: &mut StateFile, journal: &[u8], path: &Path) {
         }
     }
     count -= 1;
+    if torn {
+        log::info!(
+            "state journal {}: its last line was cut short (a daemon killed while writing it) and is ignored",
+            path.display()
+        );
+    }
     let mut index: HashMap<Key, usize> = HashMap::new();
     let mut records: Vec<Option<InstanceState>> = Vec::new();
     for r in std::mem::take(&mut state.instances) {
