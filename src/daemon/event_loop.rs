@@ -423,6 +423,7 @@ impl Daemon {
             self.kill_escapees();
             self.settle_waiters(now);
             self.publish(now);
+            // Every group spawned this turn is on disk before the next poll (`save_state`).
             self.save_state();
             log::logger().flush();
             if self.shutting_down && self.all_down() {
