@@ -3,7 +3,8 @@
 
 For each N: N instances of a job that writes its pid to a file and sleeps; kill -9 a different
 instance each time (so crash backoff never applies), wait for its replacement's pid file, and
-read the daemon's utime+stime. Prints ms of daemon CPU per restart for each N.
+read the daemon's utime+stime and the bytes it wrote (`wchar` of /proc/PID/io: the state file,
+the event log, sockets). Prints ms of daemon CPU and KiB written per restart for each N.
 
     bench/restart_cost.py [--sup target/release/sup] [--sizes 100,1000,3000] [--kills 150]
 """
@@ -16,6 +17,11 @@ def cpu(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def written(pid):
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("wchar:"))
 
 
 def wait(what, cond, timeout=120):
@@ -57,17 +63,17 @@ programs:
     wait("every instance", lambda: all(read_pid(f"{pids}/{x}") for x in names), 300)
     time.sleep(1)
     victims = random.sample(names, min(kills, n))
-    c0 = cpu(d.pid)
+    c0, w0 = cpu(d.pid), written(d.pid)
     for name in victims:
         path = f"{pids}/{name}"
         old = read_pid(path)
         os.kill(old, signal.SIGKILL)
         wait(f"{name}'s replacement", lambda: read_pid(path) not in (0, old))
-    used = cpu(d.pid) - c0
+    used, wrote = cpu(d.pid) - c0, written(d.pid) - w0
     d.send_signal(signal.SIGTERM)
     d.wait(60)
     subprocess.run(["rm", "-rf", root])
-    return used / len(victims) * 1e3
+    return used / len(victims) * 1e3, wrote / len(victims) / 1024
 
 
 def main():
@@ -77,7 +83,8 @@ def main():
     ap.add_argument("--kills", type=int, default=150)
     a = ap.parse_args()
     for n in map(int, a.sizes.split(",")):
-        print(f"N={n}: {run(a.sup, n, a.kills):.2f} ms of daemon CPU per restart", flush=True)
+        ms, kib = run(a.sup, n, a.kills)
+        print(f"N={n}: {ms:.2f} ms of daemon CPU, {kib:.1f} KiB written per restart", flush=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("umask", umask),
     ("signal", signal),
     ("control", control),
+    ("state", state),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -158,4 +159,23 @@ fn answer(conn: &mut Conn) -> bool {
             return !conn.read_closed;
         }
     }
+}
+
+/// What a starting daemon reads of the state file a previous one left: the snapshot (JSON, or
+/// YAML) before the first NUL byte, its journal after it, replayed over it. A snapshot that
+/// names no journal is taken to name `f`, as the corpus's journal headers do.
+pub fn state(data: &[u8]) {
+    use crate::daemon::state;
+    let (snapshot, journal) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &data[data.len()..]),
+    };
+    let mut file = state::parse_snapshot(snapshot).unwrap_or_default();
+    file.journal.get_or_insert_with(|| "f".into());
+    state::replay(
+        &mut file,
+        journal,
+        Path::new("/nonexistent/sup-fuzz.journal"),
+    );
+    let _ = file.instances.len();
 }

@@ -76,8 +76,6 @@ pub(super) enum TimerKey {
     Client(usize),
     /// A scheduled instance's `tick_at` (see `scheduling`).
     Tick(InstId),
-    /// Write the state file: changes are coalesced for `STATE_SAVE_DELAY`.
-    SaveState,
     /// A readiness, health-check or resource deadline (see `readiness` and `checks`).
     Health(InstId, checks::HealthTimer),
     /// Held output lines and notifications (`logs.rs`, `notify.rs`).
@@ -87,12 +85,6 @@ pub(super) enum TimerKey {
     /// Sweep for children whose SIGCHLDs were merged (`reap::Sweeps`).
     Reap,
 }
-
-/// How long state-file changes are gathered before one write. Writing it is O(instances), so
-/// doing it every turn made a storm of a thousand exits quadratic. A daemon killed outright
-/// inside this window loses only the record of groups spawned within it, and their leaders
-/// die with it anyway (parent-death signal).
-const STATE_SAVE_DELAY: Duration = Duration::from_millis(50);
 
 pub(super) struct CaptureSource {
     pub(super) capture: Capture,
@@ -172,9 +164,10 @@ pub struct Daemon {
     /// What the loop owes its clients: parked requests, streams, the shutdown's waiters.
     clients: Clients,
     shutting_down: bool,
-    state_dirty: bool,
-    /// When the pending state-file write is due.
-    save_at: Option<Instant>,
+    /// Instances changed this turn: `save_state` records them (duplicates allowed).
+    state_dirty: Vec<InstId>,
+    /// The state file and its journal.
+    journal: state::Journal,
     actions: Vec<Action>,
     /// Instances whose stop ended this turn: their escapees are killed before waiters hear.
     escape_scan: Vec<String>,
@@ -207,6 +200,7 @@ impl Daemon {
         let mut listener = listener;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let journal = state::Journal::new(&settings.state_path);
         let mut d = Daemon {
             sources: Sources::new(poll),
             signals,
@@ -219,8 +213,8 @@ impl Daemon {
             timers: Timers::default(),
             clients: Clients::default(),
             shutting_down: false,
-            state_dirty: true,
-            save_at: None,
+            state_dirty: Vec::new(),
+            journal,
             actions: Vec::new(),
             escape_scan: Vec::new(),
             retiring: Vec::new(),
@@ -303,8 +297,7 @@ impl Daemon {
             retiring: false,
             exec_slot: None,
         };
-        self.state_dirty = true;
-        match self.free_instances.pop() {
+        let id = match self.free_instances.pop() {
             Some(id) => {
                 self.instances[id] = Some(inst);
                 id
@@ -313,12 +306,16 @@ impl Daemon {
                 self.instances.push(Some(inst));
                 self.instances.len() - 1
             }
-        }
+        };
+        self.state_dirty.push(id);
+        id
     }
 
     /// Run until shutdown completes.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        // The first write, a snapshot, records what `new` spawned before the first poll.
+        self.save_state();
         loop {
             let timeout = if !self.order.unsettled() {
                 self.timers
@@ -385,11 +382,8 @@ impl Daemon {
             self.kill_escapees();
             self.settle_waiters(now);
             self.publish(now);
-            if self.state_dirty && self.save_at.is_none() {
-                let at = now + STATE_SAVE_DELAY;
-                self.save_at = Some(at);
-                self.timers.push(at, TimerKey::SaveState);
-            }
+            // Every group spawned this turn is on disk before the next poll (`save_state`).
+            self.save_state();
             log::logger().flush();
             if self.shutting_down && self.all_down() {
                 self.finish_shutdown(now);
@@ -584,7 +578,7 @@ impl Daemon {
             }
         }
         self.actions = actions;
-        self.state_dirty = true;
+        self.state_dirty.push(id);
         let is = self.instances[id]
             .as_ref()
             .map(|i| (i.core.state(), i.core.is_waiting()));
@@ -704,11 +698,6 @@ impl Daemon {
                 }
             }
             TimerKey::Tick(id) => return self.fire_tick(id, at),
-            TimerKey::SaveState => {
-                if self.save_at == Some(at) {
-                    self.save_state();
-                }
-            }
             TimerKey::Health(id, which) => return self.fire_health(id, which, at, now),
             TimerKey::Client(slot) => {
                 let expired = matches!(
@@ -1458,34 +1447,81 @@ impl Daemon {
         }
     }
 
+    /// Record the instances changed since the last call: one journal line each (O(1) per
+    /// change, whatever the number of instances), or a snapshot of all of them when the
+    /// journal asks for one (at start, and once it is about twice as long as the snapshot).
+    ///
+    /// Called at the end of every turn (and at once for operator intent): a group spawned in
+    /// a turn is recorded, write(2) returned, before the loop polls again, so a daemon killed
+    /// from then on leaves it to the next one. Only a kill within the turn of the spawn
+    /// leaves it unrecorded; its leader dies with us (parent-death signal), and the next
+    /// daemon finds the rest by their `SUP_DAEMON` tag.
     fn save_state(&mut self) {
-        self.state_dirty = false;
-        self.save_at = None;
-        // Every instance, retiring ones included: if the daemon dies while they stop, the
-        // next one must still find and clean up their groups.
-        let records = self
-            .instances
-            .iter()
-            .flatten()
-            .map(|i| state::InstanceState {
-                name: i.core.name().to_string(),
-                pgid: i.core.pgid(),
-                start_ticks: i.start_ticks,
-                restarts: i.core.restarts(),
-                want_up: i.core.want_up(),
-                last_tick: scheduling::last_tick(&i.core),
-            })
-            .collect();
-        let file = state::StateFile {
-            instances: records,
-            ..state::StateFile::default()
+        let result = if self.journal.wants_compaction() {
+            self.state_dirty.clear();
+            // Every instance, retiring ones included: if the daemon dies while they stop, the
+            // next one must still find and clean up their groups.
+            let all: Vec<state::InstanceState> =
+                self.instances.iter().flatten().map(record_of).collect();
+            self.journal.compact(&all)
+        } else {
+            let mut dirty = std::mem::take(&mut self.state_dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            let mut result = Ok(());
+            for &id in &dirty {
+                if let Some(inst) = self.instances[id].as_ref() {
+                    result = result.and(self.journal.record(&record_of(inst)));
+                }
+            }
+            dirty.clear();
+            self.state_dirty = dirty;
+            result
         };
-        if let Err(e) = state::save(&self.settings.state_path, &file) {
+        self.state_failed(result);
+    }
+
+    /// `id` retires (a reload removed it): its record moves to the retiring key, written
+    /// before the tombstone of the live key, so its group is never unrecorded; a new instance
+    /// of the same name then records under the live key.
+    pub(super) fn state_retire(&mut self, id: InstId) {
+        let Some(inst) = self.instances[id].as_ref() else {
+            return;
+        };
+        let record = record_of(inst);
+        let result = self
+            .journal
+            .record(&record)
+            .and_then(|()| self.journal.remove(&record.name, false));
+        self.state_failed(result);
+    }
+
+    /// A retired instance is down and its slot freed: the next daemon forgets it.
+    pub(super) fn state_forget(&mut self, name: &str) {
+        let result = self.journal.remove(name, true);
+        self.state_failed(result);
+    }
+
+    fn state_failed(&self, result: io::Result<()>) {
+        if let Err(e) = result {
             log::warn!(
-                "unable to write the state file {}: {e}",
+                "unable to write the state file {} or its journal: {e}",
                 self.settings.state_path.display()
             );
         }
+    }
+}
+
+/// What the state file records of an instance.
+fn record_of(i: &Inst) -> state::InstanceState {
+    state::InstanceState {
+        name: i.core.name().to_string(),
+        pgid: i.core.pgid(),
+        start_ticks: i.start_ticks,
+        restarts: i.core.restarts(),
+        want_up: i.core.want_up(),
+        last_tick: scheduling::last_tick(&i.core),
+        retiring: i.retiring,
     }
 }
 

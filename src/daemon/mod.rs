@@ -90,16 +90,18 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
     let state_path = paths::state_path(&pidfile_path);
     let tag = state::daemon_tag(&state_path);
     let mut restored = HashMap::new();
-    if let Some(previous) = state::load(&state_path) {
+    if let Some(previous) = state::Journal::load(&state_path) {
         for (name, pgid) in state::cleanup_leftovers(&previous) {
             log::warn!("{name} killed: process group {pgid} left behind by a previous daemon");
         }
-        for r in previous.instances {
+        // A retiring instance is recorded for its group only: what a reload removed is not
+        // restored.
+        for r in previous.instances.into_iter().filter(|r| !r.retiring) {
             restored.insert(r.name.clone(), r);
         }
     }
-    // What no recorded group covers: escapees from their groups, and groups spawned in the
-    // last moments before a predecessor was killed outright (the state file lags 50 ms).
+    // What no recorded group covers: escapees from their groups, and a group spawned in the
+    // very turn a predecessor was killed outright, before that turn's record was written.
     let strays = state::kill_tagged(&tag, None, &[]);
     if !strays.is_empty() {
         log::warn!(

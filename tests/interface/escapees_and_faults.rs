@@ -132,8 +132,8 @@ fn an_escapee_from_the_group_dies_with_a_shutdown() {
 
 #[test]
 fn a_group_spawned_just_before_kill_9_is_cleaned_up_by_the_next_daemon() {
-    // Spawned and killed inside the state file's 50 ms window: the next daemon has no record
-    // of this group, only the tag in its members' environment.
+    // Spawned just before the kill: the escapee left the group, so only the tag in its
+    // environment leads the next daemon to it.
     let mut sb = Sandbox::with_programs(
         "just-spawned",
         r#"
@@ -144,7 +144,7 @@ fn a_group_spawned_just_before_kill_9_is_cleaned_up_by_the_next_daemon() {
 "#,
     );
     sb.start();
-    // A daemon that has written its state file once already (the 50 ms after start).
+    // A daemon that has written its state file once already (its snapshot at start).
     sb.wait_for("the first state file", || sb.path("sup.state").exists());
     let _ = std::fs::remove_file(sb.path("child"));
     sb.sup_ok(&["start", "--no-wait", "family"]);

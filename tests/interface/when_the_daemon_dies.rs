@@ -64,6 +64,81 @@ fn kill_9_of_the_daemon_leaves_nothing_and_the_next_one_cleans_up() {
 }
 
 #[test]
+fn what_only_the_journal_recorded_survives_kill_9() {
+    let mut sb = Sandbox::with_programs(
+        "journal",
+        r#"
+  crashy:
+    cmd: "sleep 1000"
+    starttime: 0
+  parked:
+    cmd: "sleep 1000"
+    starttime: 0
+"#,
+    );
+    sb.start();
+    sb.wait_state("crashy", "running");
+    sb.wait_state("parked", "running");
+    let first = sb.pid("crashy").expect("pid");
+    kill(first, 9);
+    sb.wait_for("crashy to run again", || {
+        sb.pid("crashy").is_some_and(|p| p != first) && sb.state("crashy") == "running"
+    });
+    sb.sup_ok(&["stop", "parked"]);
+    // Both changes came after the snapshot the daemon wrote at start: lines of the journal.
+    let snapshot = sb.read("sup.state");
+    assert!(snapshot.contains("\"want_up\":true"), "{snapshot}");
+    assert!(!snapshot.contains("\"want_up\":false"), "{snapshot}");
+    assert!(!snapshot.contains("\"restarts\":1"), "{snapshot}");
+    let journal = sb.read("sup.state.journal");
+    assert!(journal.contains("\"want_up\":false"), "{journal}");
+    assert!(journal.contains("\"restarts\":1"), "{journal}");
+
+    kill(sb.daemon_pid(), 9);
+    sb.kill_daemon_hard();
+    // And a line cut short, as a daemon killed in the middle of a write leaves it.
+    let mut j = std::fs::OpenOptions::new()
+        .append(true)
+        .open(sb.path("sup.state.journal"))
+        .expect("journal");
+    std::io::Write::write_all(&mut j, br#"{"name":"parked","want_up":tr"#).expect("append");
+    drop(j);
+    sb.start();
+    let st = sb.wait_state("crashy", "running");
+    assert_eq!(st["restarts"], 1, "{st}");
+    assert_eq!(sb.state("parked"), "stopped");
+    // The new daemon started from a fresh snapshot, with what it restored.
+    assert!(sb.read("sup.state").contains("\"want_up\":false"));
+}
+
+#[test]
+fn a_program_a_reload_removed_is_forgotten_by_the_next_daemon() {
+    let keep = "  keep:\n    cmd: sleep 1000\n    starttime: 0\n";
+    let gone = "  gone:\n    cmd: sleep 1000\n    starttime: 0\n";
+    let mut sb = Sandbox::with_programs("forgotten", &format!("{keep}{gone}"));
+    sb.start();
+    sb.wait_state("gone", "running");
+    sb.sup_ok(&["stop", "gone"]);
+    sb.write("sup.yaml", &format!("programs:\n{keep}"));
+    sb.sup_ok(&["reload"]);
+    // Retired (its record moved to the retiring key), then freed: both keys have a tombstone.
+    sb.wait_for("the retired instance's tombstone", || {
+        sb.read("sup.state.journal")
+            .contains(r#"{"removed":"gone","retiring":true}"#)
+    });
+    let journal = sb.read("sup.state.journal");
+    assert!(journal.contains(r#"{"removed":"gone"}"#), "{journal}");
+    // The program comes back in the config the next daemon reads.
+    sb.write("sup.yaml", &format!("programs:\n{keep}{gone}"));
+    kill(sb.daemon_pid(), 9);
+    sb.kill_daemon_hard();
+    sb.start();
+    // Nothing of the old `gone` is restored, not even the stop: it starts like a new program.
+    sb.wait_state("gone", "running");
+    sb.wait_state("keep", "running");
+}
+
+#[test]
 fn no_zombies_after_200_quick_exits() {
     // 200 instances that exit at once, each orphaning a grandchild the daemon adopts as
     // subreaper: every one of the 400 processes must be reaped.
@@ -142,8 +217,8 @@ fn an_idle_daemon_with_100_jobs_makes_no_wakeups() {
             == 100
     });
     let pid = sb.daemon_pid();
-    // Settled: the last client's hang-up and the coalesced state-file write are behind it
-    // once its count of context switches stops moving for half a second.
+    // Settled: the last client's hang-up is behind it once its count of context switches
+    // stops moving for half a second.
     let mut last = switches(pid);
     sb.wait_for("the daemon to settle", || {
         std::thread::sleep(std::time::Duration::from_millis(500));

@@ -134,6 +134,7 @@ impl Daemon {
             inst.retiring = true;
             inst.next_spec = None;
         }
+        self.state_retire(id);
         self.forget_holds(id);
         self.apply(vec![(id, Input::Shutdown)], now);
         self.retiring.push(id);
@@ -253,9 +254,10 @@ impl Daemon {
                 .as_ref()
                 .is_none_or(|i| i.core.state().is_down());
             if down {
-                self.instances[id] = None;
+                if let Some(inst) = self.instances[id].take() {
+                    self.state_forget(inst.core.name());
+                }
                 self.free_instances.push(id);
-                self.state_dirty = true;
                 freed = true;
             } else {
                 keep.push(id);
