@@ -428,7 +428,7 @@ impl Daemon {
                 self.reload(false, None, now);
             }
             NixSignal::SIGUSR2 => {
-                let _ = self.logreopen();
+                let _ = self.logreopen(now);
             }
             _ => {}
         }
@@ -626,7 +626,7 @@ impl Daemon {
         };
         let name = inst.core.name().to_string();
         let num = inst.core.num();
-        let mut plan = self.plan_outputs(spec, &name)?;
+        let mut plan = self.plan_outputs(spec, &name, now)?;
         let mut ready = self.prepare_readiness(id, spec)?;
         // Not waiting for the exec: the status pipe reports it on the loop, so the next spawn
         // forks while this child is still loading its program.
@@ -806,7 +806,7 @@ impl Daemon {
         let Some(Source::Capture(c)) = self.sources.get_mut(slot) else {
             return;
         };
-        match c.capture.pump(budget) {
+        match c.capture.pump(budget, now) {
             Ok(p) => {
                 if p.bytes > 0 && self.clients.has_followers() {
                     let path = c.path.clone();
@@ -1085,7 +1085,7 @@ impl Daemon {
                 stderr,
                 follow,
             } => return self.tail(slot, &name, lines, stderr, follow),
-            RequestBody::Logreopen => self.logreopen_response(),
+            RequestBody::Logreopen => self.logreopen_response(now),
             RequestBody::Subscribe { names } => return self.subscribe(slot, names, now),
         };
         Some(resp)

@@ -92,6 +92,7 @@ fn open(
     instance: &str,
     what: &str,
     rot: crate::config::Rotation,
+    now: Instant,
 ) -> Result<Option<SharedLog>, SpawnError> {
     match output.path_for(instance) {
         None => Ok(None),
@@ -102,7 +103,7 @@ fn open(
             // fails later.
             Err(e) if path.is_symlink() || super::output::not_regular(&path).is_some() => {
                 let error = format!("unable to open {}: {e}", path.display());
-                Ok(Some(LogFile::refused(&path, rot, error).shared()))
+                Ok(Some(LogFile::refused(&path, rot, error, now).shared()))
             }
             // Out of descriptors is the daemon's shortage, not the job's: retried without
             // spending its `startretries` (files of down instances are closed, so it passes).
@@ -120,13 +121,14 @@ impl Daemon {
         &mut self,
         spec: &ProgramSpec,
         instance: &str,
+        now: Instant,
     ) -> Result<Plan, SpawnError> {
         let logs = spec.logs;
-        let out = open(&spec.stdout, instance, "stdout", logs.stdout)?;
+        let out = open(&spec.stdout, instance, "stdout", logs.stdout, now)?;
         let err = if logs.redirect_stderr {
             out.clone()
         } else {
-            open(&spec.stderr, instance, "stderr", logs.stderr)?
+            open(&spec.stderr, instance, "stderr", logs.stderr, now)?
         };
         let mut files: Vec<SharedLog> = out.iter().cloned().collect();
         if !logs.redirect_stderr {
@@ -231,7 +233,7 @@ impl Daemon {
     /// `sup logreopen` and SIGUSR2: reopen the event log and the files of instances that are
     /// up. A down instance's files stay closed (one a late writer holds open is closed, to be
     /// opened again at the new path when it writes).
-    pub(super) fn logreopen(&mut self) -> Result<usize, String> {
+    pub(super) fn logreopen(&mut self, now: Instant) -> Result<usize, String> {
         let mut errors = Vec::new();
         if let Err(e) = crate::logging::reopen() {
             errors.push(e);
@@ -244,7 +246,7 @@ impl Daemon {
                     f.close_if_parked();
                     continue;
                 }
-                f.reopen();
+                f.reopen(now);
                 files += 1;
                 for t in f.take_news() {
                     if let Trouble::Failed { error, .. } = t {
@@ -264,8 +266,8 @@ impl Daemon {
         }
     }
 
-    pub(super) fn logreopen_response(&mut self) -> Response {
-        match self.logreopen() {
+    pub(super) fn logreopen_response(&mut self, now: Instant) -> Response {
+        match self.logreopen(now) {
             Ok(n) => Response::new(ResponseBody::Done {
                 message: format!("reopened the event log and {n} output files"),
             }),

@@ -179,7 +179,7 @@ impl LogFile {
 
     /// A file that could not be opened: its output is dropped and counted, the failure is news
     /// for the event log, and opening is retried now and then.
-    pub fn refused(path: &Path, rotation: Rotation, error: String) -> LogFile {
+    pub fn refused(path: &Path, rotation: Rotation, error: String, now: Instant) -> LogFile {
         let mut log = LogFile {
             path: path.to_path_buf(),
             file: None,
@@ -188,7 +188,7 @@ impl LogFile {
             mid_line: false,
             dropped: 0,
             error: None,
-            next_open: Some(Instant::now() + REOPEN_EVERY),
+            next_open: Some(now + REOPEN_EVERY),
             news: Vec::new(),
             parked: false,
         };
@@ -254,18 +254,18 @@ impl LogFile {
     }
 
     /// Close and open the path again: after an external rotation moved the file away.
-    pub fn reopen(&mut self) {
+    pub fn reopen(&mut self, now: Instant) {
         self.file = None;
         self.next_open = None;
-        self.ensure_open();
+        self.ensure_open(now);
     }
 
     /// Append `data`, rotating first whenever it would grow past `maxbytes`.
-    pub fn write(&mut self, mut data: &[u8]) {
+    pub fn write(&mut self, mut data: &[u8], now: Instant) {
         while !data.is_empty() {
             let max = self.rotation.maxbytes;
             if max == 0 || self.size + data.len() as u64 <= max {
-                self.put(data);
+                self.put(data, now);
                 return;
             }
             let room = usize::try_from(max.saturating_sub(self.size)).unwrap_or(usize::MAX);
@@ -289,12 +289,12 @@ impl LogFile {
                 None => room,
             };
             if cut > 0 {
-                self.put(&data[..cut]);
+                self.put(&data[..cut], now);
                 data = &data[cut..];
             }
-            if !self.rotate() {
+            if !self.rotate(now) {
                 // Rotation failed (reported): keep appending rather than loop or drop.
-                self.put(data);
+                self.put(data, now);
                 return;
             }
         }
@@ -302,7 +302,7 @@ impl LogFile {
 
     /// `NAME.out.{N-1}` → `NAME.out.N` … `NAME.out` → `NAME.out.1`, then a fresh `NAME.out`.
     /// With no backups the file is truncated instead.
-    fn rotate(&mut self) -> bool {
+    fn rotate(&mut self, now: Instant) -> bool {
         self.file = None;
         let numbered = |n: u32| {
             let mut p = self.path.clone().into_os_string();
@@ -323,20 +323,19 @@ impl LogFile {
         };
         if let Err(e) = result {
             self.fail(format!("unable to rotate {}: {e}", self.path.display()));
-            self.ensure_open();
+            self.ensure_open(now);
             return false;
         }
-        self.ensure_open();
+        self.ensure_open(now);
         self.size = 0;
         self.mid_line = false;
         true
     }
 
-    fn ensure_open(&mut self) -> bool {
+    fn ensure_open(&mut self, now: Instant) -> bool {
         if self.file.is_some() {
             return true;
         }
-        let now = Instant::now();
         if self.next_open.is_some_and(|at| now < at) {
             return false;
         }
@@ -368,8 +367,8 @@ impl LogFile {
 
     /// Write all of `data` or count what could not be written; never retried, so never
     /// written twice.
-    fn put(&mut self, data: &[u8]) {
-        if !self.ensure_open() {
+    fn put(&mut self, data: &[u8], now: Instant) {
+        if !self.ensure_open(now) {
             self.dropped += data.len() as u64;
             return;
         }
@@ -515,13 +514,13 @@ impl Capture {
     /// Write the held partial line if its deadline has passed. Returns health changes.
     pub fn flush_if_due(&mut self, now: Instant) -> Vec<Trouble> {
         if self.flush_deadline().is_some_and(|at| at <= now) {
-            self.flush_held();
+            self.flush_held(now);
         }
         self.sink.borrow_mut().take_news()
     }
 
     /// Write the held partial line now.
-    pub fn flush_held(&mut self) {
+    pub fn flush_held(&mut self, now: Instant) {
         if self.held.is_empty() {
             self.held_since = None;
             return;
@@ -533,7 +532,7 @@ impl Capture {
         }
         self.out.extend_from_slice(&held);
         self.line_start = false;
-        self.sink.borrow_mut().write(&self.out);
+        self.sink.borrow_mut().write(&self.out, now);
         self.held = held;
         self.held.clear();
         self.held_since = None;
@@ -542,22 +541,22 @@ impl Capture {
     /// Read what the pipe holds, up to `budget` bytes, and append it to the file. Stops at
     /// `WouldBlock`, EOF or the budget. An `Err` is a read error on the pipe (not expected for a
     /// pipe; treat it like EOF and drop the capture).
-    pub fn pump(&mut self, budget: usize) -> io::Result<Pump> {
+    pub fn pump(&mut self, budget: usize, now: Instant) -> io::Result<Pump> {
         let mut out = Pump {
             bytes: 0,
             eof: false,
             more: false,
             troubles: Vec::new(),
         };
-        let result = self.pump_into(budget, &mut out);
+        let result = self.pump_into(budget, &mut out, now);
         if out.eof || result.is_err() {
-            self.flush_held();
+            self.flush_held(now);
         }
         out.troubles = self.sink.borrow_mut().take_news();
         result.map(|()| out)
     }
 
-    fn pump_into(&mut self, budget: usize, out: &mut Pump) -> io::Result<()> {
+    fn pump_into(&mut self, budget: usize, out: &mut Pump, now: Instant) -> io::Result<()> {
         SCRATCH.with(|scratch| {
             let mut buf = scratch.borrow_mut();
             while out.bytes < budget {
@@ -573,7 +572,7 @@ impl Capture {
                     Err(e) => return Err(e),
                 };
                 out.bytes += n;
-                self.take(&buf[..n]);
+                self.take(&buf[..n], now);
             }
             out.more = true;
             Ok(())
@@ -581,7 +580,7 @@ impl Capture {
     }
 
     /// Move a chunk just read on: to the file, or held.
-    fn take(&mut self, chunk: &[u8]) {
+    fn take(&mut self, chunk: &[u8], now: Instant) {
         if let Some(t) = &mut self.tail {
             t.push(chunk);
         }
@@ -589,14 +588,14 @@ impl Capture {
             r.borrow_mut().push(chunk);
         }
         if !self.whole_lines {
-            self.sink.borrow_mut().write(chunk);
+            self.sink.borrow_mut().write(chunk, now);
             return;
         }
         let Some(last_nl) = chunk.iter().rposition(|&b| b == b'\n') else {
             self.held.extend_from_slice(chunk);
-            self.held_since.get_or_insert_with(Instant::now);
+            self.held_since.get_or_insert(now);
             if self.held.len() >= MAX_HELD {
-                self.flush_held();
+                self.flush_held(now);
             }
             return;
         };
@@ -626,11 +625,11 @@ impl Capture {
             line_start = true;
         }
         self.line_start = true;
-        self.sink.borrow_mut().write(&self.out);
+        self.sink.borrow_mut().write(&self.out, now);
         self.held_since = None;
         if !rest.is_empty() {
             self.held.extend_from_slice(rest);
-            self.held_since = Some(Instant::now());
+            self.held_since = Some(now);
         }
     }
 }
@@ -689,7 +688,7 @@ mod tests {
         let deadline = Deadline::after(Duration::from_secs(20));
         let mut budget_hits = 0;
         loop {
-            let p = cap.pump(budget).expect("pump");
+            let p = cap.pump(budget, Instant::now()).expect("pump");
             assert!(p.troubles.is_empty(), "{:?}", p.troubles);
             if p.eof {
                 return budget_hits;
@@ -759,7 +758,7 @@ mod tests {
         let deadline = Deadline::after(Duration::from_secs(20));
         let mut errors = 0;
         loop {
-            let p = cap.pump(usize::MAX).expect("pump");
+            let p = cap.pump(usize::MAX, Instant::now()).expect("pump");
             errors += p.troubles.len();
             if p.eof {
                 break;
@@ -812,7 +811,7 @@ mod tests {
             text.extend_from_slice(format!("line {i} {}\n", "x".repeat(i % 37)).as_bytes());
         }
         for chunk in text.chunks(61) {
-            log.write(chunk);
+            log.write(chunk, Instant::now());
             all.extend_from_slice(chunk);
         }
         let files = generations(&path);
@@ -831,9 +830,9 @@ mod tests {
         let dir = temp_dir("rot-long");
         let path = dir.join("t.out");
         let mut log = LogFile::open(&path, rotation(10, 2)).expect("open");
-        log.write(b"ab\n");
-        log.write(b"0123456789012345678901234\n");
-        log.write(b"z\n");
+        log.write(b"ab\n", Instant::now());
+        log.write(b"0123456789012345678901234\n", Instant::now());
+        log.write(b"z\n", Instant::now());
         let files = generations(&path);
         assert_eq!(
             files,
@@ -853,8 +852,8 @@ mod tests {
         let dir = temp_dir("rot-finish");
         let path = dir.join("t.out");
         let mut log = LogFile::open(&path, rotation(10, 5)).expect("open");
-        log.write(b"abcdefgh");
-        log.write(b"ij\nkl\n");
+        log.write(b"abcdefgh", Instant::now());
+        log.write(b"ij\nkl\n", Instant::now());
         assert_eq!(
             generations(&path),
             [b"abcdefghij\n".to_vec(), b"kl\n".to_vec()]
@@ -867,11 +866,11 @@ mod tests {
         let dir = temp_dir("rot-zero");
         let path = dir.join("t.out");
         let mut log = LogFile::open(&path, rotation(4, 0)).expect("open");
-        log.write(b"aa\nbb\ncc\n");
+        log.write(b"aa\nbb\ncc\n", Instant::now());
         assert_eq!(std::fs::read(&path).expect("read"), b"cc\n");
         let path2 = dir.join("u.out");
         let mut log = LogFile::open(&path2, rotation(0, 3)).expect("open");
-        log.write(&[b'x'; 10_000]);
+        log.write(&[b'x'; 10_000], Instant::now());
         assert_eq!(generations(&path2), [vec![b'x'; 10_000]]);
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -887,13 +886,13 @@ mod tests {
         let mut cap = Capture::new(r, sink.clone()).whole_lines(true);
         let mut w = File::from(w);
         w.write_all(b"before\n").expect("write");
-        cap.pump(usize::MAX).expect("pump");
+        cap.pump(usize::MAX, Instant::now()).expect("pump");
         sink.borrow_mut().park();
         assert!(!sink.borrow().is_open(), "parking closes the file");
         // An escapee still holding the pipe writes after its instance went down.
         w.write_all(b"late\npartial").expect("write");
         drop(w);
-        let p = cap.pump(usize::MAX).expect("pump");
+        let p = cap.pump(usize::MAX, Instant::now()).expect("pump");
         assert!(p.eof && p.troubles.is_empty(), "{p:?}");
         assert!(sink.borrow().is_open(), "a late write opens it again");
         cap.release_sink();
@@ -919,7 +918,7 @@ mod tests {
         let mut cap = Capture::new(r, sink).timestamps(true);
         let mut w = File::from(w);
         w.write_all(b"one\ntw").expect("write");
-        cap.pump(usize::MAX).expect("pump");
+        cap.pump(usize::MAX, Instant::now()).expect("pump");
         assert_eq!(
             std::fs::read_to_string(&path)
                 .expect("read")
@@ -930,7 +929,7 @@ mod tests {
         assert!(cap.flush_deadline().is_some(), "a partial line is held");
         w.write_all(b"o\nthree").expect("write");
         drop(w);
-        let p = cap.pump(usize::MAX).expect("pump");
+        let p = cap.pump(usize::MAX, Instant::now()).expect("pump");
         assert!(p.eof);
         let text = std::fs::read_to_string(&path).expect("read");
         let lines: Vec<&str> = text.lines().collect();
