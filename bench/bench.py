@@ -456,8 +456,8 @@ def measure_tool(bench, cls, n, idle_s, restarts):
     return res
 
 
-def scenario_scale(bench, n, idle_s):
-    """sup alone at large N (raw beside it for the spawn reference)."""
+def scenario_scale(bench, n, idle_s, restarts):
+    """sup alone at large N (raw beside it for the spawn and restart references)."""
     res = {}
     for cls in (Sup, Raw):
         tool = cls(bench, n, f"scale{n}")
@@ -465,6 +465,8 @@ def scenario_scale(bench, n, idle_s):
             r = {"spawn": scenario_spawn(tool), "idle": scenario_idle(tool, idle_s)}
             if cls is Sup:
                 r["status"] = scenario_status(tool, 5)
+            # The storm: the supervisor's CPU per restart, which must not grow with N.
+            r["restart"] = scenario_restart(tool, restarts)
             r["stop_all"] = scenario_stop_all(tool)
             res[cls.name] = r
             bench.note(f"  {cls.name} N={n} {r}" if cls is Raw else
@@ -528,7 +530,8 @@ def main():
     sizes = [100] if args.quick else [100, 1000]
     idle_s = 3 if args.quick else 20
     restarts = 10 if args.quick else 50
-    scale_n = 300 if args.quick else 5000
+    # N=100 again beside the large N: the storm's reference, measured the same way.
+    scale_ns = [100, 300] if args.quick else [100, 5000, 10000]
     results = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "quick": args.quick, "idle_window_s": idle_s, "restart_samples": restarts,
                "log_bytes": LOG_BYTES, "log_reps": LOG_REPS, "runs": {}, "log": {}}
@@ -550,8 +553,11 @@ def main():
             results["log"][name] = {"mb_s": statistics.median(r["mb_s"] for r in runs),
                                     "samples": runs}
         if Sup in classes:
-            bench.note(f"scale N={scale_n}")
-            results["scale"] = {str(scale_n): scenario_scale(bench, scale_n, min(idle_s, 10))}
+            results["scale"] = {}
+            for scale_n in scale_ns:
+                bench.note(f"scale N={scale_n}")
+                results["scale"][str(scale_n)] = scenario_scale(
+                    bench, scale_n, min(idle_s, 10), restarts * 6)
         ok = True
     finally:
         bench.sweep()
