@@ -909,11 +909,6 @@ impl Daemon {
 
     // ----- requests -----
 
-    /// The instances in display order: by program name, then instance number.
-    fn ordered(&self) -> Vec<InstId> {
-        self.sup.ordered()
-    }
-
     /// The instances `names_` select. No names is an error: acting on everything takes an
     /// explicit `all`, as on the command line.
     fn select(&self, names_: &[String]) -> Result<Vec<InstId>, Box<Response>> {
@@ -923,7 +918,7 @@ impl Daemon {
                 hint: Some("name programs or instances, or `all` for every one".into()),
             })));
         }
-        let ids = self.ordered();
+        let ids = self.sup.ordered();
         let pairs: Vec<(&str, &str)> = ids
             .iter()
             .filter_map(|&id| self.sup.get(id))
@@ -941,7 +936,7 @@ impl Daemon {
     /// For requests that only look (`status`, `subscribe`): no names means every instance.
     fn select_or_all(&self, names_: &[String]) -> Result<Vec<InstId>, Box<Response>> {
         if names_.is_empty() {
-            return Ok(self.ordered());
+            return Ok(self.sup.ordered());
         }
         self.select(names_)
     }
@@ -1289,7 +1284,7 @@ impl Daemon {
         self.shutting_down = true;
         // Stop in reverse display order; every stop runs in parallel with its own stoptime,
         // except that dependents are down before what they depend on is stopped.
-        let ids: Vec<InstId> = self.ordered().into_iter().rev().collect();
+        let ids: Vec<InstId> = self.sup.ordered().into_iter().rev().collect();
         let inputs = self.stop_in_order(&ids, Input::Shutdown);
         self.apply(inputs, now);
     }

@@ -150,7 +150,7 @@ impl Daemon {
             // Names that a reload removed select nothing now: fall back to everything.
             let ids = self
                 .select_or_all(&names)
-                .unwrap_or_else(|_| self.ordered());
+                .unwrap_or_else(|_| self.sup.ordered());
             let snapshot = Response::new(ResponseBody::Status {
                 instances: ids
                     .iter()
