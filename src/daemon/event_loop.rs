@@ -9,7 +9,7 @@
 //! nothing is due and nothing happens, `poll` sleeps without a timeout: an idle daemon makes
 //! no wakeups at all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -31,11 +31,11 @@ use crate::control::proto::{
     DaemonInfo, InstanceStatus, Outcome, Request, RequestBody, Response, ResponseBody,
 };
 use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
-use crate::core::timers::Timers;
 use crate::core::{names, Action, Input, Instance, State};
 use acceptor::{Accepted, Acceptor};
 use clients::{Answer, Clients, Goal, Item, Waiter};
 use sources::Sources;
+use supervisor::{Inst, Supervisor};
 
 mod acceptor;
 mod checks;
@@ -47,6 +47,7 @@ mod reload;
 mod rolling;
 mod scheduling;
 mod sources;
+mod supervisor;
 
 const SIGNALS: Token = Token(0);
 const LISTENER: Token = Token(1);
@@ -119,28 +120,6 @@ pub(in crate::daemon) enum Source {
     Health(readiness::HealthSource),
 }
 
-pub(super) struct Inst {
-    pub(super) core: Instance,
-    pub(super) spec: Rc<ProgramSpec>,
-    /// A reload changed the definition: it takes effect at the next spawn, so the running
-    /// process is still stopped with the old `stopsignal` and `stoptime`.
-    next_spec: Option<Rc<ProgramSpec>>,
-    /// Removed by a reload: hidden from status, freed once down.
-    retiring: bool,
-    /// The slot watching the current process's exec status, until it reports.
-    exec_slot: Option<usize>,
-    /// Pipes of the current process, by stream.
-    captures: [Option<usize>; 2],
-    /// Field 22 of /proc/PID/stat for the leader, recorded so a successor daemon never
-    /// signals a reused pid.
-    start_ticks: Option<u64>,
-}
-
-struct Program {
-    spec: Rc<ProgramSpec>,
-    instances: Vec<InstId>,
-}
-
 pub struct Settings {
     pub config: Config,
     pub socket: PathBuf,
@@ -156,11 +135,10 @@ pub struct Daemon {
     /// The control socket: accepting, and refusing with an answer.
     acceptor: Acceptor,
     pub(super) settings: Settings,
-    programs: BTreeMap<String, Program>,
-    pub(super) instances: Vec<Option<Inst>>,
+    /// The programs, the instance table and the deadline heap.
+    pub(super) sup: Supervisor,
     /// Every child the daemon started and still has to reap, by what it is for.
     pub(super) pids: Pids,
-    pub(super) timers: Timers<TimerKey>,
     /// What the loop owes its clients: parked requests, streams, the shutdown's waiters.
     clients: Clients,
     shutting_down: bool,
@@ -168,13 +146,8 @@ pub struct Daemon {
     state_dirty: Vec<InstId>,
     /// The state file and its journal.
     journal: state::Journal,
-    actions: Vec<Action>,
     /// Instances whose stop ended this turn: their escapees are killed before waiters hear.
     escape_scan: Vec<String>,
-    /// Instances removed by a reload that are still stopping.
-    retiring: Vec<InstId>,
-    /// Freed instance slots, reused by later reloads.
-    free_instances: Vec<InstId>,
     started: Instant,
     /// Readiness and health of each live process (`readiness.rs`, `checks.rs`).
     watches: readiness::Watches,
@@ -207,18 +180,13 @@ impl Daemon {
             acceptor: Acceptor::new(listener),
             sweeps: reap::Sweeps::default(),
             settings,
-            programs: BTreeMap::new(),
-            instances: Vec::new(),
+            sup: Supervisor::default(),
             pids: Pids::default(),
-            timers: Timers::default(),
             clients: Clients::default(),
             shutting_down: false,
             state_dirty: Vec::new(),
             journal,
-            actions: Vec::new(),
             escape_scan: Vec::new(),
-            retiring: Vec::new(),
-            free_instances: Vec::new(),
             started: Instant::now(),
             watches: Default::default(),
             order: Default::default(),
@@ -247,28 +215,18 @@ impl Daemon {
             .enumerate()
             .map(|(num, name)| self.new_instance(&spec, num as u32, name, restored))
             .collect();
-        self.programs.insert(
-            spec.name.clone(),
-            Program {
-                spec: spec.clone(),
-                instances: ids.clone(),
-            },
-        );
+        self.sup.add_program(spec.clone(), ids.clone());
         // Instances waiting for this program say so by name from now on.
         self.order.changed.extend(&ids);
         for &id in &ids {
-            let last = self.instances[id]
-                .as_ref()
-                .map(|i| i.core.name().to_string());
+            let last = self.sup.get(id).map(|i| i.core().name().to_string());
             let last = last.and_then(|n| restored.get(&n)?.last_tick.clone());
             let inputs = self.arm_schedule(id, last.as_deref());
             self.apply(inputs, now);
         }
         if spec.autostart && spec.schedule.is_none() {
             for &id in &ids {
-                let wants = self.instances[id]
-                    .as_ref()
-                    .is_some_and(|i| i.core.want_up());
+                let wants = self.sup.get(id).is_some_and(|i| i.core().want_up());
                 if wants {
                     self.apply(vec![(id, Input::Start)], now);
                 }
@@ -288,25 +246,7 @@ impl Daemon {
         if let Some(r) = restored.get(core.name()) {
             core.restore(r.restarts, r.want_up);
         }
-        let inst = Inst {
-            core,
-            spec: spec.clone(),
-            captures: [None, None],
-            start_ticks: None,
-            next_spec: None,
-            retiring: false,
-            exec_slot: None,
-        };
-        let id = match self.free_instances.pop() {
-            Some(id) => {
-                self.instances[id] = Some(inst);
-                id
-            }
-            None => {
-                self.instances.push(Some(inst));
-                self.instances.len() - 1
-            }
-        };
+        let id = self.sup.add_instance(core, spec.clone());
         self.state_dirty.push(id);
         id
     }
@@ -318,8 +258,8 @@ impl Daemon {
         self.save_state();
         loop {
             let timeout = if !self.order.unsettled() {
-                self.timers
-                    .next()
+                self.sup
+                    .next_deadline()
                     .map(|at| at.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
@@ -362,7 +302,7 @@ impl Daemon {
                 let mut reaped = reap::reap_pids(&chld);
                 match self.sweeps.on_sigchld(now) {
                     Ok(()) => reaped.extend(reap::reap_all()),
-                    Err(Some(at)) => self.timers.push(at, TimerKey::Reap),
+                    Err(Some(at)) => self.sup.push_timer(at, TimerKey::Reap),
                     Err(None) => {}
                 }
                 for (pid, status) in reaped {
@@ -373,7 +313,7 @@ impl Daemon {
             for sig in signals {
                 self.on_signal(sig, now);
             }
-            for (at, key) in self.timers.pop_due(now) {
+            for (at, key) in self.sup.pop_due(now) {
                 let inputs = self.timer(key, at, now);
                 self.apply(inputs, now);
             }
@@ -440,7 +380,7 @@ impl Daemon {
         // The child's exec report is in its pipe before its exit: read it first, so a failed
         // exec is told as such (and its pid forgotten) rather than as an exit with code 127.
         if let Some(PidOwner::Leader(id)) = self.pids.get(pid) {
-            if let Some(slot) = self.instances[id].as_ref().and_then(|i| i.exec_slot) {
+            if let Some(slot) = self.sup.get(id).and_then(|i| i.exec_slot) {
                 inputs = self.exec_status(slot);
             }
         }
@@ -464,12 +404,12 @@ impl Daemon {
         self.forget_watch(id);
         // Every byte the child wrote before it died reaches its file before its exit is
         // logged: the pipe may still hold the last of it.
-        if let Some(inst) = &self.instances[id] {
+        if let Some(inst) = self.sup.get(id) {
             for slot in inst.captures.into_iter().flatten() {
                 self.pump(slot, usize::MAX, now);
             }
         }
-        if let Some(inst) = self.instances[id].as_mut() {
+        if let Some(inst) = self.sup.get_mut(id) {
             inst.captures = [None, None];
             inst.start_ticks = None;
         }
@@ -490,29 +430,16 @@ impl Daemon {
     /// actions produce (a spawn's result, an empty group).
     fn feed(&mut self, id: InstId, input: Input, now: Instant) {
         let mut queue = vec![input];
-        let mut actions = std::mem::take(&mut self.actions);
-        let was = self.instances[id]
-            .as_ref()
-            .map(|i| (i.core.state(), i.core.is_waiting()));
+        let was = self
+            .sup
+            .get(id)
+            .map(|i| (i.core().state(), i.core().is_waiting()));
         while let Some(input) = queue.pop() {
-            let Some(inst) = self.instances[id].as_mut() else {
+            if self.sup.get(id).is_none() {
                 break;
-            };
-            let before = inst.core.deadline();
-            let tick_before = inst.core.tick_at();
-            let spec = inst.spec.clone();
-            inst.core.step(&spec, now, input, &mut actions);
-            if inst.core.deadline() != before {
-                if let Some(at) = inst.core.deadline() {
-                    self.timers.push(at, TimerKey::Instance(id));
-                }
             }
-            if inst.core.tick_at() != tick_before {
-                if let Some(at) = inst.core.tick_at() {
-                    self.timers.push(at, TimerKey::Tick(id));
-                }
-            }
-            for action in actions.drain(..) {
+            let actions = self.sup.step(id, input, now);
+            for action in actions {
                 match action {
                     Action::Spawn => {
                         // A dependency that is not running holds the spawn back.
@@ -521,14 +448,8 @@ impl Daemon {
                             continue;
                         }
                         // A definition changed by a reload takes effect here, at the spawn.
-                        let spec = match self.instances[id].as_mut() {
-                            Some(inst) => {
-                                if let Some(next) = inst.next_spec.take() {
-                                    inst.spec = next;
-                                }
-                                inst.spec.clone()
-                            }
-                            None => spec.clone(),
+                        let Some(spec) = self.sup.get_mut(id).map(Inst::spec_for_spawn) else {
+                            continue;
                         };
                         match self.spawn(id, &spec, now) {
                             Ok(pid) => queue.push(Input::Spawned { pid }),
@@ -577,27 +498,27 @@ impl Daemon {
                 }
             }
         }
-        self.actions = actions;
         self.state_dirty.push(id);
-        let is = self.instances[id]
-            .as_ref()
-            .map(|i| (i.core.state(), i.core.is_waiting()));
+        let is = self
+            .sup
+            .get(id)
+            .map(|i| (i.core().state(), i.core().is_waiting()));
         if is != was {
             // What depends on it is looked at again once this turn's inputs are in.
             self.order.changed.push(id);
         }
         // Down now: close its output files. `reap` drained the pipes before feeding the exit,
         // so every byte the leader wrote is already in them.
-        if let Some(inst) = self.instances[id].as_ref() {
-            if inst.core.state().is_down() {
-                self.logs.park(inst.core.name());
+        if let Some(inst) = self.sup.get(id) {
+            if inst.core().state().is_down() {
+                self.logs.park(inst.core().name());
             }
         }
     }
 
     /// Hand a logged event to the notifier, and arm its next deadline.
     fn notice(&mut self, id: InstId, event: &crate::core::event::Event, now: Instant) {
-        let Some(inst) = self.instances[id].as_ref() else {
+        let Some(inst) = self.sup.get(id) else {
             return;
         };
         let cx = super::notify::Context {
@@ -606,13 +527,13 @@ impl Daemon {
             pids: &mut self.pids,
             now,
         };
-        if let Some(at) = self.notifier.notice(&inst.core, event, cx) {
+        if let Some(at) = self.notifier.notice(inst.core(), event, cx) {
             self.arm_logs(at, now);
         }
     }
 
     fn name(&self, id: InstId) -> &str {
-        self.instances[id].as_ref().map_or("?", |i| i.core.name())
+        self.sup.get(id).map_or("?", |i| i.core().name())
     }
 
     fn spawn(
@@ -621,11 +542,11 @@ impl Daemon {
         spec: &ProgramSpec,
         now: Instant,
     ) -> Result<u32, super::spawn::SpawnError> {
-        let Some(inst) = self.instances[id].as_ref() else {
+        let Some(inst) = self.sup.get(id) else {
             return Err(String::from("instance is gone").into());
         };
-        let name = inst.core.name().to_string();
-        let num = inst.core.num();
+        let name = inst.core().name().to_string();
+        let num = inst.core().num();
         let mut plan = self.plan_outputs(spec, &name, now)?;
         let mut ready = self.prepare_readiness(id, spec)?;
         // Not waiting for the exec: the status pipe reports it on the loop, so the next spawn
@@ -666,7 +587,7 @@ impl Daemon {
             }
         }
         self.pids.insert(pid, PidOwner::Leader(id));
-        if let Some(inst) = self.instances[id].as_mut() {
+        if let Some(inst) = self.sup.get_mut(id) {
             inst.captures = captures;
             inst.start_ticks = state::proc_start_ticks(pid);
         }
@@ -690,10 +611,7 @@ impl Daemon {
     fn timer(&mut self, key: TimerKey, at: Instant, now: Instant) -> Inputs {
         match key {
             TimerKey::Instance(id) => {
-                let due = self.instances[id]
-                    .as_ref()
-                    .is_some_and(|i| i.core.deadline() == Some(at));
-                if due {
+                if self.sup.deadline_due(id, at) {
                     return vec![(id, Input::Deadline)];
                 }
             }
@@ -765,7 +683,7 @@ impl Daemon {
         });
         match self.sources.add(source) {
             Ok(slot) => {
-                if let Some(inst) = self.instances[id].as_mut() {
+                if let Some(inst) = self.sup.get_mut(id) {
                     inst.exec_slot = Some(slot);
                 }
             }
@@ -786,7 +704,7 @@ impl Daemon {
         };
         let (id, pid) = (e.id, e.pid);
         self.release(slot);
-        if let Some(inst) = self.instances[id].as_mut() {
+        if let Some(inst) = self.sup.get_mut(id) {
             if inst.exec_slot == Some(slot) {
                 inst.exec_slot = None;
             }
@@ -854,7 +772,7 @@ impl Daemon {
                 }
                 Accepted::Done(retry) => {
                     if let Some(at) = retry {
-                        self.timers.push(at, TimerKey::Accept);
+                        self.sup.push_timer(at, TimerKey::Accept);
                     }
                     return;
                 }
@@ -971,7 +889,7 @@ impl Daemon {
         };
         if c.deadline != Some(at) {
             c.deadline = Some(at);
-            self.timers.push(at, TimerKey::Client(slot));
+            self.sup.push_timer(at, TimerKey::Client(slot));
         }
     }
 
@@ -991,14 +909,6 @@ impl Daemon {
 
     // ----- requests -----
 
-    /// The instances in display order: by program name, then instance number.
-    fn ordered(&self) -> Vec<InstId> {
-        self.programs
-            .values()
-            .flat_map(|p| p.instances.iter().copied())
-            .collect()
-    }
-
     /// The instances `names_` select. No names is an error: acting on everything takes an
     /// explicit `all`, as on the command line.
     fn select(&self, names_: &[String]) -> Result<Vec<InstId>, Box<Response>> {
@@ -1008,11 +918,11 @@ impl Daemon {
                 hint: Some("name programs or instances, or `all` for every one".into()),
             })));
         }
-        let ids = self.ordered();
+        let ids = self.sup.ordered();
         let pairs: Vec<(&str, &str)> = ids
             .iter()
-            .filter_map(|&id| self.instances[id].as_ref())
-            .map(|i| (i.core.program(), i.core.name()))
+            .filter_map(|&id| self.sup.get(id))
+            .map(|i| (i.core().program(), i.core().name()))
             .collect();
         match names::resolve(&pairs, names_) {
             Ok(picked) => Ok(picked.into_iter().map(|i| ids[i]).collect()),
@@ -1026,7 +936,7 @@ impl Daemon {
     /// For requests that only look (`status`, `subscribe`): no names means every instance.
     fn select_or_all(&self, names_: &[String]) -> Result<Vec<InstId>, Box<Response>> {
         if names_.is_empty() {
-            return Ok(self.ordered());
+            return Ok(self.sup.ordered());
         }
         self.select(names_)
     }
@@ -1102,8 +1012,8 @@ impl Daemon {
 
     /// One instance for `status`; `None` for a slot that holds no instance.
     fn status_of(&self, id: InstId, now: Instant) -> Option<InstanceStatus> {
-        let inst = self.instances[id].as_ref()?;
-        let c = &inst.core;
+        let inst = self.sup.get(id)?;
+        let c = inst.core();
         let state = c.state();
         let secs = |d: Duration| (d.as_secs_f64() * 10.0).round() / 10.0;
         let uptime = match state {
@@ -1155,12 +1065,12 @@ impl Daemon {
         let mut intent_changed = false;
         let mut stops = Vec::new();
         for id in ids {
-            let Some(inst) = self.instances[id].as_ref() else {
+            let Some(inst) = self.sup.get(id) else {
                 continue;
             };
-            let name = inst.core.name().to_string();
-            let before = inst.core.state();
-            let wanted_up = inst.core.want_up();
+            let name = inst.core().name().to_string();
+            let before = inst.core().state();
+            let wanted_up = inst.core().want_up();
             let already = match goal {
                 Goal::Up => matches!(before, State::Running).then_some("already running"),
                 Goal::Down => before.is_down().then_some("not running"),
@@ -1181,9 +1091,10 @@ impl Daemon {
             } else {
                 self.apply(vec![(id, input)], now);
             }
-            intent_changed |= self.instances[id]
-                .as_ref()
-                .is_some_and(|i| i.core.want_up() != wanted_up);
+            intent_changed |= self
+                .sup
+                .get(id)
+                .is_some_and(|i| i.core().want_up() != wanted_up);
             let outcome = already.map(|m| Outcome {
                 name: name.clone(),
                 ok: true,
@@ -1206,9 +1117,10 @@ impl Daemon {
         if !wait {
             for item in &mut items {
                 if item.outcome.is_none() {
-                    let state = self.instances[item.id]
-                        .as_ref()
-                        .map_or("gone", |i| i.core.state().as_str());
+                    let state = self
+                        .sup
+                        .get(item.id)
+                        .map_or("gone", |i| i.core().state().as_str());
                     item.outcome = Some(Outcome {
                         name: item.name.clone(),
                         ok: true,
@@ -1248,7 +1160,7 @@ impl Daemon {
     }
 
     fn outcome(&self, id: InstId, name: &str, goal: Goal) -> Option<Outcome> {
-        let Some(inst) = self.instances[id].as_ref() else {
+        let Some(inst) = self.sup.get(id) else {
             return Some(match goal {
                 Goal::Down => ok(name, "stopped"),
                 Goal::Up | Goal::Restarted => fail(name, "removed by a reload"),
@@ -1257,7 +1169,7 @@ impl Daemon {
         if let Some(held) = self.held_outcome(id, name) {
             return held;
         }
-        let c = &inst.core;
+        let c = inst.core();
         let reason = || c.last_error().map(str::to_string).unwrap_or_default();
         match (goal, c.state()) {
             (Goal::Up, State::Running) => Some(ok(name, "started")),
@@ -1319,10 +1231,10 @@ impl Daemon {
         };
         let mut out = Vec::new();
         for id in ids {
-            let Some(inst) = self.instances[id].as_ref() else {
+            let Some(inst) = self.sup.get(id) else {
                 continue;
             };
-            let c = &inst.core;
+            let c = inst.core();
             let outcome = match c.pid() {
                 Some(pid) => match reap::signal_group(pid, sig) {
                     Ok(()) => {
@@ -1358,8 +1270,8 @@ impl Daemon {
                 daemon: Some(std::process::id()),
                 pids: ids
                     .iter()
-                    .filter_map(|&id| self.instances[id].as_ref())
-                    .map(|i| (i.core.name().to_string(), i.core.pid()))
+                    .filter_map(|&id| self.sup.get(id))
+                    .map(|i| (i.core().name().to_string(), i.core().pid()))
                     .collect(),
             }),
             Err(e) => *e,
@@ -1372,16 +1284,13 @@ impl Daemon {
         self.shutting_down = true;
         // Stop in reverse display order; every stop runs in parallel with its own stoptime,
         // except that dependents are down before what they depend on is stopped.
-        let ids: Vec<InstId> = self.ordered().into_iter().rev().collect();
+        let ids: Vec<InstId> = self.sup.ordered().into_iter().rev().collect();
         let inputs = self.stop_in_order(&ids, Input::Shutdown);
         self.apply(inputs, now);
     }
 
     fn all_down(&self) -> bool {
-        self.instances
-            .iter()
-            .flatten()
-            .all(|i| i.core.state().is_down())
+        self.sup.iter().all(|(_, i)| i.core().state().is_down())
     }
 
     fn finish_shutdown(&mut self, now: Instant) {
@@ -1432,10 +1341,9 @@ impl Daemon {
         // A restart has already spawned the new process under the same name: its group is
         // spared.
         let live: Vec<u32> = self
-            .instances
+            .sup
             .iter()
-            .flatten()
-            .filter_map(|i| i.core.pgid())
+            .filter_map(|(_, i)| i.core().pgid())
             .collect();
         let killed = state::kill_tagged(tag, Some(&names), &live);
         if !killed.is_empty() {
@@ -1462,7 +1370,7 @@ impl Daemon {
             // Every instance, retiring ones included: if the daemon dies while they stop, the
             // next one must still find and clean up their groups.
             let all: Vec<state::InstanceState> =
-                self.instances.iter().flatten().map(record_of).collect();
+                self.sup.iter().map(|(_, i)| record_of(i)).collect();
             self.journal.compact(&all)
         } else {
             let mut dirty = std::mem::take(&mut self.state_dirty);
@@ -1470,7 +1378,7 @@ impl Daemon {
             dirty.dedup();
             let mut result = Ok(());
             for &id in &dirty {
-                if let Some(inst) = self.instances[id].as_ref() {
+                if let Some(inst) = self.sup.get(id) {
                     result = result.and(self.journal.record(&record_of(inst)));
                 }
             }
@@ -1485,7 +1393,7 @@ impl Daemon {
     /// before the tombstone of the live key, so its group is never unrecorded; a new instance
     /// of the same name then records under the live key.
     pub(super) fn state_retire(&mut self, id: InstId) {
-        let Some(inst) = self.instances[id].as_ref() else {
+        let Some(inst) = self.sup.get(id) else {
             return;
         };
         let record = record_of(inst);
@@ -1515,13 +1423,13 @@ impl Daemon {
 /// What the state file records of an instance.
 fn record_of(i: &Inst) -> state::InstanceState {
     state::InstanceState {
-        name: i.core.name().to_string(),
-        pgid: i.core.pgid(),
+        name: i.core().name().to_string(),
+        pgid: i.core().pgid(),
         start_ticks: i.start_ticks,
-        restarts: i.core.restarts(),
-        want_up: i.core.want_up(),
-        last_tick: scheduling::last_tick(&i.core),
-        retiring: i.retiring,
+        restarts: i.core().restarts(),
+        want_up: i.core().want_up(),
+        last_tick: scheduling::last_tick(i.core()),
+        retiring: i.is_retiring(),
     }
 }
 

@@ -198,7 +198,7 @@ impl Daemon {
             return;
         }
         self.logs.armed = Some(at);
-        self.timers.push(at, TimerKey::Logs);
+        self.sup.push_timer(at, TimerKey::Logs);
     }
 
     /// `TimerKey::Logs` came due: write held lines whose time is up, run the notifier's

@@ -51,11 +51,13 @@ impl Daemon {
         match which {
             HealthTimer::Watchdog if w.watchdog_at == Some(at) => {
                 w.watchdog_at = None;
-                let running = self.instances[id]
-                    .as_ref()
-                    .is_some_and(|i| i.core.state() == State::Running);
-                let period = self.instances[id]
-                    .as_ref()
+                let running = self
+                    .sup
+                    .get(id)
+                    .is_some_and(|i| i.core().state() == State::Running);
+                let period = self
+                    .sup
+                    .get(id)
                     .and_then(|i| i.spec.health.watchdog)
                     .unwrap_or_default();
                 if running {
@@ -72,8 +74,9 @@ impl Daemon {
             }
             HealthTimer::CheckTimeout if w.check_deadline == Some(at) => {
                 w.check_deadline = None;
-                let timeout = self.instances[id]
-                    .as_ref()
+                let timeout = self
+                    .sup
+                    .get(id)
                     .and_then(|i| i.spec.health.healthcheck.as_ref())
                     .map(|c| c.timeout)
                     .unwrap_or_default();
@@ -103,13 +106,13 @@ impl Daemon {
     // ----- checks -----
 
     fn run_check(&mut self, id: InstId, now: Instant) -> Inputs {
-        let Some(inst) = self.instances[id].as_ref() else {
+        let Some(inst) = self.sup.get(id) else {
             return Vec::new();
         };
         let Some(check) = inst.spec.health.healthcheck.clone() else {
             return Vec::new();
         };
-        if inst.core.pid().is_none() {
+        if inst.core().pid().is_none() {
             return Vec::new();
         }
         let started = match &check.probe {
@@ -119,8 +122,8 @@ impl Daemon {
                 spec.health = Default::default();
                 let req = SpawnRequest {
                     spec: &spec,
-                    name: inst.core.name(),
-                    num: inst.core.num(),
+                    name: inst.core().name(),
+                    num: inst.core().num(),
                     stdout: Stdio::Null,
                     stderr: Stdio::Null,
                 };
@@ -143,8 +146,8 @@ impl Daemon {
                     let at = now + check.timeout;
                     w.in_flight = Some(f);
                     w.check_deadline = Some(at);
-                    self.timers
-                        .push(at, TimerKey::Health(id, HealthTimer::CheckTimeout));
+                    self.sup
+                        .push_timer(at, TimerKey::Health(id, HealthTimer::CheckTimeout));
                 }
                 Vec::new()
             }
@@ -186,15 +189,15 @@ impl Daemon {
         result: Result<(), String>,
         now: Instant,
     ) -> Inputs {
-        let Some(inst) = self.instances[id].as_ref() else {
+        let Some(inst) = self.sup.get(id) else {
             return Vec::new();
         };
         let Some(check) = inst.spec.health.healthcheck.clone() else {
             return Vec::new();
         };
         let ready_by_health = inst.spec.health.ready == Ready::Health;
-        let state = inst.core.state();
-        let name = inst.core.name().to_string();
+        let state = inst.core().state();
+        let name = inst.core().name().to_string();
         let Some(w) = self.watches.of.get_mut(&id) else {
             return Vec::new();
         };
@@ -207,8 +210,8 @@ impl Daemon {
         w.check_deadline = None;
         let at = now + check.interval;
         w.next_check = Some(at);
-        self.timers
-            .push(at, TimerKey::Health(id, HealthTimer::Check));
+        self.sup
+            .push_timer(at, TimerKey::Health(id, HealthTimer::Check));
         let starting = state == State::Starting;
         match w
             .checks
@@ -250,9 +253,9 @@ impl Daemon {
 
     /// `health` for status: null without a check or without a process.
     pub(super) fn health_of(&self, id: InstId) -> Option<String> {
-        let inst = self.instances[id].as_ref()?;
+        let inst = self.sup.get(id)?;
         inst.spec.health.healthcheck.as_ref()?;
-        inst.core.pid()?;
+        inst.core().pid()?;
         let w = self.watches.of.get(&id)?;
         Some(w.checks.status().as_str().to_string())
     }
@@ -260,20 +263,20 @@ impl Daemon {
     // ----- resources -----
 
     fn sample(&mut self, id: InstId, now: Instant) -> Inputs {
-        let Some(inst) = self.instances[id].as_ref() else {
+        let Some(inst) = self.sup.get(id) else {
             return Vec::new();
         };
-        let (Some(rule), Some(pid)) = (inst.spec.health.watch, inst.core.pid()) else {
+        let (Some(rule), Some(pid)) = (inst.spec.health.watch, inst.core().pid()) else {
             return Vec::new();
         };
-        let running = inst.core.state() == State::Running;
+        let running = inst.core().state() == State::Running;
         let Some(w) = self.watches.of.get_mut(&id) else {
             return Vec::new();
         };
         let at = now + sample_every(rule.sustained);
         w.sample_at = Some(at);
-        self.timers
-            .push(at, TimerKey::Health(id, HealthTimer::Sample));
+        self.sup
+            .push_timer(at, TimerKey::Health(id, HealthTimer::Sample));
         let sample = procfs::usage(pid);
         let hz = procfs::ticks_per_s();
         match w.usage.sample(&rule, sample, running, now, hz) {
@@ -286,7 +289,7 @@ impl Daemon {
     /// second per process. CPU is the share since the previous reading, else since the process
     /// began.
     pub(super) fn usage_of(&self, id: InstId, now: Instant) -> (Option<f64>, Option<u64>) {
-        let Some(pid) = self.instances[id].as_ref().and_then(|i| i.core.pid()) else {
+        let Some(pid) = self.sup.get(id).and_then(|i| i.core().pid()) else {
             return (None, None);
         };
         let hz = procfs::ticks_per_s();
@@ -302,16 +305,14 @@ impl Daemon {
         let pct = match seen.get(&pid) {
             Some(&(t0, at, _, _)) => usage::cpu_percent(ticks.saturating_sub(t0), now - at, hz),
             None => {
-                let started = self.instances[id]
-                    .as_ref()
-                    .and_then(|i| i.core.started_at());
+                let started = self.sup.get(id).and_then(|i| i.core().started_at());
                 started
                     .and_then(|s| usage::cpu_percent(ticks, now.saturating_duration_since(s), hz))
             }
         };
         seen.insert(pid, (ticks, now, pct, rss));
         let rss = Some(rss);
-        if seen.len() > 4 * self.instances.len() + 64 {
+        if seen.len() > 4 * self.sup.slots() + 64 {
             seen.clear();
         }
         (pct.map(|p| (p * 10.0).round() / 10.0), rss)

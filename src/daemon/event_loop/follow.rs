@@ -39,8 +39,8 @@ impl Daemon {
         };
         let names: Vec<String> = ids
             .iter()
-            .filter_map(|&id| self.instances[id].as_ref())
-            .map(|i| i.core.name().to_string())
+            .filter_map(|&id| self.sup.get(id))
+            .map(|i| i.core().name().to_string())
             .collect();
         let [id] = ids[..] else {
             return Some(Response::new(ResponseBody::Error {
@@ -48,16 +48,16 @@ impl Daemon {
                 hint: Some(format!("tail one of them, e.g. `sup tail {}`", names[0])),
             }));
         };
-        let inst = self.instances[id].as_ref()?;
+        let inst = self.sup.get(id)?;
         let (output, what) = if stderr {
             (&inst.spec.stderr, "stderr")
         } else {
             (&inst.spec.stdout, "stdout")
         };
-        let Some(path) = output.path_for(inst.core.name()) else {
+        let Some(path) = output.path_for(inst.core().name()) else {
             return Some(Response::error(format!(
                 "{}: its {what} is discarded, there is nothing to tail",
-                inst.core.name()
+                inst.core().name()
             )));
         };
         let (data, offset) = match last_lines(&path, lines) {
@@ -65,7 +65,7 @@ impl Daemon {
             Err(e) => {
                 return Some(Response::error(format!(
                     "{}: unable to read {}: {e}",
-                    inst.core.name(),
+                    inst.core().name(),
                     path.display()
                 )))
             }
@@ -150,7 +150,7 @@ impl Daemon {
             // Names that a reload removed select nothing now: fall back to everything.
             let ids = self
                 .select_or_all(&names)
-                .unwrap_or_else(|_| self.ordered());
+                .unwrap_or_else(|_| self.sup.ordered());
             let snapshot = Response::new(ResponseBody::Status {
                 instances: ids
                     .iter()
@@ -174,7 +174,7 @@ impl Daemon {
         let at = crate::logging::timestamp();
         for slot in self.clients.subscribers() {
             for (id, message) in &events {
-                let Some(inst) = self.instances[*id].as_ref() else {
+                let Some(inst) = self.sup.get(*id) else {
                     continue;
                 };
                 let wanted = match &self.sources.get(slot) {
@@ -183,8 +183,8 @@ impl Daemon {
                             names.is_empty()
                                 || names.iter().any(|n| {
                                     n == "all"
-                                        || *n == inst.core.name()
-                                        || *n == inst.core.program()
+                                        || *n == inst.core().name()
+                                        || *n == inst.core().program()
                                 })
                         }
                         _ => false,

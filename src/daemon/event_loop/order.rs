@@ -54,20 +54,20 @@ impl Daemon {
 
     /// Why `id` may not be spawned now: the first dependency instance that is not running.
     pub(super) fn blocked_by(&self, id: InstId) -> Option<String> {
-        let inst = self.instances[id].as_ref()?;
+        let inst = self.sup.get(id)?;
         for dep in &inst.spec.health.depends_on {
-            let Some(program) = self.programs.get(dep) else {
+            let Some(program) = self.sup.by_name(dep) else {
                 // Not added yet (start-up adds programs by name): it will be.
                 if self.settings.config.programs.contains_key(dep) {
                     return Some(format!("waiting for {dep} (not started yet)"));
                 }
                 continue;
             };
-            for &d in &program.instances {
-                let Some(di) = self.instances[d].as_ref() else {
+            for &d in program.instances() {
+                let Some(di) = self.sup.get(d) else {
                     continue;
                 };
-                let c = &di.core;
+                let c = di.core();
                 let why = deps::holds(c.name(), c.state(), c.is_waiting(), c.last_error());
                 if why.is_some() {
                     return why;
@@ -79,26 +79,24 @@ impl Daemon {
 
     /// Some instance that depends on `id`'s program is part of a stop under way and still up.
     fn dependents_up(&self, id: InstId) -> bool {
-        let Some(program) = self.instances[id].as_ref().map(|i| i.core.program()) else {
+        let Some(program) = self.sup.get(id).map(|i| i.core().program()) else {
             return false;
         };
         let up = |o: InstId| {
             self.order.stop_set.contains(&o)
-                && self.instances[o]
-                    .as_ref()
-                    .is_some_and(|i| !i.core.state().is_down())
+                && self.sup.get(o).is_some_and(|i| !i.core().state().is_down())
         };
         let configured = self
             .order
             .dependents
             .of(program)
             .iter()
-            .filter_map(|p| self.programs.get(p))
-            .flat_map(|p| p.instances.iter().copied());
+            .filter_map(|p| self.sup.by_name(p))
+            .flat_map(|p| p.instances().iter().copied());
         // Instances removed by a reload are in no program but may still be stopping.
-        let retiring = self.retiring.iter().copied().filter(|&o| {
-            self.instances[o]
-                .as_ref()
+        let retiring = self.sup.retiring().iter().copied().filter(|&o| {
+            self.sup
+                .get(o)
                 .is_some_and(|i| i.spec.health.depends_on.iter().any(|d| d == program))
         });
         configured.chain(retiring).any(up)
@@ -161,21 +159,22 @@ impl Daemon {
         let mut seen = HashSet::new();
         let mut waiting = Vec::new();
         for &id in changed {
-            let Some(program) = self.instances[id].as_ref().map(|i| i.core.program()) else {
+            let Some(program) = self.sup.get(id).map(|i| i.core().program()) else {
                 continue;
             };
             for dependent in self.order.dependents.of(program) {
                 if !seen.insert(dependent.as_str()) {
                     continue;
                 }
-                let Some(p) = self.programs.get(dependent) else {
+                let Some(p) = self.sup.by_name(dependent) else {
                     continue;
                 };
-                waiting.extend(p.instances.iter().copied().filter(|&d| {
-                    self.instances[d]
-                        .as_ref()
-                        .is_some_and(|i| i.core.is_waiting())
-                }));
+                waiting.extend(
+                    p.instances()
+                        .iter()
+                        .copied()
+                        .filter(|&d| self.sup.get(d).is_some_and(|i| i.core().is_waiting())),
+                );
             }
         }
         self.recheck(waiting)
@@ -192,12 +191,11 @@ impl Daemon {
     /// Every waiting instance is checked again: a reload may have changed what depends on
     /// what.
     pub(super) fn recheck_all_waiting(&self) -> Inputs {
-        let waiting: Vec<InstId> = (0..self.instances.len())
-            .filter(|&id| {
-                self.instances[id]
-                    .as_ref()
-                    .is_some_and(|i| i.core.is_waiting())
-            })
+        let waiting: Vec<InstId> = self
+            .sup
+            .iter()
+            .filter(|(_, i)| i.core().is_waiting())
+            .map(|(id, _)| id)
             .collect();
         self.recheck(waiting)
     }

@@ -174,14 +174,14 @@ impl Daemon {
         if let Some(c) = &spec.health.healthcheck {
             let at = now + c.interval.min(FIRST_CHECK);
             w.next_check = Some(at);
-            self.timers
-                .push(at, TimerKey::Health(id, HealthTimer::Check));
+            self.sup
+                .push_timer(at, TimerKey::Health(id, HealthTimer::Check));
         }
         if let Some(rule) = &spec.health.watch {
             let at = now + sample_every(rule.sustained);
             w.sample_at = Some(at);
-            self.timers
-                .push(at, TimerKey::Health(id, HealthTimer::Sample));
+            self.sup
+                .push_timer(at, TimerKey::Health(id, HealthTimer::Sample));
         }
         self.watches.of.insert(id, w);
     }
@@ -329,17 +329,14 @@ impl Daemon {
     }
 
     fn pet_watchdog(&mut self, id: InstId, now: Instant) {
-        let Some(period) = self.instances[id]
-            .as_ref()
-            .and_then(|i| i.spec.health.watchdog)
-        else {
+        let Some(period) = self.sup.get(id).and_then(|i| i.spec.health.watchdog) else {
             return;
         };
         if let Some(w) = self.watches.of.get_mut(&id) {
             let at = now + period;
             w.watchdog_at = Some(at);
-            self.timers
-                .push(at, TimerKey::Health(id, HealthTimer::Watchdog));
+            self.sup
+                .push_timer(at, TimerKey::Health(id, HealthTimer::Watchdog));
         }
     }
 }

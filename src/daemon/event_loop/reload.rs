@@ -55,9 +55,9 @@ impl Daemon {
             }
         };
         let old: BTreeMap<String, ProgramSpec> = self
-            .programs
-            .iter()
-            .map(|(name, p)| (name.clone(), (*p.spec).clone()))
+            .sup
+            .specs()
+            .map(|(name, spec)| (name.to_string(), spec.clone()))
             .collect();
         let plan = reload::plan(&old, &config.programs);
         let report = report_of(&plan, dry_run);
@@ -102,7 +102,7 @@ impl Daemon {
         let items = waits
             .into_iter()
             .filter_map(|(id, goal)| {
-                let name = self.instances[id].as_ref()?.core.name().to_string();
+                let name = self.sup.get(id)?.core().name().to_string();
                 Some(Item {
                     id,
                     name,
@@ -116,46 +116,36 @@ impl Daemon {
 
     /// Stop every instance of a program and hide it; the slots are freed once down.
     fn retire_program(&mut self, name: &str, now: Instant) -> Vec<(InstId, Goal)> {
-        let Some(program) = self.programs.remove(name) else {
+        let Some(ids) = self.sup.remove_program(name) else {
             return Vec::new();
         };
-        for &id in &program.instances {
+        for &id in &ids {
             self.retire(id, now);
         }
-        program
-            .instances
-            .into_iter()
-            .map(|id| (id, Goal::Down))
-            .collect()
+        ids.into_iter().map(|id| (id, Goal::Down)).collect()
     }
 
     fn retire(&mut self, id: InstId, now: Instant) {
-        if let Some(inst) = self.instances[id].as_mut() {
-            inst.retiring = true;
-            inst.next_spec = None;
-        }
+        self.sup.retire(id);
         self.state_retire(id);
         self.forget_holds(id);
         self.apply(vec![(id, Input::Shutdown)], now);
-        self.retiring.push(id);
     }
 
     /// A new definition for the same instance names: restart what is up, swap the rest.
     fn change_program(&mut self, spec: ProgramSpec, now: Instant) -> Vec<(InstId, Goal)> {
         let spec = Rc::new(spec);
         let mut waits = self.resize(&spec, now);
-        let Some(program) = self.programs.get_mut(&spec.name) else {
+        let Some(old) = self.sup.set_program_spec(spec.clone()) else {
             return waits;
         };
-        let old = program.spec.clone();
         let old_autostart = old.autostart;
-        program.spec = spec.clone();
-        let ids = program.instances.clone();
+        let ids = self.instances_of(&spec.name);
         for id in ids {
-            let Some(inst) = self.instances[id].as_mut() else {
+            let Some(inst) = self.sup.get_mut(id) else {
                 continue;
             };
-            let state = inst.core.state();
+            let state = inst.core().state();
             if spec.schedule.is_some() {
                 inst.spec = spec.clone();
                 inst.next_spec = None;
@@ -173,14 +163,14 @@ impl Daemon {
                 inst.next_spec = None;
                 let start = !old_autostart
                     && spec.autostart
-                    && inst.core.want_up()
+                    && inst.core().want_up()
                     && state == crate::core::State::Stopped
                     && spec.schedule.is_none();
                 if start {
                     self.apply(vec![(id, Input::Start)], now);
                     waits.push((id, Goal::Up));
                 }
-            } else if inst.core.want_up() {
+            } else if inst.core().want_up() {
                 inst.next_spec = Some(spec.clone());
                 self.apply(vec![(id, Input::Restart)], now);
                 waits.push((id, Goal::Restarted));
@@ -197,10 +187,9 @@ impl Daemon {
     fn scale_program(&mut self, spec: ProgramSpec, now: Instant) -> Vec<(InstId, Goal)> {
         let spec = Rc::new(spec);
         let waits = self.resize(&spec, now);
-        if let Some(program) = self.programs.get_mut(&spec.name) {
-            program.spec = spec.clone();
-            for &id in &program.instances {
-                if let Some(inst) = self.instances[id].as_mut() {
+        if self.sup.set_program_spec(spec.clone()).is_some() {
+            for id in self.instances_of(&spec.name) {
+                if let Some(inst) = self.sup.get_mut(id) {
                     inst.spec = spec.clone();
                 }
             }
@@ -212,14 +201,12 @@ impl Daemon {
     /// retire the extra ones, add and start the missing ones.
     fn resize(&mut self, spec: &Rc<ProgramSpec>, now: Instant) -> Vec<(InstId, Goal)> {
         let mut waits = Vec::new();
-        let Some(program) = self.programs.get_mut(&spec.name) else {
+        let Some(have) = self.sup.by_name(&spec.name).map(|p| p.instances().len()) else {
             return waits;
         };
         let want = spec.numprocs as usize;
-        let have = program.instances.len();
         if have > want {
-            let extra: Vec<InstId> = program.instances.drain(want..).collect();
-            for id in extra {
+            for id in self.sup.split_program(&spec.name, want) {
                 self.retire(id, now);
                 waits.push((id, Goal::Down));
             }
@@ -227,9 +214,7 @@ impl Daemon {
             let names = spec.instance_names();
             for (num, name) in names.into_iter().enumerate().skip(have) {
                 let id = self.new_instance(spec, num as u32, name, &HashMap::new());
-                if let Some(p) = self.programs.get_mut(&spec.name) {
-                    p.instances.push(id);
-                }
+                self.sup.push_instance(&spec.name, id);
                 if spec.schedule.is_some() {
                     let inputs = self.arm_schedule(id, None);
                     self.apply(inputs, now);
@@ -244,37 +229,25 @@ impl Daemon {
 
     /// Free the slots of retired instances that are down.
     pub(super) fn free_retired(&mut self) {
-        if self.retiring.is_empty() {
+        let freed = self.sup.free_retired();
+        if freed.is_empty() {
             return;
         }
-        let mut keep = Vec::new();
-        let mut freed = false;
-        for id in std::mem::take(&mut self.retiring) {
-            let down = self.instances[id]
-                .as_ref()
-                .is_none_or(|i| i.core.state().is_down());
-            if down {
-                if let Some(inst) = self.instances[id].take() {
-                    self.state_forget(inst.core.name());
-                }
-                self.free_instances.push(id);
-                freed = true;
-            } else {
-                keep.push(id);
-            }
+        for name in &freed {
+            self.state_forget(name);
         }
-        self.retiring = keep;
-        if freed {
-            // Output state is kept by name, across restarts: drop it only for names that no
-            // instance has now (a name re-added while its old instance stopped keeps it).
-            let live: HashSet<&str> = self
-                .instances
-                .iter()
-                .flatten()
-                .map(|i| i.core.name())
-                .collect();
-            self.logs.retain_names(|name| live.contains(name));
-        }
+        // Output state is kept by name, across restarts: drop it only for names that no
+        // instance has now (a name re-added while its old instance stopped keeps it).
+        let live: HashSet<&str> = self.sup.iter().map(|(_, i)| i.core().name()).collect();
+        self.logs.retain_names(|name| live.contains(name));
+    }
+
+    /// A configured program's instances (none for a name not configured).
+    fn instances_of(&self, program: &str) -> Vec<InstId> {
+        self.sup
+            .by_name(program)
+            .map(|p| p.instances().to_vec())
+            .unwrap_or_default()
     }
 }
 

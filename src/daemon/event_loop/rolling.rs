@@ -27,18 +27,18 @@ impl Daemon {
         let mut by_program: Vec<(String, VecDeque<InstId>)> = Vec::new();
         let mut items = Vec::new();
         for &id in &ids {
-            let Some(inst) = self.instances[id].as_ref() else {
+            let Some(inst) = self.sup.get(id) else {
                 continue;
             };
             self.order.rolling_failed.remove(&id);
-            let program = inst.core.program().to_string();
+            let program = inst.core().program().to_string();
             match by_program.iter_mut().find(|(p, _)| *p == program) {
                 Some((_, q)) => q.push_back(id),
                 None => by_program.push((program, VecDeque::from([id]))),
             }
             items.push(Item {
                 id,
-                name: inst.core.name().to_string(),
+                name: inst.core().name().to_string(),
                 goal: Goal::Restarted,
                 outcome: None,
             });
@@ -69,7 +69,7 @@ impl Daemon {
         let mut rolling = std::mem::take(&mut self.order.rolling);
         for r in &mut rolling {
             let current = r.current();
-            let state = self.instances[current].as_ref().map(|i| i.core.state());
+            let state = self.sup.get(current).map(|i| i.core().state());
             match r.advance(state) {
                 Roll::Wait | Roll::Done => {}
                 Roll::Next(next) => inputs.push((next, Input::Restart)),

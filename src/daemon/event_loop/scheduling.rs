@@ -24,7 +24,7 @@ impl Daemon {
     /// last tick a previous daemon recorded (RFC 3339) for `catchup: once`. Jobs without a
     /// schedule, and instances an operator stopped, are left alone.
     pub(super) fn arm_schedule(&mut self, id: InstId, last_tick: Option<&str>) -> Inputs {
-        let Some(inst) = self.instances[id].as_mut() else {
+        let Some(inst) = self.sup.get_mut(id) else {
             return Vec::new();
         };
         if inst.spec.schedule.is_none() || !inst.spec.autostart {
@@ -33,16 +33,13 @@ impl Daemon {
         let last = last_tick
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
-        inst.core.restore_last_tick(last);
+        inst.restore_last_tick(last);
         vec![tick(id)]
     }
 
     /// A `TimerKey::Tick` entry came due: feed the tick unless the entry is stale.
     pub(super) fn fire_tick(&self, id: InstId, at: Instant) -> Inputs {
-        let due = self.instances[id]
-            .as_ref()
-            .is_some_and(|i| i.core.tick_at() == Some(at));
-        if due {
+        if self.sup.tick_due(id, at) {
             vec![tick(id)]
         } else {
             Vec::new()
@@ -51,19 +48,19 @@ impl Daemon {
 
     /// `next_run` for `status`: RFC 3339, or `None` for a job with no armed schedule.
     pub(super) fn next_run_of(&self, id: InstId, now: Instant) -> Option<String> {
-        let inst = self.instances[id].as_ref()?;
+        let inst = self.sup.get(id)?;
         let wall = Utc::now();
-        let at = inst.core.next_run(Clocks { mono: now, wall })?;
+        let at = inst.core().next_run(Clocks { mono: now, wall })?;
         Some(rfc3339(at))
     }
 
     /// The last runs for `status`, with each start turned into a wall-clock time.
     pub(super) fn history_of(&self, id: InstId, now: Instant) -> Vec<RunStatus> {
-        let Some(inst) = self.instances[id].as_ref() else {
+        let Some(inst) = self.sup.get(id) else {
             return Vec::new();
         };
         let wall = Utc::now();
-        inst.core
+        inst.core()
             .history()
             .iter()
             .map(|r| {
