@@ -485,12 +485,14 @@ fn create_child(args: &ChildArgs) -> Result<(libc::pid_t, Created), Errno> {
 /// child runs in the daemon's memory: nothing is copied and nothing is write-protected, a
 /// constant cost at any N. CLONE_VFORK suspends this thread until the child's exec has replaced
 /// its memory (or the child has exited), so the two never run at once in the same memory; the
-/// exec status is therefore already in the pipe when this returns on a failure.
+/// exec status is therefore already in the pipe when this returns on a failure. The price: the
+/// loop waits out the child's set-up and the start of its exec (microseconds; a program on a
+/// hung network filesystem would stall the daemon, but so does the path lookup before).
 ///
 /// What the child may do, in memory it shares with the daemon (`child_main`, `in_child`):
 /// read `ChildArgs` and what it points to (built before and alive until this returns, and
-/// not changed meanwhile: this thread is suspended); write only its own stack (here, not the
-/// daemon's: a thread suspended in clone still owns its frames) and errno; make raw syscalls
+/// not changed meanwhile: this thread is suspended); write only the stack mapped here (the
+/// suspended thread's own frames stay untouched) and errno; make raw syscalls
 /// or glibc's thin wrappers of one (no cancellation points, nothing that takes a lock or
 /// acts on other threads such as glibc's setuid); write `(step, errno)` to the status pipe
 /// and `_exit`. No allocation, no panics, no std I/O, no formatting, no locks. errno is
