@@ -453,8 +453,8 @@ fn create_child(args: &ChildArgs) -> Result<(libc::pid_t, Created), Errno> {
         }
     }
     if let Err(Errno::ENOSYS | Errno::EINVAL | Errno::EPERM) = result {
-        // SAFETY: the daemon is single-threaded; the child runs only `child_main`, which keeps
-        // to the same rules as under CLONE_VM (below) and never returns.
+        // SAFETY: the daemon is single-threaded; the child runs only `run_child`, which keeps
+        // to the rules of a CLONE_VM child (see `clone_vfork`) and never returns.
         let pid = unsafe { libc::fork() };
         result = match pid {
             // SAFETY: in the child, on the data prepared before the fork.
