@@ -1310,7 +1310,7 @@ impl Daemon {
         }
         self.notifier.stop_senders();
         if let Some(tag) = super::spawn::daemon_tag() {
-            let strays = state::kill_tagged(tag, None, &[]);
+            let strays = state::kill_tagged(tag, None, &[], &[]);
             if !strays.is_empty() {
                 log::warn!(
                     "killed {} process(es) that had left their jobs' groups: {strays:?}",
@@ -1339,13 +1339,21 @@ impl Daemon {
             return;
         };
         // A restart has already spawned the new process under the same name: its group is
-        // spared.
+        // spared, and so is what it started (it has exec'd by now, and may have sent an
+        // escapee of its own out of the group).
         let live: Vec<u32> = self
             .sup
             .iter()
             .filter_map(|(_, i)| i.core().pgid())
             .collect();
-        let killed = state::kill_tagged(tag, Some(&names), &live);
+        let fresh: Vec<(&str, u64)> = self
+            .sup
+            .iter()
+            .map(|(_, i)| i)
+            .filter(|i| i.core().pgid().is_some() && names.iter().any(|n| n == i.core().name()))
+            .filter_map(|i| Some((i.core().name(), i.start_ticks?)))
+            .collect();
+        let killed = state::kill_tagged(tag, Some(&names), &live, &fresh);
         if !killed.is_empty() {
             log::warn!(
                 "killed {} process(es) that had left the process group of {}: {killed:?}",

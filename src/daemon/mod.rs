@@ -102,7 +102,7 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
     }
     // What no recorded group covers: escapees from their groups, and a group spawned in the
     // very turn a predecessor was killed outright, before that turn's record was written.
-    let strays = state::kill_tagged(&tag, None, &[]);
+    let strays = state::kill_tagged(&tag, None, &[], &[]);
     if !strays.is_empty() {
         log::warn!(
             "killed {} process{} left behind by a previous daemon (found by {}): {strays:?}",

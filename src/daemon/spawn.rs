@@ -5,18 +5,22 @@
 //! with the daemon.
 //!
 //! Everything that can fail for a reason worth telling (a missing directory, an unknown user,
-//! a program not on PATH) is checked before `fork`. Between `fork` and `exec` the child runs
-//! only async-signal-safe calls on data prepared here (argv, envp and the resolved path are
-//! built first), and reports a failed `exec` as `(step, errno)` on a close-on-exec pipe.
+//! a program not on PATH) is checked before the child is made. The child is made with
+//! `clone(CLONE_VM | CLONE_VFORK)`, as posix_spawn does, so a spawn costs the daemon the same
+//! at any size (`fork`, which copies its page tables, is the fallback: see `clone_vfork`).
+//! Between its creation and `exec` the child runs only syscalls on data prepared here (argv,
+//! envp and the resolved path are built first), and reports a failed `exec` as
+//! `(step, errno)` on a close-on-exec pipe.
 //!
 //! `start` does not wait for that report: the loop watches the pipe (end of file = the
-//! program runs, data = it could not) while it forks the next child, so a thousand children
-//! exec in parallel instead of one after another. `spawn` is the same with the wait, for
-//! callers that want the answer at once.
+//! program runs, data = it could not) while it starts the next child. The daemon waits only
+//! until the child's `exec` has taken its new memory; loading the program and its libraries
+//! runs in parallel, so a thousand children start at once instead of one after another.
+//! `spawn` is the same with the wait, for callers that want the answer at once.
 //!
 //! Reaping is not done here: the loop reaps every child with `waitpid(-1)`.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -67,8 +71,8 @@ pub struct Spawned {
     pub program: String,
 }
 
-/// Why a spawn did not happen. `daemon` is true when the daemon's own resources ran out (fork
-/// EAGAIN/ENOMEM, descriptors for its pipes): nothing about the job, so it is retried
+/// Why a spawn did not happen. `daemon` is true when the daemon's own resources ran out (clone
+/// or fork EAGAIN/ENOMEM, descriptors for its pipes): nothing about the job, so it is retried
 /// without spending its `startretries`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnError {
@@ -99,7 +103,7 @@ pub(super) fn io_daemon_resource(e: &io::Error) -> bool {
         .is_some_and(|n| daemon_resource(Errno::from_raw(n)))
 }
 
-/// A failed open in the daemon before the fork.
+/// A failed open in the daemon before the child is made.
 fn io_spawn_error(what: &str, e: &io::Error) -> SpawnError {
     SpawnError {
         reason: format!("{what}: {}", io_text(e)),
@@ -121,7 +125,7 @@ pub struct Extras {
     pub ready_fd: Option<(OwnedFd, i32)>,
 }
 
-/// A user switch, resolved before fork.
+/// A user switch, resolved before the child is made.
 #[derive(Debug, Clone)]
 struct Credentials {
     uid: libc::uid_t,
@@ -129,8 +133,8 @@ struct Credentials {
     groups: Vec<libc::gid_t>,
 }
 
-/// What the child does between fork and exec. Plain data, prepared in the parent, so the child
-/// neither allocates nor looks anything up.
+/// What the child does between its creation and exec. Plain data, prepared in the parent, so
+/// the child neither allocates nor looks anything up.
 #[derive(Debug)]
 struct ChildPlan {
     daemon_pid: libc::pid_t,
@@ -184,10 +188,10 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
     Ok(child)
 }
 
-/// Fork the instance and return without waiting for its `exec`; watch `exec_status`.
+/// Start the instance and return without reading its exec status; watch `exec_status`.
 ///
 /// Call it from the daemon's main thread: the parent-death signal fires when the *thread* that
-/// forked ends, not the process.
+/// made the child ends, not the process.
 pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> {
     let spec = req.spec;
     // Put the readiness descriptor on its number first, so no descriptor made below (pipes,
@@ -262,63 +266,26 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
         child_err.as_raw_fd(),
     ];
     let report = status_write.as_raw_fd();
-
-    // SAFETY: the daemon is single-threaded, so the child may run anything until exec; it
-    // still keeps to async-signal-safe syscalls on the data prepared above and never returns.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: in the child; every pointer refers to memory prepared before the fork.
-        unsafe {
-            let fail = |step: i32| -> ! {
-                let errno = *libc::__errno_location();
-                let msg = [step.to_ne_bytes(), errno.to_ne_bytes()].concat();
-                libc::write(report, msg.as_ptr().cast(), msg.len());
-                libc::_exit(127)
-            };
-            for (target, &fd) in fds.iter().enumerate() {
-                if libc::dup2(fd, target as libc::c_int) == -1 {
-                    fail(STEP_SETUP);
-                }
-            }
-            if libc::setpgid(0, 0) == -1 {
-                fail(STEP_SETUP);
-            }
-            // Give up the daemon's controlling terminal, if it has one (`sup daemon` in the
-            // foreground): a job, maybe running as another user, must not open /dev/tty to
-            // read the operator's keys or push input into the shell with TIOCSTI. Not setsid:
-            // the parent's setpgid below could make the child a group leader first, and then
-            // setsid fails.
-            let tty = libc::open(
-                c"/dev/tty".as_ptr(),
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-            );
-            if tty >= 0 {
-                libc::ioctl(tty, libc::TIOCNOTTY);
-                libc::close(tty);
-            }
-            if let Some(dir) = &dir_c {
-                if libc::chdir(dir.as_ptr()) == -1 {
-                    fail(STEP_CHDIR);
-                }
-            }
-            if in_child(&plan).is_err() {
-                fail(STEP_SETUP);
-            }
-            libc::execve(path_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            fail(STEP_EXEC)
-        }
+    let child = ChildArgs {
+        fds,
+        report,
+        dir: dir_c.as_deref(),
+        path: &path_c,
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        plan: &plan,
+    };
+    let (pid, how) = create_child(&child).map_err(|e| SpawnError {
+        reason: format!("fork failed: {}", errno_text(e)),
+        daemon: daemon_resource(e),
+    })?;
+    if how == Created::Fork {
+        // Also from the parent, so the group exists whichever side runs first (signalling the
+        // group right after `start` must reach the child). A vforked child has done it
+        // itself before the parent resumed.
+        // SAFETY: plain syscall on our own child.
+        unsafe { libc::setpgid(pid, pid) };
     }
-    if pid < 0 {
-        let e = Errno::last();
-        return Err(SpawnError {
-            reason: format!("fork failed: {}", errno_text(e)),
-            daemon: daemon_resource(e),
-        });
-    }
-    // Also from the parent, so the group exists whichever side runs first (signalling the
-    // group right after `start` must reach the child).
-    // SAFETY: plain syscall on our own child.
-    unsafe { libc::setpgid(pid, pid) };
     // The parent's copy of the readiness pipe closes here, so its read end sees EOF once the
     // child closes it.
     drop((stdin, child_out, child_err, status_write, ready_fd));
@@ -424,11 +391,275 @@ fn resolve_program(
     })
 }
 
-/// Runs in the child after fork (std has already set up 0/1/2, chdir and the process group).
-/// Only async-signal-safe calls: no allocation, no locks.
-fn in_child(plan: &ChildPlan) -> io::Result<()> {
-    // SAFETY: each call is a plain syscall (or glibc's thin wrapper of one) on local or
-    // pre-built data; this is the single-threaded child between fork and exec.
+/// Everything the child reads between its creation and exec, built by the parent before it.
+struct ChildArgs<'a> {
+    /// Become the child's 0, 1 and 2.
+    fds: [libc::c_int; 3],
+    /// The exec status pipe's write end (close-on-exec).
+    report: libc::c_int,
+    dir: Option<&'a CStr>,
+    path: &'a CStr,
+    /// Null-terminated arrays of pointers into CStrings the parent keeps alive.
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    plan: &'a ChildPlan,
+}
+
+/// How the child was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Created {
+    /// `clone(CLONE_VM | CLONE_VFORK)`: it has exec'd or exited by now.
+    Vfork,
+    /// `fork`, the fallback: it may not have run yet.
+    Fork,
+}
+
+/// Set once `clone(CLONE_VM | CLONE_VFORK)` was refused for good (ENOSYS, EINVAL, EPERM: a
+/// seccomp filter or an emulator), so every later spawn forks without asking again.
+static NO_VFORK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The child's stack size. Its deepest path (the set-up below, glibc's thin syscall wrappers)
+/// needs a few KiB; exec runs on the kernel's stack.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// Start the child running `child_main(args)`; its pid and how it was made. The errno is the
+/// syscall's own, for `SpawnError`.
+fn create_child(args: &ChildArgs) -> Result<(libc::pid_t, Created), Errno> {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Every signal blocked, in the parent and so in the child, until the child has put every
+    // disposition back to the default (`in_child`): no handler the daemon's process might
+    // have (std's SIGSEGV one, a library's) can run in the child, where it would run on the
+    // child's stack with the parent's memory and thread-local state. The daemon's own
+    // signals are blocked anyway (signalfd) and stay pending, so nothing is lost.
+    // Raw, as glibc's posix_spawn does: its pthread_sigmask would leave its own two signals
+    // (32, 33) unblocked.
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: a mask change of this thread, on locals (8 = sizeof the kernel's sigset_t).
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as libc::c_long,
+            &all as *const u64,
+            &mut old as *mut u64,
+            8usize,
+        )
+    };
+    let mut result = Err(Errno::ENOSYS);
+    if !NO_VFORK.load(Relaxed) && !fork_forced() {
+        result = clone_vfork(args).map(|pid| (pid, Created::Vfork));
+        if let Err(Errno::ENOSYS | Errno::EINVAL | Errno::EPERM) = result {
+            NO_VFORK.store(true, Relaxed);
+        }
+    }
+    if let Err(Errno::ENOSYS | Errno::EINVAL | Errno::EPERM) = result {
+        // SAFETY: the daemon is single-threaded; the child runs only `run_child`, which keeps
+        // to the rules of a CLONE_VM child (see `clone_vfork`) and never returns.
+        let pid = unsafe { libc::fork() };
+        result = match pid {
+            // SAFETY: in the child, on the data prepared before the fork.
+            0 => unsafe { run_child(args) },
+            -1 => Err(Errno::last()),
+            pid => Ok((pid, Created::Fork)),
+        };
+    }
+    // SAFETY: as above; the mask the daemon had. A failed clone's errno is read already.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as libc::c_long,
+            &old as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    result
+}
+
+/// `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)` on a stack of its own, as glibc's posix_spawn
+/// does: the child's pid once it has exec'd (or exited on a failure it reported).
+///
+/// Why: `fork` copies the daemon's page tables (dup_mmap, copy_page_range) and write-protects
+/// its memory, so every spawn and restart costs the daemon time in proportion to its size (its
+/// page tables, then a copy-on-write fault per page it touches afterwards). With CLONE_VM the
+/// child runs in the daemon's memory: nothing is copied and nothing is write-protected, a
+/// constant cost at any N. CLONE_VFORK suspends this thread until the child's exec has replaced
+/// its memory (or the child has exited), so the two never run at once in the same memory; the
+/// exec status is therefore already in the pipe when this returns on a failure. The price: the
+/// loop waits out the child's set-up and the start of its exec (microseconds; a program on a
+/// hung network filesystem would stall the daemon, but so does the path lookup before).
+///
+/// What the child may do, in memory it shares with the daemon (`child_main`, `in_child`):
+/// read `ChildArgs` and what it points to (built before and alive until this returns, and
+/// not changed meanwhile: this thread is suspended); write only the stack mapped here (the
+/// suspended thread's own frames stay untouched) and errno; make raw syscalls
+/// or glibc's thin wrappers of one (no cancellation points, nothing that takes a lock or
+/// acts on other threads such as glibc's setuid); write `(step, errno)` to the status pipe
+/// and `_exit`. No allocation, no panics, no std I/O, no formatting, no locks. errno is
+/// this thread's thread-local, which the child shares: harmless, since the parent reads errno
+/// after the clone only when clone itself failed (then no child ran). Descriptors, cwd,
+/// umask, dispositions, credentials and rlimits are the child's own (no CLONE_FILES,
+/// CLONE_FS, CLONE_SIGHAND, CLONE_THREAD): changing them does not touch the daemon. Signals
+/// are all blocked (see `create_child`) until the child has reset every disposition.
+fn clone_vfork(args: &ChildArgs) -> Result<libc::pid_t, Errno> {
+    let stack = ChildStack::new()?;
+    // SAFETY: see above; `stack` and `args` outlive the call, and the child never returns
+    // from `child_main` (it execs or `_exit`s), so glibc's clone never reaches its exit path.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            stack.top(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (args as *const ChildArgs).cast_mut().cast(),
+        )
+    };
+    if pid == -1 {
+        return Err(Errno::last());
+    }
+    // The child is done with `stack` (exec'd or exited): dropped here, unmapped.
+    Ok(pid)
+}
+
+/// The vforked child's stack: 64 KiB mmap'd, with an inaccessible page below it so an
+/// overflow faults instead of writing into the daemon's memory.
+struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    fn new() -> Result<ChildStack, Errno> {
+        // SAFETY: sysconf has no preconditions.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            n if n > 0 => n as usize,
+            _ => 4096,
+        };
+        let len = CHILD_STACK + page;
+        // SAFETY: a new private anonymous mapping, ours alone.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        let stack = ChildStack { base, len };
+        // SAFETY: the lowest page of the mapping made above (stacks grow down).
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } == -1 {
+            return Err(Errno::last());
+        }
+        Ok(stack)
+    }
+
+    /// The highest address, where the child starts (page-aligned, so 16-byte aligned).
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, no longer used by any child.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+#[cfg(not(test))]
+fn fork_forced() -> bool {
+    false
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests set it to run the fork fallback on their thread.
+    static FORCE_FORK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn fork_forced() -> bool {
+    FORCE_FORK.with(|f| f.get())
+}
+
+/// The vforked child's entry point, as clone wants it.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` that `clone_vfork` was given, alive and unchanged
+    // until the child has exec'd or exited.
+    unsafe { run_child(&*arg.cast_const().cast::<ChildArgs>()) }
+}
+
+/// The child, from its creation to exec. Under CLONE_VM it runs in the daemon's memory: see
+/// `clone_vfork` for what it may touch.
+///
+/// # Safety
+/// Only in a new child, with `a` and what it points to valid until it has exec'd or exited.
+unsafe fn run_child(a: &ChildArgs) -> ! {
+    // SAFETY: every call below is a syscall on `a`'s data or on locals.
+    unsafe {
+        let report = a.report;
+        let fail = |step: i32| -> ! {
+            let s = step.to_ne_bytes();
+            let e = (*libc::__errno_location()).to_ne_bytes();
+            let msg = [s[0], s[1], s[2], s[3], e[0], e[1], e[2], e[3]];
+            // Raw: glibc's write is a cancellation point, which touches thread state.
+            libc::syscall(
+                libc::SYS_write,
+                report as libc::c_long,
+                msg.as_ptr() as libc::c_long,
+                msg.len() as libc::c_long,
+            );
+            libc::_exit(127)
+        };
+        for (target, &fd) in a.fds.iter().enumerate() {
+            if libc::dup2(fd, target as libc::c_int) == -1 {
+                fail(STEP_SETUP);
+            }
+        }
+        if libc::setpgid(0, 0) == -1 {
+            fail(STEP_SETUP);
+        }
+        // Give up the daemon's controlling terminal, if it has one (`sup daemon` in the
+        // foreground): a job, maybe running as another user, must not open /dev/tty to
+        // read the operator's keys or push input into the shell with TIOCSTI. Not setsid:
+        // after a fork, the parent's setpgid could make the child a group leader first, and
+        // then setsid fails. Raw open and close: glibc's are cancellation points.
+        let tty = libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD as libc::c_long,
+            c"/dev/tty".as_ptr() as libc::c_long,
+            (libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) as libc::c_long,
+        );
+        if tty >= 0 {
+            libc::ioctl(tty as libc::c_int, libc::TIOCNOTTY);
+            libc::syscall(libc::SYS_close, tty);
+        }
+        if let Some(dir) = a.dir {
+            if libc::chdir(dir.as_ptr()) == -1 {
+                fail(STEP_CHDIR);
+            }
+        }
+        if in_child(a.plan).is_err() {
+            fail(STEP_SETUP);
+        }
+        libc::execve(a.path.as_ptr(), a.argv, a.envp);
+        fail(STEP_EXEC)
+    }
+}
+
+/// A set-up step failed; errno says why.
+struct Failed;
+
+/// The rest of the child's set-up, after 0/1/2, the process group and the working directory.
+/// Same rules as `child_main`: syscalls on pre-built data, nothing else.
+fn in_child(plan: &ChildPlan) -> Result<(), Failed> {
+    // SAFETY: each call is a raw syscall (or glibc's thin wrapper of one) on local or
+    // pre-built data, in the child between its creation and exec.
     unsafe {
         // Default dispositions first, so that unblocking below can never run a handler
         // inherited from the daemon. Ignored signals survive exec, so this is what keeps a
@@ -439,7 +670,7 @@ fn in_child(plan: &ChildPlan) -> io::Result<()> {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::syscall(
                     libc::SYS_rt_sigaction,
-                    sig,
+                    sig as libc::c_long,
                     dfl.as_ptr(),
                     std::ptr::null_mut::<u64>(),
                     8usize, // sizeof the kernel's sigset_t
@@ -471,9 +702,17 @@ fn in_child(plan: &ChildPlan) -> io::Result<()> {
         }
         if let Some(c) = &plan.creds {
             // Groups, then gid, then uid: after setuid we could no longer change the others.
-            check(libc::setgroups(c.groups.len(), c.groups.as_ptr()))?;
-            check(libc::setgid(c.gid))?;
-            check(libc::setuid(c.uid))?;
+            // Raw syscalls, which change this process only: glibc's wrappers, in a process
+            // with threads, take a lock and signal every other thread to switch too (the
+            // daemon's own threads, had it any, under CLONE_VM). 32-bit ids on every 64-bit
+            // architecture.
+            check_long(libc::syscall(
+                libc::SYS_setgroups,
+                c.groups.len() as libc::c_long,
+                c.groups.as_ptr() as libc::c_long,
+            ))?;
+            check_long(libc::syscall(libc::SYS_setgid, c.gid as libc::c_long))?;
+            check_long(libc::syscall(libc::SYS_setuid, c.uid as libc::c_long))?;
         }
         // After the credential change: changing the euid clears the parent-death signal.
         check(libc::prctl(
@@ -487,14 +726,16 @@ fn in_child(plan: &ChildPlan) -> io::Result<()> {
             // The daemon died before the signal was armed; nobody is left to supervise us.
             libc::_exit(1);
         }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        check(libc::pthread_sigmask(
-            libc::SIG_SETMASK,
-            &empty,
-            std::ptr::null_mut(),
+        // An empty mask: every signal unblocked, glibc's internal ones included.
+        let empty = 0u64;
+        check_long(libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as libc::c_long,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize, // sizeof the kernel's sigset_t
         ))?;
-        // Close-on-exec rather than close: std's exec-error pipe (itself close-on-exec) must
+        // Close-on-exec rather than close: the exec status pipe (itself close-on-exec) must
         // stay open until exec so a failure can still be reported.
         let r = libc::syscall(
             libc::SYS_close_range,
@@ -523,9 +764,13 @@ fn in_child(plan: &ChildPlan) -> io::Result<()> {
     Ok(())
 }
 
-fn check(r: libc::c_int) -> io::Result<()> {
+fn check(r: libc::c_int) -> Result<(), Failed> {
+    check_long(r.into())
+}
+
+fn check_long(r: libc::c_long) -> Result<(), Failed> {
     if r == -1 {
-        Err(io::Error::last_os_error())
+        Err(Failed)
     } else {
         Ok(())
     }
@@ -680,6 +925,12 @@ mod tests {
 
     /// Everything the child writes to stdout, read to EOF, and how it ended.
     fn run(spec: &ProgramSpec) -> (String, ExitStatus) {
+        let (_, out, st) = run_pid(spec);
+        (out, st)
+    }
+
+    /// `run`, with the child's pid first.
+    fn run_pid(spec: &ProgramSpec) -> (u32, String, ExitStatus) {
         let child = spawn(&request(spec, Stdio::Pipe)).expect("spawn");
         let fd = child.stdout.expect("a pipe");
         let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).expect("getfl");
@@ -692,7 +943,7 @@ mod tests {
         std::fs::File::from(fd)
             .read_to_string(&mut out)
             .expect("read");
-        (out, wait_exit(child.pid))
+        (child.pid, out, wait_exit(child.pid))
     }
 
     fn sh(script: &str) -> ProgramSpec {
@@ -871,5 +1122,118 @@ mod tests {
         expected.sort();
         expected.dedup();
         assert_eq!(got, expected);
+    }
+    /// Run `f` with this thread's spawns made by the fork fallback.
+    fn forking<T>(f: impl FnOnce() -> T) -> T {
+        FORCE_FORK.with(|x| x.set(true));
+        let r = f();
+        FORCE_FORK.with(|x| x.set(false));
+        r
+    }
+
+    /// This thread's minor page faults so far.
+    fn minor_faults() -> i64 {
+        // SAFETY: getrusage fills the zeroed struct it is given.
+        unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+            usage.ru_minflt
+        }
+    }
+
+    /// The faults this thread takes writing once to every page of a 64 MiB buffer it had
+    /// written before one spawn.
+    fn write_faults_after_a_spawn() -> i64 {
+        const LEN: usize = 64 << 20;
+        let mut buf = vec![1u8; LEN];
+        let child = spawn(&request(&spec(&["true"]), Stdio::Null)).expect("spawn");
+        let before = minor_faults();
+        for i in (0..LEN).step_by(4096) {
+            // SAFETY: in bounds; volatile so that the writes happen here.
+            unsafe { std::ptr::write_volatile(buf.as_mut_ptr().add(i), 2) };
+        }
+        let faults = minor_faults() - before;
+        assert_eq!(wait_exit(child.pid), ExitStatus::Code(0));
+        faults
+    }
+
+    #[test]
+    fn a_spawn_write_protects_none_of_the_daemons_memory() {
+        // fork write-protects every private page of the parent, which then faults on its next
+        // write to each (do_wp_page): 16384 faults here, or 32 with transparent huge pages.
+        // CLONE_VM shares the memory as it is. Counted in a test process of its own: a fork by
+        // any other test in this one would write-protect the buffer too.
+        let exe = std::env::current_exe().expect("the test binary");
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "daemon::spawn::tests::write_faults_probe",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("run the probe");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        let count = |key: &str| -> i64 {
+            text.split(key)
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {text:?}"))
+        };
+        let forked = count("probe-forked=");
+        assert!(forked >= 32, "the fork fallback took only {forked} faults");
+        let vforked = count("probe-vforked=");
+        assert!(vforked < 8, "{vforked} faults after a vforked spawn");
+    }
+
+    #[test]
+    #[ignore = "run in a process of its own by a_spawn_write_protects_none_of_the_daemons_memory"]
+    fn write_faults_probe() {
+        let forked = forking(write_faults_after_a_spawn);
+        let vforked = write_faults_after_a_spawn();
+        println!("\nprobe-forked={forked} probe-vforked={vforked}");
+    }
+
+    #[test]
+    fn a_vforked_child_has_its_group_and_its_exec_result_when_start_returns() {
+        // The daemon resumes only after the child's exec took its new memory or the child
+        // exited: by then the child leads its own group (set by itself), and a failed exec's
+        // (step, errno) is in the pipe.
+        let s = spec(&["/nonexistent/webd"]);
+        let child = start(&request(&s, Stdio::Null), Extras::default()).expect("start");
+        let fd = child.exec_status.as_ref().expect("a status pipe");
+        assert_eq!(
+            exec_result(fd, &child.program),
+            Some(Err("/nonexistent/webd: no such file or directory".into()))
+        );
+        assert_eq!(wait_exit(child.pid), ExitStatus::Code(127));
+
+        let s = spec(&["sleep", "30"]);
+        let child = start(&request(&s, Stdio::Null), Extras::default()).expect("start");
+        let pid = child.pid as libc::pid_t;
+        // SAFETY: getpgid only reads; kill ends our own child.
+        let pgid = unsafe { libc::getpgid(pid) };
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert_eq!(pgid, pid);
+        assert_eq!(wait_exit(child.pid), ExitStatus::Signaled(libc::SIGKILL));
+    }
+
+    #[test]
+    fn the_fork_fallback_keeps_the_same_promises() {
+        forking(|| {
+            let (pid, out, st) = run_pid(&sh("echo pgid=$(cut -d' ' -f5 /proc/$$/stat); \
+                 while read -r k v; do case $k in SigBlk:|SigIgn:) echo $k $v;; esac; done \
+                 </proc/self/status"));
+            assert_eq!(st, ExitStatus::Code(0), "{out}");
+            assert_eq!(field(&out, "pgid="), pid.to_string());
+            assert_eq!(field(&out, "SigBlk:"), "0000000000000000", "{out}");
+            assert_eq!(field(&out, "SigIgn:"), "0000000000000000", "{out}");
+            let err = spawn(&request(&spec(&["/nonexistent/webd"]), Stdio::Null)).unwrap_err();
+            assert_eq!(err, "/nonexistent/webd: no such file or directory");
+        });
     }
 }

@@ -598,8 +598,16 @@ pub fn daemon_tag(state_path: &Path) -> String {
 /// one open and read of /proc/PID/environ per process we may read (every process when root,
 /// our own uid's otherwise), synchronous but bounded (at most 1 MiB each, nothing blocks on
 /// /proc). Members of the groups in `spare` (live instances: a restart's new process carries
-/// the same name) are left alone. Returns the pids killed.
-pub fn kill_tagged(tag: &str, instances: Option<&[String]>, spare: &[u32]) -> Vec<u32> {
+/// the same name) are left alone, and so is a process of a name in `fresh` that started no
+/// earlier than that name's live run (given as its leader's start ticks): a restart spawned
+/// the run this turn, exec'd already, and it may have sent its own escapee out of its group.
+/// Returns the pids killed.
+pub fn kill_tagged(
+    tag: &str,
+    instances: Option<&[String]>,
+    spare: &[u32],
+    fresh: &[(&str, u64)],
+) -> Vec<u32> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let me = std::process::id();
@@ -661,6 +669,13 @@ pub fn kill_tagged(tag: &str, instances: Option<&[String]>, spare: &[u32]) -> Ve
         match super::procfs::stat(pid) {
             Some(st) if st.state == 'Z' || st.state == 'X' => continue,
             Some(st) if spare.iter().any(|&g| i64::from(g) == st.pgrp) => continue,
+            Some(st)
+                if fresh
+                    .iter()
+                    .any(|&(n, t)| instance == Some(n.as_bytes()) && st.start_ticks >= t) =>
+            {
+                continue
+            }
             Some(_) => {}
             None => continue,
         }
@@ -1095,11 +1110,24 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "exec");
             std::thread::sleep(CLEANUP_POLL);
         }
-        assert!(kill_tagged(&tag, Some(&["web:0".into()]), &[]).is_empty());
-        assert!(kill_tagged("another-daemon", None, &[]).is_empty());
+        assert!(kill_tagged(&tag, Some(&["web:0".into()]), &[], &[]).is_empty());
+        assert!(kill_tagged("another-daemon", None, &[], &[]).is_empty());
         let own_group = nix::unistd::getpgrp().as_raw() as u32;
-        assert!(kill_tagged(&tag, None, &[own_group]).is_empty(), "spared");
-        assert_eq!(kill_tagged(&tag, Some(&["web:1".into()]), &[]), vec![pid]);
+        assert!(
+            kill_tagged(&tag, None, &[own_group], &[]).is_empty(),
+            "spared"
+        );
+        let started = proc_start_ticks(pid).expect("running");
+        let web1 = Some(&["web:1".to_string()][..]);
+        assert!(
+            kill_tagged(&tag, web1, &[], &[("web:1", started)]).is_empty(),
+            "started with the live run: spared"
+        );
+        assert_eq!(
+            kill_tagged(&tag, web1, &[], &[("web:1", started + 1)]),
+            vec![pid],
+            "older than the live run: killed"
+        );
         let status = child.wait().expect("wait");
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
