@@ -275,6 +275,12 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
         envp: envp.as_ptr(),
         plan: &plan,
     };
+    // Before the child exists: a failure from here on would lose track of it.
+    fcntl(
+        status_read.as_raw_fd(),
+        FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+    )
+    .map_err(|e: Errno| format!("exec status pipe: {}", errno_text(e)))?;
     let (pid, how) = create_child(&child).map_err(|e| SpawnError {
         reason: format!("fork failed: {}", errno_text(e)),
         daemon: daemon_resource(e),
@@ -289,11 +295,6 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
     // The parent's copy of the readiness pipe closes here, so its read end sees EOF once the
     // child closes it.
     drop((stdin, child_out, child_err, status_write, ready_fd));
-    fcntl(
-        status_read.as_raw_fd(),
-        FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
-    )
-    .map_err(|e: Errno| format!("exec status pipe: {}", errno_text(e)))?;
     Ok(Spawned {
         pid: pid as u32,
         stdout: parent_out,
@@ -446,7 +447,11 @@ fn create_child(args: &ChildArgs) -> Result<(libc::pid_t, Created), Errno> {
         )
     };
     let mut result = Err(Errno::ENOSYS);
-    if !NO_VFORK.load(Relaxed) && !fork_forced() {
+    // A child that switches to the job's user forks: once it is that user, any process of
+    // theirs may SIGSTOP it before its exec, and a vforked child holds the daemon until it
+    // execs; and a credential change marks the memory it shares (the daemon's) undumpable.
+    // A child that stays the daemon's uid can only be stopped by the daemon's uid or root.
+    if !NO_VFORK.load(Relaxed) && !fork_forced() && args.plan.creds.is_none() {
         result = clone_vfork(args).map(|pid| (pid, Created::Vfork));
         if let Err(Errno::ENOSYS | Errno::EINVAL | Errno::EPERM) = result {
             NO_VFORK.store(true, Relaxed);
