@@ -250,7 +250,9 @@ impl Daemon {
                 continue;
             };
             let c = &inst.core;
-            if !inst.spec.autostart || !c.want_up() && inst.spec.schedule.is_none() {
+            // An instance the operator stopped is where it is meant to be.
+            let stopped_by_hand = !c.want_up() && inst.spec.schedule.is_none();
+            if !inst.spec.autostart || stopped_by_hand {
                 continue;
             }
             let ready = match c.state() {
