@@ -29,7 +29,12 @@ pub fn http(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option
         let p = path.as_str();
         match key {
             "listen" => listen = keep(addresses(v), v, file, p, sink),
-            "token_file" => token_file = keep(values::path(v, base_dir), v, file, p, sink),
+            "token_file" => {
+                token_file = keep(values::path(v, base_dir), v, file, p, sink);
+                if let Some(bad) = token_file.as_deref().and_then(unready_token) {
+                    sink.warn(file, (v.line, v.col), p, bad);
+                }
+            }
             _ => unknown_key(k, key, HTTP_KEYS, file, p, sink),
         }
     }
@@ -56,6 +61,21 @@ pub fn http(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option
         listen: listen.into_iter().map(|(a, _)| a).collect(),
         token_file,
     })
+}
+
+/// Why the token file will stop the daemon's start, as far as its metadata tells (its content
+/// is read at start, not here): a warning, like a `workingdir` that does not exist yet.
+fn unready_token(path: &Path) -> Option<Bad> {
+    let why = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() > 0 => return None,
+        Ok(m) if m.is_file() => "is empty".to_string(),
+        Ok(_) => "is not a regular file".to_string(),
+        Err(e) => format!("cannot be read: {e}"),
+    };
+    Some(Bad::new(format!(
+        "{} {why}: the daemon will not start until it holds the token",
+        path.display()
+    )))
 }
 
 /// One address or a non-empty list of them, each with where it was written.

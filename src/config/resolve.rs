@@ -629,6 +629,19 @@ mod tests {
         assert!(errors[0].starts_with("sup.yaml:2:11: daemon.http.listen: expected an IP"));
         assert!(errors[1].contains("did you mean token_file?"), "{errors:?}");
 
+        let (root, _) = yaml::parse("http:\n  listen: 0.0.0.0:1\n  token_file: /nonexistent/t\n");
+        let mut sink = Sink::default();
+        let d = daemon(root.as_ref(), "sup.yaml", base, &mut sink);
+        assert!(d.http.is_some());
+        let warnings: Vec<String> = sink.take_warnings().iter().map(|e| e.to_string()).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(
+                "sup.yaml:3:15: daemon.http.token_file: /nonexistent/t cannot be read: "
+            ),
+            "{warnings:?}"
+        );
+
         let (_, errors) = read("http:\n  token_file: /t\n");
         assert!(errors[0].contains("`listen` is required"), "{errors:?}");
     }
