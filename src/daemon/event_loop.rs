@@ -363,12 +363,9 @@ impl Daemon {
             let hot = self.sources.take_hot();
             for slot in hot {
                 let inputs = match self.sources.get(slot) {
-                    Some(
-                        Source::Capture(_)
-                        | Source::Client(_)
-                        | Source::Health(_)
-                        | Source::Http(_),
-                    ) => self.ready(slot, now),
+                    Some(Source::Capture(_) | Source::Client(_) | Source::Health(_)) => {
+                        self.ready(slot, now)
+                    }
                     _ => Vec::new(),
                 };
                 self.apply(inputs, now);

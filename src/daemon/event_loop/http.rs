@@ -152,7 +152,6 @@ impl Daemon {
                 self.release(slot);
                 return;
             }
-            Progress::Hot => self.keep_hot(slot),
             Progress::Idle | Progress::Request(_) => {}
         }
         let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) else {

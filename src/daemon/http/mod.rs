@@ -26,10 +26,9 @@ pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 pub const IDLE_DEADLINE: Duration = Duration::from_secs(10);
 /// An answer must be taken (and the peer close) within this long.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
-/// What is read and dropped after the answer before giving up on a clean close.
+/// What is read and dropped after the answer before giving up on a clean close (at most
+/// this much in one turn, like a capture pipe's budget).
 const MAX_DRAIN: usize = 1 << 20;
-/// Read per readiness event while draining, before the loop moves on.
-const DRAIN_BUDGET: usize = 256 * 1024;
 /// The token file is a secret of a few dozen bytes; more than this is not a token.
 const MAX_TOKEN: u64 = 4096;
 
@@ -125,8 +124,6 @@ pub enum Progress {
     Request(Parsed),
     /// Nothing to do until the socket is ready again.
     Idle,
-    /// More to drain: serve again next turn.
-    Hot,
     /// Done or broken: close it.
     Close,
 }
@@ -206,7 +203,6 @@ impl HttpConn {
 
     fn drain(&mut self) -> Progress {
         let mut buf = [0u8; 4096];
-        let mut budget = DRAIN_BUDGET;
         loop {
             match self.stream.read(&mut buf) {
                 Ok(0) => return Progress::Close,
@@ -214,10 +210,6 @@ impl HttpConn {
                     self.drained += n;
                     if self.drained > MAX_DRAIN {
                         return Progress::Close;
-                    }
-                    budget = budget.saturating_sub(n);
-                    if budget == 0 {
-                        return Progress::Hot;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Idle,
