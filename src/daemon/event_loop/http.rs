@@ -4,8 +4,8 @@
 //! request gets.
 //!
 //! Listeners and connections are `Source::Http` slots; one `TimerKey::Http(slot)` per slot
-//! carries a connection's deadline or a listener's accept retry. With no client there is no
-//! deadline in the heap: an idle daemon serving HTTP does not wake up.
+//! carries a connection's deadline or a listener's accept retry. Nothing is periodic: once the
+//! last connection is gone its stale deadlines fire once each and an idle daemon sleeps.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
