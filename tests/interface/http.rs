@@ -88,6 +88,7 @@ const TWO_WEB: &str =
 #[test]
 fn http_healthz_metrics_and_the_errors() {
     let (sb, port) = start("http-basic", "", TWO_WEB);
+    sb.wait_state("web:0", "running");
     sb.wait_state("web:1", "running");
     assert_eq!(get(port, "/healthz", None), (200, "ok\n".into()));
 
@@ -367,6 +368,8 @@ fn http_a_100_kib_head_is_refused_and_the_daemon_keeps_serving() {
 #[test]
 fn http_200_idle_connections_do_not_stop_healthz_and_past_the_limit_get_503() {
     let (sb, port) = start("http-many", "", TWO_WEB);
+    sb.wait_state("web:0", "running");
+    let pid = sb.pid("web:0");
     let idle: Vec<TcpStream> = (0..200).map(|_| connect(port)).collect();
     assert_eq!(get(port, "/healthz", None), (200, "ok\n".into()));
     // Past the limit (256 at once) a connection is answered 503 and closed.
@@ -381,8 +384,9 @@ fn http_200_idle_connections_do_not_stop_healthz_and_past_the_limit_get_503() {
     sb.wait_for("/healthz to answer 200 again", || {
         get(port, "/healthz", None).0 == 200
     });
-    sb.sup_ok(&["status"]);
+    // The daemon stayed up and its job was left alone.
     assert_eq!(sb.state("web:0"), "running");
+    assert_eq!(sb.pid("web:0"), pid);
 }
 
 #[test]
