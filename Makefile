@@ -60,12 +60,13 @@ demo-deps: ## install what the sup.d/ demo runs (python3 for db and api) if miss
 	    echo "make: $${need%%:*} is missing: install the $${need#*:} package" >&2; exit 1; }; \
 	done
 
-# What the integration tests run besides sup: ps, tmux, python3 and aiosmtpd (the SMTP server
+# What the integration tests run besides sup: ps, tmux, python3, promtool (from Debian's
+# prometheus package: the HTTP tests check /metrics with it) and aiosmtpd (the SMTP server
 # the notification tests send to). aiosmtpd comes from apt where that works for the python3 on
 # PATH, else from a venv under the repo that the tests look for first.
-test-deps: deps ## install what the tests need (procps, tmux, python3, aiosmtpd)
+test-deps: deps ## install what the tests need (procps, tmux, python3, promtool, aiosmtpd)
 	@$(APT_INSTALL); \
-	for need in ps:procps tmux:tmux python3:python3; do \
+	for need in ps:procps tmux:tmux python3:python3 promtool:prometheus; do \
 	  command -v $${need%%:*} >/dev/null 2>&1 || apt_install $${need#*:} || { \
 	    echo "make: $${need%%:*} is missing: install the $${need#*:} package" >&2; exit 1; }; \
 	done; \
@@ -123,7 +124,7 @@ bench: build ## sup vs supervisord vs raw fork/exec, side by side (writes docs/b
 	bench/.venv/bin/python bench/bench.py $(BENCH_ARGS)
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := config duration size cron umask signal control state
+FUZZ_TARGETS := config duration size cron umask signal control state http
 
 fuzz: ## run each fuzz target for FUZZ_SECONDS (60), growing fuzz/corpus/ (nightly, cargo-fuzz)
 	@$(CARGO) +nightly --version >/dev/null 2>&1 || { \

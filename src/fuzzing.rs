@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("signal", signal),
     ("control", control),
     ("state", state),
+    ("http", http),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -178,4 +179,25 @@ pub fn state(data: &[u8]) {
         Path::new("/nonexistent/sup-fuzz.journal"),
     );
     let _ = file.instances.len();
+}
+
+/// An HTTP request head as the daemon reads it: the first byte picks the size of the pieces
+/// the rest arrives in (so a blank line split across reads is reached), each piece pushed
+/// until the head is complete, its token checked; then the whole bytes parsed at once.
+pub fn http(data: &[u8]) {
+    use crate::daemon::http::request::{self, Head, Parsed};
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(first).max(1);
+    let mut head = Head::default();
+    for piece in rest.chunks(chunk) {
+        if let Some(parsed) = head.push(piece) {
+            if let Parsed::Request(r) = &parsed {
+                let _ = request::authorized(r.authorization.as_deref(), b"token");
+            }
+            break;
+        }
+    }
+    let _ = request::parse(rest);
 }

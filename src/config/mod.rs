@@ -7,6 +7,7 @@ mod glob;
 #[cfg(test)]
 mod golden;
 mod health;
+mod httpkeys;
 mod keys;
 mod load;
 pub mod logkeys;

@@ -19,7 +19,8 @@ use super::yaml::{Kind, Node};
 pub const DAEMON_KEYS: &[&str] = &[
     "socket", "pidfile", "logfile", "logdir", "loglevel",
     // ----- notifications -----
-    "notify",
+    "notify", // ----- the HTTP interface -----
+    "http",
 ];
 
 /// What supervisord and friends call our keys: too far apart for a typo, but worth a hint.
@@ -222,6 +223,7 @@ pub fn daemon(node: Option<&Node>, file: &str, base_dir: &Path, sink: &mut Sink)
     let mut logdir: Option<PathBuf> = None;
     let mut loglevel = None;
     let mut notify = None;
+    let mut http = None;
     let found = node.and_then(|n| entries(n, "a map of daemon settings", file, "daemon", sink));
     for (k, v) in found.unwrap_or(&[]) {
         let Some(key) = key_text(k, file, "daemon", sink) else {
@@ -237,6 +239,8 @@ pub fn daemon(node: Option<&Node>, file: &str, base_dir: &Path, sink: &mut Sink)
             "loglevel" => loglevel = keep(values::loglevel(v), v, file, p, sink),
             // ----- notifications -----
             "notify" => notify = logkeys::notify(v, file, sink),
+            // ----- the HTTP interface -----
+            "http" => http = super::httpkeys::http(v, file, base_dir, sink),
             _ => unknown_key(k, key, DAEMON_KEYS, file, p, sink),
         }
     }
@@ -248,6 +252,7 @@ pub fn daemon(node: Option<&Node>, file: &str, base_dir: &Path, sink: &mut Sink)
         logdir,
         loglevel: loglevel.unwrap_or(log::LevelFilter::Info),
         notify: notify.unwrap_or_default(),
+        http,
     }
 }
 
@@ -580,5 +585,64 @@ mod tests {
                 "sup.yaml:3:1: daemon.sockett: unknown key\n  hint: did you mean socket?",
             ]
         );
+    }
+
+    #[test]
+    fn daemon_http() {
+        let base = Path::new(BASE);
+        let read = |src: &str| {
+            let (root, _) = yaml::parse(src);
+            let mut sink = Sink::default();
+            let d = daemon(root.as_ref(), "sup.yaml", base, &mut sink);
+            let errors: Vec<String> = sink.into_sorted().iter().map(|e| e.to_string()).collect();
+            (d.http, errors)
+        };
+        let (http, errors) = read("logdir: x\n");
+        assert_eq!((http, errors.len()), (None, 0));
+
+        let (http, errors) = read("http:\n  listen: \"127.0.0.1:9273\"\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        let http = http.expect("http");
+        assert_eq!(http.listen, ["127.0.0.1:9273".parse().expect("addr")]);
+        assert_eq!(http.token_file, None);
+
+        let (http, errors) =
+            read("http:\n  listen: [\"[::1]:9273\", 0.0.0.0:80]\n  token_file: etc/token\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        let http = http.expect("http");
+        assert_eq!(http.listen.len(), 2);
+        assert_eq!(http.token_file, Some(PathBuf::from("/srv/app/etc/token")));
+
+        let (http, errors) = read("http:\n  listen: [127.0.0.1:1, 0.0.0.0:9273]\n");
+        assert_eq!(http, None);
+        assert_eq!(
+            errors,
+            [
+                "sup.yaml:2:25: daemon.http.listen: 0.0.0.0:9273 is not a loopback address: a \
+              `token_file` is required to listen on it\n  hint: set daemon.http.token_file, or \
+              listen on 127.0.0.1 or [::1]"
+            ]
+        );
+
+        let (_, errors) = read("http:\n  listen: localhost:80\n  tokenfile: x\n");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("sup.yaml:2:11: daemon.http.listen: expected an IP"));
+        assert!(errors[1].contains("did you mean token_file?"), "{errors:?}");
+
+        let (root, _) = yaml::parse("http:\n  listen: 0.0.0.0:1\n  token_file: /nonexistent/t\n");
+        let mut sink = Sink::default();
+        let d = daemon(root.as_ref(), "sup.yaml", base, &mut sink);
+        assert!(d.http.is_some());
+        let warnings: Vec<String> = sink.take_warnings().iter().map(|e| e.to_string()).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(
+                "sup.yaml:3:15: daemon.http.token_file: /nonexistent/t cannot be read: "
+            ),
+            "{warnings:?}"
+        );
+
+        let (_, errors) = read("http:\n  token_file: /t\n");
+        assert!(errors[0].contains("`listen` is required"), "{errors:?}");
     }
 }

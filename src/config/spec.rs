@@ -309,6 +309,17 @@ pub struct DaemonSpec {
     pub loglevel: log::LevelFilter,
     /// `daemon.notify`: who hears about which events.
     pub notify: NotifySpec,
+    /// `daemon.http`: the HTTP interface; `None` serves no HTTP at all.
+    pub http: Option<HttpSpec>,
+}
+
+/// `daemon.http`, resolved: at least one address, and a token file whenever an address is not
+/// loopback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSpec {
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Absolute. When set, every endpoint but `/healthz` wants `Authorization: Bearer <token>`.
+    pub token_file: Option<PathBuf>,
 }
 
 /// The event kinds a notification can be asked for (`daemon.notify.events`).

@@ -41,6 +41,7 @@ mod acceptor;
 mod checks;
 mod clients;
 mod follow;
+mod http;
 mod order;
 mod readiness;
 mod reload;
@@ -85,6 +86,8 @@ pub(super) enum TimerKey {
     Accept,
     /// Sweep for children whose SIGCHLDs were merged (`reap::Sweeps`).
     Reap,
+    /// An HTTP connection's deadline or a listener's accept retry (see `http`).
+    Http(usize),
 }
 
 pub(super) struct CaptureSource {
@@ -118,12 +121,16 @@ pub(in crate::daemon) enum Source {
     Exec(ExecSource),
     /// A notify socket, a readiness pipe or a health probe (see `readiness`).
     Health(readiness::HealthSource),
+    /// An HTTP listener or connection (see `http`).
+    Http(super::http::HttpSource),
 }
 
 pub struct Settings {
     pub config: Config,
     pub socket: PathBuf,
     pub state_path: PathBuf,
+    /// The HTTP listeners, bound, and the token; taken by `Daemon::new`.
+    pub http: Option<super::http::Setup>,
 }
 
 pub struct Daemon {
@@ -155,6 +162,7 @@ pub struct Daemon {
     order: order::Order,
     pub(super) logs: super::logs::Outputs,
     pub(super) notifier: super::notify::Notifier,
+    http: http::Http,
 }
 
 impl Daemon {
@@ -192,7 +200,11 @@ impl Daemon {
             order: Default::default(),
             logs: Default::default(),
             notifier: super::notify::Notifier::new(),
+            http: Default::default(),
         };
+        if let Some(setup) = d.settings.http.take() {
+            d.start_http(setup);
+        }
         d.index_dependencies();
         let specs: Vec<ProgramSpec> = d.settings.config.programs.values().cloned().collect();
         let now = Instant::now();
@@ -641,6 +653,7 @@ impl Daemon {
                     self.accept(now);
                 }
             }
+            TimerKey::Http(slot) => self.http_timer(slot, at, now),
         }
         Vec::new()
     }
@@ -657,6 +670,7 @@ impl Daemon {
                 // The descriptor may be one the reserve lent: take it back before a spawn.
                 let _ = self.acceptor.top_up();
             }
+            Some(Source::Http(h)) => self.http_released(h),
             Some(Source::Exec(_) | Source::Health(_)) | None => {}
         }
     }
@@ -669,6 +683,7 @@ impl Daemon {
             Some(Source::Client(_)) => self.serve(slot, now),
             Some(Source::Exec(_)) => return self.exec_status(slot),
             Some(Source::Health(_)) => return self.health_ready(slot, now),
+            Some(Source::Http(_)) => self.http_ready(slot, now),
             None => {}
         }
         Vec::new()

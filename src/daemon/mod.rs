@@ -5,6 +5,7 @@
 
 pub mod deliver;
 pub mod event_loop;
+pub(crate) mod http;
 mod logs;
 mod notify;
 pub mod output;
@@ -124,6 +125,10 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
     raise_fd_limit();
 
     let listener = bind(&socket)?;
+    let http = match &config.daemon.http {
+        Some(spec) => Some(http::setup(spec).map_err(Fail::new)?),
+        None => None,
+    };
     log::info!(
         "sup {} started pid={} config={} socket={}",
         env!("CARGO_PKG_VERSION"),
@@ -135,6 +140,7 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
         config,
         socket: socket.clone(),
         state_path,
+        http,
     };
     let mut daemon = event_loop::Daemon::new(settings, listener, signals, restored)
         .map_err(|e| Fail::new(format!("unable to start the event loop: {e}")))?;

@@ -5,7 +5,29 @@ use std::sync::OnceLock;
 use crate::core::usage::{parse_stat, ProcStat};
 
 pub fn stat(pid: u32) -> Option<ProcStat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    let mut buf = [0u8; 2048];
+    let text = read_small(&format!("/proc/{pid}/stat"), &mut buf)?;
+    parse_stat(text)
+}
+
+/// A small `/proc` file in three syscalls: open, one read, close. procfs hands a file over
+/// whole to a read whose buffer holds it, so a short read is the end (`read_to_string` would
+/// add a `statx` and two more reads, which a `/metrics` scrape pays per process). A file that
+/// fills the buffer is not one of those and gives `None`.
+fn read_small<'b>(path: &str, buf: &'b mut [u8]) -> Option<&'b str> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let n = loop {
+        match file.read(buf) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    };
+    if n == buf.len() {
+        return None;
+    }
+    std::str::from_utf8(&buf[..n]).ok()
 }
 
 /// Clock ticks per second (`CLK_TCK`), the unit of the CPU and start times in `stat`.

@@ -11,6 +11,7 @@ mod escapees_and_faults;
 mod health_and_order;
 mod hostile_clients;
 mod hostile_files;
+mod http;
 mod logs_and_notifications;
 mod packaging;
 mod reload;

@@ -1,5 +1,6 @@
 //! Everything on the poll besides the signalfd and the listener: a slab of typed sources
-//! (child pipes, clients, exec-status pipes, readiness and probe sockets), each registered
+//! (child pipes, clients, exec-status pipes, readiness and probe sockets, HTTP listeners and
+//! connections), each registered
 //! under its slot's token, and the slots whose budget ran out last turn ("hot").
 //!
 //! It owns registration: `add` registers a source or gives it back dropped (a half-added
@@ -15,6 +16,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::readiness::HealthSource;
 use super::Source;
+use crate::daemon::http::HttpSource;
 
 /// Tokens below this are the fixed sources (the signalfd, the listener).
 pub(super) const FIRST_SLOT: usize = 2;
@@ -131,6 +133,14 @@ impl Source {
                 Interest::READABLE | Interest::WRITABLE,
             ),
             Source::Health(h) => h.register(registry, token),
+            Source::Http(HttpSource::Listener { listener, .. }) => {
+                registry.register(listener, token, Interest::READABLE)
+            }
+            Source::Http(HttpSource::Conn(c)) => registry.register(
+                &mut c.stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ),
         }
     }
 
@@ -146,6 +156,12 @@ impl Source {
                 let _ = registry.deregister(&mut c.conn.stream);
             }
             Source::Health(h) => h.deregister(registry),
+            Source::Http(HttpSource::Listener { listener, .. }) => {
+                let _ = registry.deregister(listener);
+            }
+            Source::Http(HttpSource::Conn(c)) => {
+                let _ = registry.deregister(&mut c.stream);
+            }
         }
     }
 }

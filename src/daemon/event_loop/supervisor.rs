@@ -127,6 +127,11 @@ impl Supervisor {
         self.programs.get(program)
     }
 
+    /// The configured programs, by name.
+    pub(in crate::daemon) fn programs(&self) -> impl Iterator<Item = (&str, &Program)> {
+        self.programs.iter().map(|(name, p)| (name.as_str(), p))
+    }
+
     /// The configured programs' definitions, by name.
     pub(in crate::daemon) fn specs(&self) -> impl Iterator<Item = (&str, &ProgramSpec)> {
         self.programs

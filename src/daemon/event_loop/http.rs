@@ -1,0 +1,469 @@
+//! The loop's side of the HTTP interface: accepting, serving a connection through its phases,
+//! deadlines, and the answers (`/metrics`, `/healthz`, `/readyz`) built from the instance
+//! table. The sockets and the request head are `daemon::http`'s; this file decides what a
+//! request gets.
+//!
+//! Listeners and connections are `Source::Http` slots; one `TimerKey::Http(slot)` per slot
+//! carries a connection's deadline or a listener's accept retry. Nothing is periodic: once the
+//! last connection is gone its stale deadlines fire once each and an idle daemon sleeps.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::TcpListener;
+
+use super::{Daemon, Source, TimerKey};
+use crate::core::State;
+use crate::daemon::http::request::{self, Method, Parsed, Request};
+use crate::daemon::http::{self as wire, HttpConn, HttpSource, Progress};
+use crate::daemon::procfs;
+
+/// More HTTP connections than this at once get a 503 (each costs a descriptor).
+const MAX_CONNS: usize = 256;
+/// After an accept error (out of descriptors), accept again this soon.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Refused requests (a bad or missing token) are logged at most this often.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Every state `status` can show, in the order `sup_instance_state` lists them.
+const STATES: [State; 8] = [
+    State::Stopped,
+    State::Starting,
+    State::Running,
+    State::Backoff,
+    State::Stopping,
+    State::Exited,
+    State::Fatal,
+    State::Scheduled,
+];
+
+/// The HTTP interface's own state.
+#[derive(Default)]
+pub(super) struct Http {
+    token: Option<Vec<u8>>,
+    conns: usize,
+    /// When a refused request was last logged, and how many since then were not.
+    refusal_logged: Option<Instant>,
+    refusals_unlogged: u64,
+}
+
+impl Daemon {
+    /// Put the listeners `sup daemon` bound on the poll.
+    pub(super) fn start_http(&mut self, setup: wire::Setup) {
+        self.http.token = setup.token;
+        for (addr, listener) in setup.listeners {
+            let source = Source::Http(HttpSource::Listener {
+                listener,
+                retry_at: None,
+            });
+            match self.sources.add(source) {
+                Ok(_) => log::info!("serving HTTP on {addr}"),
+                Err(e) => log::error!("unable to watch the HTTP listener on {addr}: {e}"),
+            }
+        }
+    }
+
+    /// An HTTP slot is ready (or was left hot).
+    pub(super) fn http_ready(&mut self, slot: usize, now: Instant) {
+        match self.sources.get(slot) {
+            Some(Source::Http(HttpSource::Listener { .. })) => self.http_accept(slot, now),
+            Some(Source::Http(HttpSource::Conn(_))) => self.http_serve(slot, now),
+            _ => {}
+        }
+    }
+
+    /// A `TimerKey::Http` deadline came: a listener's retry, or a connection's time is up.
+    pub(super) fn http_timer(&mut self, slot: usize, at: Instant, now: Instant) {
+        match self.sources.get(slot) {
+            Some(Source::Http(HttpSource::Listener { retry_at, .. })) if *retry_at == Some(at) => {
+                self.http_accept(slot, now)
+            }
+            Some(Source::Http(HttpSource::Conn(c))) if c.deadline == Some(at) => {
+                log::debug!("http: closing the connection from {}: out of time", c.peer);
+                self.release(slot);
+            }
+            _ => {}
+        }
+    }
+
+    /// A released HTTP slot: forget the connection.
+    pub(super) fn http_released(&mut self, source: HttpSource) {
+        if let HttpSource::Conn(conn) = source {
+            self.http.conns = self.http.conns.saturating_sub(1);
+            drop(conn);
+            // The descriptor may be one the control socket's reserve needs back.
+            let _ = self.acceptor.top_up();
+        }
+    }
+
+    fn http_accept(&mut self, slot: usize, now: Instant) {
+        loop {
+            let Some(Source::Http(HttpSource::Listener { listener, retry_at })) =
+                self.sources.get_mut(slot)
+            else {
+                return;
+            };
+            *retry_at = None;
+            match accept(listener) {
+                Ok(Some((stream, peer))) => {
+                    if self.http.conns >= MAX_CONNS {
+                        wire::refuse(stream);
+                        continue;
+                    }
+                    let conn = HttpConn::new(stream, peer, now);
+                    match self.sources.add(Source::Http(HttpSource::Conn(conn))) {
+                        Ok(conn_slot) => {
+                            self.http.conns += 1;
+                            self.http_serve(conn_slot, now);
+                        }
+                        Err(e) => log::error!("http: unable to watch a connection: {e}"),
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    // Edge-triggered: a backlog left now would never wake the loop again.
+                    log::debug!("http: accepting failed: {e}; trying again shortly");
+                    let at = now + ACCEPT_RETRY;
+                    *retry_at = Some(at);
+                    self.sup.push_timer(at, TimerKey::Http(slot));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Move a connection on as far as its socket allows, answering its request when the head
+    /// is in, then arm its deadline.
+    fn http_serve(&mut self, slot: usize, now: Instant) {
+        let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) else {
+            return;
+        };
+        let mut progress = c.io(now);
+        if let Progress::Request(parsed) = progress {
+            let peer = c.peer;
+            let answer = self.http_answer(parsed, peer, now);
+            let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) else {
+                return;
+            };
+            progress = c.respond(answer, now);
+        }
+        match progress {
+            Progress::Close => {
+                self.release(slot);
+                return;
+            }
+            Progress::Idle | Progress::Request(_) => {}
+        }
+        let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) else {
+            return;
+        };
+        let at = c.due();
+        if c.deadline != Some(at) {
+            c.deadline = Some(at);
+            self.sup.push_timer(at, TimerKey::Http(slot));
+        }
+    }
+
+    /// The whole response to one request head.
+    fn http_answer(&mut self, parsed: Parsed, peer: std::net::SocketAddr, now: Instant) -> Vec<u8> {
+        let req = match parsed {
+            Parsed::Bad(status) => {
+                return request::text(status, &format!("{}\n", request::reason(status)), "", false)
+            }
+            Parsed::Request(r) => r,
+        };
+        let head = req.method == Method::Head;
+        if req.method == Method::Other {
+            return request::text(405, "only GET and HEAD\n", "Allow: GET, HEAD\r\n", false);
+        }
+        if req.path == "/healthz" {
+            return request::text(200, "ok\n", "", head);
+        }
+        if !self.http_authorized(&req, peer, now) {
+            return request::text(
+                401,
+                "a valid bearer token is required\n",
+                "WWW-Authenticate: Bearer\r\n",
+                head,
+            );
+        }
+        match req.path.as_str() {
+            "/metrics" => {
+                let body = self.metrics(now);
+                request::response(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    "",
+                    body.as_bytes(),
+                    head,
+                )
+            }
+            "/readyz" => {
+                let (ready, body) = self.readiness_report();
+                let status = if ready { 200 } else { 503 };
+                request::response(status, "application/json", "", body.as_bytes(), head)
+            }
+            _ => request::text(404, "not found\n", "", head),
+        }
+    }
+
+    /// With a token configured, the request must carry it; refusals are logged at most once
+    /// a second, with a count of those left out.
+    fn http_authorized(&mut self, req: &Request, peer: std::net::SocketAddr, now: Instant) -> bool {
+        let Some(token) = &self.http.token else {
+            return true;
+        };
+        if request::authorized(req.authorization.as_deref(), token) {
+            return true;
+        }
+        let due = self
+            .http
+            .refusal_logged
+            .is_none_or(|at| now.saturating_duration_since(at) >= REFUSAL_LOG_EVERY);
+        if due {
+            let more = std::mem::take(&mut self.http.refusals_unlogged);
+            let also = if more > 0 {
+                format!(" ({more} more refused since the last report)")
+            } else {
+                String::new()
+            };
+            let why = if req.authorization.is_some() {
+                "a wrong token"
+            } else {
+                "no token"
+            };
+            log::warn!("http: refused {} from {peer}: {why}{also}", req.path);
+            self.http.refusal_logged = Some(now);
+        } else {
+            self.http.refusals_unlogged += 1;
+        }
+        false
+    }
+
+    /// `/readyz`: ready when every autostart instance meant to be up is running or scheduled,
+    /// or exited with an expected code. The body lists those that are not.
+    fn readiness_report(&self) -> (bool, String) {
+        let mut waiting = Vec::new();
+        for id in self.sup.ordered() {
+            let Some(inst) = self.sup.get(id) else {
+                continue;
+            };
+            let c = inst.core();
+            // An instance the operator stopped is where it is meant to be.
+            let stopped_by_hand = !c.want_up() && inst.spec.schedule.is_none();
+            if !inst.spec.autostart || stopped_by_hand {
+                continue;
+            }
+            let ready = match c.state() {
+                State::Running | State::Scheduled => true,
+                State::Exited => c
+                    .last_exit()
+                    .is_some_and(|code| inst.spec.exitcodes.contains(&code)),
+                _ => false,
+            };
+            if !ready {
+                waiting.push(serde_json::json!({
+                    "instance": c.name(),
+                    "program": c.program(),
+                    "state": c.state().as_str(),
+                }));
+            }
+        }
+        let ready = waiting.is_empty();
+        let body = serde_json::json!({ "ready": ready, "not_ready": waiting });
+        (ready, format!("{body}\n"))
+    }
+
+    /// `/metrics` in the Prometheus text format 0.0.4.
+    fn metrics(&self, now: Instant) -> String {
+        let unix_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let hz = procfs::ticks_per_s().max(1) as f64;
+        let mut state = String::new();
+        let mut restarts = String::new();
+        let mut exit = String::new();
+        let mut start = String::new();
+        let mut cpu = String::new();
+        let mut rss = String::new();
+        let mut desired = String::new();
+        let mut running = String::new();
+        for (name, program) in self.sup.programs() {
+            let p = escape(name);
+            let (mut want, mut up) = (0usize, 0usize);
+            for &id in program.instances() {
+                let Some(inst) = self.sup.get(id) else {
+                    continue;
+                };
+                let c = inst.core();
+                let labels = format!("program=\"{p}\",instance=\"{}\"", escape(c.name()));
+                let current = c.state();
+                for s in STATES {
+                    let v = u8::from(s == current);
+                    let _ = writeln!(
+                        state,
+                        "sup_instance_state{{{labels},state=\"{}\"}} {v}",
+                        s.as_str()
+                    );
+                }
+                let _ = writeln!(
+                    restarts,
+                    "sup_instance_restarts_total{{{labels}}} {}",
+                    c.restarts()
+                );
+                if let Some(code) = c.last_exit() {
+                    let _ = writeln!(exit, "sup_instance_last_exit_code{{{labels}}} {code}");
+                }
+                let live = matches!(current, State::Starting | State::Running | State::Stopping);
+                if let (true, Some(at)) = (live, c.started_at()) {
+                    let t = unix_now - now.saturating_duration_since(at).as_secs_f64();
+                    let _ = writeln!(
+                        start,
+                        "sup_instance_start_time_seconds{{{labels}}} {:.3}",
+                        t
+                    );
+                }
+                if let Some((ticks, bytes)) = c.pid().and_then(procfs::usage) {
+                    let _ = writeln!(
+                        cpu,
+                        "sup_instance_cpu_seconds_total{{{labels}}} {}",
+                        ticks as f64 / hz
+                    );
+                    let _ = writeln!(rss, "sup_instance_memory_rss_bytes{{{labels}}} {bytes}");
+                }
+                want += usize::from(c.want_up());
+                up += usize::from(current == State::Running);
+            }
+            let _ = writeln!(
+                desired,
+                "sup_program_desired_instances{{program=\"{p}\"}} {want}"
+            );
+            let _ = writeln!(
+                running,
+                "sup_program_running_instances{{program=\"{p}\"}} {up}"
+            );
+        }
+        let mut out = String::with_capacity(
+            state.len() + restarts.len() + exit.len() + start.len() + cpu.len() + rss.len() + 4096,
+        );
+        let families = [
+            (
+                "sup_instance_state",
+                "gauge",
+                "1 for the instance's current state, 0 for the others.",
+                state,
+            ),
+            (
+                "sup_instance_restarts_total",
+                "counter",
+                "Restarts of the instance, as `sup status` counts them.",
+                restarts,
+            ),
+            (
+                "sup_instance_last_exit_code",
+                "gauge",
+                "The last exit code (128 + signal number when killed by a signal).",
+                exit,
+            ),
+            (
+                "sup_instance_start_time_seconds",
+                "gauge",
+                "Unix time the current process started.",
+                start,
+            ),
+            (
+                "sup_instance_cpu_seconds_total",
+                "counter",
+                "CPU time (user + system) of the instance's process.",
+                cpu,
+            ),
+            (
+                "sup_instance_memory_rss_bytes",
+                "gauge",
+                "Resident memory of the instance's process.",
+                rss,
+            ),
+            (
+                "sup_program_desired_instances",
+                "gauge",
+                "Instances of the program meant to be up.",
+                desired,
+            ),
+            (
+                "sup_program_running_instances",
+                "gauge",
+                "Instances of the program in the running state.",
+                running,
+            ),
+        ];
+        for (name, kind, help, samples) in families {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{samples}");
+        }
+        let fds = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count().saturating_sub(1))
+            .ok();
+        if let Some(fds) = fds {
+            let _ = write!(
+                out,
+                "# HELP sup_daemon_open_fds Descriptors the daemon holds open.\n\
+                 # TYPE sup_daemon_open_fds gauge\nsup_daemon_open_fds {fds}\n"
+            );
+        }
+        if let Some((_, bytes)) = procfs::usage(std::process::id()) {
+            let _ = write!(
+                out,
+                "# HELP sup_daemon_memory_rss_bytes Resident memory of the daemon.\n\
+                 # TYPE sup_daemon_memory_rss_bytes gauge\nsup_daemon_memory_rss_bytes {bytes}\n"
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP sup_build_info The running sup's version.\n# TYPE sup_build_info gauge\n\
+             sup_build_info{{version=\"{}\"}} 1\n",
+            escape(env!("CARGO_PKG_VERSION"))
+        );
+        out
+    }
+}
+
+/// One accept: a connection, nothing waiting (`None`), or an error other than an interrupt.
+fn accept(
+    listener: &TcpListener,
+) -> std::io::Result<Option<(mio::net::TcpStream, std::net::SocketAddr)>> {
+    loop {
+        match listener.accept() {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // The peer gave up before we took it: nothing to serve, keep accepting.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ECONNABORTED) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A label value as the exposition format writes it: backslash, double quote and newline
+/// escaped.
+pub(super) fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("web:0"), "web:0");
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
