@@ -269,7 +269,7 @@ impl Daemon {
         // The first write, a snapshot, records what `new` spawned before the first poll.
         self.save_state();
         loop {
-            let timeout = if !self.order.unsettled() {
+            let timeout = if !self.order.unsettled() && !self.acceptor.has_more() {
                 self.sup
                     .next_deadline()
                     .map(|at| at.saturating_duration_since(Instant::now()))
@@ -288,6 +288,9 @@ impl Daemon {
             let mut reap = false;
             let mut chld = Vec::new();
             let mut signals = Vec::new();
+            if self.acceptor.new_turn() {
+                self.accept(now);
+            }
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.read_signals(&mut reap, &mut chld, &mut signals),
@@ -303,9 +306,12 @@ impl Daemon {
             let hot = self.sources.take_hot();
             for slot in hot {
                 let inputs = match self.sources.get(slot) {
-                    Some(Source::Capture(_) | Source::Client(_) | Source::Health(_)) => {
-                        self.ready(slot, now)
-                    }
+                    Some(
+                        Source::Capture(_)
+                        | Source::Client(_)
+                        | Source::Health(_)
+                        | Source::Http(_),
+                    ) => self.ready(slot, now),
                     _ => Vec::new(),
                 };
                 self.apply(inputs, now);

@@ -22,6 +22,10 @@ use crate::control::server::Conn;
 /// After an accept error other than running out of descriptors, try again this soon.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// At most this many connections are taken from the backlog in one turn, so that a flood of
+/// connects (refused ones included) cannot hold the loop away from everything else.
+const ACCEPTS_PER_TURN: u32 = 64;
+
 /// Descriptors held back for clients: enough for an operator's `status`, `stop all` and a
 /// `tail -f` or two while jobs hold the rest.
 const RESERVE: usize = 8;
@@ -35,6 +39,10 @@ pub(super) struct Acceptor {
     fd_shortage: bool,
     /// When accepting is tried again after an error.
     retry_at: Option<Instant>,
+    /// This turn's accepts were used up with clients still waiting: accept again next turn.
+    more: bool,
+    /// Accepts left this turn.
+    budget: u32,
     uid: u32,
 }
 
@@ -54,6 +62,8 @@ impl Acceptor {
             reserve: Vec::with_capacity(RESERVE),
             fd_shortage: false,
             retry_at: None,
+            more: false,
+            budget: 0,
             uid: nix::unistd::getuid().as_raw(),
         };
         if let Err(e) = acceptor.top_up() {
@@ -71,6 +81,18 @@ impl Acceptor {
         Ok(())
     }
 
+    /// A new turn: the accept budget is full again. Returns whether clients were left
+    /// waiting last turn (then accept now, without waiting for the listener to fire).
+    pub(super) fn new_turn(&mut self) -> bool {
+        self.budget = ACCEPTS_PER_TURN;
+        std::mem::take(&mut self.more)
+    }
+
+    /// Clients are left in the backlog for the next turn: poll without sleeping.
+    pub(super) fn has_more(&self) -> bool {
+        self.more
+    }
+
     /// The retry deadline `at` came: is it still the one armed?
     pub(super) fn retry_due(&self, at: Instant) -> bool {
         self.retry_at == Some(at)
@@ -81,6 +103,11 @@ impl Acceptor {
     pub(super) fn next(&mut self, clients: usize, max: usize, now: Instant) -> Accepted {
         self.retry_at = None;
         loop {
+            if self.budget == 0 {
+                self.more = true;
+                return Accepted::Done(None);
+            }
+            self.budget -= 1;
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     self.fd_shortage = false;

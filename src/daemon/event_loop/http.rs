@@ -20,6 +20,10 @@ use crate::daemon::procfs;
 
 /// More HTTP connections than this at once get a 503 (each costs a descriptor).
 const MAX_CONNS: usize = 256;
+/// At most this many connections are accepted per listener in one turn; the rest wait for the
+/// next turn (the listener is kept hot), so a flood of requests cannot hold the loop away from
+/// its children and the control socket.
+const ACCEPTS_PER_TURN: usize = 32;
 /// After an accept error (out of descriptors), accept again this soon.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Refused requests (a bad or missing token) are logged at most this often.
@@ -97,7 +101,7 @@ impl Daemon {
     }
 
     fn http_accept(&mut self, slot: usize, now: Instant) {
-        loop {
+        for _ in 0..ACCEPTS_PER_TURN {
             let Some(Source::Http(HttpSource::Listener { listener, retry_at })) =
                 self.sources.get_mut(slot)
             else {
@@ -130,6 +134,9 @@ impl Daemon {
                 }
             }
         }
+        // The budget is spent with clients perhaps still waiting: next turn, without a wakeup
+        // (the listener is edge-triggered).
+        self.sources.keep_hot(slot);
     }
 
     /// Move a connection on as far as its socket allows, answering its request when the head

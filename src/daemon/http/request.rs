@@ -71,8 +71,9 @@ impl Head {
     }
 }
 
+/// A blank line, as CRLF or bare LF (httparse accepts both, and a mix: `\n\r\n` too).
 fn ends_head(bytes: &[u8]) -> bool {
-    bytes.windows(4).any(|w| w == b"\r\n\r\n") || bytes.windows(2).any(|w| w == b"\n\n")
+    bytes.windows(3).any(|w| w == b"\n\r\n") || bytes.windows(2).any(|w| w == b"\n\n")
 }
 
 /// Parse a complete head.
@@ -216,6 +217,15 @@ mod tests {
         assert_eq!(last, Some(get("/metrics")));
         let mut head = Head::default();
         assert_eq!(head.push(b"GET / HTTP/1.0\n\n"), Some(get("/")));
+        // Bare LF lines ended by a CRLF blank line, whole and byte by byte.
+        let mixed = b"GET /healthz HTTP/1.1\nHost: x\n\r\n";
+        assert_eq!(Head::default().push(mixed), Some(get("/healthz")));
+        let mut head = Head::default();
+        let mut last = None;
+        for b in mixed.iter() {
+            last = head.push(std::slice::from_ref(b));
+        }
+        assert_eq!(last, Some(get("/healthz")));
     }
 
     #[test]
