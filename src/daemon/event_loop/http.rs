@@ -46,6 +46,9 @@ const STATES: [State; 8] = [
 pub(super) struct Http {
     token: Option<Vec<u8>>,
     conns: usize,
+    /// Connections in the order they came (slot, when), oldest first; entries of closed
+    /// connections are skipped when met and dropped when the list outgrows the limit.
+    arrivals: std::collections::VecDeque<(usize, Instant)>,
     /// When a refused request was last logged, and how many since then were not.
     refusal_logged: Option<Instant>,
     refusals_unlogged: u64,
@@ -110,7 +113,10 @@ impl Daemon {
             *retry_at = None;
             match accept(listener) {
                 Ok(Some((stream, peer))) => {
-                    if self.http.conns >= MAX_CONNS {
+                    // Full: the oldest connection still sending its head makes room, so
+                    // clients that dribble their heads cannot keep a probe out; a full
+                    // house of requests being answered refuses the newcomer.
+                    if self.http.conns >= MAX_CONNS && !self.evict_oldest_reader() {
                         wire::refuse(stream);
                         continue;
                     }
@@ -118,6 +124,10 @@ impl Daemon {
                     match self.sources.add(Source::Http(HttpSource::Conn(conn))) {
                         Ok(conn_slot) => {
                             self.http.conns += 1;
+                            self.http.arrivals.push_back((conn_slot, now));
+                            if self.http.arrivals.len() > 2 * MAX_CONNS {
+                                self.forget_closed_arrivals();
+                            }
                             self.http_serve(conn_slot, now);
                         }
                         Err(e) => log::error!("http: unable to watch a connection: {e}"),
@@ -137,6 +147,44 @@ impl Daemon {
         // The budget is spent with clients perhaps still waiting: next turn, without a wakeup
         // (the listener is edge-triggered).
         self.sources.keep_hot(slot);
+    }
+
+    /// Close the longest-connected connection still reading its request head. False when
+    /// every connection has sent its request.
+    fn evict_oldest_reader(&mut self) -> bool {
+        let mut kept = std::collections::VecDeque::new();
+        let mut evicted = false;
+        while let Some((slot, at)) = self.http.arrivals.pop_front() {
+            match self.sources.get(slot) {
+                // The same connection (a reused slot has a later arrival).
+                Some(Source::Http(HttpSource::Conn(c))) if c.reading_since() == Some(at) => {
+                    log::debug!(
+                        "http: closing the connection from {}: room for a new one",
+                        c.peer
+                    );
+                    self.release(slot);
+                    evicted = true;
+                    break;
+                }
+                Some(Source::Http(HttpSource::Conn(c))) if c.reading_since().is_none() => {
+                    kept.push_back((slot, at));
+                }
+                _ => {}
+            }
+        }
+        // Those answered meanwhile stay listed, in order, before the rest.
+        kept.append(&mut self.http.arrivals);
+        self.http.arrivals = kept;
+        evicted
+    }
+
+    /// Drop the entries of connections that are closed (or whose slot is another's now).
+    fn forget_closed_arrivals(&mut self) {
+        let sources = &self.sources;
+        self.http.arrivals.retain(|&(slot, at)| {
+            matches!(sources.get(slot),
+                Some(Source::Http(HttpSource::Conn(c))) if c.accepted_at() == at)
+        });
     }
 
     /// Move a connection on as far as its socket allows, answering its request when the head

@@ -145,6 +145,16 @@ impl HttpConn {
         }
     }
 
+    pub fn accepted_at(&self) -> Instant {
+        self.accepted
+    }
+
+    /// Still waiting for its request head, and since when it is connected: what the loop may
+    /// drop to make room when every slot is taken.
+    pub fn reading_since(&self) -> Option<Instant> {
+        matches!(self.phase, Phase::Reading).then_some(self.accepted)
+    }
+
     /// Read, write or drain, whichever the phase wants, until the socket would block.
     pub fn io(&mut self, now: Instant) -> Progress {
         match self.phase {
