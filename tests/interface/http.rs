@@ -416,3 +416,46 @@ fn http_an_idle_daemon_serving_http_makes_no_wakeups() {
     let after = switches();
     assert_eq!(after - before, 0, "{} wakeups in 3 s", after - before);
 }
+
+#[test]
+fn http_clients_cannot_take_the_descriptors_a_restart_needs() {
+    let mut sb = Sandbox::new("http-nofile");
+    sb.write(
+        "sup.yaml",
+        "daemon:\n  http:\n    listen: \"127.0.0.1:0\"\nprograms:\n  web:\n    cmd: sleep 1000\n    numprocs: 3\n    starttime: 0\n",
+    );
+    sb.wrapper = ["prlimit", "--nofile=64:64", "--"]
+        .map(String::from)
+        .to_vec();
+    sb.start();
+    let mut port = None;
+    sb.wait_for("the HTTP port in the event log", || {
+        port = sb
+            .log()
+            .lines()
+            .find_map(|l| l.split("serving HTTP on 127.0.0.1:").nth(1))
+            .and_then(|p| p.trim().parse::<u16>().ok());
+        port.is_some()
+    });
+    let port = port.unwrap_or(0);
+    sb.wait_state("web:2", "running");
+    let old = sb.pid("web:0").expect("web:0 runs");
+    // Far more idle connections than the descriptors left: the daemon keeps at most a
+    // quarter of its 64 for HTTP, closing the oldest idle ones to make room.
+    let idle: Vec<TcpStream> = (0..60)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    let t0 = Instant::now();
+    let _ = Command::new("kill").args(["-9", &old.to_string()]).status();
+    sb.wait_for("web:0 to run again", || {
+        sb.state("web:0") == "running" && sb.pid("web:0").is_some_and(|p| p != old)
+    });
+    // Idle connections are closed after 10 s anyway: the restart must not have waited for it.
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "the restart took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(get(port, "/healthz", None), (200, "ok\n".into()));
+    drop(idle);
+}

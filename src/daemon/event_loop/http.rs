@@ -20,6 +20,12 @@ use crate::daemon::procfs;
 
 /// More HTTP connections than this at once get a 503 (each costs a descriptor).
 const MAX_CONNS: usize = 256;
+
+/// The connection limit for a daemon that may open `nofile` descriptors: at most a quarter of
+/// them, so HTTP clients cannot take the descriptors a job's restart needs.
+fn conn_limit(nofile: u64) -> usize {
+    usize::try_from(nofile / 4).map_or(MAX_CONNS, |q| q.clamp(4, MAX_CONNS))
+}
 /// At most this many connections are accepted per listener in one turn; the rest wait for the
 /// next turn (the listener is kept hot), so a flood of requests cannot hold the loop away from
 /// its children and the control socket.
@@ -46,6 +52,8 @@ const STATES: [State; 8] = [
 pub(super) struct Http {
     token: Option<Vec<u8>>,
     conns: usize,
+    /// `conn_limit` of the daemon's descriptor limit.
+    max_conns: usize,
     /// Connections in the order they came (slot, when), oldest first; entries of closed
     /// connections are skipped when met and dropped when the list outgrows the limit.
     arrivals: std::collections::VecDeque<(usize, Instant)>,
@@ -58,6 +66,9 @@ impl Daemon {
     /// Put the listeners `sup daemon` bound on the poll.
     pub(super) fn start_http(&mut self, setup: wire::Setup) {
         self.http.token = setup.token;
+        let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(u64::MAX, |(soft, _)| soft);
+        self.http.max_conns = conn_limit(nofile);
         for (addr, listener) in setup.listeners {
             let source = Source::Http(HttpSource::Listener {
                 listener,
@@ -116,7 +127,7 @@ impl Daemon {
                     // Full: the oldest connection still sending its head makes room, so
                     // clients that dribble their heads cannot keep a probe out; a full
                     // house of requests being answered refuses the newcomer.
-                    if self.http.conns >= MAX_CONNS && !self.evict_oldest_reader() {
+                    if self.http.conns >= self.http.max_conns && !self.evict_oldest_reader() {
                         wire::refuse(stream);
                         continue;
                     }
@@ -125,7 +136,7 @@ impl Daemon {
                         Ok(conn_slot) => {
                             self.http.conns += 1;
                             self.http.arrivals.push_back((conn_slot, now));
-                            if self.http.arrivals.len() > 2 * MAX_CONNS {
+                            if self.http.arrivals.len() > 2 * self.http.max_conns {
                                 self.forget_closed_arrivals();
                             }
                             self.http_serve(conn_slot, now);
@@ -514,7 +525,15 @@ pub(super) fn escape(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{conn_limit, escape, MAX_CONNS};
+
+    #[test]
+    fn http_connections_take_at_most_a_quarter_of_the_descriptors() {
+        assert_eq!(conn_limit(64), 16);
+        assert_eq!(conn_limit(8), 4, "never fewer than a few");
+        assert_eq!(conn_limit(1024), MAX_CONNS);
+        assert_eq!(conn_limit(u64::MAX), MAX_CONNS);
+    }
 
     #[test]
     fn label_values_are_escaped() {
