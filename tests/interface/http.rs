@@ -19,6 +19,12 @@ fn start(name: &str, http_extra: &str, programs: &str) -> (Sandbox, u16) {
         ),
     );
     sb.start();
+    let port = serving_port(&sb);
+    (sb, port)
+}
+
+/// The port a started daemon listens on for HTTP, from its event log (it binds port 0).
+fn serving_port(sb: &Sandbox) -> u16 {
     let mut port = None;
     sb.wait_for("the HTTP port in the event log", || {
         port = sb
@@ -28,7 +34,7 @@ fn start(name: &str, http_extra: &str, programs: &str) -> (Sandbox, u16) {
             .and_then(|p| p.trim().parse().ok());
         port.is_some()
     });
-    (sb, port.unwrap_or(0))
+    port.unwrap_or(0)
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -428,16 +434,7 @@ fn http_clients_cannot_take_the_descriptors_a_restart_needs() {
         .map(String::from)
         .to_vec();
     sb.start();
-    let mut port = None;
-    sb.wait_for("the HTTP port in the event log", || {
-        port = sb
-            .log()
-            .lines()
-            .find_map(|l| l.split("serving HTTP on 127.0.0.1:").nth(1))
-            .and_then(|p| p.trim().parse::<u16>().ok());
-        port.is_some()
-    });
-    let port = port.unwrap_or(0);
+    let port = serving_port(&sb);
     sb.wait_state("web:2", "running");
     let old = sb.pid("web:0").expect("web:0 runs");
     // Far more idle connections than the descriptors left: the daemon keeps at most a
