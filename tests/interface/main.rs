@@ -5,6 +5,7 @@ mod sandbox;
 
 mod closed_output_files;
 mod control_socket;
+mod dashboard;
 mod demo;
 mod each_child;
 mod escapees_and_faults;

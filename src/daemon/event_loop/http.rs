@@ -18,9 +18,9 @@ use super::follow::Stream;
 use super::{Daemon, Source, TimerKey};
 use crate::control::proto::Request as ControlRequest;
 use crate::core::State;
-use crate::daemon::http::api;
 use crate::daemon::http::request::{self, Method, Parsed, Request};
 use crate::daemon::http::{self as wire, HttpConn, HttpSource, Progress};
+use crate::daemon::http::{api, dashboard, guard};
 use crate::daemon::procfs;
 
 /// More HTTP connections than this at once get a 503 (each costs a descriptor).
@@ -309,6 +309,23 @@ impl Daemon {
             }
             Parsed::Request(r) => r,
         };
+        let local = match self.sources.get(slot) {
+            Some(Source::Http(HttpSource::Conn(c))) => c.stream.local_addr().ok(),
+            _ => None,
+        };
+        if let Err(refused) = guard::check_host(&req, local) {
+            log::warn!(
+                "http: refused {} from {peer}: {}",
+                req.path,
+                refused.message
+            );
+            return Some(request::text(
+                refused.status,
+                &format!("{}\n", refused.message),
+                "",
+                false,
+            ));
+        }
         let is_api = req.path.starts_with(api::PREFIX) || req.path == "/api/v1";
         if is_api {
             return self.api_answer(slot, &req, body, peer, now);
@@ -321,6 +338,9 @@ impl Daemon {
                 "Allow: GET, HEAD\r\n",
                 false,
             ));
+        }
+        if req.path == "/" {
+            return Some(dashboard::response(head));
         }
         if req.path == "/healthz" {
             return Some(request::text(200, "ok\n", "", head));
@@ -367,6 +387,13 @@ impl Daemon {
             return Some(api::refusal(&api::Refusal {
                 status: 401,
                 message: "a valid bearer token is required".into(),
+                allow: None,
+            }));
+        }
+        if let Err(refused) = guard::check_json(req) {
+            return Some(api::refusal(&api::Refusal {
+                status: refused.status,
+                message: refused.message,
                 allow: None,
             }));
         }

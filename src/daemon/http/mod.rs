@@ -10,6 +10,8 @@
 //! the peer reads it (a 431 to a client still sending its 100 KiB head).
 
 pub mod api;
+pub mod dashboard;
+pub mod guard;
 pub mod request;
 
 use std::io::{self, Read, Write};
