@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::resolve::{entries, keep, key_text, unknown_key, Sink};
-use super::spec::HttpSpec;
+use super::spec::{HttpSpec, TlsSpec};
 use super::values::{self, Bad, Read};
 use super::yaml::{Kind, Node};
 
-pub const HTTP_KEYS: &[&str] = &["listen", "token_file"];
+pub const HTTP_KEYS: &[&str] = &["listen", "token_file", "tls"];
+pub const TLS_KEYS: &[&str] = &["cert", "key"];
 
 const AT: &str = "daemon.http";
 
@@ -21,6 +22,7 @@ pub fn http(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option
     let before = sink.len();
     let mut listen: Option<Vec<(SocketAddr, (usize, usize))>> = None;
     let mut token_file = None;
+    let mut tls = None;
     for (k, v) in found {
         let Some(key) = key_text(k, file, AT, sink) else {
             continue;
@@ -35,6 +37,7 @@ pub fn http(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option
                     sink.warn(file, (v.line, v.col), p, bad);
                 }
             }
+            "tls" => tls = tls_keys(v, file, base_dir, sink),
             _ => unknown_key(k, key, HTTP_KEYS, file, p, sink),
         }
     }
@@ -60,7 +63,39 @@ pub fn http(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option
     Some(HttpSpec {
         listen: listen.into_iter().map(|(a, _)| a).collect(),
         token_file,
+        tls,
     })
+}
+
+/// `daemon.http.tls`: `cert` and `key`, both PEM files, both required. Their contents are
+/// read at start (`daemon::http::tls`), where a bad file stops the daemon naming it.
+fn tls_keys(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option<TlsSpec> {
+    const TLS: &str = "daemon.http.tls";
+    let found = entries(node, "a map with `cert` and `key`", file, TLS, sink)?;
+    let (mut cert, mut key) = (None, None);
+    for (k, v) in found {
+        let Some(name) = key_text(k, file, TLS, sink) else {
+            continue;
+        };
+        let path = format!("{TLS}.{name}");
+        match name {
+            "cert" => cert = keep(values::path(v, base_dir), v, file, &path, sink),
+            "key" => key = keep(values::path(v, base_dir), v, file, &path, sink),
+            _ => unknown_key(k, name, TLS_KEYS, file, &path, sink),
+        }
+    }
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsSpec { cert, key }),
+        (cert, _) => {
+            let missing = if cert.is_none() { "cert" } else { "key" };
+            let bad = Bad::new(format!(
+                "`{missing}` is required: the PEM file of the certificate (chain) and of its private key"
+            ))
+            .with_hint("tls: {cert: /etc/sup/cert.pem, key: /etc/sup/key.pem}");
+            sink.push(file, (node.line, node.col), TLS, bad);
+            None
+        }
+    }
 }
 
 /// Why the token file will stop the daemon's start, as far as its metadata tells (its content

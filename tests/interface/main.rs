@@ -14,6 +14,7 @@ mod hostile_clients;
 mod hostile_files;
 mod http;
 mod http_api;
+mod https;
 mod logs_and_notifications;
 mod packaging;
 mod reload;

@@ -56,6 +56,8 @@ const STATES: [State; 8] = [
 #[derive(Default)]
 pub(super) struct Http {
     token: Option<Vec<u8>>,
+    /// `daemon.http.tls`: every connection speaks TLS.
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     conns: usize,
     /// `conn_limit` of the daemon's descriptor limit.
     max_conns: usize,
@@ -73,6 +75,12 @@ impl Daemon {
     /// Put the listeners `sup daemon` bound on the poll.
     pub(super) fn start_http(&mut self, setup: wire::Setup) {
         self.http.token = setup.token;
+        self.http.tls = setup.tls;
+        let scheme = if self.http.tls.is_some() {
+            "HTTPS"
+        } else {
+            "HTTP"
+        };
         let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map_or(u64::MAX, |(soft, _)| soft);
         self.http.max_conns = conn_limit(nofile);
@@ -82,7 +90,7 @@ impl Daemon {
                 retry_at: None,
             });
             match self.sources.add(source) {
-                Ok(_) => log::info!("serving HTTP on {addr}"),
+                Ok(_) => log::info!("serving {scheme} on {addr}"),
                 Err(e) => log::error!("unable to watch the HTTP listener on {addr}: {e}"),
             }
         }
@@ -153,10 +161,19 @@ impl Daemon {
                     // clients that dribble their heads cannot keep a probe out; a full
                     // house of requests being answered refuses the newcomer.
                     if self.http.conns >= self.http.max_conns && !self.evict_oldest_reader() {
-                        wire::refuse(stream);
+                        // A plain-text 503 means nothing to a TLS client: just close.
+                        if self.http.tls.is_none() {
+                            wire::refuse(stream);
+                        }
                         continue;
                     }
-                    let conn = HttpConn::new(stream, peer, now);
+                    let mut conn = HttpConn::new(stream, peer, now);
+                    if let Some(config) = &self.http.tls {
+                        if !conn.start_tls(config) {
+                            log::error!("http: unable to start TLS for {peer}");
+                            continue;
+                        }
+                    }
                     match self
                         .sources
                         .add(Source::Http(HttpSource::Conn(Box::new(conn))))
