@@ -374,6 +374,17 @@ impl Daemon {
             Ok(call) => call,
             Err(refusal) => return Some(api::refusal(&refusal)),
         };
+        if self.http.token.is_none() && api::needs_token(&call.body) {
+            return Some(api::refusal(&api::Refusal {
+                status: 403,
+                message: format!(
+                    "{} over HTTP needs daemon.http.token_file: without a token the daemon \
+                     cannot tell its operators from other local users",
+                    req.path
+                ),
+                allow: None,
+            }));
+        }
         if let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) {
             c.set_shape(call.shape);
         }

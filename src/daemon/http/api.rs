@@ -55,6 +55,27 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
     }
 }
 
+/// Whether a call needs the daemon to know who asks: everything that changes something, and
+/// `tail` (a job's output may hold secrets). Over the socket the daemon checks the peer's uid;
+/// over HTTP only a token tells its operators from any other local user, so without
+/// `token_file` these are refused (403) and only `status`, `pid` and `events`, the state
+/// `/metrics` shows anyway, are answered.
+pub fn needs_token(body: &RequestBody) -> bool {
+    match body {
+        RequestBody::Status { .. } | RequestBody::Pid { .. } | RequestBody::Subscribe { .. } => {
+            false
+        }
+        RequestBody::Start { .. }
+        | RequestBody::Stop { .. }
+        | RequestBody::Restart { .. }
+        | RequestBody::Signal { .. }
+        | RequestBody::Reload { .. }
+        | RequestBody::Tail { .. }
+        | RequestBody::Logreopen
+        | RequestBody::Shutdown => true,
+    }
+}
+
 /// The body of `start`, `stop` and `restart`; every field may be left out.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
