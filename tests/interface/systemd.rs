@@ -360,3 +360,30 @@ fn an_abstract_notify_socket_works_and_a_dead_one_is_not_fatal() {
     assert_eq!(log.matches("sd_notify: unable to send").count(), 1, "{log}");
     assert!(log.contains(" WARN "), "{log}");
 }
+
+/// A job that cannot start, and one held back waiting for it, do not hold READY=1 back.
+#[test]
+fn ready_1_does_not_wait_for_a_job_that_cannot_start() {
+    let mut sb = Sandbox::with_programs(
+        "sd-fatal",
+        r#"
+  db:
+    cmd: "false"
+    startretries: 0
+  web:
+    cmd: sleep 1000
+    depends_on: [db]
+"#,
+    );
+    let mut rx = Receiver::bind(&sb);
+    let notify = sb.path("systemd-notify.sock");
+    sb.start_with_env(&[("NOTIFY_SOCKET", notify.to_str().expect("utf-8 path"))]);
+    let ready = rx.wait_for("READY=1", has("READY=1"));
+    assert_eq!(sb.state("db"), "fatal");
+    assert_eq!(sb.state("web"), "starting", "held back by db");
+    assert!(
+        ready.contains("STATUS=0 running, 0 backoff, 1 fatal, 1 starting\n"),
+        "{:?}",
+        rx.got
+    );
+}

@@ -40,8 +40,11 @@ pub(in crate::daemon) struct Systemd {
     link: Option<Link>,
     phase: Phase,
     mainpid_sent: bool,
-    /// The counts last sent as `STATUS=`.
-    told: Option<Tally>,
+    /// The counts last looked at, and the `STATUS=` text last sent: a text is made only when
+    /// the counts moved, and sent only when it differs (a change the text does not show, such
+    /// as a start held back by a dependency, sends nothing).
+    seen: Option<Tally>,
+    told: String,
     watchdog: Option<Duration>,
     /// The one `WATCHDOG=1` deadline that is current; any other heap entry is stale.
     watchdog_at: Option<Instant>,
@@ -55,7 +58,8 @@ impl Systemd {
             link,
             phase: Phase::Starting,
             mainpid_sent: false,
-            told: None,
+            seen: None,
+            told: String::new(),
             watchdog_at: None,
         }
     }
@@ -110,9 +114,13 @@ impl Systemd {
             self.phase = Phase::Ready;
             msg = msg.ready();
         }
-        if self.told != Some(tally) {
-            self.told = Some(tally);
-            msg = msg.status(&status(&tally));
+        if self.seen != Some(tally) {
+            self.seen = Some(tally);
+            let text = status(&tally);
+            if text != self.told {
+                msg = msg.status(&text);
+                self.told = text;
+            }
         }
         if !msg.is_empty() {
             let msg = self.first(msg);
