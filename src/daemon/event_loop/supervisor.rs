@@ -94,6 +94,19 @@ impl Tally {
         self.waiting
     }
 
+    /// A tally with these counts, for the tests of what reads it.
+    #[cfg(test)]
+    pub(in crate::daemon) fn with(counts: &[(State, usize)], waiting: usize) -> Tally {
+        let mut t = Tally {
+            waiting,
+            ..Tally::default()
+        };
+        for &(state, n) in counts {
+            t.by_state[state as usize] = n;
+        }
+        t
+    }
+
     fn add(&mut self, core: &Instance) {
         self.by_state[core.state() as usize] += 1;
         self.waiting += usize::from(core.is_waiting());

@@ -165,3 +165,123 @@ fn status(t: &Tally) -> String {
         ],
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixDatagram;
+
+    use super::*;
+    use crate::daemon::sdnotify::Target;
+
+    /// A `Systemd` sending to a socket the test reads, and that socket.
+    fn linked(
+        name: &str,
+        watchdog: Option<Duration>,
+    ) -> (Systemd, UnixDatagram, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("sup-systemd-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("notify.sock");
+        let rx = UnixDatagram::bind(&path).expect("bind");
+        rx.set_nonblocking(true).expect("nonblocking");
+        let link = Link::new(&Target::Path(path)).expect("link");
+        (Systemd::new(Some(link), watchdog), rx, dir)
+    }
+
+    /// Every message waiting on the socket.
+    fn got(rx: &UnixDatagram) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = rx.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn ready_once_settled_status_only_when_its_text_changes() {
+        let (mut sd, rx, dir) = linked("ready", None);
+        let starting = Tally::with(&[(State::Running, 1), (State::Starting, 1)], 0);
+        sd.end_turn(starting, true);
+        let pid = std::process::id();
+        assert_eq!(
+            got(&rx),
+            [format!(
+                "STATUS=1 running, 0 backoff, 0 fatal, 1 starting\nMAINPID={pid}\n"
+            )]
+        );
+        sd.end_turn(starting, true);
+        assert!(got(&rx).is_empty(), "nothing changed, nothing sent");
+        // A start held back by a dependency does not hold READY back, and does not show.
+        let held = Tally::with(&[(State::Running, 1), (State::Starting, 1)], 1);
+        sd.end_turn(held, false);
+        assert!(got(&rx).is_empty(), "dependency order not settled yet");
+        sd.end_turn(held, true);
+        assert_eq!(got(&rx), ["READY=1\n"]);
+        let up = Tally::with(&[(State::Running, 2)], 0);
+        sd.end_turn(up, true);
+        assert_eq!(got(&rx), ["STATUS=2 running, 0 backoff, 0 fatal\n"]);
+
+        // A reload: RELOADING=1 at once, READY=1 once settled again.
+        sd.reloading();
+        let msgs = got(&rx);
+        assert!(
+            msgs.len() == 1 && msgs[0].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+            "{msgs:?}"
+        );
+        let stopping = Tally::with(&[(State::Running, 1), (State::Stopping, 1)], 0);
+        sd.end_turn(stopping, true);
+        assert_eq!(
+            got(&rx),
+            ["STATUS=1 running, 0 backoff, 0 fatal, 1 stopping\n"]
+        );
+        sd.end_turn(up, true);
+        assert_eq!(
+            got(&rx),
+            ["READY=1\nSTATUS=2 running, 0 backoff, 0 fatal\n"]
+        );
+
+        // The shutdown: STOPPING=1 once, and READY=1 never again.
+        sd.stopping();
+        sd.stopping();
+        sd.reloading();
+        assert_eq!(got(&rx), ["STOPPING=1\n"]);
+        sd.end_turn(Tally::with(&[(State::Stopped, 2)], 0), true);
+        assert_eq!(
+            got(&rx),
+            ["STATUS=0 running, 0 backoff, 0 fatal, 2 stopped\n"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_watchdog_pings_only_at_its_current_deadline() {
+        let t0 = Instant::now();
+        let (mut sd, rx, dir) = linked("watchdog", Some(Duration::from_millis(100)));
+        let first = sd.arm(t0);
+        assert_eq!(first, Some(t0 + Duration::from_millis(100)));
+        let Some(first) = first else { return };
+        assert_eq!(sd.watchdog_due(t0, t0), None, "a stale entry does nothing");
+        assert!(got(&rx).is_empty());
+        let late = first + Duration::from_millis(30);
+        assert_eq!(
+            sd.watchdog_due(first, late),
+            Some(late + Duration::from_millis(100))
+        );
+        let msgs = got(&rx);
+        assert!(
+            msgs.len() == 1 && msgs[0].starts_with("WATCHDOG=1\nMAINPID="),
+            "{msgs:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // No link, or no watchdog: no deadline, so an idle daemon never wakes for it.
+        assert_eq!(
+            Systemd::new(None, Some(Duration::from_secs(1))).arm(t0),
+            None
+        );
+        let (mut plain, _rx, dir) = linked("plain", None);
+        assert_eq!(plain.arm(t0), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
