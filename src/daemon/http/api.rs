@@ -56,10 +56,10 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
 }
 
 /// Whether a call needs the daemon to know who asks: everything that changes something, and
-/// `tail` (a job's output may hold secrets). Over the socket the daemon checks the peer's uid;
-/// over HTTP only a token tells its operators from any other local user, so without
-/// `token_file` these are refused (403) and only `status`, `pid` and `events`, the state
-/// `/metrics` shows anyway, are answered.
+/// `tail` (a job's output may hold secrets). With `token_file` the token says so; without
+/// one (a loopback listener) the peer must be the daemon's own user or root, as on the
+/// control socket. `status`, `pid` and `events`, the state `/metrics` shows anyway, are
+/// answered to any local user.
 pub fn needs_token(body: &RequestBody) -> bool {
     match body {
         RequestBody::Status { .. } | RequestBody::Pid { .. } | RequestBody::Subscribe { .. } => {
