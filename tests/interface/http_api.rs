@@ -8,6 +8,24 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::http::{connect, exchange, get, start};
+
+/// The token every test daemon that takes changes is given (without one, the API refuses
+/// changes and `tail`), and the header that carries it.
+const TOKEN: &str = "t0ken";
+const AUTH: &str = "Authorization: Bearer t0ken\r\n";
+
+/// A daemon serving HTTP with `TOKEN`; the first sandbox holds the token file (it must
+/// exist before the daemon's config names it) and lives as long as the test.
+fn start_with_token(name: &str, programs: &str) -> (Sandbox, Sandbox, u16) {
+    let holder = Sandbox::new(&format!("{name}-token-file"));
+    holder.write("token", &format!("{TOKEN}\n"));
+    let (sb, port) = start(
+        name,
+        &format!("    token_file: {}\n", holder.path("token").display()),
+        programs,
+    );
+    (holder, sb, port)
+}
 use crate::sandbox::{alive, kill, sup_bin, Sandbox, PATIENCE};
 
 /// Send a request with `body` (a `Content-Length` one) and read the whole answer.
@@ -33,13 +51,13 @@ fn request(port: u16, method: &str, path: &str, body: &str, extra: &str) -> (u16
 }
 
 fn post(port: u16, path: &str, body: &str) -> (u16, Value) {
-    let (status, _, text) = request(port, "POST", path, body, "");
+    let (status, _, text) = request(port, "POST", path, body, AUTH);
     let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
     (status, json)
 }
 
 fn get_json(port: u16, path: &str) -> (u16, Value) {
-    let (status, text) = get(port, path, None);
+    let (status, text) = get(port, path, Some(TOKEN));
     let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
     (status, json)
 }
@@ -93,7 +111,7 @@ struct Events {
 impl Events {
     fn open(port: u16, path: &str) -> Events {
         let mut s = connect(port);
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{AUTH}\r\n").as_bytes())
             .expect("send");
         let mut reader = BufReader::new(s);
         let mut head = String::new();
@@ -166,7 +184,7 @@ fn api_status_is_the_array_sup_status_json_prints() {
 
 #[test]
 fn api_start_stop_restart_wait_for_the_processes() {
-    let (sb, port) = start("api-act", "", TWO_JOBS);
+    let (_t, sb, port) = start_with_token("api-act", TWO_JOBS);
     let first = sb.wait_state("web", "running")["pid"]
         .as_u64()
         .expect("a pid") as u32;
@@ -209,7 +227,7 @@ fn api_start_stop_restart_wait_for_the_processes() {
     assert!(sb.pid("idle").is_some_and(alive));
 
     // A GET does not stop anything.
-    let (status, head, body) = request(port, "GET", "/api/v1/stop/web", "", "");
+    let (status, head, body) = request(port, "GET", "/api/v1/stop/web", "", AUTH);
     assert_eq!(status, 405, "{head}");
     assert!(head.contains("Allow: POST"), "{head}");
     assert!(body.contains("\"kind\":\"error\""), "{body}");
@@ -218,9 +236,8 @@ fn api_start_stop_restart_wait_for_the_processes() {
 
 #[test]
 fn api_signal_reaches_the_job() {
-    let (sb, port) = start(
+    let (_t, sb, port) = start_with_token(
         "api-signal",
-        "",
         "  trap:\n    cmd: \"sh -c 'trap \\\"echo got > usr1\\\" USR1; while :; do sleep 0.1; done'\"\n",
     );
     sb.wait_state("trap", "running");
@@ -243,7 +260,7 @@ fn api_signal_reaches_the_job() {
 
 #[test]
 fn api_reload_dry_run_changes_nothing() {
-    let (sb, port) = start("api-reload", "", TWO_JOBS);
+    let (_t, sb, port) = start_with_token("api-reload", TWO_JOBS);
     sb.wait_state("web", "running");
     let before = sb.pid("web");
     let config = sb.read("sup.yaml");
@@ -267,9 +284,8 @@ fn api_reload_dry_run_changes_nothing() {
 
 #[test]
 fn api_tail_and_follow_stream_the_output() {
-    let (sb, port) = start(
+    let (_t, sb, port) = start_with_token(
         "api-tail",
-        "",
         "  talk:\n    cmd: \"sh -c 'echo one; echo two; echo three; while [ ! -e more ]; do sleep 0.05; done; echo four; sleep 1000'\"\n",
     );
     sb.wait_state("talk", "running");
@@ -323,14 +339,8 @@ fn api_events_stream_sees_a_crash() {
 
 #[test]
 fn api_refuses_what_it_cannot_take() {
-    let sb0 = Sandbox::new("api-token-file");
-    sb0.write("token", "t0ken\n");
-    let (_sb, port) = start(
-        "api-refusals",
-        &format!("    token_file: {}\n", sb0.path("token").display()),
-        TWO_JOBS,
-    );
-    let auth = "Authorization: Bearer t0ken\r\n";
+    let (_t, _sb, port) = start_with_token("api-refusals", TWO_JOBS);
+    let auth = AUTH;
     // Every /api endpoint needs the token.
     for (method, path) in [("GET", "/api/v1/status"), ("POST", "/api/v1/stop/web")] {
         let (status, head, body) = request(port, method, path, "", "");
@@ -374,15 +384,16 @@ fn api_refuses_what_it_cannot_take() {
 #[test]
 fn a_slow_sse_reader_is_dropped_and_the_daemon_stays_responsive() {
     // 32 MiB once `go` exists: far past what the socket buffers and the 4 MiB limit hold.
-    let (sb, port) = start(
+    let (_t, sb, port) = start_with_token(
         "api-slow",
-        "",
         "  flood:\n    cmd: \"sh -c 'while [ ! -e go ]; do sleep 0.05; done; yes aaaaaaaaaaaaaaa | head -c 33554432; sleep 1000'\"\n    stdout_maxbytes: 1GB\n",
     );
     sb.wait_state("flood", "running");
     let mut s = connect(port);
-    s.write_all(b"GET /api/v1/tail/flood?follow=1&lines=0 HTTP/1.1\r\n\r\n")
-        .expect("send");
+    s.write_all(
+        format!("GET /api/v1/tail/flood?follow=1&lines=0 HTTP/1.1\r\n{AUTH}\r\n").as_bytes(),
+    )
+    .expect("send");
     let mut first = [0u8; 12];
     s.read_exact(&mut first).expect("the stream's head");
     assert_eq!(&first, b"HTTP/1.1 200");
@@ -409,13 +420,18 @@ fn a_slow_sse_reader_is_dropped_and_the_daemon_stays_responsive() {
 
 #[test]
 fn remote_cli_reads_and_exits_as_the_socket_cli() {
-    let (sb, port) = start(
+    let (t, sb, port) = start_with_token(
         "api-remote",
-        "",
         "  web:\n    cmd: \"sh -c 'echo line 1; echo line 2; echo line 3; while [ ! -e more ]; do sleep 0.05; done; echo line 4; sleep 1000'\"\n  idle:\n    cmd: \"sleep 1000\"\n    autostart: false\n",
     );
     sb.wait_state("web", "running");
     let url = format!("http://127.0.0.1:{port}");
+    let token = t.path("token").display().to_string();
+    let remote = |sb: &Sandbox, url: &str, args: &[&str], env: &[(&str, &str)]| {
+        let mut env = env.to_vec();
+        env.push(("SUP_TOKEN_FILE", &token));
+        remote(sb, url, args, &env)
+    };
     sb.wait_for("the job's three lines", || {
         sb.sup_ok(&["tail", "web"]) == "line 1\nline 2\nline 3\n"
     });
@@ -458,7 +474,7 @@ fn remote_cli_reads_and_exits_as_the_socket_cli() {
     let follow = |remote_url: Option<&str>, out: &str| {
         let mut cmd = Command::new(sup_bin());
         if let Some(u) = remote_url {
-            cmd.arg("--url").arg(u);
+            cmd.arg("--url").arg(u).arg("--token-file").arg(&token);
         } else {
             cmd.arg("--socket").arg(sb.socket());
         }
@@ -552,4 +568,48 @@ fn remote_cli_sends_the_token_file() {
         .output()
         .expect("run sup");
     assert_eq!(text(&out), expected);
+}
+
+#[test]
+fn without_a_token_changes_are_the_daemons_own_users_only() {
+    let (sb, port) = start("api-no-token", "", TWO_JOBS);
+    let pid = sb.wait_state("web", "running")["pid"].as_u64();
+    let url = format!("http://127.0.0.1:{port}");
+    // Another local user (when the test may become one) reads state, and nothing else.
+    let nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                sup_bin(),
+                "--url",
+            ])
+            .arg(&url)
+            .args(args)
+            .current_dir("/")
+            .env_remove("SUP_URL")
+            .env_remove("SUP_TOKEN_FILE")
+            .env("SUP_CONFIG", "/nonexistent/sup.yaml")
+            .output()
+    };
+    match nobody(&["status", "web"]) {
+        Ok(out) if out.status.success() => {
+            for args in [&["stop", "web"][..], &["tail", "web"], &["shutdown"]] {
+                let (code, _, err) = text(&nobody(args).expect("setpriv ran before"));
+                assert_eq!(code, Some(1), "sup {args:?}: {err}");
+                assert!(err.contains("refused to uid 65534"), "sup {args:?}: {err}");
+            }
+            assert_eq!(
+                sb.instance("web")["pid"].as_u64(),
+                pid,
+                "nothing was stopped"
+            );
+        }
+        other => eprintln!("skipped the other user's part: setpriv: {other:?}"),
+    }
+    // The daemon's own user may, as on the control socket.
+    assert_eq!(get(port, "/api/v1/tail/web", None).0, 200);
+    let (code, out, err) = text(&remote(&sb, &url, &["stop", "web"], &[]));
+    assert_eq!((code, out.as_str()), (Some(0), "web: stopped\n"), "{err}");
 }

@@ -307,13 +307,14 @@ fn top_stops_the_selected_instance_on_a_key() {
     });
 }
 
-/// The command line that runs `sup ARGS` against a daemon's HTTP API (`--url`), with no
-/// socket or config to fall back on.
-fn sup_url_line(sb: &Sandbox, url: &str, args: &str) -> String {
+/// The command line that runs `sup ARGS` against a daemon's HTTP API (`--url`, the token in
+/// `token`), with no socket or config to fall back on.
+fn sup_url_line(sb: &Sandbox, url: &str, token: &std::path::Path, args: &str) -> String {
     format!(
-        "env XDG_STATE_HOME='{}' NO_COLOR= SUP_CONFIG='{}' '{}' {args} --url '{url}'",
+        "env XDG_STATE_HOME='{}' NO_COLOR= SUP_CONFIG='{}' SUP_TOKEN_FILE='{}' '{}' {args} --url '{url}'",
         sb.path("state").display(),
         sb.path("nonexistent.yaml").display(),
+        token.display(),
         sup_bin(),
     )
 }
@@ -326,7 +327,15 @@ fn top_and_shell_work_over_the_http_api() {
         "\"sh -c 'if [ -e ran ]; then exit 1; fi; touch ran; exec sleep 1000'\"",
     );
     assert_ne!(programs, CRASHY);
-    let (sb, port) = crate::http::start("top-url", "", &programs);
+    // Changes over HTTP need a token.
+    let holder = Sandbox::new("top-url-token-file");
+    holder.write("token", "t0p\n");
+    let token = holder.path("token");
+    let (sb, port) = crate::http::start(
+        "top-url",
+        &format!("    token_file: {}\n", token.display()),
+        &programs,
+    );
     sb.wait_state("steady", "running");
     sb.wait_state("crashy", "running");
     let url = format!("http://127.0.0.1:{port}");
@@ -334,7 +343,7 @@ fn top_and_shell_work_over_the_http_api() {
         return;
     };
     // top follows the events stream: a crash shows as backoff, a key stops an instance.
-    tmux.open("top", &sup_url_line(&sb, &url, "top"));
+    tmux.open("top", &sup_url_line(&sb, &url, &token, "top"));
     tmux.wait_screen("top", "steady running", |s| {
         s.contains(&url) && row(s, "steady").is_some_and(|r| r.contains("running"))
     });
@@ -354,7 +363,7 @@ fn top_and_shell_work_over_the_http_api() {
     assert_eq!(sb.state("steady"), "stopped");
 
     // (top stays open: a tmux server with no session left exits.)
-    tmux.open("sh", &sup_url_line(&sb, &url, "shell"));
+    tmux.open("sh", &sup_url_line(&sb, &url, &token, "shell"));
     tmux.wait_screen("sh", "the prompt naming the URL", |s| {
         prompt_ready(s) && s.contains(&url)
     });

@@ -418,6 +418,19 @@ impl Daemon {
             Ok(call) => call,
             Err(refusal) => return Some(api::refusal(&refusal)),
         };
+        if self.http.token.is_none() && api::needs_token(&call.body) {
+            if let Err(why) = self.http_peer_trusted(slot, peer) {
+                return Some(api::refusal(&api::Refusal {
+                    status: 403,
+                    message: format!(
+                        "{}: {why}; without daemon.http.token_file only the daemon's own \
+                         user and root may change things or read output over HTTP",
+                        req.path
+                    ),
+                    allow: None,
+                }));
+            }
+        }
         if let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) {
             c.set_shape(call.shape);
         }
@@ -429,6 +442,25 @@ impl Daemon {
                 api::Shape::Json | api::Shape::Events => api::Shape::Json,
             },
         ))
+    }
+
+    /// Without a token, who may change things: the rule of the control socket (the daemon's
+    /// uid, or root), with the peer's uid read from `/proc/net/tcp` (a listener without a
+    /// token is on loopback, so the peer is on this host).
+    fn http_peer_trusted(&self, slot: usize, peer: std::net::SocketAddr) -> Result<(), String> {
+        let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get(slot) else {
+            return Err("the connection is gone".into());
+        };
+        let local = c
+            .stream
+            .local_addr()
+            .map_err(|e| format!("cannot tell who is asking: {e}"))?;
+        let ours = nix::unistd::geteuid().as_raw();
+        match procfs::tcp_peer_uid(peer, local) {
+            Some(uid) if uid == ours || uid == 0 => Ok(()),
+            Some(uid) => Err(format!("refused to uid {uid}")),
+            None => Err("cannot tell who is asking (no such socket in /proc/net/tcp)".into()),
+        }
     }
 
     /// With a token configured, the request must carry it; refusals are logged at most once

@@ -55,6 +55,27 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
     }
 }
 
+/// Whether a call needs the daemon to know who asks: everything that changes something, and
+/// `tail` (a job's output may hold secrets). With `token_file` the token says so; without
+/// one (a loopback listener) the peer must be the daemon's own user or root, as on the
+/// control socket. `status`, `pid` and `events`, the state `/metrics` shows anyway, are
+/// answered to any local user.
+pub fn needs_token(body: &RequestBody) -> bool {
+    match body {
+        RequestBody::Status { .. } | RequestBody::Pid { .. } | RequestBody::Subscribe { .. } => {
+            false
+        }
+        RequestBody::Start { .. }
+        | RequestBody::Stop { .. }
+        | RequestBody::Restart { .. }
+        | RequestBody::Signal { .. }
+        | RequestBody::Reload { .. }
+        | RequestBody::Tail { .. }
+        | RequestBody::Logreopen
+        | RequestBody::Shutdown => true,
+    }
+}
+
 /// The body of `start`, `stop` and `restart`; every field may be left out.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -155,13 +155,20 @@ pub struct HttpConn {
     parked: Option<Instant>,
     answered: Option<Instant>,
     drained: usize,
-    /// A write from `send` failed (`false`) or left too much unsent (`true`): the next `io`
-    /// says so, and the loop closes the connection.
-    broken: Option<bool>,
+    /// A write from `send` failed or left too much unsent: the next `io` says so, and the
+    /// loop closes the connection.
+    broken: Option<Broken>,
     /// The deadline armed in the loop's heap.
     pub deadline: Option<Instant>,
     /// HTTPS: every read and write goes through rustls (`tls.rs`).
     tls: Option<Box<tls::Tls>>,
+}
+
+/// Why a connection that `send` wrote to must close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broken {
+    WriteFailed,
+    TooSlow,
 }
 
 /// What a turn of IO left.
@@ -246,8 +253,8 @@ impl HttpConn {
     /// Read, write or drain, whichever the phase wants, until the socket would block.
     pub fn io(&mut self, now: Instant) -> Progress {
         match self.broken {
-            Some(true) => return Progress::TooSlow,
-            Some(false) => return Progress::Close,
+            Some(Broken::TooSlow) => return Progress::TooSlow,
+            Some(Broken::WriteFailed) => return Progress::Close,
             None => {}
         }
         if let Some(t) = &mut self.tls {
@@ -372,8 +379,8 @@ impl HttpConn {
     /// reported by the next `io`.
     pub fn send(&mut self, resp: &crate::control::proto::Response, now: Instant) {
         match self.send_now(resp, now) {
-            Progress::Close => self.broken = Some(false),
-            Progress::TooSlow => self.broken = Some(true),
+            Progress::Close => self.broken = Some(Broken::WriteFailed),
+            Progress::TooSlow => self.broken = Some(Broken::TooSlow),
             Progress::Idle | Progress::Request(..) => {}
         }
     }
@@ -518,4 +525,92 @@ pub fn refuse(mut stream: TcpStream) {
     );
     let _ = stream.write(&answer);
     let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::proto::{Response, ResponseBody};
+
+    /// A connection as the loop holds it, and the client's end of it.
+    fn pair() -> (HttpConn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = std::net::TcpStream::connect(addr).expect("connect");
+        let (server, peer) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let conn = HttpConn::new(TcpStream::from_std(server), peer, Instant::now());
+        (conn, client)
+    }
+
+    /// `io` until it is not idle, or give up after a while (the bytes are on loopback).
+    fn settle(conn: &mut HttpConn) -> Progress {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            match conn.io(Instant::now()) {
+                Progress::Idle if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_in_pieces_is_handed_over_whole_then_the_answer_closes() {
+        let (mut conn, mut client) = pair();
+        client
+            .write_all(b"POST /api/v1/stop HTTP/1.1\r\nContent-Length: 9\r\n\r\n{\"na")
+            .expect("write");
+        assert!(matches!(conn.io(Instant::now()), Progress::Idle));
+        assert!(conn.reading_since().is_some(), "still reading the body");
+        client.write_all(b"mes\":1}extra").expect("write");
+        let Progress::Request(Parsed::Request(r), body) = settle(&mut conn) else {
+            panic!("a request");
+        };
+        assert_eq!(
+            (r.path.as_str(), body.as_slice()),
+            ("/api/v1/stop", &b"{\"names\":"[..])
+        );
+        assert!(conn.is_parked());
+        conn.set_shape(api::Shape::Json);
+        conn.send(&Response::error("no"), Instant::now());
+        let mut answer = String::new();
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+        client.read_to_string(&mut answer).expect("read");
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        assert!(matches!(settle(&mut conn), Progress::Close));
+    }
+
+    #[test]
+    fn a_stream_sends_events_until_the_peer_hangs_up() {
+        let (mut conn, mut client) = pair();
+        client
+            .write_all(b"GET /api/v1/events HTTP/1.1\r\n\r\n")
+            .expect("write");
+        assert!(matches!(settle(&mut conn), Progress::Request(..)));
+        conn.set_shape(api::Shape::Events);
+        let out = Response::new(ResponseBody::Output { data: "x".into() });
+        conn.send(&out, Instant::now());
+        assert!(conn.is_streaming());
+        assert_eq!(conn.due(), None, "a stream has no deadline");
+        conn.send(&out, Instant::now());
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).ends_with(
+            "\"x\"}\n\nevent: output\ndata: {\"v\":1,\"kind\":\"output\",\"data\":\"x\"}\n\n",
+        ) {
+            let n = client.read(&mut buf).expect("read");
+            assert!(n > 0, "the stream ended early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"));
+        drop(client);
+        assert!(matches!(settle(&mut conn), Progress::Close));
+    }
 }
