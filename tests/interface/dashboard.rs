@@ -77,6 +77,14 @@ impl Browser {
             _child: child,
         };
         browser.call("Runtime.enable", json!({}));
+        browser.wait(
+            "the dashboard loaded",
+            &format!(
+                "location.href === {} && document.readyState === 'complete'",
+                json!(url)
+            ),
+            "location.href + ' ' + document.readyState",
+        );
         Some(browser)
     }
 
@@ -100,9 +108,27 @@ impl Browser {
             let _ = s.write_all(
                 b"GET /json/list HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
             );
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            // Read up to the body's length: DevTools keeps the connection open.
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            let body = loop {
+                let text = String::from_utf8_lossy(&out).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    });
+                    if len.is_some_and(|n| body.len() >= n) {
+                        break body.to_string();
+                    }
+                }
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break String::new(),
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            };
+            let body = body.as_str();
             let targets: Value = serde_json::from_str(body).unwrap_or(Value::Null);
             ws_url = targets.as_array().and_then(|list| {
                 list.iter()
@@ -157,8 +183,11 @@ impl Browser {
     /// Evaluate `expr` until it is `true`, within PATIENCE; the last value of `show` if not.
     pub(crate) fn wait(&mut self, what: &str, expr: &str, show: &str) {
         let deadline = Instant::now() + PATIENCE;
+        // Not there yet (the page still loading, a row not made) is not an error.
+        let guarded =
+            format!("(() => {{ try {{ return ({expr}); }} catch (e) {{ return false; }} }})()");
         loop {
-            if self.eval(expr) == Value::Bool(true) {
+            if self.eval(&guarded) == Value::Bool(true) {
                 return;
             }
             if Instant::now() > deadline {
