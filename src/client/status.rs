@@ -103,9 +103,15 @@ pub fn history_lines(instances: &[InstanceStatus]) -> Vec<String> {
 
 fn cells(s: &InstanceStatus) -> [String; COLUMNS] {
     let pid = s.pid.map(|p| format!("pid={p}")).unwrap_or_default();
+    // An OOM kill is told apart from any other SIGKILL: `last_exit=137(oom)`.
+    let oom = if s.exit_reason.as_deref() == Some("oom") {
+        "(oom)"
+    } else {
+        ""
+    };
     let last_exit = s
         .last_exit
-        .map(|c| format!("last_exit={c}"))
+        .map(|c| format!("last_exit={c}{oom}"))
         .unwrap_or_default();
     // One time column: what is most useful to know about "when" in this state.
     let when = if let Some(secs) = s.next_restart_in.filter(|_| s.state == "backoff") {
@@ -254,6 +260,7 @@ pub(crate) mod tests {
             cpu_percent: None,
             rss_bytes: None,
             log_error: None,
+            exit_reason: None,
         }
     }
 
@@ -430,9 +437,9 @@ pub(crate) mod tests {
             text,
             concat!(
                 r#"[{"name":"web:0","program":"web","state":"running","pid":4312,"restarts":1,"#,
-                r#""last_exit":0,"uptime_s":192.4,"next_run":null,"next_restart_in":null,"reason":null,"health":null,"cpu_percent":null,"rss_bytes":null},"#,
+                r#""last_exit":0,"uptime_s":192.4,"next_run":null,"next_restart_in":null,"reason":null,"health":null,"cpu_percent":null,"rss_bytes":null,"exit_reason":null},"#,
                 r#"{"name":"w:10","program":"w","state":"stopped","pid":null,"restarts":0,"#,
-                r#""last_exit":null,"uptime_s":null,"next_run":null,"next_restart_in":null,"reason":null,"health":null,"cpu_percent":null,"rss_bytes":null}]"#
+                r#""last_exit":null,"uptime_s":null,"next_run":null,"next_restart_in":null,"reason":null,"health":null,"cpu_percent":null,"rss_bytes":null,"exit_reason":null}]"#
             )
         );
         assert!(!text.contains('\n'));

@@ -3,6 +3,7 @@
 //! never exits on an error. The other modules are its hands: spawning, reaping, output
 //! capture, the pidfile and the state file.
 
+pub mod cgroup;
 pub mod deliver;
 pub mod event_loop;
 pub(crate) mod http;
@@ -112,6 +113,9 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
             state::DAEMON_VAR
         );
     }
+    // Each instance gets a cgroup of its own when the host offers one; what a predecessor
+    // on this state file left in its cgroups is killed here too.
+    let cgroups = cgroup::Cgroups::setup(&tag);
     spawn::set_daemon_tag(tag);
 
     let mask = loop_signals();
@@ -136,11 +140,13 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
         config_path.display(),
         socket.display()
     );
+    log::info!("{}", cgroups.summary());
     let settings = event_loop::Settings {
         config,
         socket: socket.clone(),
         state_path,
         http,
+        cgroups,
     };
     let mut daemon = event_loop::Daemon::new(settings, listener, signals, restored)
         .map_err(|e| Fail::new(format!("unable to start the event loop: {e}")))?;
