@@ -380,3 +380,47 @@ fn a_limit_the_host_cannot_apply_is_a_warning_not_a_failure() {
     assert!(found, "no cpu quota in {dirs:?}");
     assert!(!sb.log().contains("limits not applied"));
 }
+
+#[test]
+fn the_next_daemon_kills_what_a_killed_one_left_in_its_cgroups() {
+    // The escapee has neither the group nor the tags: after `kill -9` of the daemon only its
+    // cgroup says whose it is, and the next daemon on the same state file empties it.
+    let mut sb = Sandbox::with_programs(
+        "cg-stale",
+        r#"
+  runaway:
+    cmd: ["sh", "-c", "env -i setsid sleep 1000 & echo $! > $OUT/escapee; exec sleep 1000"]
+    starttime: 0
+"#,
+    );
+    if started(&mut sb, false).is_none() {
+        return;
+    }
+    sb.wait_state("runaway", "running");
+    sb.wait_for("the escapee's pid", || {
+        sb.read("escapee").trim().parse::<u32>().is_ok()
+    });
+    let escapee: u32 = sb.read("escapee").trim().parse().expect("pid");
+    let guard = Reap(Some(escapee));
+    assert!(!cgroup_dirs(escapee).is_empty());
+    let leader = sb.pid("runaway").expect("pid");
+    sb.kill_daemon_hard();
+    // The leader dies with the daemon (parent-death signal); the escapee does not.
+    sb.wait_for("the leader to die with the daemon", || !alive(leader));
+    assert!(
+        alive(escapee),
+        "the escapee should have outlived the daemon"
+    );
+    let _ = std::fs::remove_file(sb.path("escapee"));
+    sb.start();
+    sb.wait_for("the escapee to be gone", || !alive(escapee));
+    assert!(
+        sb.log()
+            .contains("killed what a previous daemon left in 1 cgroup(s)"),
+        "{}",
+        sb.log()
+    );
+    // The new instance got a fresh directory of the same name.
+    sb.wait_state("runaway", "running");
+    drop(guard);
+}

@@ -110,16 +110,16 @@ fn open_path_dir(path: &Path) -> io::Result<OwnedFd> {
     open_dir(libc::AT_FDCWD, s)
 }
 
-/// `mkdirat`, an existing directory being fine.
-fn mkdir_at(dir: RawFd, name: &str) -> io::Result<()> {
+/// `mkdirat`, an existing directory being fine: whether it was made now.
+fn mkdir_at(dir: RawFd, name: &str) -> io::Result<bool> {
     let c = cstr(name)?;
     // SAFETY: a plain syscall on a NUL-terminated path.
     if unsafe { libc::mkdirat(dir, c.as_ptr(), 0o755) } == 0 {
-        return Ok(());
+        return Ok(true);
     }
     let e = last();
     if e.raw_os_error() == Some(libc::EEXIST) {
-        Ok(())
+        Ok(false)
     } else {
         Err(e)
     }
@@ -375,8 +375,12 @@ impl Cgroups {
         }
     }
 
-    /// Make the instance's cgroup in every hierarchy, write its limits (an unset one is
-    /// reset: the directory outlives a reload that removed it), and open each `cgroup.procs`.
+    /// Make the instance's cgroup in every hierarchy, write its limits, and open each
+    /// `cgroup.procs`. Only what changes is written: a new directory starts without limits,
+    /// and one kept from the last spawn (`previous`, what was written then; `None` when
+    /// unknown) gets only the limits that differ, an unset one reset to `max` (a restart
+    /// after a reload keeps the directory). A limit the kernel refuses fails the spawn; a
+    /// reset that fails is only logged.
     /// The error is the reason and whether it was the daemon's own resources running out
     /// (descriptors), as `SpawnError` has it.
     pub fn prepare(
@@ -384,6 +388,7 @@ impl Cgroups {
         program: &str,
         instance: &str,
         l: &Limits,
+        previous: Option<&Limits>,
     ) -> Result<Joined, (String, bool)> {
         let mut unapplied = Vec::new();
         let have = self.trees.iter().fold(0, |a, t| a | t.controllers);
@@ -423,47 +428,70 @@ impl Cgroups {
                 );
                 (reason, resource)
             };
-            mkdir_at(t.fd.as_raw_fd(), &program).map_err(|e| at(e, "mkdir"))?;
+            let new_program = mkdir_at(t.fd.as_raw_fd(), &program).map_err(|e| at(e, "mkdir"))?;
             let pfd = open_dir(t.fd.as_raw_fd(), &program).map_err(|e| at(e, "open"))?;
-            if t.v2 {
+            if t.v2 && new_program {
                 let want = v2_enable(t.controllers);
                 if !want.is_empty() {
                     write_at(pfd.as_raw_fd(), "cgroup.subtree_control", &want)
                         .map_err(|e| at(e, "cgroup.subtree_control"))?;
                 }
             }
-            mkdir_at(pfd.as_raw_fd(), &instance).map_err(|e| at(e, "mkdir"))?;
+            let created = mkdir_at(pfd.as_raw_fd(), &instance).map_err(|e| at(e, "mkdir"))?;
             let ifd = open_dir(pfd.as_raw_fd(), &instance).map_err(|e| at(e, "open"))?;
             let dir = ifd.as_raw_fd();
-            let put = |file: &str, value: &str| write_at(dir, file, value).map_err(|e| at(e, file));
-            if t.controllers & MEMORY != 0 {
-                match (t.v2, l.memory_max) {
-                    (true, m) => put("memory.max", &m.map_or("max".into(), |n| n.to_string()))?,
-                    (false, m) => put(
+            // What the directory holds now: nothing for a new one, else what was written.
+            let before = if created {
+                Some(Limits::default())
+            } else {
+                previous.copied()
+            };
+            let put = |file: &str, value: &str, set: bool| match write_at(dir, file, value) {
+                Ok(()) => Ok(()),
+                Err(e) if set => Err(at(e, file)),
+                Err(e) => {
+                    log::warn!("{instance}: resetting {file}: {}", text(&e));
+                    Ok(())
+                }
+            };
+            let memory = l.memory_max;
+            if t.controllers & MEMORY != 0 && before.map(|b| b.memory_max) != Some(memory) {
+                match t.v2 {
+                    true => put(
+                        "memory.max",
+                        &memory.map_or("max".into(), |n| n.to_string()),
+                        memory.is_some(),
+                    )?,
+                    false => put(
                         "memory.limit_in_bytes",
-                        &m.map_or("-1".into(), |n| n.to_string()),
+                        &memory.map_or("-1".into(), |n| n.to_string()),
+                        memory.is_some(),
                     )?,
                 }
             }
-            if t.controllers & PIDS != 0 {
+            let pids = l.pids_max;
+            if t.controllers & PIDS != 0 && before.map(|b| b.pids_max) != Some(pids) {
                 put(
                     "pids.max",
-                    &l.pids_max.map_or("max".into(), |n| n.to_string()),
+                    &pids.map_or("max".into(), |n| n.to_string()),
+                    pids.is_some(),
                 )?;
             }
-            if t.controllers & CPU != 0 {
+            let cpu = l.cpu_max;
+            if t.controllers & CPU != 0 && before.map(|b| b.cpu_max) != Some(cpu) {
                 if t.v2 {
                     put(
                         "cpu.max",
-                        &l.cpu_max.map_or("max 100000".into(), detect::cpu_max_v2),
+                        &cpu.map_or("max 100000".into(), detect::cpu_max_v2),
+                        cpu.is_some(),
                     )?;
                 } else {
-                    match l.cpu_max.map(detect::cfs) {
+                    match cpu.map(detect::cfs) {
                         Some((quota, period)) => {
-                            put("cpu.cfs_period_us", &period.to_string())?;
-                            put("cpu.cfs_quota_us", &quota.to_string())?;
+                            put("cpu.cfs_period_us", &period.to_string(), true)?;
+                            put("cpu.cfs_quota_us", &quota.to_string(), true)?;
                         }
-                        None => put("cpu.cfs_quota_us", "-1")?,
+                        None => put("cpu.cfs_quota_us", "-1", false)?,
                     }
                 }
             }
@@ -678,54 +706,64 @@ fn delegate(own: &OwnedFd, tree: &Tree, controllers: u8) -> Result<String, Strin
     Ok(enabled)
 }
 
-/// Kill and remove every instance cgroup a previous daemon with this tag left in `tree`.
+/// Kill and remove every instance cgroup a previous daemon with this tag left in `tree`: kill
+/// them all first, then remove them as their processes go, waiting at most 2 s in all (at
+/// start only, before the loop runs).
 fn stale(tree: &Tree, notes: &mut Vec<String>) {
     let fd = tree.fd.as_raw_fd();
-    let mut killed = 0;
+    let mut dirs = Vec::new();
     for p in subdirs(fd) {
         if p == detect::DAEMON_LEAF {
             continue;
         }
-        let Ok(pfd) = open_dir(fd, &p) else {
-            continue;
+        for i in open_dir(fd, &p).map_or(Vec::new(), |pfd| subdirs(pfd.as_raw_fd())) {
+            dirs.push(format!("{p}/{i}"));
+        }
+    }
+    let mut killed = 0;
+    for rel in &dirs {
+        let busy = if tree.v2 {
+            read_at(fd, &format!("{rel}/cgroup.events"))
+                .and_then(|s| detect::keyed(&s, "populated"))
+                .is_some_and(|n| n != 0)
+        } else {
+            read_at(fd, &format!("{rel}/cgroup.procs")).is_some_and(|s| !detect::procs_empty(&s))
         };
-        for i in subdirs(pfd.as_raw_fd()) {
-            let ifd = pfd.as_raw_fd();
-            let busy = if tree.v2 {
-                read_at(ifd, &format!("{i}/cgroup.events"))
-                    .and_then(|s| detect::keyed(&s, "populated"))
-                    .is_some_and(|n| n != 0)
-            } else {
-                read_at(ifd, &format!("{i}/cgroup.procs")).is_some_and(|s| !detect::procs_empty(&s))
-            };
-            if busy {
-                killed += 1;
-                if tree.v2 && write_at(ifd, &format!("{i}/cgroup.kill"), "1").is_ok() {
-                    // Dying; removed below once gone, within a bounded wait.
-                } else if let Some(list) = read_at(ifd, &format!("{i}/cgroup.procs")) {
-                    for pid in detect::procs(&list) {
-                        // SAFETY: a process in a cgroup of our own subtree.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                }
-                // A killed process leaves its cgroup within milliseconds; wait a bounded
-                // while (start-up only) so the directory can go.
-                for _ in 0..100 {
-                    if rmdir_at(ifd, &i).is_ok() {
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-            } else {
-                let _ = rmdir_at(ifd, &i);
+        if !busy {
+            continue;
+        }
+        killed += 1;
+        if tree.v2 && write_at(fd, &format!("{rel}/cgroup.kill"), "1").is_ok() {
+            continue;
+        }
+        if let Some(list) = read_at(fd, &format!("{rel}/cgroup.procs")) {
+            for pid in detect::procs(&list) {
+                // SAFETY: a process in a cgroup of our own subtree.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
-        let _ = rmdir_at(fd, &p);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut left = dirs;
+    loop {
+        left.retain(|rel| rmdir_at(fd, rel).is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY)));
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for p in subdirs(fd) {
+        if p != detect::DAEMON_LEAF {
+            let _ = rmdir_at(fd, &p);
+        }
     }
     if killed > 0 {
         notes.push(format!(
             "killed what a previous daemon left in {killed} cgroup(s)"
         ));
+    }
+    if !left.is_empty() {
+        notes.push(format!("{} stale cgroup(s) still busy", left.len()));
     }
 }
 

@@ -17,6 +17,8 @@ pub(in crate::daemon) struct CgState {
     oom_base: Option<u64>,
     /// The cgroup's CPU µs at the spawn: the cgroup outlives a restart.
     cpu_base: u64,
+    /// The limits written at the last spawn, so the next writes only what changed.
+    written: Option<crate::config::spec::CgroupLimits>,
     /// Limits the host cannot apply were reported once.
     warned: bool,
     /// The directory could not be removed yet (a process still in it): retried after reaps.
@@ -38,10 +40,11 @@ impl Daemon {
             return Ok(());
         };
         let name = inst.core().name().to_string();
+        let previous = inst.cg.written;
         let joined = self
             .settings
             .cgroups
-            .prepare(&spec.name, &name, &spec.cgroup)
+            .prepare(&spec.name, &name, &spec.cgroup, previous.as_ref())
             .map_err(|(reason, daemon)| SpawnError { reason, daemon })?;
         let cpu_base = match joined.procs.is_empty() {
             true => 0,
@@ -55,6 +58,7 @@ impl Daemon {
         let warn = !joined.unapplied.is_empty();
         if let Some(inst) = self.sup.get_mut(id) {
             inst.cg.joined = !joined.procs.is_empty();
+            inst.cg.written = inst.cg.joined.then_some(spec.cgroup);
             inst.cg.oom_base = joined.oom_base;
             inst.cg.cpu_base = cpu_base;
             inst.cg.pending_removal = false;
