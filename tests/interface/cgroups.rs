@@ -274,9 +274,13 @@ fn pids_max_contains_a_fork_bomb() {
 #[test]
 fn status_shows_the_cpu_and_memory_of_the_whole_cgroup() {
     // The leader sleeps; one worker burns CPU, another holds 64 MB.
-    let mut sb = Sandbox::with_programs(
-        "cg-usage",
-        r#"
+    let mut sb = Sandbox::new("cg-usage");
+    sb.write(
+        "sup.yaml",
+        r#"daemon:
+  http:
+    listen: "127.0.0.1:0"
+programs:
   busy:
     cmd: ["sh", "-c", "(while :; do :; done) & (x=$(head -c 64000000 /dev/zero | tr '\\0' a); sleep 1000; echo ${#x}) & exec sleep 1000"]
     starttime: 0
@@ -308,6 +312,45 @@ fn status_shows_the_cpu_and_memory_of_the_whole_cgroup() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     assert!(rss_pages * 4096 < 20_000_000, "{last}");
+    // /metrics has the same figures: the cgroup's memory, and CPU seconds beyond the
+    // leader's own (which sleeps).
+    let metrics = scrape(&sb);
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+    };
+    assert!(value("sup_instance_cpu_seconds_total{") > 0.05, "{metrics}");
+    if line.contains("memory") {
+        assert!(
+            value("sup_instance_memory_rss_bytes{") > 50_000_000.0,
+            "{metrics}"
+        );
+    }
+}
+
+/// `GET /metrics` from a daemon listening on 127.0.0.1:0 (the port from its event log).
+fn scrape(sb: &Sandbox) -> String {
+    use std::io::{Read, Write};
+    let mut port = None;
+    sb.wait_for("the HTTP port in the event log", || {
+        port = sb
+            .log()
+            .lines()
+            .find_map(|l| l.split("serving HTTP on 127.0.0.1:").nth(1))
+            .and_then(|p| p.trim().parse::<u16>().ok());
+        port.is_some()
+    });
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port.unwrap_or(0))).expect("connect");
+    s.set_read_timeout(Some(crate::sandbox::PATIENCE))
+        .expect("timeout");
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[test]
@@ -423,4 +466,43 @@ fn the_next_daemon_kills_what_a_killed_one_left_in_its_cgroups() {
     // The new instance got a fresh directory of the same name.
     sb.wait_state("runaway", "running");
     drop(guard);
+}
+
+/// The memory limit of the process's cgroup as the kernel reports it, `None` for none.
+fn memory_limit(pid: u32) -> Option<Option<u64>> {
+    for d in cgroup_dirs(pid) {
+        if let Ok(t) = std::fs::read_to_string(d.join("memory.max")) {
+            return Some(t.trim().parse().ok());
+        }
+        if let Ok(t) = std::fs::read_to_string(d.join("memory.limit_in_bytes")) {
+            // v1 says "no limit" with a huge number.
+            return Some(t.trim().parse().ok().filter(|&n: &u64| n < 1 << 60));
+        }
+    }
+    None
+}
+
+#[test]
+fn a_reload_that_changes_or_removes_memory_max_rewrites_the_kept_cgroup() {
+    let job = |limit: &str| {
+        format!("programs:\n  svc:\n    cmd: [\"sleep\", \"1000\"]\n    starttime: 0\n{limit}")
+    };
+    let mut sb = Sandbox::new("cg-reload");
+    sb.write("sup.yaml", &job("    memory_max: 64M\n"));
+    if started(&mut sb, true).is_none() {
+        return;
+    }
+    sb.wait_state("svc", "running");
+    let first = sb.pid("svc").expect("pid");
+    assert_eq!(memory_limit(first), Some(Some(64 << 20)));
+    for (limit, want) in [("    memory_max: 128M\n", Some(128 << 20)), ("", None)] {
+        let before = sb.pid("svc").expect("pid");
+        sb.write("sup.yaml", &job(limit));
+        sb.sup_ok(&["reload"]);
+        sb.wait_for("the restarted process", || {
+            sb.pid("svc").is_some_and(|p| p != before) && sb.state("svc") == "running"
+        });
+        let pid = sb.pid("svc").expect("pid");
+        assert_eq!(memory_limit(pid), Some(want), "after {limit:?}");
+    }
 }
