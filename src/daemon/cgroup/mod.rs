@@ -302,12 +302,17 @@ impl Cgroups {
                 stale(&tree, &mut notes);
                 let mut moved = None;
                 if controllers != 0 {
-                    match delegate(&own_fd, &tree, controllers) {
+                    let mut left = false;
+                    match delegate(&own_fd, &tree, controllers, &mut left) {
                         Ok(enabled) => {
                             tree.controllers |= controllers;
                             moved = Some((dir.clone(), enabled));
                         }
-                        Err(e) => notes.push(format!("limits unavailable: {e}")),
+                        Err(e) => {
+                            notes.push(format!("limits unavailable: {e}"));
+                            // In its leaf all the same: shutdown moves it back.
+                            moved = left.then(|| (dir.clone(), String::new()));
+                        }
                     }
                 } else {
                     notes.push("no controllers delegated: limits unavailable".into());
@@ -318,7 +323,16 @@ impl Cgroups {
                 let fd = match subtree(&unified, &name) {
                     Ok((_, fd)) => fd,
                     Err(e) => {
-                        return Cgroups::none(&format!("{}: {}", unified.display(), text(&e)));
+                        // The v1 controllers may still be ours: v1 alone, then.
+                        notes.push(format!("{} not usable: {}", unified.display(), text(&e)));
+                        let trees = v1_trees(v1, 0, &mut notes);
+                        if trees.is_empty() {
+                            return Cgroups::none(&notes.join("; "));
+                        }
+                        for t in &trees {
+                            stale(t, &mut notes);
+                        }
+                        return Cgroups::finish(Mode::V1, trees, None, notes);
                     }
                 };
                 let mut trees = vec![Tree {
@@ -344,6 +358,16 @@ impl Cgroups {
                 (Mode::V1, trees, None)
             }
         };
+        Cgroups::finish(mode, trees, moved, notes)
+    }
+
+    /// The start line, and the result.
+    fn finish(
+        mode: Mode,
+        trees: Vec<Tree>,
+        moved: Option<(PathBuf, String)>,
+        notes: Vec<String>,
+    ) -> Cgroups {
         let label = match mode {
             Mode::V2 => "v2",
             Mode::Hybrid => "hybrid",
@@ -642,8 +666,13 @@ impl Cgroups {
             }
         }
         if let (Some((own, enabled)), Some(t)) = (&self.moved, self.trees.first()) {
+            // The subtree's first: a controller stays enabled in a cgroup while a child
+            // still hands it on.
+            let mine = v2_enable(t.controllers).replace('+', "-");
+            if !mine.is_empty() {
+                let _ = write_at(t.fd.as_raw_fd(), "cgroup.subtree_control", &mine);
+            }
             let disable = enabled.replace('+', "-");
-            let _ = write_at(t.fd.as_raw_fd(), "cgroup.subtree_control", &disable);
             if let Ok(own_fd) = open_path_dir(own) {
                 if !enabled.is_empty() {
                     let _ = write_at(own_fd.as_raw_fd(), "cgroup.subtree_control", &disable);
@@ -678,7 +707,12 @@ fn v2_enable(controllers: u8) -> String {
 
 /// v2 with controllers: the daemon moves into its leaf, then the controllers are enabled in
 /// its own cgroup and in the subtree. What it enabled in its own cgroup, for `teardown`.
-fn delegate(own: &OwnedFd, tree: &Tree, controllers: u8) -> Result<String, String> {
+fn delegate(
+    own: &OwnedFd,
+    tree: &Tree,
+    controllers: u8,
+    left: &mut bool,
+) -> Result<String, String> {
     let fd = tree.fd.as_raw_fd();
     mkdir_at(fd, detect::DAEMON_LEAF)
         .map_err(|e| format!("{}: {}", detect::DAEMON_LEAF, text(&e)))?;
@@ -689,6 +723,7 @@ fn delegate(own: &OwnedFd, tree: &Tree, controllers: u8) -> Result<String, Strin
             text(&e)
         )
     })?;
+    *left = true;
     let want = v2_enable(controllers);
     let already = read_at(own.as_raw_fd(), "cgroup.subtree_control").unwrap_or_default();
     let missing = controllers & !detect::controller_bits(&already);
