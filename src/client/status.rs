@@ -354,6 +354,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_oom_kill_is_marked_on_last_exit() {
+        let mut s = inst("hog", "exited");
+        s.last_exit = Some(137);
+        s.exit_reason = Some("oom".into());
+        let mut other = inst("victim", "exited");
+        other.last_exit = Some(137);
+        other.exit_reason = Some("signal".into());
+        let out = lines(&[s, other], false, None);
+        assert!(out[0].contains("last_exit=137(oom)"), "{out:?}");
+        assert!(
+            out[1].contains("last_exit=137") && !out[1].contains("(oom)"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn a_narrow_terminal_drops_rss_then_cpu_then_cuts_the_reason() {
         let mut s = inst("web:0", "backoff");
         s.restarts = 3;
