@@ -506,3 +506,68 @@ fn a_reload_that_changes_or_removes_memory_max_rewrites_the_kept_cgroup() {
         assert_eq!(memory_limit(pid), Some(want), "after {limit:?}");
     }
 }
+
+#[test]
+fn without_cgroups_a_limit_is_a_warning_and_the_tag_sweep_still_catches_escapees() {
+    // Mode none, made here: every cgroup mount read-only in a mount namespace of the
+    // daemon's own (root only; skipped elsewhere).
+    let usable = std::process::Command::new("unshare")
+        .args(["-m", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        eprintln!("skipped: unshare -m is not permitted here");
+        return;
+    }
+    let mut sb = Sandbox::with_programs(
+        "cg-none",
+        r#"
+  runaway:
+    cmd: ["sh", "-c", "setsid sleep 1000 & echo $! > $OUT/escapee; exec sleep 1000"]
+    memory_max: 64M
+    starttime: 0
+"#,
+    );
+    let script = "for m in $(grep -E ' - cgroup2? ' /proc/self/mountinfo | cut -d' ' -f5); do \
+                  mount -o remount,bind,ro \"$m\" || exit 1; done; exec \"$@\"";
+    sb.wrapper = ["unshare", "-m", "sh", "-c", script, "sh"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    sb.start();
+    let (word, line) = mode(&sb);
+    assert_eq!(word, "none", "{line}");
+    assert!(
+        line.contains("stop uses process groups and the environment-tag sweep"),
+        "{line}"
+    );
+    sb.wait_state("runaway", "running");
+    sb.wait_for("the warning", || {
+        sb.log()
+            .contains("WARN runaway limits not applied: memory_max (cgroups: none")
+    });
+    sb.wait_for("the escapee's pid", || {
+        sb.read("escapee").trim().parse::<u32>().is_ok()
+    });
+    let escapee: u32 = sb.read("escapee").trim().parse().expect("pid");
+    let guard = Reap(Some(escapee));
+    sb.wait_for("the escapee to leave the group", || {
+        let stat = std::fs::read_to_string(format!("/proc/{escapee}/stat")).unwrap_or_default();
+        stat.rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(2))
+            .is_some_and(|pgrp| pgrp == escapee.to_string())
+    });
+    assert!(
+        !std::fs::read_to_string(format!("/proc/{escapee}/cgroup"))
+            .unwrap_or_default()
+            .contains("/sup-"),
+        "no cgroup of sup's in mode none"
+    );
+    sb.sup_ok(&["stop", "runaway"]);
+    sb.wait_for("the escapee to be gone", || !alive(escapee));
+    assert!(sb
+        .log()
+        .contains("that had left the process group of runaway"));
+    drop(guard);
+}
