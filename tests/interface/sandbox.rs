@@ -104,6 +104,10 @@ impl Sandbox {
             .arg(self.pidfile())
             .env("SUP_SANDBOX", &self.tag)
             .env("OUT", &self.dir)
+            // A test run under a service manager must not make every daemon speak to it.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .current_dir(&self.dir)
             .stdin(Stdio::null());
         cmd
@@ -111,10 +115,16 @@ impl Sandbox {
 
     /// Start the daemon and wait until it answers `status`.
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// `start`, with these variables added to the daemon's environment.
+    pub fn start_with_env(&mut self, vars: &[(&str, &str)]) {
         let out = fs::File::create(self.path("daemon.out")).expect("daemon.out");
         let err = out.try_clone().expect("clone");
-        let child = self
-            .daemon_command()
+        let mut cmd = self.daemon_command();
+        cmd.envs(vars.iter().copied());
+        let child = cmd
             .stdout(out)
             .stderr(err)
             .spawn()
