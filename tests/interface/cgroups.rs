@@ -98,6 +98,16 @@ fn cgroup_dirs(pid: u32) -> Vec<PathBuf> {
     out
 }
 
+/// Wait until `pid` leads a process group of its own (it has called `setsid`).
+fn wait_left_group(sb: &Sandbox, pid: u32) {
+    sb.wait_for("the escapee to leave the group", || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(2))
+            .is_some_and(|pgrp| pgrp == pid.to_string())
+    });
+}
+
 /// Kills the escapee if the test fails before the daemon did (it has no `SUP_` tag for
 /// the sandbox to find).
 struct Reap(Option<u32>);
@@ -170,12 +180,7 @@ fn an_escapee_with_a_clean_environment_dies_with_the_cgroup_on_stop() {
     });
     let escapee: u32 = sb.read("escapee").trim().parse().expect("pid");
     let guard = Reap(Some(escapee));
-    sb.wait_for("the escapee to leave the group", || {
-        let stat = std::fs::read_to_string(format!("/proc/{escapee}/stat")).unwrap_or_default();
-        stat.rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(2))
-            .is_some_and(|pgrp| pgrp == escapee.to_string())
-    });
+    wait_left_group(&sb, escapee);
     let leader = sb.pid("runaway").expect("pid");
     assert_eq!(main_cgroup(escapee), main_cgroup(leader));
     let started = std::time::Instant::now();
@@ -445,6 +450,8 @@ fn the_next_daemon_kills_what_a_killed_one_left_in_its_cgroups() {
     });
     let escapee: u32 = sb.read("escapee").trim().parse().expect("pid");
     let guard = Reap(Some(escapee));
+    // Out of the group first: else the next daemon kills it with the recorded group.
+    wait_left_group(&sb, escapee);
     assert!(!cgroup_dirs(escapee).is_empty());
     let leader = sb.pid("runaway").expect("pid");
     sb.kill_daemon_hard();
@@ -552,12 +559,7 @@ fn without_cgroups_a_limit_is_a_warning_and_the_tag_sweep_still_catches_escapees
     });
     let escapee: u32 = sb.read("escapee").trim().parse().expect("pid");
     let guard = Reap(Some(escapee));
-    sb.wait_for("the escapee to leave the group", || {
-        let stat = std::fs::read_to_string(format!("/proc/{escapee}/stat")).unwrap_or_default();
-        stat.rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(2))
-            .is_some_and(|pgrp| pgrp == escapee.to_string())
-    });
+    wait_left_group(&sb, escapee);
     assert!(
         !std::fs::read_to_string(format!("/proc/{escapee}/cgroup"))
             .unwrap_or_default()
