@@ -134,12 +134,21 @@ fn make_install_with_a_prefix_installs_all_four_kinds_of_files() {
         }
     }
     files.sort();
+    // Every file of contrib/, in its folders (docker/, kubernetes/, nomad/ …).
     let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
-    let mut shipped: Vec<String> = fs::read_dir(&contrib)
-        .expect("contrib/")
-        .flatten()
-        .map(|e| format!("share/sup/contrib/{}", e.file_name().to_string_lossy()))
-        .collect();
+    let mut shipped = Vec::new();
+    let mut dirs = vec![contrib.clone()];
+    while let Some(dir) = dirs.pop() {
+        for e in fs::read_dir(&dir).expect("contrib/").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let rel = p.strip_prefix(&contrib).expect("under contrib/");
+                shipped.push(format!("share/sup/contrib/{}", rel.display()));
+            }
+        }
+    }
     let mut want = vec![
         "bin/sup".to_string(),
         "lib/systemd/system/sup.service".to_string(),
