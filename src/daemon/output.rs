@@ -997,4 +997,36 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    #[test]
+    fn prefixed_writers_sharing_a_stream_never_cut_into_each_others_lines() {
+        let dir = temp_dir("prefix");
+        let path = dir.join("stream");
+        let file = open_log(&path).expect("open");
+        let sink = LogFile::stream("<test stream>", file).shared();
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).expect("pipe");
+        let ((ra, wa), (rb, wb)) = (pipe(), pipe());
+        let mut a = Capture::new(ra, sink.clone()).prefix(Some("a:0"));
+        let mut b = Capture::new(rb, sink.clone()).prefix(Some("b"));
+        let (mut wa, mut wb) = (File::from(wa), File::from(wb));
+        let t0 = Instant::now();
+        wa.write_all(b"one\nhalf").expect("write");
+        a.pump(usize::MAX, t0).expect("pump");
+        wb.write_all(b"bee\n").expect("write");
+        b.pump(usize::MAX, t0).expect("pump");
+        // The held half goes out after HOLD as a line of its own; its rest starts another.
+        a.flush_if_due(t0 + HOLD);
+        wa.write_all(b"-rest\n").expect("write");
+        a.pump(usize::MAX, t0 + HOLD).expect("pump");
+        // A stream is never parked or reopened: it has no path to open again.
+        sink.borrow_mut().park();
+        sink.borrow_mut().reopen(t0);
+        wb.write_all(b"last\n").expect("write");
+        b.pump(usize::MAX, t0 + HOLD).expect("pump");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "a:0 | one\nb | bee\na:0 | half\na:0 | -rest\nb | last\n"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
