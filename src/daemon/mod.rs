@@ -149,8 +149,14 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<u8, Fail> {
         Some(spec) => Some(http::setup(spec).map_err(Fail::new)?),
         None => None,
     };
+    // As init, say so and with what grace: what the container's log shows first.
+    let mode = match (init, grace) {
+        (true, Some(g)) => format!(" init grace={}", crate::core::event::human(g)),
+        (false, Some(g)) => format!(" grace={}", crate::core::event::human(g)),
+        (_, None) => String::new(),
+    };
     log::info!(
-        "sup {} started pid={} config={} socket={}",
+        "sup {} started pid={} config={} socket={}{mode}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         config_path.display(),

@@ -230,6 +230,9 @@ fn a_clean_shutdown_as_pid_1_exits_0_and_usr1_reaches_the_jobs() {
     sb.start();
     let sup = sup_pid(&sb);
     sb.wait_state("listener", "running");
+    // PID 1 implies --init, and --init a grace of 10s.
+    assert!(sb.log().contains(" started pid=1 "), "{}", sb.log());
+    assert!(sb.log().contains(" init grace=10s"), "{}", sb.log());
     // As init, the daemon passes USR1 on to the job's group (and is not killed by it).
     kill(sup, 10);
     sb.wait_for("the job to receive USR1", || {
