@@ -60,13 +60,14 @@ demo-deps: ## install what the sup.d/ demo runs (python3 for db and api) if miss
 	    echo "make: $${need%%:*} is missing: install the $${need#*:} package" >&2; exit 1; }; \
 	done
 
-# What the integration tests run besides sup: ps, tmux, python3, promtool (from Debian's
-# prometheus package: the HTTP tests check /metrics with it) and aiosmtpd (the SMTP server
-# the notification tests send to). aiosmtpd comes from apt where that works for the python3 on
-# PATH, else from a venv under the repo that the tests look for first.
-test-deps: deps ## install what the tests need (procps, tmux, python3, promtool, aiosmtpd)
+# What the integration tests run besides sup: ps, tmux, python3, promtool and prometheus (from
+# Debian's prometheus package: the HTTP tests check /metrics with one and scrape it with the
+# other) and aiosmtpd (the SMTP server the notification tests send to). aiosmtpd comes from
+# apt where that works for the python3 on PATH, else from a venv under the repo that the tests
+# look for first.
+test-deps: deps ## install what the tests need (procps, tmux, python3, prometheus, aiosmtpd)
 	@$(APT_INSTALL); \
-	for need in ps:procps tmux:tmux python3:python3 promtool:prometheus; do \
+	for need in ps:procps tmux:tmux python3:python3 promtool:prometheus prometheus:prometheus; do \
 	  command -v $${need%%:*} >/dev/null 2>&1 || apt_install $${need#*:} || { \
 	    echo "make: $${need%%:*} is missing: install the $${need#*:} package" >&2; exit 1; }; \
 	done; \

@@ -18,11 +18,11 @@ const REASON: usize = COLUMNS - 1;
 /// line ends in spaces. With a terminal `width`, the least useful columns are dropped and the
 /// reason is cut (with `…`) until every line fits; a script (no width) gets everything.
 pub fn lines(instances: &[InstanceStatus], colour: bool, width: Option<usize>) -> Vec<String> {
-    let mut rows: Vec<[String; COLUMNS]> = instances.iter().map(cells).collect();
+    let mut rows: Vec<Row> = instances.iter().map(Row::new).collect();
     let mut widths = [0usize; COLUMNS];
     for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row.iter()) {
-            *w = (*w).max(cell.chars().count());
+        for (w, len) in widths.iter_mut().zip(&row.lens) {
+            *w = (*w).max(*len);
         }
     }
     if let Some(limit) = width {
@@ -40,34 +40,31 @@ pub fn lines(instances: &[InstanceStatus], colour: bool, width: Option<usize>) -
         if over > 0 && widths[REASON] > 0 {
             let keep = widths[REASON].saturating_sub(over).max(2);
             for row in &mut rows {
-                let cell = &mut row[REASON];
-                if cell.chars().count() > keep {
-                    *cell = cell.chars().take(keep - 1).chain(['…']).collect();
-                }
+                row.cut_reason(keep);
             }
             widths[REASON] = keep.min(widths[REASON]);
         }
     }
+    let room: usize = widths.iter().map(|w| w + 2).sum::<usize>() + 16;
     rows.iter()
         .zip(instances)
         .map(|(row, inst)| {
-            let mut line = String::new();
-            for (i, cell) in row.iter().enumerate() {
-                if widths[i] == 0 {
+            let mut line = String::with_capacity(room);
+            for (i, &w) in widths.iter().enumerate() {
+                if w == 0 {
                     continue;
                 }
                 if !line.is_empty() {
                     line.push_str("  ");
                 }
+                let cell = row.cell(i);
                 // Pad outside the colour codes: they take no room on screen.
-                let shown = if i == 1 {
-                    paint(cell, state_style(inst), colour)
+                if i == 1 && colour {
+                    line.push_str(&paint(cell, state_style(inst), colour));
                 } else {
-                    cell.clone()
-                };
-                line.push_str(&shown);
-                let pad = widths[i] - cell.chars().count();
-                line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(cell);
+                }
+                line.extend(std::iter::repeat_n(' ', w - row.lens[i]));
             }
             line.truncate(line.trim_end().len());
             line
@@ -101,54 +98,114 @@ pub fn history_lines(instances: &[InstanceStatus]) -> Vec<String> {
     out
 }
 
-fn cells(s: &InstanceStatus) -> [String; COLUMNS] {
-    let pid = s.pid.map(|p| format!("pid={p}")).unwrap_or_default();
-    let last_exit = s
-        .last_exit
-        .map(|c| format!("last_exit={c}"))
-        .unwrap_or_default();
-    // One time column: what is most useful to know about "when" in this state.
-    let when = if let Some(secs) = s.next_restart_in.filter(|_| s.state == "backoff") {
-        format!("next_start_in={}", human_duration(secs.ceil()))
-    } else if let Some(secs) = s.uptime_s {
-        format!("uptime={}", human_duration(secs))
-    } else if let Some(at) = &s.next_run {
-        format!("next_run={at}")
+/// One instance's cells, written one after another into one string (a status of thousands
+/// of instances would otherwise allocate a string per cell), with where each ends and the room
+/// it takes on screen.
+struct Row {
+    text: String,
+    ends: [usize; COLUMNS],
+    lens: [usize; COLUMNS],
+}
+
+impl Row {
+    fn new(s: &InstanceStatus) -> Row {
+        use std::fmt::Write;
+        let mut text = String::with_capacity(96);
+        let mut ends = [0usize; COLUMNS];
+        // Each cell is written by its closure; `write!` to a String cannot fail.
+        let mut cell = |i: usize, text: &mut String, fill: &mut dyn FnMut(&mut String)| {
+            fill(text);
+            ends[i] = text.len();
+        };
+        cell(0, &mut text, &mut |t| t.push_str(&s.name));
+        cell(1, &mut text, &mut |t| t.push_str(&s.state));
+        cell(2, &mut text, &mut |t| {
+            if let Some(p) = s.pid {
+                let _ = write!(t, "pid={p}");
+            }
+        });
+        cell(3, &mut text, &mut |t| {
+            let _ = write!(t, "restarts={}", s.restarts);
+        });
+        cell(4, &mut text, &mut |t| {
+            if let Some(c) = s.last_exit {
+                let _ = write!(t, "last_exit={c}");
+            }
+        });
+        // One time column: what is most useful to know about "when" in this state.
+        cell(5, &mut text, &mut |t| {
+            if let Some(secs) = s.next_restart_in.filter(|_| s.state == "backoff") {
+                t.push_str("next_start_in=");
+                write_duration(t, secs.ceil());
+            } else if let Some(secs) = s.uptime_s {
+                t.push_str("uptime=");
+                write_duration(t, secs);
+            } else if let Some(at) = &s.next_run {
+                let _ = write!(t, "next_run={at}");
+            }
+        });
+        cell(6, &mut text, &mut |t| {
+            if let Some(h) = &s.health {
+                let _ = write!(t, "health={h}");
+            }
+        });
+        cell(7, &mut text, &mut |t| {
+            if let Some(c) = s.cpu_percent {
+                let _ = write!(t, "cpu={c:.1}%");
+            }
+        });
+        cell(8, &mut text, &mut |t| {
+            if let Some(b) = s.rss_bytes {
+                t.push_str("rss=");
+                write_bytes(t, b);
+            }
+        });
+        // Why it is not running, or that its output cannot be written: whichever applies.
+        cell(REASON, &mut text, &mut |t| {
+            if let Some(r) = s.reason.as_ref().or(s.log_error.as_ref()) {
+                let _ = write!(t, "({r})");
+            }
+        });
+        let mut row = Row {
+            text,
+            ends,
+            lens: [0; COLUMNS],
+        };
+        row.lens = std::array::from_fn(|i| shown_len(row.cell(i)));
+        row
+    }
+
+    fn cell(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    /// Cut the reason, the last cell, to `keep` characters ending in `…`.
+    fn cut_reason(&mut self, keep: usize) {
+        if self.lens[REASON] <= keep {
+            return;
+        }
+        let start = self.ends[REASON - 1];
+        let cut: String = self.text[start..]
+            .chars()
+            .take(keep - 1)
+            .chain(['…'])
+            .collect();
+        self.text.truncate(start);
+        self.text.push_str(&cut);
+        self.ends[REASON] = self.text.len();
+        self.lens[REASON] = keep;
+    }
+}
+
+/// The room a cell takes on screen, in characters: its length when it is ASCII (nearly
+/// always, and a byte count is far cheaper than a character count).
+fn shown_len(cell: &str) -> usize {
+    if cell.is_ascii() {
+        cell.len()
     } else {
-        String::new()
-    };
-    let health = s
-        .health
-        .as_ref()
-        .map(|h| format!("health={h}"))
-        .unwrap_or_default();
-    let cpu = s
-        .cpu_percent
-        .map(|c| format!("cpu={c:.1}%"))
-        .unwrap_or_default();
-    let rss = s
-        .rss_bytes
-        .map(|b| format!("rss={}", human_bytes(b)))
-        .unwrap_or_default();
-    // Why it is not running, or that its output cannot be written: whichever applies.
-    let reason = s
-        .reason
-        .as_ref()
-        .or(s.log_error.as_ref())
-        .map(|r| format!("({r})"))
-        .unwrap_or_default();
-    [
-        s.name.clone(),
-        s.state.clone(),
-        pid,
-        format!("restarts={}", s.restarts),
-        last_exit,
-        when,
-        health,
-        cpu,
-        rss,
-        reason,
-    ]
+        cell.chars().count()
+    }
 }
 
 /// How an instance's state should strike the eye; `status` and `top` each turn it into their
@@ -189,20 +246,35 @@ fn state_style(s: &InstanceStatus) -> Style {
 
 /// `812K`, `12.3M`, `1.1G`: memory as `ps` and `top` show it (powers of 1024).
 pub fn human_bytes(bytes: u64) -> String {
+    let mut out = String::new();
+    write_bytes(&mut out, bytes);
+    out
+}
+
+fn write_bytes(out: &mut String, bytes: u64) {
+    use std::fmt::Write;
     const K: f64 = 1024.0;
     let b = bytes as f64;
-    if b < K * K {
-        format!("{:.0}K", b / K)
+    // `write!` to a String cannot fail.
+    let _ = if b < K * K {
+        write!(out, "{:.0}K", b / K)
     } else if b < K * K * K {
-        format!("{:.1}M", b / (K * K))
+        write!(out, "{:.1}M", b / (K * K))
     } else {
-        format!("{:.1}G", b / (K * K * K))
-    }
+        write!(out, "{:.1}G", b / (K * K * K))
+    };
 }
 
 /// Seconds in the two largest units that matter: `45s`, `3m12s`, `2h5m`, `3d4h`. A zero
 /// second part is left out (`3m`, not `3m0s`).
 pub fn human_duration(secs: f64) -> String {
+    let mut out = String::new();
+    write_duration(&mut out, secs);
+    out
+}
+
+fn write_duration(out: &mut String, secs: f64) {
+    use std::fmt::Write;
     // Negative or NaN would only come from a confused peer; show it as no time at all.
     let total = if secs.is_finite() && secs > 0.0 {
         secs as u64
@@ -215,21 +287,19 @@ pub fn human_duration(secs: f64) -> String {
         total % 3600 / 60,
         total % 60,
     );
-    let two = |big: u64, bu: &str, small: u64, su: &str| {
-        if small == 0 {
-            format!("{big}{bu}")
-        } else {
-            format!("{big}{bu}{small}{su}")
-        }
-    };
-    if d > 0 {
-        two(d, "d", h, "h")
+    let (big, bu, small, su) = if d > 0 {
+        (d, "d", h, "h")
     } else if h > 0 {
-        two(h, "h", m, "m")
+        (h, "h", m, "m")
     } else if m > 0 {
-        two(m, "m", s, "s")
+        (m, "m", s, "s")
     } else {
-        format!("{s}s")
+        (s, "s", 0, "")
+    };
+    // `write!` to a String cannot fail.
+    let _ = write!(out, "{big}{bu}");
+    if small != 0 {
+        let _ = write!(out, "{small}{su}");
     }
 }
 

@@ -388,7 +388,35 @@ fn parse(line: &[u8]) -> Result<Response, ParseError> {
         #[serde(default)]
         daemon: Option<crate::control::proto::DaemonInfo>,
     }
+    /// Both at once: the one pass a status answer from a daemon of this version needs.
+    #[derive(serde::Deserialize)]
+    struct Status {
+        v: u64,
+        kind: StatusKind,
+        #[serde(default)]
+        instances: Vec<crate::control::proto::InstanceStatus>,
+        #[serde(default)]
+        daemon: Option<crate::control::proto::DaemonInfo>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum StatusKind {
+        Status,
+    }
     let json = |e: serde_json::Error| ParseError::Json(e.to_string());
+    // Anything else (another answer, another version, a shape error) takes the careful path
+    // below, which names the version first.
+    if let Ok(Status {
+        v,
+        kind: StatusKind::Status,
+        instances,
+        daemon,
+    }) = serde_json::from_slice(line)
+    {
+        if v == u64::from(VERSION) {
+            return Ok(Response::new(ResponseBody::Status { instances, daemon }));
+        }
+    }
     let head: Head = serde_json::from_slice(line).map_err(json)?;
     match &head.v {
         Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}

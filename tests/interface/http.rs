@@ -456,3 +456,128 @@ fn http_clients_cannot_take_the_descriptors_a_restart_needs() {
     assert_eq!(get(port, "/healthz", None), (200, "ok\n".into()));
     drop(idle);
 }
+
+/// A real Prometheus server (`make test-deps` installs it) on a loopback port, scraping one
+/// target every second, killed when dropped.
+struct Prometheus {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Prometheus {
+    /// `None` (the test then says why it skips) when the `prometheus` program is not on PATH.
+    fn scrape(sb: &Sandbox, target_port: u16) -> Option<Prometheus> {
+        let program = std::env::var_os("PATH")?
+            .to_str()?
+            .split(':')
+            .map(|d| std::path::Path::new(d).join("prometheus"))
+            .find(|p| p.is_file())?;
+        // `honor_labels`: our `instance` label names a job's instance, and Prometheus would
+        // otherwise rename it `exported_instance` to make room for the target's.
+        sb.write(
+            "prometheus.yml",
+            &format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sup\n    \
+                 honor_labels: true\n    static_configs:\n      - targets: [\"127.0.0.1:{target_port}\"]\n"
+            ),
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let child = Command::new(program)
+            .arg(format!(
+                "--config.file={}",
+                sb.path("prometheus.yml").display()
+            ))
+            .arg(format!("--storage.tsdb.path={}", sb.path("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(sb.path("prometheus.log")).expect("log"))
+            .spawn()
+            .expect("start prometheus");
+        Some(Prometheus { child, port })
+    }
+
+    /// The value of an instant query's only sample, if it has exactly one.
+    fn query(&self, promql: &str) -> Option<f64> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(PATIENCE)).ok()?;
+        let q: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        write!(
+            s,
+            "GET /api/v1/query?query={q} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).ok()?;
+        let text = String::from_utf8_lossy(&out);
+        let (_, body) = text.split_once("\r\n\r\n")?;
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        let result = v["data"]["result"].as_array()?;
+        if result.len() != 1 {
+            return None;
+        }
+        result[0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn http_a_real_prometheus_server_scrapes_the_restarts_status_shows() {
+    let (sb, port) = start(
+        "http-prometheus",
+        "",
+        "  job:\n    cmd: sleep 1000\n    starttime: 0.1\n    autorestart: always\n    stoptime: 2\n",
+    );
+    sb.wait_state("job", "running");
+    for _ in 0..2 {
+        let pid = sb.pid("job").expect("pid");
+        crate::sandbox::kill(pid, 9);
+        sb.wait_for("a restart", || {
+            sb.instance("job")["state"] == "running" && sb.pid("job").is_some_and(|p| p != pid)
+        });
+    }
+    let restarts = sb.instance("job")["restarts"].as_f64();
+    assert!(restarts >= Some(2.0), "{restarts:?}");
+    let Some(prom) = Prometheus::scrape(&sb, port) else {
+        println!("skipping the Prometheus scrape: prometheus is not on PATH (make test-deps)");
+        return;
+    };
+    let mut seen = (None, None);
+    let deadline = Instant::now() + PATIENCE * 4;
+    while Instant::now() < deadline {
+        seen = (
+            prom.query("up{job=\"sup\"}"),
+            prom.query("sup_instance_restarts_total{program=\"job\",instance=\"job\"}"),
+        );
+        if seen.0 == Some(1.0) && seen.1 == restarts {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = std::fs::read_to_string(sb.path("prometheus.log")).unwrap_or_default();
+    assert_eq!(
+        seen.0,
+        Some(1.0),
+        "the target is not up; prometheus said:\n{log}"
+    );
+    assert_eq!(seen.1, restarts, "prometheus said:\n{log}");
+    // A one-hot state series reaches the server too.
+    assert_eq!(
+        prom.query("sup_instance_state{instance=\"job\",state=\"running\"}"),
+        Some(1.0)
+    );
+}
