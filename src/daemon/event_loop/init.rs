@@ -141,6 +141,10 @@ impl Daemon {
             .filter(|(_, i)| !i.core().state().is_down())
             .map(|(id, _)| id)
             .collect();
+        if left.is_empty() {
+            // The last job went down in this very turn: the shutdown ends clean.
+            return;
+        }
         log::warn!(
             "shutdown: the grace of {} is over with {} job(s) still up: killing them",
             crate::core::event::human(self.settings.grace.unwrap_or_default()),
