@@ -274,6 +274,32 @@ fn raise_fd_limit() {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    #[test]
+    fn init_implies_a_grace_and_grace_alone_does_not_imply_init() {
+        let args = |init: bool, grace: Option<u64>| DaemonArgs {
+            pidfile: None,
+            logfile: None,
+            quiet: false,
+            init,
+            grace: grace.map(Duration::from_secs),
+        };
+        // The test runner is not PID 1, so only the flag turns init on here.
+        assert_eq!(init_mode(&args(false, None)), (false, None));
+        assert_eq!(init_mode(&args(true, None)), (true, Some(DEFAULT_GRACE)));
+        assert_eq!(
+            init_mode(&args(true, Some(3))),
+            (true, Some(Duration::from_secs(3)))
+        );
+        assert_eq!(
+            init_mode(&args(false, Some(3))),
+            (false, Some(Duration::from_secs(3)))
+        );
+        assert!(loop_signals(true).contains(NixSignal::SIGUSR1));
+        assert!(!loop_signals(false).contains(NixSignal::SIGUSR1));
+        assert!(loop_signals(false).contains(NixSignal::SIGUSR2));
+    }
 
     #[test]
     fn a_directory_is_trusted_only_when_ours_and_not_writable_by_others() {
