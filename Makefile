@@ -64,13 +64,16 @@ demo-deps: ## install what the sup.d/ demo runs (python3 for db and api) if miss
 # Debian's prometheus package: the HTTP tests check /metrics with one and scrape it with the
 # other) and aiosmtpd (the SMTP server the notification tests send to). aiosmtpd comes from
 # apt where that works for the python3 on PATH, else from a venv under the repo that the tests
-# look for first.
-test-deps: deps ## install what the tests need (procps, tmux, python3, prometheus, aiosmtpd)
+# look for first. systemd-analyze (Debian's systemd package, installed, never booted) checks
+# the unit when it installs; without it the packaging test says the unit went unchecked.
+test-deps: deps ## install what the tests need (procps, tmux, python3, prometheus, aiosmtpd; systemd-analyze if it installs)
 	@$(APT_INSTALL); \
 	for need in ps:procps tmux:tmux python3:python3 promtool:prometheus prometheus:prometheus; do \
 	  command -v $${need%%:*} >/dev/null 2>&1 || apt_install $${need#*:} || { \
 	    echo "make: $${need%%:*} is missing: install the $${need#*:} package" >&2; exit 1; }; \
 	done; \
+	command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd || \
+	  echo "make: systemd-analyze is missing: the unit's syntax will not be checked" >&2; \
 	if [ -x $(TEST_VENV)/bin/python ] && $(TEST_VENV)/bin/python -c 'import aiosmtpd' 2>/dev/null; then exit 0; fi; \
 	python3 -c 'import aiosmtpd' 2>/dev/null && exit 0; \
 	apt_install python3-aiosmtpd; \
@@ -103,9 +106,9 @@ install-built:
 	$(SUP) completions fish > $(SHARE)/fish/vendor_completions.d/sup.fish
 	install -d $(SHARE)/sup/contrib $(UNITDIR)
 	cp -R contrib/. $(SHARE)/sup/contrib/
-	sed 's|/usr/local/bin/sup|$(PREFIX)/bin/sup|g' contrib/sup.service > $(UNITDIR)/sup.service
-	cp $(UNITDIR)/sup.service $(SHARE)/sup/contrib/sup.service
-	chmod 644 $(UNITDIR)/sup.service $(SHARE)/sup/contrib/sup.service
+	sed 's|/usr/local/bin/sup|$(PREFIX)/bin/sup|g' contrib/systemd/sup.service > $(UNITDIR)/sup.service
+	cp $(UNITDIR)/sup.service $(SHARE)/sup/contrib/systemd/sup.service
+	chmod 644 $(UNITDIR)/sup.service $(SHARE)/sup/contrib/systemd/sup.service
 
 test: test-deps ## every test: unit, golden, property and integration (real daemon, real children)
 	$(CARGO) test --quiet -- --test-threads=4

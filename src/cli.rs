@@ -27,10 +27,12 @@ pub struct Cli {
 /// Flags that work before or after the subcommand.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Global {
-    /// The control socket (else $SUP_SOCKET, daemon.socket, $XDG_RUNTIME_DIR/sup/sup.sock)
+    /// The control socket (else $SUP_SOCKET, daemon.socket, /run/sup/sup.sock for root,
+    /// $XDG_RUNTIME_DIR/sup/sup.sock)
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// The config file or directory (else $SUP_CONFIG, ./sup.yaml, ./sup.d/)
+    /// The config file or directory (else $SUP_CONFIG, ./sup.yaml, ./sup.d/, and for root
+    /// /etc/sup/sup.yaml or /etc/sup/sup.d/)
     #[arg(short = 'c', long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// How long to wait for the daemon's answer, waiting requests included (else

@@ -217,7 +217,8 @@ fn a_missing_config_says_where_sup_looked() {
         errors,
         [
             "fixtures/configs/nope.yaml: unable to read: no such file or directory\n  hint: sup \
-          reads -c/--config PATH, else $SUP_CONFIG, else ./sup.yaml, else ./sup.d/"
+          reads -c/--config PATH, else $SUP_CONFIG, else ./sup.yaml, else ./sup.d/ (root then \
+          /etc/sup/sup.yaml, else /etc/sup/sup.d/)"
         ]
     );
 }

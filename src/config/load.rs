@@ -57,7 +57,8 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Re
         Err(e) => {
             let shown = loader.show(&source);
             let hint = (e.kind() == std::io::ErrorKind::NotFound).then(|| {
-                "sup reads -c/--config PATH, else $SUP_CONFIG, else ./sup.yaml, else ./sup.d/"
+                "sup reads -c/--config PATH, else $SUP_CONFIG, else ./sup.yaml, else ./sup.d/ \
+                 (root then /etc/sup/sup.yaml, else /etc/sup/sup.d/)"
                     .to_string()
             });
             let bad = Bad {

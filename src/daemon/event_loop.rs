@@ -50,6 +50,7 @@ mod rolling;
 mod scheduling;
 mod sources;
 mod supervisor;
+mod systemd;
 
 pub use init::FORWARDED;
 
@@ -93,6 +94,8 @@ pub(super) enum TimerKey {
     Http(usize),
     /// The end of the shutdown's grace, or of the wait after its kill (see `init`).
     Grace,
+    /// The next `WATCHDOG=1` to the service manager (see `systemd`).
+    Watchdog,
 }
 
 pub(super) struct CaptureSource {
@@ -140,6 +143,9 @@ pub struct Settings {
     pub init: bool,
     /// The longest a shutdown may take before what is left is killed (`--grace`).
     pub grace: Option<Duration>,
+    /// `$NOTIFY_SOCKET` and half `$WATCHDOG_USEC`, when a service manager asked for them;
+    /// taken by `Daemon::new`.
+    pub systemd: Option<(super::sdnotify::Link, Option<Duration>)>,
 }
 
 pub struct Daemon {
@@ -174,6 +180,8 @@ pub struct Daemon {
     http: http::Http,
     /// The grace, critical jobs and the exit status (`init.rs`).
     init: init::Init,
+    /// What the service manager is told (`systemd.rs`).
+    systemd: systemd::Systemd,
 }
 
 impl Daemon {
@@ -193,6 +201,11 @@ impl Daemon {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let journal = state::Journal::new(&settings.state_path);
+        let mut settings = settings;
+        let (link, watchdog) = settings
+            .systemd
+            .take()
+            .map_or((None, None), |(l, w)| (Some(l), w));
         let mut d = Daemon {
             sources: Sources::new(poll),
             signals,
@@ -213,6 +226,7 @@ impl Daemon {
             notifier: super::notify::Notifier::new(),
             http: Default::default(),
             init: Default::default(),
+            systemd: systemd::Systemd::new(link, watchdog),
         };
         if let Some(setup) = d.settings.http.take() {
             d.start_http(setup);
@@ -222,6 +236,9 @@ impl Daemon {
         let now = Instant::now();
         for spec in specs {
             d.add_program(spec, &restored, now);
+        }
+        if let Some(at) = d.systemd.arm(now) {
+            d.sup.push_timer(at, TimerKey::Watchdog);
         }
         Ok(d)
     }
@@ -280,6 +297,9 @@ impl Daemon {
         let mut events = Events::with_capacity(1024);
         // The first write, a snapshot, records what `new` spawned before the first poll.
         self.save_state();
+        // A config with nothing to start is ready before anything happens.
+        self.systemd
+            .end_turn(self.sup.tally(), !self.order.unsettled());
         loop {
             let timeout = if !self.order.unsettled() && !self.acceptor.has_more() {
                 self.sup
@@ -353,6 +373,8 @@ impl Daemon {
             self.kill_escapees();
             self.settle_waiters(now);
             self.publish(now);
+            self.systemd
+                .end_turn(self.sup.tally(), !self.order.unsettled());
             // Every group spawned this turn is on disk before the next poll (`save_state`).
             self.save_state();
             log::logger().flush();
@@ -676,6 +698,11 @@ impl Daemon {
             }
             TimerKey::Http(slot) => self.http_timer(slot, at, now),
             TimerKey::Grace => self.grace_due(at, now),
+            TimerKey::Watchdog => {
+                if let Some(next) = self.systemd.watchdog_due(at, now) {
+                    self.sup.push_timer(next, TimerKey::Watchdog);
+                }
+            }
         }
         Vec::new()
     }
@@ -1320,6 +1347,7 @@ impl Daemon {
     fn begin_shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
         self.arm_grace(now);
+        self.systemd.stopping();
         // Stop in reverse display order; every stop runs in parallel with its own stoptime,
         // except that dependents are down before what they depend on is stopped.
         let ids: Vec<InstId> = self.sup.ordered().into_iter().rev().collect();

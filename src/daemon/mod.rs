@@ -14,6 +14,7 @@ mod pids;
 mod probe;
 mod procfs;
 pub mod reap;
+mod sdnotify;
 pub mod spawn;
 pub mod state;
 
@@ -143,6 +144,7 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<u8, Fail> {
         log::warn!("orphaned grandchildren will not be reaped by sup: {e}");
     }
     raise_fd_limit();
+    let systemd = systemd_link();
 
     let listener = bind(&socket)?;
     let http = match &config.daemon.http {
@@ -169,12 +171,56 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<u8, Fail> {
         http,
         init,
         grace,
+        systemd,
     };
     let mut daemon = event_loop::Daemon::new(settings, listener, signals, restored)
         .map_err(|e| Fail::new(format!("unable to start the event loop: {e}")))?;
     let result = daemon.run();
     drop(pidfile);
     result.map_err(|e| Fail::new(format!("the event loop failed: {e}")))
+}
+
+/// The service manager's notification socket, when `$NOTIFY_SOCKET` names one, and the
+/// watchdog interval it asks for. The variables are removed from the environment either way,
+/// before the first spawn: children must not speak for the daemon (a job with `ready: notify`
+/// gets a socket of its own).
+fn systemd_link() -> Option<(sdnotify::Link, Option<std::time::Duration>)> {
+    let socket = std::env::var_os("NOTIFY_SOCKET");
+    let usec = std::env::var_os("WATCHDOG_USEC");
+    let pid = std::env::var_os("WATCHDOG_PID");
+    for var in sdnotify::VARS {
+        // The daemon has no other thread: nothing reads the environment meanwhile.
+        std::env::remove_var(var);
+    }
+    let socket = socket.filter(|s| !s.is_empty())?;
+    let target = match sdnotify::target(&socket) {
+        Ok(t) => t,
+        Err(e) => {
+            log::warn!("sd_notify: {e}; systemd is not told anything");
+            return None;
+        }
+    };
+    let link = match sdnotify::Link::new(&target) {
+        Ok(l) => l,
+        Err(e) => {
+            log::warn!(
+                "sd_notify: unable to make a socket for NOTIFY_SOCKET={}: {e}; systemd is not \
+                 told anything",
+                socket.to_string_lossy()
+            );
+            return None;
+        }
+    };
+    let watchdog = sdnotify::watchdog_interval(usec.as_deref(), pid.as_deref(), std::process::id());
+    log::info!(
+        "sd_notify: telling {} READY, RELOADING, STOPPING and STATUS{}",
+        link.shown(),
+        watchdog.map_or(String::new(), |w| format!(
+            ", and WATCHDOG=1 every {}ms",
+            w.as_millis()
+        ))
+    );
+    Some((link, watchdog))
 }
 
 /// The socket's directory, created 0700 when sup creates it. One that exists must be ours: a

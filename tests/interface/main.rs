@@ -20,4 +20,5 @@ mod scheduled_jobs;
 mod shell_and_top;
 mod states;
 mod subcommands;
+mod systemd;
 mod when_the_daemon_dies;

@@ -90,10 +90,14 @@ fn make_install_lays_out_binary_man_page_and_completions() {
     // The unit runs the installed binary: PREFIX, never DESTDIR, is in its path.
     let unit = read("lib/systemd/system/sup.service");
     assert!(
-        unit.contains("\nExecStart=/opt/sup/bin/sup daemon -c /etc/sup\n"),
+        unit.contains("\nExecStart=/opt/sup/bin/sup daemon\n"),
         "{unit}"
     );
-    assert_eq!(read("share/sup/contrib/sup.service"), unit);
+    assert!(
+        unit.contains("\nExecReload=/opt/sup/bin/sup reload\n"),
+        "{unit}"
+    );
+    assert_eq!(read("share/sup/contrib/systemd/sup.service"), unit);
     assert!(read("share/sup/contrib/README.md").contains("logrotate"));
     // Nothing outside DESTDIR/PREFIX.
     let top: Vec<_> = fs::read_dir(&dest)
@@ -134,7 +138,8 @@ fn make_install_with_a_prefix_installs_all_four_kinds_of_files() {
         }
     }
     files.sort();
-    // Every file of contrib/, in its folders (docker/, kubernetes/, nomad/ …).
+    // Every file under contrib/, in its folders (contrib/systemd/sup.service, docker/,
+    // kubernetes/, nomad/ …).
     let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
     let mut shipped = Vec::new();
     let mut dirs = vec![contrib.clone()];
@@ -149,6 +154,10 @@ fn make_install_with_a_prefix_installs_all_four_kinds_of_files() {
             }
         }
     }
+    assert!(
+        shipped.contains(&"share/sup/contrib/systemd/sup.service".to_string()),
+        "{shipped:?}"
+    );
     let mut want = vec![
         "bin/sup".to_string(),
         "lib/systemd/system/sup.service".to_string(),
@@ -165,8 +174,11 @@ fn make_install_with_a_prefix_installs_all_four_kinds_of_files() {
     let text = fs::read_to_string(&unit).expect("the unit");
     let exec = format!("\nExecStart={}/bin/sup daemon", prefix.display());
     assert!(text.contains(&exec), "{text}");
-    // sup does not send READY=1 to its own parent: Type=notify would never finish starting.
-    assert!(text.contains("\nType=simple\n"), "{text}");
+    // sup sends READY=1 (sd_notify) once its autostart jobs run, and only sup may.
+    assert!(text.contains("\nType=notify\n"), "{text}");
+    assert!(text.contains("\nNotifyAccess=main\n"), "{text}");
+    assert!(text.contains("\nKillMode=mixed\n"), "{text}");
+    assert!(text.contains("\nWatchdogSec="), "{text}");
     match Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(&unit)

@@ -108,6 +108,10 @@ impl Sandbox {
             .env("SUP_SANDBOX", &self.tag)
             .args(&self.daemon_args)
             .env("OUT", &self.dir)
+            // A test run under a service manager must not make every daemon speak to it.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .current_dir(&self.dir)
             .stdin(Stdio::null());
         cmd
@@ -115,21 +119,27 @@ impl Sandbox {
 
     /// Start the daemon and wait until it answers `status`.
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// `start`, with these variables added to the daemon's environment.
+    pub fn start_with_env(&mut self, vars: &[(&str, &str)]) {
         let out = fs::File::create(self.path("daemon.out")).expect("daemon.out");
         let err = out.try_clone().expect("clone");
-        self.start_to(out, err);
+        self.start_to(out, err, vars);
     }
 
     /// `start`, with the daemon's stdout in `daemon.stdout` and its stderr in `daemon.out`.
     pub fn start_split(&mut self) {
         let out = fs::File::create(self.path("daemon.stdout")).expect("daemon.stdout");
         let err = fs::File::create(self.path("daemon.out")).expect("daemon.out");
-        self.start_to(out, err);
+        self.start_to(out, err, &[]);
     }
 
-    fn start_to(&mut self, out: fs::File, err: fs::File) {
-        let child = self
-            .daemon_command()
+    fn start_to(&mut self, out: fs::File, err: fs::File, vars: &[(&str, &str)]) {
+        let mut cmd = self.daemon_command();
+        cmd.envs(vars.iter().copied());
+        let child = cmd
             .stdout(out)
             .stderr(err)
             .spawn()

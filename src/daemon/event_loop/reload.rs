@@ -33,6 +33,10 @@ impl Daemon {
         slot: Option<usize>,
         now: Instant,
     ) -> Option<Response> {
+        if !dry_run {
+            // The service manager hears of it first; READY=1 follows once it is applied.
+            self.systemd.reloading();
+        }
         let path = self.settings.config.source.clone();
         let config = match crate::config::load(&path) {
             Ok(c) => c,

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use super::{InstId, TimerKey};
 use crate::config::ProgramSpec;
 use crate::core::timers::Timers;
-use crate::core::{Action, Input, Instance};
+use crate::core::{Action, Input, Instance, State};
 
 /// One instance in the table: its state machine and what the loop keeps beside it.
 pub(in crate::daemon) struct Inst {
@@ -75,6 +75,50 @@ impl Program {
     }
 }
 
+/// How many instances of the table (retiring ones included) are in each state, and how many
+/// of the `starting` ones are held back by a dependency. Kept up to date by `step`, so reading
+/// it costs nothing at any number of instances.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(in crate::daemon) struct Tally {
+    by_state: [usize; 8],
+    waiting: usize,
+}
+
+impl Tally {
+    pub(in crate::daemon) fn of(&self, state: State) -> usize {
+        self.by_state[state as usize]
+    }
+
+    /// `starting` instances held back by a dependency that is not running.
+    pub(in crate::daemon) fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// A tally with these counts, for the tests of what reads it.
+    #[cfg(test)]
+    pub(in crate::daemon) fn with(counts: &[(State, usize)], waiting: usize) -> Tally {
+        let mut t = Tally {
+            waiting,
+            ..Tally::default()
+        };
+        for &(state, n) in counts {
+            t.by_state[state as usize] = n;
+        }
+        t
+    }
+
+    fn add(&mut self, core: &Instance) {
+        self.by_state[core.state() as usize] += 1;
+        self.waiting += usize::from(core.is_waiting());
+    }
+
+    fn remove(&mut self, core: &Instance) {
+        let n = &mut self.by_state[core.state() as usize];
+        *n = n.saturating_sub(1);
+        self.waiting = self.waiting.saturating_sub(usize::from(core.is_waiting()));
+    }
+}
+
 #[derive(Default)]
 pub(in crate::daemon) struct Supervisor {
     /// The configured programs, by name (so display order is by name, then number).
@@ -86,6 +130,8 @@ pub(in crate::daemon) struct Supervisor {
     retiring: Vec<InstId>,
     /// Every deadline of the daemon, this table's and its other parts'.
     timers: Timers<TimerKey>,
+    /// Instances by state.
+    tally: Tally,
 }
 
 impl Supervisor {
@@ -144,6 +190,11 @@ impl Supervisor {
         &self.retiring
     }
 
+    /// How many instances are in each state.
+    pub(in crate::daemon) fn tally(&self) -> Tally {
+        self.tally
+    }
+
     // ----- programs and instances -----
 
     /// Put a new instance in the table, in a freed slot if there is one.
@@ -152,6 +203,7 @@ impl Supervisor {
         core: Instance,
         spec: Rc<ProgramSpec>,
     ) -> InstId {
+        self.tally.add(&core);
         let inst = Inst {
             core,
             spec,
@@ -230,6 +282,7 @@ impl Supervisor {
             let down = self.get(id).is_none_or(|i| i.core.state().is_down());
             if down {
                 if let Some(inst) = self.instances[id].take() {
+                    self.tally.remove(&inst.core);
                     freed.push(inst.core.name().to_string());
                 }
                 self.free.push(id);
@@ -286,7 +339,9 @@ impl Supervisor {
         let before = inst.core.deadline();
         let tick_before = inst.core.tick_at();
         let spec = inst.spec.clone();
+        self.tally.remove(&inst.core);
         inst.core.step(&spec, now, input, &mut actions);
+        self.tally.add(&inst.core);
         if inst.core.deadline() != before {
             if let Some(at) = inst.core.deadline() {
                 self.timers.push(at, TimerKey::Instance(id));
@@ -306,7 +361,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::core::State;
 
     fn spec(name: &str) -> Rc<ProgramSpec> {
         Rc::new(ProgramSpec {
@@ -342,6 +396,33 @@ mod tests {
                 (key, current)
             })
             .collect()
+    }
+
+    #[test]
+    fn the_tally_follows_every_step_and_the_freeing_of_a_slot() {
+        let (mut sup, id, t0) = one("web");
+        let t = sup.tally();
+        assert_eq!((t.of(State::Stopped), t.of(State::Running)), (1, 0));
+        sup.step(id, Input::Start, t0);
+        sup.step(id, Input::Spawned { pid: 4242 }, t0);
+        assert_eq!(sup.tally().of(State::Starting), 1);
+        sup.step(id, Input::Deadline, ms(t0, 1000));
+        let t = sup.tally();
+        assert_eq!((t.of(State::Starting), t.of(State::Running)), (0, 1));
+        assert_eq!(t.waiting(), 0);
+        sup.remove_program("web");
+        sup.retire(id);
+        sup.step(id, Input::Shutdown, ms(t0, 1100));
+        assert_eq!(sup.tally().of(State::Stopping), 1);
+        sup.step(
+            id,
+            Input::Exited(crate::core::ExitStatus::Signaled(15)),
+            ms(t0, 1200),
+        );
+        sup.step(id, Input::GroupEmpty, ms(t0, 1200));
+        assert_eq!(sup.tally().of(State::Stopped), 1);
+        assert_eq!(sup.free_retired(), ["web"]);
+        assert_eq!(sup.tally(), Tally::default(), "a freed slot counts nowhere");
     }
 
     #[test]
