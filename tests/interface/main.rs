@@ -4,6 +4,7 @@
 mod sandbox;
 
 mod closed_output_files;
+mod container;
 mod control_socket;
 mod demo;
 mod each_child;
