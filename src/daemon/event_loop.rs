@@ -32,6 +32,7 @@ use crate::control::proto::{
 };
 use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
 use crate::core::{names, Action, Input, Instance, State};
+use crate::daemon::http::api;
 use acceptor::{Accepted, Acceptor};
 use clients::{Answer, Clients, Goal, Item, Waiter};
 use sources::Sources;
@@ -40,7 +41,7 @@ use supervisor::{Inst, Supervisor};
 mod acceptor;
 mod checks;
 mod clients;
-mod follow;
+pub(super) mod follow;
 mod http;
 mod init;
 mod order;
@@ -719,7 +720,7 @@ impl Daemon {
                 // The descriptor may be one the reserve lent: take it back before a spawn.
                 let _ = self.acceptor.top_up();
             }
-            Some(Source::Http(h)) => self.http_released(h),
+            Some(Source::Http(h)) => self.http_released(slot, h),
             Some(Source::Exec(_) | Source::Health(_)) | None => {}
         }
     }
@@ -958,16 +959,87 @@ impl Daemon {
     }
 
     fn reply(&mut self, slot: usize, response: Response, now: Instant) {
-        if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-            c.waiting = false;
-            c.conn.send(&response);
-        } else {
-            return;
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => {
+                c.waiting = false;
+                c.conn.send(&response);
+            }
+            Some(Source::Http(_)) => {
+                self.peer_send(slot, &response, now);
+                self.peer_flush(slot, now);
+                return;
+            }
+            _ => return,
         }
         self.after_io(slot, now);
         // The client may have pipelined another request while this one waited.
         if matches!(self.sources.get(slot), Some(Source::Client(_))) {
             self.serve(slot, now);
+        }
+    }
+
+    // ----- the peers of the control path -----
+    //
+    // A request comes from a control client (one JSON line) or an HTTP API connection; the
+    // handlers below reach either through these, by slot.
+
+    /// Send one answer (or, on a stream, the next message).
+    pub(super) fn peer_send(&mut self, slot: usize, response: &Response, now: Instant) {
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => c.conn.send(response),
+            Some(Source::Http(super::http::HttpSource::Conn(c))) => c.send(response, now),
+            _ => {}
+        }
+    }
+
+    /// The request waits in the loop (a waiter, the shutdown): read nothing more meanwhile.
+    fn peer_park(&mut self, slot: usize, now: Instant) {
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => c.waiting = true,
+            Some(Source::Http(super::http::HttpSource::Conn(c))) => c.park(now),
+            _ => {}
+        }
+    }
+
+    /// The connection streams from now on (after its first message was sent); false when it
+    /// cannot (it is gone, or its first message was an answer that ended it).
+    pub(super) fn peer_stream(&mut self, slot: usize, stream: follow::Stream) -> bool {
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => {
+                c.waiting = true;
+                c.stream = Some(stream);
+                true
+            }
+            Some(Source::Http(super::http::HttpSource::Conn(c))) if c.is_streaming() => {
+                self.http.streams.insert(slot, stream);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn peer_stream_of(&self, slot: usize) -> Option<&follow::Stream> {
+        match self.sources.get(slot) {
+            Some(Source::Client(c)) => c.stream.as_ref(),
+            Some(Source::Http(_)) => self.http.streams.get(&slot),
+            _ => None,
+        }
+    }
+
+    pub(super) fn peer_stream_mut(&mut self, slot: usize) -> Option<&mut follow::Stream> {
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => c.stream.as_mut(),
+            Some(Source::Http(_)) => self.http.streams.get_mut(&slot),
+            _ => None,
+        }
+    }
+
+    /// Write what was sent, and close or keep the connection.
+    pub(super) fn peer_flush(&mut self, slot: usize, now: Instant) {
+        match self.sources.get(slot) {
+            Some(Source::Client(_)) => self.after_io(slot, now),
+            Some(Source::Http(_)) => self.http_flush(slot, now),
+            _ => {}
         }
     }
 
@@ -991,7 +1063,7 @@ impl Daemon {
         match names::resolve(&pairs, names_) {
             Ok(picked) => Ok(picked.into_iter().map(|i| ids[i]).collect()),
             Err(unknown) => Err(Box::new(Response::new(ResponseBody::Error {
-                message: format!("no such program or instance: {}", unknown.join(", ")),
+                message: format!("{}: {}", api::UNKNOWN_NAME, unknown.join(", ")),
                 hint: Some("`sup status` lists them".into()),
             }))),
         }
@@ -1041,14 +1113,12 @@ impl Daemon {
                     self.begin_shutdown(now);
                 }
                 self.clients.wait_for_shutdown(slot);
-                if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-                    c.waiting = true;
-                }
+                self.peer_park(slot, now);
                 return None;
             }
             RequestBody::Reload { dry_run } => {
                 if self.shutting_down {
-                    Response::error("the daemon is shutting down")
+                    Response::error(api::SHUTTING_DOWN)
                 } else {
                     return self.reload(dry_run, Some(slot), now);
                 }
@@ -1058,7 +1128,7 @@ impl Daemon {
                 lines,
                 stderr,
                 follow,
-            } => return self.tail(slot, &name, lines, stderr, follow),
+            } => return self.tail(slot, &name, lines, stderr, follow, now),
             RequestBody::Logreopen => self.logreopen_response(now),
             RequestBody::Subscribe { names } => return self.subscribe(slot, names, now),
         };
@@ -1123,7 +1193,7 @@ impl Daemon {
             Err(e) => return Some(*e),
         };
         if self.shutting_down && goal != Goal::Down {
-            return Some(Response::error("the daemon is shutting down"));
+            return Some(Response::error(api::SHUTTING_DOWN));
         }
         let mut items = Vec::with_capacity(ids.len());
         let mut intent_changed = false;
@@ -1193,11 +1263,17 @@ impl Daemon {
                 }
             }
         }
-        self.wait(slot, items, Answer::Outcomes)
+        self.wait(slot, items, Answer::Outcomes, now)
     }
 
     /// Answer now if every item is settled, else park the client until they are.
-    fn wait(&mut self, slot: usize, items: Vec<Item>, answer: Answer) -> Option<Response> {
+    fn wait(
+        &mut self,
+        slot: usize,
+        items: Vec<Item>,
+        answer: Answer,
+        now: Instant,
+    ) -> Option<Response> {
         let mut waiter = Waiter {
             slot,
             items,
@@ -1207,9 +1283,7 @@ impl Daemon {
         if waiter.done() {
             return Some(waiter.into_response());
         }
-        if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-            c.waiting = true;
-        }
+        self.peer_park(slot, now);
         self.clients.park(waiter);
         None
     }
@@ -1366,12 +1440,18 @@ impl Daemon {
         }
         self.save_state();
         let waiters = self.clients.take_shutdown_waiters();
+        let done = Response::new(ResponseBody::Done {
+            message: "every job stopped; the daemon exits".into(),
+        });
         for slot in waiters {
-            if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-                c.conn.send(&Response::new(ResponseBody::Done {
-                    message: "every job stopped; the daemon exits".into(),
-                }));
-                let _ = c.conn.flush();
+            match self.sources.get_mut(slot) {
+                Some(Source::Client(c)) => {
+                    c.conn.send(&done);
+                    let _ = c.conn.flush();
+                }
+                // As far as the socket takes it at once: the daemon exits next.
+                Some(Source::Http(_)) => self.peer_send(slot, &done, now),
+                _ => {}
             }
         }
         self.notifier.stop_senders();

@@ -13,6 +13,7 @@ mod health_and_order;
 mod hostile_clients;
 mod hostile_files;
 mod http;
+mod http_api;
 mod logs_and_notifications;
 mod packaging;
 mod reload;
