@@ -25,6 +25,8 @@ pub enum AutoRestart {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Discard,
+    /// The daemon's own stdout (for `stdout`) or stderr (for `stderr`): `inherit`.
+    Inherit,
     /// An absolute path; `{name}` still in it, replaced per instance by `Output::path_for`.
     File(PathBuf),
 }
@@ -33,7 +35,7 @@ impl Output {
     /// The file for one instance, with `{name}` replaced by the instance name.
     pub fn path_for(&self, instance: &str) -> Option<PathBuf> {
         match self {
-            Output::Discard => None,
+            Output::Discard | Output::Inherit => None,
             Output::File(p) => Some(PathBuf::from(
                 p.to_string_lossy().replace("{name}", instance),
             )),
@@ -223,6 +225,9 @@ pub struct ProgramSpec {
     pub logs: LogSpec,
     /// `memory_max`, `cpu_max`, `pids_max`: written to the instance's cgroup.
     pub cgroup: CgroupLimits,
+    /// Its end (an exit it is not restarted after, or `fatal`) ends the daemon, which exits
+    /// with its code.
+    pub critical: bool,
 }
 
 /// The cgroup limit keys of a job; each `None` when not written.
@@ -263,6 +268,9 @@ pub struct LogSpec {
     pub timestamps: bool,
     /// stderr goes into stdout's file.
     pub redirect_stderr: bool,
+    /// An inherited stream (`stdout: inherit`) goes through the daemon, each line prefixed
+    /// with the instance name.
+    pub prefix: bool,
 }
 
 #[cfg(test)]
@@ -293,6 +301,7 @@ impl ProgramSpec {
             health: Default::default(),
             logs: Default::default(),
             cgroup: Default::default(),
+            critical: false,
         }
     }
 }

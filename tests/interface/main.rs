@@ -5,6 +5,7 @@ mod sandbox;
 
 mod cgroups;
 mod closed_output_files;
+mod container;
 mod control_socket;
 mod demo;
 mod each_child;
@@ -13,6 +14,7 @@ mod health_and_order;
 mod hostile_clients;
 mod hostile_files;
 mod http;
+mod http_api;
 mod logs_and_notifications;
 mod packaging;
 mod reload;
