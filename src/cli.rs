@@ -164,6 +164,15 @@ pub struct DaemonArgs {
     /// Do not copy the event log to stderr
     #[arg(short, long)]
     pub quiet: bool,
+    /// Run as a container's init (implied when sup is PID 1): forward SIGUSR1 and SIGWINCH
+    /// to the jobs, stop on SIGQUIT too, bound the shutdown by --grace (default 10s)
+    #[arg(long)]
+    pub init: bool,
+    /// The longest a shutdown may take: then every job left is killed (SIGKILL) and the
+    /// daemon exits (default 10s with --init, else unbounded)
+    #[arg(long, value_name = "DURATION",
+          value_parser = crate::config::duration::parse_duration)]
+    pub grace: Option<std::time::Duration>,
 }
 
 #[cfg(test)]
@@ -188,6 +197,18 @@ mod tests {
             cli.global.config.as_deref(),
             Some(std::path::Path::new("a.yaml"))
         );
+    }
+
+    #[test]
+    fn daemon_takes_init_and_grace() {
+        let cli =
+            Cli::try_parse_from(["sup", "daemon", "--init", "--grace", "3s"]).expect("parses");
+        let Some(Command::Daemon(args)) = cli.command else {
+            panic!("not the daemon: {cli:?}");
+        };
+        assert!(args.init);
+        assert_eq!(args.grace, Some(std::time::Duration::from_secs(3)));
+        assert!(Cli::try_parse_from(["sup", "daemon", "--grace", "soon"]).is_err());
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum AutoRestart {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Discard,
+    /// The daemon's own stdout (for `stdout`) or stderr (for `stderr`): `inherit`.
+    Inherit,
     /// An absolute path; `{name}` still in it, replaced per instance by `Output::path_for`.
     File(PathBuf),
 }
@@ -33,7 +35,7 @@ impl Output {
     /// The file for one instance, with `{name}` replaced by the instance name.
     pub fn path_for(&self, instance: &str) -> Option<PathBuf> {
         match self {
-            Output::Discard => None,
+            Output::Discard | Output::Inherit => None,
             Output::File(p) => Some(PathBuf::from(
                 p.to_string_lossy().replace("{name}", instance),
             )),
@@ -221,6 +223,22 @@ pub struct ProgramSpec {
     pub health: HealthSpec,
     /// Rotation, timestamps and stderr merging of the captured output.
     pub logs: LogSpec,
+    /// `memory_max`, `cpu_max`, `pids_max`: written to the instance's cgroup.
+    pub cgroup: CgroupLimits,
+    /// Its end (an exit it is not restarted after, or `fatal`) ends the daemon, which exits
+    /// with its code.
+    pub critical: bool,
+}
+
+/// The cgroup limit keys of a job; each `None` when not written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupLimits {
+    /// Bytes: v2 `memory.max`, v1 `memory.limit_in_bytes`.
+    pub memory_max: Option<u64>,
+    /// Thousandths of a CPU (`50%` is 500, `1.5` is 1500): v2 `cpu.max`, v1 CFS quota.
+    pub cpu_max: Option<u32>,
+    /// v2 and v1 `pids.max`.
+    pub pids_max: Option<u64>,
 }
 
 /// When one captured stream's file is rotated: `NAME.out` → `NAME.out.1` … `NAME.out.N`.
@@ -250,6 +268,9 @@ pub struct LogSpec {
     pub timestamps: bool,
     /// stderr goes into stdout's file.
     pub redirect_stderr: bool,
+    /// An inherited stream (`stdout: inherit`) goes through the daemon, each line prefixed
+    /// with the instance name.
+    pub prefix: bool,
 }
 
 #[cfg(test)]
@@ -279,6 +300,8 @@ impl ProgramSpec {
             sched: Default::default(),
             health: Default::default(),
             logs: Default::default(),
+            cgroup: Default::default(),
+            critical: false,
         }
     }
 }

@@ -39,10 +39,12 @@ use sources::Sources;
 use supervisor::{Inst, Supervisor};
 
 mod acceptor;
+mod cgroups;
 mod checks;
 mod clients;
 pub(super) mod follow;
 mod http;
+mod init;
 mod order;
 mod readiness;
 mod reload;
@@ -51,6 +53,8 @@ mod scheduling;
 mod sources;
 mod supervisor;
 mod systemd;
+
+pub use init::FORWARDED;
 
 const SIGNALS: Token = Token(0);
 const LISTENER: Token = Token(1);
@@ -90,6 +94,8 @@ pub(super) enum TimerKey {
     Reap,
     /// An HTTP connection's deadline or a listener's accept retry (see `http`).
     Http(usize),
+    /// The end of the shutdown's grace, or of the wait after its kill (see `init`).
+    Grace,
     /// The next `WATCHDOG=1` to the service manager (see `systemd`).
     Watchdog,
 }
@@ -135,6 +141,12 @@ pub struct Settings {
     pub state_path: PathBuf,
     /// The HTTP listeners, bound, and the token; taken by `Daemon::new`.
     pub http: Option<super::http::Setup>,
+    /// The instances' cgroups (`Cgroups::none` on a host without).
+    pub cgroups: super::cgroup::Cgroups,
+    /// Running as a container's init (`--init`, or PID 1): signals are passed on (`init`).
+    pub init: bool,
+    /// The longest a shutdown may take before what is left is killed (`--grace`).
+    pub grace: Option<Duration>,
     /// `$NOTIFY_SOCKET` and half `$WATCHDOG_USEC`, when a service manager asked for them;
     /// taken by `Daemon::new`.
     pub systemd: Option<(super::sdnotify::Link, Option<Duration>)>,
@@ -170,6 +182,8 @@ pub struct Daemon {
     pub(super) logs: super::logs::Outputs,
     pub(super) notifier: super::notify::Notifier,
     http: http::Http,
+    /// The grace, critical jobs and the exit status (`init.rs`).
+    init: init::Init,
     /// What the service manager is told (`systemd.rs`).
     systemd: systemd::Systemd,
 }
@@ -215,6 +229,7 @@ impl Daemon {
             logs: Default::default(),
             notifier: super::notify::Notifier::new(),
             http: Default::default(),
+            init: Default::default(),
             systemd: systemd::Systemd::new(link, watchdog),
         };
         if let Some(setup) = d.settings.http.take() {
@@ -281,8 +296,8 @@ impl Daemon {
         id
     }
 
-    /// Run until shutdown completes.
-    pub fn run(&mut self) -> io::Result<()> {
+    /// Run until shutdown completes; the exit status the daemon ends with (see `init`).
+    pub fn run(&mut self) -> io::Result<u8> {
         let mut events = Events::with_capacity(1024);
         // The first write, a snapshot, records what `new` spawned before the first poll.
         self.save_state();
@@ -348,6 +363,8 @@ impl Daemon {
                     let inputs = self.reaped(pid, status, now);
                     self.apply(inputs, now);
                 }
+                // What kept a stopped instance's cgroup busy may be gone now.
+                self.retry_cgroup_removals();
             }
             for sig in signals {
                 self.on_signal(sig, now);
@@ -356,6 +373,7 @@ impl Daemon {
                 let inputs = self.timer(key, at, now);
                 self.apply(inputs, now);
             }
+            self.shutdown_if_critical(now);
             self.settle_order(now);
             self.free_retired();
             self.kill_escapees();
@@ -366,9 +384,9 @@ impl Daemon {
             // Every group spawned this turn is on disk before the next poll (`save_state`).
             self.save_state();
             log::logger().flush();
-            if self.shutting_down && self.all_down() {
+            if self.shutting_down && (self.all_down() || self.init.gave_up(now)) {
                 self.finish_shutdown(now);
-                return Ok(());
+                return Ok(self.init.status());
             }
         }
     }
@@ -411,6 +429,11 @@ impl Daemon {
             NixSignal::SIGUSR2 => {
                 let _ = self.logreopen(now);
             }
+            NixSignal::SIGQUIT if self.settings.init && !self.shutting_down => {
+                log::info!("received {sig}: stopping every job");
+                self.begin_shutdown(now);
+            }
+            sig if self.settings.init && FORWARDED.contains(&sig) => self.forward(sig),
             _ => {}
         }
     }
@@ -454,6 +477,7 @@ impl Daemon {
             inst.captures = [None, None];
             inst.start_ticks = None;
         }
+        self.note_exit(id, status);
         inputs.push((id, Input::Exited(status)));
         inputs
     }
@@ -501,6 +525,10 @@ impl Daemon {
                         }
                     }
                     Action::Signal { pgid, signal } => {
+                        if signal.0 == nix::libc::SIGKILL {
+                            // The whole cgroup: what left the group dies with it.
+                            self.kill_cgroup(id);
+                        }
                         match reap::signal_group_if_any(pgid, signal) {
                             // The machine signals only to stop: a job stopped with SIGSTOP
                             // would sit on its stopsignal until SIGKILL, so wake it (as
@@ -522,11 +550,18 @@ impl Daemon {
                     }
                     Action::CheckGroup { pgid } => {
                         if !reap::group_alive(pgid) {
-                            // The group is gone; whatever escaped it goes too (this turn,
-                            // one /proc scan for every stop that ended).
-                            if !self.shutting_down {
-                                let name = self.name(id).to_string();
-                                self.escape_scan.push(name);
+                            // The group is gone; whatever escaped it goes too: killed with
+                            // the cgroup (the stop ends once that is empty), or without one
+                            // found by its tag (this turn, one /proc scan for every stop
+                            // that ended).
+                            match self.cgroup_holds_escapees(id) {
+                                Some(true) => continue,
+                                Some(false) => {}
+                                None if !self.shutting_down => {
+                                    let name = self.name(id).to_string();
+                                    self.escape_scan.push(name);
+                                }
+                                None => {}
                             }
                             queue.push(Input::GroupEmpty);
                         }
@@ -544,6 +579,7 @@ impl Daemon {
             .sup
             .get(id)
             .map(|i| (i.core().state(), i.core().is_waiting()));
+        self.note_critical(id, was.map(|(state, _)| state));
         if is != was {
             // What depends on it is looked at again once this turn's inputs are in.
             self.order.changed.push(id);
@@ -553,6 +589,7 @@ impl Daemon {
         if let Some(inst) = self.sup.get(id) {
             if inst.core().state().is_down() {
                 self.logs.park(inst.core().name());
+                self.remove_cgroup(id);
             }
         }
     }
@@ -590,6 +627,7 @@ impl Daemon {
         let num = inst.core().num();
         let mut plan = self.plan_outputs(spec, &name, now)?;
         let mut ready = self.prepare_readiness(id, spec)?;
+        self.prepare_cgroup(id, spec, &mut ready.extras)?;
         // Not waiting for the exec: the status pipe reports it on the loop, so the next spawn
         // forks while this child is still loading its program.
         let child = Daemon::spawn_ready(
@@ -607,23 +645,19 @@ impl Daemon {
         if let Some(fd) = child.exec_status {
             self.watch_exec(fd, id, pid, child.program);
         }
-        // The files `tail` reads: stderr's is stdout's when they are merged.
-        let out_path = spec.stdout.path_for(&name);
-        let err_path = if spec.logs.redirect_stderr {
-            out_path.clone()
-        } else {
-            spec.stderr.path_for(&name)
-        };
+        // The files `tail` reads (stderr's is stdout's when they are merged), or the label of
+        // the daemon's own stream.
+        let paths = std::mem::take(&mut plan.paths);
         let mut captures = [None, None];
         let sinks = std::mem::take(&mut plan.sinks);
         for (i, ((fd, sink), path)) in [child.stdout, child.stderr]
             .into_iter()
             .zip(sinks)
-            .zip([out_path, err_path])
+            .zip(paths)
             .enumerate()
         {
             if let (Some(fd), Some(sink), Some(path)) = (fd, sink, path) {
-                let capture = self.capture_for(&plan, fd, sink, &name);
+                let capture = self.capture_for(&plan, i, fd, sink, &name);
                 captures[i] = self.add_capture(capture, path, &name);
             }
         }
@@ -683,6 +717,7 @@ impl Daemon {
                 }
             }
             TimerKey::Http(slot) => self.http_timer(slot, at, now),
+            TimerKey::Grace => self.grace_due(at, now),
             TimerKey::Watchdog => {
                 if let Some(next) = self.systemd.watchdog_due(at, now) {
                     self.sup.push_timer(next, TimerKey::Watchdog);
@@ -1160,6 +1195,7 @@ impl Daemon {
             health: self.health_of(id),
             cpu_percent: usage.0,
             rss_bytes: usage.1,
+            exit_reason: self.exit_reason(id),
             log_error: self.logs.log_error(c.name()),
         })
     }
@@ -1404,6 +1440,7 @@ impl Daemon {
 
     fn begin_shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
+        self.arm_grace(now);
         self.systemd.stopping();
         // Stop in reverse display order; every stop runs in parallel with its own stoptime,
         // except that dependents are down before what they depend on is stopped.
@@ -1447,10 +1484,17 @@ impl Daemon {
                 );
             }
         }
+        self.settings.cgroups.teardown();
         let _ = std::fs::remove_file(&self.settings.socket);
+        let status = self.init.status();
         log::info!(
-            "sup {} shutdown: every job stopped, exiting pid={} config={}",
+            "sup {} shutdown: {}, exiting status={status} pid={} config={}",
             env!("CARGO_PKG_VERSION"),
+            if self.all_down() {
+                "every job stopped"
+            } else {
+                "some jobs would not die"
+            },
             std::process::id(),
             self.settings.config.source.display()
         );

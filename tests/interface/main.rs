@@ -3,7 +3,9 @@
 
 mod sandbox;
 
+mod cgroups;
 mod closed_output_files;
+mod container;
 mod control_socket;
 mod dashboard;
 mod demo;

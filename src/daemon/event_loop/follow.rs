@@ -55,6 +55,13 @@ impl Daemon {
         } else {
             (&inst.spec.stdout, "stdout")
         };
+        if *output == crate::config::Output::Inherit {
+            return Some(Response::error(format!(
+                "{}: its {what} goes to the daemon's own {what} (`inherit`), there is nothing \
+                 to tail",
+                inst.core().name()
+            )));
+        }
         let Some(path) = output.path_for(inst.core().name()) else {
             return Some(Response::error(format!(
                 "{}: its {what} is discarded, there is nothing to tail",
