@@ -358,6 +358,51 @@ fn the_dashboard_follows_crashes_and_stops_jobs_live() {
 }
 
 #[test]
+fn the_dashboard_reconnects_when_the_daemon_comes_back() {
+    let (mut sb, port) = start("dash-reconnect", "", JOBS);
+    sb.wait_state("web", "running");
+    let Some(mut b) = Browser::open(&sb, &format!("http://127.0.0.1:{port}/"), (1200, 800)) else {
+        return skip();
+    };
+    b.wait(
+        "the live stream",
+        &format!(
+            "document.getElementById('conn').textContent === 'live' && {} === 'running'",
+            cell("web", "state")
+        ),
+        SHOW,
+    );
+    let old = sb.pid("web").expect("web's pid");
+    b.eval("window.mark = 'same page'");
+    // The daemon goes away: the page says so and keeps trying.
+    sb.sup_ok(&["shutdown"]);
+    sb.wait_daemon_exit();
+    b.wait(
+        "the lost stream",
+        "document.getElementById('conn').textContent.startsWith('disconnected: retrying in')",
+        SHOW,
+    );
+    // A new daemon on the same port: the page finds it by itself, new pids and all.
+    sb.write(
+        "sup.yaml",
+        &format!("daemon:\n  http:\n    listen: \"127.0.0.1:{port}\"\nprograms:\n{JOBS}"),
+    );
+    sb.start();
+    sb.wait_state("web", "running");
+    let new = sb.pid("web").expect("web's new pid");
+    assert_ne!(new, old);
+    b.wait(
+        "the stream back, with the new daemon's jobs",
+        &format!(
+            "document.getElementById('conn').textContent === 'live' && {} === '{new}' && \
+             window.mark === 'same page'",
+            cell("web", "pid")
+        ),
+        SHOW,
+    );
+}
+
+#[test]
 fn with_a_token_the_dashboard_asks_for_it_and_keeps_it_out_of_urls() {
     let sb0 = Sandbox::new("dash-token-file");
     sb0.write("token", "s3cret-dash\n");
