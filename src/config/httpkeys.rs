@@ -79,8 +79,17 @@ fn tls_keys(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option
         };
         let path = format!("{TLS}.{name}");
         match name {
-            "cert" => cert = keep(values::path(v, base_dir), v, file, &path, sink),
-            "key" => key = keep(values::path(v, base_dir), v, file, &path, sink),
+            "cert" | "key" => {
+                let read = keep(values::path(v, base_dir), v, file, &path, sink);
+                if let Some(bad) = read.as_deref().and_then(unready_pem) {
+                    sink.warn(file, (v.line, v.col), &path, bad);
+                }
+                if name == "cert" {
+                    cert = read;
+                } else {
+                    key = read;
+                }
+            }
             _ => unknown_key(k, name, TLS_KEYS, file, &path, sink),
         }
     }
@@ -109,6 +118,21 @@ fn unready_token(path: &Path) -> Option<Bad> {
     };
     Some(Bad::new(format!(
         "{} {why}: the daemon will not start until it holds the token",
+        path.display()
+    )))
+}
+
+/// Why a TLS file will stop the daemon's start, as far as its metadata tells (the PEM is
+/// read at start): a warning, like the token file's.
+fn unready_pem(path: &Path) -> Option<Bad> {
+    let why = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() > 0 => return None,
+        Ok(m) if m.is_file() => "is empty".to_string(),
+        Ok(_) => "is not a regular file".to_string(),
+        Err(e) => format!("cannot be read: {e}"),
+    };
+    Some(Bad::new(format!(
+        "{} {why}: the daemon will not start until it holds the PEM",
         path.display()
     )))
 }
