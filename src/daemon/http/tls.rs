@@ -196,3 +196,118 @@ impl Tls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    use super::super::request::Parsed;
+    use super::super::{HttpConn, Progress};
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/tls")
+            .join(name)
+    }
+
+    fn spec(cert: &str, key: &str) -> TlsSpec {
+        TlsSpec {
+            cert: fixture(cert),
+            key: fixture(key),
+        }
+    }
+
+    #[test]
+    fn bad_files_are_named() {
+        assert!(server_config(&spec("test-cert.pem", "test-key.pem")).is_ok());
+        let err = |c: &str, k: &str| server_config(&spec(c, k)).err().unwrap_or_default();
+        let e = err("none.pem", "test-key.pem");
+        assert!(
+            e.starts_with("unable to read the TLS certificate file "),
+            "{e}"
+        );
+        assert!(e.contains("none.pem"), "{e}");
+        let e = err("test-key.pem", "test-key.pem");
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+        let e = err("test-cert.pem", "test-cert.pem");
+        assert!(e.contains("test-cert.pem holds no PEM private key"), "{e}");
+    }
+
+    /// A TLS client on another thread, the server's connection driven here as the loop
+    /// drives it: the handshake, a request, and an answer far larger than rustls' buffer
+    /// and the socket's, all without blocking.
+    #[test]
+    fn an_https_connection_is_driven_without_blocking() {
+        let config = server_config(&spec("test-cert.pem", "test-key.pem")).expect("config");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = std::thread::spawn(move || {
+            let sock = std::net::TcpStream::connect(addr).expect("connect");
+            let ca = fixture("test-cert.pem");
+            let tls = crate::control::tls_client::client_config(Some(&ca)).expect("client");
+            let mut wire = crate::control::tls_client::handshake(
+                sock,
+                "127.0.0.1",
+                tls,
+                Duration::from_secs(10),
+                "test",
+            )
+            .expect("handshake");
+            wire.write_all(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .expect("request");
+            wire.flush().expect("flush");
+            // Read slowly at first, so the server meets a full socket.
+            std::thread::sleep(Duration::from_millis(200));
+            let mut answer = Vec::new();
+            wire.read_to_end(&mut answer).expect("answer");
+            answer
+        });
+        let (server, peer) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let mut conn = HttpConn::new(mio::net::TcpStream::from_std(server), peer, Instant::now());
+        assert!(conn.start_tls(&config));
+        let until = Instant::now() + Duration::from_secs(10);
+        let settle = |conn: &mut HttpConn| loop {
+            let t0 = Instant::now();
+            let p = conn.io(Instant::now());
+            assert!(t0.elapsed() < Duration::from_millis(500), "io blocked");
+            match p {
+                Progress::Idle if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
+                other => return other,
+            }
+        };
+        let Progress::Request(Parsed::Request(r), _) = settle(&mut conn) else {
+            panic!("no request over TLS");
+        };
+        assert_eq!(r.path, "/big");
+        let body = vec![b'x'; 3 << 20];
+        let mut progress = conn.respond(
+            super::super::request::response(200, "text/plain", "", &body, false),
+            Instant::now(),
+        );
+        if matches!(progress, Progress::Idle) {
+            progress = settle(&mut conn);
+        }
+        assert!(
+            matches!(progress, Progress::Close),
+            "the peer's close ends it"
+        );
+        let answer = client.join().expect("client thread");
+        assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(answer.ends_with(&body[..1024]));
+        assert_eq!(
+            answer.len()
+                - answer
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .unwrap_or(0)
+                - 4,
+            body.len()
+        );
+    }
+}
