@@ -202,7 +202,7 @@ pub fn http(data: &[u8]) {
                 // The browser rules, as a loopback listener applies them.
                 let local = std::net::SocketAddr::from(([127, 0, 0, 1], 9273));
                 let _ = crate::daemon::http::guard::check_host(r, Some(local));
-                let _ = crate::daemon::http::guard::check_json(r);
+                let _ = crate::daemon::http::guard::check_json(r, false);
                 let mut body = head.rest().to_vec();
                 for more in pieces.by_ref() {
                     if body.len() >= r.body_len {

@@ -548,6 +548,13 @@ fn other_sites_cannot_reach_or_drive_the_api_from_a_browser() {
     let answer = exchange(port, raw.as_bytes());
     assert_eq!(status_of(&answer), 200, "{answer}");
     assert!(!alive(web));
+    // So does what `curl -X POST` sends: no body, no type, no Origin (no browser's POST).
+    let bare = exchange(
+        port,
+        b"POST /api/v1/start/web HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    assert_eq!(status_of(&bare), 200, "{bare}");
+    assert_eq!(sb.state("web"), "running");
 }
 
 #[test]

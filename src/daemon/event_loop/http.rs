@@ -424,7 +424,9 @@ impl Daemon {
                 allow: None,
             }));
         }
-        if let Err(refused) = guard::check_json(req) {
+        // Past `http_authorized`, a configured token was in the request.
+        let token_ok = self.http.token.is_some();
+        if let Err(refused) = guard::check_json(req, token_ok) {
             return Some(api::refusal(&api::Refusal {
                 status: refused.status,
                 message: refused.message,

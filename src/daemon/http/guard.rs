@@ -7,10 +7,13 @@
 //!   passes: a browser always sends one.
 //! - **Cross-site requests (CSRF).** Any page the user visits may POST to 127.0.0.1 (a form,
 //!   or `fetch` with `mode: "no-cors"`). Such requests can only carry a CORS-safelisted
-//!   `Content-Type` (`text/plain`, form encodings). So every `POST` to `/api/v1/` needs
-//!   `Content-Type: application/json` (else 415): a cross-origin request with it is
-//!   preflighted with `OPTIONS`, which the daemon never approves (a 405 without any
-//!   `Access-Control-Allow-*` header), so the browser never sends the POST.
+//!   `Content-Type` (`text/plain`, form encodings) and headers, and always an `Origin`. So a
+//!   `POST` to `/api/v1/` needs `Content-Type: application/json` (else 415): a cross-origin
+//!   request with it is preflighted with `OPTIONS`, which the daemon never approves (a 405
+//!   without any `Access-Control-Allow-*` header), so the browser never sends the POST. Two
+//!   kinds of POST no page can make pass too: one with the daemon's bearer token (a secret
+//!   no browser attaches by itself), and one with no body, no `Content-Type` and no `Origin`
+//!   (`curl -X POST`; every browser POST has an `Origin`).
 //!
 //! Pure functions of the request, so unit tests cover every case.
 
@@ -71,9 +74,13 @@ fn is_port(s: &str) -> bool {
     !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The CSRF check for `/api/v1/`: a `POST` must say its body is JSON.
-pub fn check_json(req: &Request) -> Result<(), Refused> {
-    if req.method != Method::Post {
+/// The CSRF check for `/api/v1/`: a `POST` must say its body is JSON, unless it carried the
+/// token (`token_ok`) or is plainly no browser's (no body, no type, no `Origin`).
+pub fn check_json(req: &Request, token_ok: bool) -> Result<(), Refused> {
+    if req.method != Method::Post || token_ok {
+        return Ok(());
+    }
+    if req.content_type.is_none() && !req.origin && req.body_len == 0 {
         return Ok(());
     }
     let media = req
@@ -105,6 +112,7 @@ mod tests {
             body_len: 0,
             host: host.map(str::to_string),
             content_type: content_type.map(str::to_string),
+            origin: true,
         }
     }
 
@@ -156,7 +164,7 @@ mod tests {
             " application/json ",
         ] {
             assert_eq!(
-                check_json(&req(Method::Post, None, Some(ok))),
+                check_json(&req(Method::Post, None, Some(ok)), false),
                 Ok(()),
                 "{ok}"
             );
@@ -169,8 +177,33 @@ mod tests {
             Some("application/jsonx"),
         ] {
             let r = req(Method::Post, None, bad);
-            assert_eq!(check_json(&r).map_err(|e| e.status), Err(415), "{bad:?}");
+            assert_eq!(
+                check_json(&r, false).map_err(|e| e.status),
+                Err(415),
+                "{bad:?}"
+            );
+            // With the daemon's token it is no other site's request.
+            assert_eq!(check_json(&r, true), Ok(()), "{bad:?}");
         }
-        assert_eq!(check_json(&req(Method::Get, None, None)), Ok(()));
+        assert_eq!(check_json(&req(Method::Get, None, None), false), Ok(()));
+        // `curl -X POST`: no body, no type, no Origin. A browser's always has an Origin.
+        let bare = Request {
+            origin: false,
+            ..req(Method::Post, None, None)
+        };
+        assert_eq!(check_json(&bare, false), Ok(()));
+        let with_body = Request {
+            body_len: 2,
+            ..bare.clone()
+        };
+        assert_eq!(
+            check_json(&with_body, false).map_err(|e| e.status),
+            Err(415)
+        );
+        let typed = Request {
+            content_type: Some("text/plain".into()),
+            ..bare
+        };
+        assert_eq!(check_json(&typed, false).map_err(|e| e.status), Err(415));
     }
 }

@@ -33,9 +33,11 @@ pub struct Request {
     pub authorization: Option<Vec<u8>>,
     /// `Content-Length`: the body to read after the head (at most `MAX_BODY`).
     pub body_len: usize,
-    /// `Host` and `Content-Type` as sent, for `guard`'s checks.
+    /// `Host` and `Content-Type` as sent, and whether an `Origin` came (browsers send one
+    /// with every POST), for `guard`'s checks.
     pub host: Option<String>,
     pub content_type: Option<String>,
+    pub origin: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +142,7 @@ fn parse_request(req: &httparse::Request) -> Parsed {
     }
     let mut authorization = None;
     let mut length = None;
-    let (mut host, mut content_type) = (None, None);
+    let (mut host, mut content_type, mut origin) = (None, None, false);
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("authorization") {
             if authorization.is_some() {
@@ -163,6 +165,8 @@ fn parse_request(req: &httparse::Request) -> Parsed {
                 return Parsed::Bad(400);
             }
             host = Some(String::from_utf8_lossy(h.value).into_owned());
+        } else if h.name.eq_ignore_ascii_case("origin") {
+            origin = true;
         } else if h.name.eq_ignore_ascii_case("content-type") {
             content_type = Some(String::from_utf8_lossy(h.value).into_owned());
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -183,6 +187,7 @@ fn parse_request(req: &httparse::Request) -> Parsed {
         body_len,
         host,
         content_type,
+        origin,
     })
 }
 
@@ -281,6 +286,7 @@ mod tests {
             body_len: 0,
             host: None,
             content_type: None,
+            origin: false,
         })
     }
 
@@ -341,6 +347,7 @@ mod tests {
                 body_len: 0,
                 host: None,
                 content_type: None,
+                origin: false,
             })
         );
     }
