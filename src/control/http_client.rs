@@ -394,6 +394,12 @@ impl HttpTransport {
                     self.reader = None;
                     return Ok(());
                 }
+                // 0x15 0x03: a TLS alert, the answer of an HTTPS listener to plain HTTP.
+                if !self.url.tls && head.starts_with(&[0x15, 0x03]) {
+                    return Err(invalid(
+                        "the daemon speaks HTTPS here (daemon.http.tls): use an https:// URL",
+                    ));
+                }
                 return Err(invalid("the answer ended inside its head"));
             }
             head.extend_from_slice(&line);

@@ -144,6 +144,10 @@ fn https_serves_curl_and_the_remote_cli_with_a_self_signed_certificate() {
         err.contains("TLS handshake failed") && err.contains("--ca-file"),
         "{err}"
     );
+    // Plain HTTP to it says what to use instead.
+    let (ok, _, err) = remote(&sb, &format!("http://127.0.0.1:{port}"), &["status"], None);
+    assert!(!ok);
+    assert!(err.contains("use an https:// URL"), "{err}");
     // A certificate that is not the daemon's is refused as well.
     assert!(make_cert(&sb, "other-"));
     let (ok, _, err) = remote(&sb, &base, &["status"], Some("other-cert.pem"));
