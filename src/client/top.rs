@@ -392,6 +392,8 @@ impl Model {
                     Action::Run(Command::Signal {
                         signal,
                         names: vec![name],
+                        main: false,
+                        group: false,
                         json: false,
                     })
                 }

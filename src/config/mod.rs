@@ -22,7 +22,7 @@ pub mod yaml;
 pub use error::{ConfigError, Rejected};
 pub use spec::{
     AutoRestart, Catchup, Config, FirstRun, Limits, NotifySpec, OnUnhealthy, Output, Overlap,
-    Probe, ProgramSpec, Ready, Rotation, Schedule, Signal,
+    Probe, ProgramSpec, Ready, Rotation, Schedule, Signal, SignalTarget,
 };
 
 use std::path::Path;
