@@ -41,6 +41,13 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DURATION", env = "SUP_TIMEOUT",
           value_parser = crate::config::duration::parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Talk to a daemon over its HTTP API (daemon.http.listen) instead of the control socket,
+    /// e.g. http://127.0.0.1:8080 (else $SUP_URL)
+    #[arg(long, global = true, value_name = "URL", env = "SUP_URL")]
+    pub url: Option<String>,
+    /// The bearer token for --url, one word in a file (else $SUP_TOKEN_FILE)
+    #[arg(long, global = true, value_name = "PATH", env = "SUP_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +167,15 @@ pub struct DaemonArgs {
     /// Do not copy the event log to stderr
     #[arg(short, long)]
     pub quiet: bool,
+    /// Run as a container's init (implied when sup is PID 1): forward SIGUSR1 and SIGWINCH
+    /// to the jobs, stop on SIGQUIT too, bound the shutdown by --grace (default 10s)
+    #[arg(long)]
+    pub init: bool,
+    /// The longest a shutdown may take: then every job left is killed (SIGKILL) and the
+    /// daemon exits (default 10s with --init, else unbounded)
+    #[arg(long, value_name = "DURATION",
+          value_parser = crate::config::duration::parse_duration)]
+    pub grace: Option<std::time::Duration>,
 }
 
 #[cfg(test)]
@@ -206,6 +222,18 @@ mod tests {
             }))
         ));
         assert!(parse(&["sup", "signal", "HUP", "web", "--main", "--group"]).is_err());
+    }
+
+    #[test]
+    fn daemon_takes_init_and_grace() {
+        let cli =
+            Cli::try_parse_from(["sup", "daemon", "--init", "--grace", "3s"]).expect("parses");
+        let Some(Command::Daemon(args)) = cli.command else {
+            panic!("not the daemon: {cli:?}");
+        };
+        assert!(args.init);
+        assert_eq!(args.grace, Some(std::time::Duration::from_secs(3)));
+        assert!(Cli::try_parse_from(["sup", "daemon", "--grace", "soon"]).is_err());
     }
 
     #[test]

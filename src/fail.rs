@@ -34,9 +34,11 @@ impl fmt::Display for Fail {
 }
 
 /// What a command ends with when it did not fail outright: 0, or 1 when some part of the
-/// request did not reach the wanted state (already printed).
+/// request did not reach the wanted state (already printed), or the status the daemon chose
+/// (a critical job's code, 137 after a shutdown that had to kill).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
     Partial,
+    Status(u8),
 }

@@ -1,7 +1,8 @@
 //! sup: a process supervisor and job scheduler.
 //!
 //! `run` dispatches subcommands and is the only place that chooses exit codes and prints
-//! `sup: error: …`: 0 success, 1 failure, 2 usage error (clap's own). The modules stay private:
+//! `sup: error: …`: 0 success, 1 failure, 2 usage error (clap's own); the daemon's own status
+//! (a critical job's code, 137 after a forced shutdown) comes back from `daemon::run`. The modules stay private:
 //! the binary calls `run`, and `fuzzing` is the one other door in, for fuzz targets and the
 //! corpus replay test.
 
@@ -39,7 +40,7 @@ pub fn run() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Daemon(ref args)) => daemon::run(&cli.global, args).map(|()| Outcome::Ok),
+        Some(Command::Daemon(ref args)) => daemon::run(&cli.global, args).map(Outcome::Status),
         Some(Command::Check { json }) => check(&cli.global, json),
         Some(Command::Shell) => client::shell::run(&cli.global),
         Some(Command::Top) => client::top::run(&cli.global),
@@ -61,6 +62,7 @@ fn exit(result: Result<Outcome, Fail>) -> ExitCode {
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Partial) => ExitCode::from(1),
+        Ok(Outcome::Status(code)) => ExitCode::from(code),
         Err(fail) => {
             eprintln!("sup: error: {fail}");
             ExitCode::from(1)

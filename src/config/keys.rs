@@ -189,6 +189,7 @@ pub struct Job {
     pub sched: ScheduleOptions,
     pub health: health::Partial,
     pub logs: LogSpec,
+    pub critical: Option<bool>,
 }
 
 impl Job {
@@ -216,6 +217,7 @@ impl Job {
             sched: ScheduleOptions::default(),
             health: health::Partial::default(),
             logs: LogSpec::default(),
+            critical: None,
         }
     }
 
@@ -245,6 +247,7 @@ impl Job {
             sched: self.sched,
             health: health::finish(self.health),
             logs: self.logs,
+            critical: self.critical?,
         })
     }
 }
@@ -357,13 +360,22 @@ pub const GENERAL: &[Key<Job>] = &[
         check: None,
     },
     Key {
+        name: "critical",
+        read: |j, v, sink| j.critical = v.keep(values::boolean(v.node), sink),
+        default: IfAbsent::Value("`false`", |j| j.critical = Some(false)),
+        doc: "bool: when it ends for good (exits and is not restarted, or goes `fatal`) the \
+              daemon stops every job and exits with its exit code (128 + the signal when \
+              killed, 1 when fatal without one)",
+        check: None,
+    },
+    Key {
         name: "stdout",
         read: |j, v, sink| j.stdout = v.keep(values::output(v.node, v.base_dir), sink),
         default: IfAbsent::Computed("`<logdir>/{name}.out`", |j| {
             j.stdout = Some(Output::File(j.logdir.join("{name}.out")))
         }),
-        doc: "a file (appended, created 0640; `{name}` is the instance name), or \
-              `null`/`discard`",
+        doc: "a file (appended, created 0640; `{name}` is the instance name), \
+              `null`/`discard`, or `inherit`: the daemon's own stdout",
         check: None,
     },
     Key {
@@ -372,7 +384,7 @@ pub const GENERAL: &[Key<Job>] = &[
         default: IfAbsent::Computed("`<logdir>/{name}.err`", |j| {
             j.stderr = Some(Output::File(j.logdir.join("{name}.err")))
         }),
-        doc: "like `stdout`",
+        doc: "like `stdout`; `inherit` is the daemon's own stderr",
         check: None,
     },
     Key {

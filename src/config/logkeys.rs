@@ -4,7 +4,7 @@
 
 use super::keys::{IfAbsent, Job, Key};
 use super::resolve::{entries, keep, key_text, unknown_key, Sink};
-use super::spec::{EmailSpec, NotifySpec, NOTIFY_EVENTS};
+use super::spec::{EmailSpec, NotifySpec, Output, NOTIFY_EVENTS};
 use super::values::{self, Bad, Read};
 use super::yaml::Node;
 
@@ -76,6 +76,26 @@ pub const KEYS: &[Key<Job>] = &[
         default: IfAbsent::Value("`false`", |j| j.logs.redirect_stderr = false),
         doc: "bool: stderr goes into stdout's file (whole lines, never cut into each other)",
         check: None,
+    },
+    Key {
+        name: "prefix",
+        read: |j, v, sink| {
+            if let Some(b) = v.keep(values::boolean(v.node), sink) {
+                j.logs.prefix = b;
+            }
+        },
+        default: IfAbsent::Value("`false`", |j| j.logs.prefix = false),
+        doc: "bool: with `stdout: inherit` or `stderr: inherit`, each line goes out whole, as \
+              `NAME | line`",
+        check: Some(|j, _| {
+            let inherits = [&j.stdout, &j.stderr]
+                .iter()
+                .any(|o| matches!(o, Some(Output::Inherit)));
+            (!inherits).then(|| {
+                Bad::new("only applies to an inherited stream")
+                    .with_hint("add `stdout: inherit` (or `stderr: inherit`), or remove it")
+            })
+        }),
     },
 ];
 

@@ -436,6 +436,26 @@ mod tests {
 
     // --- end of scheduled jobs ---
 
+    #[test]
+    fn critical_inherit_and_prefix() {
+        let p = ok("cmd: x\n");
+        assert!(!p.critical && !p.logs.prefix);
+        let p = ok("cmd: x\ncritical: true\nstdout: inherit\nstderr: inherit\nprefix: true\n");
+        assert!(p.critical && p.logs.prefix);
+        assert_eq!((p.stdout, p.stderr), (Output::Inherit, Output::Inherit));
+        ok("cmd: x\nstderr: inherit\nprefix: true\n");
+        let (_, errors) = run("cmd: x\nprefix: true\n");
+        assert_eq!(
+            errors,
+            [
+                "web.job:2:1: programs.web.prefix: only applies to an inherited stream\n  \
+              hint: add `stdout: inherit` (or `stderr: inherit`), or remove it"
+            ]
+        );
+        let (_, errors) = run("cmd: x\ncritical: maybe\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+    }
+
     // --- readiness, health, dependencies and limits ---
 
     #[test]

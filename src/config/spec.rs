@@ -25,6 +25,8 @@ pub enum AutoRestart {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Discard,
+    /// The daemon's own stdout (for `stdout`) or stderr (for `stderr`): `inherit`.
+    Inherit,
     /// An absolute path; `{name}` still in it, replaced per instance by `Output::path_for`.
     File(PathBuf),
 }
@@ -33,7 +35,7 @@ impl Output {
     /// The file for one instance, with `{name}` replaced by the instance name.
     pub fn path_for(&self, instance: &str) -> Option<PathBuf> {
         match self {
-            Output::Discard => None,
+            Output::Discard | Output::Inherit => None,
             Output::File(p) => Some(PathBuf::from(
                 p.to_string_lossy().replace("{name}", instance),
             )),
@@ -233,6 +235,9 @@ pub struct ProgramSpec {
     pub health: HealthSpec,
     /// Rotation, timestamps and stderr merging of the captured output.
     pub logs: LogSpec,
+    /// Its end (an exit it is not restarted after, or `fatal`) ends the daemon, which exits
+    /// with its code.
+    pub critical: bool,
 }
 
 /// When one captured stream's file is rotated: `NAME.out` → `NAME.out.1` … `NAME.out.N`.
@@ -262,6 +267,9 @@ pub struct LogSpec {
     pub timestamps: bool,
     /// stderr goes into stdout's file.
     pub redirect_stderr: bool,
+    /// An inherited stream (`stdout: inherit`) goes through the daemon, each line prefixed
+    /// with the instance name.
+    pub prefix: bool,
 }
 
 #[cfg(test)]
@@ -292,6 +300,7 @@ impl ProgramSpec {
             sched: Default::default(),
             health: Default::default(),
             logs: Default::default(),
+            critical: false,
         }
     }
 }

@@ -180,14 +180,18 @@ pub fn signal(node: &Node) -> Read<Signal> {
     })
 }
 
-/// `stdout`/`stderr`: a path (relative to `base`, `{name}` kept), or null/`discard`.
+/// `stdout`/`stderr`: a path (relative to `base`, `{name}` kept), null/`discard`, or
+/// `inherit` (a file of that name is written `./inherit`).
 pub fn output(node: &Node, base: &Path) -> Read<Output> {
     if node.is_null() || node.text() == Some("discard") {
         return Ok(Output::Discard);
     }
+    if node.text() == Some("inherit") {
+        return Ok(Output::Inherit);
+    }
     match node.text() {
         Some(t) if !t.is_empty() => Ok(Output::File(absolute(base, t))),
-        _ => Err(expected("a file path, null or discard", node)),
+        _ => Err(expected("a file path, null, discard or inherit", node)),
     }
 }
 
@@ -732,6 +736,11 @@ mod tests {
         let base = Path::new("/srv/app");
         assert_eq!(output(&node("~"), base), Ok(Output::Discard));
         assert_eq!(output(&node("discard"), base), Ok(Output::Discard));
+        assert_eq!(output(&node("inherit"), base), Ok(Output::Inherit));
+        assert_eq!(
+            output(&node("./inherit"), base),
+            Ok(Output::File("/srv/app/inherit".into()))
+        );
         assert_eq!(
             output(&node("./logs/{name}.out"), base),
             Ok(Output::File("/srv/app/logs/{name}.out".into()))
@@ -742,7 +751,7 @@ mod tests {
         );
         assert_eq!(
             msg(output(&node("\"\""), base)),
-            "expected a file path, null or discard, found \"\""
+            "expected a file path, null, discard or inherit, found \"\""
         );
     }
 

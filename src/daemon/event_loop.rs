@@ -33,6 +33,7 @@ use crate::control::proto::{
 };
 use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
 use crate::core::{names, Action, Input, Instance, State};
+use crate::daemon::http::api;
 use acceptor::{Accepted, Acceptor};
 use clients::{Answer, Clients, Goal, Item, Waiter};
 use sources::Sources;
@@ -41,8 +42,9 @@ use supervisor::{Inst, Supervisor};
 mod acceptor;
 mod checks;
 mod clients;
-mod follow;
+pub(super) mod follow;
 mod http;
+mod init;
 mod order;
 mod readiness;
 mod reload;
@@ -51,6 +53,8 @@ mod scheduling;
 mod sources;
 mod supervisor;
 mod systemd;
+
+pub use init::FORWARDED;
 
 const SIGNALS: Token = Token(0);
 const LISTENER: Token = Token(1);
@@ -90,6 +94,8 @@ pub(super) enum TimerKey {
     Reap,
     /// An HTTP connection's deadline or a listener's accept retry (see `http`).
     Http(usize),
+    /// The end of the shutdown's grace, or of the wait after its kill (see `init`).
+    Grace,
     /// The next `WATCHDOG=1` to the service manager (see `systemd`).
     Watchdog,
 }
@@ -135,6 +141,10 @@ pub struct Settings {
     pub state_path: PathBuf,
     /// The HTTP listeners, bound, and the token; taken by `Daemon::new`.
     pub http: Option<super::http::Setup>,
+    /// Running as a container's init (`--init`, or PID 1): signals are passed on (`init`).
+    pub init: bool,
+    /// The longest a shutdown may take before what is left is killed (`--grace`).
+    pub grace: Option<Duration>,
     /// `$NOTIFY_SOCKET` and half `$WATCHDOG_USEC`, when a service manager asked for them;
     /// taken by `Daemon::new`.
     pub systemd: Option<(super::sdnotify::Link, Option<Duration>)>,
@@ -170,6 +180,8 @@ pub struct Daemon {
     pub(super) logs: super::logs::Outputs,
     pub(super) notifier: super::notify::Notifier,
     http: http::Http,
+    /// The grace, critical jobs and the exit status (`init.rs`).
+    init: init::Init,
     /// What the service manager is told (`systemd.rs`).
     systemd: systemd::Systemd,
 }
@@ -215,6 +227,7 @@ impl Daemon {
             logs: Default::default(),
             notifier: super::notify::Notifier::new(),
             http: Default::default(),
+            init: Default::default(),
             systemd: systemd::Systemd::new(link, watchdog),
         };
         if let Some(setup) = d.settings.http.take() {
@@ -281,8 +294,8 @@ impl Daemon {
         id
     }
 
-    /// Run until shutdown completes.
-    pub fn run(&mut self) -> io::Result<()> {
+    /// Run until shutdown completes; the exit status the daemon ends with (see `init`).
+    pub fn run(&mut self) -> io::Result<u8> {
         let mut events = Events::with_capacity(1024);
         // The first write, a snapshot, records what `new` spawned before the first poll.
         self.save_state();
@@ -356,6 +369,7 @@ impl Daemon {
                 let inputs = self.timer(key, at, now);
                 self.apply(inputs, now);
             }
+            self.shutdown_if_critical(now);
             self.settle_order(now);
             self.free_retired();
             self.kill_escapees();
@@ -366,9 +380,9 @@ impl Daemon {
             // Every group spawned this turn is on disk before the next poll (`save_state`).
             self.save_state();
             log::logger().flush();
-            if self.shutting_down && self.all_down() {
+            if self.shutting_down && (self.all_down() || self.init.gave_up(now)) {
                 self.finish_shutdown(now);
-                return Ok(());
+                return Ok(self.init.status());
             }
         }
     }
@@ -411,6 +425,11 @@ impl Daemon {
             NixSignal::SIGUSR2 => {
                 let _ = self.logreopen(now);
             }
+            NixSignal::SIGQUIT if self.settings.init && !self.shutting_down => {
+                log::info!("received {sig}: stopping every job");
+                self.begin_shutdown(now);
+            }
+            sig if self.settings.init && FORWARDED.contains(&sig) => self.forward(sig),
             _ => {}
         }
     }
@@ -544,6 +563,7 @@ impl Daemon {
             .sup
             .get(id)
             .map(|i| (i.core().state(), i.core().is_waiting()));
+        self.note_critical(id, was.map(|(state, _)| state));
         if is != was {
             // What depends on it is looked at again once this turn's inputs are in.
             self.order.changed.push(id);
@@ -607,23 +627,19 @@ impl Daemon {
         if let Some(fd) = child.exec_status {
             self.watch_exec(fd, id, pid, child.program);
         }
-        // The files `tail` reads: stderr's is stdout's when they are merged.
-        let out_path = spec.stdout.path_for(&name);
-        let err_path = if spec.logs.redirect_stderr {
-            out_path.clone()
-        } else {
-            spec.stderr.path_for(&name)
-        };
+        // The files `tail` reads (stderr's is stdout's when they are merged), or the label of
+        // the daemon's own stream.
+        let paths = std::mem::take(&mut plan.paths);
         let mut captures = [None, None];
         let sinks = std::mem::take(&mut plan.sinks);
         for (i, ((fd, sink), path)) in [child.stdout, child.stderr]
             .into_iter()
             .zip(sinks)
-            .zip([out_path, err_path])
+            .zip(paths)
             .enumerate()
         {
             if let (Some(fd), Some(sink), Some(path)) = (fd, sink, path) {
-                let capture = self.capture_for(&plan, fd, sink, &name);
+                let capture = self.capture_for(&plan, i, fd, sink, &name);
                 captures[i] = self.add_capture(capture, path, &name);
             }
         }
@@ -683,6 +699,7 @@ impl Daemon {
                 }
             }
             TimerKey::Http(slot) => self.http_timer(slot, at, now),
+            TimerKey::Grace => self.grace_due(at, now),
             TimerKey::Watchdog => {
                 if let Some(next) = self.systemd.watchdog_due(at, now) {
                     self.sup.push_timer(next, TimerKey::Watchdog);
@@ -704,7 +721,7 @@ impl Daemon {
                 // The descriptor may be one the reserve lent: take it back before a spawn.
                 let _ = self.acceptor.top_up();
             }
-            Some(Source::Http(h)) => self.http_released(h),
+            Some(Source::Http(h)) => self.http_released(slot, h),
             Some(Source::Exec(_) | Source::Health(_)) | None => {}
         }
     }
@@ -943,16 +960,87 @@ impl Daemon {
     }
 
     fn reply(&mut self, slot: usize, response: Response, now: Instant) {
-        if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-            c.waiting = false;
-            c.conn.send(&response);
-        } else {
-            return;
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => {
+                c.waiting = false;
+                c.conn.send(&response);
+            }
+            Some(Source::Http(_)) => {
+                self.peer_send(slot, &response, now);
+                self.peer_flush(slot, now);
+                return;
+            }
+            _ => return,
         }
         self.after_io(slot, now);
         // The client may have pipelined another request while this one waited.
         if matches!(self.sources.get(slot), Some(Source::Client(_))) {
             self.serve(slot, now);
+        }
+    }
+
+    // ----- the peers of the control path -----
+    //
+    // A request comes from a control client (one JSON line) or an HTTP API connection; the
+    // handlers below reach either through these, by slot.
+
+    /// Send one answer (or, on a stream, the next message).
+    pub(super) fn peer_send(&mut self, slot: usize, response: &Response, now: Instant) {
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => c.conn.send(response),
+            Some(Source::Http(super::http::HttpSource::Conn(c))) => c.send(response, now),
+            _ => {}
+        }
+    }
+
+    /// The request waits in the loop (a waiter, the shutdown): read nothing more meanwhile.
+    fn peer_park(&mut self, slot: usize, now: Instant) {
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => c.waiting = true,
+            Some(Source::Http(super::http::HttpSource::Conn(c))) => c.park(now),
+            _ => {}
+        }
+    }
+
+    /// The connection streams from now on (after its first message was sent); false when it
+    /// cannot (it is gone, or its first message was an answer that ended it).
+    pub(super) fn peer_stream(&mut self, slot: usize, stream: follow::Stream) -> bool {
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => {
+                c.waiting = true;
+                c.stream = Some(stream);
+                true
+            }
+            Some(Source::Http(super::http::HttpSource::Conn(c))) if c.is_streaming() => {
+                self.http.streams.insert(slot, stream);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn peer_stream_of(&self, slot: usize) -> Option<&follow::Stream> {
+        match self.sources.get(slot) {
+            Some(Source::Client(c)) => c.stream.as_ref(),
+            Some(Source::Http(_)) => self.http.streams.get(&slot),
+            _ => None,
+        }
+    }
+
+    pub(super) fn peer_stream_mut(&mut self, slot: usize) -> Option<&mut follow::Stream> {
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => c.stream.as_mut(),
+            Some(Source::Http(_)) => self.http.streams.get_mut(&slot),
+            _ => None,
+        }
+    }
+
+    /// Write what was sent, and close or keep the connection.
+    pub(super) fn peer_flush(&mut self, slot: usize, now: Instant) {
+        match self.sources.get(slot) {
+            Some(Source::Client(_)) => self.after_io(slot, now),
+            Some(Source::Http(_)) => self.http_flush(slot, now),
+            _ => {}
         }
     }
 
@@ -976,7 +1064,7 @@ impl Daemon {
         match names::resolve(&pairs, names_) {
             Ok(picked) => Ok(picked.into_iter().map(|i| ids[i]).collect()),
             Err(unknown) => Err(Box::new(Response::new(ResponseBody::Error {
-                message: format!("no such program or instance: {}", unknown.join(", ")),
+                message: format!("{}: {}", api::UNKNOWN_NAME, unknown.join(", ")),
                 hint: Some("`sup status` lists them".into()),
             }))),
         }
@@ -1030,14 +1118,12 @@ impl Daemon {
                     self.begin_shutdown(now);
                 }
                 self.clients.wait_for_shutdown(slot);
-                if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-                    c.waiting = true;
-                }
+                self.peer_park(slot, now);
                 return None;
             }
             RequestBody::Reload { dry_run } => {
                 if self.shutting_down {
-                    Response::error("the daemon is shutting down")
+                    Response::error(api::SHUTTING_DOWN)
                 } else {
                     return self.reload(dry_run, Some(slot), now);
                 }
@@ -1047,7 +1133,7 @@ impl Daemon {
                 lines,
                 stderr,
                 follow,
-            } => return self.tail(slot, &name, lines, stderr, follow),
+            } => return self.tail(slot, &name, lines, stderr, follow, now),
             RequestBody::Logreopen => self.logreopen_response(now),
             RequestBody::Subscribe { names } => return self.subscribe(slot, names, now),
         };
@@ -1112,7 +1198,7 @@ impl Daemon {
             Err(e) => return Some(*e),
         };
         if self.shutting_down && goal != Goal::Down {
-            return Some(Response::error("the daemon is shutting down"));
+            return Some(Response::error(api::SHUTTING_DOWN));
         }
         let mut items = Vec::with_capacity(ids.len());
         let mut intent_changed = false;
@@ -1182,11 +1268,17 @@ impl Daemon {
                 }
             }
         }
-        self.wait(slot, items, Answer::Outcomes)
+        self.wait(slot, items, Answer::Outcomes, now)
     }
 
     /// Answer now if every item is settled, else park the client until they are.
-    fn wait(&mut self, slot: usize, items: Vec<Item>, answer: Answer) -> Option<Response> {
+    fn wait(
+        &mut self,
+        slot: usize,
+        items: Vec<Item>,
+        answer: Answer,
+        now: Instant,
+    ) -> Option<Response> {
         let mut waiter = Waiter {
             slot,
             items,
@@ -1196,9 +1288,7 @@ impl Daemon {
         if waiter.done() {
             return Some(waiter.into_response());
         }
-        if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-            c.waiting = true;
-        }
+        self.peer_park(slot, now);
         self.clients.park(waiter);
         None
     }
@@ -1352,6 +1442,7 @@ impl Daemon {
 
     fn begin_shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
+        self.arm_grace(now);
         self.systemd.stopping();
         // Stop in reverse display order; every stop runs in parallel with its own stoptime,
         // except that dependents are down before what they depend on is stopped.
@@ -1371,12 +1462,18 @@ impl Daemon {
         }
         self.save_state();
         let waiters = self.clients.take_shutdown_waiters();
+        let done = Response::new(ResponseBody::Done {
+            message: "every job stopped; the daemon exits".into(),
+        });
         for slot in waiters {
-            if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-                c.conn.send(&Response::new(ResponseBody::Done {
-                    message: "every job stopped; the daemon exits".into(),
-                }));
-                let _ = c.conn.flush();
+            match self.sources.get_mut(slot) {
+                Some(Source::Client(c)) => {
+                    c.conn.send(&done);
+                    let _ = c.conn.flush();
+                }
+                // As far as the socket takes it at once: the daemon exits next.
+                Some(Source::Http(_)) => self.peer_send(slot, &done, now),
+                _ => {}
             }
         }
         self.notifier.stop_senders();
@@ -1390,9 +1487,15 @@ impl Daemon {
             }
         }
         let _ = std::fs::remove_file(&self.settings.socket);
+        let status = self.init.status();
         log::info!(
-            "sup {} shutdown: every job stopped, exiting pid={} config={}",
+            "sup {} shutdown: {}, exiting status={status} pid={} config={}",
             env!("CARGO_PKG_VERSION"),
+            if self.all_down() {
+                "every job stopped"
+            } else {
+                "some jobs would not die"
+            },
             std::process::id(),
             self.settings.config.source.display()
         );

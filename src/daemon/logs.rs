@@ -7,9 +7,14 @@
 //! captures, so that a fatal mail can quote the last lines and `status` can show a failure
 //! after the child died, until a reload removes the instance (`free_retired`); the files of a
 //! down instance are kept closed (`park`).
+//!
+//! `stdout: inherit` (or `stderr: inherit`) hands the child a copy of the daemon's own
+//! descriptor; with `prefix` the stream goes through a pipe instead, into one `LogFile` over
+//! the daemon's stdout (or stderr) that every prefixed instance shares, whole lines only.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -28,6 +33,8 @@ pub struct Outputs {
     per: HashMap<String, InstanceOutput>,
     /// The flush deadline already in the timer heap, so that each pump does not push another.
     armed: Option<Instant>,
+    /// The daemon's stdout and stderr for prefixed inherited streams, opened at first use.
+    streams: [Option<SharedLog>; 2],
 }
 
 struct InstanceOutput {
@@ -43,9 +50,17 @@ pub struct Plan {
     pub stderr: Stdio,
     /// stdout's and stderr's files (the same one with `redirect_stderr`).
     pub sinks: [Option<SharedLog>; 2],
+    /// What `tail -f` followers of each stream follow: the file, or a label for the
+    /// daemon's own stream.
+    pub paths: [Option<PathBuf>; 2],
+    /// Each stream is a prefixed inherited one.
+    pub prefixed: [bool; 2],
     pub timestamps: bool,
     pub shared: bool,
 }
+
+/// The labels the daemon's own streams go by in reports.
+const STREAM_LABELS: [&str; 2] = ["<the daemon's stdout>", "<the daemon's stderr>"];
 
 impl Outputs {
     /// The newest output of an instance, as its last `n` lines.
@@ -115,7 +130,66 @@ fn open(
     }
 }
 
+impl Outputs {
+    /// The shared `LogFile` over the daemon's descriptor `fd` (1 or 2), opened once.
+    fn stream(&mut self, fd: i32) -> Result<SharedLog, SpawnError> {
+        let which = usize::from(fd == 2);
+        if let Some(s) = &self.streams[which] {
+            return Ok(s.clone());
+        }
+        let file = std::os::fd::BorrowedFd::try_clone_to_owned(
+            // SAFETY: 1 and 2 are the daemon's own stdout and stderr, open for its life (a
+            // closed one makes the duplicate fail, which is reported).
+            &unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        )
+        .map_err(|e| SpawnError {
+            reason: format!("unable to use {}: {e}", STREAM_LABELS[which]),
+            daemon: io_daemon_resource(&e),
+        })?;
+        let log = LogFile::stream(STREAM_LABELS[which], std::fs::File::from(file)).shared();
+        self.streams[which] = Some(log.clone());
+        Ok(log)
+    }
+}
+
+/// One stream of a plan: what the child gets, the file behind its pipe, what followers follow,
+/// whether it is prefixed.
+type Stream = (Stdio, Option<SharedLog>, Option<PathBuf>, bool);
+
 impl Daemon {
+    /// Where stream `which` (0 stdout, 1 stderr) goes: a file, nowhere, or the daemon's own
+    /// descriptor of the same number.
+    fn plan_stream(
+        &mut self,
+        spec: &ProgramSpec,
+        instance: &str,
+        which: usize,
+        now: Instant,
+    ) -> Result<Stream, SpawnError> {
+        let (output, rot, what, fd) = if which == 0 {
+            (&spec.stdout, spec.logs.stdout, "stdout", 1)
+        } else {
+            (&spec.stderr, spec.logs.stderr, "stderr", 2)
+        };
+        Ok(match output {
+            Output::Inherit if spec.logs.prefix => {
+                let sink = self.logs.stream(fd)?;
+                let label = PathBuf::from(STREAM_LABELS[usize::from(fd == 2)]);
+                (Stdio::Pipe, Some(sink), Some(label), true)
+            }
+            Output::Inherit => (Stdio::Inherit(fd), None, None, false),
+            Output::Discard | Output::File(_) => {
+                let sink = open(output, instance, what, rot, now)?;
+                let stdio = if sink.is_some() {
+                    Stdio::Pipe
+                } else {
+                    Stdio::Null
+                };
+                (stdio, sink, output.path_for(instance), false)
+            }
+        })
+    }
+
     /// Open the log files an instance's next process writes to. An error is a failed start.
     pub(super) fn plan_outputs(
         &mut self,
@@ -124,11 +198,12 @@ impl Daemon {
         now: Instant,
     ) -> Result<Plan, SpawnError> {
         let logs = spec.logs;
-        let out = open(&spec.stdout, instance, "stdout", logs.stdout, now)?;
-        let err = if logs.redirect_stderr {
-            out.clone()
+        let (out_stdio, out, out_path, out_prefixed) = self.plan_stream(spec, instance, 0, now)?;
+        let (err_stdio, err, err_path, err_prefixed) = if logs.redirect_stderr {
+            // stderr goes where stdout goes: its file, its pipe, or the same descriptor.
+            (out_stdio, out.clone(), out_path.clone(), out_prefixed)
         } else {
-            open(&spec.stderr, instance, "stderr", logs.stderr, now)?
+            self.plan_stream(spec, instance, 1, now)?
         };
         let mut files: Vec<SharedLog> = out.iter().cloned().collect();
         if !logs.redirect_stderr {
@@ -144,19 +219,14 @@ impl Daemon {
                 files: Vec::new(),
             });
         entry.files = files;
-        let stdio = |s: &Option<SharedLog>| {
-            if s.is_some() {
-                Stdio::Pipe
-            } else {
-                Stdio::Null
-            }
-        };
         Ok(Plan {
-            stdout: stdio(&out),
-            stderr: stdio(&err),
+            stdout: out_stdio,
+            stderr: err_stdio,
             shared: logs.redirect_stderr,
             timestamps: logs.timestamps,
             sinks: [out, err],
+            paths: [out_path, err_path],
+            prefixed: [out_prefixed, err_prefixed],
         })
     }
 
@@ -164,13 +234,15 @@ impl Daemon {
     pub(super) fn capture_for(
         &self,
         plan: &Plan,
+        which: usize,
         fd: std::os::fd::OwnedFd,
         sink: SharedLog,
         instance: &str,
     ) -> Capture {
         let mut c = Capture::new(fd, sink)
             .timestamps(plan.timestamps)
-            .whole_lines(plan.shared);
+            .whole_lines(plan.shared)
+            .prefix(plan.prefixed[which].then_some(instance));
         if let Some(recent) = self.logs.per.get(instance).and_then(|o| o.recent.as_ref()) {
             c = c.recent(recent.clone());
         }
@@ -242,6 +314,9 @@ impl Daemon {
         for o in self.logs.per.values() {
             for f in &o.files {
                 let mut f = f.borrow_mut();
+                if f.is_stream() {
+                    continue;
+                }
                 if f.is_parked() {
                     f.close_if_parked();
                     continue;

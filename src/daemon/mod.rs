@@ -34,23 +34,43 @@ use crate::cli::{DaemonArgs, Global};
 use crate::fail::Fail;
 use crate::paths;
 
+/// How long a shutdown may take with `--init` and no `--grace`.
+const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The signals the loop reads through its signalfd. They are blocked, so they arrive only
-/// there; children get an empty mask back before exec.
-fn loop_signals() -> SigSet {
+/// there; children get an empty mask back before exec. Blocked, they also reach a PID 1,
+/// which the kernel would otherwise spare every signal it has no handler for. As a
+/// container's init the daemon also takes the signals it forwards (USR1, WINCH) and QUIT,
+/// a common container stop signal.
+fn loop_signals(init: bool) -> SigSet {
     let mut set = SigSet::empty();
-    for s in [
+    let mut signals = vec![
         NixSignal::SIGCHLD,
         NixSignal::SIGHUP,
         NixSignal::SIGTERM,
         NixSignal::SIGINT,
         NixSignal::SIGUSR2,
-    ] {
+    ];
+    if init {
+        signals.extend(event_loop::FORWARDED);
+        signals.push(NixSignal::SIGQUIT);
+    }
+    for s in signals {
         set.add(s);
     }
     set
 }
 
-pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
+/// `--init`, also implied when the daemon is PID 1 (the init of a container's PID namespace,
+/// where nobody else reaps orphans or passes signals on), and the shutdown bound it implies.
+fn init_mode(args: &DaemonArgs) -> (bool, Option<std::time::Duration>) {
+    let init = args.init || std::process::id() == 1;
+    (init, args.grace.or(init.then_some(DEFAULT_GRACE)))
+}
+
+/// Run the daemon until it shuts down; the exit status it ends with (see `event_loop::Daemon::run`).
+pub fn run(global: &Global, args: &DaemonArgs) -> Result<u8, Fail> {
+    let (init, grace) = init_mode(args);
     let env = paths::Env::from_process();
     let config_path = paths::config_path(global.config.as_deref(), &env);
     let config = crate::config::load(&config_path).map_err(|errors| {
@@ -116,7 +136,7 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
     }
     spawn::set_daemon_tag(tag);
 
-    let mask = loop_signals();
+    let mask = loop_signals(init);
     mask.thread_block()
         .map_err(|e| Fail::new(format!("unable to block signals: {e}")))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
@@ -132,8 +152,14 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
         Some(spec) => Some(http::setup(spec).map_err(Fail::new)?),
         None => None,
     };
+    // As init, say so and with what grace: what the container's log shows first.
+    let mode = match (init, grace) {
+        (true, Some(g)) => format!(" init grace={}", crate::core::event::human(g)),
+        (false, Some(g)) => format!(" grace={}", crate::core::event::human(g)),
+        (_, None) => String::new(),
+    };
     log::info!(
-        "sup {} started pid={} config={} socket={}",
+        "sup {} started pid={} config={} socket={}{mode}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         config_path.display(),
@@ -144,6 +170,8 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<(), Fail> {
         socket: socket.clone(),
         state_path,
         http,
+        init,
+        grace,
         systemd,
     };
     let mut daemon = event_loop::Daemon::new(settings, listener, signals, restored)
@@ -293,6 +321,32 @@ fn raise_fd_limit() {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    #[test]
+    fn init_implies_a_grace_and_grace_alone_does_not_imply_init() {
+        let args = |init: bool, grace: Option<u64>| DaemonArgs {
+            pidfile: None,
+            logfile: None,
+            quiet: false,
+            init,
+            grace: grace.map(Duration::from_secs),
+        };
+        // The test runner is not PID 1, so only the flag turns init on here.
+        assert_eq!(init_mode(&args(false, None)), (false, None));
+        assert_eq!(init_mode(&args(true, None)), (true, Some(DEFAULT_GRACE)));
+        assert_eq!(
+            init_mode(&args(true, Some(3))),
+            (true, Some(Duration::from_secs(3)))
+        );
+        assert_eq!(
+            init_mode(&args(false, Some(3))),
+            (false, Some(Duration::from_secs(3)))
+        );
+        assert!(loop_signals(true).contains(NixSignal::SIGUSR1));
+        assert!(!loop_signals(false).contains(NixSignal::SIGUSR1));
+        assert!(loop_signals(false).contains(NixSignal::SIGUSR2));
+    }
 
     #[test]
     fn a_directory_is_trusted_only_when_ours_and_not_writable_by_others() {

@@ -15,6 +15,11 @@
 //! - With `timestamps` (or when stdout and stderr share one file) only whole lines are
 //!   written; a partial line is held until its newline comes, 64 KiB pile up, the child
 //!   closes the pipe, or `HOLD` passes.
+//! - A prefixed inherited stream (`stdout: inherit` with `prefix`) is a `LogFile` over the
+//!   daemon's own stdout or stderr, shared by every such capture, which writes whole lines
+//!   only, each `NAME | line`: a partial line that has to go out is ended with a newline
+//!   there, so the lines of two jobs never run into each other. Such a stream is never
+//!   rotated, parked or reopened.
 //!
 //! Why read/write and not splice(2): splice refuses a target opened with O_APPEND (EINVAL), and
 //! append is what makes several writers (two instances, an operator's `>>`) and truncation
@@ -166,6 +171,8 @@ pub struct LogFile {
     /// Its instance is down: the file stays closed, except while a capture that outlived the
     /// process (an escapee still holding the pipe) writes to it.
     parked: bool,
+    /// The daemon's own stdout or stderr, not a file of ours (see `LogFile::stream`).
+    stream: bool,
 }
 
 pub type SharedLog = Rc<RefCell<LogFile>>;
@@ -191,6 +198,7 @@ impl LogFile {
             next_open: Some(now + REOPEN_EVERY),
             news: Vec::new(),
             parked: false,
+            stream: false,
         };
         log.fail(error);
         log
@@ -210,7 +218,22 @@ impl LogFile {
             next_open: None,
             news: Vec::new(),
             parked: false,
+            stream: false,
         }
+    }
+
+    /// The daemon's own stdout or stderr (`file` a duplicate of its descriptor), named `label`
+    /// in reports: never rotated, parked or reopened, since there is no path to open again.
+    pub fn stream(label: &str, file: File) -> LogFile {
+        let mut log = LogFile::with_file(Path::new(label), file, Rotation::default());
+        log.rotation.maxbytes = 0;
+        log.size = 0;
+        log.stream = true;
+        log
+    }
+
+    pub fn is_stream(&self) -> bool {
+        self.stream
     }
 
     pub fn shared(self) -> SharedLog {
@@ -232,6 +255,9 @@ impl LogFile {
     /// Its instance is down: close the file. A later write (from a capture that outlived the
     /// process) opens it again, so no byte is lost; `close_if_parked` closes it after that.
     pub fn park(&mut self) {
+        if self.stream {
+            return;
+        }
         self.parked = true;
         self.file = None;
     }
@@ -255,6 +281,9 @@ impl LogFile {
 
     /// Close and open the path again: after an external rotation moved the file away.
     pub fn reopen(&mut self, now: Instant) {
+        if self.stream {
+            return;
+        }
         self.file = None;
         self.next_open = None;
         self.ensure_open(now);
@@ -335,6 +364,9 @@ impl LogFile {
     fn ensure_open(&mut self, now: Instant) -> bool {
         if self.file.is_some() {
             return true;
+        }
+        if self.stream {
+            return false;
         }
         if self.next_open.is_some_and(|at| now < at) {
             return false;
@@ -441,6 +473,9 @@ pub struct Capture {
     out: Vec<u8>,
     tail: Option<Tail>,
     recent: Option<Rc<RefCell<Tail>>>,
+    /// `NAME | ` before every line (a prefixed inherited stream); a partial line written
+    /// without its newline gets one, so the next writer starts on a line of its own.
+    prefix: Option<String>,
 }
 
 impl Capture {
@@ -457,7 +492,26 @@ impl Capture {
             out: Vec::new(),
             tail: None,
             recent: None,
+            prefix: None,
         }
+    }
+
+    /// Start every line with `NAME | ` and end every write with a newline (see `prefix`).
+    pub fn prefix(mut self, instance: Option<&str>) -> Capture {
+        if let Some(name) = instance {
+            self.prefix = Some(format!("{name} | "));
+            self.whole_lines = true;
+        }
+        self
+    }
+
+    /// What starts a line: the prefix, then the timestamp.
+    fn head(&self) -> String {
+        let mut head = self.prefix.clone().unwrap_or_default();
+        if self.timestamps {
+            head.push_str(&stamp());
+        }
+        head
     }
 
     /// Prefix every line with an RFC 3339 timestamp.
@@ -527,11 +581,17 @@ impl Capture {
         }
         let held = std::mem::take(&mut self.held);
         self.out.clear();
-        if self.timestamps && self.line_start {
-            self.out.extend_from_slice(stamp().as_bytes());
+        if self.line_start {
+            let head = self.head();
+            self.out.extend_from_slice(head.as_bytes());
         }
         self.out.extend_from_slice(&held);
         self.line_start = false;
+        if self.prefix.is_some() {
+            // The stream is shared: the rest of the line comes as a line of its own.
+            self.out.push(b'\n');
+            self.line_start = true;
+        }
         self.sink.borrow_mut().write(&self.out, now);
         self.held = held;
         self.held.clear();
@@ -601,11 +661,7 @@ impl Capture {
         };
         let (lines, rest) = chunk.split_at(last_nl + 1);
         self.out.clear();
-        let stamp = if self.timestamps {
-            stamp()
-        } else {
-            String::new()
-        };
+        let stamp = self.head();
         // The held part and the new bytes form whole lines; a line gets the stamp where it
         // starts, so a held part that was already written (after `HOLD`) gets none again.
         let mut line_start = self.line_start;
@@ -939,6 +995,38 @@ mod tests {
             assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{line}");
             assert_eq!(rest, want);
         }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn prefixed_writers_sharing_a_stream_never_cut_into_each_others_lines() {
+        let dir = temp_dir("prefix");
+        let path = dir.join("stream");
+        let file = open_log(&path).expect("open");
+        let sink = LogFile::stream("<test stream>", file).shared();
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).expect("pipe");
+        let ((ra, wa), (rb, wb)) = (pipe(), pipe());
+        let mut a = Capture::new(ra, sink.clone()).prefix(Some("a:0"));
+        let mut b = Capture::new(rb, sink.clone()).prefix(Some("b"));
+        let (mut wa, mut wb) = (File::from(wa), File::from(wb));
+        let t0 = Instant::now();
+        wa.write_all(b"one\nhalf").expect("write");
+        a.pump(usize::MAX, t0).expect("pump");
+        wb.write_all(b"bee\n").expect("write");
+        b.pump(usize::MAX, t0).expect("pump");
+        // The held half goes out after HOLD as a line of its own; its rest starts another.
+        a.flush_if_due(t0 + HOLD);
+        wa.write_all(b"-rest\n").expect("write");
+        a.pump(usize::MAX, t0 + HOLD).expect("pump");
+        // A stream is never parked or reopened: it has no path to open again.
+        sink.borrow_mut().park();
+        sink.borrow_mut().reopen(t0);
+        wb.write_all(b"last\n").expect("write");
+        b.pump(usize::MAX, t0 + HOLD).expect("pump");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "a:0 | one\nb | bee\na:0 | half\na:0 | -rest\nb | last\n"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -36,12 +36,15 @@ use super::reap::{errno_text, io_text};
 use crate::config::ProgramSpec;
 
 /// Where one of the child's output streams goes.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum Stdio {
     /// /dev/null.
     Null,
     /// A new pipe; `Spawned` carries its read end (non-blocking, close-on-exec) for `Capture`.
     Pipe,
+    /// The daemon's own descriptor (1 or 2): the child writes straight to where the daemon's
+    /// stdout or stderr goes (`stdout: inherit` without `prefix`).
+    Inherit(i32),
 }
 
 /// Everything `spawn` needs for one instance.
@@ -873,6 +876,18 @@ fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), Spawn
             fcntl(read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
                 .map_err(|e: Errno| format!("{which}: pipe: {}", errno_text(e)))?;
             Ok((write, Some(read)))
+        }
+        Stdio::Inherit(fd) => {
+            // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, which we then own; a daemon
+            // started with that descriptor closed gets EBADF, a failed start.
+            let r = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3) };
+            if r == -1 {
+                let e = io::Error::last_os_error();
+                return Err(io_spawn_error(&format!("{which}: inherit"), &e));
+            }
+            use std::os::fd::FromRawFd;
+            // SAFETY: `r` was just made by fcntl and is owned by nobody else.
+            Ok((unsafe { OwnedFd::from_raw_fd(r) }, None))
         }
     }
 }

@@ -163,17 +163,17 @@ fn signal_reaches_the_child_and_pid_names_it() {
 
 /// A master that retires its own workers on HUP (gunicorn, nginx): the leader is `sh` with a
 /// HUP trap, its worker records a HUP in a file of its own and ticks while it lives.
-const LEADER: &str = r#"trap 'echo hup >> "$OUT/$SUP_PROCESS_NAME.leader"' HUP
+pub const LEADER: &str = r#"trap 'echo hup >> "$OUT/$SUP_PROCESS_NAME.leader"' HUP
 sh "$OUT/worker.sh" &
 while :; do sleep 0.1; done
 "#;
-const WORKER: &str = r#"trap 'echo hup >> "$OUT/$SUP_PROCESS_NAME.worker"' HUP
+pub const WORKER: &str = r#"trap 'echo hup >> "$OUT/$SUP_PROCESS_NAME.worker"' HUP
 echo $$ > "$OUT/$SUP_PROCESS_NAME.wpid"
 while :; do echo t >> "$OUT/$SUP_PROCESS_NAME.ticks"; sleep 0.1; done
 "#;
 
 /// How many HUPs the leader and the worker of `name` have recorded.
-fn hups(sb: &Sandbox, name: &str) -> (usize, usize) {
+pub fn hups(sb: &Sandbox, name: &str) -> (usize, usize) {
     let count = |ext: &str| sb.read(&format!("{name}.{ext}")).lines().count();
     (count("leader"), count("worker"))
 }
@@ -181,8 +181,15 @@ fn hups(sb: &Sandbox, name: &str) -> (usize, usize) {
 /// `--main`: the leader alone. Seen once it recorded the HUP and its worker then ticked
 /// twice more (a HUP that reached the worker would have run its trap before those ticks).
 fn signal_main(sb: &Sandbox, args: &[&str], name: &str) {
+    expect_main(sb, name, &format!("{args:?}"), || {
+        sb.sup_ok(args);
+    });
+}
+
+/// What `send` sends reaches `name`'s leader and not its worker (see `signal_main`).
+pub fn expect_main(sb: &Sandbox, name: &str, what: &str, send: impl FnOnce()) {
     let (leader, worker) = hups(sb, name);
-    sb.sup_ok(args);
+    send();
     sb.wait_for("the leader's trap", || hups(sb, name).0 == leader + 1);
     let ticks = sb.read(&format!("{name}.ticks")).lines().count();
     sb.wait_for("two more ticks of the worker", || {
@@ -191,14 +198,21 @@ fn signal_main(sb: &Sandbox, args: &[&str], name: &str) {
     assert_eq!(
         hups(sb, name),
         (leader + 1, worker),
-        "{args:?} reached the worker"
+        "{what} reached the worker"
     );
 }
 
 /// The whole group: both traps.
 fn signal_group(sb: &Sandbox, args: &[&str], name: &str) {
+    expect_group(sb, name, || {
+        sb.sup_ok(args);
+    });
+}
+
+/// What `send` sends reaches both `name`'s leader and its worker.
+pub fn expect_group(sb: &Sandbox, name: &str, send: impl FnOnce()) {
     let (leader, worker) = hups(sb, name);
-    sb.sup_ok(args);
+    send();
     sb.wait_for("both traps", || hups(sb, name) == (leader + 1, worker + 1));
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::sandbox::{Sandbox, PATIENCE};
 
 /// A sandbox whose daemon serves HTTP (with `http_extra` under `daemon.http`), started.
-fn start(name: &str, http_extra: &str, programs: &str) -> (Sandbox, u16) {
+pub(crate) fn start(name: &str, http_extra: &str, programs: &str) -> (Sandbox, u16) {
     let mut sb = Sandbox::new(name);
     sb.write(
         "sup.yaml",
@@ -24,7 +24,7 @@ fn start(name: &str, http_extra: &str, programs: &str) -> (Sandbox, u16) {
 }
 
 /// The port a started daemon listens on for HTTP, from its event log (it binds port 0).
-fn serving_port(sb: &Sandbox) -> u16 {
+pub(crate) fn serving_port(sb: &Sandbox) -> u16 {
     let mut port = None;
     sb.wait_for("the HTTP port in the event log", || {
         port = sb
@@ -37,14 +37,14 @@ fn serving_port(sb: &Sandbox) -> u16 {
     port.unwrap_or(0)
 }
 
-fn connect(port: u16) -> TcpStream {
+pub(crate) fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(PATIENCE)).expect("timeout");
     s
 }
 
 /// Send `raw` and read the whole answer (the daemon closes after it).
-fn exchange(port: u16, raw: &[u8]) -> String {
+pub(crate) fn exchange(port: u16, raw: &[u8]) -> String {
     let mut s = connect(port);
     let _ = s.write_all(raw);
     let mut out = Vec::new();
@@ -52,7 +52,7 @@ fn exchange(port: u16, raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let answer = exchange(
         port,

@@ -4,7 +4,8 @@
 mod sandbox;
 
 mod closed_output_files;
-mod control_socket;
+mod container;
+pub mod control_socket;
 mod demo;
 mod each_child;
 mod escapees_and_faults;
@@ -12,6 +13,7 @@ mod health_and_order;
 mod hostile_clients;
 mod hostile_files;
 mod http;
+mod http_api;
 mod logs_and_notifications;
 mod packaging;
 mod reload;

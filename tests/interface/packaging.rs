@@ -138,7 +138,8 @@ fn make_install_with_a_prefix_installs_all_four_kinds_of_files() {
         }
     }
     files.sort();
-    // Every file under contrib/, in its folders (contrib/systemd/sup.service among them).
+    // Every file under contrib/, in its folders (contrib/systemd/sup.service, docker/,
+    // kubernetes/, nomad/ …).
     let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
     let mut shipped = Vec::new();
     let mut dirs = vec![contrib.clone()];

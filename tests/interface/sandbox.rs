@@ -28,6 +28,8 @@ pub struct Sandbox {
     pub config: String,
     /// A command the daemon is run under (`prlimit --nofile=64:64 --`), or empty.
     pub wrapper: Vec<String>,
+    /// More arguments for `sup daemon` (`--grace 2s`).
+    pub daemon_args: Vec<String>,
     daemon: Option<Child>,
 }
 
@@ -43,6 +45,7 @@ impl Sandbox {
             tag,
             config: "sup.yaml".to_string(),
             wrapper: Vec::new(),
+            daemon_args: Vec::new(),
             daemon: None,
         }
     }
@@ -103,6 +106,7 @@ impl Sandbox {
             .arg("--pidfile")
             .arg(self.pidfile())
             .env("SUP_SANDBOX", &self.tag)
+            .args(&self.daemon_args)
             .env("OUT", &self.dir)
             // A test run under a service manager must not make every daemon speak to it.
             .env_remove("NOTIFY_SOCKET")
@@ -122,6 +126,17 @@ impl Sandbox {
     pub fn start_with_env(&mut self, vars: &[(&str, &str)]) {
         let out = fs::File::create(self.path("daemon.out")).expect("daemon.out");
         let err = out.try_clone().expect("clone");
+        self.start_to(out, err, vars);
+    }
+
+    /// `start`, with the daemon's stdout in `daemon.stdout` and its stderr in `daemon.out`.
+    pub fn start_split(&mut self) {
+        let out = fs::File::create(self.path("daemon.stdout")).expect("daemon.stdout");
+        let err = fs::File::create(self.path("daemon.out")).expect("daemon.out");
+        self.start_to(out, err, &[]);
+    }
+
+    fn start_to(&mut self, out: fs::File, err: fs::File, vars: &[(&str, &str)]) {
         let mut cmd = self.daemon_command();
         cmd.envs(vars.iter().copied());
         let child = cmd
@@ -189,6 +204,8 @@ impl Sandbox {
             .arg(self.path(&self.config))
             .current_dir(&self.dir)
             .env_remove("NO_COLOR")
+            .env_remove("SUP_URL")
+            .env_remove("SUP_TOKEN_FILE")
             .output()
             .expect("run sup")
     }
