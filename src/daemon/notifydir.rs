@@ -130,9 +130,12 @@ impl NotifyDirs {
         owner: Option<(u32, u32)>,
     ) -> Result<NotifySocket, String> {
         let tag = Rc::clone(&self.tag);
-        // A name left behind that could not be swept (its job filled it) is skipped.
+        // A name left behind that could not be swept (its job filled it) is skipped; a few
+        // tries, not a loop without end.
+        let mut tries = 0;
         let (name, dir) = loop {
             self.seq += 1;
+            tries += 1;
             let name = format!("{id}.{}", self.seq);
             match mkdirat(
                 Some(tag.fd.as_raw_fd()),
@@ -140,7 +143,7 @@ impl NotifyDirs {
                 Mode::from_bits_truncate(0o700),
             ) {
                 Ok(()) => {}
-                Err(Errno::EEXIST) if self.seq % 16 != 0 => continue,
+                Err(Errno::EEXIST) if tries < 16 => continue,
                 Err(e) => {
                     return Err(format!(
                         "notify socket {}/{name}: {}",
