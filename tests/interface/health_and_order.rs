@@ -402,12 +402,8 @@ fn systemd_notify_as_another_user_becomes_ready() {
     assert_eq!(running["restarts"], 0, "{running}");
     let pid = sb.pid("svc").expect("pid");
     // The socket it was given: its own directory, nobody's and closed to everyone else.
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
-    let socket = String::from_utf8_lossy(&environ)
-        .split('\0')
-        .find_map(|v| v.strip_prefix("NOTIFY_SOCKET=").map(str::to_string))
-        .expect("NOTIFY_SOCKET in the job's environment");
-    let socket = std::path::Path::new(&socket);
+    let socket = notify_socket_of(pid);
+    let socket = socket.as_path();
     use std::os::unix::fs::MetadataExt;
     let dir = std::fs::metadata(socket.parent().expect("a directory")).expect("stat");
     assert_eq!(dir.uid(), nobody.uid.as_raw(), "{}", socket.display());
@@ -422,6 +418,69 @@ fn systemd_notify_as_another_user_becomes_ready() {
     sb.sup_ok(&["stop", "svc"]);
     assert!(!socket.exists(), "{} outlived its job", socket.display());
     assert!(!socket.parent().expect("dir").exists());
+}
+
+/// The `NOTIFY_SOCKET` a live process was given.
+fn notify_socket_of(pid: u32) -> std::path::PathBuf {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    String::from_utf8_lossy(&environ)
+        .split('\0')
+        .find_map(|v| {
+            v.strip_prefix("NOTIFY_SOCKET=")
+                .map(std::path::PathBuf::from)
+        })
+        .expect("NOTIFY_SOCKET in the job's environment")
+}
+
+/// A daemon killed outright leaves its notify directories; the next one on the same files
+/// sweeps them before it makes its own, and a clean shutdown leaves nothing.
+#[test]
+fn notify_directories_of_a_killed_daemon_are_swept() {
+    let mut sb = Sandbox::with_programs(
+        "notify-sweep",
+        r#"
+  svc:
+    cmd: python3 notify.py 0 ping
+    ready: notify
+    ready_timeout: 60s
+    stoptime: 2s
+"#,
+    );
+    sb.write("notify.py", NOTIFY);
+    sb.start();
+    sb.wait_state("svc", "running");
+    let socket = notify_socket_of(sb.pid("svc").expect("pid"));
+    let tag = socket
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("the daemon's directory")
+        .to_path_buf();
+    let pid = sb.pid("svc").expect("pid");
+    sb.kill_daemon_hard();
+    sb.wait_for("the job to die with the daemon", || {
+        !crate::sandbox::alive(pid)
+    });
+    assert!(socket.exists(), "a killed daemon cannot clean up");
+    // What a job could have left beside it is swept too (one level, never followed).
+    std::fs::create_dir(tag.join("99.99")).expect("mkdir");
+    std::fs::write(tag.join("99.99/notify.sock"), "").expect("write");
+    sb.start();
+    sb.wait_state("svc", "running");
+    assert!(
+        !tag.join("99.99").exists(),
+        "leftovers in {}",
+        tag.display()
+    );
+    let fresh = notify_socket_of(sb.pid("svc").expect("pid"));
+    assert_eq!(
+        std::fs::read_dir(&tag).expect("list").count(),
+        1,
+        "only {} is left",
+        fresh.display()
+    );
+    sb.sup_ok(&["shutdown"]);
+    sb.wait_daemon_exit();
+    assert!(!tag.exists(), "{} outlived a clean shutdown", tag.display());
 }
 
 /// `user:` with `ready: fd:N`: the pipe is the job's descriptor, whatever its uid.
