@@ -535,7 +535,7 @@ impl Daemon {
                         t
                     );
                 }
-                if let Some((ticks, bytes)) = c.pid().and_then(procfs::usage) {
+                if let Some((ticks, bytes)) = c.pid().and_then(|pid| self.usage_sample(id, pid)) {
                     let _ = writeln!(
                         cpu,
                         "sup_instance_cpu_seconds_total{{{labels}}} {}",
