@@ -308,13 +308,24 @@ impl Model {
         }
     }
 
-    /// The instances the filter lets through, in order.
+    /// The instances the filter lets through, in order: those whose name contains it, and
+    /// the members of a group it names whole.
     pub fn visible(&self) -> Vec<&InstanceStatus> {
         let f = self.filter.to_lowercase();
+        let group = self.daemon.as_ref().and_then(|(d, _)| {
+            d.groups
+                .iter()
+                .find(|(g, _)| g.to_lowercase() == f)
+                .map(|(_, members)| members)
+        });
         self.instances
             .iter()
             .map(|(i, _)| i)
-            .filter(|i| f.is_empty() || i.name.to_lowercase().contains(&f))
+            .filter(|i| {
+                f.is_empty()
+                    || i.name.to_lowercase().contains(&f)
+                    || group.is_some_and(|m| m.contains(&i.program))
+            })
             .collect()
     }
 
@@ -1149,6 +1160,7 @@ mod tests {
                     pid: 99,
                     version: "0.1.0".into(),
                     uptime_s: 3725.0,
+                    groups: Default::default(),
                 }),
                 link: Link::Live,
             },

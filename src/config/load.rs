@@ -16,7 +16,7 @@ use super::spec::{Config, DaemonSpec, Origin, ProgramSpec};
 use super::values::{self, Bad};
 use super::yaml::{self, Kind, Node};
 
-const TOP_KEYS: &[&str] = &["programs", "daemon", "include"];
+const TOP_KEYS: &[&str] = &["programs", "daemon", "include", "groups"];
 const DEFAULT_INCLUDE: &str = "sup.d/*.job";
 
 /// Load the config at `path`. Relative paths and the files named in errors are taken from
@@ -47,6 +47,8 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Re
         origins: BTreeMap::new(),
         dep_places: BTreeMap::new(),
         defined: HashMap::new(),
+        groups: Vec::new(),
+        groups_file: String::new(),
     };
     let base_dir = source
         .parent()
@@ -135,10 +137,19 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Re
         &loader.dep_places,
         &mut loader.sink,
     );
+    // Group members name programs that exist; no group is named like a program.
+    let written = std::mem::take(&mut loader.groups);
+    let groups = super::groups::check(
+        written,
+        &loader.groups_file,
+        &loader.programs,
+        &mut loader.sink,
+    );
     if loader.sink.len() > 0 {
         return Err(loader.sink.into_rejected());
     }
     Ok(Config {
+        groups,
         source,
         base_dir,
         daemon,
@@ -162,6 +173,10 @@ struct Loader<'a> {
     dep_places: BTreeMap<String, DepPlaces>,
     /// Name → where it was first defined, as shown in the duplicate message.
     defined: HashMap<String, String>,
+    /// The main file's `groups:` as written, checked once every program is known.
+    groups: Vec<super::groups::Written>,
+    /// The main file as shown in errors.
+    groups_file: String,
 }
 
 impl Loader<'_> {
@@ -225,7 +240,7 @@ impl Loader<'_> {
         };
         let entries = resolve::entries(
             &root,
-            "a map with programs, daemon and include",
+            "a map with programs, daemon, include and groups",
             &shown,
             "",
             &mut self.sink,
@@ -240,6 +255,10 @@ impl Loader<'_> {
             match key {
                 "programs" => {}
                 "daemon" => daemon_node = Some(v),
+                "groups" => {
+                    self.groups = super::groups::read(v, &shown, valid_name, &mut self.sink);
+                    self.groups_file = shown.clone();
+                }
                 "include" => include = Some(self.include(v, &shown)),
                 _ => resolve::unknown_key(k, key, TOP_KEYS, &shown, key, &mut self.sink),
             }

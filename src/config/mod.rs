@@ -6,6 +6,7 @@ pub mod error;
 mod glob;
 #[cfg(test)]
 mod golden;
+mod groups;
 mod health;
 mod httpkeys;
 mod keys;

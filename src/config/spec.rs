@@ -413,6 +413,9 @@ pub struct Config {
     pub base_dir: PathBuf,
     pub daemon: DaemonSpec,
     pub programs: BTreeMap<String, ProgramSpec>,
+    /// `groups:`: group name → its programs, in the order written. Not part of any program's
+    /// spec, so a reload that changes only groups restarts nothing.
+    pub groups: BTreeMap<String, Vec<String>>,
     /// Where each program was defined. Not part of any comparison.
     pub origins: BTreeMap<String, Origin>,
     /// What `sup check` points out without refusing the config.
