@@ -1251,6 +1251,21 @@ sup top  /tmp/sup-1000/sup.sock                                             live
     }
 
     #[test]
+    fn a_filter_that_names_a_group_shows_its_members() {
+        let (now, _) = base();
+        let mut m = sample_model(now);
+        if let Some((d, _)) = m.daemon.as_mut() {
+            d.groups.insert("front".into(), vec!["web".into()]);
+        }
+        m.filter = "front".into();
+        let shown: Vec<&str> = m.visible().iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(shown, ["web:0", "web:1"]);
+        // Part of a group's name is not the group: it filters by instance name as before.
+        m.filter = "fro".into();
+        assert!(m.visible().is_empty());
+    }
+
+    #[test]
     fn golden_filter_and_signal_prompt() {
         let (now, _) = base();
         let mut m = sample_model(now);
