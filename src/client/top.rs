@@ -49,8 +49,10 @@ const OUTPUT_LINES: usize = 20;
 // ---------------------------------------------------------------------------------------
 // The feed
 
-/// What the background threads tell the screen.
+/// What the background threads tell the screen. A few a second at most, so the size of an
+/// `Event` next to the small variants costs nothing worth a box.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Msg {
     /// Every instance as it is now (the subscription's first answer, or one poll).
     Snapshot {

@@ -39,6 +39,7 @@ use sources::Sources;
 use supervisor::{Inst, Supervisor};
 
 mod acceptor;
+mod cgroups;
 mod checks;
 mod clients;
 pub(super) mod follow;
@@ -140,6 +141,8 @@ pub struct Settings {
     pub state_path: PathBuf,
     /// The HTTP listeners, bound, and the token; taken by `Daemon::new`.
     pub http: Option<super::http::Setup>,
+    /// The instances' cgroups (`Cgroups::none` on a host without).
+    pub cgroups: super::cgroup::Cgroups,
     /// Running as a container's init (`--init`, or PID 1): signals are passed on (`init`).
     pub init: bool,
     /// The longest a shutdown may take before what is left is killed (`--grace`).
@@ -360,6 +363,8 @@ impl Daemon {
                     let inputs = self.reaped(pid, status, now);
                     self.apply(inputs, now);
                 }
+                // What kept a stopped instance's cgroup busy may be gone now.
+                self.retry_cgroup_removals();
             }
             for sig in signals {
                 self.on_signal(sig, now);
@@ -472,6 +477,7 @@ impl Daemon {
             inst.captures = [None, None];
             inst.start_ticks = None;
         }
+        self.note_exit(id, status);
         inputs.push((id, Input::Exited(status)));
         inputs
     }
@@ -519,6 +525,10 @@ impl Daemon {
                         }
                     }
                     Action::Signal { pgid, signal } => {
+                        if signal.0 == nix::libc::SIGKILL {
+                            // The whole cgroup: what left the group dies with it.
+                            self.kill_cgroup(id);
+                        }
                         match reap::signal_group_if_any(pgid, signal) {
                             // The machine signals only to stop: a job stopped with SIGSTOP
                             // would sit on its stopsignal until SIGKILL, so wake it (as
@@ -540,11 +550,18 @@ impl Daemon {
                     }
                     Action::CheckGroup { pgid } => {
                         if !reap::group_alive(pgid) {
-                            // The group is gone; whatever escaped it goes too (this turn,
-                            // one /proc scan for every stop that ended).
-                            if !self.shutting_down {
-                                let name = self.name(id).to_string();
-                                self.escape_scan.push(name);
+                            // The group is gone; whatever escaped it goes too: killed with
+                            // the cgroup (the stop ends once that is empty), or without one
+                            // found by its tag (this turn, one /proc scan for every stop
+                            // that ended).
+                            match self.cgroup_holds_escapees(id) {
+                                Some(true) => continue,
+                                Some(false) => {}
+                                None if !self.shutting_down => {
+                                    let name = self.name(id).to_string();
+                                    self.escape_scan.push(name);
+                                }
+                                None => {}
                             }
                             queue.push(Input::GroupEmpty);
                         }
@@ -572,6 +589,7 @@ impl Daemon {
         if let Some(inst) = self.sup.get(id) {
             if inst.core().state().is_down() {
                 self.logs.park(inst.core().name());
+                self.remove_cgroup(id);
             }
         }
     }
@@ -609,6 +627,7 @@ impl Daemon {
         let num = inst.core().num();
         let mut plan = self.plan_outputs(spec, &name, now)?;
         let mut ready = self.prepare_readiness(id, spec)?;
+        self.prepare_cgroup(id, spec, &mut ready.extras)?;
         // Not waiting for the exec: the status pipe reports it on the loop, so the next spawn
         // forks while this child is still loading its program.
         let child = Daemon::spawn_ready(
@@ -1177,6 +1196,7 @@ impl Daemon {
             health: self.health_of(id),
             cpu_percent: usage.0,
             rss_bytes: usage.1,
+            exit_reason: self.exit_reason(id),
             log_error: self.logs.log_error(c.name()),
         })
     }
@@ -1465,6 +1485,7 @@ impl Daemon {
                 );
             }
         }
+        self.settings.cgroups.teardown();
         let _ = std::fs::remove_file(&self.settings.socket);
         let status = self.init.status();
         log::info!(

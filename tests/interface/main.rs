@@ -3,6 +3,7 @@
 
 mod sandbox;
 
+mod cgroups;
 mod closed_output_files;
 mod container;
 mod control_socket;
