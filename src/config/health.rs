@@ -680,6 +680,30 @@ pub fn check_dependencies(
                 push(sink, at, name, format!("unknown program {dep:?}"), hint);
                 continue;
             };
+            // A one-shot job that exits within `starttime` has failed to start, so it would
+            // never complete: likely a forgotten `starttime: 0s`.
+            if dep.condition == Condition::Completed
+                && target.schedule.is_none()
+                && !target.starttime.is_zero()
+            {
+                let (file, line, col) = place(name, Some(&dep.program));
+                let bad = Bad::new(format!(
+                    "{}: completed: an exit within its starttime ({}) is a failed start, \
+                     not a completion",
+                    dep.program,
+                    crate::core::event::human(target.starttime)
+                ))
+                .with_hint(format!(
+                    "give {} `starttime: 0s` if it is a one-shot job",
+                    dep.program
+                ));
+                sink.warn(
+                    &file,
+                    (line, col),
+                    &format!("programs.{name}.depends_on"),
+                    bad,
+                );
+            }
             // `completed` of a job that is always restarted can never be met.
             if dep.condition == Condition::Completed
                 && target.autorestart == AutoRestart::Always

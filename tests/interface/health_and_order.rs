@@ -498,3 +498,29 @@ fn bad_conditions_are_config_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn completed_of_a_job_with_a_starttime_is_a_warning_naming_the_fix() {
+    let sb = Sandbox::with_programs(
+        "condwarn",
+        r#"
+  migrate: {cmd: x, autorestart: never}
+  api: {cmd: x, depends_on: {migrate: completed}}
+  web: {cmd: x, depends_on: {api: completed}, starttime: 0s}
+  api2: {cmd: x, starttime: 0s, autorestart: never}
+  ok: {cmd: x, depends_on: {api2: completed}}
+"#,
+    );
+    let out = sb.sup(&["check"]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "sup.yaml:4:30: programs.api.depends_on: migrate: completed: an exit within its \
+             starttime (1s) is a failed start"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("give migrate `starttime: 0s`"), "{err}");
+    assert!(!err.contains("api2"), "{err}");
+}
