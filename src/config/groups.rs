@@ -6,10 +6,9 @@
 //! member is a program, and whether a group name clashes with one, needs every program and
 //! is `check`'s, run once the whole config is loaded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::resolve::{self, Sink};
-use super::spec::ProgramSpec;
 use super::values::{self, Bad};
 use super::yaml::{Kind, Node};
 
@@ -74,8 +73,8 @@ pub fn read(
             };
             if let Some((_, first)) = members.iter().find(|(m, _)| m == t) {
                 let bad = Bad::new(format!(
-                    "duplicate program {t:?} in group {name:?}: first at line {}",
-                    first.0
+                    "duplicate program {t:?} in group {name:?}: first at {}:{}",
+                    first.0, first.1
                 ));
                 sink.push(file, (item.line, item.col), &key, bad);
                 continue;
@@ -92,17 +91,18 @@ pub fn read(
 }
 
 /// Every member is a program and no group is named like one: the groups by name, each with
-/// its members in the order written.
+/// its members in the order written. `programs` are the names defined, those whose job has
+/// errors too (their errors are reported already; a group naming them is not wrong).
 pub fn check(
     written: Vec<Written>,
     file: &str,
-    programs: &BTreeMap<String, ProgramSpec>,
+    programs: &BTreeSet<&str>,
     sink: &mut Sink,
 ) -> BTreeMap<String, Vec<String>> {
     let mut groups = BTreeMap::new();
     for g in written {
         let key = format!("groups.{}", g.name);
-        if programs.contains_key(&g.name) {
+        if programs.contains(g.name.as_str()) {
             let bad = Bad::new(format!(
                 "group {:?} has the name of a program: a name must mean one thing",
                 g.name
@@ -111,9 +111,9 @@ pub fn check(
             sink.push(file, g.at, "groups", bad);
         }
         for (member, at) in &g.members {
-            if !programs.contains_key(member) {
+            if !programs.contains(member.as_str()) {
                 let mut bad = Bad::new(format!("unknown program {member:?} in group {:?}", g.name));
-                if let Some(s) = values::suggest(member, programs.keys().map(String::as_str)) {
+                if let Some(s) = values::suggest(member, programs.iter().copied()) {
                     bad = bad.with_hint(format!("did you mean {s}?"));
                 }
                 sink.push(file, *at, &key, bad);

@@ -5,7 +5,7 @@
 //! Reading a key's value is `resolve`'s business. Every file is read even after errors, so one
 //! `sup check` shows everything that needs fixing.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::error::{ConfigError, Rejected};
@@ -139,12 +139,8 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Re
     );
     // Group members name programs that exist; no group is named like a program.
     let written = std::mem::take(&mut loader.groups);
-    let groups = super::groups::check(
-        written,
-        &loader.groups_file,
-        &loader.programs,
-        &mut loader.sink,
-    );
+    let defined: BTreeSet<&str> = loader.defined.keys().map(String::as_str).collect();
+    let groups = super::groups::check(written, &loader.groups_file, &defined, &mut loader.sink);
     if loader.sink.len() > 0 {
         return Err(loader.sink.into_rejected());
     }
