@@ -111,3 +111,43 @@ programs:
         assert!(err.contains(want), "{want}\n{err}");
     }
 }
+
+#[test]
+fn a_subscription_to_a_group_gets_its_members_events_only() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    let mut sb = Sandbox::new("groupsub");
+    sb.write("sup.yaml", CONFIG);
+    sb.start();
+    for name in ["api", "static:0", "static:1", "nightly", "db"] {
+        sb.wait_state(name, "running");
+    }
+    let mut s = UnixStream::connect(sb.socket()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.write_all(b"{\"v\":1,\"cmd\":\"subscribe\",\"names\":[\"web\"]}\n")
+        .expect("send");
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).expect("snapshot");
+    let snap: serde_json::Value = serde_json::from_str(&line).expect("json");
+    let names: Vec<&str> = snap["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(names, ["api", "static:0", "static:1"]);
+    assert_eq!(snap["daemon"]["groups"]["web"][1], "static");
+
+    // db is not in the group: its stop is not sent; api's is.
+    sb.sup_ok(&["stop", "db"]);
+    sb.sup_ok(&["stop", "api"]);
+    line.clear();
+    r.read_line(&mut line).expect("an event");
+    let ev: serde_json::Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(ev["kind"], "event");
+    assert_eq!(ev["instance"]["name"], "api", "{line}");
+}

@@ -166,7 +166,6 @@ impl Daemon {
             return;
         }
         let at = crate::logging::timestamp();
-        let groups = self.settings.config.groups.clone();
         for slot in self.clients.subscribers() {
             for (id, message) in &events {
                 let Some(inst) = self.sup.get(*id) else {
@@ -179,7 +178,7 @@ impl Daemon {
                                 n == "all"
                                     || *n == inst.core().name()
                                     || *n == inst.core().program()
-                                    || groups.get(n).is_some_and(|m| {
+                                    || self.settings.config.groups.get(n).is_some_and(|m| {
                                         m.iter().any(|p| p == inst.core().program())
                                     })
                             })
