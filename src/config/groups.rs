@@ -2,6 +2,9 @@
 //! names. A group is only a name for several programs at once (`sup stop web`): it is not part
 //! of any program's resolved spec, so changing a group never restarts its members.
 //!
+//! A group in `depends_on` stands for its programs (`expand_dependencies`), so the resolved
+//! spec names programs only and the dependency check and the loop never see a group.
+//!
 //! `read` takes the map as written (its shape errors go to the sink at once); whether each
 //! member is a program, and whether a group name clashes with one, needs every program and
 //! is `check`'s, run once the whole config is loaded.
@@ -9,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::resolve::{self, Sink};
+use super::spec::Dependency;
 use super::values::{self, Bad};
 use super::yaml::{Kind, Node};
 
@@ -122,4 +126,67 @@ pub fn check(
         groups.insert(g.name, g.members.into_iter().map(|(m, _)| m).collect());
     }
     groups
+}
+
+/// `depends_on` with each group replaced by its programs, each with the group's condition;
+/// sorted by program, one entry per program (the strictest condition when a program is named
+/// twice, directly and through a group). No group is named like a program, so a name is one
+/// or the other.
+pub fn expand_dependencies(deps: &mut Vec<Dependency>, groups: &BTreeMap<String, Vec<String>>) {
+    if !deps.iter().any(|d| groups.contains_key(&d.program)) {
+        return;
+    }
+    let mut out: Vec<Dependency> = Vec::new();
+    for d in deps.drain(..) {
+        match groups.get(&d.program) {
+            Some(members) => out.extend(members.iter().map(|m| Dependency {
+                program: m.clone(),
+                condition: d.condition,
+            })),
+            None => out.push(d),
+        }
+    }
+    // By program, strictest condition first; then keep the first of each program.
+    out.sort_by(|a, b| {
+        a.program
+            .cmp(&b.program)
+            .then(b.condition.cmp(&a.condition))
+    });
+    out.dedup_by(|a, b| a.program == b.program);
+    *deps = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Condition;
+
+    #[test]
+    fn a_group_in_depends_on_is_its_programs_with_the_strictest_condition() {
+        let groups = BTreeMap::from([(
+            "data".to_string(),
+            vec!["db".to_string(), "cache".to_string()],
+        )]);
+        let mut deps = vec![
+            Dependency {
+                program: "data".into(),
+                condition: Condition::Healthy,
+            },
+            Dependency::started("db"),
+            Dependency::started("queue"),
+        ];
+        expand_dependencies(&mut deps, &groups);
+        let got: Vec<(&str, Condition)> = deps
+            .iter()
+            .map(|d| (d.program.as_str(), d.condition))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("cache", Condition::Healthy),
+                ("db", Condition::Healthy),
+                ("queue", Condition::Started)
+            ]
+        );
+    }
 }

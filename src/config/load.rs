@@ -130,6 +130,16 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Re
         }
     }
 
+    // Group members name programs that exist; no group is named like a program.
+    let written = std::mem::take(&mut loader.groups);
+    let defined: BTreeSet<&str> = loader.defined.keys().map(String::as_str).collect();
+    let groups = super::groups::check(written, &loader.groups_file, &defined, &mut loader.sink);
+    // A group in `depends_on` stands for its programs, each with the condition written.
+    if !groups.is_empty() {
+        for spec in loader.programs.values_mut() {
+            super::groups::expand_dependencies(&mut spec.health.depends_on, &groups);
+        }
+    }
     // `depends_on` names programs that exist, without cycles.
     super::health::check_dependencies(
         &loader.programs,
@@ -137,10 +147,6 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Re
         &loader.dep_places,
         &mut loader.sink,
     );
-    // Group members name programs that exist; no group is named like a program.
-    let written = std::mem::take(&mut loader.groups);
-    let defined: BTreeSet<&str> = loader.defined.keys().map(String::as_str).collect();
-    let groups = super::groups::check(written, &loader.groups_file, &defined, &mut loader.sink);
     if loader.sink.len() > 0 {
         return Err(loader.sink.into_rejected());
     }

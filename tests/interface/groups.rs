@@ -151,3 +151,39 @@ fn a_subscription_to_a_group_gets_its_members_events_only() {
     assert_eq!(ev["kind"], "event");
     assert_eq!(ev["instance"]["name"], "api", "{line}");
 }
+
+#[test]
+fn a_group_in_depends_on_stands_for_its_programs() {
+    let mut sb = Sandbox::new("groupdeps");
+    sb.write(
+        "sup.yaml",
+        r#"groups:
+  backends: [db, cache]
+programs:
+  db: {cmd: sleep 1000, starttime: 0s, autostart: false}
+  cache: {cmd: sleep 1000, starttime: 0s}
+  front: {cmd: sleep 1000, starttime: 0s, depends_on: {backends: started}}
+"#,
+    );
+    sb.start();
+    sb.wait_state("cache", "running");
+    sb.wait_for("front to wait for db", || {
+        sb.instance("front")["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("waiting for db (stopped)"))
+    });
+    assert!(sb.pid("front").is_none());
+    sb.sup_ok(&["start", "backends"]);
+    sb.wait_state("front", "running");
+
+    // Through a group, a cycle is still a cycle.
+    let sb = Sandbox::new("groupcycle");
+    sb.write(
+        "sup.yaml",
+        "groups:\n  both: [a, b]\nprograms:\n  a: {cmd: x, depends_on: both}\n  b: {cmd: x}\n",
+    );
+    let out = sb.sup(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dependency cycle: a → a"), "{err}");
+}
