@@ -355,6 +355,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn signal_target_defaults_to_the_group_and_names_its_words() {
+        use crate::config::SignalTarget;
+        assert_eq!(ok("cmd: x\n").signal_target, SignalTarget::Group);
+        assert_eq!(
+            ok("cmd: x\nsignal_target: main\n").signal_target,
+            SignalTarget::Main
+        );
+        let (spec, errors) = run("cmd: x\nsignal_target: leader\n");
+        assert!(spec.is_none());
+        assert_eq!(
+            errors,
+            ["web.job:2:16: programs.web.signal_target: expected group or main, found \"leader\""]
+        );
+        let (_, errors) = run("cmd: x\nsignal_targets: main\n");
+        assert!(errors[0].contains("signal_target"), "{errors:?}");
+    }
+
     // --- scheduled jobs ---
 
     #[test]
@@ -456,7 +474,8 @@ mod tests {
         assert_eq!(h.ready, crate::config::Ready::Notify);
         assert_eq!(h.ready_timeout, Duration::from_secs(5));
         assert_eq!(h.watchdog, Some(Duration::from_secs(30)));
-        assert_eq!(h.depends_on, ["cache", "db"]);
+        let deps: Vec<&str> = h.depends_on.iter().map(|d| d.program.as_str()).collect();
+        assert_eq!(deps, ["cache", "db"]);
         let c = h.healthcheck.as_ref().expect("a healthcheck");
         assert!(matches!(&c.probe, crate::config::Probe::Http { path, .. } if path == "/health"));
         assert_eq!(c.interval, Duration::from_secs(2));

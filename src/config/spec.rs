@@ -59,6 +59,16 @@ pub enum FirstRun {
     AfterInterval,
 }
 
+/// Who `sup signal` reaches when it does not say (`--main`, `--group`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignalTarget {
+    /// The whole process group: the leader and everything it started.
+    #[default]
+    Group,
+    /// The leader only, for a master that manages its workers itself (gunicorn, nginx, php-fpm).
+    Main,
+}
+
 /// What a tick does when the previous run is still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overlap {
@@ -162,6 +172,43 @@ pub struct Watch {
     pub sustained: Duration,
 }
 
+/// What a dependency must be for a dependent to be spawned (`depends_on: {db: healthy}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Condition {
+    /// Every instance is `running` (the plain list form).
+    Started,
+    /// `running`, and its health check passing (without a check, the same as `started`).
+    Healthy,
+    /// Every instance exited with an expected code and is not restarted: a one-shot job.
+    Completed,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Healthy => "healthy",
+            Condition::Completed => "completed",
+        }
+    }
+}
+
+/// One entry of `depends_on`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dependency {
+    pub program: String,
+    pub condition: Condition,
+}
+
+impl Dependency {
+    pub fn started(program: &str) -> Dependency {
+        Dependency {
+            program: program.to_string(),
+            condition: Condition::Started,
+        }
+    }
+}
+
 /// The keys of readiness, health, dependencies, limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthSpec {
@@ -172,8 +219,8 @@ pub struct HealthSpec {
     /// With `ready: notify`: no `WATCHDOG=1` for this long while running restarts it.
     pub watchdog: Option<Duration>,
     pub healthcheck: Option<HealthCheck>,
-    /// Program names; sorted, without duplicates.
-    pub depends_on: Vec<String>,
+    /// Sorted by program, one entry per program.
+    pub depends_on: Vec<Dependency>,
     pub limits: Limits,
     pub watch: Option<Watch>,
 }
@@ -206,6 +253,8 @@ pub struct ProgramSpec {
     pub starttime: Duration,
     pub stopsignal: Signal,
     pub stoptime: Duration,
+    /// Who `sup signal` reaches by default. Stopping always signals the group.
+    pub signal_target: SignalTarget,
     pub stdout: Output,
     pub stderr: Output,
     pub env: BTreeMap<String, String>,
@@ -289,6 +338,7 @@ impl ProgramSpec {
             starttime: Duration::from_secs(1),
             stopsignal: Signal(15),
             stoptime: Duration::from_secs(10),
+            signal_target: SignalTarget::Group,
             stdout: Output::Discard,
             stderr: Output::Discard,
             env: BTreeMap::new(),
@@ -436,6 +486,9 @@ pub struct Config {
     pub base_dir: PathBuf,
     pub daemon: DaemonSpec,
     pub programs: BTreeMap<String, ProgramSpec>,
+    /// `groups:`: group name → its programs, in the order written. Not part of any program's
+    /// spec, so a reload that changes only groups restarts nothing.
+    pub groups: BTreeMap<String, Vec<String>>,
     /// Where each program was defined. Not part of any comparison.
     pub origins: BTreeMap<String, Origin>,
     /// What `sup check` points out without refusing the config.
