@@ -14,6 +14,7 @@ mod hostile_clients;
 mod hostile_files;
 mod http;
 mod logs_and_notifications;
+mod migrating_from_supervisord;
 mod packaging;
 mod reload;
 mod scheduled_jobs;
