@@ -163,21 +163,7 @@ pub fn read_tree(main: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Tr
                 }
                 continue;
             }
-            let items = section.entries.iter().map(|e| Item {
-                key: e.key.clone(),
-                value: e.value.clone(),
-                file: index,
-                line: e.line,
-            });
-            match sections.iter_mut().find(|m| m.name == section.name) {
-                Some(m) => m.items.extend(items),
-                None => sections.push(Merged {
-                    name: section.name.clone(),
-                    file: index,
-                    line: section.line,
-                    items: items.collect(),
-                }),
-            }
+            merge(&mut sections, section, index);
         }
     }
     Ok(Tree {
@@ -185,6 +171,46 @@ pub fn read_tree(main: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Tr
         sections,
         notes,
     })
+}
+
+/// Add one file's section to the merged ones: a name seen before gets these keys after its own
+/// (configparser's merge; the last value of a key wins).
+fn merge(sections: &mut Vec<Merged>, section: ini::Section, index: usize) {
+    let items = section.entries.into_iter().map(|e| Item {
+        key: e.key,
+        value: e.value,
+        file: index,
+        line: e.line,
+    });
+    match sections.iter_mut().find(|m| m.name == section.name) {
+        Some(m) => m.items.extend(items),
+        None => sections.push(Merged {
+            name: section.name,
+            file: index,
+            line: section.line,
+            items: items.collect(),
+        }),
+    }
+}
+
+/// One file's text translated without touching the disk (its `[include]` is not followed),
+/// with no environment: for the fuzz target. `None` when the text is not INI.
+pub fn translate_text(text: &str) -> Option<supervisord::Translation> {
+    let parsed = ini::parse(text).ok()?;
+    let mut sections = Vec::new();
+    for section in parsed {
+        merge(&mut sections, section, 0);
+    }
+    let files = [FileInfo {
+        shown: "supervisord.conf".into(),
+        dir: "/nonexistent".into(),
+    }];
+    let ctx = Context {
+        env: &|_| None,
+        host: "host".into(),
+        groups_supported: false,
+    };
+    Some(supervisord::translate(&sections, &files, &ctx))
 }
 
 fn host_name() -> String {

@@ -78,7 +78,9 @@ fn an_imported_config_passes_check_and_runs() {
     sb.wait_for("writer's output in writer.log", || {
         sb.read("writer.log") == "yes\n"
     });
-    assert!(sb.read("logs/supervisord.log").contains("sleeper:0 spawned"));
+    assert!(sb
+        .read("logs/supervisord.log")
+        .contains("sleeper:0 spawned"));
     sb.sup_ok(&["shutdown"]);
     assert_eq!(sb.wait_daemon_exit(), Some(0));
 }
@@ -86,13 +88,27 @@ fn an_imported_config_passes_check_and_runs() {
 #[test]
 fn an_invalid_file_fails_naming_file_and_line() {
     let sb = Sandbox::new("import-bad");
-    sb.write("bad.conf", "[program:a]\ncommand=sleep 1\nthis is not ini\n");
-    let out = sb.sup(&["import", "supervisord", &sb.path("bad.conf").to_string_lossy()]);
+    sb.write(
+        "bad.conf",
+        "[program:a]\ncommand=sleep 1\nthis is not ini\n",
+    );
+    let out = sb.sup(&[
+        "import",
+        "supervisord",
+        &sb.path("bad.conf").to_string_lossy(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(out.stdout.is_empty());
-    assert!(stderr.contains("bad.conf:3: expected `key = value`"), "{stderr}");
-    let missing = sb.sup(&["import", "supervisord", &sb.path("none.conf").to_string_lossy()]);
+    assert!(
+        stderr.contains("bad.conf:3: expected `key = value`"),
+        "{stderr}"
+    );
+    let missing = sb.sup(&[
+        "import",
+        "supervisord",
+        &sb.path("none.conf").to_string_lossy(),
+    ]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("none.conf: unable to read"));
 }
