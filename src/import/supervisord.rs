@@ -104,6 +104,8 @@ pub struct Translation {
 /// One program as sup will read it: keys in order, each value already YAML.
 struct Program {
     name: String,
+    /// The `[program:x]` it came from (several programs when its processes were split).
+    origin: String,
     keys: Vec<(String, String)>,
 }
 
@@ -402,10 +404,9 @@ pub fn translate(sections: &[Merged], files: &[FileInfo], ctx: &Context) -> Tran
     for (gname, members, s) in &groups {
         let mut names = Vec::new();
         for m in members {
-            let want = sup_name(m);
             let found: Vec<String> = programs
                 .iter()
-                .filter(|p| p.name == want || p.name.starts_with(&format!("{want}_")))
+                .filter(|p| p.origin == *m)
                 .map(|p| p.name.clone())
                 .collect();
             if found.is_empty() {
@@ -961,6 +962,10 @@ fn translate_program(
             no_group_signal.push(sup_name(name));
         }
         again = true;
-        programs.push(Program { name: pname, keys });
+        programs.push(Program {
+            name: pname,
+            origin: name.to_string(),
+            keys,
+        });
     }
 }
