@@ -41,6 +41,13 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DURATION", env = "SUP_TIMEOUT",
           value_parser = crate::config::duration::parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Talk to a daemon over its HTTP API (daemon.http.listen) instead of the control socket,
+    /// e.g. http://127.0.0.1:8080 (else $SUP_URL)
+    #[arg(long, global = true, value_name = "URL", env = "SUP_URL")]
+    pub url: Option<String>,
+    /// The bearer token for --url, one word in a file (else $SUP_TOKEN_FILE)
+    #[arg(long, global = true, value_name = "PATH", env = "SUP_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -182,20 +182,36 @@ pub fn state(data: &[u8]) {
     let _ = file.instances.len();
 }
 
-/// An HTTP request head as the daemon reads it: the first byte picks the size of the pieces
-/// the rest arrives in (so a blank line split across reads is reached), each piece pushed
-/// until the head is complete, its token checked; then the whole bytes parsed at once.
+/// An HTTP request as the daemon reads it: the first byte picks the size of the pieces the
+/// rest arrives in (so a blank line split across reads is reached), each piece pushed until
+/// the head is complete, its token checked; the body (what followed the head, cut to its
+/// `Content-Length`) and the path and query then go through the API's routing, as the loop
+/// would take them. Last, the whole bytes are parsed at once.
 pub fn http(data: &[u8]) {
+    use crate::daemon::http::api;
     use crate::daemon::http::request::{self, Head, Parsed};
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
     let chunk = usize::from(first).max(1);
     let mut head = Head::default();
-    for piece in rest.chunks(chunk) {
+    let mut pieces = rest.chunks(chunk);
+    for piece in pieces.by_ref() {
         if let Some(parsed) = head.push(piece) {
             if let Parsed::Request(r) = &parsed {
                 let _ = request::authorized(r.authorization.as_deref(), b"token");
+                let mut body = head.rest().to_vec();
+                for more in pieces.by_ref() {
+                    if body.len() >= r.body_len {
+                        break;
+                    }
+                    body.extend_from_slice(more);
+                }
+                body.truncate(r.body_len);
+                if let Ok(call) = api::route(r.method, &r.path, &r.query, &body) {
+                    let _ = crate::control::http_client::target_of(&call.body);
+                }
+                let _ = api::decode(&r.path);
             }
             break;
         }

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use crate::cli::{Command, Global};
 use crate::config;
-use crate::control::client::{cause, Conn, Timeouts, QUICK, WAIT_MARGIN};
+use crate::control::client::{cause, Conn, Endpoint, Timeouts, QUICK, WAIT_MARGIN};
+use crate::control::http_client::Url;
 use crate::control::proto::{Request, RequestBody, ResponseBody};
 use crate::fail::{Fail, Outcome};
 use crate::paths::{self, Env};
@@ -47,10 +48,41 @@ pub fn socket_path(global: &Global) -> PathBuf {
     target(global).socket
 }
 
+/// The daemon a client should talk to: its HTTP API when `--url`/`$SUP_URL` names one (with
+/// the token of `--token-file`/`$SUP_TOKEN_FILE`), else its socket.
+pub fn endpoint(global: &Global) -> Result<Endpoint, Fail> {
+    match remote(global)? {
+        Some(url) => Ok(Endpoint::Http(url)),
+        None => Ok(Endpoint::Socket(socket_path(global))),
+    }
+}
+
+fn remote(global: &Global) -> Result<Option<Url>, Fail> {
+    let Some(text) = global.url.as_deref().filter(|u| !u.is_empty()) else {
+        if let Some(path) = &global.token_file {
+            return Err(Fail::new(format!(
+                "--token-file {}: a token is for the HTTP API, and no --url is given",
+                path.display()
+            ))
+            .hint("pass --url (or $SUP_URL) too"));
+        }
+        return Ok(None);
+    };
+    let url = Url::parse(text)?;
+    Ok(Some(match &global.token_file {
+        Some(path) => url.with_token_file(path)?,
+        None => url,
+    }))
+}
+
 /// Connect to the daemon. A config with errors cannot say where its socket is: the defaults
 /// are tried, and when nothing listens there the config's errors are what the user needs to
-/// hear, not only "no daemon".
+/// hear, not only "no daemon". A remote daemon (`--url`) is not described by the local
+/// config: its waits get the default bounds unless `--timeout` says otherwise.
 pub fn connect(global: &Global) -> Result<Conn, Fail> {
+    if let Some(url) = remote(global)? {
+        return Conn::connect_with(Endpoint::Http(url), timeouts(global.timeout, None));
+    }
     let t = target(global);
     Conn::connect_with(&t.socket, t.timeouts).map_err(|fail| match t.unreadable {
         None => fail,
@@ -407,7 +439,7 @@ fn rolling_restart(
         Progress(String),
         Done(Box<Result<ResponseBody, Fail>>),
     }
-    let watcher = Conn::connect(conn.path()).ok().and_then(|mut w| {
+    let watcher = Conn::connect(conn.endpoint()).ok().and_then(|mut w| {
         let subscribe = RequestBody::Subscribe {
             names: names.clone(),
         };
@@ -634,7 +666,7 @@ mod tests {
     ) -> (Result<Outcome, Fail>, String, String, String) {
         let dir = TempDir::new("cmd");
         let daemon = fake_daemon(&dir.sock(), answers.into_iter().map(line).collect());
-        let mut conn = Conn::connect(&dir.sock()).expect("connects");
+        let mut conn = Conn::connect(dir.sock()).expect("connects");
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let result = execute(&mut conn, command, false, &mut out, &mut err);
         drop(conn);
@@ -967,6 +999,8 @@ mod tests {
             socket: Some(PathBuf::from("/x/y.sock")),
             config: Some(PathBuf::from("/nonexistent/sup.yaml")),
             timeout: None,
+            url: None,
+            token_file: None,
         };
         assert_eq!(socket_path(&global), PathBuf::from("/x/y.sock"));
     }

@@ -28,7 +28,7 @@ use rustyline::{CompletionType, Config, Context, Editor, Helper};
 use super::completion;
 use super::output;
 use crate::cli::{Cli, Command, Global};
-use crate::control::client::{cause, Closer, Conn};
+use crate::control::client::{cause, Closer, Conn, Endpoint};
 use crate::control::proto::{Request, RequestBody, ResponseBody};
 use crate::fail::{Fail, Outcome};
 
@@ -149,9 +149,17 @@ pub fn prompt_for(socket: &Path, home: Option<&str>) -> String {
     format!("sup {shown}> ")
 }
 
+/// How the prompt names a daemon: its socket as `prompt_for` shows it, or its URL.
+pub fn prompt_for_endpoint(endpoint: &Endpoint, home: Option<&str>) -> String {
+    match endpoint {
+        Endpoint::Socket(path) => prompt_for(path, home),
+        Endpoint::Http(url) => format!("sup {}> ", url.shown),
+    }
+}
+
 /// Glue between rustyline and `completion`.
 struct ShellHelper {
-    socket: PathBuf,
+    socket: Endpoint,
 }
 
 impl ShellHelper {
@@ -248,7 +256,7 @@ impl Interrupt {
 }
 
 pub fn run(global: &Global) -> Result<Outcome, Fail> {
-    let socket = super::socket_path(global);
+    let socket = super::endpoint(global)?;
     let home = std::env::var("HOME").ok();
     let history = history_path(
         std::env::var("XDG_STATE_HOME").ok().as_deref(),
@@ -281,7 +289,7 @@ pub fn run(global: &Global) -> Result<Outcome, Fail> {
     }
     let interrupt = Interrupt::default();
     interrupt.install()?;
-    let prompt = prompt_for(&socket, home.as_deref());
+    let prompt = prompt_for_endpoint(&socket, home.as_deref());
     let colour = output::colour_for_stdout();
     println!("sup shell: `help` lists the commands, TAB completes, Ctrl-D leaves");
 
@@ -311,7 +319,8 @@ pub fn run(global: &Global) -> Result<Outcome, Fail> {
             Line::Usage(text) => print!("{text}"),
             Line::Error(text) => eprintln!("{text}"),
             Line::Run(command, other_socket) => {
-                let socket = other_socket.as_deref().unwrap_or(&socket);
+                let other = other_socket.map(Endpoint::Socket);
+                let socket = other.as_ref().unwrap_or(&socket);
                 let mut stdout = io::stdout().lock();
                 let mut stderr = io::stderr().lock();
                 run_one(
@@ -332,7 +341,7 @@ pub fn run(global: &Global) -> Result<Outcome, Fail> {
 /// One command over a fresh connection. Every failure is printed as the CLI would print it,
 /// and the shell goes on.
 fn run_one(
-    socket: &Path,
+    socket: &Endpoint,
     command: Command,
     colour: bool,
     interrupt: &Interrupt,
@@ -402,7 +411,14 @@ mod tests {
         let Line::Run(command, None) = parse("tail -f web") else {
             panic!("tail -f parses");
         };
-        run_one(&dir.sock(), command, false, &interrupt, &mut out, &mut err);
+        run_one(
+            &dir.sock().into(),
+            command,
+            false,
+            &interrupt,
+            &mut out,
+            &mut err,
+        );
         presser.join().expect("presser");
         assert!(daemon.join().expect("daemon").contains("\"follow\":true"));
         assert_eq!(String::from_utf8_lossy(&out), "hello\n\n");
@@ -423,7 +439,7 @@ mod tests {
             panic!("status parses");
         };
         run_one(
-            &dir.sock(),
+            &dir.sock().into(),
             command,
             false,
             &Interrupt::default(),
@@ -448,7 +464,7 @@ mod tests {
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         run_one(
-            &dir.sock(),
+            &dir.sock().into(),
             command,
             false,
             &Interrupt::default(),

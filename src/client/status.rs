@@ -130,6 +130,10 @@ impl Row {
         cell(4, &mut text, &mut |t| {
             if let Some(c) = s.last_exit {
                 let _ = write!(t, "last_exit={c}");
+                // An OOM kill is told apart from any other SIGKILL: `last_exit=137(oom)`.
+                if s.exit_reason.as_deref() == Some("oom") {
+                    t.push_str("(oom)");
+                }
             }
         });
         // One time column: what is most useful to know about "when" in this state.
@@ -324,6 +328,7 @@ pub(crate) mod tests {
             cpu_percent: None,
             rss_bytes: None,
             log_error: None,
+            exit_reason: None,
         }
     }
 
@@ -346,6 +351,22 @@ pub(crate) mod tests {
         web1.uptime_s = Some(7530.0);
         let worker = inst("worker", "stopped");
         vec![api, db, web0, web1, worker]
+    }
+
+    #[test]
+    fn an_oom_kill_is_marked_on_last_exit() {
+        let mut s = inst("hog", "exited");
+        s.last_exit = Some(137);
+        s.exit_reason = Some("oom".into());
+        let mut other = inst("victim", "exited");
+        other.last_exit = Some(137);
+        other.exit_reason = Some("signal".into());
+        let out = lines(&[s, other], false, None);
+        assert!(out[0].contains("last_exit=137(oom)"), "{out:?}");
+        assert!(
+            out[1].contains("last_exit=137") && !out[1].contains("(oom)"),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -500,9 +521,9 @@ pub(crate) mod tests {
             text,
             concat!(
                 r#"[{"name":"web:0","program":"web","state":"running","pid":4312,"restarts":1,"#,
-                r#""last_exit":0,"uptime_s":192.4,"next_run":null,"next_restart_in":null,"reason":null,"health":null,"cpu_percent":null,"rss_bytes":null},"#,
+                r#""last_exit":0,"uptime_s":192.4,"next_run":null,"next_restart_in":null,"reason":null,"health":null,"cpu_percent":null,"rss_bytes":null,"exit_reason":null},"#,
                 r#"{"name":"w:10","program":"w","state":"stopped","pid":null,"restarts":0,"#,
-                r#""last_exit":null,"uptime_s":null,"next_run":null,"next_restart_in":null,"reason":null,"health":null,"cpu_percent":null,"rss_bytes":null}]"#
+                r#""last_exit":null,"uptime_s":null,"next_run":null,"next_restart_in":null,"reason":null,"health":null,"cpu_percent":null,"rss_bytes":null,"exit_reason":null}]"#
             )
         );
         assert!(!text.contains('\n'));

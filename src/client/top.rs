@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -33,7 +32,7 @@ use ratatui::{Frame, Terminal};
 
 use super::status::{human_bytes, human_duration, tone, Tone};
 use crate::cli::{Command, Global, Targets};
-use crate::control::client::{cause, Conn};
+use crate::control::client::{cause, Conn, Endpoint};
 use crate::control::proto::{DaemonInfo, InstanceStatus, Request, RequestBody, ResponseBody};
 use crate::fail::{Fail, Outcome};
 
@@ -50,8 +49,10 @@ const OUTPUT_LINES: usize = 20;
 // ---------------------------------------------------------------------------------------
 // The feed
 
-/// What the background threads tell the screen.
+/// What the background threads tell the screen. A few a second at most, so the size of an
+/// `Event` next to the small variants costs nothing worth a box.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Msg {
     /// Every instance as it is now (the subscription's first answer, or one poll).
     Snapshot {
@@ -82,7 +83,7 @@ pub enum Link {
 }
 
 /// Follow the daemon until the receiver goes away (the dashboard quit).
-fn feed(socket: PathBuf, tx: Sender<Msg>) {
+fn feed(socket: Endpoint, tx: Sender<Msg>) {
     loop {
         let gone = match follow(&socket, &tx) {
             Ok(()) => return,
@@ -96,7 +97,7 @@ fn feed(socket: PathBuf, tx: Sender<Msg>) {
 }
 
 /// One connection's life. `Ok` means the dashboard has gone; `Err` that the daemon has.
-fn follow(socket: &Path, tx: &Sender<Msg>) -> Result<(), Fail> {
+fn follow(socket: &Endpoint, tx: &Sender<Msg>) -> Result<(), Fail> {
     let mut conn = Conn::connect(socket)?;
     conn.send(&Request::new(RequestBody::Subscribe { names: Vec::new() }))?;
     conn.set_timeout(Some(QUICK))?;
@@ -162,16 +163,13 @@ fn send_snapshot(body: ResponseBody, link: Link, tx: &Sender<Msg>) -> Result<(),
     Ok(())
 }
 
-fn closed(socket: &Path) -> Fail {
-    Fail::new(format!(
-        "the daemon on {} closed the connection",
-        socket.display()
-    ))
+fn closed(socket: &Endpoint) -> Fail {
+    Fail::new(format!("the daemon on {socket} closed the connection"))
 }
 
 /// Run one client command on its own connection and thread; its output comes back as a
 /// message. Using `execute` keeps every outcome worded as the CLI words it.
-fn act(socket: &Path, action: Action, tx: &Sender<Msg>) {
+fn act(socket: &Endpoint, action: Action, tx: &Sender<Msg>) {
     let (command, tail_of) = match action {
         Action::Run(command) => (command, None),
         Action::Tail(name) => (
@@ -186,7 +184,7 @@ fn act(socket: &Path, action: Action, tx: &Sender<Msg>) {
         ),
         Action::None | Action::Quit => return,
     };
-    let socket = socket.to_path_buf();
+    let socket = socket.clone();
     let tx = tx.clone();
     std::thread::spawn(move || {
         let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -660,9 +658,14 @@ pub fn render(f: &mut Frame, m: &Model, now: Instant, wall: DateTime<Utc>) {
                 i.last_exit.map(|c| c.to_string()).unwrap_or_default(),
                 usage
                     .and_then(|u| u.cpu)
+                    .or(i.cpu_percent.filter(|_| usage.is_none()))
                     .map(|c| format!("{c:.1}"))
                     .unwrap_or_default(),
-                usage.map(|u| human_bytes(u.rss_bytes)).unwrap_or_default(),
+                usage
+                    .map(|u| u.rss_bytes)
+                    .or(i.rss_bytes)
+                    .map(human_bytes)
+                    .unwrap_or_default(),
                 next_cell(i, seen, now, wall),
             ];
             (i, cells)
@@ -892,9 +895,9 @@ pub fn run(global: &Global) -> Result<Outcome, Fail> {
         return Err(Fail::new("`sup top` needs a terminal")
             .hint("use `sup status` (or `sup status --json`) in scripts"));
     }
-    let socket = super::socket_path(global);
+    let socket = super::endpoint(global)?;
     let home = std::env::var("HOME").ok();
-    let label = super::shell::prompt_for(&socket, home.as_deref());
+    let label = super::shell::prompt_for_endpoint(&socket, home.as_deref());
     let label = label
         .trim_start_matches("sup ")
         .trim_end_matches("> ")
@@ -955,7 +958,7 @@ fn terminal_hung_up() -> bool {
 }
 
 fn event_loop(
-    socket: &Path,
+    socket: &Endpoint,
     mut model: Model,
     tx: &Sender<Msg>,
     rx: &Receiver<Msg>,
@@ -976,7 +979,10 @@ fn event_loop(
             dirty = true;
         }
         if now >= next_sample {
-            model.usage = sampler.sample(&model.pids(), now);
+            // A remote daemon's pids are not ours to read: its own figures are shown.
+            if matches!(socket, Endpoint::Socket(_)) {
+                model.usage = sampler.sample(&model.pids(), now);
+            }
             next_sample = now + PERIOD;
             dirty = true;
         }
@@ -1016,6 +1022,7 @@ mod tests {
     use ratatui::backend::TestBackend;
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixListener;
+    use std::path::Path;
 
     /// A daemon for one connection: for each request line it reads, it writes the next group
     /// of answers; then it closes. Returns the requests it saw.
@@ -1066,7 +1073,7 @@ mod tests {
             ]],
         );
         let (tx, rx) = mpsc::channel();
-        let end = follow(&dir.sock(), &tx).expect_err("the daemon closed");
+        let end = follow(&dir.sock().into(), &tx).expect_err("the daemon closed");
         assert!(end.message.contains("closed the connection"), "{end}");
         let requests = daemon.join().expect("daemon");
         assert_eq!(requests, ["{\"v\":1,\"cmd\":\"subscribe\",\"names\":[]}\n"]);
@@ -1101,7 +1108,7 @@ mod tests {
             ],
         );
         let (tx, rx) = mpsc::channel();
-        assert!(follow(&dir.sock(), &tx).is_err());
+        assert!(follow(&dir.sock().into(), &tx).is_err());
         let requests = daemon.join().expect("daemon");
         assert!(requests[1].contains("\"cmd\":\"status\""), "{requests:?}");
         assert_eq!(

@@ -108,15 +108,16 @@ pub const KEYS: &[Key<Job>] = &[
         name: "max_memory",
         read: |j, v, sink| j.health.max_memory = v.keep(size(v.node), sink),
         default: IfAbsent::Unset("none"),
-        doc: "a size (`500M`): restart when the leader's RSS is above it for `for`",
+        doc: "a size (`500M`): restart when the instance's resident memory (its cgroup's, \
+              else the leader's RSS) is above it for `for`",
         check: None,
     },
     Key {
         name: "max_cpu",
         read: |j, v, sink| j.health.max_cpu = v.keep(percent(v.node), sink),
         default: IfAbsent::Unset("none"),
-        doc: "a percentage of one CPU (`90%`): restart when the leader's use is above it for \
-              `for`",
+        doc: "a percentage of one CPU (`90%`): restart when the instance's use (its \
+              cgroup's, else the leader's) is above it for `for`",
         check: None,
     },
     Key {

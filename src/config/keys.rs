@@ -14,7 +14,9 @@ use std::time::Duration;
 use super::health;
 use super::logkeys;
 use super::resolve::{keep, key_text, unknown_key, Sink};
-use super::spec::{AutoRestart, LogSpec, Output, ProgramSpec, Schedule, ScheduleOptions, Signal};
+use super::spec::{
+    AutoRestart, CgroupLimits, LogSpec, Output, ProgramSpec, Schedule, ScheduleOptions, Signal,
+};
 use super::values::{self, Bad, Read};
 use super::yaml::Node;
 
@@ -159,7 +161,7 @@ pub fn read_map<D>(
 }
 
 /// Every key a job accepts, in the order unknown-key hints list them.
-pub const JOB: &[&[Key<Job>]] = &[GENERAL, SCHEDULED, health::KEYS, logkeys::KEYS];
+pub const JOB: &[&[Key<Job>]] = &[GENERAL, SCHEDULED, health::KEYS, logkeys::KEYS, CGROUP];
 
 /// A job as it is read: each key's value, or its default once the map is read.
 #[derive(Debug, PartialEq)]
@@ -186,6 +188,7 @@ pub struct Job {
     pub sched: ScheduleOptions,
     pub health: health::Partial,
     pub logs: LogSpec,
+    pub cgroup: CgroupLimits,
     pub critical: Option<bool>,
 }
 
@@ -213,6 +216,7 @@ impl Job {
             sched: ScheduleOptions::default(),
             health: health::Partial::default(),
             logs: LogSpec::default(),
+            cgroup: CgroupLimits::default(),
             critical: None,
         }
     }
@@ -242,6 +246,7 @@ impl Job {
             sched: self.sched,
             health: health::finish(self.health),
             logs: self.logs,
+            cgroup: self.cgroup,
             critical: self.critical?,
         })
     }
@@ -415,6 +420,33 @@ pub const GENERAL: &[Key<Job>] = &[
         read: |j, v, sink| j.timezone = v.keep(values::timezone(v.node), sink),
         default: IfAbsent::Unset("the daemon's"),
         doc: "IANA zone for cron schedules (`Europe/Paris`)",
+        check: None,
+    },
+];
+
+/// The cgroup limits of each instance (README "cgroups"): applied where the host has the
+/// controller, a warning in the event log where it has not.
+pub const CGROUP: &[Key<Job>] = &[
+    Key {
+        name: "memory_max",
+        read: |j, v, sink| j.cgroup.memory_max = v.keep(health::size(v.node), sink),
+        default: IfAbsent::Unset("none"),
+        doc: "a size (`256M`): the cgroup's memory limit; above it the kernel's OOM killer \
+              ends the job (`oom` in status)",
+        check: None,
+    },
+    Key {
+        name: "cpu_max",
+        read: |j, v, sink| j.cgroup.cpu_max = v.keep(values::cpu_max(v.node), sink),
+        default: IfAbsent::Unset("none"),
+        doc: "`50%` of one CPU or `1.5` CPUs: the cgroup's CPU quota per 100 ms",
+        check: None,
+    },
+    Key {
+        name: "pids_max",
+        read: |j, v, sink| j.cgroup.pids_max = v.keep(values::pids_max(v.node), sink),
+        default: IfAbsent::Unset("none"),
+        doc: "an integer ≥ 1: at most this many processes and threads in the cgroup",
         check: None,
     },
 ];

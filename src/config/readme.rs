@@ -1,4 +1,4 @@
-//! The README's key tables against the code's (`keys::JOB`, the `healthcheck:` and `limits:`
+//! The README's key tables against the code's (`keys::JOB` with `keys::CGROUP`, the `healthcheck:` and `limits:`
 //! keys): each table in the README is exactly the one the descriptors give, names, value text
 //! and defaults alike, and no table is broken by a paragraph in its middle (Markdown then
 //! renders the rows after it as text). Set `SUP_BLESS=1` to rewrite the README's tables from
@@ -38,6 +38,11 @@ fn tables() -> Vec<(&'static str, Vec<&'static str>, String)> {
             "## Readiness, health and order",
             keys::names(&[health::KEYS]),
             render(&[health::KEYS]),
+        ),
+        (
+            "### cgroup limit keys",
+            keys::names(&[keys::CGROUP]),
+            render(&[keys::CGROUP]),
         ),
         (
             "`healthcheck:` keys",
@@ -108,7 +113,7 @@ fn the_readme_tables_are_the_code_tables() {
 #[test]
 fn the_readme_job_tables_list_every_job_key_once() {
     let mut documented: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, names, _) in tables().into_iter().take(2) {
+    for (_, names, _) in tables().into_iter().take(3) {
         for name in names {
             *documented.entry(name).or_default() += 1;
         }

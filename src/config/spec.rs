@@ -223,9 +223,22 @@ pub struct ProgramSpec {
     pub health: HealthSpec,
     /// Rotation, timestamps and stderr merging of the captured output.
     pub logs: LogSpec,
+    /// `memory_max`, `cpu_max`, `pids_max`: written to the instance's cgroup.
+    pub cgroup: CgroupLimits,
     /// Its end (an exit it is not restarted after, or `fatal`) ends the daemon, which exits
     /// with its code.
     pub critical: bool,
+}
+
+/// The cgroup limit keys of a job; each `None` when not written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupLimits {
+    /// Bytes: v2 `memory.max`, v1 `memory.limit_in_bytes`.
+    pub memory_max: Option<u64>,
+    /// Thousandths of a CPU (`50%` is 500, `1.5` is 1500): v2 `cpu.max`, v1 CFS quota.
+    pub cpu_max: Option<u32>,
+    /// v2 and v1 `pids.max`.
+    pub pids_max: Option<u64>,
 }
 
 /// When one captured stream's file is rotated: `NAME.out` → `NAME.out.1` … `NAME.out.N`.
@@ -287,6 +300,7 @@ impl ProgramSpec {
             sched: Default::default(),
             health: Default::default(),
             logs: Default::default(),
+            cgroup: Default::default(),
             critical: false,
         }
     }

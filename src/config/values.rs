@@ -107,6 +107,66 @@ pub fn numprocs(node: &Node) -> Read<u32> {
     Ok(n)
 }
 
+/// `cpu_max`: `50%` of one CPU, or a number of CPUs (`1.5`, `2`), as thousandths of a CPU.
+/// From 1% (the kernel's smallest quota is 1 ms per 100 ms) to 1000 CPUs.
+pub fn cpu_max(node: &Node) -> Read<u32> {
+    let what = "a share of one CPU such as 50% or 250%, or a number of CPUs such as 1.5";
+    let text = node.text().ok_or_else(|| expected(what, node))?.trim();
+    let millis = parse_cpu_max(text).ok_or_else(|| expected(what, node))?;
+    if millis < 10 {
+        return Err(Bad::new(format!(
+            "must be at least 1% of one CPU, found {text}"
+        )));
+    }
+    if millis > 1_000_000 {
+        return Err(Bad::new(format!("must be at most 1000 CPUs, found {text}")));
+    }
+    Ok(millis)
+}
+
+/// `50%` → 500, `12.5%` → 125, `1.5` → 1500, `2` → 2000; `None` for anything else.
+pub fn parse_cpu_max(text: &str) -> Option<u32> {
+    // Digits with an optional fraction of at most `places` digits, scaled by 10^places.
+    fn fixed(s: &str, places: u32) -> Option<u64> {
+        let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+        if int.is_empty() && frac.is_empty() {
+            return None;
+        }
+        let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+        if !digits(int) || !digits(frac) || frac.len() > places as usize || int.len() > 9 {
+            return None;
+        }
+        let i: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        let mut f: u64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().ok()?
+        };
+        for _ in frac.len()..places as usize {
+            f *= 10;
+        }
+        Some(i * 10u64.pow(places) + f)
+    }
+    let n = match text.strip_suffix('%') {
+        Some(pct) => fixed(pct.trim(), 1)?, // tenths of a percent = thousandths of a CPU
+        None => fixed(text, 3)?,
+    };
+    u32::try_from(n).ok()
+}
+
+/// `pids_max`: at least 1.
+pub fn pids_max(node: &Node) -> Read<u64> {
+    let what = "an integer of at least 1";
+    let n = node
+        .scalar()
+        .and_then(|s| s.as_int())
+        .ok_or_else(|| expected(what, node))?;
+    if n < 1 {
+        return Err(Bad::new(format!("must be at least 1, found {n}")));
+    }
+    Ok(n as u64)
+}
+
 pub fn boolean(node: &Node) -> Read<bool> {
     node.scalar()
         .and_then(|s| s.as_bool())
@@ -939,5 +999,22 @@ mod tests {
             };
             prop_assert_eq!(cmd(&n).unwrap(), words);
         }
+    }
+
+    #[test]
+    fn cpu_max_is_a_share_or_a_number_of_cpus() {
+        assert_eq!(parse_cpu_max("50%"), Some(500));
+        assert_eq!(parse_cpu_max("12.5%"), Some(125));
+        assert_eq!(parse_cpu_max("250%"), Some(2500));
+        assert_eq!(parse_cpu_max("1.5"), Some(1500));
+        assert_eq!(parse_cpu_max("2"), Some(2000));
+        assert_eq!(parse_cpu_max("0.25"), Some(250));
+        assert_eq!(parse_cpu_max(".5"), Some(500));
+        assert_eq!(parse_cpu_max("1.2345"), None, "finer than a thousandth");
+        assert_eq!(parse_cpu_max("half"), None);
+        assert_eq!(parse_cpu_max("-1"), None);
+        assert_eq!(parse_cpu_max("%"), None);
+        assert_eq!(parse_cpu_max("."), None);
+        assert_eq!(parse_cpu_max("99999999999"), None);
     }
 }

@@ -1,8 +1,10 @@
-//! The client side of the control socket: connect, send one request, read responses.
+//! The client side of the control protocol: connect, send one request, read responses.
 //!
-//! It owns the transport only (one JSON object per line, blocking I/O) and the translation of
-//! transport problems into `Fail`s that name the socket. What a command does with the answers
-//! belongs to `crate::client`. The wire types themselves live in `proto`.
+//! It owns the transport only and the translation of transport problems into `Fail`s that
+//! name the daemon. A `Conn` reaches a daemon through one of two transports (`Endpoint`): its
+//! Unix socket (one JSON object per line, blocking I/O), or its HTTP API (`--url`, see
+//! `http_client`), which carries the same requests and answers. What a command does with the
+//! answers belongs to `crate::client`. The wire types themselves live in `proto`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
@@ -10,8 +12,60 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::http_client::{self, HttpTransport, Url};
 use super::proto::{Request, RequestBody, Response, ResponseBody, VERSION};
 use crate::fail::Fail;
+
+/// Where the daemon is: its control socket, or its HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Socket(PathBuf),
+    Http(Url),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Socket(path) => write!(f, "{}", path.display()),
+            Endpoint::Http(url) => f.write_str(&url.shown),
+        }
+    }
+}
+
+impl From<&Path> for Endpoint {
+    fn from(path: &Path) -> Endpoint {
+        Endpoint::Socket(path.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for Endpoint {
+    fn from(path: &PathBuf) -> Endpoint {
+        Endpoint::Socket(path.clone())
+    }
+}
+
+impl From<PathBuf> for Endpoint {
+    fn from(path: PathBuf) -> Endpoint {
+        Endpoint::Socket(path)
+    }
+}
+
+impl From<&Endpoint> for Endpoint {
+    fn from(e: &Endpoint) -> Endpoint {
+        e.clone()
+    }
+}
+
+/// How a `Conn` reaches its daemon.
+#[derive(Debug)]
+enum Transport {
+    Socket {
+        reader: BufReader<Deadlined>,
+        /// A second handle on the same socket, so writes do not fight the reader's buffer.
+        writer: UnixStream,
+    },
+    Http(HttpTransport),
+}
 
 /// The longest response line we accept. A status of thousands of instances fits easily; the
 /// limit only stops a wrong peer (something that is not sup) from filling our memory.
@@ -45,10 +99,8 @@ impl Default for Timeouts {
 /// One connection to the daemon.
 #[derive(Debug)]
 pub struct Conn {
-    path: PathBuf,
-    reader: BufReader<Deadlined>,
-    /// A second handle on the same socket, so writes do not fight the reader's buffer.
-    writer: UnixStream,
+    endpoint: Endpoint,
+    transport: Transport,
     /// As asked for: the kernel rounds what it stores, and messages should show the request.
     timeout: Option<Duration>,
     timeouts: Timeouts,
@@ -80,22 +132,46 @@ impl Read for Deadlined {
 /// Closes a connection from another thread (a signal handler's thread, for `tail -f`): the
 /// blocked read in `Conn::next` then sees end-of-file and the command ends normally.
 #[derive(Debug)]
-pub struct Closer(UnixStream);
+pub enum Closer {
+    Socket(UnixStream),
+    /// Over HTTP a connection is opened per request: whichever is current is closed.
+    Http(std::sync::Arc<std::sync::Mutex<Option<std::net::TcpStream>>>),
+}
 
 impl Closer {
     pub fn close(&self) {
         // Already closed or never open: either way nothing is left to do.
-        let _ = self.0.shutdown(Shutdown::Both);
+        match self {
+            Closer::Socket(s) => {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            Closer::Http(current) => http_client::close(current),
+        }
     }
 }
 
 impl Conn {
-    pub fn connect(path: &Path) -> Result<Conn, Fail> {
-        Conn::connect_with(path, Timeouts::default())
+    pub fn connect(to: impl Into<Endpoint>) -> Result<Conn, Fail> {
+        Conn::connect_with(to, Timeouts::default())
     }
 
     /// Connect within `timeouts.quick`: a daemon whose backlog is full does not hold us.
-    pub fn connect_with(path: &Path, timeouts: Timeouts) -> Result<Conn, Fail> {
+    pub fn connect_with(to: impl Into<Endpoint>, timeouts: Timeouts) -> Result<Conn, Fail> {
+        let endpoint = to.into();
+        let path = match &endpoint {
+            Endpoint::Socket(path) => path.clone(),
+            Endpoint::Http(url) => {
+                let transport = Transport::Http(HttpTransport::connect(url, timeouts.quick)?);
+                return Ok(Conn {
+                    endpoint,
+                    transport,
+                    timeout: None,
+                    timeouts,
+                    waiting_for: "an answer",
+                });
+            }
+        };
+        let path = path.as_path();
         let stream = connect_within(path, timeouts.quick).map_err(|e| {
             if matches!(
                 e.kind(),
@@ -115,12 +191,14 @@ impl Conn {
             .try_clone()
             .map_err(|e| Fail::new(format!("{}: {}", path.display(), cause(&e))))?;
         Ok(Conn {
-            path: path.to_path_buf(),
-            reader: BufReader::new(Deadlined {
-                stream,
-                deadline: None,
-            }),
-            writer,
+            endpoint,
+            transport: Transport::Socket {
+                reader: BufReader::new(Deadlined {
+                    stream,
+                    deadline: None,
+                }),
+                writer,
+            },
             timeout: None,
             timeouts,
             waiting_for: "an answer",
@@ -147,7 +225,7 @@ impl Conn {
             Some(resp) => Ok(resp),
             None => Err(Fail::new(format!(
                 "the daemon on {} closed the connection without answering",
-                self.path.display()
+                self.endpoint
             ))
             .hint("its event log may say why")),
         }
@@ -156,24 +234,26 @@ impl Conn {
     /// Write one request line. Use `next` to read streamed answers.
     pub fn send(&mut self, req: &Request) -> Result<(), Fail> {
         self.waiting_for = command(&req.body);
+        let (reader, writer) = match &mut self.transport {
+            Transport::Socket { reader, writer } => (reader, writer),
+            Transport::Http(http) => return http.send(&req.body),
+        };
         let mut line = serde_json::to_string(req)
             .map_err(|e| Fail::new(format!("cannot encode the request: {e}")))?;
         line.push('\n');
-        let sent = self
-            .writer
+        let sent = writer
             .write_all(line.as_bytes())
-            .and_then(|()| self.writer.flush());
+            .and_then(|()| writer.flush());
         let Err(e) = sent else {
             return Ok(());
         };
         // The daemon may have refused us (wrong uid) and hung up before we wrote: its
         // answer, if any, says why better than "broken pipe".
-        let _ = self.set_timeout(Some(Duration::from_secs(1)));
+        let r = reader.get_mut();
+        r.deadline = Some(Instant::now() + Duration::from_secs(1));
+        let _ = r.stream.set_read_timeout(Some(Duration::from_secs(1)));
         let mut line = Vec::new();
-        if let Ok(n) = (&mut self.reader)
-            .take(MAX_RESPONSE)
-            .read_until(b'\n', &mut line)
-        {
+        if let Ok(n) = reader.take(MAX_RESPONSE).read_until(b'\n', &mut line) {
             if let Ok(Response {
                 body: ResponseBody::Error { message, hint },
                 ..
@@ -188,7 +268,7 @@ impl Conn {
         }
         Err(Fail::new(format!(
             "cannot send to the daemon on {}: {}",
-            self.path.display(),
+            self.endpoint,
             cause(&e)
         )))
     }
@@ -199,12 +279,20 @@ impl Conn {
         // A zero duration is an error for the socket call; treat it as the smallest wait.
         let timeout = timeout.map(|d| d.max(Duration::from_millis(1)));
         self.timeout = timeout;
-        let r = self.reader.get_mut();
-        r.deadline = timeout.map(|d| Instant::now() + d);
+        let deadline = timeout.map(|d| Instant::now() + d);
+        let reader = match &mut self.transport {
+            Transport::Socket { reader, .. } => reader,
+            Transport::Http(http) => {
+                http.set_deadline(deadline);
+                return Ok(());
+            }
+        };
+        let r = reader.get_mut();
+        r.deadline = deadline;
         r.stream.set_read_timeout(timeout).map_err(|e| {
             Fail::new(format!(
                 "{}: cannot set a timeout: {}",
-                self.path.display(),
+                self.endpoint,
                 cause(&e)
             ))
         })
@@ -213,8 +301,19 @@ impl Conn {
     /// The next response, or `None` at end of file. An `error` response becomes a `Fail`
     /// carrying the daemon's message and hint.
     pub fn next(&mut self) -> Result<Option<Response>, Fail> {
+        let reader = match &mut self.transport {
+            Transport::Socket { reader, .. } => reader,
+            Transport::Http(http) => {
+                let resp = match http.next() {
+                    Ok(Some(resp)) => resp,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(self.read_fail(&e)),
+                };
+                return answer(resp).map(Some);
+            }
+        };
         let mut line = Vec::new();
-        let n = (&mut self.reader)
+        let n = reader
             .take(MAX_RESPONSE)
             .read_until(b'\n', &mut line)
             .map_err(|e| self.read_fail(&e))?;
@@ -224,7 +323,7 @@ impl Conn {
         if !line.ends_with(b"\n") && n as u64 >= MAX_RESPONSE {
             return Err(Fail::new(format!(
                 "the daemon on {} sent an answer longer than {} MiB",
-                self.path.display(),
+                self.endpoint,
                 MAX_RESPONSE / (1024 * 1024)
             )));
         }
@@ -233,7 +332,7 @@ impl Conn {
                 ParseError::Version(theirs) => {
                     return Fail::new(format!(
                         "the daemon on {} speaks protocol version {theirs}, this client speaks {VERSION}",
-                        self.path.display()
+                        self.endpoint
                     ))
                     .hint("use the sup binary that matches the running daemon, or restart the daemon with this one");
                 }
@@ -241,33 +340,27 @@ impl Conn {
             };
             Fail::new(format!(
                 "the daemon on {} sent an answer this client cannot read: {what}",
-                self.path.display()
+                self.endpoint
             ))
             .hint("is another program listening on this socket?")
         })?;
-        match resp.body {
-            ResponseBody::Error { message, hint } => {
-                let fail = Fail::new(message);
-                Err(match hint {
-                    Some(h) => fail.hint(h),
-                    None => fail,
-                })
-            }
-            _ => Ok(Some(resp)),
-        }
+        answer(resp).map(Some)
     }
 
-    /// The socket this connection reached, for a second connection to the same daemon.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The daemon this connection reached, for a second connection to the same daemon.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// A handle that can end this connection from another thread.
     pub fn closer(&self) -> Result<Closer, Fail> {
-        self.writer
-            .try_clone()
-            .map(Closer)
-            .map_err(|e| Fail::new(format!("{}: {}", self.path.display(), cause(&e))))
+        match &self.transport {
+            Transport::Socket { writer, .. } => writer
+                .try_clone()
+                .map(Closer::Socket)
+                .map_err(|e| Fail::new(format!("{}: {}", self.endpoint, cause(&e)))),
+            Transport::Http(http) => Ok(Closer::Http(http.closer())),
+        }
     }
 
     fn read_fail(&self, e: &io::Error) -> Fail {
@@ -280,18 +373,42 @@ impl Conn {
                 };
                 Fail::new(format!(
                     "no answer from the daemon on {}{waited} (waiting for: {})",
-                    self.path.display(),
+                    self.endpoint,
                     self.waiting_for
                 ))
                 .hint("it may be stuck; its event log may say why; --timeout or $SUP_TIMEOUT sets the bound")
             }
             _ => Fail::new(format!(
                 "cannot read from the daemon on {}: {}",
-                self.path.display(),
+                self.endpoint,
                 cause(e)
             )),
         }
     }
+}
+
+/// An `error` answer becomes a `Fail` carrying the daemon's message and hint.
+fn answer(resp: Response) -> Result<Response, Fail> {
+    match resp.body {
+        ResponseBody::Error { message, hint } => {
+            let fail = Fail::new(message);
+            Err(match hint {
+                Some(h) => fail.hint(h),
+                None => fail,
+            })
+        }
+        _ => Ok(resp),
+    }
+}
+
+/// One answer's JSON as the socket sends it (for the HTTP transport, which gets the same).
+pub(super) fn parse_answer(bytes: &[u8]) -> Result<Response, String> {
+    parse(bytes).map_err(|e| match e {
+        ParseError::Version(theirs) => {
+            format!("it speaks protocol version {theirs}, this client speaks {VERSION}")
+        }
+        ParseError::Json(msg) => msg,
+    })
 }
 
 /// A blocking connect bounded by `SO_SNDTIMEO`: for a Unix socket, Linux waits that long for
@@ -546,7 +663,7 @@ pub(crate) mod tests {
                 message: "ok".into(),
             })],
         );
-        let mut conn = Conn::connect(&dir.sock()).expect("connects");
+        let mut conn = Conn::connect(dir.sock()).expect("connects");
         let resp = conn
             .request(&status_request(), Some(Duration::from_secs(5)))
             .expect("answer");
@@ -568,7 +685,7 @@ pub(crate) mod tests {
             &dir.sock(),
             vec![r#"{"v":2,"kind":"hologram","beams":3}"#.into()],
         );
-        let mut conn = Conn::connect(&dir.sock()).expect("connects");
+        let mut conn = Conn::connect(dir.sock()).expect("connects");
         let fail = conn
             .request(&status_request(), Some(Duration::from_secs(5)))
             .expect_err("mismatch");
@@ -594,7 +711,7 @@ pub(crate) mod tests {
                 hint: Some("did you mean \"web\"?".into()),
             })],
         );
-        let mut conn = Conn::connect(&dir.sock()).expect("connects");
+        let mut conn = Conn::connect(dir.sock()).expect("connects");
         let fail = conn
             .request(&status_request(), None)
             .expect_err("error response");
@@ -608,7 +725,7 @@ pub(crate) mod tests {
     fn garbage_is_a_clear_error() {
         let dir = TempDir::new("conn");
         let _d = fake_daemon(&dir.sock(), vec!["HTTP/1.1 400 Bad Request".into()]);
-        let mut conn = Conn::connect(&dir.sock()).expect("connects");
+        let mut conn = Conn::connect(dir.sock()).expect("connects");
         let fail = conn.request(&status_request(), None).expect_err("garbage");
         assert!(
             fail.message
@@ -622,7 +739,7 @@ pub(crate) mod tests {
     fn closing_without_an_answer_is_an_error() {
         let dir = TempDir::new("conn");
         let _d = fake_daemon(&dir.sock(), vec![]);
-        let mut conn = Conn::connect(&dir.sock()).expect("connects");
+        let mut conn = Conn::connect(dir.sock()).expect("connects");
         let fail = conn.request(&status_request(), None).expect_err("eof");
         assert!(fail
             .message
@@ -633,7 +750,7 @@ pub(crate) mod tests {
     fn a_silent_daemon_times_out() {
         let dir = TempDir::new("conn");
         let listener = UnixListener::bind(dir.sock()).expect("bind");
-        let mut conn = Conn::connect(&dir.sock()).expect("connects");
+        let mut conn = Conn::connect(dir.sock()).expect("connects");
         let fail = conn
             .request(&status_request(), Some(Duration::from_millis(50)))
             .expect_err("timeout");
@@ -658,7 +775,7 @@ pub(crate) mod tests {
                 .map(|c| line(ResponseBody::Output { data: (*c).into() }))
                 .collect(),
         );
-        let mut conn = Conn::connect(&dir.sock()).expect("connects");
+        let mut conn = Conn::connect(dir.sock()).expect("connects");
         conn.send(&Request::new(RequestBody::Tail {
             name: "web".into(),
             lines: 10,
@@ -680,7 +797,7 @@ pub(crate) mod tests {
     fn closer_ends_a_blocked_read() {
         let dir = TempDir::new("conn");
         let listener = UnixListener::bind(dir.sock()).expect("bind");
-        let mut conn = Conn::connect(&dir.sock()).expect("connects");
+        let mut conn = Conn::connect(dir.sock()).expect("connects");
         let closer = conn.closer().expect("closer");
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));

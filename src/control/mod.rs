@@ -2,5 +2,6 @@
 //! (`client`).
 
 pub mod client;
+pub mod http_client;
 pub mod proto;
 pub mod server;

@@ -177,6 +177,10 @@ pub struct InstanceStatus {
     /// failed and how many bytes were dropped. Cleared once writing works again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_error: Option<String>,
+    /// How the run `last_exit` describes ended: `code`, `signal`, or `oom` (the kernel's OOM
+    /// killer, in the instance's cgroup); null when there is no `last_exit`.
+    #[serde(default)]
+    pub exit_reason: Option<String>,
 }
 
 /// One ended run of a scheduled job.
@@ -255,6 +259,7 @@ mod tests {
             cpu_percent: None,
             rss_bytes: None,
             log_error: None,
+            exit_reason: None,
         };
         let text = serde_json::to_string(&s).expect("serializes");
         assert!(text.starts_with(

@@ -32,15 +32,17 @@ use crate::control::proto::{
 };
 use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
 use crate::core::{names, Action, Input, Instance, State};
+use crate::daemon::http::api;
 use acceptor::{Accepted, Acceptor};
 use clients::{Answer, Clients, Goal, Item, Waiter};
 use sources::Sources;
 use supervisor::{Inst, Supervisor};
 
 mod acceptor;
+mod cgroups;
 mod checks;
 mod clients;
-mod follow;
+pub(super) mod follow;
 mod http;
 mod init;
 mod order;
@@ -139,6 +141,8 @@ pub struct Settings {
     pub state_path: PathBuf,
     /// The HTTP listeners, bound, and the token; taken by `Daemon::new`.
     pub http: Option<super::http::Setup>,
+    /// The instances' cgroups (`Cgroups::none` on a host without).
+    pub cgroups: super::cgroup::Cgroups,
     /// Running as a container's init (`--init`, or PID 1): signals are passed on (`init`).
     pub init: bool,
     /// The longest a shutdown may take before what is left is killed (`--grace`).
@@ -359,6 +363,8 @@ impl Daemon {
                     let inputs = self.reaped(pid, status, now);
                     self.apply(inputs, now);
                 }
+                // What kept a stopped instance's cgroup busy may be gone now.
+                self.retry_cgroup_removals();
             }
             for sig in signals {
                 self.on_signal(sig, now);
@@ -471,6 +477,7 @@ impl Daemon {
             inst.captures = [None, None];
             inst.start_ticks = None;
         }
+        self.note_exit(id, status);
         inputs.push((id, Input::Exited(status)));
         inputs
     }
@@ -518,6 +525,10 @@ impl Daemon {
                         }
                     }
                     Action::Signal { pgid, signal } => {
+                        if signal.0 == nix::libc::SIGKILL {
+                            // The whole cgroup: what left the group dies with it.
+                            self.kill_cgroup(id);
+                        }
                         match reap::signal_group_if_any(pgid, signal) {
                             // The machine signals only to stop: a job stopped with SIGSTOP
                             // would sit on its stopsignal until SIGKILL, so wake it (as
@@ -539,11 +550,18 @@ impl Daemon {
                     }
                     Action::CheckGroup { pgid } => {
                         if !reap::group_alive(pgid) {
-                            // The group is gone; whatever escaped it goes too (this turn,
-                            // one /proc scan for every stop that ended).
-                            if !self.shutting_down {
-                                let name = self.name(id).to_string();
-                                self.escape_scan.push(name);
+                            // The group is gone; whatever escaped it goes too: killed with
+                            // the cgroup (the stop ends once that is empty), or without one
+                            // found by its tag (this turn, one /proc scan for every stop
+                            // that ended).
+                            match self.cgroup_holds_escapees(id) {
+                                Some(true) => continue,
+                                Some(false) => {}
+                                None if !self.shutting_down => {
+                                    let name = self.name(id).to_string();
+                                    self.escape_scan.push(name);
+                                }
+                                None => {}
                             }
                             queue.push(Input::GroupEmpty);
                         }
@@ -571,6 +589,7 @@ impl Daemon {
         if let Some(inst) = self.sup.get(id) {
             if inst.core().state().is_down() {
                 self.logs.park(inst.core().name());
+                self.remove_cgroup(id);
             }
         }
     }
@@ -608,6 +627,7 @@ impl Daemon {
         let num = inst.core().num();
         let mut plan = self.plan_outputs(spec, &name, now)?;
         let mut ready = self.prepare_readiness(id, spec)?;
+        self.prepare_cgroup(id, spec, &mut ready.extras)?;
         // Not waiting for the exec: the status pipe reports it on the loop, so the next spawn
         // forks while this child is still loading its program.
         let child = Daemon::spawn_ready(
@@ -719,7 +739,7 @@ impl Daemon {
                 // The descriptor may be one the reserve lent: take it back before a spawn.
                 let _ = self.acceptor.top_up();
             }
-            Some(Source::Http(h)) => self.http_released(h),
+            Some(Source::Http(h)) => self.http_released(slot, h),
             Some(Source::Exec(_) | Source::Health(_)) | None => {}
         }
     }
@@ -958,16 +978,87 @@ impl Daemon {
     }
 
     fn reply(&mut self, slot: usize, response: Response, now: Instant) {
-        if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-            c.waiting = false;
-            c.conn.send(&response);
-        } else {
-            return;
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => {
+                c.waiting = false;
+                c.conn.send(&response);
+            }
+            Some(Source::Http(_)) => {
+                self.peer_send(slot, &response, now);
+                self.peer_flush(slot, now);
+                return;
+            }
+            _ => return,
         }
         self.after_io(slot, now);
         // The client may have pipelined another request while this one waited.
         if matches!(self.sources.get(slot), Some(Source::Client(_))) {
             self.serve(slot, now);
+        }
+    }
+
+    // ----- the peers of the control path -----
+    //
+    // A request comes from a control client (one JSON line) or an HTTP API connection; the
+    // handlers below reach either through these, by slot.
+
+    /// Send one answer (or, on a stream, the next message).
+    pub(super) fn peer_send(&mut self, slot: usize, response: &Response, now: Instant) {
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => c.conn.send(response),
+            Some(Source::Http(super::http::HttpSource::Conn(c))) => c.send(response, now),
+            _ => {}
+        }
+    }
+
+    /// The request waits in the loop (a waiter, the shutdown): read nothing more meanwhile.
+    fn peer_park(&mut self, slot: usize, now: Instant) {
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => c.waiting = true,
+            Some(Source::Http(super::http::HttpSource::Conn(c))) => c.park(now),
+            _ => {}
+        }
+    }
+
+    /// The connection streams from now on (after its first message was sent); false when it
+    /// cannot (it is gone, or its first message was an answer that ended it).
+    pub(super) fn peer_stream(&mut self, slot: usize, stream: follow::Stream) -> bool {
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => {
+                c.waiting = true;
+                c.stream = Some(stream);
+                true
+            }
+            Some(Source::Http(super::http::HttpSource::Conn(c))) if c.is_streaming() => {
+                self.http.streams.insert(slot, stream);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn peer_stream_of(&self, slot: usize) -> Option<&follow::Stream> {
+        match self.sources.get(slot) {
+            Some(Source::Client(c)) => c.stream.as_ref(),
+            Some(Source::Http(_)) => self.http.streams.get(&slot),
+            _ => None,
+        }
+    }
+
+    pub(super) fn peer_stream_mut(&mut self, slot: usize) -> Option<&mut follow::Stream> {
+        match self.sources.get_mut(slot) {
+            Some(Source::Client(c)) => c.stream.as_mut(),
+            Some(Source::Http(_)) => self.http.streams.get_mut(&slot),
+            _ => None,
+        }
+    }
+
+    /// Write what was sent, and close or keep the connection.
+    pub(super) fn peer_flush(&mut self, slot: usize, now: Instant) {
+        match self.sources.get(slot) {
+            Some(Source::Client(_)) => self.after_io(slot, now),
+            Some(Source::Http(_)) => self.http_flush(slot, now),
+            _ => {}
         }
     }
 
@@ -991,7 +1082,7 @@ impl Daemon {
         match names::resolve(&pairs, names_) {
             Ok(picked) => Ok(picked.into_iter().map(|i| ids[i]).collect()),
             Err(unknown) => Err(Box::new(Response::new(ResponseBody::Error {
-                message: format!("no such program or instance: {}", unknown.join(", ")),
+                message: format!("{}: {}", api::UNKNOWN_NAME, unknown.join(", ")),
                 hint: Some("`sup status` lists them".into()),
             }))),
         }
@@ -1041,14 +1132,12 @@ impl Daemon {
                     self.begin_shutdown(now);
                 }
                 self.clients.wait_for_shutdown(slot);
-                if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-                    c.waiting = true;
-                }
+                self.peer_park(slot, now);
                 return None;
             }
             RequestBody::Reload { dry_run } => {
                 if self.shutting_down {
-                    Response::error("the daemon is shutting down")
+                    Response::error(api::SHUTTING_DOWN)
                 } else {
                     return self.reload(dry_run, Some(slot), now);
                 }
@@ -1058,7 +1147,7 @@ impl Daemon {
                 lines,
                 stderr,
                 follow,
-            } => return self.tail(slot, &name, lines, stderr, follow),
+            } => return self.tail(slot, &name, lines, stderr, follow, now),
             RequestBody::Logreopen => self.logreopen_response(now),
             RequestBody::Subscribe { names } => return self.subscribe(slot, names, now),
         };
@@ -1106,6 +1195,7 @@ impl Daemon {
             health: self.health_of(id),
             cpu_percent: usage.0,
             rss_bytes: usage.1,
+            exit_reason: self.exit_reason(id),
             log_error: self.logs.log_error(c.name()),
         })
     }
@@ -1123,7 +1213,7 @@ impl Daemon {
             Err(e) => return Some(*e),
         };
         if self.shutting_down && goal != Goal::Down {
-            return Some(Response::error("the daemon is shutting down"));
+            return Some(Response::error(api::SHUTTING_DOWN));
         }
         let mut items = Vec::with_capacity(ids.len());
         let mut intent_changed = false;
@@ -1193,11 +1283,17 @@ impl Daemon {
                 }
             }
         }
-        self.wait(slot, items, Answer::Outcomes)
+        self.wait(slot, items, Answer::Outcomes, now)
     }
 
     /// Answer now if every item is settled, else park the client until they are.
-    fn wait(&mut self, slot: usize, items: Vec<Item>, answer: Answer) -> Option<Response> {
+    fn wait(
+        &mut self,
+        slot: usize,
+        items: Vec<Item>,
+        answer: Answer,
+        now: Instant,
+    ) -> Option<Response> {
         let mut waiter = Waiter {
             slot,
             items,
@@ -1207,9 +1303,7 @@ impl Daemon {
         if waiter.done() {
             return Some(waiter.into_response());
         }
-        if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-            c.waiting = true;
-        }
+        self.peer_park(slot, now);
         self.clients.park(waiter);
         None
     }
@@ -1366,12 +1460,18 @@ impl Daemon {
         }
         self.save_state();
         let waiters = self.clients.take_shutdown_waiters();
+        let done = Response::new(ResponseBody::Done {
+            message: "every job stopped; the daemon exits".into(),
+        });
         for slot in waiters {
-            if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-                c.conn.send(&Response::new(ResponseBody::Done {
-                    message: "every job stopped; the daemon exits".into(),
-                }));
-                let _ = c.conn.flush();
+            match self.sources.get_mut(slot) {
+                Some(Source::Client(c)) => {
+                    c.conn.send(&done);
+                    let _ = c.conn.flush();
+                }
+                // As far as the socket takes it at once: the daemon exits next.
+                Some(Source::Http(_)) => self.peer_send(slot, &done, now),
+                _ => {}
             }
         }
         self.notifier.stop_senders();
@@ -1384,6 +1484,7 @@ impl Daemon {
                 );
             }
         }
+        self.settings.cgroups.teardown();
         let _ = std::fs::remove_file(&self.settings.socket);
         let status = self.init.status();
         log::info!(

@@ -3,6 +3,7 @@
 //! never exits on an error. The other modules are its hands: spawning, reaping, output
 //! capture, the pidfile and the state file.
 
+pub mod cgroup;
 pub mod deliver;
 pub mod event_loop;
 pub(crate) mod http;
@@ -133,6 +134,9 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<u8, Fail> {
             state::DAEMON_VAR
         );
     }
+    // Each instance gets a cgroup of its own when the host offers one; what a predecessor
+    // on this state file left in its cgroups is killed here too.
+    let cgroups = cgroup::Cgroups::setup(&tag);
     spawn::set_daemon_tag(tag);
 
     let mask = loop_signals(init);
@@ -164,11 +168,13 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<u8, Fail> {
         config_path.display(),
         socket.display()
     );
+    log::info!("{}", cgroups.summary());
     let settings = event_loop::Settings {
         config,
         socket: socket.clone(),
         state_path,
         http,
+        cgroups,
         init,
         grace,
         systemd,

@@ -54,3 +54,89 @@ fn sysconf(var: nix::unistd::SysconfVar, fallback: u64) -> u64 {
 pub fn usage(pid: u32) -> Option<(u64, u64)> {
     stat(pid).map(|s| (s.cpu_ticks, s.rss_pages * page_size()))
 }
+
+/// The uid that owns the client end of a local TCP connection (`client` → `server`, as the
+/// daemon accepted it), from `/proc/net/tcp` or `tcp6`: how the HTTP interface tells who is
+/// asking on a loopback listener, as `SO_PEERCRED` does on the control socket. `None` when the
+/// socket is not found (the client is gone, or not on this host's network namespace).
+pub fn tcp_peer_uid(client: std::net::SocketAddr, server: std::net::SocketAddr) -> Option<u32> {
+    let table = match client {
+        std::net::SocketAddr::V4(_) => "/proc/net/tcp",
+        std::net::SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    // One line per socket of the namespace: read only when a request needs it.
+    let text = std::fs::read_to_string(table).ok()?;
+    tcp_owner(&text, client, server)
+}
+
+/// In a `/proc/net/tcp{,6}` table, the uid of the socket whose local address is `local` and
+/// whose remote one is `remote`. Addresses are printed as the kernel holds them: each 32-bit
+/// word of the address in host byte order as 8 hex digits, then the port as 4.
+pub fn tcp_owner(
+    table: &str,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+) -> Option<u32> {
+    let (want_local, want_remote) = (proc_addr(local), proc_addr(remote));
+    table.lines().skip(1).find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_sl, l, r) = (fields.next()?, fields.next()?, fields.next()?);
+        if !l.eq_ignore_ascii_case(&want_local) || !r.eq_ignore_ascii_case(&want_remote) {
+            return None;
+        }
+        // st, tx_queue:rx_queue, tr:tm->when, retrnsmt, then uid.
+        fields.nth(4)?.parse().ok()
+    })
+}
+
+fn proc_addr(addr: std::net::SocketAddr) -> String {
+    let words: Vec<[u8; 4]> = match addr.ip() {
+        std::net::IpAddr::V4(ip) => vec![ip.octets()],
+        std::net::IpAddr::V6(ip) => {
+            let o = ip.octets();
+            (0..4)
+                .map(|i| [o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+                .collect()
+        }
+    };
+    let mut out: String = words
+        .iter()
+        .map(|w| format!("{:08X}", u32::from_ne_bytes(*w)))
+        .collect();
+    out.push_str(&format!(":{:04X}", addr.port()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_of_a_loopback_connection_is_found_in_the_table() {
+        // As the kernel prints them on a little-endian host.
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n\
+            1: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 2 1\n\
+            2: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 3 1\n";
+        let client: std::net::SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+        let server: std::net::SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        if cfg!(target_endian = "little") {
+            assert_eq!(tcp_owner(table, client, server), Some(1000));
+            assert_eq!(tcp_owner(table, server, client), Some(0));
+        }
+        let other: std::net::SocketAddr = "127.0.0.1:50001".parse().expect("addr");
+        assert_eq!(tcp_owner(table, other, server), None);
+    }
+
+    #[test]
+    fn a_real_connection_is_ours() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let server = listener.local_addr().expect("addr");
+        let stream = std::net::TcpStream::connect(server).expect("connect");
+        let client = stream.local_addr().expect("addr");
+        assert_eq!(
+            tcp_peer_uid(client, server),
+            Some(nix::unistd::geteuid().as_raw())
+        );
+    }
+}

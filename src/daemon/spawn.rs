@@ -118,6 +118,7 @@ fn io_spawn_error(what: &str, e: &io::Error) -> SpawnError {
 const STEP_SETUP: i32 = 1;
 const STEP_CHDIR: i32 = 2;
 const STEP_EXEC: i32 = 3;
+const STEP_CGROUP: i32 = 4;
 
 /// What readiness adds to a spawn: `NOTIFY_SOCKET` and friends, and the write end of
 /// a pipe the child gets as descriptor `target` (s6's notification-fd), the only descriptor
@@ -126,6 +127,9 @@ const STEP_EXEC: i32 = 3;
 pub struct Extras {
     pub env: Vec<(String, String)>,
     pub ready_fd: Option<(OwnedFd, i32)>,
+    /// `cgroup.procs` of the instance's cgroups (write-only, close-on-exec): the child
+    /// writes `0` to each before anything else, so it and all it starts run inside them.
+    pub cgroup_procs: Vec<OwnedFd>,
 }
 
 /// A user switch, resolved before the child is made.
@@ -269,9 +273,11 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
         child_err.as_raw_fd(),
     ];
     let report = status_write.as_raw_fd();
+    let cgroup_fds: Vec<libc::c_int> = extras.cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
     let child = ChildArgs {
         fds,
         report,
+        cgroups: &cgroup_fds,
         dir: dir_c.as_deref(),
         path: &path_c,
         argv: argv.as_ptr(),
@@ -298,6 +304,7 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
     // The parent's copy of the readiness pipe closes here, so its read end sees EOF once the
     // child closes it.
     drop((stdin, child_out, child_err, status_write, ready_fd));
+    drop(extras.cgroup_procs);
     Ok(Spawned {
         pid: pid as u32,
         stdout: parent_out,
@@ -333,6 +340,7 @@ pub fn exec_result(fd: &OwnedFd, program: &str) -> Option<Result<(), String>> {
     let errno = Errno::from_raw(i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]));
     Some(Err(match step {
         STEP_CHDIR => format!("workingdir: {}", errno_text(errno)),
+        STEP_CGROUP => format!("joining its cgroup: {}", errno_text(errno)),
         _ => format!("{program}: {}", errno_text(errno)),
     }))
 }
@@ -401,6 +409,8 @@ struct ChildArgs<'a> {
     fds: [libc::c_int; 3],
     /// The exec status pipe's write end (close-on-exec).
     report: libc::c_int,
+    /// `cgroup.procs` descriptors to write `0` to, first of all.
+    cgroups: &'a [libc::c_int],
     dir: Option<&'a CStr>,
     path: &'a CStr,
     /// Null-terminated arrays of pointers into CStrings the parent keeps alive.
@@ -631,6 +641,11 @@ unsafe fn run_child(a: &ChildArgs) -> ! {
         }
         if libc::setpgid(0, 0) == -1 {
             fail(STEP_SETUP);
+        }
+        // Into its cgroups before anything else can run in it, and while it is still the
+        // daemon's uid (a `user:` job could not write cgroup.procs after its switch).
+        if !super::cgroup::join_in_child(a.cgroups) {
+            fail(STEP_CGROUP);
         }
         // Give up the daemon's controlling terminal, if it has one (`sup daemon` in the
         // foreground): a job, maybe running as another user, must not open /dev/tty to

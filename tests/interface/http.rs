@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::sandbox::{Sandbox, PATIENCE};
 
 /// A sandbox whose daemon serves HTTP (with `http_extra` under `daemon.http`), started.
-fn start(name: &str, http_extra: &str, programs: &str) -> (Sandbox, u16) {
+pub(crate) fn start(name: &str, http_extra: &str, programs: &str) -> (Sandbox, u16) {
     let mut sb = Sandbox::new(name);
     sb.write(
         "sup.yaml",
@@ -24,7 +24,7 @@ fn start(name: &str, http_extra: &str, programs: &str) -> (Sandbox, u16) {
 }
 
 /// The port a started daemon listens on for HTTP, from its event log (it binds port 0).
-fn serving_port(sb: &Sandbox) -> u16 {
+pub(crate) fn serving_port(sb: &Sandbox) -> u16 {
     let mut port = None;
     sb.wait_for("the HTTP port in the event log", || {
         port = sb
@@ -37,14 +37,14 @@ fn serving_port(sb: &Sandbox) -> u16 {
     port.unwrap_or(0)
 }
 
-fn connect(port: u16) -> TcpStream {
+pub(crate) fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(PATIENCE)).expect("timeout");
     s
 }
 
 /// Send `raw` and read the whole answer (the daemon closes after it).
-fn exchange(port: u16, raw: &[u8]) -> String {
+pub(crate) fn exchange(port: u16, raw: &[u8]) -> String {
     let mut s = connect(port);
     let _ = s.write_all(raw);
     let mut out = Vec::new();
@@ -52,7 +52,7 @@ fn exchange(port: u16, raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let answer = exchange(
         port,
@@ -580,4 +580,31 @@ fn http_a_real_prometheus_server_scrapes_the_restarts_status_shows() {
         prom.query("sup_instance_state{instance=\"job\",state=\"running\"}"),
         Some(1.0)
     );
+}
+
+#[test]
+fn http_readyz_without_the_token_gives_the_verdict_and_no_names() {
+    let sb0 = Sandbox::new("http-readyz-token-file");
+    sb0.write("token", "s3cret-token\n");
+    let (sb, port) = start(
+        "http-readyz-token",
+        &format!("    token_file: {}\n", sb0.path("token").display()),
+        "  web:\n    cmd: sleep 1000\n    starttime: 0.1\n    stoptime: 2\n  \
+         late:\n    cmd: [\"sh\", \"-c\", \"test -e go || exit 1; exec sleep 1000\"]\n    \
+         starttime: 0.1\n    startretries: 1000\n    stoptime: 2\n",
+    );
+    sb.wait_state("web", "running");
+    // What a Kubernetes probe sends: no Authorization header.
+    sb.wait_for("/readyz 503 without names", || {
+        get(port, "/readyz", None) == (503, "{\"ready\":false}\n".to_string())
+    });
+    let (status, body) = get(port, "/readyz", Some("s3cret-token"));
+    assert_eq!(status, 503);
+    assert!(body.contains("\"late\""), "{body}");
+    // A wrong token is still refused, and logged.
+    assert_eq!(get(port, "/readyz", Some("wrong-token!")).0, 401);
+    sb.write("go", "");
+    sb.wait_for("/readyz 200 without a token", || {
+        get(port, "/readyz", None) == (200, "{\"ready\":true}\n".to_string())
+    });
 }

@@ -3,6 +3,7 @@
 
 mod sandbox;
 
+mod cgroups;
 mod closed_output_files;
 mod container;
 mod control_socket;
@@ -13,6 +14,7 @@ mod health_and_order;
 mod hostile_clients;
 mod hostile_files;
 mod http;
+mod http_api;
 mod logs_and_notifications;
 mod migrating_from_supervisord;
 mod packaging;

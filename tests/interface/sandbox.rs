@@ -204,6 +204,8 @@ impl Sandbox {
             .arg(self.path(&self.config))
             .current_dir(&self.dir)
             .env_remove("NO_COLOR")
+            .env_remove("SUP_URL")
+            .env_remove("SUP_TOKEN_FILE")
             .output()
             .expect("run sup")
     }

@@ -306,3 +306,70 @@ fn top_stops_the_selected_instance_on_a_key() {
         row(s, "steady").is_some_and(|r| r.contains("stopped"))
     });
 }
+
+/// The command line that runs `sup ARGS` against a daemon's HTTP API (`--url`, the token in
+/// `token`), with no socket or config to fall back on.
+fn sup_url_line(sb: &Sandbox, url: &str, token: &std::path::Path, args: &str) -> String {
+    format!(
+        "env XDG_STATE_HOME='{}' NO_COLOR= SUP_CONFIG='{}' SUP_TOKEN_FILE='{}' '{}' {args} --url '{url}'",
+        sb.path("state").display(),
+        sb.path("nonexistent.yaml").display(),
+        token.display(),
+        sup_bin(),
+    )
+}
+
+#[test]
+fn top_and_shell_work_over_the_http_api() {
+    // CRASHY with its script inline: the sandbox is started before a file could be written.
+    let programs = CRASHY.replace(
+        "\"sh ./crashy.sh\"",
+        "\"sh -c 'if [ -e ran ]; then exit 1; fi; touch ran; exec sleep 1000'\"",
+    );
+    assert_ne!(programs, CRASHY);
+    // Changes over HTTP need a token.
+    let holder = Sandbox::new("top-url-token-file");
+    holder.write("token", "t0p\n");
+    let token = holder.path("token");
+    let (sb, port) = crate::http::start(
+        "top-url",
+        &format!("    token_file: {}\n", token.display()),
+        &programs,
+    );
+    sb.wait_state("steady", "running");
+    sb.wait_state("crashy", "running");
+    let url = format!("http://127.0.0.1:{port}");
+    let Some(tmux) = Tmux::new("url") else {
+        return;
+    };
+    // top follows the events stream: a crash shows as backoff, a key stops an instance.
+    tmux.open("top", &sup_url_line(&sb, &url, &token, "top"));
+    tmux.wait_screen("top", "steady running", |s| {
+        s.contains(&url) && row(s, "steady").is_some_and(|r| r.contains("running"))
+    });
+    let pid = sb.pid("crashy").expect("crashy has a pid");
+    kill(pid, 9);
+    tmux.wait_screen("top", "crashy in backoff", |s| {
+        row(s, "crashy").is_some_and(|r| r.contains("backoff"))
+    });
+    tmux.keys("top", &["j"]);
+    tmux.wait_screen("top", "steady selected", |s| {
+        row(s, "steady").is_some_and(|r| r.starts_with('›'))
+    });
+    tmux.keys("top", &["s"]);
+    tmux.wait_screen("top", "the stop's outcome", |s| {
+        s.contains("steady: stopped")
+    });
+    assert_eq!(sb.state("steady"), "stopped");
+
+    // (top stays open: a tmux server with no session left exits.)
+    tmux.open("sh", &sup_url_line(&sb, &url, &token, "shell"));
+    tmux.wait_screen("sh", "the prompt naming the URL", |s| {
+        prompt_ready(s) && s.contains(&url)
+    });
+    tmux.keys("sh", &["start steady", "Enter"]);
+    tmux.wait_screen("sh", "the start's outcome", |s| {
+        s.contains("steady: started")
+    });
+    assert_eq!(sb.state("steady"), "running");
+}

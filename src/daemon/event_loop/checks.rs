@@ -270,6 +270,7 @@ impl Daemon {
             return Vec::new();
         };
         let running = inst.core().state() == State::Running;
+        let sample = self.usage_sample(id, pid);
         let Some(w) = self.watches.of.get_mut(&id) else {
             return Vec::new();
         };
@@ -277,7 +278,6 @@ impl Daemon {
         w.sample_at = Some(at);
         self.sup
             .push_timer(at, TimerKey::Health(id, HealthTimer::Sample));
-        let sample = procfs::usage(pid);
         let hz = procfs::ticks_per_s();
         match w.usage.sample(&rule, sample, running, now, hz) {
             Some(reason) => vec![(id, Input::Fault { reason })],
@@ -299,7 +299,7 @@ impl Daemon {
                 return (pct.map(|p| (p * 10.0).round() / 10.0), Some(rss));
             }
         }
-        let Some((ticks, rss)) = procfs::usage(pid) else {
+        let Some((ticks, rss)) = self.usage_sample(id, pid) else {
             return (None, None);
         };
         let pct = match seen.get(&pid) {

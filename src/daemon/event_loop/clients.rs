@@ -85,6 +85,15 @@ impl Clients {
         }
     }
 
+    /// An HTTP connection in `slot` is gone (it is not counted in `connected`): forget its
+    /// waiter, its shutdown wait and its stream, so a reused slot inherits nothing.
+    pub(super) fn forget(&mut self, slot: usize) {
+        self.waiters.retain(|w| w.slot != slot);
+        self.shutdown.retain(|&s| s != slot);
+        self.followers.retain(|&s| s != slot);
+        self.subscribers.retain(|&s| s != slot);
+    }
+
     pub(super) fn park(&mut self, waiter: Waiter) {
         self.waiters.push(waiter);
     }

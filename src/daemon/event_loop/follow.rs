@@ -11,13 +11,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{Daemon, Source};
+use super::Daemon;
 use crate::control::proto::{Response, ResponseBody};
 
 /// The most `tail` reads back from a file to find its last lines.
 const MAX_TAIL_BYTES: u64 = 4 << 20;
 
-pub(super) enum Stream {
+pub(in crate::daemon) enum Stream {
     /// Following a log file from this offset.
     File { path: PathBuf, offset: u64 },
     /// Subscribed to the events of these names (all when empty).
@@ -32,6 +32,7 @@ impl Daemon {
         lines: usize,
         stderr: bool,
         follow: bool,
+        now: Instant,
     ) -> Option<Response> {
         let ids = match self.select(&[name.to_string()]) {
             Ok(ids) => ids,
@@ -81,23 +82,17 @@ impl Daemon {
         if !follow {
             return Some(reply);
         }
-        let Some(Source::Client(c)) = self.sources.get_mut(slot) else {
-            return None;
-        };
-        c.conn.send(&reply);
-        c.waiting = true;
-        c.stream = Some(Stream::File { path, offset });
-        self.clients.follow(slot);
+        self.peer_send(slot, &reply, now);
+        if self.peer_stream(slot, Stream::File { path, offset }) {
+            self.clients.follow(slot);
+        }
         None
     }
 
     /// Send every follower of `path` what was appended since its offset.
     pub(super) fn feed_followers(&mut self, path: &Path, now: Instant) {
         for slot in self.clients.followers() {
-            let Some(Source::Client(c)) = self.sources.get_mut(slot) else {
-                continue;
-            };
-            let Some(Stream::File { path: p, offset }) = &mut c.stream else {
+            let Some(Stream::File { path: p, offset }) = self.peer_stream_mut(slot) else {
                 continue;
             };
             if p != path {
@@ -105,8 +100,8 @@ impl Daemon {
             }
             match read_from(path, offset) {
                 Ok(data) if !data.is_empty() => {
-                    c.conn.send(&Response::new(ResponseBody::Output { data }));
-                    self.after_io(slot, now);
+                    self.peer_send(slot, &Response::new(ResponseBody::Output { data }), now);
+                    self.peer_flush(slot, now);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -133,13 +128,10 @@ impl Daemon {
                 .collect(),
             daemon: Some(self.info(now)),
         });
-        let Some(Source::Client(c)) = self.sources.get_mut(slot) else {
-            return None;
-        };
-        c.conn.send(&snapshot);
-        c.waiting = true;
-        c.stream = Some(Stream::Events { names });
-        self.clients.subscribe(slot);
+        self.peer_send(slot, &snapshot, now);
+        if self.peer_stream(slot, Stream::Events { names }) {
+            self.clients.subscribe(slot);
+        }
         None
     }
 
@@ -147,11 +139,8 @@ impl Daemon {
     /// (a dashboard replaces its whole list on a `status` message).
     pub(super) fn resnapshot(&mut self, now: Instant) {
         for slot in self.clients.subscribers() {
-            let names = match self.sources.get(slot) {
-                Some(Source::Client(c)) => match &c.stream {
-                    Some(Stream::Events { names }) => names.clone(),
-                    _ => continue,
-                },
+            let names = match self.peer_stream_of(slot) {
+                Some(Stream::Events { names }) => names.clone(),
                 _ => continue,
             };
             // Names that a reload removed select nothing now: fall back to everything.
@@ -165,10 +154,8 @@ impl Daemon {
                     .collect(),
                 daemon: Some(self.info(now)),
             });
-            if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-                c.conn.send(&snapshot);
-            }
-            self.after_io(slot, now);
+            self.peer_send(slot, &snapshot, now);
+            self.peer_flush(slot, now);
         }
     }
 
@@ -184,18 +171,15 @@ impl Daemon {
                 let Some(inst) = self.sup.get(*id) else {
                     continue;
                 };
-                let wanted = match &self.sources.get(slot) {
-                    Some(Source::Client(c)) => match &c.stream {
-                        Some(Stream::Events { names }) => {
-                            names.is_empty()
-                                || names.iter().any(|n| {
-                                    n == "all"
-                                        || *n == inst.core().name()
-                                        || *n == inst.core().program()
-                                })
-                        }
-                        _ => false,
-                    },
+                let wanted = match self.peer_stream_of(slot) {
+                    Some(Stream::Events { names }) => {
+                        names.is_empty()
+                            || names.iter().any(|n| {
+                                n == "all"
+                                    || *n == inst.core().name()
+                                    || *n == inst.core().program()
+                            })
+                    }
                     _ => false,
                 };
                 if !wanted {
@@ -209,11 +193,9 @@ impl Daemon {
                     instance,
                     message: message.clone(),
                 });
-                if let Some(Source::Client(c)) = self.sources.get_mut(slot) {
-                    c.conn.send(&event);
-                }
+                self.peer_send(slot, &event, now);
             }
-            self.after_io(slot, now);
+            self.peer_flush(slot, now);
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The loop's side of the HTTP interface: accepting, serving a connection through its phases,
 //! deadlines, and the answers (`/metrics`, `/healthz`, `/readyz`) built from the instance
 //! table. The sockets and the request head are `daemon::http`'s; this file decides what a
-//! request gets.
+//! request gets. An `/api/v1/…` request is routed by `http::api` to a control request and
+//! joins the control path (`Daemon::handle`) with the connection's slot, like a socket
+//! client's: it may be answered at once, parked as a waiter, or become a stream.
 //!
 //! Listeners and connections are `Source::Http` slots; one `TimerKey::Http(slot)` per slot
 //! carries a connection's deadline or a listener's accept retry. Nothing is periodic: once the
@@ -12,8 +14,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::TcpListener;
 
+use super::follow::Stream;
 use super::{Daemon, Source, TimerKey};
+use crate::control::proto::Request as ControlRequest;
 use crate::core::State;
+use crate::daemon::http::api;
 use crate::daemon::http::request::{self, Method, Parsed, Request};
 use crate::daemon::http::{self as wire, HttpConn, HttpSource, Progress};
 use crate::daemon::procfs;
@@ -60,6 +65,8 @@ pub(super) struct Http {
     /// When a refused request was last logged, and how many since then were not.
     refusal_logged: Option<Instant>,
     refusals_unlogged: u64,
+    /// What each streaming API connection follows, by slot (a control client keeps its own).
+    pub(super) streams: std::collections::HashMap<usize, Stream>,
 }
 
 impl Daemon {
@@ -96,6 +103,22 @@ impl Daemon {
             Some(Source::Http(HttpSource::Listener { retry_at, .. })) if *retry_at == Some(at) => {
                 self.http_accept(slot, now)
             }
+            Some(Source::Http(HttpSource::Conn(c))) if c.deadline == Some(at) && c.is_parked() => {
+                // A request whose transitions outlast the bound: say so, and stop waiting.
+                self.clients.forget(slot);
+                let answer = api::refusal(&api::Refusal {
+                    status: 504,
+                    message: format!(
+                        "the request did not end within {}s; what it started goes on",
+                        wire::WAIT_DEADLINE.as_secs()
+                    ),
+                    allow: None,
+                });
+                if let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) {
+                    let progress = c.respond(answer, now);
+                    self.http_progress(slot, progress);
+                }
+            }
             Some(Source::Http(HttpSource::Conn(c))) if c.deadline == Some(at) => {
                 log::debug!("http: closing the connection from {}: out of time", c.peer);
                 self.release(slot);
@@ -104,10 +127,12 @@ impl Daemon {
         }
     }
 
-    /// A released HTTP slot: forget the connection.
-    pub(super) fn http_released(&mut self, source: HttpSource) {
+    /// A released HTTP slot: forget the connection, and what the loop owed it.
+    pub(super) fn http_released(&mut self, slot: usize, source: HttpSource) {
         if let HttpSource::Conn(conn) = source {
             self.http.conns = self.http.conns.saturating_sub(1);
+            self.http.streams.remove(&slot);
+            self.clients.forget(slot);
             drop(conn);
             // The descriptor may be one the control socket's reserve needs back.
             let _ = self.acceptor.top_up();
@@ -132,7 +157,10 @@ impl Daemon {
                         continue;
                     }
                     let conn = HttpConn::new(stream, peer, now);
-                    match self.sources.add(Source::Http(HttpSource::Conn(conn))) {
+                    match self
+                        .sources
+                        .add(Source::Http(HttpSource::Conn(Box::new(conn))))
+                    {
                         Ok(conn_slot) => {
                             self.http.conns += 1;
                             self.http.arrivals.push_back((conn_slot, now));
@@ -198,62 +226,131 @@ impl Daemon {
         });
     }
 
-    /// Move a connection on as far as its socket allows, answering its request when the head
-    /// is in, then arm its deadline.
+    /// Move a connection on as far as its socket allows, answering its request when it is
+    /// in, then arm its deadline.
     fn http_serve(&mut self, slot: usize, now: Instant) {
         let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) else {
             return;
         };
         let mut progress = c.io(now);
-        if let Progress::Request(parsed) = progress {
+        if let Progress::Request(parsed, body) = progress {
             let peer = c.peer;
-            let answer = self.http_answer(parsed, peer, now);
-            let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) else {
+            if let Some(answer) = self.http_answer(slot, parsed, &body, peer, now) {
+                let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) else {
+                    return;
+                };
+                progress = c.respond(answer, now);
+            } else {
+                // The control path took it: answered, parked or streaming through `peer_*`.
+                self.http_flush(slot, now);
                 return;
-            };
-            progress = c.respond(answer, now);
+            }
         }
+        self.http_progress(slot, progress);
+    }
+
+    /// After the control path sent to a connection: write, and keep or close it.
+    pub(super) fn http_flush(&mut self, slot: usize, now: Instant) {
+        let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) else {
+            return;
+        };
+        let progress = c.io(now);
+        self.http_progress(slot, progress);
+    }
+
+    /// Close a connection that is done, else (re)arm its deadline.
+    fn http_progress(&mut self, slot: usize, progress: Progress) {
+        let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) else {
+            return;
+        };
         match progress {
             Progress::Close => {
                 self.release(slot);
                 return;
             }
-            Progress::Idle | Progress::Request(_) => {}
+            Progress::TooSlow => {
+                log::warn!(
+                    "http: dropped the stream to {}: more than {} MiB unread",
+                    c.peer,
+                    wire::MAX_STREAM_OUT >> 20
+                );
+                self.release(slot);
+                return;
+            }
+            Progress::Idle | Progress::Request(..) => {}
         }
-        let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) else {
-            return;
-        };
-        let at = c.due();
-        if c.deadline != Some(at) {
-            c.deadline = Some(at);
-            self.sup.push_timer(at, TimerKey::Http(slot));
+        let due = c.due();
+        if c.deadline != due {
+            c.deadline = due;
+            if let Some(at) = due {
+                self.sup.push_timer(at, TimerKey::Http(slot));
+            }
         }
     }
 
-    /// The whole response to one request head.
-    fn http_answer(&mut self, parsed: Parsed, peer: std::net::SocketAddr, now: Instant) -> Vec<u8> {
+    /// The whole response to a request, or `None` when it joined the control path (which
+    /// answers through `peer_send`).
+    fn http_answer(
+        &mut self,
+        slot: usize,
+        parsed: Parsed,
+        body: &[u8],
+        peer: std::net::SocketAddr,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
         let req = match parsed {
             Parsed::Bad(status) => {
-                return request::text(status, &format!("{}\n", request::reason(status)), "", false)
+                return Some(request::text(
+                    status,
+                    &format!("{}\n", request::reason(status)),
+                    "",
+                    false,
+                ))
             }
             Parsed::Request(r) => r,
         };
+        let is_api = req.path.starts_with(api::PREFIX) || req.path == "/api/v1";
+        if is_api {
+            return self.api_answer(slot, &req, body, peer, now);
+        }
         let head = req.method == Method::Head;
-        if req.method == Method::Other {
-            return request::text(405, "only GET and HEAD\n", "Allow: GET, HEAD\r\n", false);
+        if matches!(req.method, Method::Other | Method::Post) {
+            return Some(request::text(
+                405,
+                "only GET and HEAD\n",
+                "Allow: GET, HEAD\r\n",
+                false,
+            ));
         }
         if req.path == "/healthz" {
-            return request::text(200, "ok\n", "", head);
+            return Some(request::text(200, "ok\n", "", head));
+        }
+        // A probe (Kubernetes, Nomad, a load balancer) carries no secret: without a token it
+        // gets the verdict alone; the names of what is not ready need the token.
+        if req.path == "/readyz" && req.authorization.is_none() && self.http.token.is_some() {
+            let (ready, _) = self.readiness_report();
+            let (status, body) = if ready {
+                (200, "{\"ready\":true}\n")
+            } else {
+                (503, "{\"ready\":false}\n")
+            };
+            return Some(request::response(
+                status,
+                "application/json",
+                "",
+                body.as_bytes(),
+                head,
+            ));
         }
         if !self.http_authorized(&req, peer, now) {
-            return request::text(
+            return Some(request::text(
                 401,
                 "a valid bearer token is required\n",
                 "WWW-Authenticate: Bearer\r\n",
                 head,
-            );
+            ));
         }
-        match req.path.as_str() {
+        Some(match req.path.as_str() {
             "/metrics" => {
                 let body = self.metrics(now);
                 request::response(
@@ -270,6 +367,72 @@ impl Daemon {
                 request::response(status, "application/json", "", body.as_bytes(), head)
             }
             _ => request::text(404, "not found\n", "", head),
+        })
+    }
+
+    /// `/api/v1/…`: the token first (every endpoint needs it when one is configured), then
+    /// the route, then the control path with this connection's slot.
+    fn api_answer(
+        &mut self,
+        slot: usize,
+        req: &Request,
+        body: &[u8],
+        peer: std::net::SocketAddr,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        if !self.http_authorized(req, peer, now) {
+            return Some(api::refusal(&api::Refusal {
+                status: 401,
+                message: "a valid bearer token is required".into(),
+                allow: None,
+            }));
+        }
+        let call = match api::route(req.method, &req.path, &req.query, body) {
+            Ok(call) => call,
+            Err(refusal) => return Some(api::refusal(&refusal)),
+        };
+        if self.http.token.is_none() && api::needs_token(&call.body) {
+            if let Err(why) = self.http_peer_trusted(slot, peer) {
+                return Some(api::refusal(&api::Refusal {
+                    status: 403,
+                    message: format!(
+                        "{}: {why}; without daemon.http.token_file only the daemon's own \
+                         user and root may change things or read output over HTTP",
+                        req.path
+                    ),
+                    allow: None,
+                }));
+            }
+        }
+        if let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get_mut(slot) {
+            c.set_shape(call.shape);
+        }
+        let response = self.handle(slot, ControlRequest::new(call.body), now)?;
+        Some(api::answer(
+            &response,
+            match call.shape {
+                api::Shape::StatusArray => api::Shape::StatusArray,
+                api::Shape::Json | api::Shape::Events => api::Shape::Json,
+            },
+        ))
+    }
+
+    /// Without a token, who may change things: the rule of the control socket (the daemon's
+    /// uid, or root), with the peer's uid read from `/proc/net/tcp` (a listener without a
+    /// token is on loopback, so the peer is on this host).
+    fn http_peer_trusted(&self, slot: usize, peer: std::net::SocketAddr) -> Result<(), String> {
+        let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get(slot) else {
+            return Err("the connection is gone".into());
+        };
+        let local = c
+            .stream
+            .local_addr()
+            .map_err(|e| format!("cannot tell who is asking: {e}"))?;
+        let ours = nix::unistd::geteuid().as_raw();
+        match procfs::tcp_peer_uid(peer, local) {
+            Some(uid) if uid == ours || uid == 0 => Ok(()),
+            Some(uid) => Err(format!("refused to uid {uid}")),
+            None => Err("cannot tell who is asking (no such socket in /proc/net/tcp)".into()),
         }
     }
 
@@ -389,7 +552,7 @@ impl Daemon {
                         t
                     );
                 }
-                if let Some((ticks, bytes)) = c.pid().and_then(procfs::usage) {
+                if let Some((ticks, bytes)) = c.pid().and_then(|pid| self.usage_sample(id, pid)) {
                     let _ = writeln!(
                         cpu,
                         "sup_instance_cpu_seconds_total{{{labels}}} {}",

@@ -89,7 +89,7 @@ pub(super) type CpuSeen = (u64, Instant, Option<f64>, u64);
 
 /// What readiness needs from before the spawn until after it.
 pub(super) struct Prepared {
-    extras: Extras,
+    pub(super) extras: Extras,
     notify: Option<(UnixDatagram, PathBuf)>,
     pipe_read: Option<OwnedFd>,
 }

@@ -115,7 +115,7 @@ impl Daemon {
                 })
             })
             .collect();
-        self.wait(slot, items, Answer::Reload(report))
+        self.wait(slot, items, Answer::Reload(report), now)
     }
 
     /// Stop every instance of a program and hide it; the slots are freed once down.

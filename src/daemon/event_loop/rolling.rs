@@ -8,6 +8,7 @@ use super::{Answer, Daemon, Goal, Inputs, InstId, Item};
 use crate::control::proto::{Outcome, Response};
 use crate::core::deps::{Roll, Rolling};
 use crate::core::Input;
+use crate::daemon::http::api;
 
 impl Daemon {
     pub(super) fn act_rolling(
@@ -22,7 +23,7 @@ impl Daemon {
             Err(e) => return Some(*e),
         };
         if self.shutting_down {
-            return Some(Response::error("the daemon is shutting down"));
+            return Some(Response::error(api::SHUTTING_DOWN));
         }
         let mut by_program: Vec<(String, VecDeque<InstId>)> = Vec::new();
         let mut items = Vec::new();
@@ -60,7 +61,7 @@ impl Daemon {
                 });
             }
         }
-        self.wait(slot, items, Answer::Outcomes)
+        self.wait(slot, items, Answer::Outcomes, now)
     }
 
     /// The next step of each rolling restart whose current instance changed.

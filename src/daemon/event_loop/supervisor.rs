@@ -37,6 +37,8 @@ pub(in crate::daemon) struct Inst {
     /// Field 22 of /proc/PID/stat for the leader, recorded so a successor daemon never
     /// signals a reused pid.
     pub(in crate::daemon) start_ticks: Option<u64>,
+    /// The instance's cgroup (see `event_loop/cgroups.rs`).
+    pub(in crate::daemon) cg: super::cgroups::CgState,
 }
 
 impl Inst {
@@ -212,6 +214,7 @@ impl Supervisor {
             next_spec: None,
             retiring: false,
             exec_slot: None,
+            cg: Default::default(),
         };
         match self.free.pop() {
             Some(id) => {

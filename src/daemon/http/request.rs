@@ -1,5 +1,6 @@
-//! One HTTP/1.1 request head, from bytes to what the loop needs: the method, the path and the
-//! `Authorization` header. No sockets and no clocks, so the fuzz target drives it directly.
+//! One HTTP/1.1 request head, from bytes to what the loop needs: the method, the path, the
+//! query, the `Authorization` header and the length of the body that follows. No sockets and
+//! no clocks, so the fuzz target drives it directly.
 //!
 //! Bytes are pushed as they arrive; the head is parsed (by `httparse`, which is iterative)
 //! only once its blank line is in, found by scanning each new byte once, so a client that
@@ -9,27 +10,35 @@
 pub const MAX_HEAD: usize = 8 * 1024;
 /// Header lines beyond this are a 431 too.
 const MAX_HEADERS: usize = 32;
+/// The largest request body read (the API's JSON bodies are a few hundred bytes); a longer
+/// `Content-Length` is answered 413 before any of the body is read.
+pub const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Get,
     Head,
+    Post,
     Other,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: Method,
-    /// The path without its query string.
+    /// The path without its query string, as sent (still percent-encoded).
     pub path: String,
+    /// What followed `?`, without a fragment; empty when there was none.
+    pub query: String,
     /// The `Authorization` header's value as sent.
     pub authorization: Option<Vec<u8>>,
+    /// `Content-Length`: the body to read after the head (at most `MAX_BODY`).
+    pub body_len: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     Request(Request),
-    /// Answer with this status (400 or 431) and close.
+    /// Answer with this status (400, 411, 413 or 431) and close.
     Bad(u16),
 }
 
@@ -39,6 +48,8 @@ pub struct Head {
     buf: Vec<u8>,
     /// Bytes of `buf` already searched for the blank line.
     scanned: usize,
+    /// Where the head ended in `buf`, once it has: what follows is the body's start.
+    end: Option<usize>,
 }
 
 impl Head {
@@ -53,7 +64,9 @@ impl Head {
         let take = bytes.len().min(self.room());
         self.buf.extend_from_slice(&bytes[..take]);
         if self.ended() {
-            return Some(parse(&self.buf));
+            let (parsed, end) = parse_with_end(&self.buf);
+            self.end = end;
+            return Some(parsed);
         }
         if self.buf.len() >= MAX_HEAD || take < bytes.len() {
             return Some(Parsed::Bad(431));
@@ -69,6 +82,13 @@ impl Head {
         self.scanned = self.buf.len();
         found
     }
+
+    /// The bytes that came after the head in the same reads: the start of the body (or a
+    /// pipelined request, which is dropped with the rest of the input).
+    pub fn rest(&self) -> &[u8] {
+        self.end
+            .map_or(&[][..], |at| &self.buf[at.min(self.buf.len())..])
+    }
 }
 
 /// A blank line, as CRLF or bare LF (httparse accepts both, and a mix: `\n\r\n` too).
@@ -78,42 +98,77 @@ fn ends_head(bytes: &[u8]) -> bool {
 
 /// Parse a complete head.
 pub fn parse(bytes: &[u8]) -> Parsed {
+    parse_with_end(bytes).0
+}
+
+/// Parse a complete head, and say where it ended.
+fn parse_with_end(bytes: &[u8]) -> (Parsed, Option<usize>) {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    match req.parse(bytes) {
-        Ok(httparse::Status::Complete(_)) => {}
+    let end = match req.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            return Parsed::Bad(if bytes.len() >= MAX_HEAD { 431 } else { 400 })
+            return (
+                Parsed::Bad(if bytes.len() >= MAX_HEAD { 431 } else { 400 }),
+                None,
+            )
         }
-        Err(httparse::Error::TooManyHeaders) => return Parsed::Bad(431),
-        Err(_) => return Parsed::Bad(400),
-    }
+        Err(httparse::Error::TooManyHeaders) => return (Parsed::Bad(431), None),
+        Err(_) => return (Parsed::Bad(400), None),
+    };
+    (parse_request(&req), Some(end))
+}
+
+fn parse_request(req: &httparse::Request) -> Parsed {
     let (Some(method), Some(target)) = (req.method, req.path) else {
         return Parsed::Bad(400);
     };
     let method = match method {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
+        "POST" => Method::Post,
         _ => Method::Other,
     };
-    let path = target.split(['?', '#']).next().unwrap_or_default();
+    let target = target.split('#').next().unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     // Origin form only: `/metrics`, not `http://host/metrics` or `*`.
     if !path.starts_with('/') {
         return Parsed::Bad(400);
     }
     let mut authorization = None;
+    let mut length = None;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("authorization") {
             if authorization.is_some() {
                 return Parsed::Bad(400);
             }
             authorization = Some(h.value.to_vec());
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            // Two lengths (even equal ones) are how requests are smuggled: refused.
+            let parsed = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok());
+            match (length, parsed) {
+                (None, Some(n)) => length = Some(n),
+                _ => return Parsed::Bad(400),
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // A chunked (or otherwise encoded) body: the API reads only counted bodies.
+            return Parsed::Bad(411);
         }
     }
+    let body_len = match length {
+        None => 0,
+        Some(n) if n > MAX_BODY as u64 => return Parsed::Bad(413),
+        Some(n) => n as usize,
+    };
     Parsed::Request(Request {
         method,
         path: path.to_string(),
+        query: query.to_string(),
         authorization,
+        body_len,
     })
 }
 
@@ -183,11 +238,17 @@ pub fn reason(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Error",
     }
 }
@@ -200,13 +261,15 @@ mod tests {
         Parsed::Request(Request {
             method: Method::Get,
             path: path.into(),
+            query: String::new(),
             authorization: None,
+            body_len: 0,
         })
     }
 
     #[test]
     fn whole_and_dripped_heads_parse_the_same() {
-        let raw = b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n";
+        let raw = b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(parse(raw), get("/metrics"));
         let mut head = Head::default();
         let mut last = None;
@@ -247,11 +310,38 @@ mod tests {
         assert_eq!(
             parse(post),
             Parsed::Request(Request {
-                method: Method::Other,
+                method: Method::Post,
                 path: "/x".into(),
+                query: String::new(),
                 authorization: Some(b"Bearer t".to_vec()),
+                body_len: 0,
             })
         );
+    }
+
+    #[test]
+    fn bodies_are_counted_and_bounded() {
+        let raw = b"POST /api/v1/stop?x=1#f HTTP/1.1\r\nContent-Length: 4\r\n\r\n{}\r\n";
+        let mut head = Head::default();
+        let Some(Parsed::Request(r)) = head.push(raw) else {
+            panic!("a request");
+        };
+        assert_eq!(
+            (r.path.as_str(), r.query.as_str(), r.body_len),
+            ("/api/v1/stop", "x=1", 4)
+        );
+        assert_eq!(head.rest(), b"{}\r\n");
+        let big = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        assert_eq!(parse(big.as_bytes()), Parsed::Bad(413));
+        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse(chunked), Parsed::Bad(411));
+        let two = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
+        assert_eq!(parse(two), Parsed::Bad(400));
+        let signed = b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n";
+        assert_eq!(parse(signed), Parsed::Bad(400));
     }
 
     #[test]

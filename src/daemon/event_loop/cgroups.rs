@@ -1,0 +1,199 @@
+//! The loop's side of cgroups (`daemon::cgroup`): make an instance's cgroup at its spawn,
+//! kill what is left in it when a stop finds its process group empty, read its usage, tell
+//! an OOM kill apart, and remove it once the instance is down.
+
+use super::{Daemon, InstId};
+use crate::config::ProgramSpec;
+use crate::core::ExitStatus;
+use crate::daemon::procfs;
+use crate::daemon::spawn::{Extras, SpawnError};
+
+/// What the daemon knows of one instance's cgroup.
+#[derive(Debug, Default)]
+pub(in crate::daemon) struct CgState {
+    /// The current (or last) process was placed in the instance's cgroup.
+    pub(in crate::daemon) joined: bool,
+    /// The OOM-kill counter at the spawn.
+    oom_base: Option<u64>,
+    /// The cgroup's CPU µs at the spawn: the cgroup outlives a restart.
+    cpu_base: u64,
+    /// The limits written at the last spawn, so the next writes only what changed.
+    written: Option<crate::config::spec::CgroupLimits>,
+    /// Limits the host cannot apply were reported once.
+    warned: bool,
+    /// The directory could not be removed yet (a process still in it): retried after reaps.
+    pub(in crate::daemon) pending_removal: bool,
+    /// How the last run ended, for `status`: `code`, `signal`, or `oom` when the kernel's
+    /// OOM killer ended it.
+    pub(in crate::daemon) exit_reason: Option<&'static str>,
+}
+
+impl Daemon {
+    /// Make the instance's cgroup and give the child its `cgroup.procs` descriptors.
+    pub(super) fn prepare_cgroup(
+        &mut self,
+        id: InstId,
+        spec: &ProgramSpec,
+        extras: &mut Extras,
+    ) -> Result<(), SpawnError> {
+        let Some(inst) = self.sup.get(id) else {
+            return Ok(());
+        };
+        let name = inst.core().name().to_string();
+        let previous = inst.cg.written;
+        let joined = self
+            .settings
+            .cgroups
+            .prepare(&spec.name, &name, &spec.cgroup, previous.as_ref())
+            .map_err(|(reason, daemon)| SpawnError { reason, daemon })?;
+        let cpu_base = match joined.procs.is_empty() {
+            true => 0,
+            false => self
+                .settings
+                .cgroups
+                .usage(&spec.name, &name)
+                .0
+                .unwrap_or(0),
+        };
+        let warn = !joined.unapplied.is_empty();
+        if let Some(inst) = self.sup.get_mut(id) {
+            inst.cg.joined = !joined.procs.is_empty();
+            inst.cg.written = inst.cg.joined.then_some(spec.cgroup);
+            inst.cg.oom_base = joined.oom_base;
+            inst.cg.cpu_base = cpu_base;
+            inst.cg.pending_removal = false;
+            if warn && !inst.cg.warned {
+                inst.cg.warned = true;
+                log::warn!(
+                    "{name} limits not applied: {} ({})",
+                    joined.unapplied.join(", "),
+                    self.settings.cgroups.summary()
+                );
+            }
+        }
+        extras.cgroup_procs = joined.procs;
+        Ok(())
+    }
+
+    /// The program and instance names of an instance in a cgroup.
+    fn cg_names(&self, id: InstId) -> Option<(String, String)> {
+        let inst = self.sup.get(id)?;
+        inst.cg.joined.then(|| {
+            (
+                inst.core().program().to_string(),
+                inst.core().name().to_string(),
+            )
+        })
+    }
+
+    /// SIGKILL the whole cgroup (a SIGKILL to the process group reaches no escapee).
+    pub(super) fn kill_cgroup(&self, id: InstId) {
+        if let Some((p, i)) = self.cg_names(id) {
+            if let Err(e) = self.settings.cgroups.kill(&p, &i) {
+                log::warn!("{i}: {e}");
+            }
+        }
+    }
+
+    /// A stop found the process group empty: is something left in the cgroup? Then it is
+    /// killed (it escaped the group: `setsid`, a double fork) and the stop goes on until the
+    /// next check finds the cgroup empty. `None` without a cgroup.
+    pub(super) fn cgroup_holds_escapees(&self, id: InstId) -> Option<bool> {
+        let (p, i) = self.cg_names(id)?;
+        let populated = self.settings.cgroups.populated(&p, &i)?;
+        if populated {
+            log::warn!("{i}: killing what left its process group but not its cgroup");
+            if let Err(e) = self.settings.cgroups.kill(&p, &i) {
+                log::warn!("{i}: {e}");
+            }
+        }
+        Some(populated)
+    }
+
+    /// The leader exited: was it the OOM killer? (SIGKILL, and the cgroup's counter rose.)
+    pub(super) fn note_exit(&mut self, id: InstId, status: ExitStatus) {
+        let oom = match (status, self.cg_names(id)) {
+            (ExitStatus::Signaled(9), Some((p, i))) => {
+                let now = self.settings.cgroups.oom_kills(&p, &i);
+                let base = self.sup.get(id).and_then(|x| x.cg.oom_base);
+                matches!((now, base), (Some(n), Some(b)) if n > b)
+            }
+            _ => false,
+        };
+        if let Some(inst) = self.sup.get_mut(id) {
+            inst.cg.exit_reason = Some(match status {
+                _ if oom => "oom",
+                ExitStatus::Signaled(_) => "signal",
+                ExitStatus::Code(_) => "code",
+            });
+            if oom {
+                let limit = inst.spec.cgroup.memory_max.map_or(String::new(), |m| {
+                    format!(" (memory_max {})", human_bytes(m))
+                });
+                let name = inst.core().name().to_string();
+                log::warn!("{name} oom: killed by the kernel's OOM killer{limit}");
+            }
+        }
+    }
+
+    /// Remove the cgroup of an instance that is down; one still holding a process is tried
+    /// again after the next reap.
+    pub(super) fn remove_cgroup(&mut self, id: InstId) {
+        let Some((p, i)) = self.cg_names(id) else {
+            return;
+        };
+        let done = self.settings.cgroups.remove(&p, &i);
+        if let Some(inst) = self.sup.get_mut(id) {
+            inst.cg.pending_removal = !done;
+        }
+    }
+
+    /// After reaps: the removals that had to wait.
+    pub(super) fn retry_cgroup_removals(&mut self) {
+        let ids: Vec<InstId> = self
+            .sup
+            .iter()
+            .filter(|(_, i)| i.cg.pending_removal && i.core().state().is_down())
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            self.remove_cgroup(id);
+        }
+    }
+
+    /// CPU ticks and resident bytes for `status`, `/metrics` and the `max_memory`/`max_cpu`
+    /// rules: the whole cgroup's where there is one (CPU since this process's spawn), else
+    /// (or for a figure the host does not keep) the leader's from `/proc`.
+    pub(super) fn usage_sample(&self, id: InstId, pid: u32) -> Option<(u64, u64)> {
+        let (cpu, mem) = match self.cg_names(id) {
+            Some((p, i)) => self.settings.cgroups.usage(&p, &i),
+            None => (None, None),
+        };
+        let base = self.sup.get(id).map_or(0, |i| i.cg.cpu_base);
+        let hz = procfs::ticks_per_s();
+        let cpu = cpu.map(|us| us.saturating_sub(base) * hz / 1_000_000);
+        match (cpu, mem) {
+            (Some(c), Some(m)) => Some((c, m)),
+            _ => {
+                let leader = procfs::usage(pid);
+                Some((cpu.or(leader.map(|l| l.0))?, mem.or(leader.map(|l| l.1))?))
+            }
+        }
+    }
+
+    /// `status`'s `exit_reason`: how the run `last_exit` describes ended.
+    pub(super) fn exit_reason(&self, id: InstId) -> Option<String> {
+        let inst = self.sup.get(id)?;
+        inst.core().last_exit()?;
+        inst.cg.exit_reason.map(str::to_string)
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if n % MIB == 0 {
+        format!("{}M", n / MIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
