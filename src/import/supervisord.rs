@@ -389,7 +389,7 @@ pub fn translate(sections: &[Merged], files: &[FileInfo], ctx: &Context) -> Tran
                 groups.push((sup_name(name), members, s));
             }
             "unix_http_server" => out.note(s, None, "not needed: sup's control socket is daemon.socket (mode 0600; only the daemon's user and root are served)"),
-            "supervisorctl" => out.note(s, None, "not needed: `sup` itself is the client (`sup status`, `sup shell`)"),
+            "supervisorctl" => out.note(s, None, "not needed: `sup` itself is the client (`sup status`, `sup shell`; `sup --url` over daemon.http)"),
             "rpcinterface" => out.note(s, None, "not needed: sup's clients speak its control socket's JSON protocol, not XML-RPC"),
             "ctlplugin" => out.note(s, None, "not translated: sup has no client plugins"),
             "inet_http_server" => inet_http_server(s, &mut out, &mut daemon, &mut daemon_comments),
@@ -535,7 +535,7 @@ fn inet_http_server(
                 match loopback {
                     Some(addr) => {
                         daemon.push(("http".into(), quote(&addr)));
-                        out.note(s, Some(item), format!("translated as daemon.http.listen {addr}: sup serves /metrics, /healthz and /readyz there, not XML-RPC or a web UI"));
+                        out.note(s, Some(item), format!("translated as daemon.http.listen {addr}: sup serves its JSON API (/api/v1/, for `sup --url`), /metrics, /healthz and /readyz there, not XML-RPC"));
                     }
                     None => {
                         let addr = if host.is_empty() || host == "*" {
