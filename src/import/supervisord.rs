@@ -580,12 +580,13 @@ fn translate_program(
     };
     let start = match raw("numprocs_start").map(|v| integer(&v)) {
         None => 0,
-        Some(Some(n)) if n >= 0 => n,
+        // Bounded so that `start + numprocs` cannot overflow.
+        Some(Some(n)) if (0..=i64::from(u32::MAX)).contains(&n) => n,
         Some(_) => {
             out.note(
                 s,
                 s.get("numprocs_start"),
-                "not translated: expected an integer ≥ 0; the program is left out",
+                "not translated: expected an integer from 0 to 4294967295; the program is left out",
             );
             return;
         }

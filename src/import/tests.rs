@@ -387,3 +387,22 @@ fn odd_names_and_strings_stay_valid_yaml() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_huge_numprocs_start_is_refused_not_overflowed() {
+    let dir = folder(
+        "overflow",
+        &[(
+            "s.conf",
+            "[program:a]\ncommand=x\nnumprocs=2\nnumprocs_start=9223372036854775807\n",
+        )],
+    );
+    let t = import(&dir.join("s.conf"));
+    assert_eq!(t.programs, 0);
+    assert!(
+        notes(&t).contains("numprocs_start: not translated"),
+        "{}",
+        notes(&t)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
