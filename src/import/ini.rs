@@ -200,7 +200,10 @@ pub fn expand(
             ));
         };
         let Some(value) = lookup(name) else {
-            return Err(format!("`%({name})` names nothing supervisord knows here"));
+            return Err(match name.strip_prefix("ENV_") {
+                Some(var) => format!("`%({name})`: ${var} is not set in this environment"),
+                None => format!("`%({name})` names nothing supervisord knows here"),
+            });
         };
         used(name);
         let body = match (conv, value) {
@@ -407,6 +410,10 @@ mod tests {
         assert_eq!(ex("[%(program_name)-5s]").as_deref(), Ok("[web  ]"));
         assert!(ex("date +%s").is_err());
         assert!(ex("%(nothing)s").is_err());
+        assert_eq!(
+            ex("%(ENV_NOPE)s"),
+            Err("`%(ENV_NOPE)`: $NOPE is not set in this environment".to_string())
+        );
         assert!(ex("%(program_name)").is_err());
         assert!(ex("%(program_name").is_err());
         assert!(ex("%(program_name)d").is_err());
