@@ -208,7 +208,6 @@ pub fn translate_text(text: &str) -> Option<supervisord::Translation> {
     let ctx = Context {
         env: &|_| None,
         host: "host".into(),
-        groups_supported: false,
     };
     Some(supervisord::translate(&sections, &files, &ctx))
 }
@@ -227,7 +226,6 @@ pub fn supervisord(path: &Path) -> Result<Outcome, Fail> {
     let ctx = Context {
         env: &env,
         host: host_name(),
-        groups_supported: false,
     };
     let t = supervisord::translate(&read.sections, &read.files, &ctx);
     print!("{}", t.yaml);

@@ -91,8 +91,6 @@ impl std::fmt::Display for Note {
 pub struct Context<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub host: String,
-    /// Whether sup's config takes a top-level `groups:` map.
-    pub groups_supported: bool,
 }
 
 pub struct Translation {
@@ -399,10 +397,11 @@ pub fn translate(sections: &[Merged], files: &[FileInfo], ctx: &Context) -> Tran
         }
     }
 
-    // Group members: known programs get the group's name; supervisord renames them group:x.
+    // Group members: the programs their sections became. supervisord renamed the processes
+    // group:x; sup's group is only a name for its programs.
     let mut group_lines: Vec<(String, Vec<String>)> = Vec::new();
     for (gname, members, s) in &groups {
-        let mut names = Vec::new();
+        let mut names: Vec<String> = Vec::new();
         for m in members {
             let found: Vec<String> = programs
                 .iter()
@@ -416,14 +415,25 @@ pub fn translate(sections: &[Merged], files: &[FileInfo], ctx: &Context) -> Tran
                     format!("{m:?} is no [program:{m}] here"),
                 );
             }
-            names.extend(found);
+            for f in found {
+                if !names.contains(&f) {
+                    names.push(f);
+                }
+            }
         }
-        let note = if ctx.groups_supported {
-            format!("translated as groups.{gname}; supervisord named the processes {gname}:NAME, sup keeps NAME")
+        if gname == "all" || programs.iter().any(|p| p.name == *gname) {
+            out.note(s, None, format!("not translated: {gname:?} is also a program's name (or `all`), and a sup name means one thing"));
+            continue;
+        } else if group_lines.iter().any(|(g, _)| g == gname) {
+            out.note(
+                s,
+                None,
+                format!("not translated: a group {gname:?} is translated already"),
+            );
+            continue;
         } else {
-            format!("not translated: this sup has no groups: map; written as a comment (supervisord named the processes {gname}:NAME, sup keeps NAME)")
-        };
-        out.note(s, None, note);
+            out.note(s, None, format!("translated as groups.{gname}: `sup stop {gname}` acts on its programs; supervisord named the processes {gname}:NAME, sup keeps NAME"));
+        }
         group_lines.push((gname.clone(), names));
     }
 
@@ -472,21 +482,10 @@ pub fn translate(sections: &[Merged], files: &[FileInfo], ctx: &Context) -> Tran
         }
     }
     if !group_lines.is_empty() {
-        if ctx.groups_supported {
-            y.push_str("groups:\n");
-            for (g, names) in &group_lines {
-                let list: Vec<String> = names.iter().map(|n| quote(n)).collect();
-                y.push_str(&format!("  {}: [{}]\n", ykey(g), list.join(", ")));
-            }
-        } else {
-            y.push_str("# supervisord groups (this sup has no groups: map):\n");
-            for (g, names) in &group_lines {
-                y.push_str(&format!(
-                    "#   {}: [{}]\n",
-                    comment(g),
-                    comment(&names.join(", "))
-                ));
-            }
+        y.push_str("groups:\n");
+        for (g, names) in &group_lines {
+            let list: Vec<String> = names.iter().map(|n| quote(n)).collect();
+            y.push_str(&format!("  {}: [{}]\n", ykey(g), list.join(", ")));
         }
     }
     if programs.is_empty() {

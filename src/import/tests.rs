@@ -26,7 +26,6 @@ fn import(path: &Path) -> Translation {
     let ctx = Context {
         env: &env,
         host: "box".into(),
-        groups_supported: false,
     };
     let mut t = translate(&tree.sections, &tree.files, &ctx);
     let mut notes = tree.notes;
@@ -126,7 +125,7 @@ fn the_docs_program_example_with_every_key() {
         "      A: \"1\"\n",
         "      B: \"2\"\n",
         "  http:\n    listen: \"127.0.0.1:9001\"\n",
-        "#   foo: []\n",
+        "groups:\n  foo: []\n",
     ] {
         assert!(yaml.contains(line), "no {line:?} in:\n{yaml}");
     }
@@ -141,7 +140,7 @@ fn the_docs_program_example_with_every_key() {
         "[inet_http_server] password: not translated",
         "[group:foo] priority: not translated",
         "\"bar\" is no [program:bar]",
-        "[group:foo] not translated: this sup has no groups:",
+        "[group:foo] translated as groups.foo",
         "\"/an/absolute/filename.conf\" matches no file",
         "stopasgroup/killasgroup false (supervisord's default) for cat",
     ] {
@@ -403,6 +402,34 @@ fn a_huge_numprocs_start_is_refused_not_overflowed() {
         notes(&t).contains("numprocs_start: not translated"),
         "{}",
         notes(&t)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn groups_become_sup_groups_of_the_programs_their_members_became() {
+    let dir = folder(
+        "groups",
+        &[(
+            "s.conf",
+            "[group:web]\nprograms=api,static,api\n[group:static]\nprograms=api\n\
+             [program:api]\ncommand=x %(process_num)d\nnumprocs=2\nprocess_name=api%(process_num)d\n\
+             [program:static]\ncommand=y\n",
+        )],
+    );
+    let t = import(&dir.join("s.conf"));
+    let cfg = loads(&t, &[]);
+    assert!(
+        t.yaml
+            .contains("groups:\n  web: [\"api0\", \"api1\", \"static\"]\n"),
+        "{}",
+        t.yaml
+    );
+    assert_eq!(cfg.programs.len(), 3);
+    let n = notes(&t);
+    assert!(
+        n.contains("[group:static] not translated: \"static\" is also a program's name"),
+        "{n}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -30,6 +30,9 @@ directory=%(here)s
 redirect_stderr=true
 stdout_logfile=%(here)s/writer.log
 
+[group:pool]
+programs=sleeper,included
+
 [include]
 files = conf.d/*.conf
 ";
@@ -59,6 +62,7 @@ fn an_imported_config_passes_check_and_runs() {
         "[unix_http_server] not needed",
         "[rpcinterface:supervisor] not needed",
         "instances are named sleeper:0 … sleeper:1 (supervisord: sleeper_00 … sleeper_01)",
+        "[group:pool] translated as groups.pool",
         "translated 3 programs",
     ] {
         assert!(stderr.contains(said), "stderr lacks {said:?}:\n{stderr}");
