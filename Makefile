@@ -133,7 +133,7 @@ bench: build ## sup vs supervisord vs raw fork/exec, side by side (writes docs/b
 	bench/.venv/bin/python bench/bench.py $(BENCH_ARGS)
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := config duration size cron umask signal control state http
+FUZZ_TARGETS := config duration size cron umask signal control state http supervisord
 
 fuzz: ## run each fuzz target for FUZZ_SECONDS (60), growing fuzz/corpus/ (nightly, cargo-fuzz)
 	@$(CARGO) +nightly --version >/dev/null 2>&1 || { \

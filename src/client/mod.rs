@@ -398,6 +398,7 @@ pub fn execute(
         | Command::Check { .. }
         | Command::Shell
         | Command::Top
+        | Command::Import { .. }
         | Command::Completions { .. } => Err(Fail::new(
             "this subcommand does not talk to a daemon over the control socket",
         )),
