@@ -232,6 +232,8 @@ pub struct HttpTransport {
     /// The current connection, for `Closer`s on other threads.
     current: Arc<Mutex<Option<TcpStream>>>,
     deadline: Option<Instant>,
+    /// The most one Server-Sent Event may take (`MAX_ANSWER`; smaller in tests).
+    max_event: u64,
 }
 
 impl HttpTransport {
@@ -246,6 +248,7 @@ impl HttpTransport {
             status_array: false,
             current: Arc::new(Mutex::new(None)),
             deadline: None,
+            max_event: MAX_ANSWER,
         })
     }
 
@@ -333,12 +336,25 @@ impl HttpTransport {
             Body::Events => loop {
                 let mut data = Vec::new();
                 let mut line = Vec::new();
+                // Every byte of the event so far, its field names and line ends too: a server
+                // that never sends the blank line ending an event cannot grow `data` forever.
+                let mut taken: u64 = 0;
                 loop {
                     line.clear();
-                    let n = reader.take(MAX_ANSWER).read_until(b'\n', &mut line)?;
+                    let room = self.max_event.saturating_sub(taken) + 1;
+                    let n = reader.take(room).read_until(b'\n', &mut line)?;
                     if n == 0 {
                         self.body = Body::Done;
                         return Ok(None);
+                    }
+                    taken += n as u64;
+                    if taken > self.max_event {
+                        self.body = Body::Done;
+                        self.reader = None;
+                        return Err(invalid(format!(
+                            "an event longer than {} (no blank line ends it)",
+                            size(self.max_event)
+                        )));
                     }
                     let text = line.strip_suffix(b"\n").unwrap_or(&line);
                     let text = text.strip_suffix(b"\r").unwrap_or(text);
@@ -450,6 +466,17 @@ impl HttpTransport {
     }
 }
 
+/// `64 MiB`, `512 KiB`, `100 bytes`: a limit as messages state it.
+fn size(bytes: u64) -> String {
+    if bytes >= 1024 * 1024 && bytes % (1024 * 1024) == 0 {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else if bytes >= 1024 && bytes % 1024 == 0 {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 fn invalid(e: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
@@ -495,6 +522,103 @@ fn open(url: &Url, within: Duration) -> Result<TcpStream, Fail> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+
+    /// A server on a loopback port that reads one request head and hands the connection to
+    /// `answer`; the URL to reach it.
+    fn fake_server(answer: impl FnOnce(TcpStream) + Send + 'static) -> Url {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line == "\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            answer(stream);
+        });
+        Url::parse(&format!("http://127.0.0.1:{port}")).expect("parses")
+    }
+
+    fn tail_follow() -> RequestBody {
+        RequestBody::Tail {
+            name: "web".into(),
+            lines: 10,
+            stderr: false,
+            follow: true,
+        }
+    }
+
+    #[test]
+    fn an_event_without_end_is_cut_at_the_limit() {
+        let url = fake_server(|mut s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
+            let lines =
+                b"data: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
+                    .repeat(100);
+            // Until the client hangs up.
+            while s.write_all(&lines).is_ok() {}
+        });
+        let mut http = HttpTransport::connect(&url, Duration::from_secs(5)).expect("connects");
+        http.max_event = 64 * 1024;
+        http.send(&tail_follow()).expect("sends");
+        http.set_deadline(Some(Instant::now() + Duration::from_secs(20)));
+        let e = http.next().expect_err("too long");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            e.to_string(),
+            "an event longer than 64 KiB (no blank line ends it)"
+        );
+        // One line without an end is held to the same bound.
+        let url = fake_server(|mut s| {
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: ");
+            let bytes = [b'A'; 8192];
+            while s.write_all(&bytes).is_ok() {}
+        });
+        let mut http = HttpTransport::connect(&url, Duration::from_secs(5)).expect("connects");
+        http.max_event = 64 * 1024;
+        http.send(&tail_follow()).expect("sends");
+        http.set_deadline(Some(Instant::now() + Duration::from_secs(20)));
+        let e = http.next().expect_err("too long");
+        assert!(
+            e.to_string().starts_with("an event longer than 64 KiB"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn events_under_the_limit_are_read() {
+        let url = fake_server(|mut s| {
+            let event = |data: &str| {
+                let line = format!(r#"{{"v":1,"kind":"output","data":"{data}"}}"#);
+                format!("event: output\ndata: {line}\n\n")
+            };
+            let body = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n{}: a comment\n\n{}",
+                event("one"),
+                event("two")
+            );
+            let _ = s.write_all(body.as_bytes());
+        });
+        let mut http = HttpTransport::connect(&url, Duration::from_secs(5)).expect("connects");
+        http.send(&tail_follow()).expect("sends");
+        http.set_deadline(Some(Instant::now() + Duration::from_secs(20)));
+        let mut got = Vec::new();
+        while let Some(r) = http.next().expect("reads") {
+            got.push(r.body);
+        }
+        assert_eq!(
+            got,
+            ["one", "two"].map(|d| ResponseBody::Output { data: d.into() })
+        );
+    }
 
     #[test]
     fn urls() {
