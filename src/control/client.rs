@@ -551,15 +551,17 @@ fn parse(line: &[u8]) -> Result<Response, ParseError> {
 }
 
 /// An I/O error as the cause part of a message: lowercase, without Rust's `(os error N)`.
+/// A first word in capitals stays as it is (`EOF while parsing`, not `eOF`).
 pub fn cause(e: &io::Error) -> String {
     let text = match e.raw_os_error() {
         Some(errno) => nix::errno::Errno::from_raw(errno).desc().to_string(),
         None => e.to_string(),
     };
     let mut chars = text.chars();
+    let acronym = text.chars().nth(1).is_some_and(char::is_uppercase);
     match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => text,
+        Some(first) if !acronym => first.to_lowercase().chain(chars).collect(),
+        _ => text,
     }
 }
 
@@ -812,5 +814,10 @@ pub(crate) mod tests {
     fn causes_read_like_the_rest_of_our_messages() {
         let e = io::Error::from_raw_os_error(nix::libc::ECONNREFUSED);
         assert_eq!(cause(&e), "connection refused");
+        let e = io::Error::other("EOF while parsing a value at line 1 column 2");
+        assert_eq!(cause(&e), "EOF while parsing a value at line 1 column 2");
+        let e = io::Error::other("Invalid data");
+        assert_eq!(cause(&e), "invalid data");
+        assert_eq!(cause(&io::Error::other("X")), "x");
     }
 }
