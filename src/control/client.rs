@@ -64,7 +64,8 @@ enum Transport {
         /// A second handle on the same socket, so writes do not fight the reader's buffer.
         writer: UnixStream,
     },
-    Http(HttpTransport),
+    /// Boxed: it carries two readers' buffers and the URL, the socket far less.
+    Http(Box<HttpTransport>),
 }
 
 /// The longest response line we accept. A status of thousands of instances fits easily; the
@@ -161,7 +162,8 @@ impl Conn {
         let path = match &endpoint {
             Endpoint::Socket(path) => path.clone(),
             Endpoint::Http(url) => {
-                let transport = Transport::Http(HttpTransport::connect(url, timeouts.quick)?);
+                let transport =
+                    Transport::Http(Box::new(HttpTransport::connect(url, timeouts.quick)?));
                 return Ok(Conn {
                     endpoint,
                     transport,
