@@ -389,8 +389,11 @@ impl Conn {
     }
 }
 
-/// An `error` answer becomes a `Fail` carrying the daemon's message and hint.
-fn answer(resp: Response) -> Result<Response, Fail> {
+/// An `error` answer becomes a `Fail` carrying the daemon's message and hint. Every string
+/// but a job's output is cleaned of control characters first (`client::output::clean_answer`),
+/// so whatever prints an answer, over either transport, prints no terminal escapes.
+fn answer(mut resp: Response) -> Result<Response, Fail> {
+    crate::client::output::clean_answer(&mut resp.body);
     match resp.body {
         ResponseBody::Error { message, hint } => {
             let fail = Fail::new(message);
@@ -737,6 +740,21 @@ pub(crate) mod tests {
             "{}",
             fail.message
         );
+    }
+
+    #[test]
+    fn answers_reach_commands_without_terminal_escapes() {
+        let dir = TempDir::new("conn");
+        let _d = fake_daemon(
+            &dir.sock(),
+            vec![line(ResponseBody::Error {
+                message: "web: \x1b]0;pwned\x07failed".into(),
+                hint: Some("\u{9b}2J".into()),
+            })],
+        );
+        let mut conn = Conn::connect(dir.sock()).expect("connects");
+        let fail = conn.request(&status_request(), None).expect_err("error");
+        assert_eq!(fail, Fail::new("web: ?]0;pwned?failed").hint("?2J"));
     }
 
     #[test]
