@@ -72,6 +72,7 @@ impl Daemon {
             }
         }
         extras.cgroup_procs = joined.procs;
+        extras.cgroup_dir = joined.v2_dir;
         Ok(())
     }
 
