@@ -8,6 +8,9 @@
 //! a program not on PATH) is checked before the child is made. The child is made with
 //! `clone(CLONE_VM | CLONE_VFORK)`, as posix_spawn does, so a spawn costs the daemon the same
 //! at any size (`fork`, which copies its page tables, is the fallback: see `clone_vfork`).
+//! An instance with a v2 cgroup is made with `clone3(CLONE_INTO_CGROUP)` instead, fork-style,
+//! so that it is born in its cgroup: joining it by a write to `cgroup.procs` would hold the
+//! daemon for an RCU grace period per spawn (see `clone3_into`; refused, today's path).
 //! Between its creation and `exec` the child runs only syscalls on data prepared here (argv,
 //! envp and the resolved path are built first), and reports a failed `exec` as
 //! `(step, errno)` on a close-on-exec pipe.
