@@ -92,6 +92,7 @@ pub fn reload(report: &ReloadReport) -> Report {
         ("added", &report.added),
         ("changed", &report.changed),
         ("removed", &report.removed),
+        ("groups", &report.groups),
     ] {
         if !names.is_empty() {
             out.push(format!("{word}: {}", names.join(", ")));

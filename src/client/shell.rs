@@ -170,8 +170,12 @@ impl ShellHelper {
         };
         let req = Request::new(RequestBody::Status { names: Vec::new() });
         match conn.request(&req, Some(NAMES_TIMEOUT)).map(|r| r.body) {
-            Ok(ResponseBody::Status { instances, .. }) => {
-                let mut names = Vec::new();
+            Ok(ResponseBody::Status { instances, daemon }) => {
+                // Groups first: a group is a name like a program's (from a daemon that
+                // predates groups, there are none).
+                let mut names: Vec<String> = daemon
+                    .map(|d| d.groups.into_keys().collect())
+                    .unwrap_or_default();
                 for i in instances {
                     if i.name != i.program {
                         names.push(i.program);

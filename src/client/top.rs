@@ -310,13 +310,24 @@ impl Model {
         }
     }
 
-    /// The instances the filter lets through, in order.
+    /// The instances the filter lets through, in order: those whose name contains it, and
+    /// the members of a group it names whole.
     pub fn visible(&self) -> Vec<&InstanceStatus> {
         let f = self.filter.to_lowercase();
+        let group = self.daemon.as_ref().and_then(|(d, _)| {
+            d.groups
+                .iter()
+                .find(|(g, _)| g.to_lowercase() == f)
+                .map(|(_, members)| members)
+        });
         self.instances
             .iter()
             .map(|(i, _)| i)
-            .filter(|i| f.is_empty() || i.name.to_lowercase().contains(&f))
+            .filter(|i| {
+                f.is_empty()
+                    || i.name.to_lowercase().contains(&f)
+                    || group.is_some_and(|m| m.contains(&i.program))
+            })
             .collect()
     }
 
@@ -1151,6 +1162,7 @@ mod tests {
                     pid: 99,
                     version: "0.1.0".into(),
                     uptime_s: 3725.0,
+                    groups: Default::default(),
                 }),
                 link: Link::Live,
             },
@@ -1238,6 +1250,21 @@ sup top  /tmp/sup-1000/sup.sock                                             live
             lines[1],
             "no daemon is listening on /tmp/sup-1000/sup.sock: connection refused; retrying e"
         );
+    }
+
+    #[test]
+    fn a_filter_that_names_a_group_shows_its_members() {
+        let (now, _) = base();
+        let mut m = sample_model(now);
+        if let Some((d, _)) = m.daemon.as_mut() {
+            d.groups.insert("front".into(), vec!["web".into()]);
+        }
+        m.filter = "front".into();
+        let shown: Vec<&str> = m.visible().iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(shown, ["web:0", "web:1"]);
+        // Part of a group's name is not the group: it filters by instance name as before.
+        m.filter = "fro".into();
+        assert!(m.visible().is_empty());
     }
 
     #[test]

@@ -15,7 +15,8 @@ use super::keys::{names, read_map, IfAbsent, Job, Key, Map, Value};
 use super::logkeys::parse_size;
 use super::resolve::{entries, Sink};
 use super::spec::{
-    HealthCheck, HealthSpec, Limits, OnUnhealthy, Origin, Probe, ProgramSpec, Ready, Watch,
+    AutoRestart, Condition, Dependency, HealthCheck, HealthSpec, Limits, OnUnhealthy, Origin,
+    Probe, ProgramSpec, Ready, Watch,
 };
 use super::values::{self, Bad, Read};
 use super::yaml::{Kind, Node};
@@ -90,7 +91,8 @@ pub const KEYS: &[Key<Job>] = &[
             }
         },
         default: IfAbsent::Unset("none"),
-        doc: "a program name or a list of them",
+        doc: "a program name or a list of them (each `started`), or a map of program name to \
+              `started`, `healthy` or `completed`: what it must be before this job is spawned",
         check: None,
     },
     Key {
@@ -361,27 +363,55 @@ fn positive(node: &Node) -> Read<Duration> {
     Ok(d)
 }
 
-/// A program name or a list of them; sorted, without duplicates.
-pub fn depends_on(node: &Node) -> Read<Vec<String>> {
-    let what = "a program name or a list of program names";
-    let mut names = match &node.kind {
+/// A program name or a list of them (each `started`), or a map of program name to
+/// `started`, `healthy` or `completed`; sorted by program, one entry per program.
+pub fn depends_on(node: &Node) -> Read<Vec<Dependency>> {
+    let what = "a program name, a list of program names, or a map of program name to \
+                started, healthy or completed";
+    let name = |i: &Node| match i.text() {
+        Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => Err(Bad {
+            at: Some((i.line, i.col)),
+            ..expected("a program name", i)
+        }),
+    };
+    let mut deps = match &node.kind {
         Kind::Seq(items) => items
             .iter()
-            .map(|i| match i.text() {
-                Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-                _ => Err(Bad {
-                    at: Some((i.line, i.col)),
-                    ..expected("a program name", i)
-                }),
+            .map(|i| name(i).map(|n| Dependency::started(&n)))
+            .collect::<Read<Vec<_>>>()?,
+        Kind::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| {
+                let program = name(k)?;
+                let condition = condition(v).map_err(|b| Bad {
+                    at: Some((v.line, v.col)),
+                    ..b
+                })?;
+                Ok(Dependency { program, condition })
             })
             .collect::<Read<Vec<_>>>()?,
         Kind::Scalar(s) if s.is_null() => Vec::new(),
-        Kind::Scalar(s) if !s.text.trim().is_empty() => vec![s.text.trim().to_string()],
+        Kind::Scalar(s) if !s.text.trim().is_empty() => vec![Dependency::started(s.text.trim())],
         _ => return Err(expected(what, node)),
     };
-    names.sort();
-    names.dedup();
-    Ok(names)
+    deps.sort();
+    deps.dedup_by(|a, b| a.program == b.program);
+    Ok(deps)
+}
+
+fn condition(node: &Node) -> Read<Condition> {
+    let what = "started, healthy or completed";
+    match node
+        .text()
+        .map(|t| t.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("started") => Ok(Condition::Started),
+        Some("healthy") => Ok(Condition::Healthy),
+        Some("completed") => Ok(Condition::Completed),
+        _ => Err(expected(what, node)),
+    }
 }
 
 /// A size in bytes: `500M`, `2G`, `512k`, `1048576`; K/M/G/T are powers of 1024, with an
@@ -575,8 +605,19 @@ impl DepPlaces {
         let (k, v) = entries
             .iter()
             .find(|(k, _)| k.text() == Some("depends_on"))?;
+        let keys: Vec<&Node>;
         let items = match &v.kind {
             Kind::Seq(items) => &items[..],
+            Kind::Map(entries) => {
+                keys = entries.iter().map(|(k, _)| k).collect();
+                return Some(DepPlaces {
+                    key: (k.line, k.col),
+                    names: keys
+                        .iter()
+                        .filter_map(|k| Some((k.text()?.trim().to_string(), (k.line, k.col))))
+                        .collect(),
+                });
+            }
             _ => std::slice::from_ref(v),
         };
         let mut names = BTreeMap::new();
@@ -631,11 +672,58 @@ pub fn check_dependencies(
     };
     for (name, spec) in programs {
         for dep in &spec.health.depends_on {
-            if !programs.contains_key(dep) {
+            let Some(target) = programs.get(&dep.program) else {
+                let dep = &dep.program;
                 let hint = values::suggest(dep, programs.keys().map(String::as_str))
                     .map(|s| format!("did you mean {s}?"));
                 let at = place(name, Some(dep));
                 push(sink, at, name, format!("unknown program {dep:?}"), hint);
+                continue;
+            };
+            // A one-shot job that exits within `starttime` has failed to start, so it would
+            // never complete: likely a forgotten `starttime: 0s`.
+            if dep.condition == Condition::Completed
+                && target.schedule.is_none()
+                && !target.starttime.is_zero()
+            {
+                let (file, line, col) = place(name, Some(&dep.program));
+                let bad = Bad::new(format!(
+                    "{}: completed: an exit within its starttime ({}) is a failed start, \
+                     not a completion",
+                    dep.program,
+                    crate::core::event::human(target.starttime)
+                ))
+                .with_hint(format!(
+                    "give {} `starttime: 0s` if it is a one-shot job",
+                    dep.program
+                ));
+                sink.warn(
+                    &file,
+                    (line, col),
+                    &format!("programs.{name}.depends_on"),
+                    bad,
+                );
+            }
+            // `completed` of a job that is always restarted can never be met.
+            if dep.condition == Condition::Completed
+                && target.autorestart == AutoRestart::Always
+                && target.schedule.is_none()
+            {
+                let at = place(name, Some(&dep.program));
+                push(
+                    sink,
+                    at,
+                    name,
+                    format!(
+                        "{}: completed can never be met: it has autorestart: always",
+                        dep.program
+                    ),
+                    Some(format!(
+                        "give {} `autorestart: unexpected` (or `never`), or depend on it as \
+                         started",
+                        dep.program
+                    )),
+                );
             }
         }
     }
@@ -673,7 +761,7 @@ fn find_cycle(programs: &BTreeMap<String, ProgramSpec>) -> Option<Vec<String>> {
             let deps = programs
                 .get(node)
                 .map_or(&[][..], |s| &s.health.depends_on[..]);
-            if let Some(dep) = deps.get(*next) {
+            if let Some(dep) = deps.get(*next).map(|d| &d.program) {
                 *next += 1;
                 match marks.get(dep.as_str()) {
                     Some(Mark::New) => {
@@ -788,12 +876,37 @@ mod tests {
 
     #[test]
     fn depends_on_reads_one_or_many() {
-        assert_eq!(depends_on(&node("db")), Ok(vec!["db".to_string()]));
+        assert_eq!(depends_on(&node("db")), Ok(vec![Dependency::started("db")]));
         assert_eq!(
             depends_on(&node("[cache, db, cache]")),
-            Ok(vec!["cache".to_string(), "db".to_string()])
+            Ok(vec![
+                Dependency::started("cache"),
+                Dependency::started("db")
+            ])
         );
         assert!(depends_on(&node("{a: 1}")).is_err());
+    }
+
+    #[test]
+    fn depends_on_as_a_map_names_the_condition() {
+        let d = |program: &str, condition| Dependency {
+            program: program.to_string(),
+            condition,
+        };
+        assert_eq!(
+            depends_on(&node("{migrate: completed, db: healthy, cache: started}")),
+            Ok(vec![
+                d("cache", Condition::Started),
+                d("db", Condition::Healthy),
+                d("migrate", Condition::Completed)
+            ])
+        );
+        let bad = depends_on(&node("{db: ready}")).expect_err("not a condition");
+        assert_eq!(bad.at, Some((1, 6)));
+        assert!(
+            bad.message.contains("started, healthy or completed"),
+            "{bad:?}"
+        );
     }
 
     fn programs(deps: &[(&str, &[&str])]) -> BTreeMap<String, ProgramSpec> {
@@ -801,7 +914,7 @@ mod tests {
             .map(|(name, d)| {
                 let mut s = crate::daemon::testutil::spec(&["true"]);
                 s.name = name.to_string();
-                s.health.depends_on = d.iter().map(|x| x.to_string()).collect();
+                s.health.depends_on = d.iter().map(|x| Dependency::started(x)).collect();
                 (name.to_string(), s)
             })
             .collect()

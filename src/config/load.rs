@@ -5,7 +5,7 @@
 //! Reading a key's value is `resolve`'s business. Every file is read even after errors, so one
 //! `sup check` shows everything that needs fixing.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::error::{ConfigError, Rejected};
@@ -16,7 +16,7 @@ use super::spec::{Config, DaemonSpec, Origin, ProgramSpec};
 use super::values::{self, Bad};
 use super::yaml::{self, Kind, Node};
 
-const TOP_KEYS: &[&str] = &["programs", "daemon", "include"];
+const TOP_KEYS: &[&str] = &["programs", "daemon", "include", "groups"];
 const DEFAULT_INCLUDE: &str = "sup.d/*.job";
 
 /// Load the config at `path`. Relative paths and the files named in errors are taken from
@@ -47,6 +47,8 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Re
         origins: BTreeMap::new(),
         dep_places: BTreeMap::new(),
         defined: HashMap::new(),
+        groups: Vec::new(),
+        groups_file: String::new(),
     };
     let base_dir = source
         .parent()
@@ -128,6 +130,16 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Re
         }
     }
 
+    // Group members name programs that exist; no group is named like a program.
+    let written = std::mem::take(&mut loader.groups);
+    let defined: BTreeSet<&str> = loader.defined.keys().map(String::as_str).collect();
+    let groups = super::groups::check(written, &loader.groups_file, &defined, &mut loader.sink);
+    // A group in `depends_on` stands for its programs, each with the condition written.
+    if !groups.is_empty() {
+        for spec in loader.programs.values_mut() {
+            super::groups::expand_dependencies(&mut spec.health.depends_on, &groups);
+        }
+    }
     // `depends_on` names programs that exist, without cycles.
     super::health::check_dependencies(
         &loader.programs,
@@ -139,6 +151,7 @@ fn load_source(path: &Path, text: Option<&str>, cwd: &Path) -> Result<Config, Re
         return Err(loader.sink.into_rejected());
     }
     Ok(Config {
+        groups,
         source,
         base_dir,
         daemon,
@@ -162,6 +175,10 @@ struct Loader<'a> {
     dep_places: BTreeMap<String, DepPlaces>,
     /// Name → where it was first defined, as shown in the duplicate message.
     defined: HashMap<String, String>,
+    /// The main file's `groups:` as written, checked once every program is known.
+    groups: Vec<super::groups::Written>,
+    /// The main file as shown in errors.
+    groups_file: String,
 }
 
 impl Loader<'_> {
@@ -225,7 +242,7 @@ impl Loader<'_> {
         };
         let entries = resolve::entries(
             &root,
-            "a map with programs, daemon and include",
+            "a map with programs, daemon, include and groups",
             &shown,
             "",
             &mut self.sink,
@@ -240,6 +257,10 @@ impl Loader<'_> {
             match key {
                 "programs" => {}
                 "daemon" => daemon_node = Some(v),
+                "groups" => {
+                    self.groups = super::groups::read(v, &shown, valid_name, &mut self.sink);
+                    self.groups_file = shown.clone();
+                }
                 "include" => include = Some(self.include(v, &shown)),
                 _ => resolve::unknown_key(k, key, TOP_KEYS, &shown, key, &mut self.sink),
             }

@@ -6,6 +6,7 @@ pub mod error;
 mod glob;
 #[cfg(test)]
 mod golden;
+mod groups;
 mod health;
 mod httpkeys;
 mod keys;
@@ -21,8 +22,8 @@ pub mod yaml;
 
 pub use error::{ConfigError, Rejected};
 pub use spec::{
-    AutoRestart, Catchup, Config, FirstRun, Limits, NotifySpec, OnUnhealthy, Output, Overlap,
-    Probe, ProgramSpec, Ready, Rotation, Schedule, Signal,
+    AutoRestart, Catchup, Condition, Config, Dependency, FirstRun, Limits, NotifySpec, OnUnhealthy,
+    Output, Overlap, Probe, ProgramSpec, Ready, Rotation, Schedule, Signal,
 };
 
 use std::path::Path;

@@ -456,7 +456,8 @@ mod tests {
         assert_eq!(h.ready, crate::config::Ready::Notify);
         assert_eq!(h.ready_timeout, Duration::from_secs(5));
         assert_eq!(h.watchdog, Some(Duration::from_secs(30)));
-        assert_eq!(h.depends_on, ["cache", "db"]);
+        let deps: Vec<&str> = h.depends_on.iter().map(|d| d.program.as_str()).collect();
+        assert_eq!(deps, ["cache", "db"]);
         let c = h.healthcheck.as_ref().expect("a healthcheck");
         assert!(matches!(&c.probe, crate::config::Probe::Http { path, .. } if path == "/health"));
         assert_eq!(c.interval, Duration::from_secs(2));

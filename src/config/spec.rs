@@ -162,6 +162,43 @@ pub struct Watch {
     pub sustained: Duration,
 }
 
+/// What a dependency must be for a dependent to be spawned (`depends_on: {db: healthy}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Condition {
+    /// Every instance is `running` (the plain list form).
+    Started,
+    /// `running`, and its health check passing (without a check, the same as `started`).
+    Healthy,
+    /// Every instance exited with an expected code and is not restarted: a one-shot job.
+    Completed,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Healthy => "healthy",
+            Condition::Completed => "completed",
+        }
+    }
+}
+
+/// One entry of `depends_on`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dependency {
+    pub program: String,
+    pub condition: Condition,
+}
+
+impl Dependency {
+    pub fn started(program: &str) -> Dependency {
+        Dependency {
+            program: program.to_string(),
+            condition: Condition::Started,
+        }
+    }
+}
+
 /// The keys of readiness, health, dependencies, limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthSpec {
@@ -172,8 +209,8 @@ pub struct HealthSpec {
     /// With `ready: notify`: no `WATCHDOG=1` for this long while running restarts it.
     pub watchdog: Option<Duration>,
     pub healthcheck: Option<HealthCheck>,
-    /// Program names; sorted, without duplicates.
-    pub depends_on: Vec<String>,
+    /// Sorted by program, one entry per program.
+    pub depends_on: Vec<Dependency>,
     pub limits: Limits,
     pub watch: Option<Watch>,
 }
@@ -427,6 +464,9 @@ pub struct Config {
     pub base_dir: PathBuf,
     pub daemon: DaemonSpec,
     pub programs: BTreeMap<String, ProgramSpec>,
+    /// `groups:`: group name → its programs, in the order written. Not part of any program's
+    /// spec, so a reload that changes only groups restarts nothing.
+    pub groups: BTreeMap<String, Vec<String>>,
     /// Where each program was defined. Not part of any comparison.
     pub origins: BTreeMap<String, Origin>,
     /// What `sup check` points out without refusing the config.

@@ -199,6 +199,10 @@ pub struct DaemonInfo {
     pub pid: u32,
     pub version: String,
     pub uptime_s: f64,
+    /// The config's `groups:` (group name → programs), for completion and `top`'s filter;
+    /// absent from a daemon without groups (or of a version before them).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -215,6 +219,9 @@ pub struct ReloadReport {
     pub changed: Vec<String>,
     pub removed: Vec<String>,
     pub unchanged: Vec<String>,
+    /// Groups added, changed or removed: `web (added)`. A group change restarts nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// Set when the new config was invalid and nothing changed: every error, one per entry.
     #[serde(default)]
     pub errors: Vec<String>,

@@ -10,7 +10,7 @@
 //! |---|---|---|---|
 //! | `Stopped`, `Exited`, `Fatal` | the same | none | none |
 //! | `Scheduled` | scheduled | none | none (the next tick is `tick_at`) |
-//! | `Waiting` | starting | none: held back, a dependency is not running | none |
+//! | `Waiting` | starting | none: held back, a dependency does not meet its condition | none |
 //! | `Spawning` | starting | asked for, no pid yet | none |
 //! | `Starting` | starting | the leader | `starttime`, or `ready_timeout` with `ready` |
 //! | `Running` | running | the leader | none |
@@ -57,13 +57,13 @@
 //! | waiting | start, restart | waiting | the intent is recorded |
 //! | waiting | stop, shutdown | stopped | log `stopped`, the reason cleared: nothing was spawned |
 //! | waiting | blocked | waiting | a new reason is logged and shown; the same one again is not |
-//! | waiting | unblocked | spawning | `Spawn`: every dependency is running now |
+//! | waiting | unblocked | spawning | `Spawn`: every dependency meets its condition now |
 //! | spawning | start | spawning | the intent is recorded |
 //! | spawning | stop, restart, shutdown | stopped | log `stopped`: there is nothing to signal (a restart, too, leaves it stopped) |
 //! | spawning | spawned | starting | log `spawned`; deadline at `ready_timeout` with a `ready` other than `starttime`, else at `starttime`; running at once (log `running`) when that is 0 or the job is scheduled: a run that ends quickly is a normal run |
 //! | spawning | spawn failed | backoff, fatal, scheduled | log it; a scheduled job: a failed run in the history, and the next tick is the retry; else a failed start |
 //! | spawning | spawn deferred | backoff | log it; 100 ms, doubling to 5 s; no `startretries` spent and not counted in `restarts`: the daemon could not fork for want of its own resources, which says nothing about the job |
-//! | spawning | blocked | waiting | log `waiting`, the reason shown: the loop answers a spawn this way while a dependency is down |
+//! | spawning | blocked | waiting | log `waiting`, the reason shown: the loop answers a spawn this way while a dependency does not meet its condition |
 //! | starting, running | start | the same | the intent is recorded |
 //! | starting, running | stop, shutdown | stopping (`Rest`) | log `stopping`, `stopsignal` to the group, deadline at `stoptime`; the schedule is dropped (an operator stop holds until a start) |
 //! | starting, running | restart | stopping (`Start`) | the same, the schedule kept; not counted in `restarts` |
@@ -241,11 +241,11 @@ pub enum Input {
     Fault {
         reason: String,
     },
-    /// The spawn just asked for is held back: a dependency is not running.
+    /// The spawn just asked for is held back: a dependency does not meet its condition.
     Blocked {
         reason: String,
     },
-    /// Every dependency is running: a held spawn may go ahead.
+    /// Every dependency meets its condition: a held spawn may go ahead.
     Unblocked,
     /// An operator asked for it to be down: recorded now, while the stop itself waits for
     /// its dependents (it comes as `Stop` later). Nothing else changes.
@@ -592,7 +592,7 @@ impl Instance {
                 self.down(out);
             }
 
-            // --- waiting: wants to start, a dependency is not running yet ---
+            // --- waiting: wants to start, a dependency does not meet its condition yet ---
             (P::Waiting, I::Start | I::Restart) => self.want_up = true,
             (P::Waiting, stop @ (I::Stop | I::Shutdown)) => {
                 if stop == I::Stop {

@@ -1,12 +1,17 @@
 //! Resolving the NAME arguments of `status`, `start`, `stop` … against the instances:
-//! `all`, a program (all its instances) or one instance (`web:1`).
+//! `all`, a group (all its programs' instances), a program (all its instances) or one
+//! instance (`web:1`). There are no patterns: a name is matched whole.
+
+use std::collections::BTreeMap;
 
 /// Indices into `instances` (given as `(program, instance_name)` pairs, in display order)
 /// that `names` select, in display order without duplicates; or the names that match nothing.
 /// No names select nothing: every instance takes an explicit `all`, so a request that lost
-/// its names on the way cannot stop everything.
+/// its names on the way cannot stop everything. `groups` maps a group name to its programs
+/// (the config check made sure no group is named like a program).
 pub fn resolve<'a>(
     instances: &[(&str, &str)],
+    groups: &BTreeMap<String, Vec<String>>,
     names: &'a [String],
 ) -> Result<Vec<usize>, Vec<&'a str>> {
     if names.iter().any(|n| n == "all") {
@@ -16,8 +21,13 @@ pub fn resolve<'a>(
     let mut unknown = Vec::new();
     for name in names {
         let mut hit = false;
+        let members = groups.get(name.as_str());
+        // A group that exists is a hit even when it has no members: it names nothing to do,
+        // which is not a typo.
+        hit |= members.is_some();
         for (i, (program, instance)) in instances.iter().enumerate() {
-            if program == name || instance == name {
+            let in_group = members.is_some_and(|m| m.iter().any(|p| p == program));
+            if in_group || program == name || instance == name {
                 picked[i] = true;
                 hit = true;
             }
@@ -39,6 +49,10 @@ mod tests {
 
     const SET: &[(&str, &str)] = &[("db", "db"), ("web", "web:0"), ("web", "web:1")];
 
+    fn resolve<'a>(set: &[(&str, &str)], names: &'a [String]) -> Result<Vec<usize>, Vec<&'a str>> {
+        super::resolve(set, &BTreeMap::new(), names)
+    }
+
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
@@ -56,6 +70,26 @@ mod tests {
         assert_eq!(
             resolve(SET, &names(&["nope", "web", "web:7"])),
             Err(vec!["nope", "web:7"])
+        );
+    }
+
+    #[test]
+    fn a_group_selects_its_programs_instances_once() {
+        let groups = BTreeMap::from([
+            ("front".to_string(), vec!["web".to_string()]),
+            (
+                "everything".to_string(),
+                vec!["web".to_string(), "db".to_string()],
+            ),
+            ("empty".to_string(), vec![]),
+        ]);
+        let r = |v: &[&str]| super::resolve(SET, &groups, &names(v)).map_err(|e| e.len());
+        assert_eq!(r(&["front"]), Ok(vec![1, 2]));
+        assert_eq!(r(&["everything", "web:1"]), Ok(vec![0, 1, 2]));
+        assert_eq!(r(&["empty"]), Ok(vec![]));
+        assert_eq!(
+            super::resolve(SET, &groups, &names(&["front", "back"])),
+            Err(vec!["back"])
         );
     }
 }

@@ -21,6 +21,29 @@ pub struct Plan {
     pub unchanged: Vec<String>,
 }
 
+/// How `groups:` changed, one entry per group: `web (added)`, `web (changed)`,
+/// `web (removed)`. Groups are only names for programs: a change here restarts nothing.
+pub fn group_changes(
+    old: &BTreeMap<String, Vec<String>>,
+    new: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, members) in new {
+        match old.get(name) {
+            None => out.push(format!("{name} (added)")),
+            Some(before) if before != members => out.push(format!("{name} (changed)")),
+            Some(_) => {}
+        }
+    }
+    out.extend(
+        old.keys()
+            .filter(|name| !new.contains_key(*name))
+            .map(|name| format!("{name} (removed)")),
+    );
+    out.sort();
+    out
+}
+
 pub fn plan(old: &BTreeMap<String, ProgramSpec>, new: &BTreeMap<String, ProgramSpec>) -> Plan {
     let mut p = Plan::default();
     for (name, spec) in new {
@@ -113,5 +136,25 @@ mod tests {
         let p = plan(&old, &old.clone());
         assert!(p.added.is_empty() && p.changed.is_empty() && p.removed.is_empty());
         assert_eq!(p.unchanged, ["a", "b"]);
+    }
+
+    #[test]
+    fn group_changes_name_each_group_once() {
+        let g = |v: &[(&str, &[&str])]| -> BTreeMap<String, Vec<String>> {
+            v.iter()
+                .map(|(n, m)| (n.to_string(), m.iter().map(|x| x.to_string()).collect()))
+                .collect()
+        };
+        let old = g(&[
+            ("web", &["api", "static"]),
+            ("batch", &["nightly"]),
+            ("same", &["a"]),
+        ]);
+        let new = g(&[("web", &["api"]), ("ops", &["a"]), ("same", &["a"])]);
+        assert_eq!(
+            group_changes(&old, &new),
+            ["batch (removed)", "ops (added)", "web (changed)"]
+        );
+        assert!(group_changes(&new, &new).is_empty());
     }
 }

@@ -1079,7 +1079,7 @@ impl Daemon {
             .filter_map(|&id| self.sup.get(id))
             .map(|i| (i.core().program(), i.core().name()))
             .collect();
-        match names::resolve(&pairs, names_) {
+        match names::resolve(&pairs, &self.settings.config.groups, names_) {
             Ok(picked) => Ok(picked.into_iter().map(|i| ids[i]).collect()),
             Err(unknown) => Err(Box::new(Response::new(ResponseBody::Error {
                 message: format!("{}: {}", api::UNKNOWN_NAME, unknown.join(", ")),
@@ -1160,6 +1160,7 @@ impl Daemon {
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_s: (now.saturating_duration_since(self.started).as_secs_f64() * 10.0).round()
                 / 10.0,
+            groups: self.settings.config.groups.clone(),
         }
     }
 

@@ -366,3 +366,161 @@ fn rolling_restart_keeps_one_instance_up() {
     let running0 = log.rfind("web:0 running").expect("running");
     assert!(spawned[0] < running0 && running0 < spawned[1], "{log}");
 }
+
+#[test]
+fn a_dependent_of_a_completed_one_shot_starts_after_it_exits_0() {
+    let mut sb = Sandbox::with_programs(
+        "completed",
+        r#"
+  migrate:
+    cmd: ["sh", "-c", "sleep 0.5; echo migrated >> order; touch migrated; exit 0"]
+    starttime: 0s
+    autorestart: never
+  api:
+    cmd: ["sh", "-c", "echo api >> order; touch api-ran; exec sleep 1000"]
+    starttime: 0s
+    depends_on: {migrate: completed}
+"#,
+    );
+    sb.start();
+    sb.wait_state("api", "running");
+    assert_eq!(sb.read("order"), "migrated\napi\n");
+    assert_eq!(sb.state("migrate"), "exited");
+    assert_eq!(sb.instance("migrate")["last_exit"], 0);
+    // The job's file was written before the dependent's.
+    let mtime = |f: &str| {
+        std::fs::metadata(sb.path(f))
+            .and_then(|m| m.modified())
+            .expect("mtime")
+    };
+    sb.wait_for("api's file", || sb.path("api-ran").exists());
+    assert!(mtime("migrated") <= mtime("api-ran"));
+}
+
+#[test]
+fn a_one_shot_that_exits_3_leaves_its_dependent_waiting_with_the_reason() {
+    let mut sb = Sandbox::with_programs(
+        "failedmigrate",
+        r#"
+  migrate:
+    cmd: ["sh", "-c", "test -f fixed || exit 3; exit 0"]
+    starttime: 0s
+    autorestart: never
+  api:
+    cmd: ["sh", "-c", "touch api-ran; exec sleep 1000"]
+    starttime: 0s
+    depends_on: {migrate: completed}
+"#,
+    );
+    sb.start();
+    let want = "waiting for migrate: completed, but it exited 3 and will not restart";
+    sb.wait_for("api's reason to name the failed migrate", || {
+        sb.instance("api")["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(want))
+    });
+    assert_eq!(sb.state("migrate"), "exited");
+    assert_eq!(sb.state("api"), "starting");
+    assert!(sb.pid("api").is_none());
+    assert!(!sb.path("api-ran").exists());
+    let out = sb.sup_ok(&["status", "api"]);
+    assert!(out.contains(want), "{out}");
+
+    // Once migrate is fixed and run again, its exit releases api (event-driven, no poll).
+    sb.write("fixed", "");
+    let _ = sb.sup(&["start", "--no-wait", "migrate"]);
+    sb.wait_state("api", "running");
+    assert!(sb.path("api-ran").exists());
+}
+
+#[test]
+fn healthy_waits_for_the_first_passing_check_and_started_does_not() {
+    let mut sb = Sandbox::with_programs(
+        "healthydep",
+        r#"
+  db:
+    cmd: sleep 1000
+    starttime: 0s
+    healthcheck:
+      cmd: ["test", "-f", "ready"]
+      interval: 200ms
+      start_period: 60s
+  api:
+    cmd: ["sh", "-c", "touch api-ran; exec sleep 1000"]
+    starttime: 0s
+    depends_on: {db: healthy}
+  web:
+    cmd: sleep 1000
+    starttime: 0s
+    depends_on: {db: started}
+"#,
+    );
+    sb.start();
+    sb.wait_state("db", "running");
+    sb.wait_state("web", "running");
+    sb.wait_for("api to wait for db's check", || {
+        sb.instance("api")["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("waiting for db: healthy (health check starting)"))
+    });
+    // A few failed checks later it still waits.
+    let db = sb.pid("db");
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(sb.pid("api").is_none());
+    assert!(!sb.path("api-ran").exists());
+    assert_eq!(sb.pid("db"), db);
+
+    sb.write("ready", "");
+    sb.wait_state("api", "running");
+    assert_eq!(sb.instance("db")["health"], "healthy");
+    assert!(sb.path("api-ran").exists());
+}
+
+#[test]
+fn bad_conditions_are_config_errors() {
+    let sb = Sandbox::with_programs(
+        "badcond",
+        r#"
+  db: {cmd: x, autorestart: always}
+  api: {cmd: x, depends_on: {db: ready}}
+  web: {cmd: x, depends_on: {db: completed}}
+"#,
+    );
+    let out = sb.sup(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("programs.api.depends_on: expected started, healthy or completed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("db: completed can never be met: it has autorestart: always"),
+        "{err}"
+    );
+}
+
+#[test]
+fn completed_of_a_job_with_a_starttime_is_a_warning_naming_the_fix() {
+    let sb = Sandbox::with_programs(
+        "condwarn",
+        r#"
+  migrate: {cmd: x, autorestart: never}
+  api: {cmd: x, depends_on: {migrate: completed}}
+  web: {cmd: x, depends_on: {api: completed}, starttime: 0s}
+  api2: {cmd: x, starttime: 0s, autorestart: never}
+  ok: {cmd: x, depends_on: {api2: completed}}
+"#,
+    );
+    let out = sb.sup(&["check"]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "sup.yaml:4:30: programs.api.depends_on: migrate: completed: an exit within its \
+             starttime (1s) is a failed start"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("give migrate `starttime: 0s`"), "{err}");
+    assert!(!err.contains("api2"), "{err}");
+}

@@ -581,3 +581,30 @@ fn http_a_real_prometheus_server_scrapes_the_restarts_status_shows() {
         Some(1.0)
     );
 }
+
+#[test]
+fn http_readyz_without_the_token_gives_the_verdict_and_no_names() {
+    let sb0 = Sandbox::new("http-readyz-token-file");
+    sb0.write("token", "s3cret-token\n");
+    let (sb, port) = start(
+        "http-readyz-token",
+        &format!("    token_file: {}\n", sb0.path("token").display()),
+        "  web:\n    cmd: sleep 1000\n    starttime: 0.1\n    stoptime: 2\n  \
+         late:\n    cmd: [\"sh\", \"-c\", \"test -e go || exit 1; exec sleep 1000\"]\n    \
+         starttime: 0.1\n    startretries: 1000\n    stoptime: 2\n",
+    );
+    sb.wait_state("web", "running");
+    // What a Kubernetes probe sends: no Authorization header.
+    sb.wait_for("/readyz 503 without names", || {
+        get(port, "/readyz", None) == (503, "{\"ready\":false}\n".to_string())
+    });
+    let (status, body) = get(port, "/readyz", Some("s3cret-token"));
+    assert_eq!(status, 503);
+    assert!(body.contains("\"late\""), "{body}");
+    // A wrong token is still refused, and logged.
+    assert_eq!(get(port, "/readyz", Some("wrong-token!")).0, 401);
+    sb.write("go", "");
+    sb.wait_for("/readyz 200 without a token", || {
+        get(port, "/readyz", None) == (200, "{\"ready\":true}\n".to_string())
+    });
+}

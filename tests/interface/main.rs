@@ -10,6 +10,7 @@ mod control_socket;
 mod demo;
 mod each_child;
 mod escapees_and_faults;
+mod groups;
 mod health_and_order;
 mod hostile_clients;
 mod hostile_files;

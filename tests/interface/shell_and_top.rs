@@ -168,6 +168,40 @@ fn shell_tab_completes_a_partial_name_and_runs_the_command() {
 }
 
 #[test]
+fn shell_tab_completes_a_group_name_and_the_group_is_stopped() {
+    let mut sb = Sandbox::new("sh-group");
+    sb.write(
+        "sup.yaml",
+        "groups:\n  fleet: [web, worker]\nprograms:\n  worker: {cmd: sleep 1000, starttime: 0s}\n  \
+         web: {cmd: sleep 1000, starttime: 0s}\n  db: {cmd: sleep 1000, starttime: 0s}\n",
+    );
+    sb.start();
+    sb.wait_state("web", "running");
+    sb.wait_state("db", "running");
+    let Some(tmux) = Tmux::new("grouptab") else {
+        return;
+    };
+    tmux.open("sh", &sup_line(&sb, "shell"));
+    tmux.wait_screen("sh", "the prompt", prompt_ready);
+    tmux.keys("sh", &["stop fl", "Tab"]);
+    tmux.wait_screen("sh", "`fl` to complete to `fleet`", |s| {
+        s.contains("> stop fleet")
+    });
+    tmux.keys("sh", &["Enter"]);
+    tmux.wait_screen("sh", "the stop's outcome", |s| {
+        s.contains("web: stopped") && s.contains("worker: stopped")
+    });
+    assert_eq!(sb.state("db"), "running");
+    tmux.keys("sh", &["C-d"]);
+    wait_until(
+        "the shell to end on Ctrl-D",
+        PATIENCE,
+        &mut || !tmux.alive("sh"),
+        String::new,
+    );
+}
+
+#[test]
 fn shell_history_recalls_the_previous_command_after_a_restart() {
     let mut sb = Sandbox::with_programs("sh-hist", "  worker:\n    cmd: sleep 1000\n");
     sb.start();

@@ -213,10 +213,15 @@ impl Daemon {
         self.sup
             .push_timer(at, TimerKey::Health(id, HealthTimer::Check));
         let starting = state == State::Starting;
-        match w
+        let before = w.checks.status();
+        let verdict = w
             .checks
-            .record(&check, ready_by_health, starting, result, now)
-        {
+            .record(&check, ready_by_health, starting, result, now);
+        if w.checks.status() != before {
+            // A dependent waiting for it to be `healthy` is looked at again this turn.
+            self.order.changed.push(id);
+        }
+        match verdict {
             Verdict::Pass { recovered, ready } => {
                 if recovered {
                     log::info!("{name} healthy");
@@ -253,11 +258,16 @@ impl Daemon {
 
     /// `health` for status: null without a check or without a process.
     pub(super) fn health_of(&self, id: InstId) -> Option<String> {
+        self.health_status(id).map(|h| h.as_str().to_string())
+    }
+
+    /// The health check's status while the process lives; `None` without a check.
+    pub(super) fn health_status(&self, id: InstId) -> Option<crate::core::health::Status> {
         let inst = self.sup.get(id)?;
         inst.spec.health.healthcheck.as_ref()?;
         inst.core().pid()?;
         let w = self.watches.of.get(&id)?;
-        Some(w.checks.status().as_str().to_string())
+        Some(w.checks.status())
     }
 
     // ----- resources -----

@@ -178,6 +178,9 @@ impl Daemon {
                                 n == "all"
                                     || *n == inst.core().name()
                                     || *n == inst.core().program()
+                                    || self.settings.config.groups.get(n).is_some_and(|m| {
+                                        m.iter().any(|p| p == inst.core().program())
+                                    })
                             })
                     }
                     _ => false,

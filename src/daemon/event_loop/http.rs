@@ -325,6 +325,23 @@ impl Daemon {
         if req.path == "/healthz" {
             return Some(request::text(200, "ok\n", "", head));
         }
+        // A probe (Kubernetes, Nomad, a load balancer) carries no secret: without a token it
+        // gets the verdict alone; the names of what is not ready need the token.
+        if req.path == "/readyz" && req.authorization.is_none() && self.http.token.is_some() {
+            let (ready, _) = self.readiness_report();
+            let (status, body) = if ready {
+                (200, "{\"ready\":true}\n")
+            } else {
+                (503, "{\"ready\":false}\n")
+            };
+            return Some(request::response(
+                status,
+                "application/json",
+                "",
+                body.as_bytes(),
+                head,
+            ));
+        }
         if !self.http_authorized(&req, peer, now) {
             return Some(request::text(
                 401,

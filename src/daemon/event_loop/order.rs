@@ -1,9 +1,10 @@
-//! The loop's side of `depends_on`: spawns held until every dependency runs, stops held until
-//! every dependent in the same request is down.
+//! The loop's side of `depends_on`: spawns held until every dependency meets its condition
+//! (`started`, `healthy`, `completed`), stops held until every dependent in the same request
+//! is down.
 //!
-//! Event-driven: `feed` notes each instance whose state changed, and `settle_order` re-checks
-//! only what depends on those (through `core::deps::Dependents`), so a turn costs the same
-//! with ten instances or ten thousand.
+//! Event-driven: `feed` notes each instance whose state changed, `check_done` each whose
+//! health status changed, and `settle_order` re-checks only what depends on those (through
+//! `core::deps::Dependents`), so a turn costs the same with ten instances or ten thousand.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -52,10 +53,12 @@ impl Daemon {
         );
     }
 
-    /// Why `id` may not be spawned now: the first dependency instance that is not running.
+    /// Why `id` may not be spawned now: the first dependency instance that does not meet the
+    /// condition written for it.
     pub(super) fn blocked_by(&self, id: InstId) -> Option<String> {
         let inst = self.sup.get(id)?;
-        for dep in &inst.spec.health.depends_on {
+        for want in &inst.spec.health.depends_on {
+            let dep = &want.program;
             let Some(program) = self.sup.by_name(dep) else {
                 // Not added yet (start-up adds programs by name): it will be.
                 if self.settings.config.programs.contains_key(dep) {
@@ -67,8 +70,8 @@ impl Daemon {
                 let Some(di) = self.sup.get(d) else {
                     continue;
                 };
-                let c = di.core();
-                let why = deps::holds(c.name(), c.state(), c.is_waiting(), c.last_error());
+                let view = deps::Dep::of(di.core(), &di.spec, self.health_status(d));
+                let why = deps::holds(want.condition, &view);
                 if why.is_some() {
                     return why;
                 }
@@ -95,9 +98,13 @@ impl Daemon {
             .flat_map(|p| p.instances().iter().copied());
         // Instances removed by a reload are in no program but may still be stopping.
         let retiring = self.sup.retiring().iter().copied().filter(|&o| {
-            self.sup
-                .get(o)
-                .is_some_and(|i| i.spec.health.depends_on.iter().any(|d| d == program))
+            self.sup.get(o).is_some_and(|i| {
+                i.spec
+                    .health
+                    .depends_on
+                    .iter()
+                    .any(|d| d.program == program)
+            })
         });
         configured.chain(retiring).any(up)
     }

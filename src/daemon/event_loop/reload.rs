@@ -64,7 +64,8 @@ impl Daemon {
             .map(|(name, spec)| (name.to_string(), spec.clone()))
             .collect();
         let plan = reload::plan(&old, &config.programs);
-        let report = report_of(&plan, dry_run);
+        let mut report = report_of(&plan, dry_run);
+        report.groups = reload::group_changes(&self.settings.config.groups, &config.groups);
         if dry_run {
             return Some(Response::new(ResponseBody::Reload { report }));
         }
@@ -97,6 +98,7 @@ impl Daemon {
         }
         log::info!("{}", summary(&report));
         self.settings.config.programs = config.programs;
+        self.settings.config.groups = config.groups;
         self.settings.config.origins = config.origins;
         self.index_dependencies();
         let inputs = self.recheck_all_waiting();
@@ -273,6 +275,7 @@ fn report_of(plan: &reload::Plan, dry_run: bool) -> ReloadReport {
         changed,
         removed: plan.removed.clone(),
         unchanged: plan.unchanged.clone(),
+        groups: Vec::new(),
         errors: Vec::new(),
         dry_run,
         outcomes: Vec::new(),
@@ -287,8 +290,13 @@ fn summary(r: &ReloadReport) -> String {
             v.join(", ")
         }
     };
+    let groups = if r.groups.is_empty() {
+        String::new()
+    } else {
+        format!("; groups {}", r.groups.join(", "))
+    };
     format!(
-        "reload: added {}; changed {}; removed {}; unchanged {}",
+        "reload: added {}; changed {}; removed {}; unchanged {}{groups}",
         list(&r.added),
         list(&r.changed),
         list(&r.removed),
