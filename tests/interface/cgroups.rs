@@ -391,7 +391,13 @@ fn cgroup_directories_are_removed_after_a_stop_and_at_shutdown() {
     assert!(dirs.iter().all(|d| d.parent().is_some_and(|p| !p.exists())));
     // A start makes it again.
     sb.sup_ok(&["start", "a"]);
-    let again = cgroup_dirs(sb.pid("a").expect("pid"));
+    // A child born in its v2 cgroup may still be joining the v1 ones (before its exec).
+    let pid = sb.pid("a").expect("pid");
+    let mut again = Vec::new();
+    sb.wait_for("a's cgroups again", || {
+        again = cgroup_dirs(pid);
+        again.len() == dirs.len()
+    });
     assert_eq!(again, dirs);
     sb.sup_ok(&["shutdown"]);
     sb.wait_daemon_exit();
@@ -728,4 +734,32 @@ programs:
         "{log}"
     );
     crate::escapees_and_faults::shutdown(&sb, traced);
+}
+
+#[test]
+fn a_restart_after_its_cgroup_was_killed_runs_in_the_same_cgroup() {
+    // The first run exits before starttime: its group and cgroup are killed. Linux (6.18)
+    // SIGKILLs a child clone3 makes in a cgroup killed before, so the next run must still
+    // get into that cgroup without dying at birth.
+    let mut sb = Sandbox::with_programs(
+        "cg-rekill",
+        r#"
+  again:
+    cmd: ["sh", "-c", "if [ -e $OUT/ran ]; then exec sleep 1000; fi; touch $OUT/ran; exit 1"]
+    starttime: 1
+    startretries: 3
+"#,
+    );
+    if started(&mut sb, false).is_none() {
+        return;
+    }
+    let st = sb.wait_state("again", "running");
+    assert_eq!(st["restarts"], 1, "{st}");
+    let pid = sb.pid("again").expect("pid");
+    assert!(
+        main_cgroup(pid).ends_with("/again/again"),
+        "{}",
+        main_cgroup(pid)
+    );
+    assert!(!sb.log().contains("signal=SIGKILL"), "{}", sb.log());
 }
