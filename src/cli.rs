@@ -79,12 +79,19 @@ pub enum Command {
         #[arg(long)]
         rolling: bool,
     },
-    /// Send a signal to the instances' process groups
+    /// Send a signal to the instances' process groups (or their leaders)
     Signal {
         /// A signal name (TERM, SIGHUP, usr1) or number
         signal: String,
         #[arg(required = true)]
         names: Vec<String>,
+        /// Signal the leader only, not its process group (a master that retires its own
+        /// workers on HUP: gunicorn, nginx, php-fpm)
+        #[arg(long, conflicts_with = "group")]
+        main: bool,
+        /// Signal the whole process group, whatever the job's signal_target says
+        #[arg(long)]
+        group: bool,
         /// Per-instance outcomes as JSON
         #[arg(long)]
         json: bool,
@@ -193,6 +200,28 @@ mod tests {
             cli.global.config.as_deref(),
             Some(std::path::Path::new("a.yaml"))
         );
+    }
+
+    #[test]
+    fn signal_takes_main_or_group_but_not_both() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.command);
+        assert!(matches!(
+            parse(&["sup", "signal", "--main", "HUP", "web"]),
+            Ok(Some(Command::Signal {
+                main: true,
+                group: false,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            parse(&["sup", "signal", "HUP", "web", "--group"]),
+            Ok(Some(Command::Signal {
+                main: false,
+                group: true,
+                ..
+            }))
+        ));
+        assert!(parse(&["sup", "signal", "HUP", "web", "--main", "--group"]).is_err());
     }
 
     #[test]

@@ -258,6 +258,8 @@ mod tests {
         assert_eq!(check("stop --n"), ["--no-wait "]);
         assert_eq!(check("status --j"), ["--json "]);
         assert_eq!(check("tail --st"), ["--stderr "]);
+        assert_eq!(check("signal --m"), ["--main "]);
+        assert_eq!(check("signal HUP web --g"), ["--group "]);
     }
 
     #[test]

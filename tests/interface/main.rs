@@ -6,7 +6,7 @@ mod sandbox;
 mod cgroups;
 mod closed_output_files;
 mod container;
-mod control_socket;
+pub mod control_socket;
 mod demo;
 mod each_child;
 mod escapees_and_faults;
