@@ -662,7 +662,7 @@ fn a_one_shot_that_exits_3_leaves_its_dependent_waiting_with_the_reason() {
     sb.write("fixed", "");
     let _ = sb.sup(&["start", "--no-wait", "migrate"]);
     sb.wait_state("api", "running");
-    assert!(sb.path("api-ran").exists());
+    sb.wait_for("api's file", || sb.path("api-ran").exists());
 }
 
 #[test]
