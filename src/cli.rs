@@ -48,6 +48,10 @@ pub struct Global {
     /// The bearer token for --url, one word in a file (else $SUP_TOKEN_FILE)
     #[arg(long, global = true, value_name = "PATH", env = "SUP_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// For an https:// --url: trust the certificates in this PEM file (a self-signed
+    /// daemon.http.tls.cert) instead of the built-in roots (else $SUP_CA_FILE)
+    #[arg(long, global = true, value_name = "PATH", env = "SUP_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,10 +140,26 @@ pub enum Command {
     Shell,
     /// Live full-screen dashboard
     Top,
+    /// Translate another supervisor's config into sup's YAML (printed on stdout; what could
+    /// not be translated goes to stderr)
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Print the completion script for a shell (bash, zsh, fish, …)
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+/// The configs `sup import` reads.
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// A supervisord.conf, with the files its [include] sections name
+    Supervisord {
+        /// The supervisord config (such as /etc/supervisor/supervisord.conf)
+        file: PathBuf,
     },
 }
 
@@ -234,6 +254,20 @@ mod tests {
         assert!(args.init);
         assert_eq!(args.grace, Some(std::time::Duration::from_secs(3)));
         assert!(Cli::try_parse_from(["sup", "daemon", "--grace", "soon"]).is_err());
+    }
+
+    #[test]
+    fn import_supervisord_takes_one_file() {
+        let cli = Cli::try_parse_from(["sup", "import", "supervisord", "s.conf"]).expect("parses");
+        let Some(Command::Import {
+            from: ImportFrom::Supervisord { file },
+        }) = cli.command
+        else {
+            panic!("not import: {cli:?}");
+        };
+        assert_eq!(file, std::path::PathBuf::from("s.conf"));
+        assert!(Cli::try_parse_from(["sup", "import", "supervisord"]).is_err());
+        assert!(Cli::try_parse_from(["sup", "import", "runit", "x"]).is_err());
     }
 
     #[test]

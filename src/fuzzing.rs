@@ -26,6 +26,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("control", control),
     ("state", state),
     ("http", http),
+    ("supervisord", supervisord),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -183,7 +184,7 @@ pub fn state(data: &[u8]) {
 
 /// An HTTP request as the daemon reads it: the first byte picks the size of the pieces the
 /// rest arrives in (so a blank line split across reads is reached), each piece pushed until
-/// the head is complete, its token checked; the body (what followed the head, cut to its
+/// the head is complete, its token, `Host` and `Content-Type` checked; the body (what followed the head, cut to its
 /// `Content-Length`) and the path and query then go through the API's routing, as the loop
 /// would take them. Last, the whole bytes are parsed at once.
 pub fn http(data: &[u8]) {
@@ -199,6 +200,10 @@ pub fn http(data: &[u8]) {
         if let Some(parsed) = head.push(piece) {
             if let Parsed::Request(r) = &parsed {
                 let _ = request::authorized(r.authorization.as_deref(), b"token");
+                // The browser rules, as a loopback listener applies them.
+                let local = std::net::SocketAddr::from(([127, 0, 0, 1], 9273));
+                let _ = crate::daemon::http::guard::check_host(r, Some(local));
+                let _ = crate::daemon::http::guard::check_json(r, false);
                 let mut body = head.rest().to_vec();
                 for more in pieces.by_ref() {
                     if body.len() >= r.body_len {
@@ -216,4 +221,23 @@ pub fn http(data: &[u8]) {
         }
     }
     let _ = request::parse(rest);
+}
+
+/// `sup import supervisord`: a supervisord config's text through the INI parser and the
+/// translation; the YAML written must then parse as YAML (whatever sup's check says of its
+/// values), and every `environment=` value goes through its own reader.
+pub fn supervisord(data: &[u8]) {
+    let Some(text) = text(data) else { return };
+    let _ = crate::import::ini::environment(text);
+    if let Some(t) = crate::import::translate_text(text) {
+        let (_, errors) = yaml::parse(&t.yaml);
+        assert!(
+            errors.is_empty(),
+            "unparsable YAML written: {errors:?}\n{}",
+            t.yaml
+        );
+        for note in &t.notes {
+            let _ = note.to_string();
+        }
+    }
 }

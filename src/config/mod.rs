@@ -3,7 +3,7 @@
 
 pub mod duration;
 pub mod error;
-mod glob;
+pub mod glob;
 #[cfg(test)]
 mod golden;
 mod groups;

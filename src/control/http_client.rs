@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::proto::{InstanceStatus, RequestBody, Response, ResponseBody};
+use super::tls_client::Wire;
 use crate::fail::Fail;
 
 /// The longest answer read (the same bound as a socket answer line).
@@ -34,20 +35,24 @@ pub struct Url {
     /// A path the API sits under (a reverse proxy's), without a trailing `/`; usually empty.
     pub prefix: String,
     pub token: Option<String>,
+    /// `https://`: speak TLS (`tls_client`), checking the certificate for `host`.
+    pub tls: bool,
+    /// The host without the port, the name the certificate must carry.
+    pub host: String,
+    /// `--ca-file`: trust only this PEM file's certificates instead of the built-in roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Url {
-    /// Parse `--url`/`$SUP_URL`. An `https` URL is refused until TLS is built in.
+    /// Parse `--url`/`$SUP_URL`: `http://` or `https://` (daemon.http.tls).
     pub fn parse(text: &str) -> Result<Url, Fail> {
         let hint = "a URL such as http://127.0.0.1:8080 (what daemon.http.listen says)";
-        if let Some(_rest) = text.strip_prefix("https://") {
-            return Err(
-                Fail::new(format!("{text}: https needs TLS support: not built"))
-                    .hint("use an http:// URL, or reach the daemon through its socket"),
-            );
-        }
-        let Some(rest) = text.strip_prefix("http://") else {
-            return Err(Fail::new(format!("{text}: not an http:// URL")).hint(hint));
+        let (tls, rest) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => {
+                return Err(Fail::new(format!("{text}: not an http:// or https:// URL")).hint(hint))
+            }
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -61,10 +66,12 @@ impl Url {
             Some(i) => !authority[i..].contains(']'),
             None => false,
         };
-        let authority = if has_port {
-            authority.to_string()
+        let (authority, host) = if has_port {
+            let at = authority.rfind(':').unwrap_or(authority.len());
+            (authority.to_string(), authority[..at].to_string())
         } else {
-            format!("{authority}:80")
+            let port = if tls { 443 } else { 80 };
+            (format!("{authority}:{port}"), authority.to_string())
         };
         if path.contains(['?', '#']) {
             return Err(Fail::new(format!("{text}: a URL with a query")).hint(hint));
@@ -74,7 +81,16 @@ impl Url {
             authority,
             prefix: path.trim_end_matches('/').to_string(),
             token: None,
+            tls,
+            host,
+            ca_file: None,
         })
+    }
+
+    /// Trust the certificates of `path` (PEM) for an `https://` URL.
+    pub fn with_ca_file(mut self, path: &Path) -> Url {
+        self.ca_file = Some(path.to_path_buf());
+        self
     }
 
     /// Read the bearer token from `path` (one word, surrounding white space ignored).
@@ -194,7 +210,7 @@ fn encode(s: &str) -> String {
 /// The TCP stream as a reader with one deadline for the whole answer.
 #[derive(Debug)]
 struct Deadlined {
-    stream: TcpStream,
+    stream: Wire,
     deadline: Option<Instant>,
 }
 
@@ -205,9 +221,9 @@ impl Read for Deadlined {
             if left.is_zero() {
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            self.stream.set_read_timeout(Some(left))?;
+            self.stream.tcp().set_read_timeout(Some(left))?;
         } else {
-            self.stream.set_read_timeout(None)?;
+            self.stream.tcp().set_read_timeout(None)?;
         }
         self.stream.read(buf)
     }
@@ -228,10 +244,11 @@ enum Body {
 /// One daemon over HTTP: a connection per request.
 #[derive(Debug)]
 pub struct HttpTransport {
-    url: Url,
+    /// Boxed: a URL is large beside the socket transport it shares an enum with.
+    url: Box<Url>,
     connect_within: Duration,
     /// The connection opened by `connect`, for the first request.
-    fresh: Option<TcpStream>,
+    fresh: Option<Wire>,
     reader: Option<BufReader<Deadlined>>,
     body: Body,
     /// The request was `status`: the answer is the bare array.
@@ -245,7 +262,7 @@ impl HttpTransport {
     pub fn connect(url: &Url, within: Duration) -> Result<HttpTransport, Fail> {
         let stream = open(url, within)?;
         Ok(HttpTransport {
-            url: url.clone(),
+            url: Box::new(url.clone()),
             connect_within: within,
             fresh: Some(stream),
             reader: None,
@@ -301,7 +318,7 @@ impl HttpTransport {
                 ))
             })?;
         if let Ok(mut current) = self.current.lock() {
-            *current = stream.try_clone().ok();
+            *current = stream.tcp().try_clone().ok();
         }
         self.status_array = matches!(body, RequestBody::Status { .. });
         self.reader = Some(BufReader::new(Deadlined {
@@ -383,6 +400,12 @@ impl HttpTransport {
                     self.body = Body::Done;
                     self.reader = None;
                     return Ok(());
+                }
+                // 0x15 0x03: a TLS alert, the answer of an HTTPS listener to plain HTTP.
+                if !self.url.tls && head.starts_with(&[0x15, 0x03]) {
+                    return Err(invalid(
+                        "the daemon speaks HTTPS here (daemon.http.tls): use an https:// URL",
+                    ));
                 }
                 return Err(invalid("the answer ended inside its head"));
             }
@@ -470,7 +493,7 @@ pub fn close(current: &Arc<Mutex<Option<TcpStream>>>) {
     }
 }
 
-fn open(url: &Url, within: Duration) -> Result<TcpStream, Fail> {
+fn open(url: &Url, within: Duration) -> Result<Wire, Fail> {
     let fail = |e: &io::Error| {
         let f = Fail::new(format!(
             "no daemon is listening at {}: {}",
@@ -491,7 +514,11 @@ fn open(url: &Url, within: Duration) -> Result<TcpStream, Fail> {
         match TcpStream::connect_timeout(&addr, within.max(Duration::from_millis(1))) {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
-                return Ok(s);
+                if !url.tls {
+                    return Ok(Wire::Plain(s));
+                }
+                let config = super::tls_client::client_config(url.ca_file.as_deref())?;
+                return super::tls_client::handshake(s, &url.host, config, within, &url.shown);
             }
             Err(e) => last = e,
         }
@@ -518,12 +545,17 @@ mod tests {
         );
         let u = Url::parse("http://[::1]").expect("parses");
         assert_eq!(u.authority, "[::1]:80");
-        let tls = Url::parse("https://host:1").expect_err("no TLS");
-        assert!(
-            tls.message.ends_with("https needs TLS support: not built"),
-            "{}",
-            tls.message
+        let u = Url::parse("https://host:1").expect("parses");
+        assert_eq!(
+            (u.tls, u.authority.as_str(), u.host.as_str()),
+            (true, "host:1", "host")
         );
+        let u = Url::parse("https://[::1]/x").expect("parses");
+        assert_eq!(
+            (u.tls, u.authority.as_str(), u.host.as_str()),
+            (true, "[::1]:443", "[::1]")
+        );
+        assert!(!Url::parse("http://h").expect("parses").tls);
         assert!(Url::parse("host:1").is_err());
         assert!(Url::parse("http://").is_err());
     }

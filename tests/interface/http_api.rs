@@ -30,8 +30,14 @@ use crate::sandbox::{alive, kill, sup_bin, Sandbox, PATIENCE};
 
 /// Send a request with `body` (a `Content-Length` one) and read the whole answer.
 fn request(port: u16, method: &str, path: &str, body: &str, extra: &str) -> (u16, String, String) {
+    // A POST says it is JSON, as every API client must (cross-site forms cannot).
+    let json = if method == "POST" {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
     let raw = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{json}{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let answer = exchange(port, raw.as_bytes());
@@ -413,7 +419,7 @@ fn api_refuses_what_it_cannot_take() {
     let mut s = connect(port);
     let body = r#"{"names":["idle"],"wait":false}"#;
     let head = format!(
-        "POST /api/v1/start HTTP/1.1\r\n{auth}Content-Length: {}\r\n\r\n",
+        "POST /api/v1/start HTTP/1.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).expect("head");

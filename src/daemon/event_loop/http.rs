@@ -18,9 +18,9 @@ use super::follow::Stream;
 use super::{Daemon, Source, TimerKey};
 use crate::control::proto::Request as ControlRequest;
 use crate::core::State;
-use crate::daemon::http::api;
 use crate::daemon::http::request::{self, Method, Parsed, Request};
 use crate::daemon::http::{self as wire, HttpConn, HttpSource, Progress};
+use crate::daemon::http::{api, dashboard, guard};
 use crate::daemon::procfs;
 
 /// More HTTP connections than this at once get a 503 (each costs a descriptor).
@@ -56,6 +56,8 @@ const STATES: [State; 8] = [
 #[derive(Default)]
 pub(super) struct Http {
     token: Option<Vec<u8>>,
+    /// `daemon.http.tls`: every connection speaks TLS.
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     conns: usize,
     /// `conn_limit` of the daemon's descriptor limit.
     max_conns: usize,
@@ -73,6 +75,12 @@ impl Daemon {
     /// Put the listeners `sup daemon` bound on the poll.
     pub(super) fn start_http(&mut self, setup: wire::Setup) {
         self.http.token = setup.token;
+        self.http.tls = setup.tls;
+        let scheme = if self.http.tls.is_some() {
+            "HTTPS"
+        } else {
+            "HTTP"
+        };
         let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map_or(u64::MAX, |(soft, _)| soft);
         self.http.max_conns = conn_limit(nofile);
@@ -82,7 +90,7 @@ impl Daemon {
                 retry_at: None,
             });
             match self.sources.add(source) {
-                Ok(_) => log::info!("serving HTTP on {addr}"),
+                Ok(_) => log::info!("serving {scheme} on {addr}"),
                 Err(e) => log::error!("unable to watch the HTTP listener on {addr}: {e}"),
             }
         }
@@ -153,10 +161,19 @@ impl Daemon {
                     // clients that dribble their heads cannot keep a probe out; a full
                     // house of requests being answered refuses the newcomer.
                     if self.http.conns >= self.http.max_conns && !self.evict_oldest_reader() {
-                        wire::refuse(stream);
+                        // A plain-text 503 means nothing to a TLS client: just close.
+                        if self.http.tls.is_none() {
+                            wire::refuse(stream);
+                        }
                         continue;
                     }
-                    let conn = HttpConn::new(stream, peer, now);
+                    let mut conn = HttpConn::new(stream, peer, now);
+                    if let Some(config) = &self.http.tls {
+                        if !conn.start_tls(config) {
+                            log::error!("http: unable to start TLS for {peer}");
+                            continue;
+                        }
+                    }
                     match self
                         .sources
                         .add(Source::Http(HttpSource::Conn(Box::new(conn))))
@@ -309,6 +326,23 @@ impl Daemon {
             }
             Parsed::Request(r) => r,
         };
+        let local = match self.sources.get(slot) {
+            Some(Source::Http(HttpSource::Conn(c))) => c.stream.local_addr().ok(),
+            _ => None,
+        };
+        if let Err(refused) = guard::check_host(&req, local) {
+            log::warn!(
+                "http: refused {} from {peer}: {}",
+                req.path,
+                refused.message
+            );
+            return Some(request::text(
+                refused.status,
+                &format!("{}\n", refused.message),
+                "",
+                false,
+            ));
+        }
         let is_api = req.path.starts_with(api::PREFIX) || req.path == "/api/v1";
         if is_api {
             return self.api_answer(slot, &req, body, peer, now);
@@ -321,6 +355,9 @@ impl Daemon {
                 "Allow: GET, HEAD\r\n",
                 false,
             ));
+        }
+        if req.path == "/" {
+            return Some(dashboard::response(head));
         }
         if req.path == "/healthz" {
             return Some(request::text(200, "ok\n", "", head));
@@ -384,6 +421,15 @@ impl Daemon {
             return Some(api::refusal(&api::Refusal {
                 status: 401,
                 message: "a valid bearer token is required".into(),
+                allow: None,
+            }));
+        }
+        // Past `http_authorized`, a configured token was in the request.
+        let token_ok = self.http.token.is_some();
+        if let Err(refused) = guard::check_json(req, token_ok) {
+            return Some(api::refusal(&api::Refusal {
+                status: refused.status,
+                message: refused.message,
                 allow: None,
             }));
         }

@@ -10,7 +10,10 @@
 //! the peer reads it (a 431 to a client still sending its 100 KiB head).
 
 pub mod api;
+pub mod dashboard;
+pub mod guard;
 pub mod request;
+pub mod tls;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -44,12 +47,18 @@ const MAX_TOKEN: u64 = 4096;
 pub struct Setup {
     pub listeners: Vec<(SocketAddr, TcpListener)>,
     pub token: Option<Vec<u8>>,
+    /// `daemon.http.tls`, read: every listener serves HTTPS.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Bind every address and read the token. An error names the address or the file.
 pub fn setup(spec: &HttpSpec) -> Result<Setup, String> {
     let token = match &spec.token_file {
         Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    let tls = match &spec.tls {
+        Some(t) => Some(tls::server_config(t)?),
         None => None,
     };
     let mut listeners = Vec::new();
@@ -61,7 +70,11 @@ pub fn setup(spec: &HttpSpec) -> Result<Setup, String> {
         let local = listener.local_addr().unwrap_or(*addr);
         listeners.push((local, TcpListener::from_std(listener)));
     }
-    Ok(Setup { listeners, token })
+    Ok(Setup {
+        listeners,
+        token,
+        tls,
+    })
 }
 
 fn read_token(path: &Path) -> Result<Vec<u8>, String> {
@@ -147,6 +160,8 @@ pub struct HttpConn {
     broken: Option<Broken>,
     /// The deadline armed in the loop's heap.
     pub deadline: Option<Instant>,
+    /// HTTPS: every read and write goes through rustls (`tls.rs`).
+    tls: Option<Box<tls::Tls>>,
 }
 
 /// Why a connection that `send` wrote to must close.
@@ -187,6 +202,32 @@ impl HttpConn {
             drained: 0,
             broken: None,
             deadline: None,
+            tls: None,
+        }
+    }
+
+    /// Speak TLS on this connection (a listener with `daemon.http.tls`).
+    pub fn start_tls(&mut self, config: &std::sync::Arc<rustls::ServerConfig>) -> bool {
+        match tls::Tls::new(config) {
+            Ok(t) => {
+                self.tls = Some(Box::new(t));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.tls {
+            Some(t) => t.read(&mut self.stream, buf),
+            None => self.stream.read(buf),
+        }
+    }
+
+    fn shut_write(&mut self) -> io::Result<()> {
+        match &mut self.tls {
+            Some(t) => t.shutdown(&mut self.stream),
+            None => self.stream.shutdown(std::net::Shutdown::Write),
         }
     }
 
@@ -216,6 +257,11 @@ impl HttpConn {
             Some(Broken::WriteFailed) => return Progress::Close,
             None => {}
         }
+        if let Some(t) = &mut self.tls {
+            if t.pending(&mut self.stream).is_err() {
+                return Progress::Close;
+            }
+        }
         match self.phase {
             Phase::Head => self.read_head(now),
             Phase::Body => self.read_body(),
@@ -233,7 +279,12 @@ impl HttpConn {
         let mut buf = [0u8; 4096];
         loop {
             let want = buf.len().min(self.head.room().max(1));
-            match self.stream.read(&mut buf[..want]) {
+            let read = self.read_some(&mut buf[..want]);
+            // A TLS handshake is the start of the request: its deadline runs from there.
+            if self.tls.as_ref().is_some_and(|t| t.heard) {
+                self.first_byte.get_or_insert(now);
+            }
+            match read {
                 // The peer closed before finishing its request: nobody to answer.
                 Ok(0) => return Progress::Close,
                 Ok(n) => {
@@ -276,7 +327,7 @@ impl HttpConn {
         let mut buf = [0u8; 4096];
         while self.body.len() < want {
             let room = (want - self.body.len()).min(buf.len());
-            match self.stream.read(&mut buf[..room]) {
+            match self.read_some(&mut buf[..room]) {
                 Ok(0) => return Progress::Close,
                 Ok(n) => self.body.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Idle,
@@ -296,7 +347,7 @@ impl HttpConn {
     fn watch_hangup(&mut self) -> Progress {
         let mut buf = [0u8; 4096];
         loop {
-            match self.stream.read(&mut buf) {
+            match self.read_some(&mut buf) {
                 Ok(0) => return Progress::Close,
                 Ok(n) => {
                     self.drained += n;
@@ -375,7 +426,7 @@ impl HttpConn {
             other => return other,
         }
         self.out = Vec::new();
-        if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
+        if self.shut_write().is_err() {
             return Progress::Close;
         }
         self.phase = Phase::Draining;
@@ -385,7 +436,7 @@ impl HttpConn {
     /// Write what the socket takes; `Idle` whether or not all of it went.
     fn write_out(&mut self) -> Progress {
         while self.sent < self.out.len() {
-            match self.stream.write(&self.out[self.sent..]) {
+            match write_to(&mut self.stream, &mut self.tls, &self.out[self.sent..]) {
                 Ok(0) => return Progress::Close,
                 Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Idle,
@@ -416,7 +467,7 @@ impl HttpConn {
     fn drain(&mut self) -> Progress {
         let mut buf = [0u8; 4096];
         loop {
-            match self.stream.read(&mut buf) {
+            match self.read_some(&mut buf) {
                 Ok(0) => return Progress::Close,
                 Ok(n) => {
                     self.drained += n;
@@ -448,6 +499,18 @@ impl HttpConn {
                 })
             }
         }
+    }
+}
+
+/// Write to the socket, through rustls on an HTTPS connection.
+fn write_to(
+    stream: &mut TcpStream,
+    tls: &mut Option<Box<tls::Tls>>,
+    buf: &[u8],
+) -> io::Result<usize> {
+    match tls {
+        Some(t) => t.write(stream, buf),
+        None => stream.write(buf),
     }
 }
 
