@@ -607,3 +607,39 @@ fn without_a_token_changes_are_the_daemons_own_users_only() {
     let (code, out, err) = text(&remote(&sb, &url, &["stop", "web"], &[]));
     assert_eq!((code, out.as_str()), (Some(0), "web: stopped\n"), "{err}");
 }
+
+#[test]
+fn a_client_that_closes_after_its_request_is_not_taken_for_root() {
+    // Sent whole and closed at once, a request is read when the client's socket is already
+    // the kernel's (time-wait or orphaned, owned by uid 0): that must not pass for root.
+    let (sb, port) = start("api-closed-client", "", TWO_JOBS);
+    let pid = sb.wait_state("web", "running")["pid"].as_u64();
+    let script = format!(
+        "body='{{\"wait\":false}}'
+         for i in $(seq 100); do
+           exec 3<>/dev/tcp/127.0.0.1/{port} || exit 1
+           printf 'POST /api/v1/stop/web HTTP/1.1\\r\\nContent-Length: %d\\r\\n\\r\\n%s' \
+             ${{#body}} \"$body\" >&3
+           exec 3>&-
+           sleep 0.02
+         done
+         echo sent"
+    );
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["bash", "-c", &script])
+        .current_dir("/")
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "sent\n");
+            // Answered after all of them: they were accepted, and served, before it.
+            assert_eq!(get(port, "/healthz", None).0, 200);
+            let web = sb.instance("web");
+            assert_eq!(web["state"], "running", "{web}");
+            assert_eq!(web["pid"].as_u64(), pid, "nothing was stopped");
+            assert!(alive(pid.unwrap_or(0) as u32), "the job still runs");
+        }
+        other => eprintln!("skipped: setpriv: {other:?}"),
+    }
+}

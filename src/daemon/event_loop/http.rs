@@ -22,6 +22,7 @@ use crate::daemon::http::api;
 use crate::daemon::http::request::{self, Method, Parsed, Request};
 use crate::daemon::http::{self as wire, HttpConn, HttpSource, Progress};
 use crate::daemon::procfs;
+use crate::daemon::sockdiag::{Lookup, SockDiag};
 
 /// More HTTP connections than this at once get a 503 (each costs a descriptor).
 const MAX_CONNS: usize = 256;
@@ -67,6 +68,8 @@ pub(super) struct Http {
     refusals_unlogged: u64,
     /// What each streaming API connection follows, by slot (a control client keeps its own).
     pub(super) streams: std::collections::HashMap<usize, Stream>,
+    /// Who owns a peer's socket, without a token (opened at the first lookup).
+    diag: SockDiag,
 }
 
 impl Daemon {
@@ -418,9 +421,11 @@ impl Daemon {
     }
 
     /// Without a token, who may change things: the rule of the control socket (the daemon's
-    /// uid, or root), with the peer's uid read from `/proc/net/tcp` (a listener without a
-    /// token is on loopback, so the peer is on this host).
-    fn http_peer_trusted(&self, slot: usize, peer: std::net::SocketAddr) -> Result<(), String> {
+    /// uid, or root), with the owner of the peer's socket asked of the kernel by its exact
+    /// addresses (`sockdiag`; a listener without a token is on loopback, so the peer is on
+    /// this host). Only a connected socket a process holds counts: a client that closed
+    /// after sending its request has left a socket the kernel owns, and is refused.
+    fn http_peer_trusted(&mut self, slot: usize, peer: std::net::SocketAddr) -> Result<(), String> {
         let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get(slot) else {
             return Err("the connection is gone".into());
         };
@@ -429,10 +434,14 @@ impl Daemon {
             .local_addr()
             .map_err(|e| format!("cannot tell who is asking: {e}"))?;
         let ours = nix::unistd::geteuid().as_raw();
-        match procfs::tcp_peer_uid(peer, local) {
-            Some(uid) if uid == ours || uid == 0 => Ok(()),
-            Some(uid) => Err(format!("refused to uid {uid}")),
-            None => Err("cannot tell who is asking (no such socket in /proc/net/tcp)".into()),
+        match self.http.diag.peer(peer, local) {
+            Lookup::Owner(uid) if uid == ours || uid == 0 => Ok(()),
+            Lookup::Owner(uid) => Err(format!("refused to uid {uid}")),
+            Lookup::NotFull(state) => Err(format!(
+                "cannot tell who is asking (the client's socket is closed: TCP state {state})"
+            )),
+            Lookup::NotFound => Err("cannot tell who is asking (no such socket)".into()),
+            Lookup::Failed(why) => Err(format!("cannot tell who is asking ({why})")),
         }
     }
 
