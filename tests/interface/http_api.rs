@@ -643,3 +643,48 @@ fn a_client_that_closes_after_its_request_is_not_taken_for_root() {
         other => eprintln!("skipped: setpriv: {other:?}"),
     }
 }
+
+#[test]
+fn a_flood_of_event_streams_cannot_keep_a_health_probe_out() {
+    let (_sb, port) = start("api-stream-flood", "", TWO_JOBS);
+    let mut streams = Vec::new();
+    for _ in 0..300 {
+        let mut s = connect(port);
+        s.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("send");
+        streams.push(s);
+    }
+    // Each learns its fate: a stream (200 and a snapshot) or refused at once (503).
+    let (mut open, mut refused) = (0, 0);
+    for s in &mut streams {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + PATIENCE;
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < deadline {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let head = String::from_utf8_lossy(&got);
+        if head.starts_with("HTTP/1.1 200") {
+            open += 1;
+        } else if head.starts_with("HTTP/1.1 503") {
+            refused += 1;
+        }
+    }
+    assert!(open > 0 && refused > 0, "{open} streams, {refused} refused");
+    assert!(open <= 128, "{open} streams: more than half the slots");
+    // With every stream still open, a probe is answered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = 0;
+    while Instant::now() < deadline {
+        last = get(port, "/healthz", None).0;
+        if last == 200 {
+            break;
+        }
+    }
+    assert_eq!(last, 200, "/healthz under {open} streams");
+    assert_eq!(get(port, "/readyz", None).0, 200);
+    drop(streams);
+}

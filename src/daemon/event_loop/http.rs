@@ -32,6 +32,11 @@ const MAX_CONNS: usize = 256;
 fn conn_limit(nofile: u64) -> usize {
     usize::try_from(nofile / 4).map_or(MAX_CONNS, |q| q.clamp(4, MAX_CONNS))
 }
+/// At most this many of `max_conns` connections may be streams (`events`, `tail?follow=1`);
+/// a stream past it gets 503 at once. The rest are for requests that are answered and close.
+fn stream_limit(max_conns: usize) -> usize {
+    (max_conns / 2).max(1)
+}
 /// At most this many connections are accepted per listener in one turn; the rest wait for the
 /// next turn (the listener is kept hot), so a flood of requests cannot hold the loop away from
 /// its children and the control socket.
@@ -152,9 +157,11 @@ impl Daemon {
             *retry_at = None;
             match accept(listener) {
                 Ok(Some((stream, peer))) => {
-                    // Full: the oldest connection still sending its head makes room, so
-                    // clients that dribble their heads cannot keep a probe out; a full
-                    // house of requests being answered refuses the newcomer.
+                    // Full: the oldest connection still sending its head, or answered and
+                    // waiting for its peer to hang up, makes room, so clients that dribble
+                    // their heads or hold refused connections cannot keep a probe out
+                    // (streams have at most half the slots); a full house of requests
+                    // being answered refuses the newcomer.
                     if self.http.conns >= self.http.max_conns && !self.evict_oldest_reader() {
                         wire::refuse(stream);
                         continue;
@@ -191,8 +198,8 @@ impl Daemon {
         self.sources.keep_hot(slot);
     }
 
-    /// Close the longest-connected connection still reading its request head. False when
-    /// every connection has sent its request.
+    /// Close the longest-connected connection still reading its request head, or done and
+    /// draining. False when every connection is being answered or streams.
     fn evict_oldest_reader(&mut self) -> bool {
         let mut kept = std::collections::VecDeque::new();
         let mut evicted = false;
@@ -394,6 +401,21 @@ impl Daemon {
             Ok(call) => call,
             Err(refusal) => return Some(api::refusal(&refusal)),
         };
+        // Streams hold their slot for as long as the reader likes: at most half the slots,
+        // so the other half stays for requests that end (a probe among them).
+        if matches!(call.shape, api::Shape::Events)
+            && self.http.streams.len() >= stream_limit(self.http.max_conns)
+        {
+            return Some(api::refusal(&api::Refusal {
+                status: 503,
+                message: format!(
+                    "{}: {} streams are open, the most this daemon serves at once",
+                    req.path,
+                    self.http.streams.len()
+                ),
+                allow: None,
+            }));
+        }
         if self.http.token.is_none() && api::needs_token(&call.body) {
             if let Err(why) = self.http_peer_trusted(slot, peer) {
                 return Some(api::refusal(&api::Refusal {

@@ -194,10 +194,11 @@ impl HttpConn {
         self.accepted
     }
 
-    /// Still waiting for its request head, and since when it is connected: what the loop may
-    /// drop to make room when every slot is taken.
+    /// Still waiting for its request, or answered and only waiting for the peer to hang up,
+    /// and since when it is connected: what the loop may drop to make room when every slot
+    /// is taken (closing it loses no answer).
     pub fn reading_since(&self) -> Option<Instant> {
-        matches!(self.phase, Phase::Head | Phase::Body).then_some(self.accepted)
+        matches!(self.phase, Phase::Head | Phase::Body | Phase::Draining).then_some(self.accepted)
     }
 
     /// Waiting for the loop: a parked control request.
