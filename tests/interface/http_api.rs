@@ -696,7 +696,9 @@ fn a_client_that_closes_after_its_request_is_not_taken_for_root() {
 
 #[test]
 fn a_flood_of_event_streams_cannot_keep_a_health_probe_out() {
-    let (_sb, port) = start("api-stream-flood", "", TWO_JOBS);
+    let (sb, port) = start("api-stream-flood", "", TWO_JOBS);
+    // Ready before the flood, so that /readyz's 200 below is the slot's, not web's start.
+    sb.wait_state("web", "running");
     let mut streams = Vec::new();
     for _ in 0..300 {
         let mut s = connect(port);
