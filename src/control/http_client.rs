@@ -100,7 +100,7 @@ impl Url {
     /// Read the bearer token from `path` (one word, surrounding white space ignored).
     pub fn with_token_file(mut self, path: &Path) -> Result<Url, Fail> {
         let shown = path.display();
-        let file = std::fs::File::open(path).map_err(|e| {
+        let file = crate::daemon::http::open_token_file(path).map_err(|e| {
             Fail::new(format!(
                 "cannot read the token file {shown}: {}",
                 super::client::cause(&e)

@@ -663,3 +663,86 @@ fn without_a_token_changes_are_the_daemons_own_users_only() {
     let (code, out, err) = text(&remote(&sb, &url, &["stop", "web"], &[]));
     assert_eq!((code, out.as_str()), (Some(0), "web: stopped\n"), "{err}");
 }
+
+#[test]
+fn a_client_that_closes_after_its_request_is_not_taken_for_root() {
+    // Sent whole and closed at once, a request is read when the client's socket is already
+    // the kernel's (time-wait or orphaned, owned by uid 0): that must not pass for root.
+    let (sb, port) = start("api-closed-client", "", TWO_JOBS);
+    let pid = sb.wait_state("web", "running")["pid"].as_u64();
+    let script = format!(
+        "body='{{\"wait\":false}}'
+         for i in $(seq 100); do
+           exec 3<>/dev/tcp/127.0.0.1/{port} || exit 1
+           printf 'POST /api/v1/stop/web HTTP/1.1\\r\\nContent-Length: %d\\r\\n\\r\\n%s' \
+             ${{#body}} \"$body\" >&3
+           exec 3>&-
+           sleep 0.02
+         done
+         echo sent"
+    );
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["bash", "-c", &script])
+        .current_dir("/")
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "sent\n");
+            // Answered after all of them: they were accepted, and served, before it.
+            assert_eq!(get(port, "/healthz", None).0, 200);
+            let web = sb.instance("web");
+            assert_eq!(web["state"], "running", "{web}");
+            assert_eq!(web["pid"].as_u64(), pid, "nothing was stopped");
+            assert!(alive(pid.unwrap_or(0) as u32), "the job still runs");
+        }
+        other => eprintln!("skipped: setpriv: {other:?}"),
+    }
+}
+
+#[test]
+fn a_flood_of_event_streams_cannot_keep_a_health_probe_out() {
+    let (sb, port) = start("api-stream-flood", "", TWO_JOBS);
+    // Ready before the flood, so that /readyz's 200 below is the slot's, not web's start.
+    sb.wait_state("web", "running");
+    let mut streams = Vec::new();
+    for _ in 0..300 {
+        let mut s = connect(port);
+        s.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("send");
+        streams.push(s);
+    }
+    // Each learns its fate: a stream (200 and a snapshot) or refused at once (503).
+    let (mut open, mut refused) = (0, 0);
+    for s in &mut streams {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + PATIENCE;
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < deadline {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let head = String::from_utf8_lossy(&got);
+        if head.starts_with("HTTP/1.1 200") {
+            open += 1;
+        } else if head.starts_with("HTTP/1.1 503") {
+            refused += 1;
+        }
+    }
+    assert!(open > 0 && refused > 0, "{open} streams, {refused} refused");
+    assert!(open <= 128, "{open} streams: more than half the slots");
+    // With every stream still open, a probe is answered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = 0;
+    while Instant::now() < deadline {
+        last = get(port, "/healthz", None).0;
+        if last == 200 {
+            break;
+        }
+    }
+    assert_eq!(last, 200, "/healthz under {open} streams");
+    assert_eq!(get(port, "/readyz", None).0, 200);
+    drop(streams);
+}

@@ -22,6 +22,7 @@ use crate::daemon::http::request::{self, Method, Parsed, Request};
 use crate::daemon::http::{self as wire, HttpConn, HttpSource, Progress};
 use crate::daemon::http::{api, dashboard, guard};
 use crate::daemon::procfs;
+use crate::daemon::sockdiag::{Lookup, SockDiag};
 
 /// More HTTP connections than this at once get a 503 (each costs a descriptor).
 const MAX_CONNS: usize = 256;
@@ -30,6 +31,11 @@ const MAX_CONNS: usize = 256;
 /// them, so HTTP clients cannot take the descriptors a job's restart needs.
 fn conn_limit(nofile: u64) -> usize {
     usize::try_from(nofile / 4).map_or(MAX_CONNS, |q| q.clamp(4, MAX_CONNS))
+}
+/// At most this many of `max_conns` connections may be streams (`events`, `tail?follow=1`);
+/// a stream past it gets 503 at once. The rest are for requests that are answered and close.
+fn stream_limit(max_conns: usize) -> usize {
+    (max_conns / 2).max(1)
 }
 /// At most this many connections are accepted per listener in one turn; the rest wait for the
 /// next turn (the listener is kept hot), so a flood of requests cannot hold the loop away from
@@ -69,6 +75,8 @@ pub(super) struct Http {
     refusals_unlogged: u64,
     /// What each streaming API connection follows, by slot (a control client keeps its own).
     pub(super) streams: std::collections::HashMap<usize, Stream>,
+    /// Who owns a peer's socket, without a token (opened at the first lookup).
+    diag: SockDiag,
 }
 
 impl Daemon {
@@ -157,9 +165,11 @@ impl Daemon {
             *retry_at = None;
             match accept(listener) {
                 Ok(Some((stream, peer))) => {
-                    // Full: the oldest connection still sending its head makes room, so
-                    // clients that dribble their heads cannot keep a probe out; a full
-                    // house of requests being answered refuses the newcomer.
+                    // Full: the oldest connection still sending its head, or answered and
+                    // waiting for its peer to hang up, makes room, so clients that dribble
+                    // their heads or hold refused connections cannot keep a probe out
+                    // (streams have at most half the slots); a full house of requests
+                    // being answered refuses the newcomer.
                     if self.http.conns >= self.http.max_conns && !self.evict_oldest_reader() {
                         // A plain-text 503 means nothing to a TLS client: just close.
                         if self.http.tls.is_none() {
@@ -205,8 +215,8 @@ impl Daemon {
         self.sources.keep_hot(slot);
     }
 
-    /// Close the longest-connected connection still reading its request head. False when
-    /// every connection has sent its request.
+    /// Close the longest-connected connection still reading its request head, or done and
+    /// draining. False when every connection is being answered or streams.
     fn evict_oldest_reader(&mut self) -> bool {
         let mut kept = std::collections::VecDeque::new();
         let mut evicted = false;
@@ -437,6 +447,21 @@ impl Daemon {
             Ok(call) => call,
             Err(refusal) => return Some(api::refusal(&refusal)),
         };
+        // Streams hold their slot for as long as the reader likes: at most half the slots,
+        // so the other half stays for requests that end (a probe among them).
+        if matches!(call.shape, api::Shape::Events)
+            && self.http.streams.len() >= stream_limit(self.http.max_conns)
+        {
+            return Some(api::refusal(&api::Refusal {
+                status: 503,
+                message: format!(
+                    "{}: {} streams are open, the most this daemon serves at once",
+                    req.path,
+                    self.http.streams.len()
+                ),
+                allow: None,
+            }));
+        }
         if self.http.token.is_none() && api::needs_token(&call.body) {
             if let Err(why) = self.http_peer_trusted(slot, peer) {
                 return Some(api::refusal(&api::Refusal {
@@ -464,9 +489,11 @@ impl Daemon {
     }
 
     /// Without a token, who may change things: the rule of the control socket (the daemon's
-    /// uid, or root), with the peer's uid read from `/proc/net/tcp` (a listener without a
-    /// token is on loopback, so the peer is on this host).
-    fn http_peer_trusted(&self, slot: usize, peer: std::net::SocketAddr) -> Result<(), String> {
+    /// uid, or root), with the owner of the peer's socket asked of the kernel by its exact
+    /// addresses (`sockdiag`; a listener without a token is on loopback, so the peer is on
+    /// this host). Only a connected socket a process holds counts: a client that closed
+    /// after sending its request has left a socket the kernel owns, and is refused.
+    fn http_peer_trusted(&mut self, slot: usize, peer: std::net::SocketAddr) -> Result<(), String> {
         let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get(slot) else {
             return Err("the connection is gone".into());
         };
@@ -475,10 +502,14 @@ impl Daemon {
             .local_addr()
             .map_err(|e| format!("cannot tell who is asking: {e}"))?;
         let ours = nix::unistd::geteuid().as_raw();
-        match procfs::tcp_peer_uid(peer, local) {
-            Some(uid) if uid == ours || uid == 0 => Ok(()),
-            Some(uid) => Err(format!("refused to uid {uid}")),
-            None => Err("cannot tell who is asking (no such socket in /proc/net/tcp)".into()),
+        match self.http.diag.peer(peer, local) {
+            Lookup::Owner(uid) if uid == ours || uid == 0 => Ok(()),
+            Lookup::Owner(uid) => Err(format!("refused to uid {uid}")),
+            Lookup::NotFull(state) => Err(format!(
+                "cannot tell who is asking (the client's socket is closed: TCP state {state})"
+            )),
+            Lookup::NotFound => Err("cannot tell who is asking (no such socket)".into()),
+            Lookup::Failed(why) => Err(format!("cannot tell who is asking ({why})")),
         }
     }
 

@@ -78,12 +78,8 @@ pub fn setup(spec: &HttpSpec) -> Result<Setup, String> {
 }
 
 fn read_token(path: &Path) -> Result<Vec<u8>, String> {
-    use std::os::unix::fs::OpenOptionsExt;
     let shown = path.display();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_CLOEXEC)
-        .open(path)
+    let file = open_token_file(path)
         .map_err(|e| format!("unable to read the HTTP token file {shown}: {e}"))?;
     let mut bytes = Vec::new();
     file.take(MAX_TOKEN + 1)
@@ -104,6 +100,37 @@ fn read_token(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(token.to_vec())
+}
+
+/// Open a token file for reading, the daemon's or the client's: never waiting (a FIFO or a
+/// device would block the open or the read forever), and only a regular file. A symlink is
+/// followed, as `sup check` follows it (mounted secrets are often symlinks); the file is only
+/// read, never created.
+pub(crate) fn open_token_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a file"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("it is {what}, not a regular file"),
+    ))
 }
 
 /// An HTTP socket in the loop's slab.
@@ -235,10 +262,11 @@ impl HttpConn {
         self.accepted
     }
 
-    /// Still waiting for its request head, and since when it is connected: what the loop may
-    /// drop to make room when every slot is taken.
+    /// Still waiting for its request, or answered and only waiting for the peer to hang up,
+    /// and since when it is connected: what the loop may drop to make room when every slot
+    /// is taken (closing it loses no answer).
     pub fn reading_since(&self) -> Option<Instant> {
-        matches!(self.phase, Phase::Head | Phase::Body).then_some(self.accepted)
+        matches!(self.phase, Phase::Head | Phase::Body | Phase::Draining).then_some(self.accepted)
     }
 
     /// Waiting for the loop: a parked control request.
@@ -531,6 +559,37 @@ pub fn refuse(mut stream: TcpStream) {
 mod tests {
     use super::*;
     use crate::control::proto::{Response, ResponseBody};
+
+    #[test]
+    fn a_token_file_that_is_a_fifo_is_refused_at_once() {
+        let dir = std::env::temp_dir().join(format!("sup-token-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(
+            &fifo,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .expect("mkfifo");
+        // No writer: a blocking open would never return.
+        let err = read_token(&fifo).expect_err("a FIFO");
+        assert!(
+            err.contains("fifo") && err.contains("a FIFO, not a regular file"),
+            "{err}"
+        );
+        let err = read_token(&dir).expect_err("a directory");
+        assert!(err.contains("a directory"), "{err}");
+        let file = dir.join("token");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        assert_eq!(
+            read_token(&link).as_deref(),
+            Ok(&b"s3cret"[..]),
+            "a symlink is followed"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A connection as the loop holds it, and the client's end of it.
     fn pair() -> (HttpConn, std::net::TcpStream) {
