@@ -31,6 +31,14 @@ pub struct EventLog {
     sink: Arc<Mutex<Sink>>,
 }
 
+/// Lines the event log has taken since the start, for `/metrics`.
+static LINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many lines the event log has taken since the start.
+pub fn lines() -> u64 {
+    LINES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The installed logger's sink, for `reopen`.
 static SINK: OnceLock<Arc<Mutex<Sink>>> = OnceLock::new();
 
@@ -102,6 +110,7 @@ impl Log for EventLog {
             return;
         };
         let line = format!("{} {} {}\n", timestamp(), record.level(), record.args());
+        LINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         sink.buf.extend_from_slice(line.as_bytes());
         if sink.buf.len() > 64 * 1024 {
             sink.write_out();

@@ -372,6 +372,17 @@ struct Sched {
     queued: bool,
     /// What a previous daemon recorded as the last tick, for `catchup: once`.
     restored_tick: Option<DateTime<Utc>>,
+    /// Every run and skipped tick since the daemon started, for `/metrics`.
+    runs: RunCounts,
+}
+
+/// A scheduled job's runs since the daemon started: ended as expected (per `exitcodes`, or
+/// stopped on purpose), ended otherwise or could not be spawned, and ticks skipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    pub ok: u64,
+    pub failed: u64,
+    pub skipped: u64,
 }
 
 impl Sched {
@@ -478,6 +489,17 @@ impl Instance {
     }
 
     /// The last ended runs of a scheduled job, oldest first, at most `HISTORY`.
+    /// A scheduled job's runs and skipped ticks since the daemon started.
+    pub fn runs(&self) -> RunCounts {
+        self.sched().map_or_else(RunCounts::default, |s| s.runs)
+    }
+
+    /// A tick that does not run: counted and logged.
+    fn skip(&mut self, out: &mut Vec<Action>) {
+        self.with_sched(|s| s.runs.skipped += 1);
+        out.push(Action::Log(Event::Skipped));
+    }
+
     pub fn history(&self) -> &VecDeque<RunRecord> {
         self.sched().map_or(&NO_HISTORY, |s| &s.history)
     }
@@ -1078,7 +1100,12 @@ impl Instance {
                     started,
                     duration,
                     exit: Some(code),
-                })
+                });
+                if expected {
+                    s.runs.ok += 1;
+                } else {
+                    s.runs.failed += 1;
+                }
             });
             out.push(Action::Log(Event::RunFinished {
                 duration,
@@ -1178,6 +1205,7 @@ impl Instance {
                     duration: Duration::ZERO,
                     exit: None,
                 });
+                s.runs.failed += 1;
                 s.queued = false;
             });
             self.last_error = Some(reason);
@@ -1252,12 +1280,10 @@ impl Instance {
                 // Backoff is an `autorestart` retry waiting: the tick is a fresh run anyway.
                 self.spawn_afresh(out);
             }
-            Phase::Stopping { .. } | Phase::Waiting => out.push(Action::Log(Event::Skipped)),
+            Phase::Stopping { .. } | Phase::Waiting => self.skip(out),
             Phase::Spawning | Phase::Starting | Phase::Running => match spec.sched.overlap {
-                Overlap::Skip => out.push(Action::Log(Event::Skipped)),
-                Overlap::Queue if self.sched().is_some_and(|s| s.queued) => {
-                    out.push(Action::Log(Event::Skipped))
-                }
+                Overlap::Skip => self.skip(out),
+                Overlap::Queue if self.sched().is_some_and(|s| s.queued) => self.skip(out),
                 Overlap::Queue => {
                     self.with_sched(|s| s.queued = true);
                     out.push(Action::Log(Event::Queued));

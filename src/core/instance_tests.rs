@@ -1230,6 +1230,9 @@ fn a_failed_run_is_logged_and_waits_for_the_next_tick() {
     assert_eq!(run.inst.last_error(), Some("no such file"));
     assert_eq!(run.inst.history().len(), 2);
     assert_eq!(run.inst.history()[1].exit, None);
+    // An unexpected exit and a spawn that failed are both failed runs.
+    let runs = run.inst.runs();
+    assert_eq!((runs.ok, runs.failed, runs.skipped), (0, 2, 0));
 }
 
 #[test]
@@ -1259,6 +1262,8 @@ fn overlap_skip_logs_skipped_while_the_run_goes_on() {
         None,
         [exited(0, true), finished(15_000, 0, true), signal(7, KILL)],
     );
+    let runs = run.inst.runs();
+    assert_eq!((runs.ok, runs.failed, runs.skipped), (1, 0, 1));
 }
 
 #[test]

@@ -49,6 +49,9 @@ pub struct Notifier {
     running: HashMap<u32, Job>,
     queue: Vec<Job>,
     windows: HashMap<(String, &'static str), Window>,
+    /// Notifications delivered, and given up on, since the start (for `/metrics`).
+    sent: u64,
+    failed: u64,
 }
 
 struct Job {
@@ -188,6 +191,7 @@ impl Notifier {
 
     fn enqueue(&mut self, job: Job) {
         if self.queue.len() >= MAX_QUEUED {
+            self.failed += 1;
             log::error!(
                 "{} notification failed: {}: more than {MAX_QUEUED} are waiting",
                 job.instance,
@@ -213,7 +217,10 @@ impl Notifier {
                     pids.insert(pid, PidOwner::Sender);
                     self.running.insert(pid, job);
                 }
-                Err(e) => log::error!("{} notification failed: {}: {e}", job.instance, job.what),
+                Err(e) => {
+                    self.failed += 1;
+                    log::error!("{} notification failed: {}: {e}", job.instance, job.what)
+                }
             }
         }
         let waiting = self.queue.iter().map(|j| j.not_before);
@@ -417,7 +424,10 @@ impl Notifier {
             (ExitStatus::Signaled(s), false) => Some(format!("killed by signal {s}")),
         };
         match failure {
-            None => log::info!("{} notification sent: {}", job.instance, job.what),
+            None => {
+                self.sent += 1;
+                log::info!("{} notification sent: {}", job.instance, job.what)
+            }
             Some(why) => {
                 let retry = matches!(job.kind, JobKind::Send(_)) && job.attempt < MAX_ATTEMPTS;
                 if retry {
@@ -434,6 +444,7 @@ impl Notifier {
                     job.timed_out = false;
                     self.enqueue(job);
                 } else {
+                    self.failed += 1;
                     log::error!(
                         "{} notification failed: {}: {why}{}",
                         job.instance,
@@ -522,6 +533,11 @@ impl Notifier {
         self.windows
             .retain(|_, w| !(w.total == 0 && w.start + WINDOW <= now));
         self.kick(now, cx.pids)
+    }
+
+    /// Notifications delivered and given up on since the start.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.sent, self.failed)
     }
 
     /// At shutdown: senders still running are killed with their groups, so nothing the

@@ -608,3 +608,110 @@ fn http_readyz_without_the_token_gives_the_verdict_and_no_names() {
         get(port, "/readyz", None) == (200, "{\"ready\":true}\n".to_string())
     });
 }
+
+#[test]
+fn http_metrics_count_scheduled_runs_health_and_the_daemon_itself() {
+    let (sb, port) = start(
+        "http-metrics-more",
+        "",
+        "  tick:\n    cmd: [\"sh\", \"-c\", \"exit 0\"]\n    schedule: every 1s\n    starttime: 0\n  \
+         bad:\n    cmd: [\"sh\", \"-c\", \"exit 3\"]\n    schedule: every 1s\n    starttime: 0\n  \
+         web:\n    cmd: sleep 1000\n    starttime: 0.1\n    stoptime: 2\n    \
+         healthcheck: {cmd: \"true\", interval: 1s}\n",
+    );
+    let labels = |p: &str| format!("program=\"{p}\",instance=\"{p}\"");
+    let mut metrics = String::new();
+    sb.wait_for(
+        "two runs of each scheduled job and a passing health check",
+        || {
+            metrics = get(port, "/metrics", None).1;
+            let ok = sample(
+                &metrics,
+                &format!(
+                    "sup_schedule_runs_total{{{},result=\"ok\"}}",
+                    labels("tick")
+                ),
+            );
+            let failed = sample(
+                &metrics,
+                &format!(
+                    "sup_schedule_runs_total{{{},result=\"failed\"}}",
+                    labels("bad")
+                ),
+            );
+            let healthy = sample(
+                &metrics,
+                &format!("sup_instance_healthy{{{}}}", labels("web")),
+            );
+            ok >= Some(2.0) && failed >= Some(2.0) && healthy == Some(1.0)
+        },
+    );
+    // A job that only fails has no ok run, and one that only succeeds no failed one.
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("sup_schedule_runs_total{{{},result=\"ok\"}}", labels("bad"))
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!(
+                "sup_schedule_runs_total{{{},result=\"failed\"}}",
+                labels("tick")
+            )
+        ),
+        Some(0.0)
+    );
+    // The next run is in the future, within the period (and a little slack for a busy host).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let next = sample(
+        &metrics,
+        &format!(
+            "sup_schedule_next_run_timestamp_seconds{{{}}}",
+            labels("tick")
+        ),
+    );
+    assert!(
+        next.is_some_and(|t| t > now - 2.0 && t < now + 5.0),
+        "{next:?} vs {now}"
+    );
+    // Only jobs with a health check have the series.
+    assert!(
+        !metrics.contains("sup_instance_healthy{program=\"tick\""),
+        "{metrics}"
+    );
+    // The daemon's own counters move: the schedules wake the loop every second.
+    let wakeups = |m: &str| sample(m, "sup_daemon_loop_wakeups_total").unwrap_or(0.0);
+    let lines = sample(&metrics, "sup_daemon_event_log_lines_total").unwrap_or(0.0);
+    assert!(lines >= 4.0, "{metrics}");
+    let mut later = String::new();
+    sb.wait_for("more loop wakeups", || {
+        later = get(port, "/metrics", None).1;
+        wakeups(&later) > wakeups(&metrics)
+    });
+    assert_eq!(
+        sample(&later, "sup_daemon_notifications_total{result=\"failed\"}"),
+        Some(0.0)
+    );
+    if let Some(tool) = promtool() {
+        let path = sb.path("metrics.txt");
+        std::fs::write(&path, &later).expect("write metrics");
+        let out = Command::new(tool)
+            .args(["check", "metrics"])
+            .stdin(std::fs::File::open(&path).expect("open"))
+            .output()
+            .expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

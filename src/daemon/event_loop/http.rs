@@ -594,6 +594,10 @@ impl Daemon {
         let mut rss = String::new();
         let mut desired = String::new();
         let mut running = String::new();
+        let mut healthy = String::new();
+        let mut next_run = String::new();
+        let mut runs = String::new();
+        let wall = chrono::Utc::now();
         for (name, program) in self.sup.programs() {
             let p = escape(name);
             let (mut want, mut up) = (0usize, 0usize);
@@ -636,6 +640,28 @@ impl Daemon {
                         ticks as f64 / hz
                     );
                     let _ = writeln!(rss, "sup_instance_memory_rss_bytes{{{labels}}} {bytes}");
+                }
+                if let Some(h) = self.health_status(id) {
+                    let v = u8::from(h == crate::core::health::Status::Healthy);
+                    let _ = writeln!(healthy, "sup_instance_healthy{{{labels}}} {v}");
+                }
+                if inst.spec.schedule.is_some() {
+                    let clocks = crate::core::schedule::Clocks { mono: now, wall };
+                    if let Some(at) = c.next_run(clocks) {
+                        let t = at.timestamp_millis() as f64 / 1000.0;
+                        let _ = writeln!(
+                            next_run,
+                            "sup_schedule_next_run_timestamp_seconds{{{labels}}} {t:.3}"
+                        );
+                    }
+                    let r = c.runs();
+                    for (result, n) in [("ok", r.ok), ("failed", r.failed), ("skipped", r.skipped)]
+                    {
+                        let _ = writeln!(
+                            runs,
+                            "sup_schedule_runs_total{{{labels},result=\"{result}\"}} {n}"
+                        );
+                    }
                 }
                 want += usize::from(c.want_up());
                 up += usize::from(current == State::Running);
@@ -690,6 +716,24 @@ impl Daemon {
                 rss,
             ),
             (
+                "sup_instance_healthy",
+                "gauge",
+                "1 while the instance's health check passes, 0 otherwise (instances with a check).",
+                healthy,
+            ),
+            (
+                "sup_schedule_next_run_timestamp_seconds",
+                "gauge",
+                "Unix time of a scheduled job's next run.",
+                next_run,
+            ),
+            (
+                "sup_schedule_runs_total",
+                "counter",
+                "A scheduled job's runs since the daemon started: ok (expected exit), failed, skipped (a tick that did not run).",
+                runs,
+            ),
+            (
                 "sup_program_desired_instances",
                 "gauge",
                 "Instances of the program meant to be up.",
@@ -715,6 +759,20 @@ impl Daemon {
                  # TYPE sup_daemon_open_fds gauge\nsup_daemon_open_fds {fds}\n"
             );
         }
+        let (sent, failed) = self.notifier.counts();
+        let _ = write!(
+            out,
+            "# HELP sup_daemon_loop_wakeups_total Returns from the loop's poll.\n\
+             # TYPE sup_daemon_loop_wakeups_total counter\nsup_daemon_loop_wakeups_total {}\n\
+             # HELP sup_daemon_event_log_lines_total Lines written to the event log.\n\
+             # TYPE sup_daemon_event_log_lines_total counter\nsup_daemon_event_log_lines_total {}\n\
+             # HELP sup_daemon_notifications_total Notifications (mail, reports, hooks) by outcome.\n\
+             # TYPE sup_daemon_notifications_total counter\n\
+             sup_daemon_notifications_total{{result=\"sent\"}} {sent}\n\
+             sup_daemon_notifications_total{{result=\"failed\"}} {failed}\n",
+            self.sources.wakeups(),
+            crate::logging::lines(),
+        );
         if let Some((_, bytes)) = procfs::usage(std::process::id()) {
             let _ = write!(
                 out,

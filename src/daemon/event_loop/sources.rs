@@ -28,6 +28,8 @@ pub(in crate::daemon) struct Sources {
     /// Output sources and clients whose budget ran out last turn: served again without
     /// waiting.
     hot: Vec<usize>,
+    /// Returns from `poll`, for `/metrics`.
+    wakeups: u64,
 }
 
 impl Sources {
@@ -37,7 +39,13 @@ impl Sources {
             slots: Vec::new(),
             free: Vec::new(),
             hot: Vec::new(),
+            wakeups: 0,
         }
+    }
+
+    /// How many times `poll` has returned since the start.
+    pub(in crate::daemon) fn wakeups(&self) -> u64 {
+        self.wakeups
     }
 
     /// Wait for readiness; a source still hot means no waiting at all.
@@ -51,7 +59,9 @@ impl Sources {
         } else {
             Some(Duration::ZERO)
         };
-        self.poll.poll(events, timeout)
+        let polled = self.poll.poll(events, timeout);
+        self.wakeups += 1;
+        polled
     }
 
     /// The slot a token of the poll stands for.
