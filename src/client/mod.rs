@@ -341,6 +341,7 @@ pub fn execute(
             lines,
             stderr,
             json,
+            events,
             name,
         } => {
             let how = TailHow {
@@ -349,8 +350,17 @@ pub fn execute(
                 follow,
                 json,
             };
-            tail(conn, name, how, &mut sink)
+            // clap takes a name or --events, never both.
+            tail(conn, name.filter(|_| !events), how, &mut sink)
         }
+        Command::Clear { names, json } => transition(
+            conn,
+            "clear",
+            RequestBody::Clear { names },
+            (false, json),
+            &mut sink,
+            err,
+        ),
         Command::Logreopen => {
             let body = ask(conn, RequestBody::Logreopen, Some(conn.quick()))?;
             let ResponseBody::Done { message } = body else {
@@ -534,20 +544,34 @@ struct TailHow {
     json: bool,
 }
 
-fn tail(conn: &mut Conn, name: String, how: TailHow, sink: &mut Sink) -> Result<Outcome, Fail> {
+/// `sup tail NAME`, or with no name (`--events`) the daemon's event log.
+fn tail(
+    conn: &mut Conn,
+    name: Option<String>,
+    how: TailHow,
+    sink: &mut Sink,
+) -> Result<Outcome, Fail> {
     let TailHow {
         lines,
         stderr,
         follow,
         json,
     } = how;
-    conn.send(&Request::new(RequestBody::Tail {
-        name,
-        lines,
-        stderr,
-        follow,
+    let events = name.is_none();
+    conn.send(&Request::new(match name {
+        Some(name) => RequestBody::Tail {
+            name,
+            lines,
+            stderr,
+            follow,
+        },
+        None => RequestBody::EventLog { lines, follow },
     }))?;
-    let stream = if stderr { "stderr" } else { "stdout" };
+    let stream = match (events, stderr) {
+        (true, _) => "events",
+        (false, true) => "stderr",
+        (false, false) => "stdout",
+    };
     // A chunk may end inside a line: the rest comes with the next chunk.
     let mut partial = String::new();
     // Following waits for new output for as long as the user likes; the first chunk of a
@@ -913,7 +937,8 @@ mod tests {
                 lines: 2,
                 stderr: false,
                 json: true,
-                name: "web".into(),
+                events: false,
+                name: Some("web".into()),
             },
             vec![
                 ResponseBody::Output {
@@ -943,7 +968,8 @@ mod tests {
                 lines: 2,
                 stderr: true,
                 json: false,
-                name: "web".into(),
+                events: false,
+                name: Some("web".into()),
             },
             vec![
                 ResponseBody::Output {

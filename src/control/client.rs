@@ -459,6 +459,8 @@ fn command(body: &RequestBody) -> &'static str {
         RequestBody::Reload { .. } => "reload",
         RequestBody::Pid { .. } => "pid",
         RequestBody::Tail { .. } => "tail",
+        RequestBody::EventLog { .. } => "event_log",
+        RequestBody::Clear { .. } => "clear",
         RequestBody::Logreopen => "logreopen",
         RequestBody::Shutdown => "shutdown",
         RequestBody::Subscribe { .. } => "subscribe",

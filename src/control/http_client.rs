@@ -166,6 +166,15 @@ pub fn target_of(body: &RequestBody) -> (&'static str, String, Option<serde_json
             ),
             None,
         ),
+        RequestBody::EventLog { lines, follow } => (
+            "GET",
+            format!(
+                "tail?events=1&lines={lines}{}",
+                if *follow { "&follow=1" } else { "" }
+            ),
+            None,
+        ),
+        RequestBody::Clear { names } => ("POST", "clear".into(), Some(json!({"names": names}))),
         RequestBody::Logreopen => ("POST", "logreopen".into(), None),
         RequestBody::Shutdown => ("POST", "shutdown".into(), None),
     }

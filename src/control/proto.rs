@@ -64,6 +64,16 @@ pub enum RequestBody {
         #[serde(default)]
         follow: bool,
     },
+    /// The last lines of the daemon's own event log, then (with `follow`) what it appends.
+    EventLog {
+        lines: usize,
+        #[serde(default)]
+        follow: bool,
+    },
+    /// Truncate the instances' output files (`sup clear`).
+    Clear {
+        names: Vec<String>,
+    },
     Logreopen,
     Shutdown,
     /// Stream a `Status` snapshot, then one `Event` per change of any selected instance,

@@ -41,6 +41,7 @@ use supervisor::{Inst, Supervisor};
 mod acceptor;
 mod cgroups;
 mod checks;
+mod clear;
 mod clients;
 pub(super) mod follow;
 mod http;
@@ -384,6 +385,7 @@ impl Daemon {
             // Every group spawned this turn is on disk before the next poll (`save_state`).
             self.save_state();
             log::logger().flush();
+            self.feed_event_log(now);
             if self.shutting_down && (self.all_down() || self.init.gave_up(now)) {
                 self.finish_shutdown(now);
                 return Ok(self.init.status());
@@ -1148,6 +1150,10 @@ impl Daemon {
                 stderr,
                 follow,
             } => return self.tail(slot, &name, lines, stderr, follow, now),
+            RequestBody::EventLog { lines, follow } => {
+                return self.event_log(slot, lines, follow, now)
+            }
+            RequestBody::Clear { names } => self.clear(&names, now),
             RequestBody::Logreopen => self.logreopen_response(now),
             RequestBody::Subscribe { names } => return self.subscribe(slot, names, now),
         };

@@ -17,6 +17,7 @@ mod hostile_files;
 mod http;
 mod http_api;
 mod logs_and_notifications;
+mod operator_verbs;
 mod packaging;
 mod reload;
 mod scheduled_jobs;
