@@ -118,6 +118,24 @@ pub enum Command {
         #[arg(required_unless_present = "events")]
         name: Option<String>,
     },
+    /// Apply the config's new or changed definition of these programs only (starting a new one)
+    Add {
+        /// Programs (or groups) as the config now has them
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// The plan and its outcomes as JSON, as `reload --json`
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop and drop programs that are no longer in the config
+    Remove {
+        /// Programs (or groups) the config no longer has
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// The plan and its outcomes as JSON, as `reload --json`
+        #[arg(long)]
+        json: bool,
+    },
     /// Empty the output files of programs or instances, even while they run
     Clear {
         /// Programs, instances (web:1), groups or `all`

@@ -282,31 +282,36 @@ pub fn execute(
             } else {
                 conn.wait_bound()
             });
-            let body = ask(conn, RequestBody::Reload { dry_run }, timeout)?;
-            let ResponseBody::Reload { report } = body else {
-                return Err(unexpected("reload", &body));
-            };
-            let r = report::reload(&report);
-            if json {
-                sink.line(&to_json(&reload_json(&report)?)?)?;
-                // The same exit status as the text: an added or changed job that did not come
-                // up fails the reload, though the new config is in force.
-                return Ok(if r.complete {
-                    Outcome::Ok
-                } else {
-                    Outcome::Partial
-                });
-            }
-            let outcome = emit(&r, &mut sink, err)?;
-            if !report.errors.is_empty() {
-                let n = report.errors.len();
-                let _ = writeln!(
-                    err,
-                    "sup: {n} error{} in the new config; nothing changed, the running config stays in force",
-                    if n == 1 { "" } else { "s" }
-                );
-            }
-            Ok(outcome)
+            reload(
+                conn,
+                RequestBody::Reload { dry_run },
+                timeout,
+                json,
+                &mut sink,
+                err,
+            )
+        }
+        Command::Add { names, json } => {
+            let timeout = Some(conn.wait_bound());
+            reload(
+                conn,
+                RequestBody::Add { names },
+                timeout,
+                json,
+                &mut sink,
+                err,
+            )
+        }
+        Command::Remove { names, json } => {
+            let timeout = Some(conn.wait_bound());
+            reload(
+                conn,
+                RequestBody::Remove { names },
+                timeout,
+                json,
+                &mut sink,
+                err,
+            )
         }
         Command::Pid { name, json } => {
             let body = ask(
@@ -433,6 +438,43 @@ fn transition(
         });
     }
     emit(&r, sink, err)
+}
+
+/// `reload`, and `add`/`remove` (a reload of some programs): the report, and exit 1 when
+/// the config is invalid or a job it started did not come up.
+fn reload(
+    conn: &mut Conn,
+    body: RequestBody,
+    timeout: Option<std::time::Duration>,
+    json: bool,
+    sink: &mut Sink,
+    err: &mut dyn Write,
+) -> Result<Outcome, Fail> {
+    let body = ask(conn, body, timeout)?;
+    let ResponseBody::Reload { report } = body else {
+        return Err(unexpected("reload", &body));
+    };
+    let r = report::reload(&report);
+    if json {
+        sink.line(&to_json(&reload_json(&report)?)?)?;
+        // The same exit status as the text: an added or changed job that did not come
+        // up fails the reload, though the new config is in force.
+        return Ok(if r.complete {
+            Outcome::Ok
+        } else {
+            Outcome::Partial
+        });
+    }
+    let outcome = emit(&r, sink, err)?;
+    if !report.errors.is_empty() {
+        let n = report.errors.len();
+        let _ = writeln!(
+            err,
+            "sup: {n} error{} in the new config; nothing changed, the running config stays in force",
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    Ok(outcome)
 }
 
 /// `restart --rolling` can take minutes: while the daemon works through the instances, a

@@ -461,6 +461,8 @@ fn command(body: &RequestBody) -> &'static str {
         RequestBody::Tail { .. } => "tail",
         RequestBody::EventLog { .. } => "event_log",
         RequestBody::Clear { .. } => "clear",
+        RequestBody::Add { .. } => "add",
+        RequestBody::Remove { .. } => "remove",
         RequestBody::Logreopen => "logreopen",
         RequestBody::Shutdown => "shutdown",
         RequestBody::Subscribe { .. } => "subscribe",

@@ -70,6 +70,14 @@ pub enum RequestBody {
         #[serde(default)]
         follow: bool,
     },
+    /// The reload plan for these programs only (`sup add`): answered as `Reload`.
+    Add {
+        names: Vec<String>,
+    },
+    /// Stop and drop these programs, gone from the config (`sup remove`): as `Reload`.
+    Remove {
+        names: Vec<String>,
+    },
     /// Truncate the instances' output files (`sup clear`).
     Clear {
         names: Vec<String>,

@@ -1154,6 +1154,8 @@ impl Daemon {
                 return self.event_log(slot, lines, follow, now)
             }
             RequestBody::Clear { names } => self.clear(&names, now),
+            RequestBody::Add { names } => return self.reload_some(&names, true, slot, now),
+            RequestBody::Remove { names } => return self.reload_some(&names, false, slot, now),
             RequestBody::Logreopen => self.logreopen_response(now),
             RequestBody::Subscribe { names } => return self.subscribe(slot, names, now),
         };

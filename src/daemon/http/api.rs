@@ -73,6 +73,8 @@ pub fn needs_token(body: &RequestBody) -> bool {
         | RequestBody::Tail { .. }
         | RequestBody::EventLog { .. }
         | RequestBody::Clear { .. }
+        | RequestBody::Add { .. }
+        | RequestBody::Remove { .. }
         | RequestBody::Logreopen
         | RequestBody::Shutdown => true,
     }
@@ -254,6 +256,16 @@ pub fn route(method: Method, path: &str, query: &str, body: &[u8]) -> Result<Cal
             let b: NamesBody = parse_body(body)?;
             let names = with_path_name(name, b.names)?;
             Ok(json(RequestBody::Clear { names }))
+        }
+        ("add" | "remove", _) => {
+            writes(method)?;
+            let b: NamesBody = parse_body(body)?;
+            let names = with_path_name(name, b.names)?;
+            Ok(json(if endpoint == "add" {
+                RequestBody::Add { names }
+            } else {
+                RequestBody::Remove { names }
+            }))
         }
         ("reload", false) => {
             writes(method)?;
