@@ -136,6 +136,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Attach to a running instance: its output, Ctrl-C stops it; ends when it is down
+    Fg { name: String },
     /// Empty the output files of programs or instances, even while they run
     Clear {
         /// Programs, instances (web:1), groups or `all`

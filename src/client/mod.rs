@@ -7,6 +7,7 @@
 //! `Outcome::Partial` when a command worked but not everything reached the wanted state.
 
 pub mod completion;
+mod fg;
 pub mod output;
 pub mod report;
 pub mod shell;
@@ -28,6 +29,9 @@ use output::Sink;
 use report::Report;
 
 pub fn run(global: &Global, command: Command) -> Result<Outcome, Fail> {
+    if let Command::Fg { name } = command {
+        return fg::run(global, name);
+    }
     let mut conn = connect(global)?;
     if let Command::Tail { follow: true, .. } = command {
         close_on_interrupt(&conn)?;
@@ -358,6 +362,9 @@ pub fn execute(
             // clap takes a name or --events, never both.
             tail(conn, name.filter(|_| !events), how, &mut sink)
         }
+        // It owns the terminal's Ctrl-C and several connections: only `run` starts it.
+        Command::Fg { .. } => Err(Fail::new("fg runs from the command line only")
+            .hint("run `sup fg NAME` outside the shell")),
         Command::Clear { names, json } => transition(
             conn,
             "clear",
