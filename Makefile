@@ -65,15 +65,19 @@ demo-deps: ## install what the sup.d/ demo runs (python3 for db and api) if miss
 # other) and aiosmtpd (the SMTP server the notification tests send to). aiosmtpd comes from
 # apt where that works for the python3 on PATH, else from a venv under the repo that the tests
 # look for first. systemd-analyze (Debian's systemd package, installed, never booted) checks
-# the unit when it installs; without it the packaging test says the unit went unchecked.
-test-deps: deps ## install what the tests need (procps, tmux, python3, prometheus, aiosmtpd; systemd-analyze if it installs)
+# the unit when it installs; without it the packaging test says the unit went unchecked. The
+# same package's systemd-notify, and Debian's postgresql (its server, run in the foreground),
+# are the jobs that say READY=1 as another user; their tests say so when they are skipped.
+test-deps: deps ## install what the tests need (procps, tmux, python3, prometheus, aiosmtpd; systemd and postgresql if they install)
 	@$(APT_INSTALL); \
 	for need in ps:procps tmux:tmux python3:python3 promtool:prometheus prometheus:prometheus; do \
 	  command -v $${need%%:*} >/dev/null 2>&1 || apt_install $${need#*:} || { \
 	    echo "make: $${need%%:*} is missing: install the $${need#*:} package" >&2; exit 1; }; \
 	done; \
-	command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd || \
-	  echo "make: systemd-analyze is missing: the unit's syntax will not be checked" >&2; \
+	{ command -v systemd-analyze && command -v systemd-notify; } >/dev/null 2>&1 || apt_install systemd || \
+	  echo "make: systemd-analyze and systemd-notify are missing: the unit's syntax and notify under user: go unchecked" >&2; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || apt_install postgresql || \
+	  echo "make: postgres is missing: the test of postgres under user: with ready: notify will be skipped" >&2; \
 	if [ -x $(TEST_VENV)/bin/python ] && $(TEST_VENV)/bin/python -c 'import aiosmtpd' 2>/dev/null; then exit 0; fi; \
 	python3 -c 'import aiosmtpd' 2>/dev/null && exit 0; \
 	apt_install python3-aiosmtpd; \
@@ -128,7 +132,7 @@ bench: build ## sup vs supervisord vs raw fork/exec, side by side (writes docs/b
 	bench/.venv/bin/python bench/bench.py $(BENCH_ARGS)
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := config duration size cron umask signal control state http
+FUZZ_TARGETS := config duration size cron umask signal control state http supervisord
 
 fuzz: ## run each fuzz target for FUZZ_SECONDS (60), growing fuzz/corpus/ (nightly, cargo-fuzz)
 	@$(CARGO) +nightly --version >/dev/null 2>&1 || { \

@@ -79,12 +79,19 @@ pub enum Command {
         #[arg(long)]
         rolling: bool,
     },
-    /// Send a signal to the instances' process groups
+    /// Send a signal to the instances' process groups (or their leaders)
     Signal {
         /// A signal name (TERM, SIGHUP, usr1) or number
         signal: String,
         #[arg(required = true)]
         names: Vec<String>,
+        /// Signal the leader only, not its process group (a master that retires its own
+        /// workers on HUP: gunicorn, nginx, php-fpm)
+        #[arg(long, conflicts_with = "group")]
+        main: bool,
+        /// Signal the whole process group, whatever the job's signal_target says
+        #[arg(long)]
+        group: bool,
         /// Per-instance outcomes as JSON
         #[arg(long)]
         json: bool,
@@ -162,10 +169,26 @@ pub enum Command {
     Shell,
     /// Live full-screen dashboard
     Top,
+    /// Translate another supervisor's config into sup's YAML (printed on stdout; what could
+    /// not be translated goes to stderr)
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Print the completion script for a shell (bash, zsh, fish, …)
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+/// The configs `sup import` reads.
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// A supervisord.conf, with the files its [include] sections name
+    Supervisord {
+        /// The supervisord config (such as /etc/supervisor/supervisord.conf)
+        file: PathBuf,
     },
 }
 
@@ -229,6 +252,28 @@ mod tests {
     }
 
     #[test]
+    fn signal_takes_main_or_group_but_not_both() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.command);
+        assert!(matches!(
+            parse(&["sup", "signal", "--main", "HUP", "web"]),
+            Ok(Some(Command::Signal {
+                main: true,
+                group: false,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            parse(&["sup", "signal", "HUP", "web", "--group"]),
+            Ok(Some(Command::Signal {
+                main: false,
+                group: true,
+                ..
+            }))
+        ));
+        assert!(parse(&["sup", "signal", "HUP", "web", "--main", "--group"]).is_err());
+    }
+
+    #[test]
     fn daemon_takes_init_and_grace() {
         let cli =
             Cli::try_parse_from(["sup", "daemon", "--init", "--grace", "3s"]).expect("parses");
@@ -248,6 +293,20 @@ mod tests {
         assert!(Cli::try_parse_from(["sup", "tail", "--events", "--stderr"]).is_err());
         assert!(Cli::try_parse_from(["sup", "clear"]).is_err());
         assert!(Cli::try_parse_from(["sup", "clear", "all", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn import_supervisord_takes_one_file() {
+        let cli = Cli::try_parse_from(["sup", "import", "supervisord", "s.conf"]).expect("parses");
+        let Some(Command::Import {
+            from: ImportFrom::Supervisord { file },
+        }) = cli.command
+        else {
+            panic!("not import: {cli:?}");
+        };
+        assert_eq!(file, std::path::PathBuf::from("s.conf"));
+        assert!(Cli::try_parse_from(["sup", "import", "supervisord"]).is_err());
+        assert!(Cli::try_parse_from(["sup", "import", "runit", "x"]).is_err());
     }
 
     #[test]

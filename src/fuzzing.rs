@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("control", control),
     ("state", state),
     ("http", http),
+    ("supervisord", supervisord),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -229,4 +230,23 @@ pub fn http(data: &[u8]) {
         }
     }
     let _ = request::parse(rest);
+}
+
+/// `sup import supervisord`: a supervisord config's text through the INI parser and the
+/// translation; the YAML written must then parse as YAML (whatever sup's check says of its
+/// values), and every `environment=` value goes through its own reader.
+pub fn supervisord(data: &[u8]) {
+    let Some(text) = text(data) else { return };
+    let _ = crate::import::ini::environment(text);
+    if let Some(t) = crate::import::translate_text(text) {
+        let (_, errors) = yaml::parse(&t.yaml);
+        assert!(
+            errors.is_empty(),
+            "unparsable YAML written: {errors:?}\n{}",
+            t.yaml
+        );
+        for note in &t.notes {
+            let _ = note.to_string();
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod control;
 mod core;
 mod daemon;
 mod fail;
+mod import;
 mod logging;
 mod manual;
 mod paths;
@@ -45,6 +46,9 @@ pub fn run() -> ExitCode {
         Some(Command::Shell) => client::shell::run(&cli.global),
         Some(Command::Top) => client::top::run(&cli.global),
         Some(Command::Completions { shell }) => manual::completions(shell),
+        Some(Command::Import {
+            from: cli::ImportFrom::Supervisord { ref file },
+        }) => import::supervisord(file),
         Some(command) => client::run(&cli.global, command),
         None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
             client::shell::run(&cli.global)

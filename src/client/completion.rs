@@ -21,7 +21,7 @@ pub const SHELL_ONLY: &[(&str, &str)] = &[
 ];
 
 /// Subcommands that make no sense inside the shell: they do not talk to a running daemon.
-const NOT_IN_SHELL: &[&str] = &["daemon", "check", "shell", "top", "completions"];
+const NOT_IN_SHELL: &[&str] = &["daemon", "check", "shell", "top", "import", "completions"];
 
 /// Every command the shell accepts with its one-line description, in clap's order, then the
 /// shell's own words. The descriptions are clap's, so `help` and `sup --help` never disagree.
@@ -258,6 +258,8 @@ mod tests {
         assert_eq!(check("stop --n"), ["--no-wait "]);
         assert_eq!(check("status --j"), ["--json "]);
         assert_eq!(check("tail --st"), ["--stderr "]);
+        assert_eq!(check("signal --m"), ["--main "]);
+        assert_eq!(check("signal HUP web --g"), ["--group "]);
     }
 
     #[test]

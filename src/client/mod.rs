@@ -22,7 +22,7 @@ use crate::cli::{Command, Global};
 use crate::config;
 use crate::control::client::{cause, Conn, Endpoint, Timeouts, QUICK, WAIT_MARGIN};
 use crate::control::http_client::Url;
-use crate::control::proto::{Request, RequestBody, ResponseBody};
+use crate::control::proto::{Request, RequestBody, ResponseBody, SignalTarget};
 use crate::fail::{Fail, Outcome};
 use crate::paths::{self, Env};
 use output::Sink;
@@ -270,11 +270,21 @@ pub fn execute(
         Command::Signal {
             signal,
             names,
+            main,
+            group,
             json,
         } => transition(
             conn,
             "signal",
-            RequestBody::Signal { signal, names },
+            RequestBody::Signal {
+                signal,
+                names,
+                target: match (main, group) {
+                    (true, _) => Some(SignalTarget::Main),
+                    (false, true) => Some(SignalTarget::Group),
+                    (false, false) => None,
+                },
+            },
             (false, json),
             &mut sink,
             err,
@@ -400,6 +410,7 @@ pub fn execute(
         | Command::Check { .. }
         | Command::Shell
         | Command::Top
+        | Command::Import { .. }
         | Command::Completions { .. } => Err(Fail::new(
             "this subcommand does not talk to a daemon over the control socket",
         )),

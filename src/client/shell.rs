@@ -79,6 +79,7 @@ fn parse_words(words: &[&str]) -> Line {
                 | Command::Check { .. }
                 | Command::Shell
                 | Command::Top
+                | Command::Import { .. }
                 | Command::Completions { .. },
             ) => {
                 Line::Error(format!(

@@ -402,6 +402,8 @@ impl Model {
                     Action::Run(Command::Signal {
                         signal,
                         names: vec![name],
+                        main: false,
+                        group: false,
                         json: false,
                     })
                 }

@@ -16,6 +16,7 @@ use super::logkeys;
 use super::resolve::{keep, key_text, unknown_key, Sink};
 use super::spec::{
     AutoRestart, CgroupLimits, LogSpec, Output, ProgramSpec, Schedule, ScheduleOptions, Signal,
+    SignalTarget,
 };
 use super::values::{self, Bad, Read};
 use super::yaml::Node;
@@ -177,6 +178,7 @@ pub struct Job {
     pub starttime: Option<Duration>,
     pub stopsignal: Option<Signal>,
     pub stoptime: Option<Duration>,
+    pub signal_target: Option<SignalTarget>,
     pub stdout: Option<Output>,
     pub stderr: Option<Output>,
     pub env: BTreeMap<String, String>,
@@ -207,6 +209,7 @@ impl Job {
             starttime: None,
             stopsignal: None,
             stoptime: None,
+            signal_target: None,
             stdout: None,
             stderr: None,
             env: BTreeMap::new(),
@@ -238,6 +241,7 @@ impl Job {
             starttime: self.starttime?,
             stopsignal: self.stopsignal?,
             stoptime: self.stoptime?,
+            signal_target: self.signal_target?,
             stdout: self.stdout?,
             stderr: self.stderr?,
             env: {
@@ -404,6 +408,15 @@ pub const GENERAL: &[Key<Job>] = &[
         read: |j, v, sink| j.stoptime = v.keep(values::duration(v.node), sink),
         default: IfAbsent::Value("`10s`", |j| j.stoptime = Some(Duration::from_secs(10))),
         doc: "duration between `stopsignal` and `SIGKILL`",
+        check: None,
+    },
+    Key {
+        name: "signal_target",
+        read: |j, v, sink| j.signal_target = v.keep(values::signal_target(v.node), sink),
+        default: IfAbsent::Value("`group`", |j| j.signal_target = Some(SignalTarget::Group)),
+        doc: "`group` or `main`: whom `sup signal` reaches unless it says `--main` or `--group` \
+              (the leader alone, for a master that retires its own workers); stopping always \
+              signals the group",
         check: None,
     },
     Key {

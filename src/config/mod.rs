@@ -4,7 +4,7 @@
 pub mod dotenv;
 pub mod duration;
 pub mod error;
-mod glob;
+pub mod glob;
 #[cfg(test)]
 mod golden;
 mod groups;
@@ -24,7 +24,7 @@ pub mod yaml;
 pub use error::{ConfigError, Rejected};
 pub use spec::{
     AutoRestart, Catchup, Condition, Config, Dependency, FirstRun, Limits, NotifySpec, OnUnhealthy,
-    Output, Overlap, Probe, ProgramSpec, Ready, Rotation, Schedule, Signal,
+    Output, Overlap, Probe, ProgramSpec, Ready, Rotation, Schedule, Signal, SignalTarget,
 };
 
 use std::path::Path;

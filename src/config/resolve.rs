@@ -355,6 +355,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn signal_target_defaults_to_the_group_and_names_its_words() {
+        use crate::config::SignalTarget;
+        assert_eq!(ok("cmd: x\n").signal_target, SignalTarget::Group);
+        assert_eq!(
+            ok("cmd: x\nsignal_target: main\n").signal_target,
+            SignalTarget::Main
+        );
+        let (spec, errors) = run("cmd: x\nsignal_target: leader\n");
+        assert!(spec.is_none());
+        assert_eq!(
+            errors,
+            ["web.job:2:16: programs.web.signal_target: expected group or main, found \"leader\""]
+        );
+        let (_, errors) = run("cmd: x\nsignal_targets: main\n");
+        assert!(errors[0].contains("signal_target"), "{errors:?}");
+    }
+
     // --- scheduled jobs ---
 
     #[test]

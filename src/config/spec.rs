@@ -59,6 +59,16 @@ pub enum FirstRun {
     AfterInterval,
 }
 
+/// Who `sup signal` reaches when it does not say (`--main`, `--group`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignalTarget {
+    /// The whole process group: the leader and everything it started.
+    #[default]
+    Group,
+    /// The leader only, for a master that manages its workers itself (gunicorn, nginx, php-fpm).
+    Main,
+}
+
 /// What a tick does when the previous run is still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overlap {
@@ -243,6 +253,8 @@ pub struct ProgramSpec {
     pub starttime: Duration,
     pub stopsignal: Signal,
     pub stoptime: Duration,
+    /// Who `sup signal` reaches by default. Stopping always signals the group.
+    pub signal_target: SignalTarget,
     pub stdout: Output,
     pub stderr: Output,
     pub env: BTreeMap<String, String>,
@@ -326,6 +338,7 @@ impl ProgramSpec {
             starttime: Duration::from_secs(1),
             stopsignal: Signal(15),
             stoptime: Duration::from_secs(10),
+            signal_target: SignalTarget::Group,
             stdout: Output::Discard,
             stderr: Output::Discard,
             env: BTreeMap::new(),

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::duration::parse_duration;
 use super::signal;
-use super::spec::{AutoRestart, Catchup, FirstRun, Output, Overlap, Schedule, Signal};
+use super::spec::{
+    AutoRestart, Catchup, FirstRun, Output, Overlap, Schedule, Signal, SignalTarget,
+};
 use super::yaml::{Kind, Node};
 
 /// A value that was not accepted.
@@ -544,6 +546,15 @@ pub fn overlap(node: &Node) -> Read<Overlap> {
             ("queue", Overlap::Queue),
             ("kill", Overlap::Kill),
         ],
+    )
+}
+
+/// `signal_target`: `group` or `main`.
+pub fn signal_target(node: &Node) -> Read<SignalTarget> {
+    word(
+        node,
+        "group or main",
+        &[("group", SignalTarget::Group), ("main", SignalTarget::Main)],
     )
 }
 

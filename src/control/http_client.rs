@@ -141,11 +141,18 @@ pub fn target_of(body: &RequestBody) -> (&'static str, String, Option<serde_json
             "restart".into(),
             Some(json!({"names": names, "wait": wait, "rolling": rolling})),
         ),
-        RequestBody::Signal { signal, names } => (
-            "POST",
-            "signal".into(),
-            Some(json!({"signal": signal, "names": names})),
-        ),
+        RequestBody::Signal {
+            signal,
+            names,
+            target,
+        } => {
+            // Only when asked: a daemon from before `target` refuses fields it does not know.
+            let mut body = json!({"signal": signal, "names": names});
+            if let (Some(t), Some(map)) = (target, body.as_object_mut()) {
+                map.insert("target".into(), json!(t));
+            }
+            ("POST", "signal".into(), Some(body))
+        }
         RequestBody::Reload { dry_run } => {
             ("POST", "reload".into(), Some(json!({"dry_run": dry_run})))
         }

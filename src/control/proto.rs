@@ -47,6 +47,9 @@ pub enum RequestBody {
     Signal {
         signal: String,
         names: Vec<String>,
+        /// Whom to signal; absent means each job's `signal_target` (older clients send none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<SignalTarget>,
     },
     Reload {
         #[serde(default)]
@@ -90,6 +93,14 @@ pub enum RequestBody {
         #[serde(default)]
         names: Vec<String>,
     },
+}
+
+/// Who a `signal` request reaches: `"main"` (the leader alone) or `"group"` (its process group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalTarget {
+    Main,
+    Group,
 }
 
 impl Request {
@@ -264,6 +275,33 @@ mod tests {
         let text = serde_json::to_string(&r).expect("serializes");
         assert_eq!(text, r#"{"v":1,"cmd":"stop","names":["web"],"wait":true}"#);
         assert_eq!(serde_json::from_str::<Request>(&text).ok(), Some(r));
+    }
+
+    #[test]
+    fn a_signal_request_without_a_target_means_the_jobs_default() {
+        let old = r#"{"v":1,"cmd":"signal","signal":"HUP","names":["web"]}"#;
+        let r: Request = serde_json::from_str(old).expect("parses");
+        assert_eq!(
+            r.body,
+            RequestBody::Signal {
+                signal: "HUP".into(),
+                names: vec!["web".into()],
+                target: None
+            }
+        );
+        assert_eq!(serde_json::to_string(&r).expect("serializes"), old);
+        let main = r#"{"v":1,"cmd":"signal","signal":"HUP","names":["web"],"target":"main"}"#;
+        let r: Request = serde_json::from_str(main).expect("parses");
+        assert!(matches!(
+            r.body,
+            RequestBody::Signal {
+                target: Some(SignalTarget::Main),
+                ..
+            }
+        ));
+        assert_eq!(serde_json::to_string(&r).expect("serializes"), main);
+        let bad = r#"{"v":1,"cmd":"signal","signal":"HUP","names":["web"],"target":"all"}"#;
+        assert!(serde_json::from_str::<Request>(bad).is_err());
     }
 
     #[test]

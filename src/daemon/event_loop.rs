@@ -26,9 +26,10 @@ use super::output::Capture;
 use super::pids::{PidOwner, Pids};
 use super::spawn::{SpawnRequest, Stdio};
 use super::{reap, state};
-use crate::config::{Config, ProgramSpec};
+use crate::config::{Config, ProgramSpec, SignalTarget};
 use crate::control::proto::{
     DaemonInfo, InstanceStatus, Outcome, Request, RequestBody, Response, ResponseBody,
+    SignalTarget as WireTarget,
 };
 use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
 use crate::core::{names, Action, Input, Instance, State};
@@ -1126,7 +1127,11 @@ impl Daemon {
                 }
                 return self.act(slot, &names, Goal::Restarted, wait, now);
             }
-            RequestBody::Signal { signal, names } => self.signal(&signal, &names),
+            RequestBody::Signal {
+                signal,
+                names,
+                target,
+            } => self.signal(&signal, &names, target),
             RequestBody::Pid { name } => self.pid_answer(name),
             RequestBody::Shutdown => {
                 if !self.shutting_down {
@@ -1383,7 +1388,9 @@ impl Daemon {
         self.clients.requeue(pending);
     }
 
-    fn signal(&mut self, signal: &str, names_: &[String]) -> Response {
+    /// `sup signal`: each instance's group, or its leader alone (`--main`, or the job's
+    /// `signal_target: main` when the request does not say).
+    fn signal(&mut self, signal: &str, names_: &[String], target: Option<WireTarget>) -> Response {
         let Some(sig) = crate::config::signal::parse(signal) else {
             return Response::new(ResponseBody::Error {
                 message: format!("unknown signal {signal:?}"),
@@ -1402,23 +1409,38 @@ impl Daemon {
                 continue;
             };
             let c = inst.core();
-            let outcome = match c.pid() {
-                Some(pid) => match reap::signal_group(pid, sig) {
-                    Ok(()) => {
-                        log::info!(
-                            "{} signalled: sent {} to its group",
-                            c.name(),
-                            crate::config::signal::name(sig)
-                        );
-                        Outcome {
-                            name: c.name().to_string(),
-                            ok: true,
-                            message: format!("sent {}", crate::config::signal::name(sig)),
-                        }
+            let main = match target {
+                Some(WireTarget::Main) => true,
+                Some(WireTarget::Group) => false,
+                None => inst.spec.signal_target == SignalTarget::Main,
+            };
+            let sig_name = crate::config::signal::name(sig);
+            // The leader is our child until we reap it, so its pid cannot be reused meanwhile.
+            let sent = match c.pid() {
+                Some(pid) if main => reap::signal_leader(pid, sig).map(|()| {
+                    (
+                        format!("sent {sig_name} to its leader, pid {pid}"),
+                        format!("sent {sig_name} to the leader (pid {pid}) only"),
+                    )
+                }),
+                Some(pid) => reap::signal_group(pid, sig).map(|()| {
+                    (
+                        format!("sent {sig_name} to its group"),
+                        format!("sent {sig_name}"),
+                    )
+                }),
+                None => Err("not running".to_string()),
+            };
+            let outcome = match sent {
+                Ok((logged, message)) => {
+                    log::info!("{} signalled: {logged}", c.name());
+                    Outcome {
+                        name: c.name().to_string(),
+                        ok: true,
+                        message,
                     }
-                    Err(e) => fail(c.name(), &e),
-                },
-                None => fail(c.name(), "not running"),
+                }
+                Err(e) => fail(c.name(), &e),
             };
             out.push(outcome);
         }

@@ -9,6 +9,7 @@ pub mod event_loop;
 pub(crate) mod http;
 mod logs;
 mod notify;
+mod notifydir;
 pub mod output;
 pub mod pidfile;
 mod pids;

@@ -146,6 +146,25 @@ pub fn signal_group(pgid: u32, signal: Signal) -> Result<(), String> {
     kill_group(pgid, signal).map_err(|e| describe(pgid, signal, e))
 }
 
+/// `kill(pid)`: the leader alone (`sup signal --main`). Only for a pid the daemon has not
+/// reaped yet, which therefore cannot belong to anyone else.
+pub fn signal_leader(pid: u32, signal: Signal) -> Result<(), String> {
+    // Never 0, -1 or a group: those would reach far more than one process.
+    let target = group_arg(pid)
+        .map(|g| -g)
+        .ok_or_else(|| format!("pid {pid}: refusing to signal it"))?;
+    // SAFETY: plain syscall on a checked, positive pid.
+    if unsafe { libc::kill(target, signal.0) } == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "pid {pid}: signal {}: {}",
+            signal.0,
+            errno_text(Errno::last())
+        ))
+    }
+}
+
 /// `signal_group` for the loop's own actions: a group that is already empty (ESRCH) is the
 /// normal end of a job whose leader exited with nobody left behind, not a failure. Returns
 /// whether anyone was there to receive it.

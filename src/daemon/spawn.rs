@@ -828,6 +828,15 @@ fn login_env(entry: &User) -> LoginEnv {
 
 /// `user:` as a name or a uid: the credentials (`None` when no switch is needed, it is
 /// already us) and the user's login variables.
+/// The uid and gid a job runs as when that is not the daemon's (what its readiness socket is
+/// handed to); `None` for a job without `user:` or with the daemon's own.
+pub fn owner(spec: &ProgramSpec) -> Result<Option<(u32, u32)>, String> {
+    let Some(user) = spec.user.as_deref() else {
+        return Ok(None);
+    };
+    Ok(resolve_user(user)?.0.map(|c| (c.uid, c.gid)))
+}
+
 fn resolve_user(user: &str) -> Result<(Option<Credentials>, LoginEnv), String> {
     let found = match user.parse::<u32>() {
         Ok(uid) => User::from_uid(uid.into()),

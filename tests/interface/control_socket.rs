@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::sandbox::{sup_bin, Sandbox};
+use crate::sandbox::{alive, sup_bin, Sandbox};
 
 fn one_job() -> Sandbox {
     let mut sb = Sandbox::with_programs(
@@ -159,6 +159,134 @@ fn signal_reaches_the_child_and_pid_names_it() {
     assert_eq!(daemon.trim(), sb.daemon_pid().to_string());
     let bad = sb.sup(&["signal", "NOPE", "job"]);
     assert_eq!(bad.status.code(), Some(1));
+}
+
+/// A master that retires its own workers on HUP (gunicorn, nginx): the leader is `sh` with a
+/// HUP trap, its worker records a HUP in a file of its own and ticks while it lives.
+pub const LEADER: &str = r#"trap 'echo hup >> "$OUT/$SUP_PROCESS_NAME.leader"' HUP
+sh "$OUT/worker.sh" &
+while :; do sleep 0.1; done
+"#;
+pub const WORKER: &str = r#"trap 'echo hup >> "$OUT/$SUP_PROCESS_NAME.worker"' HUP
+echo $$ > "$OUT/$SUP_PROCESS_NAME.wpid"
+while :; do echo t >> "$OUT/$SUP_PROCESS_NAME.ticks"; sleep 0.1; done
+"#;
+
+/// How many HUPs the leader and the worker of `name` have recorded.
+pub fn hups(sb: &Sandbox, name: &str) -> (usize, usize) {
+    let count = |ext: &str| sb.read(&format!("{name}.{ext}")).lines().count();
+    (count("leader"), count("worker"))
+}
+
+/// `--main`: the leader alone. Seen once it recorded the HUP and its worker then ticked
+/// twice more (a HUP that reached the worker would have run its trap before those ticks).
+fn signal_main(sb: &Sandbox, args: &[&str], name: &str) {
+    expect_main(sb, name, &format!("{args:?}"), || {
+        sb.sup_ok(args);
+    });
+}
+
+/// What `send` sends reaches `name`'s leader and not its worker (see `signal_main`).
+pub fn expect_main(sb: &Sandbox, name: &str, what: &str, send: impl FnOnce()) {
+    let (leader, worker) = hups(sb, name);
+    send();
+    sb.wait_for("the leader's trap", || hups(sb, name).0 == leader + 1);
+    let ticks = sb.read(&format!("{name}.ticks")).lines().count();
+    sb.wait_for("two more ticks of the worker", || {
+        sb.read(&format!("{name}.ticks")).lines().count() >= ticks + 2
+    });
+    assert_eq!(
+        hups(sb, name),
+        (leader + 1, worker),
+        "{what} reached the worker"
+    );
+}
+
+/// The whole group: both traps.
+fn signal_group(sb: &Sandbox, args: &[&str], name: &str) {
+    expect_group(sb, name, || {
+        sb.sup_ok(args);
+    });
+}
+
+/// What `send` sends reaches both `name`'s leader and its worker.
+pub fn expect_group(sb: &Sandbox, name: &str, send: impl FnOnce()) {
+    let (leader, worker) = hups(sb, name);
+    send();
+    sb.wait_for("both traps", || hups(sb, name) == (leader + 1, worker + 1));
+}
+
+#[test]
+fn signal_main_reaches_the_leader_only_and_signal_target_sets_the_default() {
+    let mut sb = Sandbox::with_programs(
+        "signal-main",
+        r#"
+  web:
+    cmd: sh leader.sh
+    starttime: 0.1
+    stoptime: 2s
+  master:
+    cmd: sh leader.sh
+    signal_target: main
+    starttime: 0.1
+    stoptime: 2s
+"#,
+    );
+    sb.write("leader.sh", LEADER);
+    sb.write("worker.sh", WORKER);
+    sb.start();
+    let mut workers = Vec::new();
+    for name in ["web", "master"] {
+        sb.wait_state(name, "running");
+        sb.wait_for("the worker's pid", || {
+            sb.read(&format!("{name}.wpid"))
+                .trim()
+                .parse::<u32>()
+                .is_ok()
+        });
+        let pid: u32 = sb
+            .read(&format!("{name}.wpid"))
+            .trim()
+            .parse()
+            .expect("pid");
+        workers.push(pid);
+    }
+
+    // The default is still the process group.
+    signal_group(&sb, &["signal", "HUP", "web"], "web");
+    // --main, before or after the names: the leader only, the worker lives on.
+    signal_main(&sb, &["signal", "--main", "HUP", "web"], "web");
+    signal_main(&sb, &["signal", "HUP", "web", "--main"], "web");
+    assert!(alive(workers[0]));
+    let out = sb.sup_ok(&["signal", "--main", "HUP", "web", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let pid = sb.pid("web").expect("pid");
+    assert_eq!(json["outcomes"][0]["ok"], true, "{out}");
+    assert_eq!(
+        json["outcomes"][0]["message"],
+        format!("sent SIGHUP to the leader (pid {pid}) only"),
+        "{out}"
+    );
+    sb.wait_for("the leader's trap", || hups(&sb, "web").0 == 4);
+
+    // signal_target: main makes the leader the default; --group overrides it.
+    signal_main(&sb, &["signal", "HUP", "master"], "master");
+    signal_group(&sb, &["signal", "HUP", "master", "--group"], "master");
+    assert!(
+        sb.sup(&["signal", "HUP", "master", "--group", "--main"])
+            .status
+            .code()
+            == Some(2)
+    );
+    assert!(sb
+        .log()
+        .contains("master signalled: sent SIGHUP to its leader, pid"));
+
+    // Stopping still signals the group: nothing is left of either.
+    sb.sup_ok(&["stop", "web", "master"]);
+    for pid in workers {
+        assert!(!alive(pid), "worker {pid} outlived its stop");
+    }
 }
 
 #[test]

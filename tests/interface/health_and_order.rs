@@ -367,6 +367,236 @@ fn rolling_restart_keeps_one_instance_up() {
     assert!(spawned[0] < running0 && running0 < spawned[1], "{log}");
 }
 
+/// `user:` with `ready: notify`: the job's user can reach its notify socket (a directory of
+/// its own, 0700, under directories only the daemon can list), so it becomes ready.
+#[test]
+fn systemd_notify_as_another_user_becomes_ready() {
+    let Some(notify) = on_path("systemd-notify") else {
+        println!("skipping: systemd-notify is not on PATH (make test-deps installs systemd)");
+        return;
+    };
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipping: switching users needs the daemon to run as root");
+        return;
+    }
+    let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") else {
+        println!("skipping: no user nobody on this machine");
+        return;
+    };
+    let mut sb = Sandbox::with_programs(
+        "notify-user",
+        &format!(
+            r#"
+  svc:
+    cmd: ["sh", "-c", "{notify} --ready && exec sleep 600"]
+    user: nobody
+    ready: notify
+    ready_timeout: 60s
+    stoptime: 2s
+"#,
+            notify = notify.display()
+        ),
+    );
+    sb.start();
+    let running = sb.wait_state("svc", "running");
+    assert_eq!(running["restarts"], 0, "{running}");
+    let pid = sb.pid("svc").expect("pid");
+    // The socket it was given: its own directory, nobody's and closed to everyone else.
+    let socket = notify_socket_of(pid);
+    let socket = socket.as_path();
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::fs::metadata(socket.parent().expect("a directory")).expect("stat");
+    assert_eq!(dir.uid(), nobody.uid.as_raw(), "{}", socket.display());
+    assert_eq!(dir.mode() & 0o777, 0o700, "{}", socket.display());
+    let sock = std::fs::symlink_metadata(socket).expect("stat");
+    assert_eq!(sock.uid(), nobody.uid.as_raw());
+    assert_eq!(sock.mode() & 0o077, 0, "only its owner may send");
+    let above =
+        std::fs::metadata(socket.parent().and_then(|p| p.parent()).expect("parent")).expect("stat");
+    assert_eq!((above.uid(), above.mode() & 0o777), (0, 0o711));
+    // Gone with the process.
+    sb.sup_ok(&["stop", "svc"]);
+    assert!(!socket.exists(), "{} outlived its job", socket.display());
+    assert!(!socket.parent().expect("dir").exists());
+}
+
+/// The `NOTIFY_SOCKET` a live process was given.
+fn notify_socket_of(pid: u32) -> std::path::PathBuf {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    String::from_utf8_lossy(&environ)
+        .split('\0')
+        .find_map(|v| {
+            v.strip_prefix("NOTIFY_SOCKET=")
+                .map(std::path::PathBuf::from)
+        })
+        .expect("NOTIFY_SOCKET in the job's environment")
+}
+
+/// A daemon killed outright leaves its notify directories; the next one on the same files
+/// sweeps them before it makes its own, and a clean shutdown leaves nothing.
+#[test]
+fn notify_directories_of_a_killed_daemon_are_swept() {
+    let mut sb = Sandbox::with_programs(
+        "notify-sweep",
+        r#"
+  svc:
+    cmd: python3 notify.py 0 ping
+    ready: notify
+    ready_timeout: 60s
+    stoptime: 2s
+"#,
+    );
+    sb.write("notify.py", NOTIFY);
+    sb.start();
+    sb.wait_state("svc", "running");
+    let socket = notify_socket_of(sb.pid("svc").expect("pid"));
+    let tag = socket
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("the daemon's directory")
+        .to_path_buf();
+    let pid = sb.pid("svc").expect("pid");
+    sb.kill_daemon_hard();
+    sb.wait_for("the job to die with the daemon", || {
+        !crate::sandbox::alive(pid)
+    });
+    assert!(socket.exists(), "a killed daemon cannot clean up");
+    // What a job could have left beside it is swept too (one level, never followed).
+    std::fs::create_dir(tag.join("99.99")).expect("mkdir");
+    std::fs::write(tag.join("99.99/notify.sock"), "").expect("write");
+    sb.start();
+    sb.wait_state("svc", "running");
+    assert!(
+        !tag.join("99.99").exists(),
+        "leftovers in {}",
+        tag.display()
+    );
+    let fresh = notify_socket_of(sb.pid("svc").expect("pid"));
+    assert_eq!(
+        std::fs::read_dir(&tag).expect("list").count(),
+        1,
+        "only {} is left",
+        fresh.display()
+    );
+    sb.sup_ok(&["shutdown"]);
+    sb.wait_daemon_exit();
+    assert!(!tag.exists(), "{} outlived a clean shutdown", tag.display());
+}
+
+/// `user:` with `ready: fd:N`: the pipe is the job's descriptor, whatever its uid.
+#[test]
+fn a_readiness_pipe_works_as_another_user() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipping: switching users needs the daemon to run as root");
+        return;
+    }
+    let mut sb = Sandbox::with_programs(
+        "fd-user",
+        r#"
+  svc:
+    cmd: ["sh", "-c", "[ $(id -u) != 0 ] && echo ready >&3 && exec sleep 600"]
+    user: nobody
+    ready: fd:3
+    ready_timeout: 60s
+    stoptime: 2s
+"#,
+    );
+    sb.start();
+    let running = sb.wait_state("svc", "running");
+    assert_eq!(running["restarts"], 0, "{running}");
+}
+
+/// A real server that speaks sd_notify, run as its own user: Debian's postgres sends READY=1
+/// once it accepts connections.
+#[test]
+fn postgres_as_its_user_becomes_ready_by_notify() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipping postgres: switching users needs the daemon to run as root");
+        return;
+    }
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .find(|b| b.join("postgres").is_file() && b.join("initdb").is_file());
+    let Some(bin) = bin else {
+        println!(
+            "skipping postgres: no /usr/lib/postgresql/*/bin/postgres (make test-deps installs \
+             Debian's postgresql package where it can)"
+        );
+        return;
+    };
+    let Ok(Some(pg)) = nix::unistd::User::from_name("postgres") else {
+        println!("skipping postgres: no user postgres on this machine");
+        return;
+    };
+    let mut sb = Sandbox::new("postgres");
+    let (data, sock) = (sb.path("pgdata"), sb.path("pgsock"));
+    for d in [&data, &sock] {
+        std::fs::create_dir(d).expect("mkdir");
+        std::os::unix::fs::chown(d, Some(pg.uid.as_raw()), Some(pg.gid.as_raw())).expect("chown");
+    }
+    use std::os::unix::process::CommandExt;
+    let init = std::process::Command::new(bin.join("initdb"))
+        .args([
+            "-D",
+            data.to_str().expect("utf-8"),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ])
+        .uid(pg.uid.as_raw())
+        .gid(pg.gid.as_raw())
+        .env("HOME", &data)
+        .current_dir(&data)
+        .output()
+        .expect("run initdb");
+    assert!(
+        init.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let port = free_port();
+    sb.write(
+        "sup.yaml",
+        &format!(
+            r#"programs:
+  db:
+    cmd: ["{postgres}", "-D", "{data}", "-k", "{sock}", "-p", "{port}", "-c", "listen_addresses="]
+    user: postgres
+    ready: notify
+    ready_timeout: 60s
+    stopsignal: INT
+    stoptime: 20s
+"#,
+            postgres = bin.join("postgres").display(),
+            data = data.display(),
+            sock = sock.display(),
+        ),
+    );
+    sb.start();
+    let t0 = Instant::now();
+    let running = sb.wait_state("db", "running");
+    println!("postgres ready by notify in {:?}", t0.elapsed());
+    assert_eq!(running["restarts"], 0, "{running}");
+    // Ready means it takes connections: its socket is there.
+    assert!(sock.join(format!(".s.PGSQL.{port}")).exists());
+    let log = sb.log();
+    assert!(!log.contains("ready_timeout"), "{log}");
+    sb.sup_ok(&["stop", "db"]);
+}
+
+fn on_path(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
 #[test]
 fn a_dependent_of_a_completed_one_shot_starts_after_it_exits_0() {
     let mut sb = Sandbox::with_programs(

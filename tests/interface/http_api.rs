@@ -252,6 +252,56 @@ fn api_signal_reaches_the_job() {
         .is_some_and(|m| m.contains("unknown signal")));
 }
 
+/// `"target": "main"` (or `"main": true`) reaches the leader alone, as `sup signal --main`
+/// does; absent, the job's `signal_target`; `sup --url … signal --main` sends it.
+#[test]
+fn api_signal_main_reaches_the_leader_only() {
+    use crate::control_socket::{expect_group, expect_main, LEADER, WORKER};
+    let (t, sb, port) = start_with_token(
+        "api-signal-main",
+        // The daemon starts before the scripts can be written in its sandbox: wait for them.
+        "  web:\n    cmd: [\"sh\", \"-c\", \"until [ -e ready ]; do sleep 0.05; done; exec sh leader.sh\"]\n    starttime: 0.1\n    stoptime: 2s\n",
+    );
+    sb.write("leader.sh", LEADER);
+    sb.write("worker.sh", WORKER);
+    sb.write("ready", "");
+    sb.wait_state("web", "running");
+    sb.wait_for("the worker", || sb.path("web.ticks").exists());
+    let hup = |body: &str| {
+        let (status, answer) = post(port, "/api/v1/signal", body);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["outcomes"][0]["ok"], true, "{answer}");
+    };
+    expect_group(&sb, "web", || hup(r#"{"signal":"HUP","names":["web"]}"#));
+    expect_main(&sb, "web", "target main", || {
+        hup(r#"{"signal":"HUP","names":["web"],"target":"main"}"#)
+    });
+    expect_main(&sb, "web", "main: true", || {
+        hup(r#"{"signal":"HUP","names":["web"],"main":true}"#)
+    });
+    expect_group(&sb, "web", || {
+        hup(r#"{"signal":"HUP","names":["web"],"target":"group"}"#)
+    });
+    let (status, answer) = post(
+        port,
+        "/api/v1/signal/web",
+        r#"{"signal":"HUP","main":true,"target":"group"}"#,
+    );
+    assert_eq!(status, 400, "{answer}");
+    // The remote CLI.
+    let url = format!("http://127.0.0.1:{port}");
+    let token = t.path("token").display().to_string();
+    expect_main(&sb, "web", "sup --url signal --main", || {
+        let out = remote(
+            &sb,
+            &url,
+            &["signal", "--main", "HUP", "web"],
+            &[("SUP_TOKEN_FILE", &token)],
+        );
+        assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    });
+}
+
 #[test]
 fn api_reload_dry_run_changes_nothing() {
     let (_t, sb, port) = start_with_token("api-reload", TWO_JOBS);

@@ -10,7 +10,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use mio::net::UnixDatagram;
 use mio::unix::SourceFd;
 use mio::Registry;
 
@@ -20,6 +19,7 @@ use crate::config::{ProgramSpec, Ready};
 use crate::core::health::Checks;
 use crate::core::usage::{sample_every, Sustained};
 use crate::core::Input;
+use crate::daemon::notifydir::{self, NotifyDirs, NotifySocket};
 use crate::daemon::probe::{self, Step};
 use crate::daemon::reap;
 use crate::daemon::spawn::{self, Extras, SpawnRequest};
@@ -28,8 +28,8 @@ use crate::daemon::spawn::{self, Extras, SpawnRequest};
 pub(in crate::daemon) enum HealthSource {
     Notify {
         id: InstId,
-        socket: UnixDatagram,
-        path: PathBuf,
+        /// Removed with its directory when the source is dropped.
+        socket: NotifySocket,
     },
     ReadyPipe {
         id: InstId,
@@ -44,9 +44,8 @@ pub(in crate::daemon) enum HealthSource {
 impl HealthSource {
     pub(super) fn deregister(&mut self, registry: &Registry) {
         match self {
-            HealthSource::Notify { socket, path, .. } => {
-                let _ = registry.deregister(socket);
-                let _ = std::fs::remove_file(path);
+            HealthSource::Notify { socket, .. } => {
+                let _ = registry.deregister(&mut socket.socket);
             }
             HealthSource::ReadyPipe { fd, .. } => {
                 let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
@@ -80,6 +79,8 @@ pub(super) struct Watch {
 #[derive(Default)]
 pub(in crate::daemon) struct Watches {
     pub(super) of: HashMap<InstId, Watch>,
+    /// The notify sockets' tree (`notifydir`), made at the first `ready: notify` spawn.
+    notify_dirs: Option<NotifyDirs>,
     /// CPU samples for `status`: leader pid → (CPU ticks, when, the share then, RSS).
     pub(super) cpu_seen: std::cell::RefCell<HashMap<u32, CpuSeen>>,
 }
@@ -90,7 +91,7 @@ pub(super) type CpuSeen = (u64, Instant, Option<f64>, u64);
 /// What readiness needs from before the spawn until after it.
 pub(super) struct Prepared {
     pub(super) extras: Extras,
-    notify: Option<(UnixDatagram, PathBuf)>,
+    notify: Option<NotifySocket>,
     pipe_read: Option<OwnedFd>,
 }
 
@@ -110,24 +111,18 @@ impl Daemon {
         };
         match spec.health.ready {
             Ready::Notify => {
-                let dir = self
-                    .settings
-                    .socket
-                    .parent()
-                    .map_or_else(std::env::temp_dir, PathBuf::from);
-                let path = dir.join(format!("notify.{id}.sock"));
-                let _ = std::fs::remove_file(&path);
-                let socket = UnixDatagram::bind(&path)
-                    .map_err(|e| format!("notify socket {}: {e}", path.display()))?;
+                // The job's user must be able to reach its socket: it is handed to that uid.
+                let owner = spawn::owner(spec)?;
+                let socket = self.notify_dirs()?.socket(id, owner)?;
                 p.extras
                     .env
-                    .push(("NOTIFY_SOCKET".into(), path.display().to_string()));
+                    .push(("NOTIFY_SOCKET".into(), socket.path.display().to_string()));
                 if let Some(w) = spec.health.watchdog {
                     p.extras
                         .env
                         .push(("WATCHDOG_USEC".into(), w.as_micros().to_string()));
                 }
-                p.notify = Some((socket, path));
+                p.notify = Some(socket);
             }
             Ready::Fd(target) => {
                 let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -143,6 +138,25 @@ impl Daemon {
             Ready::Starttime | Ready::Health => {}
         }
         Ok(p)
+    }
+
+    /// The notify tree, made (or taken over from a killed predecessor) when first needed.
+    fn notify_dirs(&mut self) -> Result<&mut NotifyDirs, String> {
+        if self.watches.notify_dirs.is_none() {
+            let socket_dir = self
+                .settings
+                .socket
+                .parent()
+                .map_or_else(std::env::temp_dir, PathBuf::from);
+            let base = notifydir::base_for(&socket_dir, nix::unistd::geteuid().is_root());
+            let tag = spawn::daemon_tag()
+                .map_or_else(|| format!("pid{}", std::process::id()), str::to_string);
+            self.watches.notify_dirs = Some(NotifyDirs::open(&base, &tag)?);
+        }
+        self.watches
+            .notify_dirs
+            .as_mut()
+            .ok_or_else(|| "notify directory: not made".to_string())
     }
 
     /// After a successful spawn: watch the readiness sources and arm the first check.
@@ -165,8 +179,8 @@ impl Daemon {
             sample_at: None,
             usage: Sustained::default(),
         };
-        if let Some((socket, path)) = p.notify {
-            w.notify = self.add_health_source(HealthSource::Notify { id, socket, path });
+        if let Some(socket) = p.notify {
+            w.notify = self.add_health_source(HealthSource::Notify { id, socket });
         }
         if let Some(fd) = p.pipe_read {
             w.ready_pipe = self.add_health_source(HealthSource::ReadyPipe { id, fd });
@@ -239,7 +253,7 @@ impl Daemon {
                         more = true;
                         break;
                     }
-                    match socket.recv(&mut buf) {
+                    match socket.socket.recv(&mut buf) {
                         Ok(n) => {
                             let text = String::from_utf8_lossy(&buf[..n]);
                             for line in text.lines() {

@@ -170,7 +170,7 @@ impl HealthSource {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         match self {
             HealthSource::Notify { socket, .. } => {
-                registry.register(socket, token, Interest::READABLE)
+                registry.register(&mut socket.socket, token, Interest::READABLE)
             }
             HealthSource::ReadyPipe { fd, .. } => {
                 registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 use super::request::Method;
-use crate::control::proto::{RequestBody, Response, ResponseBody};
+use crate::control::proto::{RequestBody, Response, ResponseBody, SignalTarget};
 
 pub const PREFIX: &str = "/api/v1/";
 
@@ -122,6 +122,12 @@ struct SignalBody {
     signal: String,
     #[serde(default)]
     names: Vec<String>,
+    /// `"main"` or `"group"`, as on the socket; absent, each job's `signal_target`.
+    #[serde(default)]
+    target: Option<SignalTarget>,
+    /// `true` is `"target": "main"` (the CLI's `--main`).
+    #[serde(default)]
+    main: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,9 +252,20 @@ pub fn route(method: Method, path: &str, query: &str, body: &[u8]) -> Result<Cal
             writes(method)?;
             let b: SignalBody = parse_body(body)?;
             let names = with_path_name(name, b.names)?;
+            let target = match (b.main, b.target) {
+                (true, Some(SignalTarget::Group)) => {
+                    return Err(refuse(
+                        400,
+                        "\"main\": true and \"target\": \"group\" contradict each other",
+                    ))
+                }
+                (true, _) => Some(SignalTarget::Main),
+                (false, target) => target,
+            };
             Ok(json(RequestBody::Signal {
                 signal: b.signal,
                 names,
+                target,
             }))
         }
         ("clear", _) => {
@@ -470,6 +487,36 @@ mod tests {
     fn call(method: Method, target: &str, body: &str) -> Result<Call, Refusal> {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         route(method, path, query, body.as_bytes())
+    }
+
+    #[test]
+    fn a_signal_takes_a_target_or_main() {
+        let target = |body: &str| match call(Method::Post, "/api/v1/signal/web", body) {
+            Ok(Call {
+                body: RequestBody::Signal { target, .. },
+                ..
+            }) => Ok(target),
+            Ok(other) => panic!("{other:?}"),
+            Err(r) => Err(r.status),
+        };
+        assert_eq!(target(r#"{"signal":"HUP"}"#), Ok(None));
+        assert_eq!(
+            target(r#"{"signal":"HUP","target":"main"}"#),
+            Ok(Some(SignalTarget::Main))
+        );
+        assert_eq!(
+            target(r#"{"signal":"HUP","target":"group"}"#),
+            Ok(Some(SignalTarget::Group))
+        );
+        assert_eq!(
+            target(r#"{"signal":"HUP","main":true}"#),
+            Ok(Some(SignalTarget::Main))
+        );
+        assert_eq!(
+            target(r#"{"signal":"HUP","main":true,"target":"group"}"#),
+            Err(400)
+        );
+        assert_eq!(target(r#"{"signal":"HUP","target":"leader"}"#), Err(400));
     }
 
     #[test]
