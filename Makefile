@@ -62,15 +62,16 @@ demo-deps: ## install what the sup.d/ demo runs (python3 for db and api) if miss
 
 # What the integration tests run besides sup: ps, tmux, python3, promtool and prometheus (from
 # Debian's prometheus package: the HTTP tests check /metrics with one and scrape it with the
-# other) and aiosmtpd (the SMTP server the notification tests send to). aiosmtpd comes from
-# apt where that works for the python3 on PATH, else from a venv under the repo that the tests
-# look for first. systemd-analyze (Debian's systemd package, installed, never booted) checks
-# the unit when it installs; without it the packaging test says the unit went unchecked. The
+# other), chromium (the dashboard tests drive it headless), curl and openssl (the HTTPS tests
+# make a self-signed certificate and fetch with it) and aiosmtpd (the SMTP server the
+# notification tests send to). aiosmtpd comes from apt where that works for the python3 on
+# PATH, else from a venv under the repo that the tests look for first. systemd-analyze
+# (Debian's systemd package, installed, never booted) checks the unit when it installs; without it the packaging test says the unit went unchecked. The
 # same package's systemd-notify, and Debian's postgresql (its server, run in the foreground),
 # are the jobs that say READY=1 as another user; their tests say so when they are skipped.
-test-deps: deps ## install what the tests need (procps, tmux, python3, prometheus, aiosmtpd; systemd and postgresql if they install)
+test-deps: deps ## install what the tests need (procps, tmux, python3, prometheus, chromium, curl, openssl, aiosmtpd; systemd and postgresql if they install)
 	@$(APT_INSTALL); \
-	for need in ps:procps tmux:tmux python3:python3 promtool:prometheus prometheus:prometheus; do \
+	for need in ps:procps tmux:tmux python3:python3 promtool:prometheus prometheus:prometheus chromium:chromium curl:curl openssl:openssl; do \
 	  command -v $${need%%:*} >/dev/null 2>&1 || apt_install $${need#*:} || { \
 	    echo "make: $${need%%:*} is missing: install the $${need#*:} package" >&2; exit 1; }; \
 	done; \

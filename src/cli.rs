@@ -48,6 +48,10 @@ pub struct Global {
     /// The bearer token for --url, one word in a file (else $SUP_TOKEN_FILE)
     #[arg(long, global = true, value_name = "PATH", env = "SUP_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// For an https:// --url: trust the certificates in this PEM file (a self-signed
+    /// daemon.http.tls.cert) instead of the built-in roots (else $SUP_CA_FILE)
+    #[arg(long, global = true, value_name = "PATH", env = "SUP_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

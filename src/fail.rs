@@ -25,9 +25,12 @@ impl Fail {
 
 impl fmt::Display for Fail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.message)?;
+        // A message may carry a server's or a job's text: no control characters reach the
+        // terminal (`client::output::clean_lines`).
+        use crate::client::output::clean_lines;
+        write!(f, "{}", clean_lines(&self.message))?;
         if let Some(h) = &self.hint {
-            write!(f, "\n  hint: {h}")?;
+            write!(f, "\n  hint: {}", clean_lines(h))?;
         }
         Ok(())
     }

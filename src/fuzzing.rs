@@ -197,7 +197,7 @@ pub fn state(data: &[u8]) {
 
 /// An HTTP request as the daemon reads it: the first byte picks the size of the pieces the
 /// rest arrives in (so a blank line split across reads is reached), each piece pushed until
-/// the head is complete, its token checked; the body (what followed the head, cut to its
+/// the head is complete, its token, `Host` and `Content-Type` checked; the body (what followed the head, cut to its
 /// `Content-Length`) and the path and query then go through the API's routing, as the loop
 /// would take them. Last, the whole bytes are parsed at once.
 pub fn http(data: &[u8]) {
@@ -213,6 +213,10 @@ pub fn http(data: &[u8]) {
         if let Some(parsed) = head.push(piece) {
             if let Parsed::Request(r) = &parsed {
                 let _ = request::authorized(r.authorization.as_deref(), b"token");
+                // The browser rules, as a loopback listener applies them.
+                let local = std::net::SocketAddr::from(([127, 0, 0, 1], 9273));
+                let _ = crate::daemon::http::guard::check_host(r, Some(local));
+                let _ = crate::daemon::http::guard::check_json(r, false);
                 let mut body = head.rest().to_vec();
                 for more in pieces.by_ref() {
                     if body.len() >= r.body_len {

@@ -72,7 +72,17 @@ fn remote(global: &Global) -> Result<Option<Url>, Fail> {
         }
         return Ok(None);
     };
-    let url = Url::parse(text)?;
+    let mut url = Url::parse(text)?;
+    if let Some(path) = &global.ca_file {
+        if !url.tls {
+            return Err(Fail::new(format!(
+                "--ca-file {}: a CA is for an https:// URL, and {text} is plain HTTP",
+                path.display()
+            ))
+            .hint("use https:// in --url (the daemon needs daemon.http.tls)"));
+        }
+        url = url.with_ca_file(path);
+    }
     Ok(Some(match &global.token_file {
         Some(path) => url.with_token_file(path)?,
         None => url,
@@ -1086,6 +1096,7 @@ mod tests {
             timeout: None,
             url: None,
             token_file: None,
+            ca_file: None,
         };
         assert_eq!(socket_path(&global), PathBuf::from("/x/y.sock"));
     }

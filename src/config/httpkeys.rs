@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::resolve::{entries, keep, key_text, unknown_key, Sink};
-use super::spec::HttpSpec;
+use super::spec::{HttpSpec, TlsSpec};
 use super::values::{self, Bad, Read};
 use super::yaml::{Kind, Node};
 
-pub const HTTP_KEYS: &[&str] = &["listen", "token_file"];
+pub const HTTP_KEYS: &[&str] = &["listen", "token_file", "tls"];
+pub const TLS_KEYS: &[&str] = &["cert", "key"];
 
 const AT: &str = "daemon.http";
 
@@ -21,6 +22,7 @@ pub fn http(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option
     let before = sink.len();
     let mut listen: Option<Vec<(SocketAddr, (usize, usize))>> = None;
     let mut token_file = None;
+    let mut tls = None;
     for (k, v) in found {
         let Some(key) = key_text(k, file, AT, sink) else {
             continue;
@@ -35,6 +37,7 @@ pub fn http(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option
                     sink.warn(file, (v.line, v.col), p, bad);
                 }
             }
+            "tls" => tls = tls_keys(v, file, base_dir, sink),
             _ => unknown_key(k, key, HTTP_KEYS, file, p, sink),
         }
     }
@@ -60,7 +63,48 @@ pub fn http(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option
     Some(HttpSpec {
         listen: listen.into_iter().map(|(a, _)| a).collect(),
         token_file,
+        tls,
     })
+}
+
+/// `daemon.http.tls`: `cert` and `key`, both PEM files, both required. Their contents are
+/// read at start (`daemon::http::tls`), where a bad file stops the daemon naming it.
+fn tls_keys(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option<TlsSpec> {
+    const TLS: &str = "daemon.http.tls";
+    let found = entries(node, "a map with `cert` and `key`", file, TLS, sink)?;
+    let (mut cert, mut key) = (None, None);
+    for (k, v) in found {
+        let Some(name) = key_text(k, file, TLS, sink) else {
+            continue;
+        };
+        let path = format!("{TLS}.{name}");
+        match name {
+            "cert" | "key" => {
+                let read = keep(values::path(v, base_dir), v, file, &path, sink);
+                if let Some(bad) = read.as_deref().and_then(unready_pem) {
+                    sink.warn(file, (v.line, v.col), &path, bad);
+                }
+                if name == "cert" {
+                    cert = read;
+                } else {
+                    key = read;
+                }
+            }
+            _ => unknown_key(k, name, TLS_KEYS, file, &path, sink),
+        }
+    }
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsSpec { cert, key }),
+        (cert, _) => {
+            let missing = if cert.is_none() { "cert" } else { "key" };
+            let bad = Bad::new(format!(
+                "`{missing}` is required: the PEM file of the certificate (chain) and of its private key"
+            ))
+            .with_hint("tls: {cert: /etc/sup/cert.pem, key: /etc/sup/key.pem}");
+            sink.push(file, (node.line, node.col), TLS, bad);
+            None
+        }
+    }
 }
 
 /// Why the token file will stop the daemon's start, as far as its metadata tells (its content
@@ -74,6 +118,21 @@ fn unready_token(path: &Path) -> Option<Bad> {
     };
     Some(Bad::new(format!(
         "{} {why}: the daemon will not start until it holds the token",
+        path.display()
+    )))
+}
+
+/// Why a TLS file will stop the daemon's start, as far as its metadata tells (the PEM is
+/// read at start): a warning, like the token file's.
+fn unready_pem(path: &Path) -> Option<Bad> {
+    let why = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() > 0 => return None,
+        Ok(m) if m.is_file() => "is empty".to_string(),
+        Ok(_) => "is not a regular file".to_string(),
+        Err(e) => format!("cannot be read: {e}"),
+    };
+    Some(Bad::new(format!(
+        "{} {why}: the daemon will not start until it holds the PEM",
         path.display()
     )))
 }

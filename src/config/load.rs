@@ -393,6 +393,13 @@ impl Loader<'_> {
                 "invalid program name {name:?}: use letters, digits, '_', '.' and '-'"
             ));
             self.sink.push(cx.file, name_at, "programs", bad);
+        } else if let Some(why) = reserved_name(name) {
+            valid = false;
+            let bad = Bad::new(format!(
+                "invalid program name {name:?}: {why}; any other name of letters, digits, '_', \
+                 '.' and '-' is accepted"
+            ));
+            self.sink.push(cx.file, name_at, "programs", bad);
         }
         if let Some(first) = self.defined.get(name) {
             valid = false;
@@ -428,6 +435,18 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
+/// Why a name made of valid characters still cannot be a program's: a program's name is its
+/// cgroup directory's, and `.`, `..` and `cgroup.…` (the kernel's interface files) cannot be.
+fn reserved_name(name: &str) -> Option<&'static str> {
+    if name == "." || name == ".." {
+        Some("'.' and '..' are not names")
+    } else if name.starts_with("cgroup.") {
+        Some("names starting with 'cgroup.' are the kernel's in a cgroup directory")
+    } else {
+        None
+    }
+}
+
 /// `no such file or directory` rather than `No such file or directory (os error 2)`.
 pub(crate) fn io_reason(e: &std::io::Error) -> String {
     let text = e.to_string();
@@ -453,6 +472,15 @@ mod tests {
         }
         for bad in ["", "my web", "web:1", "a/b", "é"] {
             assert!(!valid_name(bad), "{bad}");
+        }
+        for reserved in [".", "..", "cgroup.procs", "cgroup.x"] {
+            assert!(
+                valid_name(reserved) && reserved_name(reserved).is_some(),
+                "{reserved}"
+            );
+        }
+        for ok in ["web", "...", ".web", "cgroup", "cgroupx", "my.cgroup.x"] {
+            assert!(reserved_name(ok).is_none(), "{ok}");
         }
     }
 

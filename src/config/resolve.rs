@@ -668,6 +668,31 @@ mod tests {
         assert!(errors[0].starts_with("sup.yaml:2:11: daemon.http.listen: expected an IP"));
         assert!(errors[1].contains("did you mean token_file?"), "{errors:?}");
 
+        // tls: both files, relative to the config; each required; no other key.
+        let (http, errors) =
+            read("http:\n  listen: 127.0.0.1:1\n  tls: {cert: c.pem, key: /etc/k.pem}\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        let tls = http.and_then(|h| h.tls).expect("tls");
+        assert_eq!(
+            (tls.cert, tls.key),
+            (PathBuf::from("/srv/app/c.pem"), PathBuf::from("/etc/k.pem"))
+        );
+        let (http, errors) = read("http:\n  listen: 127.0.0.1:1\n  tls:\n    cert: c.pem\n");
+        assert_eq!(http, None);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("sup.yaml:4:5: daemon.http.tls: `key` is required"),
+            "{errors:?}"
+        );
+        let (_, errors) =
+            read("http:\n  listen: 127.0.0.1:1\n  tls: {cert: c, key: k, certs: x}\n");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("daemon.http.tls.certs: unknown key")),
+            "{errors:?}"
+        );
+
         let (root, _) = yaml::parse("http:\n  listen: 0.0.0.0:1\n  token_file: /nonexistent/t\n");
         let mut sink = Sink::default();
         let d = daemon(root.as_ref(), "sup.yaml", base, &mut sink);

@@ -393,6 +393,15 @@ pub struct HttpSpec {
     pub listen: Vec<std::net::SocketAddr>,
     /// Absolute. When set, every endpoint but `/healthz` wants `Authorization: Bearer <token>`.
     pub token_file: Option<PathBuf>,
+    /// `tls`: serve HTTPS on every listen address.
+    pub tls: Option<TlsSpec>,
+}
+
+/// `daemon.http.tls`: the certificate chain and its private key, PEM files (absolute).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSpec {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The event kinds a notification can be asked for (`daemon.notify.events`).

@@ -64,7 +64,8 @@ enum Transport {
         /// A second handle on the same socket, so writes do not fight the reader's buffer.
         writer: UnixStream,
     },
-    Http(HttpTransport),
+    /// Boxed: it carries two readers' buffers and the URL, the socket far less.
+    Http(Box<HttpTransport>),
 }
 
 /// The longest response line we accept. A status of thousands of instances fits easily; the
@@ -161,7 +162,8 @@ impl Conn {
         let path = match &endpoint {
             Endpoint::Socket(path) => path.clone(),
             Endpoint::Http(url) => {
-                let transport = Transport::Http(HttpTransport::connect(url, timeouts.quick)?);
+                let transport =
+                    Transport::Http(Box::new(HttpTransport::connect(url, timeouts.quick)?));
                 return Ok(Conn {
                     endpoint,
                     transport,
@@ -387,8 +389,11 @@ impl Conn {
     }
 }
 
-/// An `error` answer becomes a `Fail` carrying the daemon's message and hint.
-fn answer(resp: Response) -> Result<Response, Fail> {
+/// An `error` answer becomes a `Fail` carrying the daemon's message and hint. Every string
+/// but a job's output is cleaned of control characters first (`client::output::clean_answer`),
+/// so whatever prints an answer, over either transport, prints no terminal escapes.
+fn answer(mut resp: Response) -> Result<Response, Fail> {
+    crate::client::output::clean_answer(&mut resp.body);
     match resp.body {
         ResponseBody::Error { message, hint } => {
             let fail = Fail::new(message);
@@ -555,15 +560,17 @@ fn parse(line: &[u8]) -> Result<Response, ParseError> {
 }
 
 /// An I/O error as the cause part of a message: lowercase, without Rust's `(os error N)`.
+/// A first word in capitals stays as it is (`EOF while parsing`, not `eOF`).
 pub fn cause(e: &io::Error) -> String {
     let text = match e.raw_os_error() {
         Some(errno) => nix::errno::Errno::from_raw(errno).desc().to_string(),
         None => e.to_string(),
     };
     let mut chars = text.chars();
+    let acronym = text.chars().nth(1).is_some_and(char::is_uppercase);
     match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => text,
+        Some(first) if !acronym => first.to_lowercase().chain(chars).collect(),
+        _ => text,
     }
 }
 
@@ -740,6 +747,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn answers_reach_commands_without_terminal_escapes() {
+        let dir = TempDir::new("conn");
+        let _d = fake_daemon(
+            &dir.sock(),
+            vec![line(ResponseBody::Error {
+                message: "web: \x1b]0;pwned\x07failed".into(),
+                hint: Some("\u{9b}2J".into()),
+            })],
+        );
+        let mut conn = Conn::connect(dir.sock()).expect("connects");
+        let fail = conn.request(&status_request(), None).expect_err("error");
+        assert_eq!(fail, Fail::new("web: ?]0;pwned?failed").hint("?2J"));
+    }
+
+    #[test]
     fn closing_without_an_answer_is_an_error() {
         let dir = TempDir::new("conn");
         let _d = fake_daemon(&dir.sock(), vec![]);
@@ -816,5 +838,10 @@ pub(crate) mod tests {
     fn causes_read_like_the_rest_of_our_messages() {
         let e = io::Error::from_raw_os_error(nix::libc::ECONNREFUSED);
         assert_eq!(cause(&e), "connection refused");
+        let e = io::Error::other("EOF while parsing a value at line 1 column 2");
+        assert_eq!(cause(&e), "EOF while parsing a value at line 1 column 2");
+        let e = io::Error::other("Invalid data");
+        assert_eq!(cause(&e), "invalid data");
+        assert_eq!(cause(&io::Error::other("X")), "x");
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! An answer is the socket's JSON, except `status`, which is the bare array (`sup status
 //! --json`), and streams (`tail -f`, `subscribe`), which are Server-Sent Events whose `data`
-//! is one socket answer each.
+//! is one socket answer each. A body may come chunked (a reverse proxy re-chunks): `Decoded`
+//! takes the framing off below the reader that splits answers and events.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -15,12 +16,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::proto::{InstanceStatus, RequestBody, Response, ResponseBody};
+use super::tls_client::Wire;
 use crate::fail::Fail;
 
 /// The longest answer read (the same bound as a socket answer line).
 const MAX_ANSWER: u64 = 64 * 1024 * 1024;
 /// A response head larger than this is not from sup.
 const MAX_HEAD: usize = 16 * 1024;
+/// The longest chunk-size line of a chunked body (the size and any extensions), and the most
+/// its trailers may hold.
+const MAX_CHUNK_LINE: u64 = 4096;
 /// The most a token file may hold.
 const MAX_TOKEN: u64 = 4096;
 
@@ -34,20 +39,24 @@ pub struct Url {
     /// A path the API sits under (a reverse proxy's), without a trailing `/`; usually empty.
     pub prefix: String,
     pub token: Option<String>,
+    /// `https://`: speak TLS (`tls_client`), checking the certificate for `host`.
+    pub tls: bool,
+    /// The host without the port, the name the certificate must carry.
+    pub host: String,
+    /// `--ca-file`: trust only this PEM file's certificates instead of the built-in roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Url {
-    /// Parse `--url`/`$SUP_URL`. An `https` URL is refused until TLS is built in.
+    /// Parse `--url`/`$SUP_URL`: `http://` or `https://` (daemon.http.tls).
     pub fn parse(text: &str) -> Result<Url, Fail> {
         let hint = "a URL such as http://127.0.0.1:8080 (what daemon.http.listen says)";
-        if let Some(_rest) = text.strip_prefix("https://") {
-            return Err(
-                Fail::new(format!("{text}: https needs TLS support: not built"))
-                    .hint("use an http:// URL, or reach the daemon through its socket"),
-            );
-        }
-        let Some(rest) = text.strip_prefix("http://") else {
-            return Err(Fail::new(format!("{text}: not an http:// URL")).hint(hint));
+        let (tls, rest) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => {
+                return Err(Fail::new(format!("{text}: not an http:// or https:// URL")).hint(hint))
+            }
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -61,10 +70,12 @@ impl Url {
             Some(i) => !authority[i..].contains(']'),
             None => false,
         };
-        let authority = if has_port {
-            authority.to_string()
+        let (authority, host) = if has_port {
+            let at = authority.rfind(':').unwrap_or(authority.len());
+            (authority.to_string(), authority[..at].to_string())
         } else {
-            format!("{authority}:80")
+            let port = if tls { 443 } else { 80 };
+            (format!("{authority}:{port}"), authority.to_string())
         };
         if path.contains(['?', '#']) {
             return Err(Fail::new(format!("{text}: a URL with a query")).hint(hint));
@@ -74,13 +85,22 @@ impl Url {
             authority,
             prefix: path.trim_end_matches('/').to_string(),
             token: None,
+            tls,
+            host,
+            ca_file: None,
         })
+    }
+
+    /// Trust the certificates of `path` (PEM) for an `https://` URL.
+    pub fn with_ca_file(mut self, path: &Path) -> Url {
+        self.ca_file = Some(path.to_path_buf());
+        self
     }
 
     /// Read the bearer token from `path` (one word, surrounding white space ignored).
     pub fn with_token_file(mut self, path: &Path) -> Result<Url, Fail> {
         let shown = path.display();
-        let file = std::fs::File::open(path).map_err(|e| {
+        let file = crate::daemon::http::open_token_file(path).map_err(|e| {
             Fail::new(format!(
                 "cannot read the token file {shown}: {}",
                 super::client::cause(&e)
@@ -205,7 +225,7 @@ fn encode(s: &str) -> String {
 /// The TCP stream as a reader with one deadline for the whole answer.
 #[derive(Debug)]
 struct Deadlined {
-    stream: TcpStream,
+    stream: Wire,
     deadline: Option<Instant>,
 }
 
@@ -216,11 +236,130 @@ impl Read for Deadlined {
             if left.is_zero() {
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            self.stream.set_read_timeout(Some(left))?;
+            self.stream.tcp().set_read_timeout(Some(left))?;
         } else {
-            self.stream.set_read_timeout(None)?;
+            self.stream.tcp().set_read_timeout(None)?;
         }
         self.stream.read(buf)
+    }
+}
+
+/// Where a chunked body is (RFC 9112 section 7.1): a size line, that many bytes, a line end; a
+/// zero size ends it, after trailers, which are read and dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunks {
+    Size,
+    Data(u64),
+    DataEnd,
+    Done,
+}
+
+/// The body as it arrives after the head: as it is, or with its chunk framing taken off.
+#[derive(Debug)]
+struct Decoded {
+    inner: BufReader<Deadlined>,
+    /// `None`: not chunked.
+    chunks: Option<Chunks>,
+}
+
+impl Read for Decoded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(at) = self.chunks else {
+                return self.inner.read(buf);
+            };
+            match at {
+                Chunks::Done => return Ok(0),
+                Chunks::Size => {
+                    let line = chunk_line(&mut self.inner)?;
+                    let len = chunk_size(&line)?;
+                    if len > MAX_ANSWER {
+                        return Err(invalid(format!("a chunk larger than {}", size(MAX_ANSWER))));
+                    }
+                    self.chunks = Some(if len == 0 {
+                        skip_trailers(&mut self.inner)?;
+                        Chunks::Done
+                    } else {
+                        Chunks::Data(len)
+                    });
+                }
+                Chunks::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(0);
+                    }
+                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = self.inner.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return Err(invalid("the answer ended inside a chunk"));
+                    }
+                    let left = left - n as u64;
+                    self.chunks = Some(if left == 0 {
+                        Chunks::DataEnd
+                    } else {
+                        Chunks::Data(left)
+                    });
+                    return Ok(n);
+                }
+                Chunks::DataEnd => {
+                    let line = chunk_line(&mut self.inner)?;
+                    if !line.is_empty() {
+                        return Err(invalid("a chunk longer than its size"));
+                    }
+                    self.chunks = Some(Chunks::Size);
+                }
+            }
+        }
+    }
+}
+
+/// One line of chunk framing, without its line end; bounded, and an error if the body ends.
+fn chunk_line(inner: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    inner.take(MAX_CHUNK_LINE).read_until(b'\n', &mut line)?;
+    let Some(text) = line.strip_suffix(b"\n") else {
+        return Err(invalid(if line.len() as u64 >= MAX_CHUNK_LINE {
+            "a chunk size line longer than 4 KiB"
+        } else {
+            "the answer ended inside its chunk framing"
+        }));
+    };
+    let len = text.strip_suffix(b"\r").unwrap_or(text).len();
+    line.truncate(len);
+    Ok(line)
+}
+
+/// The hex size at the start of a chunk-size line (extensions after `;` ignored), without
+/// overflow.
+fn chunk_size(line: &[u8]) -> io::Result<u64> {
+    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+    let digits = digits.trim_ascii();
+    let bad = || invalid("a chunk size that is not a hex number");
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let mut size: u64 = 0;
+    for &b in digits {
+        let d = char::from(b).to_digit(16).ok_or_else(bad)?;
+        size = size
+            .checked_mul(16)
+            .and_then(|s| s.checked_add(u64::from(d)))
+            .ok_or_else(|| invalid("a chunk size too large to hold"))?;
+    }
+    Ok(size)
+}
+
+/// The trailer lines after the last chunk, up to the blank line: read, bounded, dropped.
+fn skip_trailers(inner: &mut impl BufRead) -> io::Result<()> {
+    let mut taken: u64 = 0;
+    loop {
+        let line = chunk_line(inner)?;
+        if line.is_empty() {
+            return Ok(());
+        }
+        taken += line.len() as u64;
+        if taken > MAX_CHUNK_LINE {
+            return Err(invalid("trailers longer than 4 KiB"));
+        }
     }
 }
 
@@ -239,24 +378,29 @@ enum Body {
 /// One daemon over HTTP: a connection per request.
 #[derive(Debug)]
 pub struct HttpTransport {
-    url: Url,
+    /// Boxed: a URL is large beside the socket transport it shares an enum with.
+    url: Box<Url>,
     connect_within: Duration,
     /// The connection opened by `connect`, for the first request.
-    fresh: Option<TcpStream>,
-    reader: Option<BufReader<Deadlined>>,
+    fresh: Option<Wire>,
+    /// The head is read from `get_mut().inner` (nothing has gone through the outer buffer
+    /// yet), the body through the outer reader, which takes off any chunk framing.
+    reader: Option<BufReader<Decoded>>,
     body: Body,
     /// The request was `status`: the answer is the bare array.
     status_array: bool,
     /// The current connection, for `Closer`s on other threads.
     current: Arc<Mutex<Option<TcpStream>>>,
     deadline: Option<Instant>,
+    /// The most one Server-Sent Event may take (`MAX_ANSWER`; smaller in tests).
+    max_event: u64,
 }
 
 impl HttpTransport {
     pub fn connect(url: &Url, within: Duration) -> Result<HttpTransport, Fail> {
         let stream = open(url, within)?;
         Ok(HttpTransport {
-            url: url.clone(),
+            url: Box::new(url.clone()),
             connect_within: within,
             fresh: Some(stream),
             reader: None,
@@ -264,6 +408,7 @@ impl HttpTransport {
             status_array: false,
             current: Arc::new(Mutex::new(None)),
             deadline: None,
+            max_event: MAX_ANSWER,
         })
     }
 
@@ -312,12 +457,15 @@ impl HttpTransport {
                 ))
             })?;
         if let Ok(mut current) = self.current.lock() {
-            *current = stream.try_clone().ok();
+            *current = stream.tcp().try_clone().ok();
         }
         self.status_array = matches!(body, RequestBody::Status { .. });
-        self.reader = Some(BufReader::new(Deadlined {
-            stream,
-            deadline: self.deadline,
+        self.reader = Some(BufReader::new(Decoded {
+            inner: BufReader::new(Deadlined {
+                stream,
+                deadline: self.deadline,
+            }),
+            chunks: None,
         }));
         self.body = Body::Head;
         Ok(())
@@ -326,7 +474,7 @@ impl HttpTransport {
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
         if let Some(r) = self.reader.as_mut() {
-            r.get_mut().deadline = deadline;
+            r.get_mut().inner.get_mut().deadline = deadline;
         }
     }
 
@@ -343,20 +491,40 @@ impl HttpTransport {
             Body::Whole { len, status } => {
                 self.body = Body::Done;
                 let mut bytes = Vec::new();
-                let limit = len.unwrap_or(MAX_ANSWER).min(MAX_ANSWER);
+                // One byte past the bound tells an answer that is too long from one that fits.
+                let limit = len.unwrap_or(MAX_ANSWER + 1).min(MAX_ANSWER + 1);
                 reader.take(limit).read_to_end(&mut bytes)?;
                 self.reader = None;
+                if bytes.len() as u64 > MAX_ANSWER {
+                    return Err(invalid(format!(
+                        "an answer longer than {}",
+                        size(MAX_ANSWER)
+                    )));
+                }
                 Ok(Some(self.decode(status, &bytes)?))
             }
             Body::Events => loop {
                 let mut data = Vec::new();
                 let mut line = Vec::new();
+                // Every byte of the event so far, its field names and line ends too: a server
+                // that never sends the blank line ending an event cannot grow `data` forever.
+                let mut taken: u64 = 0;
                 loop {
                     line.clear();
-                    let n = reader.take(MAX_ANSWER).read_until(b'\n', &mut line)?;
+                    let room = self.max_event.saturating_sub(taken) + 1;
+                    let n = reader.take(room).read_until(b'\n', &mut line)?;
                     if n == 0 {
                         self.body = Body::Done;
                         return Ok(None);
+                    }
+                    taken += n as u64;
+                    if taken > self.max_event {
+                        self.body = Body::Done;
+                        self.reader = None;
+                        return Err(invalid(format!(
+                            "an event longer than {} (no blank line ends it)",
+                            size(self.max_event)
+                        )));
                     }
                     let text = line.strip_suffix(b"\n").unwrap_or(&line);
                     let text = text.strip_suffix(b"\r").unwrap_or(text);
@@ -388,12 +556,23 @@ impl HttpTransport {
         let mut head = Vec::new();
         loop {
             let mut line = Vec::new();
-            let n = reader.take(MAX_HEAD as u64).read_until(b'\n', &mut line)?;
+            let n = reader
+                .get_mut()
+                .inner
+                .by_ref()
+                .take(MAX_HEAD as u64)
+                .read_until(b'\n', &mut line)?;
             if n == 0 {
                 if head.is_empty() {
                     self.body = Body::Done;
                     self.reader = None;
                     return Ok(());
+                }
+                // 0x15 0x03: a TLS alert, the answer of an HTTPS listener to plain HTTP.
+                if !self.url.tls && head.starts_with(&[0x15, 0x03]) {
+                    return Err(invalid(
+                        "the daemon speaks HTTPS here (daemon.http.tls): use an https:// URL",
+                    ));
                 }
                 return Err(invalid("the answer ended inside its head"));
             }
@@ -419,11 +598,29 @@ impl HttpTransport {
                 .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
         };
         let events = header("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
+        // A reverse proxy may re-chunk what the daemon sent with a length; then the length,
+        // if still there, is not the body's (RFC 9112 section 6.3).
+        let chunked = match header("transfer-encoding") {
+            None => false,
+            Some(te) if te.eq_ignore_ascii_case("chunked") => true,
+            Some(te) => {
+                return Err(invalid(format!(
+                    "a transfer coding this client cannot read: {te}"
+                )))
+            }
+        };
+        if let Some(r) = self.reader.as_mut() {
+            r.get_mut().chunks = chunked.then_some(Chunks::Size);
+        }
         self.body = if events && status == 200 {
             Body::Events
         } else {
             Body::Whole {
-                len: header("content-length").and_then(|l| l.parse().ok()),
+                len: if chunked {
+                    None
+                } else {
+                    header("content-length").and_then(|l| l.parse().ok())
+                },
                 status,
             }
         };
@@ -468,6 +665,17 @@ impl HttpTransport {
     }
 }
 
+/// `64 MiB`, `512 KiB`, `100 bytes`: a limit as messages state it.
+fn size(bytes: u64) -> String {
+    if bytes >= 1024 * 1024 && bytes % (1024 * 1024) == 0 {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else if bytes >= 1024 && bytes % 1024 == 0 {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 fn invalid(e: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
@@ -481,7 +689,7 @@ pub fn close(current: &Arc<Mutex<Option<TcpStream>>>) {
     }
 }
 
-fn open(url: &Url, within: Duration) -> Result<TcpStream, Fail> {
+fn open(url: &Url, within: Duration) -> Result<Wire, Fail> {
     let fail = |e: &io::Error| {
         let f = Fail::new(format!(
             "no daemon is listening at {}: {}",
@@ -502,7 +710,11 @@ fn open(url: &Url, within: Duration) -> Result<TcpStream, Fail> {
         match TcpStream::connect_timeout(&addr, within.max(Duration::from_millis(1))) {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
-                return Ok(s);
+                if !url.tls {
+                    return Ok(Wire::Plain(s));
+                }
+                let config = super::tls_client::client_config(url.ca_file.as_deref())?;
+                return super::tls_client::handshake(s, &url.host, config, within, &url.shown);
             }
             Err(e) => last = e,
         }
@@ -513,6 +725,201 @@ fn open(url: &Url, within: Duration) -> Result<TcpStream, Fail> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+
+    /// A server on a loopback port that reads one request head and hands the connection to
+    /// `answer`; the URL to reach it.
+    fn fake_server(answer: impl FnOnce(TcpStream) + Send + 'static) -> Url {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line == "\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            answer(stream);
+        });
+        Url::parse(&format!("http://127.0.0.1:{port}")).expect("parses")
+    }
+
+    fn tail_follow() -> RequestBody {
+        RequestBody::Tail {
+            name: "web".into(),
+            lines: 10,
+            stderr: false,
+            follow: true,
+        }
+    }
+
+    #[test]
+    fn an_event_without_end_is_cut_at_the_limit() {
+        let url = fake_server(|mut s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
+            let lines =
+                b"data: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
+                    .repeat(100);
+            // Until the client hangs up.
+            while s.write_all(&lines).is_ok() {}
+        });
+        let mut http = HttpTransport::connect(&url, Duration::from_secs(5)).expect("connects");
+        http.max_event = 64 * 1024;
+        http.send(&tail_follow()).expect("sends");
+        http.set_deadline(Some(Instant::now() + Duration::from_secs(20)));
+        let e = http.next().expect_err("too long");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            e.to_string(),
+            "an event longer than 64 KiB (no blank line ends it)"
+        );
+        // One line without an end is held to the same bound.
+        let url = fake_server(|mut s| {
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: ");
+            let bytes = [b'A'; 8192];
+            while s.write_all(&bytes).is_ok() {}
+        });
+        let mut http = HttpTransport::connect(&url, Duration::from_secs(5)).expect("connects");
+        http.max_event = 64 * 1024;
+        http.send(&tail_follow()).expect("sends");
+        http.set_deadline(Some(Instant::now() + Duration::from_secs(20)));
+        let e = http.next().expect_err("too long");
+        assert!(
+            e.to_string().starts_with("an event longer than 64 KiB"),
+            "{e}"
+        );
+    }
+
+    /// What a server sends for `status`, head and body as given.
+    fn status_from(answer: &'static [u8]) -> io::Result<Option<Response>> {
+        let url = fake_server(move |mut s| {
+            let _ = s.write_all(answer);
+        });
+        let mut http = HttpTransport::connect(&url, Duration::from_secs(5)).expect("connects");
+        http.send(&RequestBody::Status { names: vec![] })
+            .expect("sends");
+        http.set_deadline(Some(Instant::now() + Duration::from_secs(20)));
+        http.next()
+    }
+
+    #[test]
+    fn chunked_answers_are_decoded() {
+        let empty = ResponseBody::Status {
+            instances: vec![],
+            daemon: None,
+        };
+        // As a proxy re-chunks: the length it kept is ignored, chunks in pieces, an
+        // extension, upper-case hex, a trailer.
+        let got = status_from(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n\
+              1;name=value\r\n[\r\n0000A\r\n          \r\n1\n]\n0\r\nX-Trailer: yes\r\n\r\n",
+        )
+        .expect("reads");
+        assert_eq!(got.map(|r| r.body), Some(empty.clone()));
+        let got = status_from(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n2\r\n[]\r\n0\r\n\r\n",
+        )
+        .expect("reads");
+        assert_eq!(got.map(|r| r.body), Some(empty));
+    }
+
+    #[test]
+    fn broken_chunking_is_an_error_not_a_hang() {
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let cases: [(&'static str, &str); 7] = [
+            ("FFFFFFFFFFFFFFFFF\r\n", "a chunk size too large to hold"),
+            ("5000000\r\n", "a chunk larger than 64 MiB"),
+            (
+                "zz\r\n[]\r\n0\r\n\r\n",
+                "a chunk size that is not a hex number",
+            ),
+            ("\r\n", "a chunk size that is not a hex number"),
+            ("2\r\n[]xx\r\n0\r\n\r\n", "a chunk longer than its size"),
+            ("9\r\n[]", "the answer ended inside a chunk"),
+            (
+                "2\r\n[]\r\n0\r\n",
+                "the answer ended inside its chunk framing",
+            ),
+        ];
+        for (body, want) in cases {
+            let answer: &'static [u8] = format!("{head}{body}").leak().as_bytes();
+            let e = status_from(answer).expect_err(body);
+            assert_eq!(e.to_string(), want, "{body:?}");
+        }
+        let long: &'static [u8] = format!("{head}1;{}\r\n", "x".repeat(5000))
+            .leak()
+            .as_bytes();
+        let e = status_from(long).expect_err("long size line");
+        assert_eq!(e.to_string(), "a chunk size line longer than 4 KiB");
+        let e =
+            status_from(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n[]").expect_err("gzip");
+        assert_eq!(
+            e.to_string(),
+            "a transfer coding this client cannot read: gzip"
+        );
+    }
+
+    #[test]
+    fn chunked_events_are_decoded() {
+        let url = fake_server(|mut s| {
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+            );
+            let stream = "data: {\"v\":1,\"kind\":\"output\",\"data\":\"one\"}\n\n\
+                          data: {\"v\":1,\"kind\":\"output\",\"data\":\"two\"}\n\n";
+            // Chunks that cut lines and events anywhere.
+            for piece in stream.as_bytes().chunks(7) {
+                let _ = s.write_all(format!("{:x}\r\n", piece.len()).as_bytes());
+                let _ = s.write_all(piece);
+                let _ = s.write_all(b"\r\n");
+            }
+            let _ = s.write_all(b"0\r\n\r\n");
+        });
+        let mut http = HttpTransport::connect(&url, Duration::from_secs(5)).expect("connects");
+        http.send(&tail_follow()).expect("sends");
+        http.set_deadline(Some(Instant::now() + Duration::from_secs(20)));
+        let mut got = Vec::new();
+        while let Some(r) = http.next().expect("reads") {
+            got.push(r.body);
+        }
+        assert_eq!(
+            got,
+            ["one", "two"].map(|d| ResponseBody::Output { data: d.into() })
+        );
+    }
+
+    #[test]
+    fn events_under_the_limit_are_read() {
+        let url = fake_server(|mut s| {
+            let event = |data: &str| {
+                let line = format!(r#"{{"v":1,"kind":"output","data":"{data}"}}"#);
+                format!("event: output\ndata: {line}\n\n")
+            };
+            let body = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n{}: a comment\n\n{}",
+                event("one"),
+                event("two")
+            );
+            let _ = s.write_all(body.as_bytes());
+        });
+        let mut http = HttpTransport::connect(&url, Duration::from_secs(5)).expect("connects");
+        http.send(&tail_follow()).expect("sends");
+        http.set_deadline(Some(Instant::now() + Duration::from_secs(20)));
+        let mut got = Vec::new();
+        while let Some(r) = http.next().expect("reads") {
+            got.push(r.body);
+        }
+        assert_eq!(
+            got,
+            ["one", "two"].map(|d| ResponseBody::Output { data: d.into() })
+        );
+    }
 
     #[test]
     fn urls() {
@@ -529,12 +936,17 @@ mod tests {
         );
         let u = Url::parse("http://[::1]").expect("parses");
         assert_eq!(u.authority, "[::1]:80");
-        let tls = Url::parse("https://host:1").expect_err("no TLS");
-        assert!(
-            tls.message.ends_with("https needs TLS support: not built"),
-            "{}",
-            tls.message
+        let u = Url::parse("https://host:1").expect("parses");
+        assert_eq!(
+            (u.tls, u.authority.as_str(), u.host.as_str()),
+            (true, "host:1", "host")
         );
+        let u = Url::parse("https://[::1]/x").expect("parses");
+        assert_eq!(
+            (u.tls, u.authority.as_str(), u.host.as_str()),
+            (true, "[::1]:443", "[::1]")
+        );
+        assert!(!Url::parse("http://h").expect("parses").tls);
         assert!(Url::parse("host:1").is_err());
         assert!(Url::parse("http://").is_err());
     }

@@ -17,6 +17,7 @@ mod probe;
 mod procfs;
 pub mod reap;
 mod sdnotify;
+mod sockdiag;
 pub mod spawn;
 pub mod state;
 

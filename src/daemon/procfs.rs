@@ -55,28 +55,39 @@ pub fn usage(pid: u32) -> Option<(u64, u64)> {
     stat(pid).map(|s| (s.cpu_ticks, s.rss_pages * page_size()))
 }
 
-/// The uid that owns the client end of a local TCP connection (`client` → `server`, as the
-/// daemon accepted it), from `/proc/net/tcp` or `tcp6`: how the HTTP interface tells who is
-/// asking on a loopback listener, as `SO_PEERCRED` does on the control socket. `None` when the
-/// socket is not found (the client is gone, or not on this host's network namespace).
-pub fn tcp_peer_uid(client: std::net::SocketAddr, server: std::net::SocketAddr) -> Option<u32> {
-    let table = match client {
-        std::net::SocketAddr::V4(_) => "/proc/net/tcp",
-        std::net::SocketAddr::V6(_) => "/proc/net/tcp6",
-    };
-    // One line per socket of the namespace: read only when a request needs it.
-    let text = std::fs::read_to_string(table).ok()?;
-    tcp_owner(&text, client, server)
+/// The client end of a local TCP connection (`client` → `server`, as the daemon accepted it),
+/// from `/proc/net/tcp` or `tcp6`: the fallback of `sockdiag` when the kernel has no TCP
+/// sock_diag. `None` when the socket is not found. A v4-mapped pair is looked for in the
+/// IPv4 table (an IPv4 client of a dual-stack listener), then in the IPv6 one.
+pub fn tcp_peer(
+    client: std::net::SocketAddr,
+    server: std::net::SocketAddr,
+) -> Option<super::sockdiag::Found> {
+    use std::net::SocketAddr;
+    let v4 = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+    let mut tries = Vec::new();
+    if v4(client).is_ipv4() && v4(server).is_ipv4() {
+        tries.push(("/proc/net/tcp", v4(client), v4(server)));
+    }
+    if client.is_ipv6() {
+        tries.push(("/proc/net/tcp6", client, server));
+    }
+    tries.into_iter().find_map(|(table, c, s)| {
+        // One line per socket of the namespace: read only when the kernel cannot be asked.
+        let text = std::fs::read_to_string(table).ok()?;
+        tcp_owner(&text, c, s)
+    })
 }
 
-/// In a `/proc/net/tcp{,6}` table, the uid of the socket whose local address is `local` and
-/// whose remote one is `remote`. Addresses are printed as the kernel holds them: each 32-bit
-/// word of the address in host byte order as 8 hex digits, then the port as 4.
+/// In a `/proc/net/tcp{,6}` table, the socket whose local address is `local` and whose
+/// remote one is `remote`: its state, uid and inode. Addresses are printed as the kernel
+/// holds them: each 32-bit word of the address in host byte order as 8 hex digits, then the
+/// port as 4.
 pub fn tcp_owner(
     table: &str,
     local: std::net::SocketAddr,
     remote: std::net::SocketAddr,
-) -> Option<u32> {
+) -> Option<super::sockdiag::Found> {
     let (want_local, want_remote) = (proc_addr(local), proc_addr(remote));
     table.lines().skip(1).find_map(|line| {
         let mut fields = line.split_whitespace();
@@ -84,8 +95,11 @@ pub fn tcp_owner(
         if !l.eq_ignore_ascii_case(&want_local) || !r.eq_ignore_ascii_case(&want_remote) {
             return None;
         }
-        // st, tx_queue:rx_queue, tr:tm->when, retrnsmt, then uid.
-        fields.nth(4)?.parse().ok()
+        let state = u8::from_str_radix(fields.next()?, 16).ok()?;
+        // tx_queue:rx_queue, tr:tm->when, retrnsmt, then uid, timeout, inode.
+        let uid = fields.nth(3)?.parse().ok()?;
+        let inode = fields.nth(1)?.parse().ok()?;
+        Some(super::sockdiag::Found { state, uid, inode })
     })
 }
 
@@ -117,14 +131,22 @@ mod tests {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
             0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n\
             1: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 2 1\n\
-            2: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 3 1\n";
+            2: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 3 1\n\
+            3: 0100007F:C351 0100007F:1F90 06 00000000:00000000 03:00001000 00000000     0        0 0 3\n";
+        let tw_client: std::net::SocketAddr = "127.0.0.1:50001".parse().expect("addr");
         let client: std::net::SocketAddr = "127.0.0.1:50000".parse().expect("addr");
         let server: std::net::SocketAddr = "127.0.0.1:8080".parse().expect("addr");
         if cfg!(target_endian = "little") {
-            assert_eq!(tcp_owner(table, client, server), Some(1000));
-            assert_eq!(tcp_owner(table, server, client), Some(0));
+            let found = tcp_owner(table, client, server).expect("client");
+            assert_eq!((found.state, found.uid, found.inode), (1, 1000, 2));
+            assert!(found.is_full());
+            assert_eq!(tcp_owner(table, server, client).map(|f| f.uid), Some(0));
+            // A time-wait entry: uid 0, inode 0, state 06. Not a full socket.
+            let tw = tcp_owner(table, tw_client, server).expect("time-wait");
+            assert_eq!((tw.state, tw.uid, tw.inode), (6, 0, 0));
+            assert!(!tw.is_full());
         }
-        let other: std::net::SocketAddr = "127.0.0.1:50001".parse().expect("addr");
+        let other: std::net::SocketAddr = "127.0.0.1:50002".parse().expect("addr");
         assert_eq!(tcp_owner(table, other, server), None);
     }
 
@@ -134,9 +156,9 @@ mod tests {
         let server = listener.local_addr().expect("addr");
         let stream = std::net::TcpStream::connect(server).expect("connect");
         let client = stream.local_addr().expect("addr");
-        assert_eq!(
-            tcp_peer_uid(client, server),
-            Some(nix::unistd::geteuid().as_raw())
-        );
+        let (_accepted, _) = listener.accept().expect("accept");
+        let found = tcp_peer(client, server).expect("in the table");
+        assert_eq!(found.uid, nix::unistd::geteuid().as_raw());
+        assert!(found.is_full());
     }
 }

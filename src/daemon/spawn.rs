@@ -8,6 +8,9 @@
 //! a program not on PATH) is checked before the child is made. The child is made with
 //! `clone(CLONE_VM | CLONE_VFORK)`, as posix_spawn does, so a spawn costs the daemon the same
 //! at any size (`fork`, which copies its page tables, is the fallback: see `clone_vfork`).
+//! An instance with a v2 cgroup is made with `clone3(CLONE_INTO_CGROUP)` instead, fork-style,
+//! so that it is born in its cgroup: joining it by a write to `cgroup.procs` would hold the
+//! daemon for an RCU grace period per spawn (see `clone3_into`; refused, today's path).
 //! Between its creation and `exec` the child runs only syscalls on data prepared here (argv,
 //! envp and the resolved path are built first), and reports a failed `exec` as
 //! `(step, errno)` on a close-on-exec pipe.
@@ -129,7 +132,11 @@ pub struct Extras {
     pub ready_fd: Option<(OwnedFd, i32)>,
     /// `cgroup.procs` of the instance's cgroups (write-only, close-on-exec): the child
     /// writes `0` to each before anything else, so it and all it starts run inside them.
+    /// With `cgroup_dir`, the first is that cgroup's.
     pub cgroup_procs: Vec<OwnedFd>,
+    /// The instance's v2 cgroup directory: the child is made in it with
+    /// `clone3(CLONE_INTO_CGROUP)` and then skips `cgroup_procs[0]` (see `clone3_into`).
+    pub cgroup_dir: Option<OwnedFd>,
 }
 
 /// A user switch, resolved before the child is made.
@@ -278,6 +285,7 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
         fds,
         report,
         cgroups: &cgroup_fds,
+        cgroup_dir: extras.cgroup_dir.as_ref().map(|d| d.as_raw_fd()),
         dir: dir_c.as_deref(),
         path: &path_c,
         argv: argv.as_ptr(),
@@ -304,7 +312,7 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
     // The parent's copy of the readiness pipe closes here, so its read end sees EOF once the
     // child closes it.
     drop((stdin, child_out, child_err, status_write, ready_fd));
-    drop(extras.cgroup_procs);
+    drop((extras.cgroup_procs, extras.cgroup_dir));
     Ok(Spawned {
         pid: pid as u32,
         stdout: parent_out,
@@ -404,6 +412,7 @@ fn resolve_program(
 }
 
 /// Everything the child reads between its creation and exec, built by the parent before it.
+#[derive(Clone, Copy)]
 struct ChildArgs<'a> {
     /// Become the child's 0, 1 and 2.
     fds: [libc::c_int; 3],
@@ -411,6 +420,8 @@ struct ChildArgs<'a> {
     report: libc::c_int,
     /// `cgroup.procs` descriptors to write `0` to, first of all.
     cgroups: &'a [libc::c_int],
+    /// The v2 cgroup to be born in (`clone3_into`), whose `cgroup.procs` is `cgroups[0]`.
+    cgroup_dir: Option<libc::c_int>,
     dir: Option<&'a CStr>,
     path: &'a CStr,
     /// Null-terminated arrays of pointers into CStrings the parent keeps alive.
@@ -460,11 +471,47 @@ fn create_child(args: &ChildArgs) -> Result<(libc::pid_t, Created), Errno> {
         )
     };
     let mut result = Err(Errno::ENOSYS);
+    if let Some(dir) = args.cgroup_dir.filter(|_| !NO_CLONE3.load(Relaxed)) {
+        // Born in its v2 cgroup: the rest of `args` minus the v2 `cgroup.procs` write.
+        let rest = ChildArgs {
+            cgroups: args.cgroups.get(1..).unwrap_or(&[]),
+            cgroup_dir: None,
+            ..*args
+        };
+        match clone3_into(&rest, dir) {
+            Ok(pid) => result = Ok((pid, Created::Fork)),
+            Err(
+                e @ (Errno::ENOSYS
+                | Errno::E2BIG
+                | Errno::EINVAL
+                | Errno::EPERM
+                | Errno::EOPNOTSUPP),
+            ) => {
+                // No clone3, or no CLONE_INTO_CGROUP (before 5.7, a seccomp filter, an
+                // emulator): every later spawn joins by writing cgroup.procs.
+                if !NO_CLONE3.swap(true, Relaxed) {
+                    log::debug!(
+                        "clone3(CLONE_INTO_CGROUP) refused ({}): children join their cgroup by writing cgroup.procs",
+                        errno_text(e)
+                    );
+                }
+            }
+            // The daemon's resources (EAGAIN, ENOMEM): a failed spawn, retried.
+            Err(e) if daemon_resource(e) => result = Err(e),
+            // Something about this cgroup (EBUSY, EACCES, ENOENT): today's path, whose
+            // write to cgroup.procs reports it as `joining its cgroup: …`.
+            Err(_) => {}
+        }
+    }
     // A child that switches to the job's user forks: once it is that user, any process of
     // theirs may SIGSTOP it before its exec, and a vforked child holds the daemon until it
     // execs; and a credential change marks the memory it shares (the daemon's) undumpable.
     // A child that stays the daemon's uid can only be stopped by the daemon's uid or root.
-    if !NO_VFORK.load(Relaxed) && !fork_forced() && args.plan.creds.is_none() {
+    if result.is_err_and(|e| e == Errno::ENOSYS)
+        && !NO_VFORK.load(Relaxed)
+        && !fork_forced()
+        && args.plan.creds.is_none()
+    {
         result = clone_vfork(args).map(|pid| (pid, Created::Vfork));
         if let Err(Errno::ENOSYS | Errno::EINVAL | Errno::EPERM) = result {
             NO_VFORK.store(true, Relaxed);
@@ -492,6 +539,64 @@ fn create_child(args: &ChildArgs) -> Result<(libc::pid_t, Created), Errno> {
         )
     };
     result
+}
+
+/// Set once `clone3(CLONE_INTO_CGROUP)` was refused for good (ENOSYS before 5.3, E2BIG or
+/// EINVAL before 5.7, EPERM or EOPNOTSUPP from a seccomp filter or an emulator).
+static NO_CLONE3: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `clone3`'s `struct clone_args`, as far as `cgroup` (CLONE_ARGS_SIZE_VER2, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `clone3(CLONE_INTO_CGROUP)` with fork's semantics (no CLONE_VM, no stack of its own,
+/// SIGCHLD): the child is born in the v2 cgroup `dir`, so nothing migrates it. A write to a
+/// v2 `cgroup.procs` takes the kernel's cgroup threadgroup lock for writing (an RCU grace
+/// period, milliseconds) while the vforked child holds the daemon; here the cgroup is chosen
+/// inside the clone (a read lock) and the daemon goes on at once. The child continues after
+/// the syscall on a copy of the daemon's memory, as after `fork`, and runs `run_child` (the
+/// same rules: syscalls and glibc's thin wrappers on data prepared before, no allocation,
+/// no locks). glibc's fork handlers do not run (a raw syscall): nothing the child calls
+/// needs them, since none takes a lock, allocates or reads glibc's cached thread id. The
+/// price is fork's: the daemon's page tables are copied and its memory write-protected,
+/// cheaper than the migration it saves at the sizes measured (ARCHITECTURE.md "cgroups").
+fn clone3_into(args: &ChildArgs, dir: libc::c_int) -> Result<libc::pid_t, Errno> {
+    let mut ca = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: dir as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: fork semantics on a struct of the size given; in the child (0) only
+    // `run_child`, which never returns, on the data prepared before.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut ca as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match r {
+        // SAFETY: in the child, on its copy of the data prepared before the clone.
+        0 => unsafe { run_child(args) },
+        -1 => Err(Errno::last()),
+        pid => Ok(pid as libc::pid_t),
+    }
 }
 
 /// `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)` on a stack of its own, as glibc's posix_spawn

@@ -391,7 +391,13 @@ fn cgroup_directories_are_removed_after_a_stop_and_at_shutdown() {
     assert!(dirs.iter().all(|d| d.parent().is_some_and(|p| !p.exists())));
     // A start makes it again.
     sb.sup_ok(&["start", "a"]);
-    let again = cgroup_dirs(sb.pid("a").expect("pid"));
+    // A child born in its v2 cgroup may still be joining the v1 ones (before its exec).
+    let pid = sb.pid("a").expect("pid");
+    let mut again = Vec::new();
+    sb.wait_for("a's cgroups again", || {
+        again = cgroup_dirs(pid);
+        again.len() == dirs.len()
+    });
     assert_eq!(again, dirs);
     sb.sup_ok(&["shutdown"]);
     sb.wait_daemon_exit();
@@ -572,4 +578,188 @@ fn without_cgroups_a_limit_is_a_warning_and_the_tag_sweep_still_catches_escapees
         .log()
         .contains("that had left the process group of runaway"));
     drop(guard);
+}
+
+/// The mount point of the cgroup2 hierarchy, if one is mounted.
+fn unified_mount() -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mounts.lines().find_map(|m| {
+        let (left, right) = m.split_once(" - ")?;
+        let l: Vec<&str> = left.split(' ').collect();
+        (right.starts_with("cgroup2 ") && l.len() > 4).then(|| l[4].to_string())
+    })
+}
+
+#[test]
+fn a_child_is_in_its_cgroups_when_its_program_starts() {
+    // The program itself reads where it is: no later step may have put it there.
+    let mut sb = Sandbox::with_programs(
+        "cg-born",
+        r#"
+  probe:
+    cmd: ["cat", "/proc/self/cgroup"]
+    starttime: 0
+    autorestart: never
+"#,
+    );
+    let Some(line) = started(&mut sb, false) else {
+        return;
+    };
+    sb.wait_state("probe", "exited");
+    let out = sb.read("logs/probe.out");
+    let ours: Vec<&str> = out.lines().filter(|l| l.contains("/sup-")).collect();
+    assert!(!ours.is_empty(), "{out}");
+    assert!(
+        ours.iter().all(|l| l.ends_with("/probe/probe")),
+        "every cgroup of sup's is the instance's: {out}"
+    );
+    if line.contains("cgroups: v2") || line.contains("cgroups: hybrid") {
+        let v2 = out.lines().find(|l| l.starts_with("0::")).unwrap_or("");
+        assert!(
+            v2.contains("/sup-") && v2.ends_with("/probe/probe"),
+            "{out}"
+        );
+    }
+}
+
+/// Lines of a `strace -f -y` log that write to the `cgroup.procs` of an instance `inst` in the
+/// hierarchy mounted at `under`.
+fn procs_writes<'a>(trace: &'a str, under: &str, inst: &str) -> Vec<&'a str> {
+    trace
+        .lines()
+        .filter(|l| l.contains("write(") && l.contains(&format!("<{under}/")))
+        .filter(|l| l.contains(&format!("/{inst}/cgroup.procs>")))
+        .collect()
+}
+
+#[test]
+fn on_v2_a_child_is_born_in_its_cgroup_instead_of_joining_it() {
+    let sb = Sandbox::with_programs(
+        "cg-clone3",
+        r#"
+  born:
+    cmd: ["sleep", "1000"]
+    starttime: 0
+"#,
+    );
+    // Every process followed (-f) and descriptors named (-y): who writes which cgroup.procs.
+    let Some(traced) = crate::escapees_and_faults::daemon_under_strace(
+        &sb,
+        &["-f", "-y", "trace=clone,clone3,write"],
+    ) else {
+        return;
+    };
+    let (word, line) = mode(&sb);
+    let Some(unified) = unified_mount().filter(|_| word == "v2" || word == "hybrid") else {
+        eprintln!("skipped: no v2 cgroup for the daemon here: {line}");
+        crate::escapees_and_faults::shutdown(&sb, traced);
+        return;
+    };
+    sb.wait_state("born", "running");
+    let pid = sb.pid("born").expect("pid");
+    assert!(main_cgroup(pid).ends_with("/born/born"));
+    let trace = sb.read("strace.out");
+    assert!(
+        trace
+            .lines()
+            .any(|l| l.contains("clone3(") && l.contains("CLONE_INTO_CGROUP")),
+        "{trace}"
+    );
+    assert_eq!(
+        procs_writes(&trace, &unified, "born/born"),
+        Vec::<&str>::new()
+    );
+    if word == "hybrid" {
+        // The v1 hierarchies are still joined by a write, which the trace shows.
+        assert!(
+            trace
+                .lines()
+                .any(|l| l.contains("write(") && l.contains("/born/born/cgroup.procs>")),
+            "{trace}"
+        );
+    }
+    crate::escapees_and_faults::shutdown(&sb, traced);
+}
+
+#[test]
+fn without_clone3_a_child_joins_its_cgroup_by_writing_cgroup_procs() {
+    let sb = Sandbox::new("cg-noclone3");
+    sb.write(
+        "sup.yaml",
+        r#"daemon:
+  loglevel: debug
+programs:
+  w:
+    cmd: ["sleep", "1000"]
+    numprocs: 2
+    starttime: 0
+"#,
+    );
+    // As on a kernel before 5.3: clone3 does not exist.
+    let Some(traced) = crate::escapees_and_faults::daemon_under_strace(
+        &sb,
+        &[
+            "-y",
+            "trace=clone,clone3,write",
+            "inject=clone3:error=ENOSYS",
+        ],
+    ) else {
+        return;
+    };
+    let (word, line) = mode(&sb);
+    if word != "v2" && word != "hybrid" {
+        eprintln!("skipped: no v2 cgroup for the daemon here: {line}");
+        crate::escapees_and_faults::shutdown(&sb, traced);
+        return;
+    }
+    sb.wait_state("w:0", "running");
+    sb.wait_state("w:1", "running");
+    for name in ["w:0", "w:1"] {
+        let pid = sb.pid(name).expect("pid");
+        let v2 = cgroups_of(pid)
+            .into_iter()
+            .find(|(c, _)| c.is_empty())
+            .map(|(_, p)| p)
+            .unwrap_or_default();
+        assert!(v2.ends_with(&format!("/w/{name}")), "{v2}");
+    }
+    let trace = sb.read("strace.out");
+    // Refused once, remembered: the second spawn does not ask again.
+    assert_eq!(trace.matches("clone3(").count(), 1, "{trace}");
+    assert!(trace.contains("ENOSYS"), "{trace}");
+    let log = sb.log();
+    assert_eq!(
+        log.matches("clone3(CLONE_INTO_CGROUP) refused").count(),
+        1,
+        "{log}"
+    );
+    crate::escapees_and_faults::shutdown(&sb, traced);
+}
+
+#[test]
+fn a_restart_after_its_cgroup_was_killed_runs_in_the_same_cgroup() {
+    // The first run exits before starttime: its group and cgroup are killed. Linux (6.18)
+    // SIGKILLs a child clone3 makes in a cgroup killed before, so the next run must still
+    // get into that cgroup without dying at birth.
+    let mut sb = Sandbox::with_programs(
+        "cg-rekill",
+        r#"
+  again:
+    cmd: ["sh", "-c", "if [ -e $OUT/ran ]; then exec sleep 1000; fi; touch $OUT/ran; exit 1"]
+    starttime: 1
+    startretries: 3
+"#,
+    );
+    if started(&mut sb, false).is_none() {
+        return;
+    }
+    let st = sb.wait_state("again", "running");
+    assert_eq!(st["restarts"], 1, "{st}");
+    let pid = sb.pid("again").expect("pid");
+    assert!(
+        main_cgroup(pid).ends_with("/again/again"),
+        "{}",
+        main_cgroup(pid)
+    );
+    assert!(!sb.log().contains("signal=SIGKILL"), "{}", sb.log());
 }

@@ -166,7 +166,7 @@ fn a_group_spawned_just_before_kill_9_is_cleaned_up_by_the_next_daemon() {
 /// options such as `-P PATH`), or `None`
 /// when strace is missing or may not trace here. Only the daemon is traced (no `-f`): the
 /// faults are the daemon's, not its jobs'.
-fn daemon_under_strace(sb: &Sandbox, faults: &[&str]) -> Option<std::process::Child> {
+pub(crate) fn daemon_under_strace(sb: &Sandbox, faults: &[&str]) -> Option<std::process::Child> {
     let usable = std::process::Command::new("strace")
         .args(["-qq", "-e", "trace=none", "true"])
         .stdout(std::process::Stdio::null())
@@ -202,7 +202,7 @@ fn daemon_under_strace(sb: &Sandbox, faults: &[&str]) -> Option<std::process::Ch
     Some(child)
 }
 
-fn shutdown(sb: &Sandbox, mut traced: std::process::Child) {
+pub(crate) fn shutdown(sb: &Sandbox, mut traced: std::process::Child) {
     sb.sup_ok(&["shutdown"]);
     sb.wait_for("the traced daemon to exit", || {
         matches!(traced.try_wait(), Ok(Some(_)))

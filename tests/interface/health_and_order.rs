@@ -614,6 +614,8 @@ fn a_dependent_of_a_completed_one_shot_starts_after_it_exits_0() {
     );
     sb.start();
     sb.wait_state("api", "running");
+    // Running from its spawn (starttime 0): its shell may not have written yet.
+    sb.wait_for("api's line", || sb.read("order").lines().count() >= 2);
     assert_eq!(sb.read("order"), "migrated\napi\n");
     assert_eq!(sb.state("migrate"), "exited");
     assert_eq!(sb.instance("migrate")["last_exit"], 0);
@@ -660,7 +662,7 @@ fn a_one_shot_that_exits_3_leaves_its_dependent_waiting_with_the_reason() {
     sb.write("fixed", "");
     let _ = sb.sup(&["start", "--no-wait", "migrate"]);
     sb.wait_state("api", "running");
-    assert!(sb.path("api-ran").exists());
+    sb.wait_for("api's file", || sb.path("api-ran").exists());
 }
 
 #[test]

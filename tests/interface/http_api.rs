@@ -30,8 +30,14 @@ use crate::sandbox::{alive, kill, sup_bin, Sandbox, PATIENCE};
 
 /// Send a request with `body` (a `Content-Length` one) and read the whole answer.
 fn request(port: u16, method: &str, path: &str, body: &str, extra: &str) -> (u16, String, String) {
+    // A POST says it is JSON, as every API client must (cross-site forms cannot).
+    let json = if method == "POST" {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
     let raw = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{json}{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let answer = exchange(port, raw.as_bytes());
@@ -413,7 +419,7 @@ fn api_refuses_what_it_cannot_take() {
     let mut s = connect(port);
     let body = r#"{"names":["idle"],"wait":false}"#;
     let head = format!(
-        "POST /api/v1/start HTTP/1.1\r\n{auth}Content-Length: {}\r\n\r\n",
+        "POST /api/v1/start HTTP/1.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).expect("head");
@@ -704,4 +710,87 @@ fn api_tail_events_and_clear() {
     let (code, stdout, stderr) = text(&out);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("talk cleared"), "{stdout}");
+}
+
+#[test]
+fn a_client_that_closes_after_its_request_is_not_taken_for_root() {
+    // Sent whole and closed at once, a request is read when the client's socket is already
+    // the kernel's (time-wait or orphaned, owned by uid 0): that must not pass for root.
+    let (sb, port) = start("api-closed-client", "", TWO_JOBS);
+    let pid = sb.wait_state("web", "running")["pid"].as_u64();
+    let script = format!(
+        "body='{{\"wait\":false}}'
+         for i in $(seq 100); do
+           exec 3<>/dev/tcp/127.0.0.1/{port} || exit 1
+           printf 'POST /api/v1/stop/web HTTP/1.1\\r\\nContent-Length: %d\\r\\n\\r\\n%s' \
+             ${{#body}} \"$body\" >&3
+           exec 3>&-
+           sleep 0.02
+         done
+         echo sent"
+    );
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["bash", "-c", &script])
+        .current_dir("/")
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "sent\n");
+            // Answered after all of them: they were accepted, and served, before it.
+            assert_eq!(get(port, "/healthz", None).0, 200);
+            let web = sb.instance("web");
+            assert_eq!(web["state"], "running", "{web}");
+            assert_eq!(web["pid"].as_u64(), pid, "nothing was stopped");
+            assert!(alive(pid.unwrap_or(0) as u32), "the job still runs");
+        }
+        other => eprintln!("skipped: setpriv: {other:?}"),
+    }
+}
+
+#[test]
+fn a_flood_of_event_streams_cannot_keep_a_health_probe_out() {
+    let (sb, port) = start("api-stream-flood", "", TWO_JOBS);
+    // Ready before the flood, so that /readyz's 200 below is the slot's, not web's start.
+    sb.wait_state("web", "running");
+    let mut streams = Vec::new();
+    for _ in 0..300 {
+        let mut s = connect(port);
+        s.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("send");
+        streams.push(s);
+    }
+    // Each learns its fate: a stream (200 and a snapshot) or refused at once (503).
+    let (mut open, mut refused) = (0, 0);
+    for s in &mut streams {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + PATIENCE;
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < deadline {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let head = String::from_utf8_lossy(&got);
+        if head.starts_with("HTTP/1.1 200") {
+            open += 1;
+        } else if head.starts_with("HTTP/1.1 503") {
+            refused += 1;
+        }
+    }
+    assert!(open > 0 && refused > 0, "{open} streams, {refused} refused");
+    assert!(open <= 128, "{open} streams: more than half the slots");
+    // With every stream still open, a probe is answered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = 0;
+    while Instant::now() < deadline {
+        last = get(port, "/healthz", None).0;
+        if last == 200 {
+            break;
+        }
+    }
+    assert_eq!(last, 200, "/healthz under {open} streams");
+    assert_eq!(get(port, "/readyz", None).0, 200);
+    drop(streams);
 }

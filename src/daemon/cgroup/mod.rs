@@ -19,9 +19,11 @@
 //!
 //! Every directory is made with `mkdirat` under a directory descriptor opened
 //! `O_DIRECTORY|O_NOFOLLOW`, and every interface file opened with `openat(…, O_NOFOLLOW)`;
-//! cgroupfs holds no symlinks of its own. The child joins its cgroups itself, before exec
-//! (`spawn` writes `0` to each `cgroup.procs` descriptor opened here), so nothing it starts
-//! runs outside them.
+//! cgroupfs holds no symlinks of its own. On v2 the child is born in its cgroup
+//! (`clone3(CLONE_INTO_CGROUP)` on the instance's directory descriptor opened here); it joins
+//! the others itself, before exec (`spawn` writes `0` to each `cgroup.procs` descriptor
+//! opened here, the v2 one too when clone3 is refused), so nothing it starts runs outside
+//! them.
 
 use std::ffi::CString;
 use std::io;
@@ -72,7 +74,11 @@ pub type Limits = crate::config::spec::CgroupLimits;
 #[derive(Debug)]
 pub struct Joined {
     /// `cgroup.procs` of each hierarchy, write-only and close-on-exec: the child writes `0`.
+    /// The v2 one, when there is one, is first.
     pub procs: Vec<OwnedFd>,
+    /// The instance's v2 directory (close-on-exec), for `clone3(CLONE_INTO_CGROUP)`: a child
+    /// born there skips `procs[0]`.
+    pub v2_dir: Option<OwnedFd>,
     /// The limits the host could not apply (no such controller), by key name.
     pub unapplied: Vec<&'static str>,
     /// The OOM-kill counter at the spawn, to tell an OOM kill from another SIGKILL.
@@ -428,6 +434,7 @@ impl Cgroups {
         if self.trees.is_empty() {
             return Ok(Joined {
                 procs: Vec::new(),
+                v2_dir: None,
                 unapplied,
                 oom_base: None,
             });
@@ -439,6 +446,7 @@ impl Cgroups {
             )
         })?;
         let mut procs = Vec::new();
+        let mut v2_dir = None;
         for t in &self.trees {
             let at = |e: io::Error, what: &str| {
                 let resource = matches!(
@@ -522,9 +530,14 @@ impl Cgroups {
             procs.push(
                 open_at(dir, "cgroup.procs", libc::O_WRONLY).map_err(|e| at(e, "cgroup.procs"))?,
             );
+            // The membership tree is first, and the only v2 one.
+            if t.v2 && procs.len() == 1 {
+                v2_dir = Some(ifd);
+            }
         }
         Ok(Joined {
             procs,
+            v2_dir,
             unapplied,
             oom_base: self.oom_kills(&program, &instance),
         })

@@ -21,6 +21,12 @@ pub(in crate::daemon) struct CgState {
     written: Option<crate::config::spec::CgroupLimits>,
     /// Limits the host cannot apply were reported once.
     warned: bool,
+    /// The cgroup was killed since its directory was made. Linux up to at least 6.18 then
+    /// SIGKILLs every child `clone3(CLONE_INTO_CGROUP)` makes in it (`cgroup_css_set_fork`
+    /// reads the kill counter of the parent's cgroup instead of the target's, and
+    /// `cgroup_post_fork` compares it with the target's), so until the directory is removed
+    /// and made anew, a spawn joins by writing `cgroup.procs` instead.
+    killed: std::cell::Cell<bool>,
     /// The directory could not be removed yet (a process still in it): retried after reaps.
     pub(in crate::daemon) pending_removal: bool,
     /// How the last run ended, for `status`: `code`, `signal`, or `oom` when the kernel's
@@ -41,11 +47,15 @@ impl Daemon {
         };
         let name = inst.core().name().to_string();
         let previous = inst.cg.written;
-        let joined = self
+        let killed = inst.cg.killed.get();
+        let mut joined = self
             .settings
             .cgroups
             .prepare(&spec.name, &name, &spec.cgroup, previous.as_ref())
             .map_err(|(reason, daemon)| SpawnError { reason, daemon })?;
+        if killed {
+            joined.v2_dir = None;
+        }
         let cpu_base = match joined.procs.is_empty() {
             true => 0,
             false => self
@@ -72,6 +82,7 @@ impl Daemon {
             }
         }
         extras.cgroup_procs = joined.procs;
+        extras.cgroup_dir = joined.v2_dir;
         Ok(())
     }
 
@@ -89,6 +100,7 @@ impl Daemon {
     /// SIGKILL the whole cgroup (a SIGKILL to the process group reaches no escapee).
     pub(super) fn kill_cgroup(&self, id: InstId) {
         if let Some((p, i)) = self.cg_names(id) {
+            self.note_killed(id);
             if let Err(e) = self.settings.cgroups.kill(&p, &i) {
                 log::warn!("{i}: {e}");
             }
@@ -103,6 +115,7 @@ impl Daemon {
         let populated = self.settings.cgroups.populated(&p, &i)?;
         if populated {
             log::warn!("{i}: killing what left its process group but not its cgroup");
+            self.note_killed(id);
             if let Err(e) = self.settings.cgroups.kill(&p, &i) {
                 log::warn!("{i}: {e}");
             }
@@ -145,6 +158,16 @@ impl Daemon {
         let done = self.settings.cgroups.remove(&p, &i);
         if let Some(inst) = self.sup.get_mut(id) {
             inst.cg.pending_removal = !done;
+            if done {
+                inst.cg.killed.set(false);
+            }
+        }
+    }
+
+    /// The instance's cgroup is being killed: see `CgState::killed`.
+    fn note_killed(&self, id: InstId) {
+        if let Some(inst) = self.sup.get(id) {
+            inst.cg.killed.set(true);
         }
     }
 

@@ -18,10 +18,11 @@ use super::follow::Stream;
 use super::{Daemon, Source, TimerKey};
 use crate::control::proto::Request as ControlRequest;
 use crate::core::State;
-use crate::daemon::http::api;
 use crate::daemon::http::request::{self, Method, Parsed, Request};
 use crate::daemon::http::{self as wire, HttpConn, HttpSource, Progress};
+use crate::daemon::http::{api, dashboard, guard};
 use crate::daemon::procfs;
+use crate::daemon::sockdiag::{Lookup, SockDiag};
 
 /// More HTTP connections than this at once get a 503 (each costs a descriptor).
 const MAX_CONNS: usize = 256;
@@ -30,6 +31,11 @@ const MAX_CONNS: usize = 256;
 /// them, so HTTP clients cannot take the descriptors a job's restart needs.
 fn conn_limit(nofile: u64) -> usize {
     usize::try_from(nofile / 4).map_or(MAX_CONNS, |q| q.clamp(4, MAX_CONNS))
+}
+/// At most this many of `max_conns` connections may be streams (`events`, `tail?follow=1`);
+/// a stream past it gets 503 at once. The rest are for requests that are answered and close.
+fn stream_limit(max_conns: usize) -> usize {
+    (max_conns / 2).max(1)
 }
 /// At most this many connections are accepted per listener in one turn; the rest wait for the
 /// next turn (the listener is kept hot), so a flood of requests cannot hold the loop away from
@@ -56,6 +62,8 @@ const STATES: [State; 8] = [
 #[derive(Default)]
 pub(super) struct Http {
     token: Option<Vec<u8>>,
+    /// `daemon.http.tls`: every connection speaks TLS.
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     conns: usize,
     /// `conn_limit` of the daemon's descriptor limit.
     max_conns: usize,
@@ -67,12 +75,20 @@ pub(super) struct Http {
     refusals_unlogged: u64,
     /// What each streaming API connection follows, by slot (a control client keeps its own).
     pub(super) streams: std::collections::HashMap<usize, Stream>,
+    /// Who owns a peer's socket, without a token (opened at the first lookup).
+    diag: SockDiag,
 }
 
 impl Daemon {
     /// Put the listeners `sup daemon` bound on the poll.
     pub(super) fn start_http(&mut self, setup: wire::Setup) {
         self.http.token = setup.token;
+        self.http.tls = setup.tls;
+        let scheme = if self.http.tls.is_some() {
+            "HTTPS"
+        } else {
+            "HTTP"
+        };
         let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map_or(u64::MAX, |(soft, _)| soft);
         self.http.max_conns = conn_limit(nofile);
@@ -82,7 +98,7 @@ impl Daemon {
                 retry_at: None,
             });
             match self.sources.add(source) {
-                Ok(_) => log::info!("serving HTTP on {addr}"),
+                Ok(_) => log::info!("serving {scheme} on {addr}"),
                 Err(e) => log::error!("unable to watch the HTTP listener on {addr}: {e}"),
             }
         }
@@ -149,14 +165,25 @@ impl Daemon {
             *retry_at = None;
             match accept(listener) {
                 Ok(Some((stream, peer))) => {
-                    // Full: the oldest connection still sending its head makes room, so
-                    // clients that dribble their heads cannot keep a probe out; a full
-                    // house of requests being answered refuses the newcomer.
+                    // Full: the oldest connection still sending its head, or answered and
+                    // waiting for its peer to hang up, makes room, so clients that dribble
+                    // their heads or hold refused connections cannot keep a probe out
+                    // (streams have at most half the slots); a full house of requests
+                    // being answered refuses the newcomer.
                     if self.http.conns >= self.http.max_conns && !self.evict_oldest_reader() {
-                        wire::refuse(stream);
+                        // A plain-text 503 means nothing to a TLS client: just close.
+                        if self.http.tls.is_none() {
+                            wire::refuse(stream);
+                        }
                         continue;
                     }
-                    let conn = HttpConn::new(stream, peer, now);
+                    let mut conn = HttpConn::new(stream, peer, now);
+                    if let Some(config) = &self.http.tls {
+                        if !conn.start_tls(config) {
+                            log::error!("http: unable to start TLS for {peer}");
+                            continue;
+                        }
+                    }
                     match self
                         .sources
                         .add(Source::Http(HttpSource::Conn(Box::new(conn))))
@@ -188,8 +215,8 @@ impl Daemon {
         self.sources.keep_hot(slot);
     }
 
-    /// Close the longest-connected connection still reading its request head. False when
-    /// every connection has sent its request.
+    /// Close the longest-connected connection still reading its request head, or done and
+    /// draining. False when every connection is being answered or streams.
     fn evict_oldest_reader(&mut self) -> bool {
         let mut kept = std::collections::VecDeque::new();
         let mut evicted = false;
@@ -309,6 +336,23 @@ impl Daemon {
             }
             Parsed::Request(r) => r,
         };
+        let local = match self.sources.get(slot) {
+            Some(Source::Http(HttpSource::Conn(c))) => c.stream.local_addr().ok(),
+            _ => None,
+        };
+        if let Err(refused) = guard::check_host(&req, local) {
+            log::warn!(
+                "http: refused {} from {peer}: {}",
+                req.path,
+                refused.message
+            );
+            return Some(request::text(
+                refused.status,
+                &format!("{}\n", refused.message),
+                "",
+                false,
+            ));
+        }
         let is_api = req.path.starts_with(api::PREFIX) || req.path == "/api/v1";
         if is_api {
             return self.api_answer(slot, &req, body, peer, now);
@@ -321,6 +365,9 @@ impl Daemon {
                 "Allow: GET, HEAD\r\n",
                 false,
             ));
+        }
+        if req.path == "/" {
+            return Some(dashboard::response(head));
         }
         if req.path == "/healthz" {
             return Some(request::text(200, "ok\n", "", head));
@@ -387,10 +434,34 @@ impl Daemon {
                 allow: None,
             }));
         }
+        // Past `http_authorized`, a configured token was in the request.
+        let token_ok = self.http.token.is_some();
+        if let Err(refused) = guard::check_json(req, token_ok) {
+            return Some(api::refusal(&api::Refusal {
+                status: refused.status,
+                message: refused.message,
+                allow: None,
+            }));
+        }
         let call = match api::route(req.method, &req.path, &req.query, body) {
             Ok(call) => call,
             Err(refusal) => return Some(api::refusal(&refusal)),
         };
+        // Streams hold their slot for as long as the reader likes: at most half the slots,
+        // so the other half stays for requests that end (a probe among them).
+        if matches!(call.shape, api::Shape::Events)
+            && self.http.streams.len() >= stream_limit(self.http.max_conns)
+        {
+            return Some(api::refusal(&api::Refusal {
+                status: 503,
+                message: format!(
+                    "{}: {} streams are open, the most this daemon serves at once",
+                    req.path,
+                    self.http.streams.len()
+                ),
+                allow: None,
+            }));
+        }
         if self.http.token.is_none() && api::needs_token(&call.body) {
             if let Err(why) = self.http_peer_trusted(slot, peer) {
                 return Some(api::refusal(&api::Refusal {
@@ -418,9 +489,11 @@ impl Daemon {
     }
 
     /// Without a token, who may change things: the rule of the control socket (the daemon's
-    /// uid, or root), with the peer's uid read from `/proc/net/tcp` (a listener without a
-    /// token is on loopback, so the peer is on this host).
-    fn http_peer_trusted(&self, slot: usize, peer: std::net::SocketAddr) -> Result<(), String> {
+    /// uid, or root), with the owner of the peer's socket asked of the kernel by its exact
+    /// addresses (`sockdiag`; a listener without a token is on loopback, so the peer is on
+    /// this host). Only a connected socket a process holds counts: a client that closed
+    /// after sending its request has left a socket the kernel owns, and is refused.
+    fn http_peer_trusted(&mut self, slot: usize, peer: std::net::SocketAddr) -> Result<(), String> {
         let Some(Source::Http(HttpSource::Conn(c))) = self.sources.get(slot) else {
             return Err("the connection is gone".into());
         };
@@ -429,10 +502,14 @@ impl Daemon {
             .local_addr()
             .map_err(|e| format!("cannot tell who is asking: {e}"))?;
         let ours = nix::unistd::geteuid().as_raw();
-        match procfs::tcp_peer_uid(peer, local) {
-            Some(uid) if uid == ours || uid == 0 => Ok(()),
-            Some(uid) => Err(format!("refused to uid {uid}")),
-            None => Err("cannot tell who is asking (no such socket in /proc/net/tcp)".into()),
+        match self.http.diag.peer(peer, local) {
+            Lookup::Owner(uid) if uid == ours || uid == 0 => Ok(()),
+            Lookup::Owner(uid) => Err(format!("refused to uid {uid}")),
+            Lookup::NotFull(state) => Err(format!(
+                "cannot tell who is asking (the client's socket is closed: TCP state {state})"
+            )),
+            Lookup::NotFound => Err("cannot tell who is asking (no such socket)".into()),
+            Lookup::Failed(why) => Err(format!("cannot tell who is asking ({why})")),
         }
     }
 

@@ -10,7 +10,10 @@
 //! the peer reads it (a 431 to a client still sending its 100 KiB head).
 
 pub mod api;
+pub mod dashboard;
+pub mod guard;
 pub mod request;
+pub mod tls;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -44,12 +47,18 @@ const MAX_TOKEN: u64 = 4096;
 pub struct Setup {
     pub listeners: Vec<(SocketAddr, TcpListener)>,
     pub token: Option<Vec<u8>>,
+    /// `daemon.http.tls`, read: every listener serves HTTPS.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Bind every address and read the token. An error names the address or the file.
 pub fn setup(spec: &HttpSpec) -> Result<Setup, String> {
     let token = match &spec.token_file {
         Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    let tls = match &spec.tls {
+        Some(t) => Some(tls::server_config(t)?),
         None => None,
     };
     let mut listeners = Vec::new();
@@ -61,16 +70,16 @@ pub fn setup(spec: &HttpSpec) -> Result<Setup, String> {
         let local = listener.local_addr().unwrap_or(*addr);
         listeners.push((local, TcpListener::from_std(listener)));
     }
-    Ok(Setup { listeners, token })
+    Ok(Setup {
+        listeners,
+        token,
+        tls,
+    })
 }
 
 fn read_token(path: &Path) -> Result<Vec<u8>, String> {
-    use std::os::unix::fs::OpenOptionsExt;
     let shown = path.display();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_CLOEXEC)
-        .open(path)
+    let file = open_token_file(path)
         .map_err(|e| format!("unable to read the HTTP token file {shown}: {e}"))?;
     let mut bytes = Vec::new();
     file.take(MAX_TOKEN + 1)
@@ -91,6 +100,37 @@ fn read_token(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(token.to_vec())
+}
+
+/// Open a token file for reading, the daemon's or the client's: never waiting (a FIFO or a
+/// device would block the open or the read forever), and only a regular file. A symlink is
+/// followed, as `sup check` follows it (mounted secrets are often symlinks); the file is only
+/// read, never created.
+pub(crate) fn open_token_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a file"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("it is {what}, not a regular file"),
+    ))
 }
 
 /// An HTTP socket in the loop's slab.
@@ -147,6 +187,8 @@ pub struct HttpConn {
     broken: Option<Broken>,
     /// The deadline armed in the loop's heap.
     pub deadline: Option<Instant>,
+    /// HTTPS: every read and write goes through rustls (`tls.rs`).
+    tls: Option<Box<tls::Tls>>,
 }
 
 /// Why a connection that `send` wrote to must close.
@@ -187,6 +229,32 @@ impl HttpConn {
             drained: 0,
             broken: None,
             deadline: None,
+            tls: None,
+        }
+    }
+
+    /// Speak TLS on this connection (a listener with `daemon.http.tls`).
+    pub fn start_tls(&mut self, config: &std::sync::Arc<rustls::ServerConfig>) -> bool {
+        match tls::Tls::new(config) {
+            Ok(t) => {
+                self.tls = Some(Box::new(t));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.tls {
+            Some(t) => t.read(&mut self.stream, buf),
+            None => self.stream.read(buf),
+        }
+    }
+
+    fn shut_write(&mut self) -> io::Result<()> {
+        match &mut self.tls {
+            Some(t) => t.shutdown(&mut self.stream),
+            None => self.stream.shutdown(std::net::Shutdown::Write),
         }
     }
 
@@ -194,10 +262,11 @@ impl HttpConn {
         self.accepted
     }
 
-    /// Still waiting for its request head, and since when it is connected: what the loop may
-    /// drop to make room when every slot is taken.
+    /// Still waiting for its request, or answered and only waiting for the peer to hang up,
+    /// and since when it is connected: what the loop may drop to make room when every slot
+    /// is taken (closing it loses no answer).
     pub fn reading_since(&self) -> Option<Instant> {
-        matches!(self.phase, Phase::Head | Phase::Body).then_some(self.accepted)
+        matches!(self.phase, Phase::Head | Phase::Body | Phase::Draining).then_some(self.accepted)
     }
 
     /// Waiting for the loop: a parked control request.
@@ -216,6 +285,11 @@ impl HttpConn {
             Some(Broken::WriteFailed) => return Progress::Close,
             None => {}
         }
+        if let Some(t) = &mut self.tls {
+            if t.pending(&mut self.stream).is_err() {
+                return Progress::Close;
+            }
+        }
         match self.phase {
             Phase::Head => self.read_head(now),
             Phase::Body => self.read_body(),
@@ -233,7 +307,12 @@ impl HttpConn {
         let mut buf = [0u8; 4096];
         loop {
             let want = buf.len().min(self.head.room().max(1));
-            match self.stream.read(&mut buf[..want]) {
+            let read = self.read_some(&mut buf[..want]);
+            // A TLS handshake is the start of the request: its deadline runs from there.
+            if self.tls.as_ref().is_some_and(|t| t.heard) {
+                self.first_byte.get_or_insert(now);
+            }
+            match read {
                 // The peer closed before finishing its request: nobody to answer.
                 Ok(0) => return Progress::Close,
                 Ok(n) => {
@@ -276,7 +355,7 @@ impl HttpConn {
         let mut buf = [0u8; 4096];
         while self.body.len() < want {
             let room = (want - self.body.len()).min(buf.len());
-            match self.stream.read(&mut buf[..room]) {
+            match self.read_some(&mut buf[..room]) {
                 Ok(0) => return Progress::Close,
                 Ok(n) => self.body.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Idle,
@@ -296,7 +375,7 @@ impl HttpConn {
     fn watch_hangup(&mut self) -> Progress {
         let mut buf = [0u8; 4096];
         loop {
-            match self.stream.read(&mut buf) {
+            match self.read_some(&mut buf) {
                 Ok(0) => return Progress::Close,
                 Ok(n) => {
                     self.drained += n;
@@ -375,7 +454,7 @@ impl HttpConn {
             other => return other,
         }
         self.out = Vec::new();
-        if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
+        if self.shut_write().is_err() {
             return Progress::Close;
         }
         self.phase = Phase::Draining;
@@ -385,7 +464,7 @@ impl HttpConn {
     /// Write what the socket takes; `Idle` whether or not all of it went.
     fn write_out(&mut self) -> Progress {
         while self.sent < self.out.len() {
-            match self.stream.write(&self.out[self.sent..]) {
+            match write_to(&mut self.stream, &mut self.tls, &self.out[self.sent..]) {
                 Ok(0) => return Progress::Close,
                 Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Idle,
@@ -416,7 +495,7 @@ impl HttpConn {
     fn drain(&mut self) -> Progress {
         let mut buf = [0u8; 4096];
         loop {
-            match self.stream.read(&mut buf) {
+            match self.read_some(&mut buf) {
                 Ok(0) => return Progress::Close,
                 Ok(n) => {
                     self.drained += n;
@@ -451,6 +530,18 @@ impl HttpConn {
     }
 }
 
+/// Write to the socket, through rustls on an HTTPS connection.
+fn write_to(
+    stream: &mut TcpStream,
+    tls: &mut Option<Box<tls::Tls>>,
+    buf: &[u8],
+) -> io::Result<usize> {
+    match tls {
+        Some(t) => t.write(stream, buf),
+        None => stream.write(buf),
+    }
+}
+
 /// Answer a connection over the limit with a 503, as far as the socket takes it at once, and
 /// close it.
 pub fn refuse(mut stream: TcpStream) {
@@ -468,6 +559,37 @@ pub fn refuse(mut stream: TcpStream) {
 mod tests {
     use super::*;
     use crate::control::proto::{Response, ResponseBody};
+
+    #[test]
+    fn a_token_file_that_is_a_fifo_is_refused_at_once() {
+        let dir = std::env::temp_dir().join(format!("sup-token-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(
+            &fifo,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .expect("mkfifo");
+        // No writer: a blocking open would never return.
+        let err = read_token(&fifo).expect_err("a FIFO");
+        assert!(
+            err.contains("fifo") && err.contains("a FIFO, not a regular file"),
+            "{err}"
+        );
+        let err = read_token(&dir).expect_err("a directory");
+        assert!(err.contains("a directory"), "{err}");
+        let file = dir.join("token");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        assert_eq!(
+            read_token(&link).as_deref(),
+            Ok(&b"s3cret"[..]),
+            "a symlink is followed"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A connection as the loop holds it, and the client's end of it.
     fn pair() -> (HttpConn, std::net::TcpStream) {

@@ -33,6 +33,11 @@ pub struct Request {
     pub authorization: Option<Vec<u8>>,
     /// `Content-Length`: the body to read after the head (at most `MAX_BODY`).
     pub body_len: usize,
+    /// `Host` and `Content-Type` as sent, and whether an `Origin` came (browsers send one
+    /// with every POST), for `guard`'s checks.
+    pub host: Option<String>,
+    pub content_type: Option<String>,
+    pub origin: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +142,7 @@ fn parse_request(req: &httparse::Request) -> Parsed {
     }
     let mut authorization = None;
     let mut length = None;
+    let (mut host, mut content_type, mut origin) = (None, None, false);
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("authorization") {
             if authorization.is_some() {
@@ -153,6 +159,16 @@ fn parse_request(req: &httparse::Request) -> Parsed {
                 (None, Some(n)) => length = Some(n),
                 _ => return Parsed::Bad(400),
             }
+        } else if h.name.eq_ignore_ascii_case("host") {
+            // Two hosts are as ambiguous as two lengths.
+            if host.is_some() {
+                return Parsed::Bad(400);
+            }
+            host = Some(String::from_utf8_lossy(h.value).into_owned());
+        } else if h.name.eq_ignore_ascii_case("origin") {
+            origin = true;
+        } else if h.name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(String::from_utf8_lossy(h.value).into_owned());
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // A chunked (or otherwise encoded) body: the API reads only counted bodies.
             return Parsed::Bad(411);
@@ -169,6 +185,9 @@ fn parse_request(req: &httparse::Request) -> Parsed {
         query: query.to_string(),
         authorization,
         body_len,
+        host,
+        content_type,
+        origin,
     })
 }
 
@@ -211,7 +230,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub fn response(status: u16, content_type: &str, extra: &str, body: &[u8], head: bool) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\n{extra}Connection: close\r\n\r\n",
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n{extra}Connection: close\r\n\r\n",
         reason(status),
         body.len()
     )
@@ -245,6 +264,7 @@ pub fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
+        415 => "Unsupported Media Type",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -264,31 +284,41 @@ mod tests {
             query: String::new(),
             authorization: None,
             body_len: 0,
+            host: None,
+            content_type: None,
+            origin: false,
         })
     }
 
     #[test]
     fn whole_and_dripped_heads_parse_the_same() {
         let raw = b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n";
-        assert_eq!(parse(raw), get("/metrics"));
+        let with_host = |path: &str| match get(path) {
+            Parsed::Request(r) => Parsed::Request(Request {
+                host: Some("a".into()),
+                ..r
+            }),
+            bad => bad,
+        };
+        assert_eq!(parse(raw), with_host("/metrics"));
         let mut head = Head::default();
         let mut last = None;
         for b in raw.iter() {
             assert!(last.is_none());
             last = head.push(std::slice::from_ref(b));
         }
-        assert_eq!(last, Some(get("/metrics")));
+        assert_eq!(last, Some(with_host("/metrics")));
         let mut head = Head::default();
         assert_eq!(head.push(b"GET / HTTP/1.0\n\n"), Some(get("/")));
         // Bare LF lines ended by a CRLF blank line, whole and byte by byte.
-        let mixed = b"GET /healthz HTTP/1.1\nHost: x\n\r\n";
-        assert_eq!(Head::default().push(mixed), Some(get("/healthz")));
+        let mixed = b"GET /healthz HTTP/1.1\nHost: a\n\r\n";
+        assert_eq!(Head::default().push(mixed), Some(with_host("/healthz")));
         let mut head = Head::default();
         let mut last = None;
         for b in mixed.iter() {
             last = head.push(std::slice::from_ref(b));
         }
-        assert_eq!(last, Some(get("/healthz")));
+        assert_eq!(last, Some(with_host("/healthz")));
     }
 
     #[test]
@@ -315,6 +345,9 @@ mod tests {
                 query: String::new(),
                 authorization: Some(b"Bearer t".to_vec()),
                 body_len: 0,
+                host: None,
+                content_type: None,
+                origin: false,
             })
         );
     }
