@@ -109,7 +109,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show an instance's captured output
+    /// Show an instance's captured output, or with --events the daemon's event log
     Tail {
         /// Keep streaming new output until interrupted
         #[arg(short = 'f', long)]
@@ -118,12 +118,45 @@ pub enum Command {
         #[arg(short = 'n', long, default_value_t = 10)]
         lines: usize,
         /// Show stderr instead of stdout
-        #[arg(long)]
+        #[arg(long, conflicts_with = "events")]
         stderr: bool,
         /// One JSON object per line: stream, time (from `timestamps`) and text
         #[arg(long)]
         json: bool,
-        name: String,
+        /// The daemon's own event log (daemon.logfile) instead of a job's output
+        #[arg(long, conflicts_with = "name")]
+        events: bool,
+        #[arg(required_unless_present = "events")]
+        name: Option<String>,
+    },
+    /// Apply the config's new or changed definition of these programs only (starting a new one)
+    Add {
+        /// Programs (or groups) as the config now has them
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// The plan and its outcomes as JSON, as `reload --json`
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop and drop programs that are no longer in the config
+    Remove {
+        /// Programs (or groups) the config no longer has
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// The plan and its outcomes as JSON, as `reload --json`
+        #[arg(long)]
+        json: bool,
+    },
+    /// Attach to a running instance: its output, Ctrl-C stops it; ends when it is down
+    Fg { name: String },
+    /// Empty the output files of programs or instances, even while they run
+    Clear {
+        /// Programs, instances (web:1), groups or `all`
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Per-instance outcomes as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// The daemon's pid, or the pids of instances
     Pid {
@@ -254,6 +287,16 @@ mod tests {
         assert!(args.init);
         assert_eq!(args.grace, Some(std::time::Duration::from_secs(3)));
         assert!(Cli::try_parse_from(["sup", "daemon", "--grace", "soon"]).is_err());
+    }
+
+    #[test]
+    fn tail_takes_a_name_or_events() {
+        assert!(Cli::try_parse_from(["sup", "tail"]).is_err());
+        assert!(Cli::try_parse_from(["sup", "tail", "-f", "--events"]).is_ok());
+        assert!(Cli::try_parse_from(["sup", "tail", "--events", "web"]).is_err());
+        assert!(Cli::try_parse_from(["sup", "tail", "--events", "--stderr"]).is_err());
+        assert!(Cli::try_parse_from(["sup", "clear"]).is_err());
+        assert!(Cli::try_parse_from(["sup", "clear", "all", "--json"]).is_ok());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("size", size),
     ("cron", cron),
     ("umask", umask),
+    ("dotenv", dotenv),
     ("signal", signal),
     ("control", control),
     ("state", state),
@@ -112,6 +113,18 @@ pub fn cron(data: &[u8]) {
 pub fn umask(data: &[u8]) {
     let Some(text) = text(data) else { return };
     let _ = config::values::umask(&scalar(text));
+}
+
+/// The contents of an `env_file`.
+pub fn dotenv(data: &[u8]) {
+    let Some(text) = text(data) else { return };
+    let (vars, errors) = config::dotenv::parse(text);
+    for (name, _) in &vars {
+        assert!(!name.is_empty() && !name.contains('='), "{name:?}");
+    }
+    for (line, _) in &errors {
+        assert!(*line >= 1 && *line <= text.lines().count(), "line {line}");
+    }
 }
 
 /// `stopsignal: TERM`, and the name a parsed signal is shown by.

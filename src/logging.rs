@@ -92,6 +92,14 @@ pub fn reopen() -> Result<(), String> {
     }
 }
 
+/// The event log's file, for `sup tail --events`; `None` when no event log was installed
+/// (then it goes nowhere but stderr).
+pub fn path() -> Option<PathBuf> {
+    let sink = SINK.get()?;
+    let sink = sink.lock().ok()?;
+    Some(sink.path.clone())
+}
+
 /// `2026-11-22T07:41:45.123+01:00`: local time with its offset, millisecond precision.
 pub fn timestamp() -> String {
     chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)

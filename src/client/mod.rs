@@ -7,6 +7,7 @@
 //! `Outcome::Partial` when a command worked but not everything reached the wanted state.
 
 pub mod completion;
+mod fg;
 pub mod output;
 pub mod report;
 pub mod shell;
@@ -28,6 +29,9 @@ use output::Sink;
 use report::Report;
 
 pub fn run(global: &Global, command: Command) -> Result<Outcome, Fail> {
+    if let Command::Fg { name } = command {
+        return fg::run(global, name);
+    }
     let mut conn = connect(global)?;
     if let Command::Tail { follow: true, .. } = command {
         close_on_interrupt(&conn)?;
@@ -302,31 +306,36 @@ pub fn execute(
             } else {
                 conn.wait_bound()
             });
-            let body = ask(conn, RequestBody::Reload { dry_run }, timeout)?;
-            let ResponseBody::Reload { report } = body else {
-                return Err(unexpected("reload", &body));
-            };
-            let r = report::reload(&report);
-            if json {
-                sink.line(&to_json(&reload_json(&report)?)?)?;
-                // The same exit status as the text: an added or changed job that did not come
-                // up fails the reload, though the new config is in force.
-                return Ok(if r.complete {
-                    Outcome::Ok
-                } else {
-                    Outcome::Partial
-                });
-            }
-            let outcome = emit(&r, &mut sink, err)?;
-            if !report.errors.is_empty() {
-                let n = report.errors.len();
-                let _ = writeln!(
-                    err,
-                    "sup: {n} error{} in the new config; nothing changed, the running config stays in force",
-                    if n == 1 { "" } else { "s" }
-                );
-            }
-            Ok(outcome)
+            reload(
+                conn,
+                RequestBody::Reload { dry_run },
+                timeout,
+                json,
+                &mut sink,
+                err,
+            )
+        }
+        Command::Add { names, json } => {
+            let timeout = Some(conn.wait_bound());
+            reload(
+                conn,
+                RequestBody::Add { names },
+                timeout,
+                json,
+                &mut sink,
+                err,
+            )
+        }
+        Command::Remove { names, json } => {
+            let timeout = Some(conn.wait_bound());
+            reload(
+                conn,
+                RequestBody::Remove { names },
+                timeout,
+                json,
+                &mut sink,
+                err,
+            )
         }
         Command::Pid { name, json } => {
             let body = ask(
@@ -361,6 +370,7 @@ pub fn execute(
             lines,
             stderr,
             json,
+            events,
             name,
         } => {
             let how = TailHow {
@@ -369,8 +379,20 @@ pub fn execute(
                 follow,
                 json,
             };
-            tail(conn, name, how, &mut sink)
+            // clap takes a name or --events, never both.
+            tail(conn, name.filter(|_| !events), how, &mut sink)
         }
+        // It owns the terminal's Ctrl-C and several connections: only `run` starts it.
+        Command::Fg { .. } => Err(Fail::new("fg runs from the command line only")
+            .hint("run `sup fg NAME` outside the shell")),
+        Command::Clear { names, json } => transition(
+            conn,
+            "clear",
+            RequestBody::Clear { names },
+            (false, json),
+            &mut sink,
+            err,
+        ),
         Command::Logreopen => {
             let body = ask(conn, RequestBody::Logreopen, Some(conn.quick()))?;
             let ResponseBody::Done { message } = body else {
@@ -444,6 +466,43 @@ fn transition(
         });
     }
     emit(&r, sink, err)
+}
+
+/// `reload`, and `add`/`remove` (a reload of some programs): the report, and exit 1 when
+/// the config is invalid or a job it started did not come up.
+fn reload(
+    conn: &mut Conn,
+    body: RequestBody,
+    timeout: Option<std::time::Duration>,
+    json: bool,
+    sink: &mut Sink,
+    err: &mut dyn Write,
+) -> Result<Outcome, Fail> {
+    let body = ask(conn, body, timeout)?;
+    let ResponseBody::Reload { report } = body else {
+        return Err(unexpected("reload", &body));
+    };
+    let r = report::reload(&report);
+    if json {
+        sink.line(&to_json(&reload_json(&report)?)?)?;
+        // The same exit status as the text: an added or changed job that did not come
+        // up fails the reload, though the new config is in force.
+        return Ok(if r.complete {
+            Outcome::Ok
+        } else {
+            Outcome::Partial
+        });
+    }
+    let outcome = emit(&r, sink, err)?;
+    if !report.errors.is_empty() {
+        let n = report.errors.len();
+        let _ = writeln!(
+            err,
+            "sup: {n} error{} in the new config; nothing changed, the running config stays in force",
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    Ok(outcome)
 }
 
 /// `restart --rolling` can take minutes: while the daemon works through the instances, a
@@ -555,20 +614,34 @@ struct TailHow {
     json: bool,
 }
 
-fn tail(conn: &mut Conn, name: String, how: TailHow, sink: &mut Sink) -> Result<Outcome, Fail> {
+/// `sup tail NAME`, or with no name (`--events`) the daemon's event log.
+fn tail(
+    conn: &mut Conn,
+    name: Option<String>,
+    how: TailHow,
+    sink: &mut Sink,
+) -> Result<Outcome, Fail> {
     let TailHow {
         lines,
         stderr,
         follow,
         json,
     } = how;
-    conn.send(&Request::new(RequestBody::Tail {
-        name,
-        lines,
-        stderr,
-        follow,
+    let events = name.is_none();
+    conn.send(&Request::new(match name {
+        Some(name) => RequestBody::Tail {
+            name,
+            lines,
+            stderr,
+            follow,
+        },
+        None => RequestBody::EventLog { lines, follow },
     }))?;
-    let stream = if stderr { "stderr" } else { "stdout" };
+    let stream = match (events, stderr) {
+        (true, _) => "events",
+        (false, true) => "stderr",
+        (false, false) => "stdout",
+    };
     // A chunk may end inside a line: the rest comes with the next chunk.
     let mut partial = String::new();
     // Following waits for new output for as long as the user likes; the first chunk of a
@@ -934,7 +1007,8 @@ mod tests {
                 lines: 2,
                 stderr: false,
                 json: true,
-                name: "web".into(),
+                events: false,
+                name: Some("web".into()),
             },
             vec![
                 ResponseBody::Output {
@@ -964,7 +1038,8 @@ mod tests {
                 lines: 2,
                 stderr: true,
                 json: false,
-                name: "web".into(),
+                events: false,
+                name: Some("web".into()),
             },
             vec![
                 ResponseBody::Output {

@@ -498,7 +498,7 @@ mod tests {
                     ..
                 },
                 None,
-            ) => assert_eq!(name, "my job"),
+            ) => assert_eq!(name.as_deref(), Some("my job")),
             other => panic!("{other:?}"),
         }
         match parse("status --socket /x.sock") {

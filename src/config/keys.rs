@@ -182,6 +182,8 @@ pub struct Job {
     pub stdout: Option<Output>,
     pub stderr: Option<Output>,
     pub env: BTreeMap<String, String>,
+    /// What `env_file` holds; `env` wins over it in `finish`.
+    pub env_file: BTreeMap<String, String>,
     pub workingdir: Option<PathBuf>,
     pub umask: Option<u32>,
     pub user: Option<String>,
@@ -211,6 +213,7 @@ impl Job {
             stdout: None,
             stderr: None,
             env: BTreeMap::new(),
+            env_file: BTreeMap::new(),
             workingdir: None,
             umask: None,
             user: None,
@@ -241,7 +244,11 @@ impl Job {
             signal_target: self.signal_target?,
             stdout: self.stdout?,
             stderr: self.stderr?,
-            env: self.env,
+            env: {
+                let mut env = self.env_file;
+                env.extend(self.env);
+                env
+            },
             workingdir: self.workingdir,
             umask: self.umask,
             user: self.user,
@@ -269,6 +276,55 @@ fn env(j: &mut Job, v: &Value, sink: &mut Sink) {
             j.env.insert(var, value);
         }
     }
+}
+
+/// The most an `env_file` may hold: it is read at every load, on the daemon's thread.
+const MAX_ENV_FILE: u64 = 1 << 20;
+
+/// `env_file: PATH`: read now (at every load, so `sup reload` sees a changed file as a changed
+/// `env`), as a regular file of at most `MAX_ENV_FILE` bytes; a FIFO is refused without
+/// blocking the open. Each bad line is an error at `PATH:LINE`.
+fn env_file(j: &mut Job, v: &Value, sink: &mut Sink) {
+    let Some(path) = v.keep(values::path(v.node, v.base_dir), sink) else {
+        return;
+    };
+    let at = (v.node.line, v.node.col);
+    let text = match read_env_file(&path) {
+        Ok(t) => t,
+        Err(why) => {
+            let bad = Bad::new(format!("unable to read {}: {why}", path.display()));
+            sink.push(v.file, at, v.path, bad);
+            return;
+        }
+    };
+    let (vars, errors) = super::dotenv::parse(&text);
+    let shown = path.display().to_string();
+    for (line, message) in errors {
+        sink.push(&shown, (line, 1), v.path, Bad::new(message));
+    }
+    j.env_file.extend(vars);
+}
+
+fn read_env_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|e| super::load::io_reason(&e))?;
+    let meta = file.metadata().map_err(|e| super::load::io_reason(&e))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_ENV_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| super::load::io_reason(&e))?;
+    if bytes.len() as u64 > MAX_ENV_FILE {
+        return Err(format!("longer than {} KiB", MAX_ENV_FILE >> 10));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
 }
 
 fn workingdir(j: &mut Job, v: &Value, sink: &mut Sink) {
@@ -396,6 +452,15 @@ pub const GENERAL: &[Key<Job>] = &[
         read: env,
         default: IfAbsent::Unset("none"),
         doc: "map added to the daemon's environment; numbers and bools become strings",
+        check: None,
+    },
+    Key {
+        name: "env_file",
+        read: env_file,
+        default: IfAbsent::Unset("none"),
+        doc: "a dotenv file (relative to the config's folder), read at each load: \
+              `KEY=value`, `export KEY=value`, `'…'` as written, `\"…\"` with `\\n` `\\t` \
+              `\\\"` `\\\\` `\\$` escapes, `#` comments; nothing is expanded; `env` wins",
         check: None,
     },
     Key {

@@ -1,6 +1,7 @@
 //! Loading a configuration: find it, parse YAML with positions, validate every key, resolve
 //! defaults and paths. The result is a `spec::Config` or every error found.
 
+pub mod dotenv;
 pub mod duration;
 pub mod error;
 pub mod glob;

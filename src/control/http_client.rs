@@ -193,6 +193,17 @@ pub fn target_of(body: &RequestBody) -> (&'static str, String, Option<serde_json
             ),
             None,
         ),
+        RequestBody::EventLog { lines, follow } => (
+            "GET",
+            format!(
+                "tail?events=1&lines={lines}{}",
+                if *follow { "&follow=1" } else { "" }
+            ),
+            None,
+        ),
+        RequestBody::Add { names } => ("POST", "add".into(), Some(json!({"names": names}))),
+        RequestBody::Remove { names } => ("POST", "remove".into(), Some(json!({"names": names}))),
+        RequestBody::Clear { names } => ("POST", "clear".into(), Some(json!({"names": names}))),
         RequestBody::Logreopen => ("POST", "logreopen".into(), None),
         RequestBody::Shutdown => ("POST", "shutdown".into(), None),
     }

@@ -67,6 +67,24 @@ pub enum RequestBody {
         #[serde(default)]
         follow: bool,
     },
+    /// The last lines of the daemon's own event log, then (with `follow`) what it appends.
+    EventLog {
+        lines: usize,
+        #[serde(default)]
+        follow: bool,
+    },
+    /// The reload plan for these programs only (`sup add`): answered as `Reload`.
+    Add {
+        names: Vec<String>,
+    },
+    /// Stop and drop these programs, gone from the config (`sup remove`): as `Reload`.
+    Remove {
+        names: Vec<String>,
+    },
+    /// Truncate the instances' output files (`sup clear`).
+    Clear {
+        names: Vec<String>,
+    },
     Logreopen,
     Shutdown,
     /// Stream a `Status` snapshot, then one `Event` per change of any selected instance,

@@ -42,6 +42,7 @@ use supervisor::{Inst, Supervisor};
 mod acceptor;
 mod cgroups;
 mod checks;
+mod clear;
 mod clients;
 pub(super) mod follow;
 mod http;
@@ -385,6 +386,7 @@ impl Daemon {
             // Every group spawned this turn is on disk before the next poll (`save_state`).
             self.save_state();
             log::logger().flush();
+            self.feed_event_log(now);
             if self.shutting_down && (self.all_down() || self.init.gave_up(now)) {
                 self.finish_shutdown(now);
                 return Ok(self.init.status());
@@ -1153,6 +1155,12 @@ impl Daemon {
                 stderr,
                 follow,
             } => return self.tail(slot, &name, lines, stderr, follow, now),
+            RequestBody::EventLog { lines, follow } => {
+                return self.event_log(slot, lines, follow, now)
+            }
+            RequestBody::Clear { names } => self.clear(&names, now),
+            RequestBody::Add { names } => return self.reload_some(&names, true, slot, now),
+            RequestBody::Remove { names } => return self.reload_some(&names, false, slot, now),
             RequestBody::Logreopen => self.logreopen_response(now),
             RequestBody::Subscribe { names } => return self.subscribe(slot, names, now),
         };

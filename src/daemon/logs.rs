@@ -92,6 +92,27 @@ impl Outputs {
         self.per.retain(|name, _| keep(name));
     }
 
+    /// `sup clear`: empty each of `paths` (an instance's stdout and stderr files) through the
+    /// descriptor its `LogFile` holds, or, for one not open, by a path open that follows no
+    /// symlink. How many existed and were emptied, or the first failure.
+    pub fn clear(&self, instance: &str, paths: &[PathBuf]) -> Result<usize, String> {
+        let files = self.per.get(instance).map(|o| &o.files[..]).unwrap_or(&[]);
+        let mut cleared = 0;
+        for path in paths {
+            let held = files.iter().find(|f| f.borrow().path() == path);
+            let result = match held {
+                Some(f) => f.borrow_mut().clear(),
+                None => super::output::truncate_path(path),
+            };
+            match result {
+                Ok(true) => cleared += 1,
+                Ok(false) => {}
+                Err(e) => return Err(format!("unable to clear {}: {e}", path.display())),
+            }
+        }
+        Ok(cleared)
+    }
+
     /// The failure of one of the instance's log files, if one is in force.
     pub fn log_error(&self, instance: &str) -> Option<String> {
         self.per

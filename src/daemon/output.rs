@@ -52,6 +52,17 @@ const MAX_HELD: usize = 64 * 1024;
 /// A log file that cannot be opened is tried again at most this often.
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
+/// Empty the log file at `path` when no descriptor of it is open (its instance is down or
+/// never ran): opened as every log file is (no final symlink, regular files only), and not
+/// created. `Ok(false)` when it does not exist.
+pub fn truncate_path(path: &Path) -> io::Result<bool> {
+    match open_regular(OpenOptions::new().write(true), path) {
+        Ok(f) => f.set_len(0).map(|()| true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Open (creating it and its missing parent directories) a log file for appending, mode 0640.
 /// Close-on-exec, like every file std opens, so no other child inherits it. A final symlink is
 /// refused (O_NOFOLLOW): whoever owns the log directory could otherwise point `NAME.out` at any
@@ -232,6 +243,10 @@ impl LogFile {
         log
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn is_stream(&self) -> bool {
         self.stream
     }
@@ -287,6 +302,30 @@ impl LogFile {
         self.file = None;
         self.next_open = None;
         self.ensure_open(now);
+    }
+
+    /// `sup clear`: empty the file through the descriptor the daemon holds (never a path
+    /// open, which a symlink planted since could redirect), and start its size accounting
+    /// again. The descriptor appends, so the next write lands at the new end. A parked file
+    /// (its instance is down) is opened as every log file is: no symlink, regular files only,
+    /// and not created. `Ok(false)`: there is no file to clear.
+    pub fn clear(&mut self) -> io::Result<bool> {
+        if self.stream {
+            return Err(io::Error::other(
+                "it goes to the daemon's own stdout or stderr",
+            ));
+        }
+        match &self.file {
+            Some(f) => f.set_len(0)?,
+            None => {
+                if !truncate_path(&self.path)? {
+                    return Ok(false);
+                }
+            }
+        }
+        self.size = 0;
+        self.mid_line = false;
+        Ok(true)
     }
 
     /// Append `data`, rotating first whenever it would grow past `maxbytes`.

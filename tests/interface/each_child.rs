@@ -106,3 +106,86 @@ fn discard_and_stderr_files_and_name_placeholders() {
     });
     assert!(!sb.path("logs/talk:0.err").exists());
 }
+
+/// The variables of a running process, from `/proc/PID/environ`.
+fn environ(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+#[test]
+fn env_file_is_read_at_each_load_and_env_wins() {
+    let mut sb = Sandbox::with_programs(
+        "env-file",
+        "  web:\n    cmd: \"sleep 1000\"\n    env_file: conf/web.env\n    env:\n      WINS: from-env\n    starttime: 0.1\n  other:\n    cmd: \"sleep 1000\"\n    starttime: 0.1\n",
+    );
+    sb.write(
+        "conf/web.env",
+        "# web's settings\nexport GREETING=\"hello\\tthere\"\nRAW='$HOME $(id)'\nWINS=from-file\nPLAIN=a b # comment\n",
+    );
+    sb.start();
+    sb.wait_state("web", "running");
+    let pid = sb.pid("web").expect("pid");
+    let env = environ(pid);
+    for want in [
+        "GREETING=hello\tthere",
+        "RAW=$HOME $(id)",
+        "WINS=from-env",
+        "PLAIN=a b",
+    ] {
+        assert!(env.iter().any(|v| v == want), "{want:?} not in {env:?}");
+    }
+    let other = sb.pid("other").expect("pid");
+
+    // A changed file is a changed program: reload restarts it, and only it.
+    sb.write("conf/web.env", "GREETING=changed\n");
+    let report = sb.sup_ok(&["reload"]);
+    assert!(report.contains("web"), "{report}");
+    sb.wait_for("web restarted", || {
+        sb.pid("web").is_some_and(|p| p != pid) && sb.state("web") == "running"
+    });
+    let env = environ(sb.pid("web").expect("pid"));
+    assert!(env.iter().any(|v| v == "GREETING=changed"), "{env:?}");
+    assert!(!env.iter().any(|v| v.starts_with("RAW=")), "{env:?}");
+    assert_eq!(sb.pid("other"), Some(other));
+
+    // An unchanged file changes nothing.
+    let report = sb.sup_ok(&["reload", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(report.trim()).expect("json");
+    assert_eq!(v["changed"], serde_json::json!([]), "{report}");
+
+    // A bad line is an error at the file's line; the old config stays in force.
+    sb.write("conf/web.env", "OK=1\nnot a line\n");
+    let bad = sb.sup(&["reload"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&bad.stdout),
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(said.contains("web.env:2:"), "{said}");
+    assert!(said.contains("KEY=value"), "{said}");
+    let check = sb.sup(&["check"]);
+    assert_eq!(check.status.code(), Some(1));
+
+    // A missing file and a FIFO are errors, not a hang.
+    std::fs::remove_file(sb.path("conf/web.env")).expect("remove");
+    assert!(nix_mkfifo(&sb.path("conf/web.env")));
+    let fifo = sb.sup(&["check"]);
+    assert_eq!(fifo.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&fifo.stderr).contains("not a regular file"),
+        "{fifo:?}"
+    );
+    assert_eq!(sb.pid("other"), Some(other));
+}
+
+fn nix_mkfifo(path: &std::path::Path) -> bool {
+    std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success())
+}

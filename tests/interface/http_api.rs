@@ -665,6 +665,54 @@ fn without_a_token_changes_are_the_daemons_own_users_only() {
 }
 
 #[test]
+fn api_tail_events_and_clear() {
+    let (_t, sb, port) = start_with_token(
+        "api-events-clear",
+        "  talk:\n    cmd: \"sh -c 'echo one; echo two; sleep 1000'\"\n    starttime: 0.1\n",
+    );
+    sb.wait_state("talk", "running");
+    let (status, tail) = get_json(port, "/api/v1/tail?events=1&lines=50");
+    assert_eq!(status, 200, "{tail}");
+    let data = tail["data"].as_str().expect("data").to_string();
+    assert!(data.contains("talk spawned"), "{data}");
+    let (_, none) = get_json(port, "/api/v1/tail?events=1&lines=0");
+    assert_eq!(none["data"], "");
+    // Without a token the event log is not shown, as a job's output is not.
+    let (refused, _) = get(port, "/api/v1/tail?events=1", None);
+    assert_eq!(refused, 401);
+
+    let mut events = Events::open(port, "/api/v1/tail?events=1&lines=0&follow=1");
+    let (name, first) = events.next_event().expect("the (empty) tail");
+    assert_eq!(
+        (name.as_str(), &first["data"]),
+        ("output", &Value::from(""))
+    );
+
+    sb.wait_for("its output", || sb.read("logs/talk.out") == "one\ntwo\n");
+    let (status, cleared) = post(port, "/api/v1/clear/talk", "");
+    assert_eq!(status, 200, "{cleared}");
+    assert_eq!(cleared["outcomes"][0]["ok"], true, "{cleared}");
+    assert_eq!(sb.read("logs/talk.out"), "");
+    // The clear is an event, and the follower sees it.
+    let mut seen = String::new();
+    while !seen.contains("talk cleared") {
+        let (_, next) = events.next_event().expect("the followed log");
+        seen.push_str(next["data"].as_str().unwrap_or_default());
+    }
+    // The remote CLI's tail --events goes through the same endpoint.
+    let token = _t.path("token");
+    let out = remote(
+        &sb,
+        &format!("http://127.0.0.1:{port}"),
+        &["tail", "--events", "-n", "100"],
+        &[("SUP_TOKEN_FILE", &token.display().to_string())],
+    );
+    let (code, stdout, stderr) = text(&out);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("talk cleared"), "{stdout}");
+}
+
+#[test]
 fn a_client_that_closes_after_its_request_is_not_taken_for_root() {
     // Sent whole and closed at once, a request is read when the client's socket is already
     // the kernel's (time-wait or orphaned, owned by uid 0): that must not pass for root.

@@ -450,3 +450,75 @@ fn an_abandoned_rolling_restart_does_not_answer_for_later_reloads() {
     );
     sb.wait_state("r:2", "running");
 }
+
+/// `sup add` and `sup remove`: one program's part of a reload, the others' changes pending.
+#[test]
+fn add_and_remove_apply_one_programs_change_only() {
+    let mut sb = Sandbox::new("add-remove");
+    sb.write("sup.yaml", BASE);
+    sb.start();
+    wait_all_running(&sb);
+    let before = sb.pids();
+    // Every kind of change is pending at once.
+    sb.write(
+        "sup.yaml",
+        "programs:\n  keep:\n    cmd: sleep 1000\n    starttime: 0.1\n  change:\n    cmd: sleep 2000\n    starttime: 0.1\n  scale:\n    cmd: sleep 1000\n    numprocs: 3\n    starttime: 0.1\n  fresh:\n    cmd: sleep 1000\n    starttime: 0.1\n  other:\n    cmd: sleep 1000\n    starttime: 0.1\n",
+    );
+
+    // add: the new program starts; nothing else moves.
+    let out = sb.sup_ok(&["add", "fresh"]);
+    assert!(out.contains("added: fresh"), "{out}");
+    sb.wait_state("fresh", "running");
+    let now = sb.pids();
+    assert!(!now.contains_key("other"), "{now:?}");
+    assert!(!now.contains_key("scale:2"), "{now:?}");
+    for name in ["keep", "change", "drop", "scale:0", "scale:1"] {
+        assert_eq!(now[name], before[name], "{name} moved");
+    }
+    // add on a changed program restarts it with its new definition.
+    let out = sb.sup_ok(&["add", "change", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["changed"], serde_json::json!(["change"]), "{out}");
+    sb.wait_state("change", "running");
+    let pid = sb.pid("change").expect("pid");
+    assert_ne!(Some(u64::from(pid)), before["change"]);
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("2000"),
+        "{cmdline:?}"
+    );
+    assert_eq!(sb.pids()["drop"], before["drop"], "drop went too early");
+
+    // remove refuses what the config still has, and what is not running; nothing changes.
+    let still = sb.sup(&["remove", "keep"]);
+    assert_eq!(still.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&still.stderr).contains("still in the config"),
+        "{still:?}"
+    );
+    assert_eq!(sb.sup(&["remove", "nope"]).status.code(), Some(1));
+    assert_eq!(sb.sup(&["add", "drop"]).status.code(), Some(1));
+    let dropped = before["drop"].expect("pid") as u32;
+    assert!(alive(dropped));
+
+    // remove: the program that left the config stops and leaves status.
+    let out = sb.sup_ok(&["remove", "drop"]);
+    assert!(out.contains("removed: drop"), "{out}");
+    sb.wait_for("drop's process to end", || !alive(dropped));
+    let now = sb.pids();
+    assert!(!now.contains_key("drop"), "{now:?}");
+    assert!(!now.contains_key("other"), "{now:?}");
+    assert_eq!(now["keep"], before["keep"]);
+
+    // A full reload then applies only what is still pending.
+    let out = sb.sup_ok(&["reload", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["added"], serde_json::json!(["other"]), "{out}");
+    assert_eq!(
+        v["changed"],
+        serde_json::json!(["scale (numprocs 2 → 3)"]),
+        "{out}"
+    );
+    assert_eq!(v["removed"], serde_json::json!([]), "{out}");
+    wait_all_running(&sb);
+}

@@ -407,3 +407,61 @@ fn top_and_shell_work_over_the_http_api() {
     });
     assert_eq!(sb.state("steady"), "running");
 }
+
+/// `sup fg`: the job's stdout and stderr on the terminal, Ctrl-C stops it with its
+/// stopsignal, and fg ends once the job is down; a job stopped from elsewhere ends it too.
+#[test]
+fn fg_follows_the_job_and_ctrl_c_stops_it() {
+    let mut sb = Sandbox::with_programs(
+        "fg",
+        "  talk:\n    cmd: [\"sh\", \"-c\", \"trap 'echo got-term; exit 0' TERM; i=0; while :; do i=$((i+1)); echo out-$i; echo err-$i >&2; sleep 0.1; done\"]\n    starttime: 0.1\n    stopsignal: TERM\n  other:\n    cmd: \"sleep 1000\"\n    starttime: 0.1\n  idle:\n    cmd: \"sleep 1000\"\n    autostart: false\n  pair:\n    cmd: \"sleep 1000\"\n    numprocs: 2\n    autostart: false\n",
+    );
+    sb.start();
+    sb.wait_state("talk", "running");
+    sb.wait_state("other", "running");
+    // Not running, and several instances: errors, without a terminal.
+    let idle = sb.sup(&["fg", "idle"]);
+    assert_eq!(idle.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&idle.stderr).contains("not running"),
+        "{idle:?}"
+    );
+    assert_eq!(sb.sup(&["fg", "pair"]).status.code(), Some(1));
+
+    let Some(t) = Tmux::new("fg") else { return };
+    // The wrapper shell ignores the Ctrl-C itself (a trap is reset for the child at exec)
+    // and shows how fg ended.
+    let line = format!(
+        "sh -c \"trap true INT; {}; echo fg-exit=\\$?; sleep 1000\"",
+        sup_line(&sb, "fg talk").replace('"', "\\\"")
+    );
+    t.open("fg", &line);
+    t.wait_screen("fg", "attached", |s| s.contains("attached to talk"));
+    t.wait_screen("fg", "both streams", |s| {
+        s.contains("out-") && s.contains("err-")
+    });
+    let pid = sb.pid("talk").expect("pid");
+    t.keys("fg", &["C-c"]);
+    let screen = t.wait_screen("fg", "fg to end", |s| s.contains("fg-exit="));
+    assert!(screen.contains("fg-exit=0"), "{screen}");
+    assert!(
+        screen.contains("got-term"),
+        "the job's last words: {screen}"
+    );
+    assert!(screen.contains("talk is stopped"), "{screen}");
+    assert_eq!(sb.state("talk"), "stopped");
+    assert!(!crate::sandbox::alive(pid));
+
+    // Stopped from elsewhere: fg ends as well.
+    t.open(
+        "fg2",
+        &format!(
+            "sh -c '{}; echo fg-exit=$?; sleep 1000'",
+            sup_line(&sb, "fg other").replace('\'', "'\\''")
+        ),
+    );
+    t.wait_screen("fg2", "fg attached", |s| s.contains("attached to other"));
+    sb.sup_ok(&["stop", "other"]);
+    let screen = t.wait_screen("fg2", "fg to end", |s| s.contains("fg-exit="));
+    assert!(screen.contains("other is stopped"), "{screen}");
+}

@@ -1,9 +1,11 @@
-//! Streaming to clients: `tail` (the last lines of a log file, then with `-f` what is new) and
-//! `subscribe` (a status snapshot, then one event per change, for `sup top`).
+//! Streaming to clients: `tail` (the last lines of a log file, then with `-f` what is new),
+//! `tail --events` (the same over the daemon's own event log) and `subscribe` (a status snapshot, then one event per change, for `sup top`).
 //!
 //! `tail -f` never polls the file: the daemon writes the file itself, so each time it pumps a
 //! child's pipe it sends its followers the bytes that appeared since their offset. A follower
-//! that stops reading is dropped once its unsent output passes the connection's limit.
+//! that stops reading is dropped once its unsent output passes the connection's limit. The
+//! event log is the daemon's file too: its followers are fed after the turn's flush
+//! (`feed_event_log`), so following it costs nothing while nothing is logged.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -87,6 +89,52 @@ impl Daemon {
             self.clients.follow(slot);
         }
         None
+    }
+
+    /// `sup tail --events`: the last `lines` lines of the event log, then with `follow` what
+    /// the daemon appends to it. The file is read as a job's is (no symlink, FIFO or device).
+    pub(super) fn event_log(
+        &mut self,
+        slot: usize,
+        lines: usize,
+        follow: bool,
+        now: Instant,
+    ) -> Option<Response> {
+        let Some(path) = crate::logging::path() else {
+            return Some(Response::error(
+                "the event log goes only to the daemon's stderr: there is no file to tail",
+            ));
+        };
+        // What this turn logged so far is in the file before it is read.
+        log::logger().flush();
+        let (data, offset) = match last_lines(&path, lines) {
+            Ok(found) => found,
+            Err(e) => {
+                return Some(Response::error(format!(
+                    "unable to read the event log {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        let reply = Response::new(ResponseBody::Output { data });
+        if !follow {
+            return Some(reply);
+        }
+        self.peer_send(slot, &reply, now);
+        if self.peer_stream(slot, Stream::File { path, offset }) {
+            self.clients.follow(slot);
+        }
+        None
+    }
+
+    /// After the turn's flush: followers of the event log get what was appended.
+    pub(super) fn feed_event_log(&mut self, now: Instant) {
+        if !self.clients.has_followers() {
+            return;
+        }
+        if let Some(path) = crate::logging::path() {
+            self.feed_followers(&path, now);
+        }
     }
 
     /// Send every follower of `path` what was appended since its offset.

@@ -15,7 +15,7 @@
 //! An invalid config changes nothing. `sup reload` waits until what had to stop has stopped
 //! and what had to start has started; SIGHUP does not wait for anyone.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -37,33 +37,11 @@ impl Daemon {
             // The service manager hears of it first; READY=1 follows once it is applied.
             self.systemd.reloading();
         }
-        let path = self.settings.config.source.clone();
-        let config = match crate::config::load(&path) {
+        let config = match self.load_again(dry_run) {
             Ok(c) => c,
-            Err(errors) => {
-                log::error!(
-                    "reload failed: {} error{} in {}; the running config stays in force",
-                    errors.len(),
-                    if errors.len() == 1 { "" } else { "s" },
-                    path.display()
-                );
-                for e in &errors {
-                    log::error!("reload: {}", e.to_string().replace('\n', " "));
-                }
-                let report = ReloadReport {
-                    errors: errors.iter().map(|e| e.to_string()).collect(),
-                    dry_run,
-                    ..ReloadReport::default()
-                };
-                return Some(Response::new(ResponseBody::Reload { report }));
-            }
+            Err(answer) => return Some(*answer),
         };
-        let old: BTreeMap<String, ProgramSpec> = self
-            .sup
-            .specs()
-            .map(|(name, spec)| (name.to_string(), spec.clone()))
-            .collect();
-        let plan = reload::plan(&old, &config.programs);
+        let plan = reload::plan(&self.running_specs(), &config.programs);
         let mut report = report_of(&plan, dry_run);
         report.groups = reload::group_changes(&self.settings.config.groups, &config.groups);
         if dry_run {
@@ -74,32 +52,161 @@ impl Daemon {
                 "reload: daemon settings changed; they take effect at the next daemon start"
             );
         }
+        let waits = self.carry_out(&plan, &config.programs, now);
+        log::info!("{}", summary(&report));
+        self.settings.config.programs = config.programs;
+        self.settings.config.groups = config.groups;
+        self.settings.config.origins = config.origins;
+        self.after_reload(report, waits, slot, now)
+    }
+
+    /// `sup add NAME…` (`adding`) and `sup remove NAME…`: the reload plan restricted to these
+    /// programs, as supervisorctl's `add` and `remove` after a `reread`. `add` applies what
+    /// the config now says for each (a new program is added and started, a changed one
+    /// restarted); `remove` stops and drops a program the config no longer has. Every other
+    /// program's pending change waits for a full reload. A name `add` does not find in the
+    /// config, or `remove` finds still in it, fails the whole request: nothing changes.
+    pub(super) fn reload_some(
+        &mut self,
+        names: &[String],
+        adding: bool,
+        slot: usize,
+        now: Instant,
+    ) -> Option<Response> {
+        let verb = if adding { "add" } else { "remove" };
+        if self.shutting_down {
+            return Some(Response::error(super::api::SHUTTING_DOWN));
+        }
+        let config = match self.load_again(false) {
+            Ok(c) => c,
+            Err(answer) => return Some(*answer),
+        };
+        let old = self.running_specs();
+        // A group stands for its programs, as in the config that defines it now (for
+        // `add`) or as it was loaded (for `remove`).
+        let groups = if adding {
+            &config.groups
+        } else {
+            &self.settings.config.groups
+        };
+        let mut wanted = BTreeSet::new();
+        let mut bad = Vec::new();
+        for name in names {
+            let programs = groups
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| vec![name.clone()]);
+            for p in programs {
+                let (in_config, running) = (config.programs.contains_key(&p), old.contains_key(&p));
+                match (adding, in_config, running) {
+                    (true, false, _) => bad.push(format!("{p}: not in the config")),
+                    (false, _, false) => bad.push(format!("{p}: no such program is running")),
+                    (false, true, true) => bad.push(format!(
+                        "{p}: still in the config (take it out first; `sup stop {p}` stops it \
+                         and keeps it)"
+                    )),
+                    _ => {
+                        wanted.insert(p);
+                    }
+                }
+            }
+        }
+        if !bad.is_empty() {
+            return Some(Response::new(ResponseBody::Error {
+                message: format!("{verb}: {}", bad.join("; ")),
+                hint: Some("`sup reload --dry-run` shows what the config changes".into()),
+            }));
+        }
+        let full = reload::plan(&old, &config.programs);
+        let plan = restrict(&full, &wanted, adding);
+        let report = report_of(&plan, false);
+        let waits = self.carry_out(&plan, &config.programs, now);
+        log::info!("{verb}: {}", summary(&report));
+        // The running config takes only these programs' new definitions.
+        let cfg = &mut self.settings.config;
+        for name in &plan.removed {
+            cfg.programs.remove(name);
+            cfg.origins.remove(name);
+        }
+        for name in plan.added.iter().chain(&plan.changed).chain(&plan.renamed) {
+            copy_program(cfg, &config, name);
+        }
+        for (name, _, _) in &plan.scaled {
+            copy_program(cfg, &config, name);
+        }
+        self.after_reload(report, waits, Some(slot), now)
+    }
+
+    /// The config as the files say now; an invalid one is logged and answered with its errors.
+    fn load_again(&mut self, dry_run: bool) -> Result<crate::config::Config, Box<Response>> {
+        let path = self.settings.config.source.clone();
+        crate::config::load(&path).map_err(|errors| {
+            log::error!(
+                "reload failed: {} error{} in {}; the running config stays in force",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                path.display()
+            );
+            for e in &errors {
+                log::error!("reload: {}", e.to_string().replace('\n', " "));
+            }
+            let report = ReloadReport {
+                errors: errors.iter().map(|e| e.to_string()).collect(),
+                dry_run,
+                ..ReloadReport::default()
+            };
+            Box::new(Response::new(ResponseBody::Reload { report }))
+        })
+    }
+
+    fn running_specs(&self) -> BTreeMap<String, ProgramSpec> {
+        self.sup
+            .specs()
+            .map(|(name, spec)| (name.to_string(), spec.clone()))
+            .collect()
+    }
+
+    /// Carry out a plan with the new definitions in `programs`; what a waiting client waits
+    /// for.
+    fn carry_out(
+        &mut self,
+        plan: &reload::Plan,
+        programs: &BTreeMap<String, ProgramSpec>,
+        now: Instant,
+    ) -> Vec<(InstId, Goal)> {
         let mut waits = Vec::new();
         for name in plan.removed.iter().chain(&plan.renamed) {
             waits.extend(self.retire_program(name, now));
         }
         for name in &plan.changed {
-            if let Some(spec) = config.programs.get(name) {
+            if let Some(spec) = programs.get(name) {
                 waits.extend(self.change_program(spec.clone(), now));
             }
         }
         for (name, _, _) in &plan.scaled {
-            if let Some(spec) = config.programs.get(name) {
+            if let Some(spec) = programs.get(name) {
                 waits.extend(self.scale_program(spec.clone(), now));
             }
         }
         for name in plan.added.iter().chain(&plan.renamed) {
-            if let Some(spec) = config.programs.get(name) {
+            if let Some(spec) = programs.get(name) {
                 let ids = self.add_program(spec.clone(), &HashMap::new(), now);
                 if spec.autostart && spec.schedule.is_none() {
                     waits.extend(ids.into_iter().map(|id| (id, Goal::Up)));
                 }
             }
         }
-        log::info!("{}", summary(&report));
-        self.settings.config.programs = config.programs;
-        self.settings.config.groups = config.groups;
-        self.settings.config.origins = config.origins;
+        waits
+    }
+
+    /// Once the running config is the new one: dependencies, subscribers, the waiting client.
+    fn after_reload(
+        &mut self,
+        report: ReloadReport,
+        waits: Vec<(InstId, Goal)>,
+        slot: Option<usize>,
+        now: Instant,
+    ) -> Option<Response> {
         self.index_dependencies();
         let inputs = self.recheck_all_waiting();
         self.apply(inputs, now);
@@ -254,6 +361,42 @@ impl Daemon {
             .by_name(program)
             .map(|p| p.instances().to_vec())
             .unwrap_or_default()
+    }
+}
+
+/// A plan cut down to `wanted`: for `add` everything but removals, for `remove` only them.
+fn restrict(full: &reload::Plan, wanted: &BTreeSet<String>, adding: bool) -> reload::Plan {
+    let keep = |v: &[String]| -> Vec<String> {
+        v.iter().filter(|n| wanted.contains(*n)).cloned().collect()
+    };
+    if !adding {
+        return reload::Plan {
+            removed: keep(&full.removed),
+            ..reload::Plan::default()
+        };
+    }
+    reload::Plan {
+        added: keep(&full.added),
+        changed: keep(&full.changed),
+        scaled: full
+            .scaled
+            .iter()
+            .filter(|(n, _, _)| wanted.contains(n))
+            .cloned()
+            .collect(),
+        renamed: keep(&full.renamed),
+        removed: Vec::new(),
+        unchanged: keep(&full.unchanged),
+    }
+}
+
+/// Take program `name` (its definition and where it is written) from `new` into `cfg`.
+fn copy_program(cfg: &mut crate::config::Config, new: &crate::config::Config, name: &str) {
+    if let Some(spec) = new.programs.get(name) {
+        cfg.programs.insert(name.to_string(), spec.clone());
+    }
+    if let Some(origin) = new.origins.get(name) {
+        cfg.origins.insert(name.to_string(), origin.clone());
     }
 }
 

@@ -71,6 +71,10 @@ pub fn needs_token(body: &RequestBody) -> bool {
         | RequestBody::Signal { .. }
         | RequestBody::Reload { .. }
         | RequestBody::Tail { .. }
+        | RequestBody::EventLog { .. }
+        | RequestBody::Clear { .. }
+        | RequestBody::Add { .. }
+        | RequestBody::Remove { .. }
         | RequestBody::Logreopen
         | RequestBody::Shutdown => true,
     }
@@ -87,6 +91,14 @@ struct ActBody {
     wait: bool,
     #[serde(default)]
     rolling: bool,
+}
+
+/// The body of `clear`: which instances, unless the path names one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamesBody {
+    #[serde(default)]
+    names: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -194,6 +206,17 @@ pub fn route(method: Method, path: &str, query: &str, body: &[u8]) -> Result<Cal
             reads(method)?;
             Ok(json(RequestBody::Pid { name }))
         }
+        ("tail", false) if query.events => {
+            reads(method)?;
+            let follow = query.follow;
+            Ok(Call {
+                body: RequestBody::EventLog {
+                    lines: query.lines.unwrap_or(10),
+                    follow,
+                },
+                shape: if follow { Shape::Events } else { Shape::Json },
+            })
+        }
         ("tail", true) => {
             reads(method)?;
             let Some(name) = name else {
@@ -243,6 +266,22 @@ pub fn route(method: Method, path: &str, query: &str, body: &[u8]) -> Result<Cal
                 signal: b.signal,
                 names,
                 target,
+            }))
+        }
+        ("clear", _) => {
+            writes(method)?;
+            let b: NamesBody = parse_body(body)?;
+            let names = with_path_name(name, b.names)?;
+            Ok(json(RequestBody::Clear { names }))
+        }
+        ("add" | "remove", _) => {
+            writes(method)?;
+            let b: NamesBody = parse_body(body)?;
+            let names = with_path_name(name, b.names)?;
+            Ok(json(if endpoint == "add" {
+                RequestBody::Add { names }
+            } else {
+                RequestBody::Remove { names }
             }))
         }
         ("reload", false) => {
@@ -304,6 +343,8 @@ struct Query {
     lines: Option<usize>,
     stderr: bool,
     follow: bool,
+    /// `tail?events=1`: the daemon's event log rather than a job's output.
+    events: bool,
 }
 
 impl Query {
@@ -336,23 +377,25 @@ impl Query {
                         }
                     }
                 }
-                "follow" => {
-                    q.follow = match value.as_str() {
-                        "" | "1" | "true" | "yes" => true,
-                        "0" | "false" | "no" => false,
-                        other => {
-                            return Err(refuse(
-                                400,
-                                format!("follow: expected 1 or 0, found {other:?}"),
-                            ))
-                        }
-                    }
-                }
+                "follow" => q.follow = flag("follow", &value)?,
+                "events" => q.events = flag("events", &value)?,
                 // Other parameters (a cache-buster, say) are ignored, as HTTP servers do.
                 _ => {}
             }
         }
         Ok(q)
+    }
+}
+
+/// A yes/no query parameter: `follow=1`, `events`, `follow=0`.
+fn flag(key: &str, value: &str) -> Result<bool, Refusal> {
+    match value {
+        "" | "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        other => Err(refuse(
+            400,
+            format!("{key}: expected 1 or 0, found {other:?}"),
+        )),
     }
 }
 
@@ -490,6 +533,24 @@ mod tests {
         );
         let c = call(Method::Get, "/api/v1/events?names=a,b", "").expect("routes");
         assert_eq!(c.shape, Shape::Events);
+        let c = call(Method::Get, "/api/v1/tail?events=1&lines=4&follow=1", "").expect("routes");
+        assert_eq!(
+            c.body,
+            RequestBody::EventLog {
+                lines: 4,
+                follow: true
+            }
+        );
+        assert_eq!(c.shape, Shape::Events);
+        let c = call(Method::Post, "/api/v1/clear/web", "").expect("routes");
+        assert_eq!(
+            c.body,
+            RequestBody::Clear {
+                names: vec!["web".into()]
+            }
+        );
+        assert!(call(Method::Get, "/api/v1/clear/web", "").is_err());
+        assert!(call(Method::Get, "/api/v1/tail?events=maybe", "").is_err());
         let c = call(
             Method::Get,
             "/api/v1/tail/web?lines=3&stream=stderr&follow=1",
