@@ -669,6 +669,21 @@ fn on_v2_a_child_is_born_in_its_cgroup_instead_of_joining_it() {
         procs_writes(&trace, &unified, "born/born"),
         Vec::<&str>::new()
     );
+    // A crash that left nothing in the cgroup does not kill it, so the restart is born in
+    // it too (a killed cgroup would make the next spawn join by a write).
+    crate::sandbox::kill(pid, 9);
+    sb.wait_for("a restart", || sb.pid("born").is_some_and(|p| p != pid));
+    let trace = sb.read("strace.out");
+    let born = trace
+        .lines()
+        .filter(|l| l.contains("clone3(") && l.contains("CLONE_INTO_CGROUP"))
+        .count();
+    assert!(born >= 2, "{born} clone3 calls:\n{trace}");
+    assert_eq!(
+        procs_writes(&trace, &unified, "born/born"),
+        Vec::<&str>::new()
+    );
+    let trace = sb.read("strace.out");
     if word == "hybrid" {
         // The v1 hierarchies are still joined by a write, which the trace shows.
         assert!(

@@ -100,6 +100,12 @@ impl Daemon {
     /// SIGKILL the whole cgroup (a SIGKILL to the process group reaches no escapee).
     pub(super) fn kill_cgroup(&self, id: InstId) {
         if let Some((p, i)) = self.cg_names(id) {
+            // After a crash the cgroup is most often empty already: nothing to kill, and a
+            // kill would cost the restart its clone3 (see `CgState::killed`). An empty cgroup
+            // cannot fill again but by a spawn of ours.
+            if self.settings.cgroups.populated(&p, &i) == Some(false) {
+                return;
+            }
             self.note_killed(id);
             if let Err(e) = self.settings.cgroups.kill(&p, &i) {
                 log::warn!("{i}: {e}");
