@@ -1,6 +1,7 @@
 //! Resolving the NAME arguments of `status`, `start`, `stop` … against the instances:
 //! `all`, a group (all its programs' instances), a program (all its instances) or one
-//! instance (`web:1`). There are no patterns: a name is matched whole.
+//! instance (`web:1`). `web:*` and `front:*` mean the program or group, as supervisorctl
+//! writes them; there are no other patterns: a name is matched whole.
 
 use std::collections::BTreeMap;
 
@@ -20,14 +21,19 @@ pub fn resolve<'a>(
     let mut picked = vec![false; instances.len()];
     let mut unknown = Vec::new();
     for name in names {
+        // `NAME:*`: every instance of a program or group, never one instance.
+        let (whole, starred) = match name.strip_suffix(":*") {
+            Some(w) => (w, true),
+            None => (name.as_str(), false),
+        };
         let mut hit = false;
-        let members = groups.get(name.as_str());
+        let members = groups.get(whole);
         // A group that exists is a hit even when it has no members: it names nothing to do,
         // which is not a typo.
         hit |= members.is_some();
         for (i, (program, instance)) in instances.iter().enumerate() {
             let in_group = members.is_some_and(|m| m.iter().any(|p| p == program));
-            if in_group || program == name || instance == name {
+            if in_group || *program == whole || (!starred && instance == name) {
                 picked[i] = true;
                 hit = true;
             }
@@ -63,6 +69,20 @@ mod tests {
         assert_eq!(resolve(SET, &names(&["web:1", "db"])), Ok(vec![0, 2]));
         assert_eq!(resolve(SET, &names(&["all"])), Ok(vec![0, 1, 2]));
         assert_eq!(resolve(SET, &[]), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_star_after_a_program_or_group_means_all_its_instances() {
+        assert_eq!(resolve(SET, &names(&["web:*"])), Ok(vec![1, 2]));
+        assert_eq!(resolve(SET, &names(&["db:*"])), Ok(vec![0]));
+        // An instance name with a star is not a program: nothing matches it.
+        assert_eq!(resolve(SET, &names(&["web:1:*"])), Err(vec!["web:1:*"]));
+        let groups = BTreeMap::from([("front".to_string(), vec!["web".to_string()])]);
+        assert_eq!(
+            super::resolve(SET, &groups, &names(&["front:*"])),
+            Ok(vec![1, 2])
+        );
+        assert_eq!(resolve(SET, &names(&["nope:*"])), Err(vec!["nope:*"]));
     }
 
     #[test]

@@ -55,6 +55,20 @@ fn a_group_name_selects_its_programs_for_stop_start_status_and_signal() {
     assert!(err.contains("api, static:0, static:1"), "{err}");
     // A group of one is that instance.
     assert!(sb.sup(&["tail", "batch"]).status.success());
+
+    // supervisorctl's `NAME:*`: a program's or a group's instances, and nothing else.
+    sb.sup_ok(&["stop", "static:*"]);
+    for name in ["static:0", "static:1"] {
+        assert_eq!(sb.state(name), "stopped", "{name}");
+    }
+    assert_eq!(sb.state("api"), "running");
+    sb.sup_ok(&["restart", "web:*"]);
+    for name in ["api", "static:0", "static:1"] {
+        assert_eq!(sb.state(name), "running", "{name}");
+    }
+    assert_eq!(sb.pid("db"), db);
+    let out = sb.sup(&["stop", "static:0:*"]);
+    assert_eq!(out.status.code(), Some(1), "an instance has no instances");
 }
 
 #[test]
