@@ -257,8 +257,11 @@ Every child is `sh -c 'echo $$ >> ANNOUNCE; exec sleep 100000'`, where ANNOUNCE 
 driver holds open and watches with `select(2)`, so a child is counted the moment it runs its
 first command. sup runs with `starttime: 0` and `stdout/stderr: discard`; supervisord with
 `startsecs=0`, `stdout_logfile=NONE`, `nodaemon=true`; each tool has its own directory, socket
-and config. **raw** (`bench/raw/raw.c`) forks and execs N children, replaces any that dies
-(`waitpid`, then `fork`/`exec`), and on SIGTERM signals all of them and reaps them: the least a
+and config. Run as root on a host with cgroups, sup puts every instance in a cgroup of its
+own (on a hybrid host: the v2 hierarchy plus each v1 controller it uses), so its spawn,
+restart, stop and status rows include making, joining, reading and removing those; raw and
+supervisord do none of it. **raw** (`bench/raw/raw.c`) forks and execs N children, replaces
+any that dies (`waitpid`, then `fork`/`exec`), and on SIGTERM signals all of them and reaps them: the least a
 supervisor can do, on this machine.
 
 - **spawn**: from launching the daemon to the N-th child announcing itself.
