@@ -33,7 +33,7 @@ pub fn http(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option
             "listen" => listen = keep(addresses(v), v, file, p, sink),
             "token_file" => {
                 token_file = keep(values::path(v, base_dir), v, file, p, sink);
-                if let Some(bad) = token_file.as_deref().and_then(unready_token) {
+                if let Some(bad) = token_file.as_deref().and_then(|p| unready(p, "the token")) {
                     sink.warn(file, (v.line, v.col), p, bad);
                 }
             }
@@ -81,7 +81,7 @@ fn tls_keys(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option
         match name {
             "cert" | "key" => {
                 let read = keep(values::path(v, base_dir), v, file, &path, sink);
-                if let Some(bad) = read.as_deref().and_then(unready_pem) {
+                if let Some(bad) = read.as_deref().and_then(|p| unready(p, "the PEM")) {
                     sink.warn(file, (v.line, v.col), &path, bad);
                 }
                 if name == "cert" {
@@ -107,9 +107,10 @@ fn tls_keys(node: &Node, file: &str, base_dir: &Path, sink: &mut Sink) -> Option
     }
 }
 
-/// Why the token file will stop the daemon's start, as far as its metadata tells (its content
-/// is read at start, not here): a warning, like a `workingdir` that does not exist yet.
-fn unready_token(path: &Path) -> Option<Bad> {
+/// Why a file read at start (the token, a TLS PEM: `holding` says which) will stop the
+/// daemon's start, as far as its metadata tells: a warning, like a `workingdir` that does not
+/// exist yet.
+fn unready(path: &Path, holding: &str) -> Option<Bad> {
     let why = match std::fs::metadata(path) {
         Ok(m) if m.is_file() && m.len() > 0 => return None,
         Ok(m) if m.is_file() => "is empty".to_string(),
@@ -117,22 +118,7 @@ fn unready_token(path: &Path) -> Option<Bad> {
         Err(e) => format!("cannot be read: {e}"),
     };
     Some(Bad::new(format!(
-        "{} {why}: the daemon will not start until it holds the token",
-        path.display()
-    )))
-}
-
-/// Why a TLS file will stop the daemon's start, as far as its metadata tells (the PEM is
-/// read at start): a warning, like the token file's.
-fn unready_pem(path: &Path) -> Option<Bad> {
-    let why = match std::fs::metadata(path) {
-        Ok(m) if m.is_file() && m.len() > 0 => return None,
-        Ok(m) if m.is_file() => "is empty".to_string(),
-        Ok(_) => "is not a regular file".to_string(),
-        Err(e) => format!("cannot be read: {e}"),
-    };
-    Some(Bad::new(format!(
-        "{} {why}: the daemon will not start until it holds the PEM",
+        "{} {why}: the daemon will not start until it holds {holding}",
         path.display()
     )))
 }

@@ -749,6 +749,18 @@ mod tests {
         Url::parse(&format!("http://127.0.0.1:{port}")).expect("parses")
     }
 
+    /// Every answer of a `tail -f` from `url` until the server ends the stream.
+    fn follow_to_the_end(url: &Url) -> Vec<ResponseBody> {
+        let mut http = HttpTransport::connect(url, Duration::from_secs(5)).expect("connects");
+        http.send(&tail_follow()).expect("sends");
+        http.set_deadline(Some(Instant::now() + Duration::from_secs(20)));
+        let mut got = Vec::new();
+        while let Some(r) = http.next().expect("reads") {
+            got.push(r.body);
+        }
+        got
+    }
+
     fn tail_follow() -> RequestBody {
         RequestBody::Tail {
             name: "web".into(),
@@ -881,15 +893,8 @@ mod tests {
             }
             let _ = s.write_all(b"0\r\n\r\n");
         });
-        let mut http = HttpTransport::connect(&url, Duration::from_secs(5)).expect("connects");
-        http.send(&tail_follow()).expect("sends");
-        http.set_deadline(Some(Instant::now() + Duration::from_secs(20)));
-        let mut got = Vec::new();
-        while let Some(r) = http.next().expect("reads") {
-            got.push(r.body);
-        }
         assert_eq!(
-            got,
+            follow_to_the_end(&url),
             ["one", "two"].map(|d| ResponseBody::Output { data: d.into() })
         );
     }
@@ -908,15 +913,8 @@ mod tests {
             );
             let _ = s.write_all(body.as_bytes());
         });
-        let mut http = HttpTransport::connect(&url, Duration::from_secs(5)).expect("connects");
-        http.send(&tail_follow()).expect("sends");
-        http.set_deadline(Some(Instant::now() + Duration::from_secs(20)));
-        let mut got = Vec::new();
-        while let Some(r) = http.next().expect("reads") {
-            got.push(r.body);
-        }
         assert_eq!(
-            got,
+            follow_to_the_end(&url),
             ["one", "two"].map(|d| ResponseBody::Output { data: d.into() })
         );
     }

@@ -112,6 +112,26 @@ fn wait_left_group(sb: &Sandbox, pid: u32) {
 /// the sandbox to find).
 struct Reap(Option<u32>);
 
+/// A started daemon whose job `runaway` leaves an escapee with a new session and an empty
+/// environment; the escapee's pid, killed when the guard drops. `None` (the test skips) when
+/// the host has no cgroups.
+fn runaway(name: &str, extra: &str) -> Option<(Sandbox, u32, Reap)> {
+    let mut sb = Sandbox::with_programs(
+        name,
+        &format!(
+            "\n  runaway:\n    cmd: [\"sh\", \"-c\", \"env -i setsid sleep 1000 & echo $! > $OUT/escapee; \
+             exec sleep 1000\"]\n    starttime: 0\n{extra}"
+        ),
+    );
+    started(&mut sb, false)?;
+    sb.wait_state("runaway", "running");
+    sb.wait_for("the escapee's pid", || {
+        sb.read("escapee").trim().parse::<u32>().is_ok()
+    });
+    let escapee: u32 = sb.read("escapee").trim().parse().expect("pid");
+    Some((sb, escapee, Reap(Some(escapee))))
+}
+
 impl Drop for Reap {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {
@@ -162,24 +182,9 @@ fn each_instance_and_what_it_starts_run_in_a_cgroup_of_their_own() {
 fn an_escapee_with_a_clean_environment_dies_with_the_cgroup_on_stop() {
     // `env -i` removes the tags the sweep looks for, and `setsid` leaves the group: only the
     // cgroup still knows this process belongs to the job.
-    let mut sb = Sandbox::with_programs(
-        "cg-escape",
-        r#"
-  runaway:
-    cmd: ["sh", "-c", "env -i setsid sleep 1000 & echo $! > $OUT/escapee; exec sleep 1000"]
-    starttime: 0
-    stoptime: 5
-"#,
-    );
-    if started(&mut sb, false).is_none() {
+    let Some((sb, escapee, guard)) = runaway("cg-escape", "    stoptime: 5\n") else {
         return;
-    }
-    sb.wait_state("runaway", "running");
-    sb.wait_for("the escapee's pid", || {
-        sb.read("escapee").trim().parse::<u32>().is_ok()
-    });
-    let escapee: u32 = sb.read("escapee").trim().parse().expect("pid");
-    let guard = Reap(Some(escapee));
+    };
     wait_left_group(&sb, escapee);
     let leader = sb.pid("runaway").expect("pid");
     assert_eq!(main_cgroup(escapee), main_cgroup(leader));
@@ -439,23 +444,9 @@ fn a_limit_the_host_cannot_apply_is_a_warning_not_a_failure() {
 fn the_next_daemon_kills_what_a_killed_one_left_in_its_cgroups() {
     // The escapee has neither the group nor the tags: after `kill -9` of the daemon only its
     // cgroup says whose it is, and the next daemon on the same state file empties it.
-    let mut sb = Sandbox::with_programs(
-        "cg-stale",
-        r#"
-  runaway:
-    cmd: ["sh", "-c", "env -i setsid sleep 1000 & echo $! > $OUT/escapee; exec sleep 1000"]
-    starttime: 0
-"#,
-    );
-    if started(&mut sb, false).is_none() {
+    let Some((mut sb, escapee, guard)) = runaway("cg-stale", "") else {
         return;
-    }
-    sb.wait_state("runaway", "running");
-    sb.wait_for("the escapee's pid", || {
-        sb.read("escapee").trim().parse::<u32>().is_ok()
-    });
-    let escapee: u32 = sb.read("escapee").trim().parse().expect("pid");
-    let guard = Reap(Some(escapee));
+    };
     // Out of the group first: else the next daemon kills it with the recorded group.
     wait_left_group(&sb, escapee);
     assert!(!cgroup_dirs(escapee).is_empty());

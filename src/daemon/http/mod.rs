@@ -293,10 +293,10 @@ impl HttpConn {
         match self.phase {
             Phase::Head => self.read_head(now),
             Phase::Body => self.read_body(),
-            Phase::Parked => self.watch_hangup(),
+            Phase::Parked => self.drain(),
             Phase::Writing => self.write(),
             Phase::Streaming => match self.write_stream() {
-                Progress::Idle => self.watch_hangup(),
+                Progress::Idle => self.drain(),
                 other => other,
             },
             Phase::Draining => self.drain(),
@@ -370,9 +370,9 @@ impl HttpConn {
         }
     }
 
-    /// Parked or streaming, the peer sends nothing more that counts: read and drop it, and
-    /// see whether it hung up (a client that gave up waiting).
-    fn watch_hangup(&mut self) -> Progress {
+    /// Parked, streaming or answered, the peer sends nothing more that counts: read and drop
+    /// it (at most `MAX_DRAIN` in all), and see whether it hung up.
+    fn drain(&mut self) -> Progress {
         let mut buf = [0u8; 4096];
         loop {
             match self.read_some(&mut buf) {
@@ -489,24 +489,6 @@ impl HttpConn {
         match progress {
             Progress::Idle if self.out.len() - self.sent > MAX_STREAM_OUT => Progress::TooSlow,
             other => other,
-        }
-    }
-
-    fn drain(&mut self) -> Progress {
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.read_some(&mut buf) {
-                Ok(0) => return Progress::Close,
-                Ok(n) => {
-                    self.drained += n;
-                    if self.drained > MAX_DRAIN {
-                        return Progress::Close;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Idle,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Progress::Close,
-            }
         }
     }
 
