@@ -300,7 +300,10 @@ fn listeners(node: &Node, file: &str, sink: &mut Sink) -> Vec<ListenerSpec> {
         for name in LISTENER_KEYS {
             let given = found.iter().any(|(k, _)| k.text() == Some(name));
             if !given {
-                let bad = Bad::new(format!("missing {name}"));
+                let bad = Bad::new(format!("missing {name}")).with_hint(
+                    "each listener is a map of cmd (a command line) and events (a list of \
+                     event names)",
+                );
                 sink.push(file, (item.line, item.col), &at, bad);
             }
         }
