@@ -465,6 +465,11 @@ impl Listeners {
     }
 }
 
+/// The `SUP_PROCESS_NAME` a listener's processes carry: `#` is in no instance's name.
+fn tag_name(serial: u64) -> String {
+    format!("listener#{serial}")
+}
+
 fn runs(l: &Listener, pid: u32) -> bool {
     l.run.as_ref().is_some_and(|r| r.pid == pid)
 }
@@ -499,8 +504,19 @@ fn end_run(l: &mut Listener, closing: &mut Vec<(Option<usize>, OwnedFd)>) -> Dur
     let Some(run) = l.run.take() else {
         return Duration::ZERO;
     };
-    // A child it left behind may hold the pipe or go on writing: the group dies with it.
+    // A child it left behind may hold the pipe or go on writing: the group dies with it, and
+    // so does one that left the group (one /proc scan per end, which backoff keeps rare).
     signal(run.pid, Signal::SIGKILL);
+    if let Some(tag) = super::spawn::daemon_tag() {
+        let strays = super::state::kill_tagged(tag, Some(&[tag_name(l.serial)]), &[], &[]);
+        if !strays.is_empty() {
+            log::warn!(
+                "listener {}: killed {} process(es) that had left its group: {strays:?}",
+                l.label,
+                strays.len()
+            );
+        }
+    }
     if l.queue.drop_partial() {
         log::warn!(
             "listener {} ended in the middle of a line: its rest is dropped",
@@ -586,9 +602,15 @@ fn spawn(l: &Listener) -> Result<(u32, OwnedFd), String> {
         .stderr(Stdio::null())
         .env("SUP_LISTENER", &l.label)
         .process_group(0);
-    // Found by the shutdown's sweep (and a later daemon's) should it leave its group.
+    // SAFETY: `reset_signals` makes raw syscalls only, as a child between fork and exec may.
+    unsafe {
+        cmd.pre_exec(super::spawn::reset_signals);
+    }
+    // Found by the shutdown's sweep (and a later daemon's) should it leave its group, and by
+    // the sweep at its own end under a name no instance can have.
     if let Some(tag) = super::spawn::daemon_tag() {
-        cmd.env(super::state::DAEMON_VAR, tag);
+        cmd.env(super::state::DAEMON_VAR, tag)
+            .env(super::state::INSTANCE_VAR, tag_name(l.serial));
     }
     let child = cmd
         .spawn()
