@@ -151,6 +151,8 @@ fn shutdown_leaves_no_listener_alive_even_one_that_ignores_sigterm() {
     sb.wait_for("both listeners", || {
         pids(&sb, "events.txt").len() == 1 && !sb.read("stubborn.pid").is_empty()
     });
+    // Listeners that wait (one reading, one not) cost the daemon no wakeups.
+    crate::http::assert_no_wakeups(&sb);
     let recorder = pids(&sb, "events.txt")[0];
     let stubborn: u32 = sb.read("stubborn.pid").trim().parse().expect("pid");
     let t = Instant::now();
@@ -252,4 +254,45 @@ fn a_health_change_reaches_the_listener() {
                     .is_some_and(|m| m.starts_with("web unhealthy"))
         })
     });
+}
+
+#[test]
+fn hostile_listeners_hold_up_nothing_and_leave_nothing_behind() {
+    let mut sb = Sandbox::new("listener-hostile");
+    sb.write(
+        "sup.yaml",
+        "daemon:\n  notify:\n    listeners:\n\
+         \x20     - cmd: \"sleep 3600\"\n        events: [spawned, exit]\n\
+         \x20     - cmd: [\"sh\", \"-c\", \"exec 0<&-; sleep 3600\"]\n        events: [spawned]\n\
+         \x20     - cmd: [\"sh\", \"-c\", \"setsid sleep 3601 & exit 0\"]\n        events: [spawned]\n\
+         \x20     - cmd: \"true\"\n        events: [spawned]\n\
+         \x20     - cmd: \"/no/such/listener\"\n        events: [spawned]\n\
+         \x20     - cmd: [\"sh\", \"-c\", \"yes\"]\n        events: [spawned]\n\
+         programs:\n  flap:\n    cmd: [\"sh\", \"-c\", \"exit 1\"]\n    numprocs: 20\n    \
+         starttime: 1\n    startretries: 2\n",
+    );
+    sb.start();
+    sb.wait_for("the escapee of listener 2 to be killed at its end", || {
+        sb.log()
+            .contains("listener 2: killed 1 process(es) that had left its group")
+    });
+    sb.wait_for("backoff for the listeners that end at once", || {
+        let log = sb.log();
+        log.contains("listener 3 exited with code 0; restarting it in")
+            && log.contains("listener 4 could not start")
+            && log.contains("listener 1 closed its stdin")
+    });
+    let t = Instant::now();
+    sb.sup_ok(&["status"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let _ = sb.sup(&["shutdown"]);
+    sb.wait_daemon_exit();
+    // A listener that does not trap SIGTERM dies of it: its mask is not the daemon's.
+    assert!(
+        sb.log()
+            .contains("listener 0 stopped (was killed by signal 15)"),
+        "{}",
+        sb.log()
+    );
+    assert!(sb.survivors().is_empty(), "{:?}", sb.survivors());
 }
