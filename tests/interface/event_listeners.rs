@@ -264,7 +264,7 @@ fn hostile_listeners_hold_up_nothing_and_leave_nothing_behind() {
         "daemon:\n  notify:\n    listeners:\n\
          \x20     - cmd: \"sleep 3600\"\n        events: [spawned, exit]\n\
          \x20     - cmd: [\"sh\", \"-c\", \"exec 0<&-; sleep 3600\"]\n        events: [spawned]\n\
-         \x20     - cmd: [\"sh\", \"-c\", \"setsid sleep 3601 & exit 0\"]\n        events: [spawned]\n\
+         \x20     - cmd: [\"sh\", \"-c\", \"setsid sleep 3601 & sleep 1; exit 0\"]\n        events: [spawned]\n\
          \x20     - cmd: \"true\"\n        events: [spawned]\n\
          \x20     - cmd: \"/no/such/listener\"\n        events: [spawned]\n\
          \x20     - cmd: [\"sh\", \"-c\", \"yes\"]\n        events: [spawned]\n\
