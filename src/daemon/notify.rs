@@ -247,13 +247,14 @@ impl Notifier {
         match &job.kind {
             JobKind::Hook(cmd, env) => {
                 let (program, args) = cmd.split_first().ok_or("empty hook command")?;
-                let child = Command::new(program)
-                    .args(args)
+                let mut cmd = Command::new(program);
+                cmd.args(args)
                     .envs(env.iter().map(|(k, v)| (k, v)))
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
-                    .process_group(0)
+                    .process_group(0);
+                let child = with_default_signals(&mut cmd)
                     .spawn()
                     .map_err(|e| format!("unable to run {program}: {e}"))?;
                 Ok(child.id())
@@ -261,12 +262,13 @@ impl Notifier {
             JobKind::Send(delivery) => {
                 let exe = self.exe.as_ref().ok_or("the sup binary cannot be found")?;
                 let text = serde_json::to_vec(delivery).map_err(|e| e.to_string())?;
-                let mut child = Command::new(exe)
-                    .arg(SUBCOMMAND)
+                let mut cmd = Command::new(exe);
+                cmd.arg(SUBCOMMAND)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
-                    .process_group(0)
+                    .process_group(0);
+                let mut child = with_default_signals(&mut cmd)
                     .spawn()
                     .map_err(|e| format!("unable to start a sender: {e}"))?;
                 // A few KiB into an empty pipe: this never blocks.
@@ -278,6 +280,12 @@ impl Notifier {
             }
         }
     }
+}
+
+/// Default signals for a hook or sender, as for a job (see `reset_signals`).
+fn with_default_signals(cmd: &mut Command) -> &mut Command {
+    // SAFETY: `reset_signals` makes raw syscalls only, as a child between fork and exec may.
+    unsafe { cmd.pre_exec(super::spawn::reset_signals) }
 }
 
 /// What the sender said on stderr (it has exited, so this does not wait long: the read end is

@@ -806,9 +806,9 @@ fn default_dispositions() {
     }
 }
 
-/// For `Command::pre_exec` of a child made with std (a listener): default dispositions and an
-/// empty signal mask, as a job gets them. Without it the child keeps the daemon's mask, which
-/// blocks SIGTERM (the signalfd's), so a stop could only kill it.
+/// For `Command::pre_exec` of a child made with std (a listener, a hook, a sender): default
+/// dispositions and an empty signal mask, as a job gets them. std resets the mask and SIGPIPE
+/// only, so a SIG_IGN the daemon inherited (nohup's SIGHUP) would otherwise pass on.
 pub fn reset_signals() -> std::io::Result<()> {
     default_dispositions();
     let empty = 0u64;
