@@ -244,15 +244,20 @@ pub fn supervisord(data: &[u8]) {
     let Some(text) = text(data) else { return };
     let _ = crate::import::ini::environment(text);
     if let Some(t) = crate::import::translate_text(text) {
-        let (_, errors) = yaml::parse(&t.yaml);
-        assert!(
-            errors.is_empty(),
-            "unparsable YAML written: {errors:?}\n{}",
-            t.yaml
-        );
-        for note in &t.notes {
-            let _ = note.to_string();
-        }
+        translated(&t);
+    }
+}
+
+/// What an import wrote must parse as YAML, and its notes must print.
+fn translated(t: &crate::import::supervisord::Translation) {
+    let (_, errors) = yaml::parse(&t.yaml);
+    assert!(
+        errors.is_empty(),
+        "unparsable YAML written: {errors:?}\n{}",
+        t.yaml
+    );
+    for note in &t.notes {
+        let _ = note.to_string();
     }
 }
 
@@ -261,14 +266,6 @@ pub fn supervisord(data: &[u8]) {
 pub fn process_compose(data: &[u8]) {
     let Some(text) = text(data) else { return };
     if let Some(t) = crate::import::translate_compose_text(text) {
-        let (_, errors) = yaml::parse(&t.yaml);
-        assert!(
-            errors.is_empty(),
-            "unparsable YAML written: {errors:?}\n{}",
-            t.yaml
-        );
-        for note in &t.notes {
-            let _ = note.to_string();
-        }
+        translated(&t);
     }
 }

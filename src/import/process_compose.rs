@@ -1210,6 +1210,10 @@ fn log_configuration(tr: &mut Tr, lc: &Node, path: &str, push: &mut dyn FnMut(&s
     }
 }
 
+fn at_least_one(tr: &mut Tr, v: &Node, path: &str) -> Option<i64> {
+    tr.int(v, path, 0, 1_000_000).filter(|n| *n >= 1)
+}
+
 struct Check {
     block: String,
     /// `ready_timeout`: process-compose gives up after `failure_threshold` failed probes.
@@ -1228,24 +1232,10 @@ fn health(tr: &mut Tr, p: &Node, path: &str, shell: &Shell, tpl: Templating<'_>)
         let kp = format!("{path}.{key}");
         match key.as_str() {
             "initial_delay_seconds" => initial = tr.int(v, &kp, 0, 1_000_000).unwrap_or(initial),
-            "period_seconds" => {
-                period = tr
-                    .int(v, &kp, 0, 1_000_000)
-                    .filter(|n| *n >= 1)
-                    .unwrap_or(period)
-            }
-            "timeout_seconds" => {
-                timeout = tr
-                    .int(v, &kp, 0, 1_000_000)
-                    .filter(|n| *n >= 1)
-                    .unwrap_or(timeout)
-            }
-            "failure_threshold" => {
-                failures = tr
-                    .int(v, &kp, 0, 1_000_000)
-                    .filter(|n| *n >= 1)
-                    .unwrap_or(failures)
-            }
+            // Below 1, process-compose takes its default, as here.
+            "period_seconds" => period = at_least_one(tr, v, &kp).unwrap_or(period),
+            "timeout_seconds" => timeout = at_least_one(tr, v, &kp).unwrap_or(timeout),
+            "failure_threshold" => failures = at_least_one(tr, v, &kp).unwrap_or(failures),
             "success_threshold" => {
                 if tr.int(v, &kp, 0, 1_000_000).is_some_and(|n| n > 1) {
                     tr.note(v.line, &kp, "not translated: one passing check is enough in sup (process-compose does not follow it either)");

@@ -436,6 +436,13 @@ fn groups_become_sup_groups_of_the_programs_their_members_became() {
 
 // process-compose.
 
+/// Fails naming the first of `needles` that `text` lacks.
+fn has_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+}
+
 fn compose(text: &str) -> Translation {
     let env = |name: &str| match name {
         "DATA" => Some("/srv/data".to_string()),
@@ -462,42 +469,44 @@ fn process_compose_own_example_translates_and_loads() {
     let cfg = loads(&t, &[]);
     assert_eq!(cfg.programs.len(), 11, "{}", t.yaml);
     let y = &t.yaml;
-    for line in [
-        "  loglevel: info\n",
-        "  debug: [\"__pc_log\", \"__pc_log_client\"]\n",
-        "  test: [\"process5\"]\n",
-        "    cmd: \"ls -lFa --color=always\"\n",
-        "    cmd: [\"bash\", \"-c\", \"./test_loop.bash ${PROC4}\"]\n",
-        "    autorestart: unexpected\n",
-        "    autorestart: always\n",
-        "    stoptime: 4\n",
-        "    stdout: \"./pc.proc2.log\"\n",
-        "      _process2: completed\n",
-        "    cmd: \"python3 -m http.server 4040\"\n",
-        "      http: \"http://127.0.0.1:4040/\"\n",
-        "    ready: health\n",
-        "      cmd: [\"bash\", \"-c\", \"ps -ef | grep -v grep | grep process4\"]\n",
-        "    autostart: false\n",
-        "      ABC: \"2221\"\n",
-    ] {
-        assert!(y.contains(line), "no {line:?} in:\n{y}");
-    }
+    has_all(
+        y,
+        &[
+            "  loglevel: info\n",
+            "  debug: [\"__pc_log\", \"__pc_log_client\"]\n",
+            "  test: [\"process5\"]\n",
+            "    cmd: \"ls -lFa --color=always\"\n",
+            "    cmd: [\"bash\", \"-c\", \"./test_loop.bash ${PROC4}\"]\n",
+            "    autorestart: unexpected\n",
+            "    autorestart: always\n",
+            "    stoptime: 4\n",
+            "    stdout: \"./pc.proc2.log\"\n",
+            "      _process2: completed\n",
+            "    cmd: \"python3 -m http.server 4040\"\n",
+            "      http: \"http://127.0.0.1:4040/\"\n",
+            "    ready: health\n",
+            "      cmd: [\"bash\", \"-c\", \"ps -ef | grep -v grep | grep process4\"]\n",
+            "    autostart: false\n",
+            "      ABC: \"2221\"\n",
+        ],
+    );
     // process3 always restarts, so it never completes in sup: started, with a note.
     assert!(y.contains("      process3: started\n"), "{y}");
     let n = notes(&t);
-    for what in [
-        "process-compose.yaml:3: version: not needed",
-        "log_location: not translated: process-compose writes every process's output",
-        "processes.process1.shutdown.command: not translated",
-        "processes.process1.availability.backoff_seconds: not translated",
-        "processes.process1.depends_on.process3: translated as started",
-        "processes._process2.readiness_probe.http_get: not translated: sup's HTTP check speaks plain HTTP, not https",
-        "processes.process3.depends_on.nginx: \"nginx\" is no process here",
-        "processes.server.is_tty: not translated",
-        "processes.__pc_log.command: its $VARIABLES are expanded by the shell",
-    ] {
-        assert!(n.contains(what), "no {what:?} in:\n{n}");
-    }
+    has_all(
+        &n,
+        &[
+            "process-compose.yaml:3: version: not needed",
+            "log_location: not translated: process-compose writes every process's output",
+            "processes.process1.shutdown.command: not translated",
+            "processes.process1.availability.backoff_seconds: not translated",
+            "processes.process1.depends_on.process3: translated as started",
+            "processes._process2.readiness_probe.http_get: not translated: sup's HTTP check speaks plain HTTP, not https",
+            "processes.process3.depends_on.nginx: \"nginx\" is no process here",
+            "processes.server.is_tty: not translated",
+            "processes.__pc_log.command: its $VARIABLES are expanded by the shell",
+        ],
+    );
     assert!(!n.contains("unknown"), "{n}");
     // Notes come in the file's order.
     let lines: Vec<usize> = t.notes.iter().map(|n| n.line).collect();
@@ -555,46 +564,48 @@ fn process_compose_keys_map_to_sup_keys() {
     );
     let cfg = loads(&t, &[]);
     let y = &t.yaml;
-    for line in [
-        "  data: [\"db\", \"job\"]\n",
-        "    cmd: [\"postgres\", \"-D\", \"/srv/data\"]\n",
-        "    workingdir: \"/srv/data\"\n",
-        "    stopsignal: INT\n",
-        "    stoptime: 30\n",
-        "      cmd: \"pg_isready\"\n",
-        "      start_period: 3\n",
-        "  # the API\n",
-        "    cmd: [\"bash\", \"-c\", \"serve --port 80${SUP_PROCESS_NUM}\"]\n",
-        "    numprocs: 2\n",
-        "    autostart: false\n",
-        "    autorestart: unexpected\n",
-        "    critical: true\n",
-        "      OVER: \"new\"\n",
-        "      SHARED: \"1\"\n",
-        "      db: healthy\n",
-        "      job: started\n",
-        "    ready: health\n",
-        "    ready_timeout: 21\n",
-        "      http: \"http://localhost:8080/health\"\n",
-        "      retries: 2\n",
-        "    cmd: [\"bash\", \"-c\", \"echo $HOME && exit 0\"]\n",
-    ] {
-        assert!(y.contains(line), "no {line:?} in:\n{y}");
-    }
+    has_all(
+        y,
+        &[
+            "  data: [\"db\", \"job\"]\n",
+            "    cmd: [\"postgres\", \"-D\", \"/srv/data\"]\n",
+            "    workingdir: \"/srv/data\"\n",
+            "    stopsignal: INT\n",
+            "    stoptime: 30\n",
+            "      cmd: \"pg_isready\"\n",
+            "      start_period: 3\n",
+            "  # the API\n",
+            "    cmd: [\"bash\", \"-c\", \"serve --port 80${SUP_PROCESS_NUM}\"]\n",
+            "    numprocs: 2\n",
+            "    autostart: false\n",
+            "    autorestart: unexpected\n",
+            "    critical: true\n",
+            "      OVER: \"new\"\n",
+            "      SHARED: \"1\"\n",
+            "      db: healthy\n",
+            "      job: started\n",
+            "    ready: health\n",
+            "    ready_timeout: 21\n",
+            "      http: \"http://localhost:8080/health\"\n",
+            "      retries: 2\n",
+            "    cmd: [\"bash\", \"-c\", \"echo $HOME && exit 0\"]\n",
+        ],
+    );
     assert_eq!(cfg.programs["api"].numprocs, 2);
     let n = notes(&t);
-    for what in [
-        "pc.yaml:5: $DATA expanded from this environment",
-        "processes.db.availability.max_restarts: not translated",
-        "processes.db.shutdown.parent_only: not translated",
-        "processes.api.command: {{.PC_REPLICA_NUM}} is written as ${SUP_PROCESS_NUM}",
-        "PC_REPLICA_NUM is not in their env",
-        "processes.api.depends_on.job: translated as started: sup has no readiness on a log line",
-        "processes.job.is_daemon: not translated",
-        "processes.job.command: its $VARIABLES are expanded by the shell",
-    ] {
-        assert!(n.contains(what), "no {what:?} in:\n{n}");
-    }
+    has_all(
+        &n,
+        &[
+            "pc.yaml:5: $DATA expanded from this environment",
+            "processes.db.availability.max_restarts: not translated",
+            "processes.db.shutdown.parent_only: not translated",
+            "processes.api.command: {{.PC_REPLICA_NUM}} is written as ${SUP_PROCESS_NUM}",
+            "PC_REPLICA_NUM is not in their env",
+            "processes.api.depends_on.job: translated as started: sup has no readiness on a log line",
+            "processes.job.is_daemon: not translated",
+            "processes.job.command: its $VARIABLES are expanded by the shell",
+        ],
+    );
 }
 
 #[test]
@@ -615,19 +626,20 @@ fn process_compose_replicas_that_differ_become_programs() {
     let cfg = loads(&t, &[]);
     assert_eq!(cfg.programs.len(), 3, "{}", t.yaml);
     let y = &t.yaml;
-    for line in [
-        "  web-0:\n    cmd: \"python3 -m http.server 900\"\n",
-        "  web-1:\n    cmd: \"python3 -m http.server 901\"\n",
-        "    stdout: \"/tmp/web.log.1\"\n",
-        "    stdout_maxbytes: \"5MB\"\n",
-        "    stdout_backups: 2\n",
-        "    redirect_stderr: true\n",
-        "      http: \"http://127.0.0.1:901/\"\n",
-        "      PC_REPLICA_NUM: \"1\"\n",
-        "      web-0: healthy\n      web-1: healthy\n",
-    ] {
-        assert!(y.contains(line), "no {line:?} in:\n{y}");
-    }
+    has_all(
+        y,
+        &[
+            "  web-0:\n    cmd: \"python3 -m http.server 900\"\n",
+            "  web-1:\n    cmd: \"python3 -m http.server 901\"\n",
+            "    stdout: \"/tmp/web.log.1\"\n",
+            "    stdout_maxbytes: \"5MB\"\n",
+            "    stdout_backups: 2\n",
+            "    redirect_stderr: true\n",
+            "      http: \"http://127.0.0.1:901/\"\n",
+            "      PC_REPLICA_NUM: \"1\"\n",
+            "      web-0: healthy\n      web-1: healthy\n",
+        ],
+    );
     let n = notes(&t);
     assert!(n.contains("translated as 2 programs, web-0 … web-1"), "{n}");
     // The second replica's notes would repeat the first's.
@@ -653,17 +665,18 @@ fn process_compose_what_cannot_be_translated_is_noted_at_its_line() {
     );
     loads(&t, &[]);
     let n = notes(&t);
-    for what in [
-        "pc.yaml:3: processes.a.command: not translated: {{if .X}} is a Go template",
-        "pc.yaml:2: processes.a: its command is empty or not translated: the process is left out",
-        "pc.yaml:6: processes.b.readiness_probe.http_get: not translated: sup's HTTP check needs an IP address",
-        "pc.yaml:7: processes.b.bogus: unknown key: not translated",
-        "processes.vim.is_foreground: a foreground process needs a terminal",
-        "\"my app\" is not a sup name",
-        "pc.yaml:13: extends: not translated",
-    ] {
-        assert!(n.contains(what), "no {what:?} in:\n{n}");
-    }
+    has_all(
+        &n,
+        &[
+            "pc.yaml:3: processes.a.command: not translated: {{if .X}} is a Go template",
+            "pc.yaml:2: processes.a: its command is empty or not translated: the process is left out",
+            "pc.yaml:6: processes.b.readiness_probe.http_get: not translated: sup's HTTP check needs an IP address",
+            "pc.yaml:7: processes.b.bogus: unknown key: not translated",
+            "processes.vim.is_foreground: a foreground process needs a terminal",
+            "\"my app\" is not a sup name",
+            "pc.yaml:13: extends: not translated",
+        ],
+    );
     assert!(!t.yaml.contains("  a:"), "{}", t.yaml);
     assert!(t.yaml.contains("  my_app:"), "{}", t.yaml);
     assert!(!t.yaml.contains("healthcheck"), "{}", t.yaml);
