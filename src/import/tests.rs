@@ -468,6 +468,7 @@ fn an_eventlistener_becomes_a_listener_with_the_events_sup_has() {
     }
     let config = loads(&t, &[]);
     assert_eq!(config.daemon.notify.listeners.len(), 1);
+}
 
 // process-compose.
 
