@@ -190,7 +190,7 @@ fn byte_size(text: &str) -> Option<u64> {
 }
 
 /// A sup name from a supervisord one: characters outside `[A-Za-z0-9_.-]` become `_`.
-fn sup_name(name: &str) -> String {
+pub(super) fn sup_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| {

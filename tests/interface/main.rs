@@ -20,6 +20,7 @@ mod http;
 mod http_api;
 mod https;
 mod logs_and_notifications;
+mod migrating_from_process_compose;
 mod migrating_from_supervisord;
 mod operator_verbs;
 mod packaging;
