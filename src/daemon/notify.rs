@@ -154,8 +154,9 @@ pub fn event_name(event: &Event) -> Option<&'static str> {
     })
 }
 
-fn wanted(spec: &NotifySpec, kind: &str) -> bool {
-    spec.events
+/// Whether `events` (names from `daemon.notify.events`) asks for `kind`.
+pub fn wanted(events: &[String], kind: &str) -> bool {
+    events
         .iter()
         .any(|e| e == kind || (e == "exited" && kind == "exited-unexpectedly"))
 }
@@ -187,6 +188,11 @@ impl Notifier {
             host,
             ..Notifier::default()
         }
+    }
+
+    /// The host name every report carries.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     fn enqueue(&mut self, job: Job) {
@@ -294,6 +300,45 @@ fn reason_from(fd: Option<OwnedFd>) -> String {
         .to_string()
 }
 
+/// One event as a machine reads it: the TCP report's line, and a listener's.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub event: String,
+    pub instance: String,
+    pub program: String,
+    pub exit_code: Option<i32>,
+    pub reason: String,
+    pub message: String,
+    pub host: String,
+    pub at: String,
+}
+
+impl Report {
+    /// `event` of `inst`, under the name `kind`, now.
+    pub fn of(inst: &Instance, event: &Event, kind: &str, host: &str) -> Report {
+        let name = inst.name().to_string();
+        let reason = match event {
+            Event::Fatal { reason } | Event::SpawnFailed { reason } => reason.clone(),
+            _ => inst.last_error().map(str::to_string).unwrap_or_default(),
+        };
+        Report {
+            event: kind.to_string(),
+            message: format!("{name} {event}"),
+            instance: name,
+            program: inst.program().to_string(),
+            exit_code: inst.last_exit(),
+            reason,
+            host: host.to_string(),
+            at: crate::logging::timestamp(),
+        }
+    }
+
+    /// One line of JSON, without its newline.
+    pub fn line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// What a notification needs from the rest of the daemon, lent for one call.
 pub struct Context<'a> {
     pub spec: &'a NotifySpec,
@@ -311,19 +356,20 @@ impl Notifier {
         let kind = event_name(event)?;
         let spec = cx.spec;
         if (spec.email.is_none() && spec.report.is_none() && spec.hook.is_none())
-            || !wanted(spec, kind)
+            || !wanted(&spec.events, kind)
         {
             return None;
         }
         let now = cx.now;
-        let at = crate::logging::timestamp();
-        let name = inst.name().to_string();
-        let program = inst.program().to_string();
-        let exit = inst.last_exit();
-        let reason = match event {
-            Event::Fatal { reason } | Event::SpawnFailed { reason } => reason.clone(),
-            _ => inst.last_error().map(str::to_string).unwrap_or_default(),
-        };
+        let report = Report::of(inst, event, kind, &self.host);
+        let Report {
+            instance: name,
+            program,
+            exit_code: exit,
+            reason,
+            at,
+            ..
+        } = report.clone();
         let host = self.host.clone();
         let job = |what: &str, kind: JobKind| Job {
             what: what.to_string(),
@@ -350,20 +396,9 @@ impl Notifier {
             self.enqueue(j);
         }
         if let Some(address) = &spec.report {
-            let line = serde_json::json!({
-                "event": kind,
-                "instance": name,
-                "program": program,
-                "exit_code": exit,
-                "reason": reason,
-                "message": format!("{name} {event}"),
-                "host": host,
-                "at": at,
-            })
-            .to_string();
             let d = Delivery::Report {
                 address: address.clone(),
-                line,
+                line: report.line(),
             };
             self.enqueue(job(
                 &format!("report {kind} to {address}"),
@@ -614,10 +649,10 @@ mod tests {
     #[test]
     fn exited_covers_unexpected_exits_too() {
         let mut spec = NotifySpec::default();
-        assert!(wanted(&spec, "fatal"));
-        assert!(!wanted(&spec, "exited"));
+        assert!(wanted(&spec.events, "fatal"));
+        assert!(!wanted(&spec.events, "exited"));
         spec.events = vec!["exited".into()];
-        assert!(wanted(&spec, "exited-unexpectedly"));
-        assert!(!wanted(&spec, "fatal"));
+        assert!(wanted(&spec.events, "exited-unexpectedly"));
+        assert!(!wanted(&spec.events, "fatal"));
     }
 }

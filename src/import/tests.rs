@@ -125,6 +125,8 @@ fn the_docs_program_example_with_every_key() {
         "      A: \"1\"\n",
         "      B: \"2\"\n",
         "  http:\n    listen: \"127.0.0.1:9001\"\n",
+        "  notify:\n    listeners:\n      - cmd: \"/bin/eventlistener\"\n        \
+         events: [spawned, running, backoff, stopping, exit, stopped, fatal]\n",
         "groups:\n  foo: []\n",
     ] {
         assert!(yaml.contains(line), "no {line:?} in:\n{yaml}");
@@ -134,7 +136,7 @@ fn the_docs_program_example_with_every_key() {
         "[program:cat] stdout_capture_maxbytes: not translated",
         "[program:cat] stdout_events_enabled: not translated",
         "[program:cat] serverurl: not translated",
-        "[eventlistener:theeventlistenername] not translated",
+        "[eventlistener:theeventlistenername] translated as a daemon.notify.listeners entry; supervisord's READY/RESULT handshake is not sup's",
         "[fcgi-program:fcgiprogramname] not translated",
         "[inet_http_server] port: translated as daemon.http.listen",
         "[inet_http_server] password: not translated",
@@ -432,4 +434,38 @@ fn groups_become_sup_groups_of_the_programs_their_members_became() {
         "{n}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_eventlistener_becomes_a_listener_with_the_events_sup_has() {
+    let dir = folder(
+        "listener",
+        &[(
+            "supervisord.conf",
+            "[eventlistener:relay]\ncommand=/usr/local/bin/alert-relay --flag\n\
+             events=PROCESS_STATE_FATAL, PROCESS_STATE_EXITED,PROCESS_STATE_BACKOFF,TICK_60\n\
+             buffer_size=10\n\n[eventlistener:ticks]\ncommand=/bin/ticker\nevents=TICK_5\n",
+        )],
+    );
+    let t = import(&dir.join("supervisord.conf"));
+    assert!(
+        t.yaml.contains(
+            "  notify:\n    listeners:\n      - cmd: \"/usr/local/bin/alert-relay --flag\"\n        \
+             events: [fatal, exit, backoff]\n"
+        ),
+        "{}",
+        t.yaml
+    );
+    assert!(!t.yaml.contains("ticker"), "{}", t.yaml);
+    let n = notes(&t);
+    for what in [
+        "[eventlistener:relay] events: TICK_60: not translated",
+        "[eventlistener:relay] buffer_size: not translated",
+        "the listener program needs adapting",
+        "[eventlistener:ticks] none of its events= are sup's: the listener is left out",
+    ] {
+        assert!(n.contains(what), "no {what:?} in:\n{n}");
+    }
+    let config = loads(&t, &[]);
+    assert_eq!(config.daemon.notify.listeners.len(), 1);
 }

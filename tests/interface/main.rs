@@ -11,6 +11,7 @@ mod dashboard;
 mod demo;
 mod each_child;
 mod escapees_and_faults;
+mod event_listeners;
 mod groups;
 mod health_and_order;
 mod hostile_clients;
