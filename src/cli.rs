@@ -194,6 +194,12 @@ pub enum ImportFrom {
         /// The supervisord config (such as /etc/supervisor/supervisord.conf)
         file: PathBuf,
     },
+    /// A process-compose.yaml
+    #[command(name = "process-compose")]
+    ProcessCompose {
+        /// The process-compose file (such as ./process-compose.yaml)
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

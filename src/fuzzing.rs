@@ -28,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("state", state),
     ("http", http),
     ("supervisord", supervisord),
+    ("process_compose", process_compose),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -243,14 +244,28 @@ pub fn supervisord(data: &[u8]) {
     let Some(text) = text(data) else { return };
     let _ = crate::import::ini::environment(text);
     if let Some(t) = crate::import::translate_text(text) {
-        let (_, errors) = yaml::parse(&t.yaml);
-        assert!(
-            errors.is_empty(),
-            "unparsable YAML written: {errors:?}\n{}",
-            t.yaml
-        );
-        for note in &t.notes {
-            let _ = note.to_string();
-        }
+        translated(&t);
+    }
+}
+
+/// What an import wrote must parse as YAML, and its notes must print.
+fn translated(t: &crate::import::supervisord::Translation) {
+    let (_, errors) = yaml::parse(&t.yaml);
+    assert!(
+        errors.is_empty(),
+        "unparsable YAML written: {errors:?}\n{}",
+        t.yaml
+    );
+    for note in &t.notes {
+        let _ = note.to_string();
+    }
+}
+
+/// `sup import process-compose`: a process-compose file's text through sup's YAML tree and the
+/// translation; the YAML written must parse as YAML, whatever sup's check says of its values.
+pub fn process_compose(data: &[u8]) {
+    let Some(text) = text(data) else { return };
+    if let Some(t) = crate::import::translate_compose_text(text) {
+        translated(&t);
     }
 }

@@ -49,6 +49,9 @@ pub fn run() -> ExitCode {
         Some(Command::Import {
             from: cli::ImportFrom::Supervisord { ref file },
         }) => import::supervisord(file),
+        Some(Command::Import {
+            from: cli::ImportFrom::ProcessCompose { ref file },
+        }) => import::process_compose(file),
         Some(command) => client::run(&cli.global, command),
         None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
             client::shell::run(&cli.global)

@@ -4,7 +4,7 @@
 
 use super::keys::{IfAbsent, Job, Key};
 use super::resolve::{entries, keep, key_text, unknown_key, Sink};
-use super::spec::{EmailSpec, NotifySpec, Output, NOTIFY_EVENTS};
+use super::spec::{EmailSpec, ListenerSpec, NotifySpec, Output, LISTENER_EVENTS, NOTIFY_EVENTS};
 use super::values::{self, Bad, Read};
 use super::yaml::Node;
 
@@ -99,7 +99,15 @@ pub const KEYS: &[Key<Job>] = &[
     },
 ];
 
-pub const NOTIFY_KEYS: &[&str] = &["events", "email", "fatal_state_report_address", "hook"];
+pub const NOTIFY_KEYS: &[&str] = &[
+    "events",
+    "email",
+    "fatal_state_report_address",
+    "hook",
+    "listeners",
+];
+/// The keys of one `daemon.notify.listeners` entry.
+pub const LISTENER_KEYS: &[&str] = &["cmd", "events"];
 pub const EMAIL_KEYS: &[&str] = &[
     "host",
     "port",
@@ -176,13 +184,16 @@ impl AtNode for Bad {
 }
 
 fn events(node: &Node) -> Read<Vec<String>> {
+    events_of(node, NOTIFY_EVENTS, &[])
+}
+
+/// Event names from `names` (and `more`), sorted, each once.
+fn events_of(node: &Node, names: &[&str], more: &[&str]) -> Read<Vec<String>> {
     let mut out = Vec::new();
     for (i, e) in strings(node, "an event name")?.into_iter().enumerate() {
-        if !NOTIFY_EVENTS.contains(&e.as_str()) {
-            let mut bad = Bad::new(format!(
-                "expected one of {}, found {e:?}",
-                NOTIFY_EVENTS.join(", ")
-            ));
+        if !names.contains(&e.as_str()) && !more.contains(&e.as_str()) {
+            let all: Vec<&str> = names.iter().chain(more).copied().collect();
+            let mut bad = Bad::new(format!("expected one of {}, found {e:?}", all.join(", ")));
             if let super::yaml::Kind::Seq(items) = &node.kind {
                 if let Some(item) = items.get(i) {
                     bad = bad.at_node(item);
@@ -240,10 +251,67 @@ pub fn notify(node: &Node, file: &str, sink: &mut Sink) -> Option<NotifySpec> {
             "email" => spec.email = email(v, file, sink),
             "fatal_state_report_address" => spec.report = keep(address(v), v, file, p, sink),
             "hook" => spec.hook = keep(values::cmd(v), v, file, p, sink),
+            "listeners" => spec.listeners = listeners(v, file, sink),
             _ => unknown_key(k, key, NOTIFY_KEYS, file, p, sink),
         }
     }
     (sink.len() == before).then_some(spec)
+}
+
+/// `daemon.notify.listeners`: a list of `{cmd, events}` maps, both keys required.
+fn listeners(node: &Node, file: &str, sink: &mut Sink) -> Vec<ListenerSpec> {
+    const AT: &str = "daemon.notify.listeners";
+    let items = match &node.kind {
+        super::yaml::Kind::Seq(items) => items,
+        _ => {
+            let bad = expected("a list of listeners (each a map with cmd and events)", node);
+            sink.push(file, (node.line, node.col), AT, bad);
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{AT}[{i}]");
+        let Some(found) = entries(item, "a map with cmd and events", file, &at, sink) else {
+            continue;
+        };
+        let before = sink.len();
+        let (mut cmd, mut events) = (None, None);
+        for (k, v) in found {
+            let Some(key) = key_text(k, file, &at, sink) else {
+                continue;
+            };
+            let path = format!("{at}.{key}");
+            let p = path.as_str();
+            match key {
+                "cmd" => cmd = keep(values::cmd(v), v, file, p, sink),
+                "events" => {
+                    events = keep(
+                        events_of(v, NOTIFY_EVENTS, LISTENER_EVENTS),
+                        v,
+                        file,
+                        p,
+                        sink,
+                    )
+                }
+                _ => unknown_key(k, key, LISTENER_KEYS, file, p, sink),
+            }
+        }
+        for name in LISTENER_KEYS {
+            let given = found.iter().any(|(k, _)| k.text() == Some(name));
+            if !given {
+                let bad = Bad::new(format!("missing {name}")).with_hint(
+                    "each listener is a map of cmd (a command line) and events (a list of \
+                     event names)",
+                );
+                sink.push(file, (item.line, item.col), &at, bad);
+            }
+        }
+        if let (Some(cmd), Some(events), true) = (cmd, events, sink.len() == before) {
+            out.push(ListenerSpec { cmd, events });
+        }
+    }
+    out
 }
 
 fn email(node: &Node, file: &str, sink: &mut Sink) -> Option<EmailSpec> {
@@ -372,6 +440,51 @@ mod tests {
         );
         assert!(
             errors.iter().any(|e| e.contains("did you mean hook?")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn listeners_read_back_and_bad_entries_name_their_keys() {
+        let (spec, errors) = run("listeners:\n\
+             \x20 - cmd: \"/usr/local/bin/alert-relay --flag\"\n\
+             \x20   events: [fatal, exit, backoff, health]\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        let l = &spec.expect("a spec").listeners;
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].cmd, ["/usr/local/bin/alert-relay", "--flag"]);
+        assert_eq!(l[0].events, ["backoff", "exit", "fatal", "health"]);
+
+        let (spec, errors) = run("listeners:\n\
+             \x20 - cmd: relay\n    events: [fatal, exploded]\n\
+             \x20 - events: [exit]\n    cmnd: relay\n\
+             \x20 - relay\n");
+        assert!(spec.is_none());
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(
+            errors[0].contains("sup.yaml:3:21: daemon.notify.listeners[0].events")
+                && errors[0].contains("exit, health, found \"exploded\""),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("listeners[1]") && e.contains("missing cmd")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("did you mean cmd?")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("listeners[2]") && e.contains("expected a map")),
+            "{errors:?}"
+        );
+        let (_, errors) = run("listeners: relay\n");
+        assert!(
+            errors[0].contains("expected a list of listeners"),
             "{errors:?}"
         );
     }

@@ -431,6 +431,22 @@ pub struct NotifySpec {
     pub report: Option<String>,
     /// A command (split like `cmd`) run once per event.
     pub hook: Option<Vec<String>>,
+    /// `listeners`: long-running children fed one JSON line per event on stdin.
+    pub listeners: Vec<ListenerSpec>,
+}
+
+/// The event kinds a listener can ask for: every `NOTIFY_EVENTS` name, `exit` (every exit
+/// the daemon did not ask for) and `health` (a health check's status turning healthy or
+/// unhealthy).
+pub const LISTENER_EVENTS: &[&str] = &["exit", "health"];
+
+/// One entry of `daemon.notify.listeners`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// Split like a job's `cmd`.
+    pub cmd: Vec<String>,
+    /// Names from `NOTIFY_EVENTS` and `LISTENER_EVENTS`, sorted.
+    pub events: Vec<String>,
 }
 
 impl Default for NotifySpec {
@@ -445,6 +461,7 @@ impl Default for NotifySpec {
             email: None,
             report: None,
             hook: None,
+            listeners: Vec::new(),
         }
     }
 }

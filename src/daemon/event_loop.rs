@@ -47,6 +47,7 @@ mod clients;
 pub(super) mod follow;
 mod http;
 mod init;
+mod listeners;
 mod order;
 mod readiness;
 mod reload;
@@ -100,6 +101,8 @@ pub(super) enum TimerKey {
     Grace,
     /// The next `WATCHDOG=1` to the service manager (see `systemd`).
     Watchdog,
+    /// A listener's restart or kill (see `listeners`).
+    Listeners,
 }
 
 pub(super) struct CaptureSource {
@@ -135,6 +138,8 @@ pub(in crate::daemon) enum Source {
     Health(readiness::HealthSource),
     /// An HTTP listener or connection (see `http`).
     Http(super::http::HttpSource),
+    /// An event listener's stdin with bytes pending (see `listeners`).
+    Listener(listeners::ListenerPipe),
 }
 
 pub struct Settings {
@@ -183,6 +188,8 @@ pub struct Daemon {
     order: order::Order,
     pub(super) logs: super::logs::Outputs,
     pub(super) notifier: super::notify::Notifier,
+    /// Event listeners: their children, stdins and queues (`listen.rs`).
+    listeners: super::listen::Listeners,
     http: http::Http,
     /// The grace, critical jobs and the exit status (`init.rs`).
     init: init::Init,
@@ -230,6 +237,7 @@ impl Daemon {
             order: Default::default(),
             logs: Default::default(),
             notifier: super::notify::Notifier::new(),
+            listeners: Default::default(),
             http: Default::default(),
             init: Default::default(),
             systemd: systemd::Systemd::new(link, watchdog),
@@ -238,6 +246,8 @@ impl Daemon {
             d.start_http(setup);
         }
         d.index_dependencies();
+        let listeners = d.settings.config.daemon.notify.listeners.clone();
+        d.configure_listeners(&listeners, Instant::now());
         let specs: Vec<ProgramSpec> = d.settings.config.programs.values().cloned().collect();
         let now = Instant::now();
         for spec in specs {
@@ -387,7 +397,10 @@ impl Daemon {
             self.save_state();
             log::logger().flush();
             self.feed_event_log(now);
-            if self.shutting_down && (self.all_down() || self.init.gave_up(now)) {
+            if self.shutting_down
+                && (self.all_down() || self.init.gave_up(now))
+                && self.listeners_stopped(now)
+            {
                 self.finish_shutdown(now);
                 return Ok(self.init.status());
             }
@@ -462,6 +475,10 @@ impl Daemon {
                 if let Some(at) = next {
                     self.arm_logs(at, now);
                 }
+                return inputs;
+            }
+            Some(PidOwner::Listener) => {
+                self.listener_reaped(pid, status, now);
                 return inputs;
             }
             // An orphan adopted as subreaper, or a child whose exec failed (already fed as
@@ -611,6 +628,7 @@ impl Daemon {
         if let Some(at) = self.notifier.notice(inst.core(), event, cx) {
             self.arm_logs(at, now);
         }
+        self.listen_event(id, event);
     }
 
     fn name(&self, id: InstId) -> &str {
@@ -726,6 +744,7 @@ impl Daemon {
                     self.sup.push_timer(next, TimerKey::Watchdog);
                 }
             }
+            TimerKey::Listeners => self.listeners_due(at, now),
         }
         Vec::new()
     }
@@ -743,7 +762,7 @@ impl Daemon {
                 let _ = self.acceptor.top_up();
             }
             Some(Source::Http(h)) => self.http_released(slot, h),
-            Some(Source::Exec(_) | Source::Health(_)) | None => {}
+            Some(Source::Exec(_) | Source::Health(_) | Source::Listener(_)) | None => {}
         }
     }
 
@@ -756,6 +775,7 @@ impl Daemon {
             Some(Source::Exec(_)) => return self.exec_status(slot),
             Some(Source::Health(_)) => return self.health_ready(slot, now),
             Some(Source::Http(_)) => self.http_ready(slot, now),
+            Some(Source::Listener(_)) => self.listener_writable(slot),
             None => {}
         }
         Vec::new()

@@ -7,6 +7,7 @@ pub mod cgroup;
 pub mod deliver;
 pub mod event_loop;
 pub(crate) mod http;
+mod listen;
 mod logs;
 mod notify;
 mod notifydir;

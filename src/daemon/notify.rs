@@ -154,8 +154,9 @@ pub fn event_name(event: &Event) -> Option<&'static str> {
     })
 }
 
-fn wanted(spec: &NotifySpec, kind: &str) -> bool {
-    spec.events
+/// Whether `events` (names from `daemon.notify.events`) asks for `kind`.
+pub fn wanted(events: &[String], kind: &str) -> bool {
+    events
         .iter()
         .any(|e| e == kind || (e == "exited" && kind == "exited-unexpectedly"))
 }
@@ -187,6 +188,11 @@ impl Notifier {
             host,
             ..Notifier::default()
         }
+    }
+
+    /// The host name every report carries.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     fn enqueue(&mut self, job: Job) {
@@ -241,13 +247,14 @@ impl Notifier {
         match &job.kind {
             JobKind::Hook(cmd, env) => {
                 let (program, args) = cmd.split_first().ok_or("empty hook command")?;
-                let child = Command::new(program)
-                    .args(args)
+                let mut cmd = Command::new(program);
+                cmd.args(args)
                     .envs(env.iter().map(|(k, v)| (k, v)))
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
-                    .process_group(0)
+                    .process_group(0);
+                let child = with_default_signals(&mut cmd)
                     .spawn()
                     .map_err(|e| format!("unable to run {program}: {e}"))?;
                 Ok(child.id())
@@ -255,12 +262,13 @@ impl Notifier {
             JobKind::Send(delivery) => {
                 let exe = self.exe.as_ref().ok_or("the sup binary cannot be found")?;
                 let text = serde_json::to_vec(delivery).map_err(|e| e.to_string())?;
-                let mut child = Command::new(exe)
-                    .arg(SUBCOMMAND)
+                let mut cmd = Command::new(exe);
+                cmd.arg(SUBCOMMAND)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
-                    .process_group(0)
+                    .process_group(0);
+                let mut child = with_default_signals(&mut cmd)
                     .spawn()
                     .map_err(|e| format!("unable to start a sender: {e}"))?;
                 // A few KiB into an empty pipe: this never blocks.
@@ -272,6 +280,12 @@ impl Notifier {
             }
         }
     }
+}
+
+/// Default signals for a hook or sender, as for a job (see `reset_signals`).
+fn with_default_signals(cmd: &mut Command) -> &mut Command {
+    // SAFETY: `reset_signals` makes raw syscalls only, as a child between fork and exec may.
+    unsafe { cmd.pre_exec(super::spawn::reset_signals) }
 }
 
 /// What the sender said on stderr (it has exited, so this does not wait long: the read end is
@@ -294,6 +308,45 @@ fn reason_from(fd: Option<OwnedFd>) -> String {
         .to_string()
 }
 
+/// One event as a machine reads it: the TCP report's line, and a listener's.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub event: String,
+    pub instance: String,
+    pub program: String,
+    pub exit_code: Option<i32>,
+    pub reason: String,
+    pub message: String,
+    pub host: String,
+    pub at: String,
+}
+
+impl Report {
+    /// `event` of `inst`, under the name `kind`, now.
+    pub fn of(inst: &Instance, event: &Event, kind: &str, host: &str) -> Report {
+        let name = inst.name().to_string();
+        let reason = match event {
+            Event::Fatal { reason } | Event::SpawnFailed { reason } => reason.clone(),
+            _ => inst.last_error().map(str::to_string).unwrap_or_default(),
+        };
+        Report {
+            event: kind.to_string(),
+            message: format!("{name} {event}"),
+            instance: name,
+            program: inst.program().to_string(),
+            exit_code: inst.last_exit(),
+            reason,
+            host: host.to_string(),
+            at: crate::logging::timestamp(),
+        }
+    }
+
+    /// One line of JSON, without its newline.
+    pub fn line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// What a notification needs from the rest of the daemon, lent for one call.
 pub struct Context<'a> {
     pub spec: &'a NotifySpec,
@@ -311,19 +364,20 @@ impl Notifier {
         let kind = event_name(event)?;
         let spec = cx.spec;
         if (spec.email.is_none() && spec.report.is_none() && spec.hook.is_none())
-            || !wanted(spec, kind)
+            || !wanted(&spec.events, kind)
         {
             return None;
         }
         let now = cx.now;
-        let at = crate::logging::timestamp();
-        let name = inst.name().to_string();
-        let program = inst.program().to_string();
-        let exit = inst.last_exit();
-        let reason = match event {
-            Event::Fatal { reason } | Event::SpawnFailed { reason } => reason.clone(),
-            _ => inst.last_error().map(str::to_string).unwrap_or_default(),
-        };
+        let report = Report::of(inst, event, kind, &self.host);
+        let Report {
+            instance: name,
+            program,
+            exit_code: exit,
+            reason,
+            at,
+            ..
+        } = report.clone();
         let host = self.host.clone();
         let job = |what: &str, kind: JobKind| Job {
             what: what.to_string(),
@@ -350,20 +404,9 @@ impl Notifier {
             self.enqueue(j);
         }
         if let Some(address) = &spec.report {
-            let line = serde_json::json!({
-                "event": kind,
-                "instance": name,
-                "program": program,
-                "exit_code": exit,
-                "reason": reason,
-                "message": format!("{name} {event}"),
-                "host": host,
-                "at": at,
-            })
-            .to_string();
             let d = Delivery::Report {
                 address: address.clone(),
-                line,
+                line: report.line(),
             };
             self.enqueue(job(
                 &format!("report {kind} to {address}"),
@@ -614,10 +657,10 @@ mod tests {
     #[test]
     fn exited_covers_unexpected_exits_too() {
         let mut spec = NotifySpec::default();
-        assert!(wanted(&spec, "fatal"));
-        assert!(!wanted(&spec, "exited"));
+        assert!(wanted(&spec.events, "fatal"));
+        assert!(!wanted(&spec.events, "exited"));
         spec.events = vec!["exited".into()];
-        assert!(wanted(&spec, "exited-unexpectedly"));
-        assert!(!wanted(&spec, "fatal"));
+        assert!(wanted(&spec.events, "exited-unexpectedly"));
+        assert!(!wanted(&spec.events, "fatal"));
     }
 }

@@ -11,6 +11,8 @@ pub enum PidOwner {
     Check(usize),
     /// A notification sender or hook.
     Sender,
+    /// An event listener (`listen.rs` knows which).
+    Listener,
 }
 
 #[derive(Debug, Default)]

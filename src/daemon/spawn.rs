@@ -783,19 +783,17 @@ unsafe fn run_child(a: &ChildArgs) -> ! {
 /// A set-up step failed; errno says why.
 struct Failed;
 
-/// The rest of the child's set-up, after 0/1/2, the process group and the working directory.
-/// Same rules as `child_main`: syscalls on pre-built data, nothing else.
-fn in_child(plan: &ChildPlan) -> Result<(), Failed> {
-    // SAFETY: each call is a raw syscall (or glibc's thin wrapper of one) on local or
-    // pre-built data, in the child between its creation and exec.
-    unsafe {
-        // Default dispositions first, so that unblocking below can never run a handler
-        // inherited from the daemon. Ignored signals survive exec, so this is what keeps a
-        // daemon's SIG_IGN (e.g. SIGPIPE) away from the jobs. The raw syscall because glibc's
-        // wrapper refuses 32 and 33 (its own), which can still be found ignored.
-        let dfl = [0u64; 8]; // a zeroed kernel `struct sigaction` (larger than any layout) is SIG_DFL
-        for sig in 1..=64 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+/// Every signal back to its default disposition, in a child before exec (raw syscalls only).
+/// Ignored signals survive exec, so this is what keeps a daemon's SIG_IGN (e.g. SIGPIPE) away
+/// from its children; done before unblocking, a handler inherited from the daemon never runs.
+/// The raw syscall because glibc's wrapper refuses 32 and 33 (its own), which can still be
+/// found ignored.
+fn default_dispositions() {
+    let dfl = [0u64; 8]; // a zeroed kernel `struct sigaction` (larger than any layout) is SIG_DFL
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: a raw syscall on local data, async-signal-safe.
+            unsafe {
                 libc::syscall(
                     libc::SYS_rt_sigaction,
                     sig as libc::c_long,
@@ -805,6 +803,38 @@ fn in_child(plan: &ChildPlan) -> Result<(), Failed> {
                 );
             }
         }
+    }
+}
+
+/// For `Command::pre_exec` of a child made with std (a listener, a hook, a sender): default
+/// dispositions and an empty signal mask, as a job gets them. std resets the mask and SIGPIPE
+/// only, so a SIG_IGN the daemon inherited (nohup's SIGHUP) would otherwise pass on.
+pub fn reset_signals() -> std::io::Result<()> {
+    default_dispositions();
+    let empty = 0u64;
+    // SAFETY: a raw syscall on local data, async-signal-safe.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as libc::c_long,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The rest of the child's set-up, after 0/1/2, the process group and the working directory.
+/// Same rules as `child_main`: syscalls on pre-built data, nothing else.
+fn in_child(plan: &ChildPlan) -> Result<(), Failed> {
+    // SAFETY: each call is a raw syscall (or glibc's thin wrapper of one) on local or
+    // pre-built data, in the child between its creation and exec.
+    unsafe {
+        default_dispositions();
         if let Some(mask) = plan.umask {
             libc::umask(mask);
         }

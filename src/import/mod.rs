@@ -8,6 +8,7 @@
 //! `yaml_out.rs` writes YAML strings.
 
 pub mod ini;
+pub mod process_compose;
 pub mod supervisord;
 mod yaml_out;
 
@@ -36,17 +37,14 @@ pub struct Tree {
     pub notes: Vec<Note>,
 }
 
-fn read_text(path: &Path) -> Result<String, String> {
+fn read_text(path: &Path, what: &str) -> Result<String, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("unable to read: {e}"))?;
     let mut bytes = Vec::new();
     file.take(MAX_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("unable to read: {e}"))?;
     if bytes.len() as u64 > MAX_BYTES {
-        return Err(format!(
-            "larger than {} MiB: not a supervisord config",
-            MAX_BYTES >> 20
-        ));
+        return Err(format!("larger than {} MiB: not a {what}", MAX_BYTES >> 20));
     }
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
 }
@@ -96,7 +94,8 @@ pub fn read_tree(main: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Tr
                 "{shown}: more than {MAX_FILES} files through [include]: stopped there"
             )));
         }
-        let text = read_text(&path).map_err(|why| Fail::new(format!("{shown}: {why}")))?;
+        let text = read_text(&path, "supervisord config")
+            .map_err(|why| Fail::new(format!("{shown}: {why}")))?;
         let parsed = ini::parse(&text)
             .map_err(|e| Fail::new(format!("{shown}:{}: {}", e.line, e.message)))?;
         let index = files.len();
@@ -237,6 +236,37 @@ pub fn supervisord(path: &Path) -> Result<Outcome, Fail> {
         t.programs,
         if t.programs == 1 { "" } else { "s" },
         path.display()
+    );
+    Ok(Outcome::Ok)
+}
+
+/// A process-compose file's text translated with no environment, shown as
+/// `process-compose.yaml`: for the fuzz target. `None` when the text is not YAML.
+pub fn translate_compose_text(text: &str) -> Option<supervisord::Translation> {
+    process_compose::translate(text, "process-compose.yaml", &|_| None).ok()
+}
+
+/// `sup import process-compose FILE`.
+pub fn process_compose(path: &Path) -> Result<Outcome, Fail> {
+    let shown = path.display().to_string();
+    let text = read_text(path, "process-compose file")
+        .map_err(|why| Fail::new(format!("{shown}: {why}")))?;
+    let env = |name: &str| std::env::var(name).ok();
+    let t = process_compose::translate(&text, &shown, &env)
+        .map_err(|(line, why)| Fail::new(format!("{shown}:{line}: {why}")))?;
+    print!("{}", t.yaml);
+    for note in &t.notes {
+        eprintln!("sup: note: {note}");
+    }
+    if folder(path).join(".env").is_file() {
+        eprintln!(
+            "sup: note: {shown}: process-compose loads .env from the folder it runs in into its environment; sup reads none: add `env_file: .env` to the programs that need it"
+        );
+    }
+    eprintln!(
+        "sup: translated {} program{} from {shown}; check it with `sup check -c FILE`",
+        t.programs,
+        if t.programs == 1 { "" } else { "s" },
     );
     Ok(Outcome::Ok)
 }

@@ -190,7 +190,7 @@ fn byte_size(text: &str) -> Option<u64> {
 }
 
 /// A sup name from a supervisord one: characters outside `[A-Za-z0-9_.-]` become `_`.
-fn sup_name(name: &str) -> String {
+pub(super) fn sup_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| {
@@ -278,6 +278,8 @@ pub fn translate(sections: &[Merged], files: &[FileInfo], ctx: &Context) -> Tran
     };
     let mut daemon: Vec<(String, String)> = Vec::new();
     let mut daemon_comments: Vec<String> = Vec::new();
+    // `daemon.notify.listeners` entries: the quoted command and the event names.
+    let mut listeners: Vec<(String, Vec<&'static str>)> = Vec::new();
     let mut shared_env: Vec<(String, String)> = Vec::new();
     let mut shared_umask: Option<String> = None;
 
@@ -391,7 +393,7 @@ pub fn translate(sections: &[Merged], files: &[FileInfo], ctx: &Context) -> Tran
             "rpcinterface" => out.note(s, None, "not needed: sup's clients speak its control socket's JSON protocol, not XML-RPC"),
             "ctlplugin" => out.note(s, None, "not translated: sup has no client plugins"),
             "inet_http_server" => inet_http_server(s, &mut out, &mut daemon, &mut daemon_comments),
-            "eventlistener" => out.note(s, None, "not translated: sup has no event-listener protocol; daemon.notify.hook runs a command per event (SUP_EVENT, SUP_PROCESS_NAME in its env)"),
+            "eventlistener" => listeners.extend(translate_eventlistener(s, name, &mut out)),
             "fcgi-program" => out.note(s, None, "not translated: sup does not hold a listening socket for its children; run the FastCGI server with its own socket as a program"),
             _ => out.note(s, None, "unknown section: not translated"),
         }
@@ -468,13 +470,22 @@ pub fn translate(sections: &[Merged], files: &[FileInfo], ctx: &Context) -> Tran
         y.push_str(&format!("# Source: {}\n", comment(&f.shown)));
     }
     y.push_str("# What was not translated is listed on stderr.\n");
-    if !daemon.is_empty() || !daemon_comments.is_empty() {
+    if !daemon.is_empty() || !daemon_comments.is_empty() || !listeners.is_empty() {
         y.push_str("daemon:\n");
         for (k, v) in &daemon {
             if k == "http" {
                 y.push_str(&format!("  http:\n    listen: {v}\n"));
             } else {
                 y.push_str(&format!("  {k}: {v}\n"));
+            }
+        }
+        if !listeners.is_empty() {
+            y.push_str("  notify:\n    listeners:\n");
+            for (cmd, events) in &listeners {
+                y.push_str(&format!(
+                    "      - cmd: {cmd}\n        events: [{}]\n",
+                    events.join(", ")
+                ));
             }
         }
         for c in &daemon_comments {
@@ -551,6 +562,99 @@ fn inet_http_server(
             _ => out.note(s, Some(item), "unknown key: not translated"),
         }
     }
+}
+
+/// sup's listener event names for one of supervisord's event types (a parent type stands for
+/// its children); `None` when sup has no such event.
+fn listener_events(kind: &str) -> Option<&'static [&'static str]> {
+    const STATES: &[&str] = &[
+        "spawned", "running", "backoff", "stopping", "exit", "stopped", "fatal",
+    ];
+    Some(match kind {
+        "PROCESS_STATE_STARTING" => &["spawned"],
+        "PROCESS_STATE_RUNNING" => &["running"],
+        "PROCESS_STATE_BACKOFF" => &["backoff"],
+        "PROCESS_STATE_STOPPING" => &["stopping"],
+        "PROCESS_STATE_EXITED" => &["exit"],
+        "PROCESS_STATE_STOPPED" => &["stopped"],
+        "PROCESS_STATE_FATAL" => &["fatal"],
+        "PROCESS_STATE" | "EVENT" => STATES,
+        _ => return None,
+    })
+}
+
+/// `[eventlistener:x]` as a `daemon.notify.listeners` entry: its command and the events sup
+/// has. supervisord's READY/RESULT protocol is not sup's (plain JSON lines), which a note says.
+fn translate_eventlistener(
+    s: &Merged,
+    name: &str,
+    out: &mut Out,
+) -> Option<(String, Vec<&'static str>)> {
+    let mut vars: BTreeMap<&str, Expansion> = BTreeMap::new();
+    vars.insert("program_name", Expansion::Text(name.to_string()));
+    vars.insert("group_name", Expansion::Text(name.to_string()));
+    vars.insert("process_num", Expansion::Number(0));
+    vars.insert("numprocs", Expansion::Number(1));
+    let mut cmd = None;
+    let mut events: Vec<&'static str> = Vec::new();
+    for item in s.keys() {
+        let it = Some(item);
+        match item.key.as_str() {
+            "command" => match out.expand(s, item, &vars) {
+                Ok(v) if shell_words::split(v.trim()).is_ok_and(|w| !w.is_empty()) => {
+                    cmd = Some(quote(v.trim()))
+                }
+                Ok(_) => out.note(
+                    s,
+                    it,
+                    "unbalanced quotes or an empty command: the listener is left out",
+                ),
+                Err(why) => out.note(s, it, format!("{why}: the listener is left out")),
+            },
+            "events" => {
+                for kind in item
+                    .value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                {
+                    match listener_events(kind) {
+                        Some(names) => {
+                            for n in names {
+                                if !events.contains(n) {
+                                    events.push(n);
+                                }
+                            }
+                        }
+                        None => out.note(s, it, format!("{kind}: not translated: sup's listeners hear state changes (and health), not this event type")),
+                    }
+                }
+            }
+            "numprocs" if integer(item.value.trim()) != Some(1) => {
+                out.note(s, it, "not translated: sup runs one process per listener")
+            }
+            "process_name" | "numprocs" => {}
+            _ => out.note(
+                s,
+                it,
+                "not translated: a sup listener has only cmd and events",
+            ),
+        }
+    }
+    let Some(cmd) = cmd else {
+        out.note(s, None, "no usable command=: the listener is left out");
+        return None;
+    };
+    if events.is_empty() {
+        out.note(
+            s,
+            None,
+            "none of its events= are sup's: the listener is left out",
+        );
+        return None;
+    }
+    out.note(s, None, "translated as a daemon.notify.listeners entry; supervisord's READY/RESULT handshake is not sup's: sup writes one JSON line per event on the listener's stdin and wants no answer, so the listener program needs adapting");
+    Some((cmd, events))
 }
 
 #[allow(clippy::too_many_arguments)]

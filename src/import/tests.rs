@@ -125,6 +125,8 @@ fn the_docs_program_example_with_every_key() {
         "      A: \"1\"\n",
         "      B: \"2\"\n",
         "  http:\n    listen: \"127.0.0.1:9001\"\n",
+        "  notify:\n    listeners:\n      - cmd: \"/bin/eventlistener\"\n        \
+         events: [spawned, running, backoff, stopping, exit, stopped, fatal]\n",
         "groups:\n  foo: []\n",
     ] {
         assert!(yaml.contains(line), "no {line:?} in:\n{yaml}");
@@ -134,7 +136,7 @@ fn the_docs_program_example_with_every_key() {
         "[program:cat] stdout_capture_maxbytes: not translated",
         "[program:cat] stdout_events_enabled: not translated",
         "[program:cat] serverurl: not translated",
-        "[eventlistener:theeventlistenername] not translated",
+        "[eventlistener:theeventlistenername] translated as a daemon.notify.listeners entry; supervisord's READY/RESULT handshake is not sup's",
         "[fcgi-program:fcgiprogramname] not translated",
         "[inet_http_server] port: translated as daemon.http.listen",
         "[inet_http_server] password: not translated",
@@ -432,4 +434,293 @@ fn groups_become_sup_groups_of_the_programs_their_members_became() {
         "{n}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_eventlistener_becomes_a_listener_with_the_events_sup_has() {
+    let dir = folder(
+        "listener",
+        &[(
+            "supervisord.conf",
+            "[eventlistener:relay]\ncommand=/usr/local/bin/alert-relay --flag\n\
+             events=PROCESS_STATE_FATAL, PROCESS_STATE_EXITED,PROCESS_STATE_BACKOFF,TICK_60\n\
+             buffer_size=10\n\n[eventlistener:ticks]\ncommand=/bin/ticker\nevents=TICK_5\n",
+        )],
+    );
+    let t = import(&dir.join("supervisord.conf"));
+    assert!(
+        t.yaml.contains(
+            "  notify:\n    listeners:\n      - cmd: \"/usr/local/bin/alert-relay --flag\"\n        \
+             events: [fatal, exit, backoff]\n"
+        ),
+        "{}",
+        t.yaml
+    );
+    assert!(!t.yaml.contains("ticker"), "{}", t.yaml);
+    let n = notes(&t);
+    for what in [
+        "[eventlistener:relay] events: TICK_60: not translated",
+        "[eventlistener:relay] buffer_size: not translated",
+        "the listener program needs adapting",
+        "[eventlistener:ticks] none of its events= are sup's: the listener is left out",
+    ] {
+        assert!(n.contains(what), "no {what:?} in:\n{n}");
+    }
+    let config = loads(&t, &[]);
+    assert_eq!(config.daemon.notify.listeners.len(), 1);
+}
+
+// process-compose.
+
+/// Fails naming the first of `needles` that `text` lacks.
+fn has_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+}
+
+fn compose(text: &str) -> Translation {
+    let env = |name: &str| match name {
+        "DATA" => Some("/srv/data".to_string()),
+        _ => None,
+    };
+    match super::process_compose::translate(text, "pc.yaml", &env) {
+        Ok(t) => t,
+        Err((line, why)) => panic!("{line}: {why}"),
+    }
+}
+
+fn compose_file(name: &str) -> Translation {
+    let path = repo().join("fixtures/process-compose").join(name);
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    match super::process_compose::translate(&text, name, &env) {
+        Ok(t) => t,
+        Err((line, why)) => panic!("{name}:{line}: {why}"),
+    }
+}
+
+#[test]
+fn process_compose_own_example_translates_and_loads() {
+    let t = compose_file("process-compose.yaml");
+    let cfg = loads(&t, &[]);
+    assert_eq!(cfg.programs.len(), 11, "{}", t.yaml);
+    let y = &t.yaml;
+    has_all(
+        y,
+        &[
+            "  loglevel: info\n",
+            "  debug: [\"__pc_log\", \"__pc_log_client\"]\n",
+            "  test: [\"process5\"]\n",
+            "    cmd: \"ls -lFa --color=always\"\n",
+            "    cmd: [\"bash\", \"-c\", \"./test_loop.bash ${PROC4}\"]\n",
+            "    autorestart: unexpected\n",
+            "    autorestart: always\n",
+            "    stoptime: 4\n",
+            "    stdout: \"./pc.proc2.log\"\n",
+            "      _process2: completed\n",
+            "    cmd: \"python3 -m http.server 4040\"\n",
+            "      http: \"http://127.0.0.1:4040/\"\n",
+            "    ready: health\n",
+            "      cmd: [\"bash\", \"-c\", \"ps -ef | grep -v grep | grep process4\"]\n",
+            "    autostart: false\n",
+            "      ABC: \"2221\"\n",
+        ],
+    );
+    // process3 always restarts, so it never completes in sup: started, with a note.
+    assert!(y.contains("      process3: started\n"), "{y}");
+    let n = notes(&t);
+    has_all(
+        &n,
+        &[
+            "process-compose.yaml:3: version: not needed",
+            "log_location: not translated: process-compose writes every process's output",
+            "processes.process1.shutdown.command: not translated",
+            "processes.process1.availability.backoff_seconds: not translated",
+            "processes.process1.depends_on.process3: translated as started",
+            "processes._process2.readiness_probe.http_get: not translated: sup's HTTP check speaks plain HTTP, not https",
+            "processes.process3.depends_on.nginx: \"nginx\" is no process here",
+            "processes.server.is_tty: not translated",
+            "processes.__pc_log.command: its $VARIABLES are expanded by the shell",
+        ],
+    );
+    assert!(!n.contains("unknown"), "{n}");
+    // Notes come in the file's order.
+    let lines: Vec<usize> = t.notes.iter().map(|n| n.line).collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
+}
+
+#[test]
+fn process_compose_chain_fixture_keeps_its_order() {
+    let t = compose_file("process-compose-chain.yaml");
+    let cfg = loads(&t, &[]);
+    assert_eq!(cfg.programs.len(), 8);
+    for i in 1..8 {
+        let deps = &cfg.programs[&format!("process{i}")].health.depends_on;
+        assert_eq!(deps.len(), 1, "{}", t.yaml);
+        assert_eq!(deps[0].program, format!("process{}", i + 1));
+    }
+    assert!(t.yaml.contains("      process2: completed\n"), "{}", t.yaml);
+    assert!(
+        notes(&t).contains("\"on-failure\" is none of"),
+        "{}",
+        notes(&t)
+    );
+}
+
+#[test]
+fn process_compose_keys_map_to_sup_keys() {
+    let t = compose(
+        "environment: ['SHARED=1', 'OVER=old']\n\
+         vars: {PORT: 80}\n\
+         processes:\n\
+         \x20 db:\n\
+         \x20   entrypoint: [postgres, -D, $DATA]\n\
+         \x20   working_dir: ${DATA}\n\
+         \x20   availability: {restart: always, max_restarts: 3}\n\
+         \x20   shutdown: {signal: 2, timeout_seconds: 30, parent_only: true}\n\
+         \x20   liveness_probe: {exec: {command: pg_isready}, initial_delay_seconds: 3, period_seconds: 5}\n\
+         \x20   namespace: data\n\
+         \x20 api:\n\
+         \x20   description: the API\n\
+         \x20   command: \"serve --port {{.PORT}}{{.PC_REPLICA_NUM}}\"\n\
+         \x20   replicas: 2\n\
+         \x20   environment: ['OVER=new']\n\
+         \x20   disabled: true\n\
+         \x20   availability: {restart: on_failure, exit_on_end: true}\n\
+         \x20   depends_on:\n\
+         \x20     db: {condition: process_healthy}\n\
+         \x20     job: {condition: process_log_ready}\n\
+         \x20   readiness_probe:\n\
+         \x20     http_get: {host: localhost, port: 8080, path: health}\n\
+         \x20     failure_threshold: 2\n\
+         \x20 job:\n\
+         \x20   command: 'echo $$HOME && exit 0'\n\
+         \x20   is_daemon: true\n\
+         \x20   namespace: data\n",
+    );
+    let cfg = loads(&t, &[]);
+    let y = &t.yaml;
+    has_all(
+        y,
+        &[
+            "  data: [\"db\", \"job\"]\n",
+            "    cmd: [\"postgres\", \"-D\", \"/srv/data\"]\n",
+            "    workingdir: \"/srv/data\"\n",
+            "    stopsignal: INT\n",
+            "    stoptime: 30\n",
+            "      cmd: \"pg_isready\"\n",
+            "      start_period: 3\n",
+            "  # the API\n",
+            "    cmd: [\"bash\", \"-c\", \"serve --port 80${SUP_PROCESS_NUM}\"]\n",
+            "    numprocs: 2\n",
+            "    autostart: false\n",
+            "    autorestart: unexpected\n",
+            "    critical: true\n",
+            "      OVER: \"new\"\n",
+            "      SHARED: \"1\"\n",
+            "      db: healthy\n",
+            "      job: started\n",
+            "    ready: health\n",
+            "    ready_timeout: 21\n",
+            "      http: \"http://localhost:8080/health\"\n",
+            "      retries: 2\n",
+            "    cmd: [\"bash\", \"-c\", \"echo $HOME && exit 0\"]\n",
+        ],
+    );
+    assert_eq!(cfg.programs["api"].numprocs, 2);
+    let n = notes(&t);
+    has_all(
+        &n,
+        &[
+            "pc.yaml:5: $DATA expanded from this environment",
+            "processes.db.availability.max_restarts: not translated",
+            "processes.db.shutdown.parent_only: not translated",
+            "processes.api.command: {{.PC_REPLICA_NUM}} is written as ${SUP_PROCESS_NUM}",
+            "PC_REPLICA_NUM is not in their env",
+            "processes.api.depends_on.job: translated as started: sup has no readiness on a log line",
+            "processes.job.is_daemon: not translated",
+            "processes.job.command: its $VARIABLES are expanded by the shell",
+        ],
+    );
+}
+
+#[test]
+fn process_compose_replicas_that_differ_become_programs() {
+    let t = compose(
+        "processes:\n\
+         \x20 web:\n\
+         \x20   command: \"python3 -m http.server 90{{.PC_REPLICA_NUM}}\"\n\
+         \x20   replicas: 2\n\
+         \x20   log_location: /tmp/web.log\n\
+         \x20   log_configuration: {rotation: {max_size_mb: 5, max_backups: 2}}\n\
+         \x20   readiness_probe:\n\
+         \x20     http_get: {host: 127.0.0.1, port: \"90{{.PC_REPLICA_NUM}}\"}\n\
+         \x20 client:\n\
+         \x20   command: curl http://127.0.0.1:9000/\n\
+         \x20   depends_on: {web: {condition: process_healthy}}\n",
+    );
+    let cfg = loads(&t, &[]);
+    assert_eq!(cfg.programs.len(), 3, "{}", t.yaml);
+    let y = &t.yaml;
+    has_all(
+        y,
+        &[
+            "  web-0:\n    cmd: \"python3 -m http.server 900\"\n",
+            "  web-1:\n    cmd: \"python3 -m http.server 901\"\n",
+            "    stdout: \"/tmp/web.log.1\"\n",
+            "    stdout_maxbytes: \"5MB\"\n",
+            "    stdout_backups: 2\n",
+            "    redirect_stderr: true\n",
+            "      http: \"http://127.0.0.1:901/\"\n",
+            "      PC_REPLICA_NUM: \"1\"\n",
+            "      web-0: healthy\n      web-1: healthy\n",
+        ],
+    );
+    let n = notes(&t);
+    assert!(n.contains("translated as 2 programs, web-0 … web-1"), "{n}");
+    // The second replica's notes would repeat the first's.
+    assert_eq!(n.matches("translated as 2 programs").count(), 1, "{n}");
+}
+
+#[test]
+fn process_compose_what_cannot_be_translated_is_noted_at_its_line() {
+    let t = compose(
+        "processes:\n\
+         \x20 a:\n\
+         \x20   command: \"{{if .X}}x{{end}}\"\n\
+         \x20 b:\n\
+         \x20   command: run\n\
+         \x20   readiness_probe: {http_get: {host: example.com, port: 80}}\n\
+         \x20   bogus: 1\n\
+         \x20 vim:\n\
+         \x20   command: vim\n\
+         \x20   is_foreground: true\n\
+         \x20 \"my app\":\n\
+         \x20   command: x\n\
+         extends: other.yaml\n",
+    );
+    loads(&t, &[]);
+    let n = notes(&t);
+    has_all(
+        &n,
+        &[
+            "pc.yaml:3: processes.a.command: not translated: {{if .X}} is a Go template",
+            "pc.yaml:2: processes.a: its command is empty or not translated: the process is left out",
+            "pc.yaml:6: processes.b.readiness_probe.http_get: not translated: sup's HTTP check needs an IP address",
+            "pc.yaml:7: processes.b.bogus: unknown key: not translated",
+            "processes.vim.is_foreground: a foreground process needs a terminal",
+            "\"my app\" is not a sup name",
+            "pc.yaml:13: extends: not translated",
+        ],
+    );
+    assert!(!t.yaml.contains("  a:"), "{}", t.yaml);
+    assert!(t.yaml.contains("  my_app:"), "{}", t.yaml);
+    assert!(!t.yaml.contains("healthcheck"), "{}", t.yaml);
+}
+
+#[test]
+fn process_compose_that_is_not_yaml_fails_with_its_line() {
+    let err = super::process_compose::translate("processes:\n  a: {command: [\n", "pc.yaml", &env);
+    assert!(matches!(err, Err((l, _)) if l >= 2));
+    assert!(super::process_compose::translate("- a\n", "pc.yaml", &env).is_err());
 }

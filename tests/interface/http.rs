@@ -404,6 +404,11 @@ fn http_idle_connections_past_the_limit_make_room_and_healthz_still_answers() {
 fn http_an_idle_daemon_serving_http_makes_no_wakeups() {
     let (sb, _port) = start("http-idle", "", TWO_WEB);
     sb.wait_state("web:1", "running");
+    assert_no_wakeups(&sb);
+}
+
+/// Once it has settled, the daemon sleeps for 3 s without one voluntary context switch.
+pub(crate) fn assert_no_wakeups(sb: &Sandbox) {
     let pid = sb.daemon_pid();
     let switches = || {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

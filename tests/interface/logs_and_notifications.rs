@@ -359,7 +359,8 @@ fn a_fatal_job_reaches_mail_report_and_hook() {
     let mut sb = sb0;
     sb.write(
         "hook.sh",
-        "#!/bin/sh\nprintf '%s %s %s %s\\n' \"$SUP_EVENT\" \"$SUP_PROCESS_NAME\" \"$SUP_PROGRAM\" \"$SUP_EXIT_CODE\" >> \"$OUT/hook.txt\"\n",
+        "#!/bin/sh\nprintf '%s %s %s %s\\n' \"$SUP_EVENT\" \"$SUP_PROCESS_NAME\" \"$SUP_PROGRAM\" \"$SUP_EXIT_CODE\" >> \"$OUT/hook.txt\"\n\
+         grep '^SigBlk' /proc/$$/status > \"$OUT/hook-mask.txt\"\n",
     );
     let hook = sb.path("hook.sh");
     Command::new("chmod")
@@ -408,6 +409,11 @@ programs:
     // The hook.
     sb.wait_for("the hook to run", || sb.read("hook.txt").contains("fatal"));
     assert_eq!(sb.read("hook.txt").trim(), "fatal crash crash 3");
+    // Not the daemon's mask, which blocks SIGTERM for its signalfd: a hook can be stopped.
+    sb.wait_for("the hook's mask", || {
+        sb.read("hook-mask.txt").ends_with('\n')
+    });
+    assert_eq!(sb.read("hook-mask.txt").trim(), "SigBlk:\t0000000000000000");
 
     // The mail.
     let mut got = Vec::new();

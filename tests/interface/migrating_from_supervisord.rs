@@ -58,7 +58,8 @@ fn an_imported_config_passes_check_and_runs() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "import failed:\n{stderr}");
     for said in [
-        "[eventlistener:crashmail] not translated",
+        "[eventlistener:crashmail] translated as a daemon.notify.listeners entry",
+        "the listener program needs adapting",
         "[unix_http_server] not needed",
         "[rpcinterface:supervisor] not needed",
         "instances are named sleeper:0 … sleeper:1 (supervisord: sleeper_00 … sleeper_01)",
@@ -67,6 +68,11 @@ fn an_imported_config_passes_check_and_runs() {
     ] {
         assert!(stderr.contains(said), "stderr lacks {said:?}:\n{stderr}");
     }
+    assert!(
+        stdout
+            .contains("      - cmd: \"crashmail -a -m root@localhost\"\n        events: [exit]\n"),
+        "{stdout}"
+    );
     // The YAML is stdout alone: no note leaked into it.
     assert!(!stdout.contains("sup: note"), "{stdout}");
     sb.write("sup.yaml", &stdout);

@@ -217,9 +217,15 @@ impl Daemon {
         let verdict = w
             .checks
             .record(&check, ready_by_health, starting, result, now);
-        if w.checks.status() != before {
+        let after = w.checks.status();
+        if after != before {
             // A dependent waiting for it to be `healthy` is looked at again this turn.
             self.order.changed.push(id);
+            let why = match &verdict {
+                Verdict::Unhealthy { why, .. } | Verdict::Failed { why, .. } => why.as_str(),
+                _ => "",
+            };
+            self.listen_health(id, after, why);
         }
         match verdict {
             Verdict::Pass { recovered, ready } => {

@@ -773,6 +773,21 @@ impl Daemon {
             self.sources.wakeups(),
             crate::logging::lines(),
         );
+        let dropped = self.listeners.dropped();
+        if !dropped.is_empty() {
+            let _ = write!(
+                out,
+                "# HELP sup_listener_events_dropped_total Events an event listener was not sent: \
+                 its buffer was full.\n# TYPE sup_listener_events_dropped_total counter\n"
+            );
+            for (label, n) in dropped {
+                let _ = writeln!(
+                    out,
+                    "sup_listener_events_dropped_total{{listener=\"{}\"}} {n}",
+                    escape(&label)
+                );
+            }
+        }
         if let Some((_, bytes)) = procfs::usage(std::process::id()) {
             let _ = write!(
                 out,

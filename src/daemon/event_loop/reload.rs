@@ -47,10 +47,17 @@ impl Daemon {
         if dry_run {
             return Some(Response::new(ResponseBody::Reload { report }));
         }
-        if config.daemon != self.settings.config.daemon {
+        // Listeners follow the reload; every other daemon setting waits for a restart.
+        let mut daemon = config.daemon.clone();
+        daemon.notify.listeners = self.settings.config.daemon.notify.listeners.clone();
+        if daemon != self.settings.config.daemon {
             log::warn!(
                 "reload: daemon settings changed; they take effect at the next daemon start"
             );
+        }
+        if config.daemon.notify.listeners != self.settings.config.daemon.notify.listeners {
+            self.configure_listeners(&config.daemon.notify.listeners, now);
+            self.settings.config.daemon.notify.listeners = config.daemon.notify.listeners;
         }
         let waits = self.carry_out(&plan, &config.programs, now);
         log::info!("{}", summary(&report));

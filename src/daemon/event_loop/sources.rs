@@ -1,6 +1,6 @@
 //! Everything on the poll besides the signalfd and the listener: a slab of typed sources
 //! (child pipes, clients, exec-status pipes, readiness and probe sockets, HTTP listeners and
-//! connections), each registered
+//! connections, event listeners' stdins while bytes wait for them), each registered
 //! under its slot's token, and the slots whose budget ran out last turn ("hot").
 //!
 //! It owns registration: `add` registers a source or gives it back dropped (a half-added
@@ -151,6 +151,9 @@ impl Source {
                 token,
                 Interest::READABLE | Interest::WRITABLE,
             ),
+            Source::Listener(p) => {
+                registry.register(&mut SourceFd(&p.fd), token, Interest::WRITABLE)
+            }
         }
     }
 
@@ -171,6 +174,9 @@ impl Source {
             }
             Source::Http(HttpSource::Conn(c)) => {
                 let _ = registry.deregister(&mut c.stream);
+            }
+            Source::Listener(p) => {
+                let _ = registry.deregister(&mut SourceFd(&p.fd));
             }
         }
     }
