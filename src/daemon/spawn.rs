@@ -8,9 +8,10 @@
 //! a program not on PATH) is checked before the child is made. The child is made with
 //! `clone(CLONE_VM | CLONE_VFORK)`, as posix_spawn does, so a spawn costs the daemon the same
 //! at any size (`fork`, which copies its page tables, is the fallback: see `clone_vfork`).
-//! An instance with a v2 cgroup is made with `clone3(CLONE_INTO_CGROUP)` instead, fork-style,
-//! so that it is born in its cgroup: joining it by a write to `cgroup.procs` would hold the
-//! daemon for an RCU grace period per spawn (see `clone3_into`; refused, today's path).
+//! An instance with a v2 cgroup is made with `clone3(CLONE_INTO_CGROUP)` instead, so that it
+//! is born in its cgroup: joining it by a write to `cgroup.procs` would hold the daemon for
+//! an RCU grace period per spawn. With `CLONE_VM | CLONE_VFORK` where it can
+//! (`clone3_vfork_into`), else fork-style (`clone3_into`; refused, the write).
 //! Between its creation and `exec` the child runs only syscalls on data prepared here (argv,
 //! envp and the resolved path are built first), and reports a failed `exec` as
 //! `(step, errno)` on a close-on-exec pipe.
@@ -478,8 +479,20 @@ fn create_child(args: &ChildArgs) -> Result<(libc::pid_t, Created), Errno> {
             cgroup_dir: None,
             ..*args
         };
-        match clone3_into(&rest, dir) {
-            Ok(pid) => result = Ok((pid, Created::Fork)),
+        // The daemon's memory shared, as `clone_vfork`, where that path is open to this
+        // child; fork-style otherwise, or when only the shared form was refused (ENOSYS
+        // means no clone3 at all: asked once).
+        let shared = (!NO_VFORK.load(Relaxed) && !fork_forced() && args.plan.creds.is_none())
+            .then(|| clone3_vfork_into(&rest, dir).map(|pid| (pid, Created::Vfork)));
+        let made = match shared {
+            Some(Err(e)) if e != Errno::ENOSYS && !daemon_resource(e) => {
+                clone3_into(&rest, dir).map(|pid| (pid, Created::Fork))
+            }
+            Some(made) => made,
+            None => clone3_into(&rest, dir).map(|pid| (pid, Created::Fork)),
+        };
+        match made {
+            Ok(made) => result = Ok(made),
             Err(
                 e @ (Errno::ENOSYS
                 | Errno::E2BIG
@@ -597,6 +610,63 @@ fn clone3_into(args: &ChildArgs, dir: libc::c_int) -> Result<libc::pid_t, Errno>
         -1 => Err(Errno::last()),
         pid => Ok(pid as libc::pid_t),
     }
+}
+
+/// `clone3(CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP)`: born in its v2 cgroup like
+/// `clone3_into`, without fork's copy of the daemon's page tables, like `clone_vfork` (whose
+/// rules the child keeps; the same `ChildStack`). glibc has no clone3 wrapper that takes a
+/// function, and a raw syscall returns in the child on the new stack with no frame to return
+/// to, so the child's side is a few instructions here: call `child_main(args)`, which never
+/// returns.
+#[cfg(target_arch = "x86_64")]
+fn clone3_vfork_into(args: &ChildArgs, dir: libc::c_int) -> Result<libc::pid_t, Errno> {
+    let stack = ChildStack::new()?;
+    let mut ca = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        // The child starts at `stack + stack_size`, the mapping's top (16-byte aligned).
+        stack: stack.base as u64,
+        stack_size: stack.len as u64,
+        cgroup: dir as u64,
+        ..CloneArgs::default()
+    };
+    let entry: extern "C" fn(*mut libc::c_void) -> libc::c_int = child_main;
+    let ret: i64;
+    // SAFETY: the kernel preserves every register but rax, rcx and r11 in the parent, which
+    // goes on at `2:` once the child has exec'd or exited (CLONE_VFORK). The child (rax 0)
+    // is on `stack` with an aligned top, so `call` leaves the frame the ABI expects, and it
+    // never comes back (`ud2` would fault it, not the daemon). `ca`, `args` and `stack`
+    // outlive the syscall; no memory is declared untouched, so nothing is cached across it.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") &mut ca as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") args as *const ChildArgs,
+            in("r13") entry,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    drop(stack);
+    if ret < 0 {
+        return Err(Errno::from_raw((-ret) as i32));
+    }
+    Ok(ret as libc::pid_t)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn clone3_vfork_into(_: &ChildArgs, _: libc::c_int) -> Result<libc::pid_t, Errno> {
+    // Not ENOSYS, which would stop clone3 being asked at all: the fork-style form is next.
+    Err(Errno::EOPNOTSUPP)
 }
 
 /// `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)` on a stack of its own, as glibc's posix_spawn
