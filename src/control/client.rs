@@ -109,6 +109,9 @@ pub struct Conn {
     waiting_for: &'static str,
 }
 
+/// The socket reader's buffer.
+const READ_BUF: usize = 256 * 1024;
+
 /// The socket as the reader sees it: every read gets what is left of one deadline, so a
 /// daemon trickling bytes cannot stretch an answer past it.
 #[derive(Debug)]
@@ -195,10 +198,15 @@ impl Conn {
         Ok(Conn {
             endpoint,
             transport: Transport::Socket {
-                reader: BufReader::new(Deadlined {
-                    stream,
-                    deadline: None,
-                }),
+                // Large: a status of thousands of instances is a megabyte or more, and each read
+                // also sets the socket's timeout (see `Deadlined`).
+                reader: BufReader::with_capacity(
+                    READ_BUF,
+                    Deadlined {
+                        stream,
+                        deadline: None,
+                    },
+                ),
                 writer,
             },
             timeout: None,

@@ -26,6 +26,9 @@ pub struct Conn {
     /// When the first byte of the unfinished line arrived (its deadline runs from there).
     partial_since: Option<Instant>,
     out: Vec<u8>,
+    /// How much of `out` the socket has taken: an answer of thousands of instances goes out
+    /// in many writes, and moving the rest to the front after each would copy it again and again.
+    sent: usize,
     /// The peer closed its side; answer what is pending, then close.
     pub read_closed: bool,
     /// A fatal framing error was answered; close once it is sent.
@@ -49,6 +52,7 @@ impl Conn {
             start: 0,
             partial_since: None,
             out: Vec::new(),
+            sent: 0,
             read_closed: false,
             closing: false,
         }
@@ -140,44 +144,49 @@ impl Conn {
         self.inbuf.len() - self.start
     }
 
-    /// Queue a response line.
+    /// Queue a response line, encoded straight into the output buffer (no copy of its own).
     pub fn send(&mut self, response: &Response) {
-        match serde_json::to_vec(response) {
-            Ok(mut bytes) => {
-                bytes.push(b'\n');
-                self.out.extend_from_slice(&bytes);
-            }
-            Err(e) => {
-                let fallback = Response::error(format!("unable to encode the answer: {e}"));
-                if let Ok(mut bytes) = serde_json::to_vec(&fallback) {
-                    bytes.push(b'\n');
-                    self.out.extend_from_slice(&bytes);
-                }
+        // A stream (`tail -f`) that is never quite caught up: drop what was sent once it is
+        // half the buffer, so the buffer stays bounded and each byte moves at most once more.
+        if self.sent > 0 && self.sent >= self.out.len() / 2 {
+            self.out.drain(..self.sent);
+            self.sent = 0;
+        }
+        let before = self.out.len();
+        if let Err(e) = serde_json::to_writer(&mut self.out, response) {
+            self.out.truncate(before);
+            let fallback = Response::error(format!("unable to encode the answer: {e}"));
+            if serde_json::to_writer(&mut self.out, &fallback).is_err() {
+                self.out.truncate(before);
+                return;
             }
         }
+        self.out.push(b'\n');
     }
 
     /// Write as much as the socket takes. `Ok(true)` when everything is sent.
     pub fn flush(&mut self) -> io::Result<bool> {
-        while !self.out.is_empty() {
-            match self.stream.write(&self.out) {
+        while self.sent < self.out.len() {
+            match self.stream.write(&self.out[self.sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out.drain(..n);
-                }
+                Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
-        if self.out.capacity() > 64 * 1024 && self.out.is_empty() {
-            self.out = Vec::new();
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+            if self.out.capacity() > 64 * 1024 {
+                self.out = Vec::new();
+            }
         }
         Ok(self.out.is_empty())
     }
 
     pub fn pending_out(&self) -> usize {
-        self.out.len()
+        self.out.len() - self.sent
     }
 
     /// When the unfinished request line started, noting `now` if it starts here; `None`

@@ -83,7 +83,16 @@ pub struct Joined {
     pub unapplied: Vec<&'static str>,
     /// The OOM-kill counter at the spawn, to tell an OOM kill from another SIGKILL.
     pub oom_base: Option<u64>,
+    /// The hierarchies the child joins (bit `i`: the daemon's `i`-th tree; the membership
+    /// tree, bit 0, always): `usage`, `oom_kills` and `remove` look only there.
+    pub trees: Trees,
+    /// The hierarchies that may hold a directory of the instance now (those joined, and any
+    /// a limit no longer needs whose directory could not be removed yet).
+    pub made: Trees,
 }
+
+/// A set of the daemon's hierarchies, bit `i` for its `i`-th tree.
+pub type Trees = u8;
 
 fn cstr(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
@@ -405,12 +414,53 @@ impl Cgroups {
         }
     }
 
-    /// Make the instance's cgroup in every hierarchy, write its limits, and open each
-    /// `cgroup.procs`. Only what changes is written: a new directory starts without limits,
-    /// and one kept from the last spawn (`previous`, what was written then; `None` when
-    /// unknown) gets only the limits that differ, an unset one reset to `max` (a restart
-    /// after a reload keeps the directory). A limit the kernel refuses fails the spawn; a
-    /// reset that fails is only logged.
+    /// The hierarchies an instance with limits `l` joins: the membership tree (which also
+    /// serves CPU usage and the freeze), and a v1 hierarchy only for a controller the instance
+    /// needs: `memory` with `memory_max`, `pids` with `pids_max`, `cpu` with `cpu_max`, and on
+    /// v1 alone the `cpuacct` and `freezer` hierarchies (usage, kill). Joining a v1 hierarchy
+    /// costs the child a cgroup migration (the kernel's threadgroup lock, an RCU grace
+    /// period) and a directory per controller, so a job without limits has none.
+    fn needed(&self, l: &Limits) -> Trees {
+        let mut want = CPUACCT | FREEZER;
+        for (set, ctl) in [
+            (l.memory_max.is_some(), MEMORY),
+            (l.pids_max.is_some(), PIDS),
+            (l.cpu_max.is_some(), CPU),
+        ] {
+            if set {
+                want |= ctl;
+            }
+        }
+        let mut mask = 0;
+        for (i, t) in self.trees.iter().enumerate().take(Trees::BITS as usize) {
+            if i == 0 || t.controllers & want != 0 {
+                mask |= 1 << i;
+            }
+        }
+        mask
+    }
+
+    /// The trees of `mask`.
+    fn trees_in(&self, mask: Trees) -> impl Iterator<Item = &Tree> {
+        self.trees
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| *i < Trees::BITS as usize && mask & (1 << i) != 0)
+            .map(|(_, t)| t)
+    }
+
+    /// The tree serving `ctl`, if it is in `mask`.
+    fn tree_in(&self, ctl: u8, mask: Trees) -> Option<&Tree> {
+        self.trees_in(mask).find(|t| t.controllers & ctl != 0)
+    }
+
+    /// Make the instance's cgroup in the hierarchies it needs (`needed`), write its limits,
+    /// and open each `cgroup.procs`. Only what changes is written: a new directory starts
+    /// without limits, and one kept from the last spawn (`previous`, what was written then;
+    /// `None` when unknown) gets only the limits that differ, an unset one reset to `max` (a
+    /// restart after a reload keeps the directory). A directory kept in a hierarchy the
+    /// instance no longer needs (`made`, a limit a reload removed) is removed. A limit the
+    /// kernel refuses fails the spawn; a reset that fails is only logged.
     /// The error is the reason and whether it was the daemon's own resources running out
     /// (descriptors), as `SpawnError` has it.
     pub fn prepare(
@@ -419,6 +469,7 @@ impl Cgroups {
         instance: &str,
         l: &Limits,
         previous: Option<&Limits>,
+        made: Trees,
     ) -> Result<Joined, (String, bool)> {
         let mut unapplied = Vec::new();
         let have = self.trees.iter().fold(0, |a, t| a | t.controllers);
@@ -437,6 +488,8 @@ impl Cgroups {
                 v2_dir: None,
                 unapplied,
                 oom_base: None,
+                trees: 0,
+                made: 0,
             });
         }
         let (program, instance) = detect::instance_path(program, instance).ok_or_else(|| {
@@ -445,9 +498,17 @@ impl Cgroups {
                 false,
             )
         })?;
+        let needed = self.needed(l);
+        let mut made = made & !needed;
+        if made != 0 {
+            // Left by a run with a limit this one does not have: empty, since that run is
+            // down.
+            made &= !self.remove_in(&program, &instance, made);
+        }
+        let rel = format!("{program}/{instance}");
         let mut procs = Vec::new();
         let mut v2_dir = None;
-        for t in &self.trees {
+        for t in self.trees_in(needed) {
             let at = |e: io::Error, what: &str| {
                 let resource = matches!(
                     e.raw_os_error(),
@@ -460,17 +521,27 @@ impl Cgroups {
                 );
                 (reason, resource)
             };
-            let new_program = mkdir_at(t.fd.as_raw_fd(), &program).map_err(|e| at(e, "mkdir"))?;
-            let pfd = open_dir(t.fd.as_raw_fd(), &program).map_err(|e| at(e, "open"))?;
-            if t.v2 && new_program {
-                let want = v2_enable(t.controllers);
-                if !want.is_empty() {
-                    write_at(pfd.as_raw_fd(), "cgroup.subtree_control", &want)
-                        .map_err(|e| at(e, "cgroup.subtree_control"))?;
+            // Most spawns are restarts into the directory the last run left: one open.
+            let (created, ifd) = match open_dir(t.fd.as_raw_fd(), &rel) {
+                Ok(fd) => (false, fd),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    let new_program =
+                        mkdir_at(t.fd.as_raw_fd(), &program).map_err(|e| at(e, "mkdir"))?;
+                    let pfd = open_dir(t.fd.as_raw_fd(), &program).map_err(|e| at(e, "open"))?;
+                    if t.v2 && new_program {
+                        let want = v2_enable(t.controllers);
+                        if !want.is_empty() {
+                            write_at(pfd.as_raw_fd(), "cgroup.subtree_control", &want)
+                                .map_err(|e| at(e, "cgroup.subtree_control"))?;
+                        }
+                    }
+                    let created =
+                        mkdir_at(pfd.as_raw_fd(), &instance).map_err(|e| at(e, "mkdir"))?;
+                    let ifd = open_dir(pfd.as_raw_fd(), &instance).map_err(|e| at(e, "open"))?;
+                    (created, ifd)
                 }
-            }
-            let created = mkdir_at(pfd.as_raw_fd(), &instance).map_err(|e| at(e, "mkdir"))?;
-            let ifd = open_dir(pfd.as_raw_fd(), &instance).map_err(|e| at(e, "open"))?;
+                Err(e) => return Err(at(e, "open")),
+            };
             let dir = ifd.as_raw_fd();
             // What the directory holds now: nothing for a new one, else what was written.
             let before = if created {
@@ -539,7 +610,9 @@ impl Cgroups {
             procs,
             v2_dir,
             unapplied,
-            oom_base: self.oom_kills(&program, &instance),
+            oom_base: self.oom_kills(&program, &instance, needed),
+            trees: needed,
+            made: made | needed,
         })
     }
 
@@ -602,37 +675,61 @@ impl Cgroups {
         Ok(())
     }
 
-    /// The cgroup's CPU time in µs and resident memory in bytes (anonymous plus mapped files,
-    /// from `memory.stat`: page cache the job only read or wrote is not counted, as RSS does
-    /// not count it).
-    pub fn usage(&self, program: &str, instance: &str) -> (Option<u64>, Option<u64>) {
+    /// The cgroup's CPU time in µs (the membership tree's `cpu.stat` on v2, else the
+    /// `cpuacct` hierarchy's, if the instance joined it).
+    pub fn cpu_us(&self, program: &str, instance: &str, mask: Trees) -> Option<u64> {
+        let rel = Cgroups::rel(program, instance)?;
+        let t = self.tree_in(CPUACCT, mask)?;
+        if t.v2 {
+            let s = read_at(t.fd.as_raw_fd(), &format!("{rel}/cpu.stat"))?;
+            detect::keyed(&s, "usage_usec")
+        } else {
+            let s = read_at(t.fd.as_raw_fd(), &format!("{rel}/cpuacct.usage"))?;
+            s.trim().parse::<u64>().ok().map(|ns| ns / 1000)
+        }
+    }
+
+    /// The cgroup's CPU time in µs and resident memory in bytes. Memory comes from the
+    /// memory controller's `memory.stat` where the instance is in one (anonymous plus mapped
+    /// files: page cache the job only read or wrote is not counted, as RSS does not count
+    /// it), else it is the sum of the resident sets of the processes its membership cgroup
+    /// lists (`/proc/PID/stat`), which counts a page two of them share twice.
+    pub fn usage(&self, program: &str, instance: &str, mask: Trees) -> (Option<u64>, Option<u64>) {
         let Some(rel) = Cgroups::rel(program, instance) else {
             return (None, None);
         };
-        let cpu = self.tree(CPUACCT).and_then(|t| {
-            if t.v2 {
-                let s = read_at(t.fd.as_raw_fd(), &format!("{rel}/cpu.stat"))?;
-                detect::keyed(&s, "usage_usec")
-            } else {
-                let s = read_at(t.fd.as_raw_fd(), &format!("{rel}/cpuacct.usage"))?;
-                s.trim().parse::<u64>().ok().map(|ns| ns / 1000)
-            }
-        });
-        let mem = self.tree(MEMORY).and_then(|t| {
-            let s = read_at(t.fd.as_raw_fd(), &format!("{rel}/memory.stat"))?;
-            let (anon, mapped) = if t.v2 {
-                ("anon", "file_mapped")
-            } else {
-                ("total_rss", "total_mapped_file")
-            };
-            Some(detect::keyed(&s, anon)? + detect::keyed(&s, mapped).unwrap_or(0))
-        });
+        let cpu = self.cpu_us(program, instance, mask);
+        let mem = match self.tree_in(MEMORY, mask) {
+            Some(t) => read_at(t.fd.as_raw_fd(), &format!("{rel}/memory.stat")).and_then(|s| {
+                let (anon, mapped) = if t.v2 {
+                    ("anon", "file_mapped")
+                } else {
+                    ("total_rss", "total_mapped_file")
+                };
+                Some(detect::keyed(&s, anon)? + detect::keyed(&s, mapped).unwrap_or(0))
+            }),
+            None => self.trees.first().and_then(|t| {
+                let list = read_at(t.fd.as_raw_fd(), &format!("{rel}/cgroup.procs"))?;
+                let pids = detect::procs(&list);
+                if pids.is_empty() {
+                    return None;
+                }
+                Some(
+                    pids.into_iter()
+                        .filter_map(|p| u32::try_from(p).ok())
+                        .filter_map(|p| super::procfs::usage(p).map(|u| u.1))
+                        .sum(),
+                )
+            }),
+        };
         (cpu, mem)
     }
 
-    /// How many processes the kernel's OOM killer killed in the cgroup so far.
-    pub fn oom_kills(&self, program: &str, instance: &str) -> Option<u64> {
-        let t = self.tree(MEMORY)?;
+    /// How many processes the kernel's OOM killer killed in the cgroup so far (`None` unless
+    /// the instance is in a memory controller's cgroup: only `memory_max` puts it in one on
+    /// a hybrid or v1 host).
+    pub fn oom_kills(&self, program: &str, instance: &str, mask: Trees) -> Option<u64> {
+        let t = self.tree_in(MEMORY, mask)?;
         let rel = Cgroups::rel(program, instance)?;
         let file = if t.v2 {
             "memory.events"
@@ -643,23 +740,31 @@ impl Cgroups {
         detect::keyed(&s, "oom_kill")
     }
 
-    /// Remove the instance's cgroup (and its program's, once empty). False while a process
-    /// is still in it (`EBUSY`): try again once it is reaped.
-    pub fn remove(&self, program: &str, instance: &str) -> bool {
+    /// Remove the instance's cgroup in the hierarchies of `made` (and its program's, once
+    /// empty). False while a process is still in one (`EBUSY`): try again once it is reaped.
+    pub fn remove(&self, program: &str, instance: &str, made: Trees) -> bool {
+        self.remove_in(program, instance, made) == made
+    }
+
+    /// `remove`: the trees of `made` where the directory is gone now.
+    fn remove_in(&self, program: &str, instance: &str, made: Trees) -> Trees {
         let Some((p, i)) = detect::instance_path(program, instance) else {
-            return true;
+            return made;
         };
-        let mut done = true;
-        for t in &self.trees {
+        let mut gone = 0;
+        for (n, t) in self.trees.iter().enumerate() {
+            if n >= Trees::BITS as usize || made & (1 << n) == 0 {
+                continue;
+            }
             match rmdir_at(t.fd.as_raw_fd(), &format!("{p}/{i}")) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(_) => done = false,
+                Ok(()) => gone |= 1 << n,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => gone |= 1 << n,
+                Err(_) => {}
             }
             // Another instance of the program may still have its directory.
             let _ = rmdir_at(t.fd.as_raw_fd(), &p);
         }
-        done
+        gone
     }
 
     /// At shutdown, once every job is down: remove the subtree, and on v2 give the daemon's

@@ -5,6 +5,7 @@
 use super::{Daemon, InstId};
 use crate::config::ProgramSpec;
 use crate::core::ExitStatus;
+use crate::daemon::cgroup::Trees;
 use crate::daemon::procfs;
 use crate::daemon::spawn::{Extras, SpawnError};
 
@@ -13,6 +14,10 @@ use crate::daemon::spawn::{Extras, SpawnError};
 pub(in crate::daemon) struct CgState {
     /// The current (or last) process was placed in the instance's cgroup.
     pub(in crate::daemon) joined: bool,
+    /// The hierarchies the current (or last) process joined (`Cgroups::prepare`).
+    trees: Trees,
+    /// The hierarchies that may hold a directory of the instance, until `remove_cgroup`.
+    made: Trees,
     /// The OOM-kill counter at the spawn.
     oom_base: Option<u64>,
     /// The cgroup's CPU µs at the spawn: the cgroup outlives a restart.
@@ -48,10 +53,11 @@ impl Daemon {
         let name = inst.core().name().to_string();
         let previous = inst.cg.written;
         let killed = inst.cg.killed.get();
+        let made = inst.cg.made;
         let mut joined = self
             .settings
             .cgroups
-            .prepare(&spec.name, &name, &spec.cgroup, previous.as_ref())
+            .prepare(&spec.name, &name, &spec.cgroup, previous.as_ref(), made)
             .map_err(|(reason, daemon)| SpawnError { reason, daemon })?;
         if killed {
             joined.v2_dir = None;
@@ -61,13 +67,14 @@ impl Daemon {
             false => self
                 .settings
                 .cgroups
-                .usage(&spec.name, &name)
-                .0
+                .cpu_us(&spec.name, &name, joined.trees)
                 .unwrap_or(0),
         };
         let warn = !joined.unapplied.is_empty();
         if let Some(inst) = self.sup.get_mut(id) {
             inst.cg.joined = !joined.procs.is_empty();
+            inst.cg.trees = joined.trees;
+            inst.cg.made = joined.made;
             inst.cg.written = inst.cg.joined.then_some(spec.cgroup);
             inst.cg.oom_base = joined.oom_base;
             inst.cg.cpu_base = cpu_base;
@@ -88,11 +95,17 @@ impl Daemon {
 
     /// The program and instance names of an instance in a cgroup.
     fn cg_names(&self, id: InstId) -> Option<(String, String)> {
+        self.cg_of(id).map(|(p, i, _)| (p, i))
+    }
+
+    /// `cg_names` and the hierarchies the instance joined.
+    fn cg_of(&self, id: InstId) -> Option<(String, String, Trees)> {
         let inst = self.sup.get(id)?;
         inst.cg.joined.then(|| {
             (
                 inst.core().program().to_string(),
                 inst.core().name().to_string(),
+                inst.cg.trees,
             )
         })
     }
@@ -131,9 +144,9 @@ impl Daemon {
 
     /// The leader exited: was it the OOM killer? (SIGKILL, and the cgroup's counter rose.)
     pub(super) fn note_exit(&mut self, id: InstId, status: ExitStatus) {
-        let oom = match (status, self.cg_names(id)) {
-            (ExitStatus::Signaled(9), Some((p, i))) => {
-                let now = self.settings.cgroups.oom_kills(&p, &i);
+        let oom = match (status, self.cg_of(id)) {
+            (ExitStatus::Signaled(9), Some((p, i, trees))) => {
+                let now = self.settings.cgroups.oom_kills(&p, &i, trees);
                 let base = self.sup.get(id).and_then(|x| x.cg.oom_base);
                 matches!((now, base), (Some(n), Some(b)) if n > b)
             }
@@ -161,11 +174,13 @@ impl Daemon {
         let Some((p, i)) = self.cg_names(id) else {
             return;
         };
-        let done = self.settings.cgroups.remove(&p, &i);
+        let made = self.sup.get(id).map_or(0, |x| x.cg.made);
+        let done = self.settings.cgroups.remove(&p, &i, made);
         if let Some(inst) = self.sup.get_mut(id) {
             inst.cg.pending_removal = !done;
             if done {
                 inst.cg.killed.set(false);
+                inst.cg.made = 0;
             }
         }
     }
@@ -194,8 +209,8 @@ impl Daemon {
     /// rules: the whole cgroup's where there is one (CPU since this process's spawn), else
     /// (or for a figure the host does not keep) the leader's from `/proc`.
     pub(super) fn usage_sample(&self, id: InstId, pid: u32) -> Option<(u64, u64)> {
-        let (cpu, mem) = match self.cg_names(id) {
-            Some((p, i)) => self.settings.cgroups.usage(&p, &i),
+        let (cpu, mem) = match self.cg_of(id) {
+            Some((p, i, trees)) => self.settings.cgroups.usage(&p, &i, trees),
             None => (None, None),
         };
         let base = self.sup.get(id).map_or(0, |i| i.cg.cpu_base);
