@@ -37,8 +37,21 @@ pub struct Tree {
     pub notes: Vec<Note>,
 }
 
+/// Read a config to translate. Opened non-blocking and kept only when it is a regular file: a
+/// FIFO (or a device) named as the file would otherwise hang the import in `open` or `read`.
 fn read_text(path: &Path, what: &str) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("unable to read: {e}"))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|e| format!("unable to read: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("unable to read: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("not a regular file: not a {what}"));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_BYTES + 1)
         .read_to_end(&mut bytes)

@@ -724,3 +724,19 @@ fn process_compose_that_is_not_yaml_fails_with_its_line() {
     assert!(matches!(err, Err((l, _)) if l >= 2));
     assert!(super::process_compose::translate("- a\n", "pc.yaml", &env).is_err());
 }
+
+#[test]
+fn a_fifo_or_a_folder_named_as_the_file_is_refused_without_waiting() {
+    let dir = folder("fifo", &[("empty.conf", "")]);
+    let fifo = dir.join("pc.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    // No writer ever opens it: a blocking open would never return.
+    for path in [fifo.as_path(), dir.as_path()] {
+        let Err(e) = super::read_text(path, "process-compose file") else {
+            panic!("{} was read", path.display());
+        };
+        assert_eq!(e, "not a regular file: not a process-compose file");
+    }
+    assert!(read_tree(&fifo, &env).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
