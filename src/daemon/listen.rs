@@ -602,9 +602,10 @@ fn spawn(l: &Listener) -> Result<(u32, OwnedFd), String> {
         .stderr(Stdio::null())
         .env("SUP_LISTENER", &l.label)
         .process_group(0);
-    // SAFETY: `reset_signals` makes raw syscalls only, as a child between fork and exec may.
+    let daemon = std::process::id() as nix::libc::pid_t;
+    // SAFETY: `like_a_job` makes raw syscalls only, as a child between fork and exec may.
     unsafe {
-        cmd.pre_exec(super::spawn::reset_signals);
+        cmd.pre_exec(move || super::spawn::like_a_job(daemon));
     }
     // Found by the shutdown's sweep (and a later daemon's) should it leave its group, and by
     // the sweep at its own end under a name no instance can have.

@@ -254,7 +254,7 @@ impl Notifier {
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .process_group(0);
-                let child = with_default_signals(&mut cmd)
+                let child = like_a_job(&mut cmd)
                     .spawn()
                     .map_err(|e| format!("unable to run {program}: {e}"))?;
                 Ok(child.id())
@@ -268,7 +268,7 @@ impl Notifier {
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
                     .process_group(0);
-                let mut child = with_default_signals(&mut cmd)
+                let mut child = like_a_job(&mut cmd)
                     .spawn()
                     .map_err(|e| format!("unable to start a sender: {e}"))?;
                 // A few KiB into an empty pipe: this never blocks.
@@ -282,10 +282,11 @@ impl Notifier {
     }
 }
 
-/// Default signals for a hook or sender, as for a job (see `reset_signals`).
-fn with_default_signals(cmd: &mut Command) -> &mut Command {
-    // SAFETY: `reset_signals` makes raw syscalls only, as a child between fork and exec may.
-    unsafe { cmd.pre_exec(super::spawn::reset_signals) }
+/// A hook or sender starts like a job: default signals, and death with the daemon.
+fn like_a_job(cmd: &mut Command) -> &mut Command {
+    let daemon = std::process::id() as nix::libc::pid_t;
+    // SAFETY: `like_a_job` makes raw syscalls only, as a child between fork and exec may.
+    unsafe { cmd.pre_exec(move || super::spawn::like_a_job(daemon)) }
 }
 
 /// What the sender said on stderr (it has exited, so this does not wait long: the read end is

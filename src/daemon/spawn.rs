@@ -876,10 +876,33 @@ fn default_dispositions() {
     }
 }
 
-/// For `Command::pre_exec` of a child made with std (a listener, a hook, a sender): default
-/// dispositions and an empty signal mask, as a job gets them. std resets the mask and SIGPIPE
-/// only, so a SIG_IGN the daemon inherited (nohup's SIGHUP) would otherwise pass on.
-pub fn reset_signals() -> std::io::Result<()> {
+/// For `Command::pre_exec` of a child made with std (a listener, a hook, a sender): as a job,
+/// default dispositions and an empty signal mask (std resets the mask and SIGPIPE only, so
+/// a SIG_IGN the daemon inherited, nohup's SIGHUP, would pass on), and death with the daemon.
+/// `daemon` is the daemon's pid, read before the fork.
+pub fn like_a_job(daemon: libc::pid_t) -> std::io::Result<()> {
+    reset_signals()?;
+    // SAFETY: raw syscalls without pointers, async-signal-safe.
+    unsafe {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) < 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::getppid() != daemon {
+            // The daemon died before the signal was armed.
+            libc::_exit(1);
+        }
+    }
+    Ok(())
+}
+
+fn reset_signals() -> std::io::Result<()> {
     default_dispositions();
     let empty = 0u64;
     // SAFETY: a raw syscall on local data, async-signal-safe.

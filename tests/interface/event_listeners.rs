@@ -296,3 +296,21 @@ fn hostile_listeners_hold_up_nothing_and_leave_nothing_behind() {
     );
     assert!(sb.survivors().is_empty(), "{:?}", sb.survivors());
 }
+
+#[test]
+fn a_listener_dies_with_a_killed_daemon() {
+    let mut sb = Sandbox::new("listener-orphan");
+    sb.write(
+        "sup.yaml",
+        &crash_config(
+            "      - cmd: [\"sh\", \"-c\", \"echo $$ > $OUT/deaf.pid; exec sleep 100000\"]\n        \
+             events: [fatal]\n",
+        ),
+    );
+    sb.start();
+    sb.wait_for("the listener", || sb.read("deaf.pid").ends_with('\n'));
+    let deaf: u32 = sb.read("deaf.pid").trim().parse().expect("pid");
+    // It never reads stdin, so only the parent-death signal can end it.
+    sb.kill_daemon_hard();
+    sb.wait_for("the listener to die with the daemon", || !alive(deaf));
+}
