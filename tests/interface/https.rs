@@ -101,20 +101,29 @@ fn remote(sb: &Sandbox, url: &str, args: &[&str], ca: Option<&str>) -> (bool, St
     )
 }
 
+/// A daemon serving HTTPS with a fresh self-signed certificate, its job running; `None`
+/// without openssl.
+fn tls_daemon(name: &str) -> Option<(Sandbox, u16)> {
+    let mut sb = Sandbox::new(name);
+    if !make_cert(&sb, "") {
+        return None;
+    }
+    sb.write("sup.yaml", &tls_config(&sb));
+    sb.start();
+    let port = https_port(&sb);
+    sb.wait_state("web", "running");
+    Some((sb, port))
+}
+
 fn skip() {
     println!("skipping the HTTPS test: openssl is not on PATH (make test-deps)");
 }
 
 #[test]
 fn https_serves_curl_and_the_remote_cli_with_a_self_signed_certificate() {
-    let mut sb = Sandbox::new("https-basic");
-    if !make_cert(&sb, "") {
+    let Some((sb, port)) = tls_daemon("https-basic") else {
         return skip();
-    }
-    sb.write("sup.yaml", &tls_config(&sb));
-    sb.start();
-    let port = https_port(&sb);
-    sb.wait_state("web", "running");
+    };
     let base = format!("https://127.0.0.1:{port}");
 
     let (code, metrics) = curl(&sb, &format!("{base}/metrics"), &[]);
@@ -173,14 +182,9 @@ fn https_serves_curl_and_the_remote_cli_with_a_self_signed_certificate() {
 
 #[test]
 fn https_refuses_plain_http_and_cuts_off_a_stalled_handshake() {
-    let mut sb = Sandbox::new("https-hostile");
-    if !make_cert(&sb, "") {
+    let Some((sb, port)) = tls_daemon("https-hostile") else {
         return skip();
-    }
-    sb.write("sup.yaml", &tls_config(&sb));
-    sb.start();
-    let port = https_port(&sb);
-    sb.wait_state("web", "running");
+    };
 
     // Plain HTTP to the TLS port: no HTTP answer, and the connection is closed promptly.
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
