@@ -457,8 +457,20 @@ fn create_child(args: &ChildArgs) -> Result<(libc::pid_t, Created), Errno> {
     // have (std's SIGSEGV one, a library's) can run in the child, where it would run on the
     // child's stack with the parent's memory and thread-local state. The daemon's own
     // signals are blocked anyway (signalfd) and stay pending, so nothing is lost.
+    // Raw, as glibc's posix_spawn does: its pthread_sigmask would leave its own two signals
+    // (32, 33) unblocked.
+    let all: u64 = !0;
     let mut old: u64 = 0;
-    set_mask(!0, Some(&mut old));
+    // SAFETY: a mask change of this thread, on locals (8 = sizeof the kernel's sigset_t).
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as libc::c_long,
+            &all as *const u64,
+            &mut old as *mut u64,
+            8usize,
+        )
+    };
     let mut result = Err(Errno::ENOSYS);
     if let Some(dir) = args.cgroup_dir.filter(|_| !NO_CLONE3.load(Relaxed)) {
         // Born in its v2 cgroup: the rest of `args` minus the v2 `cgroup.procs` write.
@@ -529,27 +541,17 @@ fn create_child(args: &ChildArgs) -> Result<(libc::pid_t, Created), Errno> {
             pid => Ok((pid, Created::Fork)),
         };
     }
-    // The mask the daemon had. A failed clone's errno is read already.
-    set_mask(old, None);
-    result
-}
-
-/// This thread's signal mask set to `mask` (the previous one into `old`), raw, as glibc's
-/// posix_spawn does: its pthread_sigmask would leave its own two signals (32, 33) alone.
-/// Async-signal-safe and allocation-free: children between clone and exec call it too.
-fn set_mask(mask: u64, old: Option<&mut u64>) -> libc::c_long {
-    let old = old.map_or(std::ptr::null_mut(), |o| o as *mut u64);
-    // SAFETY: a mask change of this thread, on a local and the caller's `old` (8 = sizeof
-    // the kernel's sigset_t).
+    // SAFETY: as above; the mask the daemon had. A failed clone's errno is read already.
     unsafe {
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             libc::SIG_SETMASK as libc::c_long,
-            &mask as *const u64,
-            old,
+            &old as *const u64,
+            std::ptr::null_mut::<u64>(),
             8usize,
         )
-    }
+    };
+    result
 }
 
 /// Set once `clone3(CLONE_INTO_CGROUP)` was refused for good (ENOSYS before 5.3, E2BIG or
@@ -902,7 +904,18 @@ pub fn like_a_job(daemon: libc::pid_t) -> std::io::Result<()> {
 
 fn reset_signals() -> std::io::Result<()> {
     default_dispositions();
-    if set_mask(0, None) < 0 {
+    let empty = 0u64;
+    // SAFETY: a raw syscall on local data, async-signal-safe.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as libc::c_long,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
@@ -965,7 +978,14 @@ fn in_child(plan: &ChildPlan) -> Result<(), Failed> {
             libc::_exit(1);
         }
         // An empty mask: every signal unblocked, glibc's internal ones included.
-        check_long(set_mask(0, None))?;
+        let empty = 0u64;
+        check_long(libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as libc::c_long,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize, // sizeof the kernel's sigset_t
+        ))?;
         // Close-on-exec rather than close: the exec status pipe (itself close-on-exec) must
         // stay open until exec so a failure can still be reported.
         let r = libc::syscall(
