@@ -48,6 +48,7 @@ pub(super) mod follow;
 mod http;
 mod init;
 mod listeners;
+mod memory;
 mod order;
 mod readiness;
 mod reload;
@@ -195,6 +196,8 @@ pub struct Daemon {
     init: init::Init,
     /// What the service manager is told (`systemd.rs`).
     systemd: systemd::Systemd,
+    /// What the last trim of the daemon's memory saw (`memory.rs`); none yet at the start.
+    trimmed: Option<memory::Marks>,
 }
 
 impl Daemon {
@@ -241,6 +244,7 @@ impl Daemon {
             http: Default::default(),
             init: Default::default(),
             systemd: systemd::Systemd::new(link, watchdog),
+            trimmed: None,
         };
         if let Some(setup) = d.settings.http.take() {
             d.start_http(setup);
@@ -266,8 +270,9 @@ impl Daemon {
         now: Instant,
     ) -> Vec<InstId> {
         let spec = Rc::new(spec);
-        let ids: Vec<InstId> = spec
-            .instance_names()
+        let names = spec.instance_names();
+        self.sup.reserve(names.len());
+        let ids: Vec<InstId> = names
             .into_iter()
             .enumerate()
             .map(|(num, name)| self.new_instance(&spec, num as u32, name, restored))
@@ -324,6 +329,9 @@ impl Daemon {
             } else {
                 Some(Duration::ZERO)
             };
+            if timeout != Some(Duration::ZERO) {
+                self.trim_memory();
+            }
             if let Err(e) = self.sources.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
