@@ -224,9 +224,9 @@ pub fn execute(
                     .map_err(|e| Fail::new(format!("cannot encode the status as JSON: {e}")))?;
                 sink.line(&text)?;
             } else {
-                for line in status::lines(&instances, colour, output::terminal_width()) {
-                    sink.line(&line)?;
-                }
+                status::each_line(&instances, colour, output::terminal_width(), |line| {
+                    sink.line(line)
+                })?;
                 // `sup status NAME`: a scheduled job's last runs too.
                 if named {
                     for line in status::history_lines(&instances) {

@@ -17,7 +17,26 @@ const REASON: usize = COLUMNS - 1;
 /// One line per instance, columns aligned. Columns empty in every row are left out, and no
 /// line ends in spaces. With a terminal `width`, the least useful columns are dropped and the
 /// reason is cut (with `…`) until every line fits; a script (no width) gets everything.
+/// (The tests' view of `each_line`.)
+#[cfg(test)]
 pub fn lines(instances: &[InstanceStatus], colour: bool, width: Option<usize>) -> Vec<String> {
+    let mut out = Vec::with_capacity(instances.len());
+    let _ = each_line::<()>(instances, colour, width, |line| {
+        out.push(line.to_string());
+        Ok(())
+    });
+    out
+}
+
+/// The table's lines, handed one at a time to `emit` in one reused buffer (see `lines` for
+/// the layout): a table of thousands of
+/// instances is written out as it is made instead of being held as a string per line.
+pub fn each_line<E>(
+    instances: &[InstanceStatus],
+    colour: bool,
+    width: Option<usize>,
+    mut emit: impl FnMut(&str) -> Result<(), E>,
+) -> Result<(), E> {
     let mut rows: Vec<Row> = instances.iter().map(Row::new).collect();
     let mut widths = [0usize; COLUMNS];
     for row in &rows {
@@ -46,30 +65,29 @@ pub fn lines(instances: &[InstanceStatus], colour: bool, width: Option<usize>) -
         }
     }
     let room: usize = widths.iter().map(|w| w + 2).sum::<usize>() + 16;
-    rows.iter()
-        .zip(instances)
-        .map(|(row, inst)| {
-            let mut line = String::with_capacity(room);
-            for (i, &w) in widths.iter().enumerate() {
-                if w == 0 {
-                    continue;
-                }
-                if !line.is_empty() {
-                    line.push_str("  ");
-                }
-                let cell = row.cell(i);
-                // Pad outside the colour codes: they take no room on screen.
-                if i == 1 && colour {
-                    line.push_str(&paint(cell, state_style(inst), colour));
-                } else {
-                    line.push_str(cell);
-                }
-                line.extend(std::iter::repeat_n(' ', w - row.lens[i]));
+    let mut line = String::with_capacity(room);
+    for (row, inst) in rows.iter().zip(instances) {
+        line.clear();
+        for (i, &w) in widths.iter().enumerate() {
+            if w == 0 {
+                continue;
             }
-            line.truncate(line.trim_end().len());
-            line
-        })
-        .collect()
+            if !line.is_empty() {
+                line.push_str("  ");
+            }
+            let cell = row.cell(i);
+            // Pad outside the colour codes: they take no room on screen.
+            if i == 1 && colour {
+                line.push_str(&paint(cell, state_style(inst), colour));
+            } else {
+                line.push_str(cell);
+            }
+            line.extend(std::iter::repeat_n(' ', w - row.lens[i]));
+        }
+        line.truncate(line.trim_end().len());
+        emit(&line)?;
+    }
+    Ok(())
 }
 
 /// `--json`: the daemon's array on one line, re-encoded from the wire type, so scripts see the

@@ -55,6 +55,21 @@ pub fn usage(pid: u32) -> Option<(u64, u64)> {
     stat(pid).map(|s| (s.cpu_ticks, s.rss_pages * page_size()))
 }
 
+/// Resident bytes of a process alone, from `/proc/PID/statm` (its second field, the figure
+/// `stat` gives too): the kernel writes it from the memory counters alone, where `stat`
+/// gathers every thread's times and the wait channel, so a sum over many processes costs
+/// far less.
+pub fn rss(pid: u32) -> Option<u64> {
+    let mut buf = [0u8; 256];
+    let text = read_small(&format!("/proc/{pid}/statm"), &mut buf)?;
+    statm_rss_pages(text).map(|pages| pages * page_size())
+}
+
+/// The resident pages of a `statm` line (`size resident shared text lib data dt`).
+fn statm_rss_pages(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
 /// The client end of a local TCP connection (`client` → `server`, as the daemon accepted it),
 /// from `/proc/net/tcp` or `tcp6`: the fallback of `sockdiag` when the kernel has no TCP
 /// sock_diag. `None` when the socket is not found. A v4-mapped pair is looked for in the
@@ -124,6 +139,26 @@ fn proc_addr(addr: std::net::SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statm_gives_the_resident_pages() {
+        assert_eq!(statm_rss_pages("2263 384 330 6 0 112 0\n"), Some(384));
+        assert_eq!(statm_rss_pages("2263\n"), None);
+        assert_eq!(statm_rss_pages(""), None);
+    }
+
+    #[test]
+    fn statm_and_stat_agree_on_the_resident_set() {
+        let me = std::process::id();
+        let from_stat = usage(me).expect("stat").1;
+        let from_statm = rss(me).expect("statm");
+        // Read one after the other: a page or a few may come or go between them.
+        let diff = from_stat.abs_diff(from_statm);
+        assert!(
+            from_statm > 0 && diff < 1 << 20,
+            "{from_stat} vs {from_statm}"
+        );
+    }
 
     #[test]
     fn the_owner_of_a_loopback_connection_is_found_in_the_table() {

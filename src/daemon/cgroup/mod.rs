@@ -714,7 +714,7 @@ impl Cgroups {
     /// memory controller's `memory.stat` where the instance is in one (anonymous plus mapped
     /// files: page cache the job only read or wrote is not counted, as RSS does not count
     /// it), else it is the sum of the resident sets of the processes its membership cgroup
-    /// lists (`/proc/PID/stat`), which counts a page two of them share twice.
+    /// lists (`/proc/PID/statm`), which counts a page two of them share twice.
     pub fn usage(&self, program: &str, instance: &str, mask: Trees) -> (Option<u64>, Option<u64>) {
         let Some(rel) = Cgroups::rel(program, instance) else {
             return (None, None);
@@ -738,7 +738,7 @@ impl Cgroups {
                 Some(
                     pids.into_iter()
                         .filter_map(|p| u32::try_from(p).ok())
-                        .filter_map(|p| super::procfs::usage(p).map(|u| u.1))
+                        .filter_map(super::procfs::rss)
                         .sum(),
                 )
             }),

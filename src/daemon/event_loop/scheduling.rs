@@ -56,7 +56,7 @@ impl Daemon {
 
     /// The last runs for `status`, with each start turned into a wall-clock time.
     pub(super) fn history_of(&self, id: InstId, now: Instant) -> Vec<RunStatus> {
-        let Some(inst) = self.sup.get(id) else {
+        let Some(inst) = self.sup.get(id).filter(|i| !i.core().history().is_empty()) else {
             return Vec::new();
         };
         let wall = Utc::now();
