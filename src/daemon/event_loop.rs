@@ -182,6 +182,8 @@ pub struct Daemon {
     journal: state::Journal,
     /// Instances whose stop ended this turn: their escapees are killed before waiters hear.
     escape_scan: Vec<String>,
+    /// Cgroup directories per program, and removals to retry (`cgroups.rs`).
+    cg_dirs: cgroups::CgDirs,
     started: Instant,
     /// Readiness and health of each live process (`readiness.rs`, `checks.rs`).
     watches: readiness::Watches,
@@ -235,6 +237,7 @@ impl Daemon {
             state_dirty: Vec::new(),
             journal,
             escape_scan: Vec::new(),
+            cg_dirs: Default::default(),
             started: Instant::now(),
             watches: Default::default(),
             order: Default::default(),
@@ -398,6 +401,7 @@ impl Daemon {
             self.free_retired();
             self.kill_escapees();
             self.settle_waiters(now);
+            self.remove_down_cgroups();
             self.publish(now);
             self.systemd
                 .end_turn(self.sup.tally(), !self.order.unsettled());
@@ -603,6 +607,7 @@ impl Daemon {
             }
         }
         self.state_dirty.push(id);
+        self.clients.fed(id);
         let is = self
             .sup
             .get(id)
@@ -617,7 +622,7 @@ impl Daemon {
         if let Some(inst) = self.sup.get(id) {
             if inst.core().state().is_down() {
                 self.logs.park(inst.core().name());
-                self.remove_cgroup(id);
+                self.cgroup_down(id);
             }
         }
     }
@@ -1336,27 +1341,14 @@ impl Daemon {
         answer: Answer,
         now: Instant,
     ) -> Option<Response> {
-        let mut waiter = Waiter {
-            slot,
-            items,
-            answer,
-        };
-        self.settle(&mut waiter);
+        let mut waiter = Waiter::new(slot, items, answer);
+        waiter.settle_all(|i| self.outcome(i.id, &i.name, i.goal));
         if waiter.done() {
             return Some(waiter.into_response());
         }
         self.peer_park(slot, now);
         self.clients.park(waiter);
         None
-    }
-
-    /// Decide the outcome of every item whose transition has ended.
-    fn settle(&self, waiter: &mut Waiter) {
-        for item in &mut waiter.items {
-            if item.outcome.is_none() {
-                item.outcome = self.outcome(item.id, &item.name, item.goal);
-            }
-        }
     }
 
     fn outcome(&self, id: InstId, name: &str, goal: Goal) -> Option<Outcome> {
@@ -1397,14 +1389,23 @@ impl Daemon {
         }
     }
 
+    /// Answer the waiters whose items have all settled. Only the items of instances fed
+    /// since the last call are looked at (`Waiter::settle_fed`), unless held stops or rolling
+    /// restarts, which decide outcomes too, are under way.
     fn settle_waiters(&mut self, now: Instant) {
+        let fed = self.clients.take_fed();
         let waiters = self.clients.take_waiters();
         if waiters.is_empty() {
             return;
         }
+        let all = self.order.holds_any();
         let mut pending = Vec::new();
         for mut w in waiters {
-            self.settle(&mut w);
+            let outcome = |i: &Item| self.outcome(i.id, &i.name, i.goal);
+            match all {
+                true => w.settle_all(outcome),
+                false => w.settle_fed(&fed, outcome),
+            }
             if w.done() {
                 let slot = w.slot;
                 self.reply(slot, w.into_response(), now);
@@ -1616,15 +1617,14 @@ impl Daemon {
             let mut dirty = std::mem::take(&mut self.state_dirty);
             dirty.sort_unstable();
             dirty.dedup();
-            let mut result = Ok(());
-            for &id in &dirty {
-                if let Some(inst) = self.sup.get(id) {
-                    result = result.and(self.journal.record(&record_of(inst)));
-                }
-            }
+            let records: Vec<state::InstanceState> = dirty
+                .iter()
+                .filter_map(|&id| self.sup.get(id))
+                .map(record_of)
+                .collect();
             dirty.clear();
             self.state_dirty = dirty;
-            result
+            self.journal.record_all(&records)
         };
         self.state_failed(result);
     }
