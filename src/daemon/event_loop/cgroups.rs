@@ -177,6 +177,9 @@ impl Daemon {
         let made = self.sup.get(id).map_or(0, |x| x.cg.made);
         let done = self.settings.cgroups.remove(&p, &i, made);
         if let Some(inst) = self.sup.get_mut(id) {
+            if !done && !inst.cg.pending_removal {
+                self.cg_pending.push(id);
+            }
             inst.cg.pending_removal = !done;
             if done {
                 inst.cg.killed.set(false);
@@ -192,16 +195,29 @@ impl Daemon {
         }
     }
 
-    /// After reaps: the removals that had to wait.
+    /// After reaps: the removals that had to wait (only those: a reap costs nothing more at
+    /// any number of instances).
     pub(super) fn retry_cgroup_removals(&mut self) {
-        let ids: Vec<InstId> = self
-            .sup
-            .iter()
-            .filter(|(_, i)| i.cg.pending_removal && i.core().state().is_down())
-            .map(|(id, _)| id)
-            .collect();
-        for id in ids {
-            self.remove_cgroup(id);
+        if self.cg_pending.is_empty() {
+            return;
+        }
+        for id in std::mem::take(&mut self.cg_pending) {
+            let Some(inst) = self.sup.get(id) else {
+                continue;
+            };
+            if !inst.cg.pending_removal {
+                // Spawned again since (or a new instance in the slot): nothing to retry.
+                continue;
+            }
+            if inst.core().state().is_down() {
+                // Done, or still busy and listed again.
+                if let Some(inst) = self.sup.get_mut(id) {
+                    inst.cg.pending_removal = false;
+                }
+                self.remove_cgroup(id);
+            } else {
+                self.cg_pending.push(id);
+            }
         }
     }
 
