@@ -151,6 +151,7 @@ pub fn clean_answer(body: &mut ResponseBody) {
                 &mut report.removed,
                 &mut report.unchanged,
                 &mut report.groups,
+                &mut report.listeners,
             ] {
                 list.iter_mut().for_each(|s| clean_in_place(s, false));
             }

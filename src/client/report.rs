@@ -93,10 +93,14 @@ pub fn reload(report: &ReloadReport) -> Report {
         ("changed", &report.changed),
         ("removed", &report.removed),
         ("groups", &report.groups),
+        ("listeners", &report.listeners),
     ] {
         if !names.is_empty() {
             out.push(format!("{word}: {}", names.join(", ")));
         }
+    }
+    if report.daemon_changed {
+        out.push("daemon settings: changed, in force at the next daemon start".to_string());
     }
     out.push(format!("unchanged: {}", report.unchanged.len()));
     if report.dry_run {
@@ -192,6 +196,23 @@ mod tests {
         assert_eq!(
             dry.out.last().map(String::as_str),
             Some("dry run: nothing changed")
+        );
+    }
+
+    #[test]
+    fn reload_names_listener_and_daemon_changes() {
+        let r = reload(&ReloadReport {
+            listeners: vec!["0: log (added)".into()],
+            daemon_changed: true,
+            ..ReloadReport::default()
+        });
+        assert_eq!(
+            r.out,
+            [
+                "listeners: 0: log (added)",
+                "daemon settings: changed, in force at the next daemon start",
+                "unchanged: 0"
+            ]
         );
     }
 

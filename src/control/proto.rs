@@ -251,6 +251,13 @@ pub struct ReloadReport {
     /// Groups added, changed or removed: `web (added)`. A group change restarts nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// Event listeners added or removed: `0: logger --json (added)`. An unchanged one keeps
+    /// running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<String>,
+    /// Other `daemon:` settings differ from the running ones: they wait for a daemon restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub daemon_changed: bool,
     /// Set when the new config was invalid and nothing changed: every error, one per entry.
     #[serde(default)]
     pub errors: Vec<String>,

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::spec::ListenerSpec;
 use crate::config::ProgramSpec;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -41,6 +42,27 @@ pub fn group_changes(
             .map(|name| format!("{name} (removed)")),
     );
     out.sort();
+    out
+}
+
+/// How `daemon.notify.listeners` changed, matched as the daemon matches them when it
+/// applies a reload: a listener with the same `cmd` and `events` keeps running, whatever its
+/// position. Added ones are named by their new position, `1: logger --json (added)`; removed
+/// ones by their old, `0: old-logger (removed)`.
+pub fn listener_changes(old: &[ListenerSpec], new: &[ListenerSpec]) -> Vec<String> {
+    let mut kept = vec![false; old.len()];
+    let mut out = Vec::new();
+    for (i, spec) in new.iter().enumerate() {
+        match (0..old.len()).find(|&j| !kept[j] && old[j] == *spec) {
+            Some(j) => kept[j] = true,
+            None => out.push(format!("{i}: {} (added)", shell_words::join(&spec.cmd))),
+        }
+    }
+    for (j, spec) in old.iter().enumerate() {
+        if !kept[j] {
+            out.push(format!("{j}: {} (removed)", shell_words::join(&spec.cmd)));
+        }
+    }
     out
 }
 
@@ -136,6 +158,26 @@ mod tests {
         let p = plan(&old, &old.clone());
         assert!(p.added.is_empty() && p.changed.is_empty() && p.removed.is_empty());
         assert_eq!(p.unchanged, ["a", "b"]);
+    }
+
+    #[test]
+    fn listener_changes_match_as_a_reload_applies_them() {
+        let l = |cmd: &str, events: &[&str]| ListenerSpec {
+            cmd: shell_words::split(cmd).expect("words"),
+            events: events.iter().map(|e| e.to_string()).collect(),
+        };
+        let old = [l("a", &["fatal"]), l("b", &["exit"]), l("b", &["exit"])];
+        // `b` moved to the front and one copy went; `a` asks for other events now.
+        let new = [l("b", &["exit"]), l("a", &["fatal", "exit"])];
+        assert_eq!(
+            listener_changes(&old, &new),
+            vec!["1: a (added)", "0: a (removed)", "2: b (removed)"]
+        );
+        assert!(listener_changes(&new, &new).is_empty());
+        assert_eq!(
+            listener_changes(&[], &[l("log 'x y'", &["fatal"])]),
+            vec!["0: log 'x y' (added)"]
+        );
     }
 
     #[test]

@@ -231,6 +231,15 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// One note, one line of stderr: a name or value from the input may hold a newline or an
+/// escape sequence, which becomes `?` here (the YAML on stdout quotes it instead).
+fn print_note(note: &impl std::fmt::Display) {
+    eprintln!(
+        "sup: note: {}",
+        crate::client::output::clean(&note.to_string())
+    );
+}
+
 /// `sup import supervisord FILE`.
 pub fn supervisord(path: &Path) -> Result<Outcome, Fail> {
     let env = |name: &str| std::env::var(name).ok();
@@ -242,7 +251,7 @@ pub fn supervisord(path: &Path) -> Result<Outcome, Fail> {
     let t = supervisord::translate(&read.sections, &read.files, &ctx);
     print!("{}", t.yaml);
     for note in read.notes.iter().chain(&t.notes) {
-        eprintln!("sup: note: {note}");
+        print_note(note);
     }
     eprintln!(
         "sup: translated {} program{} from {}; check it with `sup check -c FILE`",
@@ -269,7 +278,7 @@ pub fn process_compose(path: &Path) -> Result<Outcome, Fail> {
         .map_err(|(line, why)| Fail::new(format!("{shown}:{line}: {why}")))?;
     print!("{}", t.yaml);
     for note in &t.notes {
-        eprintln!("sup: note: {note}");
+        print_note(note);
     }
     if folder(path).join(".env").is_file() {
         eprintln!(

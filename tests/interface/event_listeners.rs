@@ -190,6 +190,13 @@ fn reload_starts_new_listeners_stops_removed_ones_and_keeps_the_rest() {
     let pa = pids(&sb, "a.txt")[0];
 
     sb.write("sup.yaml", &crash_config(&format!("{a}{b}")));
+    let dry = sb.sup_ok(&["reload", "--dry-run"]);
+    assert!(
+        dry.contains("listeners: 1: ") && dry.contains("(added)"),
+        "{dry}"
+    );
+    assert!(!dry.contains("daemon settings"), "{dry}");
+    assert!(pids(&sb, "b.txt").is_empty(), "a dry run starts nothing");
     sb.sup_ok(&["reload"]);
     sb.wait_for("listener b", || pids(&sb, "b.txt").len() == 1);
     let pb = pids(&sb, "b.txt")[0];
@@ -205,6 +212,15 @@ fn reload_starts_new_listeners_stops_removed_ones_and_keeps_the_rest() {
     });
 
     sb.write("sup.yaml", &crash_config(&b));
+    let dry = sb.sup_ok(&["reload", "--dry-run"]);
+    assert!(
+        dry.contains("listeners: 0: ") && dry.contains("(removed)"),
+        "{dry}"
+    );
+    assert!(
+        !dry.contains("(added)"),
+        "b is matched, not added again: {dry}"
+    );
     sb.sup_ok(&["reload"]);
     sb.wait_for("listener a to go", || !alive(pa));
     assert!(alive(pb));

@@ -154,3 +154,27 @@ fn a_file_that_is_not_yaml_fails_naming_file_and_line() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("none.yaml: unable to read"));
 }
+
+#[test]
+fn a_note_about_a_name_with_a_newline_stays_on_one_line() {
+    let sb = Sandbox::new("pc-newline");
+    sb.write(
+        "pc.yaml",
+        "processes:\n  \"evil\\nFORGED\":\n    command: sleep 1\n    is_daemon: true\n",
+    );
+    let (yaml, notes) = import(&sb, &sb.path("pc.yaml").to_string_lossy());
+    let lines: Vec<&str> = notes.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("is_daemon")),
+        "the note is there: {notes}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("sup: note: ") || l.starts_with("sup: translated")),
+        "{notes}"
+    );
+    assert!(!notes.contains("\nFORGED"), "{notes}");
+    sb.write("sup.yaml", &yaml);
+    sb.sup_ok(&["check"]);
+}

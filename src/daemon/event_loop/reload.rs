@@ -44,13 +44,17 @@ impl Daemon {
         let plan = reload::plan(&self.running_specs(), &config.programs);
         let mut report = report_of(&plan, dry_run);
         report.groups = reload::group_changes(&self.settings.config.groups, &config.groups);
+        let running = &self.settings.config.daemon;
+        report.listeners =
+            reload::listener_changes(&running.notify.listeners, &config.daemon.notify.listeners);
+        // Listeners follow the reload; every other daemon setting waits for a restart.
+        let mut daemon = config.daemon.clone();
+        daemon.notify.listeners = running.notify.listeners.clone();
+        report.daemon_changed = daemon != *running;
         if dry_run {
             return Some(Response::new(ResponseBody::Reload { report }));
         }
-        // Listeners follow the reload; every other daemon setting waits for a restart.
-        let mut daemon = config.daemon.clone();
-        daemon.notify.listeners = self.settings.config.daemon.notify.listeners.clone();
-        if daemon != self.settings.config.daemon {
+        if report.daemon_changed {
             log::warn!(
                 "reload: daemon settings changed; they take effect at the next daemon start"
             );
@@ -426,6 +430,8 @@ fn report_of(plan: &reload::Plan, dry_run: bool) -> ReloadReport {
         removed: plan.removed.clone(),
         unchanged: plan.unchanged.clone(),
         groups: Vec::new(),
+        listeners: Vec::new(),
+        daemon_changed: false,
         errors: Vec::new(),
         dry_run,
         outcomes: Vec::new(),
@@ -440,13 +446,16 @@ fn summary(r: &ReloadReport) -> String {
             v.join(", ")
         }
     };
-    let groups = if r.groups.is_empty() {
-        String::new()
-    } else {
-        format!("; groups {}", r.groups.join(", "))
+    let more = |word: &str, v: &[String]| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!("; {word} {}", v.join(", "))
+        }
     };
+    let (groups, listeners) = (more("groups", &r.groups), more("listeners", &r.listeners));
     format!(
-        "reload: added {}; changed {}; removed {}; unchanged {}{groups}",
+        "reload: added {}; changed {}; removed {}; unchanged {}{groups}{listeners}",
         list(&r.added),
         list(&r.changed),
         list(&r.removed),
