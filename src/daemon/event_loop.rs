@@ -376,15 +376,22 @@ impl Daemon {
                 self.apply(inputs, now);
             }
             if reap {
-                let mut reaped = reap::reap_pids(&chld);
-                match self.sweeps.on_sigchld(now) {
-                    Ok(()) => reaped.extend(reap::reap_all()),
-                    Err(Some(at)) => self.sup.push_timer(at, TimerKey::Reap),
-                    Err(None) => {}
-                }
-                for (pid, status) in reaped {
+                // The children the SIGCHLDs named first, each with its own O(1) waitpid, and
+                // fed at once: a crashed leader's restart is spawned before the sweep, whose
+                // `waitpid(-1)` walks every child, runs (after it, for those merged).
+                for (pid, status) in reap::reap_pids(&chld) {
                     let inputs = self.reaped(pid, status, now);
                     self.apply(inputs, now);
+                }
+                match self.sweeps.on_sigchld(now) {
+                    Ok(()) => {
+                        for (pid, status) in reap::reap_all() {
+                            let inputs = self.reaped(pid, status, now);
+                            self.apply(inputs, now);
+                        }
+                    }
+                    Err(Some(at)) => self.sup.push_timer(at, TimerKey::Reap),
+                    Err(None) => {}
                 }
                 // What kept a stopped instance's cgroup busy may be gone now.
                 self.retry_cgroup_removals();
