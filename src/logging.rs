@@ -105,6 +105,18 @@ pub fn timestamp() -> String {
     chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
 }
 
+/// Give back the buffer a burst of lines grew (up to twice the flush threshold), once it is
+/// written out; the next line starts a small one.
+pub fn shrink() {
+    if let Some(sink) = SINK.get() {
+        if let Ok(mut sink) = sink.lock() {
+            if sink.buf.is_empty() {
+                sink.buf = Vec::new();
+            }
+        }
+    }
+}
+
 impl Log for EventLog {
     fn enabled(&self, metadata: &Metadata) -> bool {
         metadata.level() <= self.level

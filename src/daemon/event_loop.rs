@@ -48,6 +48,7 @@ pub(super) mod follow;
 mod http;
 mod init;
 mod listeners;
+mod memory;
 mod order;
 mod readiness;
 mod reload;
@@ -183,6 +184,8 @@ pub struct Daemon {
     journal: state::Journal,
     /// Instances whose stop ended this turn: their escapees are killed before waiters hear.
     escape_scan: Vec<String>,
+    /// Cgroup directories per program, and removals to retry (`cgroups.rs`).
+    cg_dirs: cgroups::CgDirs,
     started: Instant,
     /// Readiness and health of each live process (`readiness.rs`, `checks.rs`).
     watches: readiness::Watches,
@@ -197,6 +200,8 @@ pub struct Daemon {
     init: init::Init,
     /// What the service manager is told (`systemd.rs`).
     systemd: systemd::Systemd,
+    /// What the last trim of the daemon's memory saw (`memory.rs`); none yet at the start.
+    trimmed: Option<memory::Marks>,
 }
 
 impl Daemon {
@@ -234,6 +239,7 @@ impl Daemon {
             state_dirty: Vec::new(),
             journal,
             escape_scan: Vec::new(),
+            cg_dirs: Default::default(),
             started: Instant::now(),
             watches: Default::default(),
             order: Default::default(),
@@ -243,6 +249,7 @@ impl Daemon {
             http: Default::default(),
             init: Default::default(),
             systemd: systemd::Systemd::new(link, watchdog),
+            trimmed: None,
         };
         if let Some(setup) = d.settings.http.take() {
             d.start_http(setup);
@@ -268,8 +275,9 @@ impl Daemon {
         now: Instant,
     ) -> Vec<InstId> {
         let spec = Rc::new(spec);
-        let ids: Vec<InstId> = spec
-            .instance_names()
+        let names = spec.instance_names();
+        self.sup.reserve(names.len());
+        let ids: Vec<InstId> = names
             .into_iter()
             .enumerate()
             .map(|(num, name)| self.new_instance(&spec, num as u32, name, restored))
@@ -326,6 +334,9 @@ impl Daemon {
             } else {
                 Some(Duration::ZERO)
             };
+            if timeout != Some(Duration::ZERO) {
+                self.trim_memory();
+            }
             if let Err(e) = self.sources.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
@@ -367,15 +378,22 @@ impl Daemon {
                 self.apply(inputs, now);
             }
             if reap {
-                let mut reaped = reap::reap_pids(&chld);
-                match self.sweeps.on_sigchld(now) {
-                    Ok(()) => reaped.extend(reap::reap_all()),
-                    Err(Some(at)) => self.sup.push_timer(at, TimerKey::Reap),
-                    Err(None) => {}
-                }
-                for (pid, status) in reaped {
+                // The children the SIGCHLDs named first, each with its own O(1) waitpid, and
+                // fed at once: a crashed leader's restart is spawned before the sweep, whose
+                // `waitpid(-1)` walks every child, runs (after it, for those merged).
+                for (pid, status) in reap::reap_pids(&chld) {
                     let inputs = self.reaped(pid, status, now);
                     self.apply(inputs, now);
+                }
+                match self.sweeps.on_sigchld(now) {
+                    Ok(()) => {
+                        for (pid, status) in reap::reap_all() {
+                            let inputs = self.reaped(pid, status, now);
+                            self.apply(inputs, now);
+                        }
+                    }
+                    Err(Some(at)) => self.sup.push_timer(at, TimerKey::Reap),
+                    Err(None) => {}
                 }
                 // What kept a stopped instance's cgroup busy may be gone now.
                 self.retry_cgroup_removals();
@@ -392,6 +410,7 @@ impl Daemon {
             self.free_retired();
             self.kill_escapees();
             self.settle_waiters(now);
+            self.remove_down_cgroups();
             self.publish(now);
             self.systemd
                 .end_turn(self.sup.tally(), !self.order.unsettled());
@@ -597,6 +616,7 @@ impl Daemon {
             }
         }
         self.state_dirty.push(id);
+        self.clients.fed(id);
         let is = self
             .sup
             .get(id)
@@ -611,7 +631,7 @@ impl Daemon {
         if let Some(inst) = self.sup.get(id) {
             if inst.core().state().is_down() {
                 self.logs.park(inst.core().name());
-                self.remove_cgroup(id);
+                self.cgroup_down(id);
             }
         }
     }
@@ -1328,27 +1348,14 @@ impl Daemon {
         answer: Answer,
         now: Instant,
     ) -> Option<Response> {
-        let mut waiter = Waiter {
-            slot,
-            items,
-            answer,
-        };
-        self.settle(&mut waiter);
+        let mut waiter = Waiter::new(slot, items, answer);
+        waiter.settle_all(|i| self.outcome(i.id, &i.name, i.goal));
         if waiter.done() {
             return Some(waiter.into_response());
         }
         self.peer_park(slot, now);
         self.clients.park(waiter);
         None
-    }
-
-    /// Decide the outcome of every item whose transition has ended.
-    fn settle(&self, waiter: &mut Waiter) {
-        for item in &mut waiter.items {
-            if item.outcome.is_none() {
-                item.outcome = self.outcome(item.id, &item.name, item.goal);
-            }
-        }
     }
 
     fn outcome(&self, id: InstId, name: &str, goal: Goal) -> Option<Outcome> {
@@ -1389,14 +1396,23 @@ impl Daemon {
         }
     }
 
+    /// Answer the waiters whose items have all settled. Only the items of instances fed
+    /// since the last call are looked at (`Waiter::settle_fed`), unless held stops or rolling
+    /// restarts, which decide outcomes too, are under way.
     fn settle_waiters(&mut self, now: Instant) {
+        let fed = self.clients.take_fed();
         let waiters = self.clients.take_waiters();
         if waiters.is_empty() {
             return;
         }
+        let all = self.order.holds_any();
         let mut pending = Vec::new();
         for mut w in waiters {
-            self.settle(&mut w);
+            let outcome = |i: &Item| self.outcome(i.id, &i.name, i.goal);
+            match all {
+                true => w.settle_all(outcome),
+                false => w.settle_fed(&fed, outcome),
+            }
             if w.done() {
                 let slot = w.slot;
                 self.reply(slot, w.into_response(), now);
@@ -1608,15 +1624,14 @@ impl Daemon {
             let mut dirty = std::mem::take(&mut self.state_dirty);
             dirty.sort_unstable();
             dirty.dedup();
-            let mut result = Ok(());
-            for &id in &dirty {
-                if let Some(inst) = self.sup.get(id) {
-                    result = result.and(self.journal.record(&record_of(inst)));
-                }
-            }
+            let records: Vec<state::InstanceState> = dirty
+                .iter()
+                .filter_map(|&id| self.sup.get(id))
+                .map(record_of)
+                .collect();
             dirty.clear();
             self.state_dirty = dirty;
-            result
+            self.journal.record_all(&records)
         };
         self.state_failed(result);
     }

@@ -68,10 +68,25 @@ pub fn reap_pids(pids: &[u32]) -> Vec<(u32, ExitStatus)> {
     for &pid in pids {
         // 0 would mean "any child in our group": only a real pid is waited for.
         if let Ok(pid @ 1..) = libc::pid_t::try_from(pid) {
-            reaped.extend(reap_matching(pid));
+            reaped.extend(reap_one(pid));
         }
     }
     reaped
+}
+
+/// One `waitpid(pid, WNOHANG)`: a pid is reaped at most once, so unlike `reap_matching` no
+/// second call is made to find that nothing more is there.
+fn reap_one(pid: libc::pid_t) -> Option<(u32, ExitStatus)> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: plain syscall writing into a local.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        return match r {
+            -1 if Errno::last() == Errno::EINTR => continue,
+            0 | -1 => None,
+            r => decode(status).map(|st| (r as u32, st)),
+        };
+    }
 }
 
 /// Reap every child that has ended, until none is left to reap right now.

@@ -204,13 +204,32 @@ impl Journal {
     /// write(2). When this returns, a daemon killed at any later moment leaves the record for
     /// the next one.
     pub fn record(&mut self, r: &InstanceState) -> io::Result<()> {
-        if self.written[usize::from(r.retiring)].get(&r.name) == Some(r) {
+        self.record_all(std::slice::from_ref(r))
+    }
+
+    /// Append the records of `all` that differ from the ones last written, one line each, in
+    /// a single write(2): a turn that changed a thousand instances costs one syscall, not a
+    /// thousand. A daemon killed in the middle of it leaves whole lines and at most the last
+    /// one cut short, at the end, as with one line. When this returns, a daemon killed at any
+    /// later moment leaves every record for the next one.
+    pub fn record_all(&mut self, all: &[InstanceState]) -> io::Result<()> {
+        self.buf.clear();
+        let mut fresh = Vec::new();
+        for r in all {
+            if self.written[usize::from(r.retiring)].get(&r.name) == Some(r) {
+                continue;
+            }
+            serde_json::to_writer(&mut self.buf, r).map_err(io::Error::other)?;
+            self.buf.push(b'\n');
+            fresh.push(r);
+        }
+        if fresh.is_empty() {
             return Ok(());
         }
-        self.buf.clear();
-        serde_json::to_writer(&mut self.buf, r).map_err(io::Error::other)?;
-        if self.append()? {
-            self.written[usize::from(r.retiring)].insert(r.name.clone(), r.clone());
+        if self.append(fresh.len())? {
+            for r in fresh {
+                self.written[usize::from(r.retiring)].insert(r.name.clone(), r.clone());
+            }
         }
         Ok(())
     }
@@ -227,22 +246,22 @@ impl Journal {
             retiring,
         };
         serde_json::to_writer(&mut self.buf, &line).map_err(io::Error::other)?;
-        if self.append()? {
+        self.buf.push(b'\n');
+        if self.append(1)? {
             self.written[usize::from(retiring)].remove(name);
         }
         Ok(())
     }
 
-    /// Append the line in `buf`: whether it was written (`false`: lost, as the journal is
-    /// not open; the next compaction writes everything).
-    fn append(&mut self) -> io::Result<bool> {
-        self.buf.push(b'\n');
-        self.lines += 1;
+    /// Append the `lines` whole lines in `buf`: whether they were written (`false`: lost, as
+    /// the journal is not open; the next compaction writes everything).
+    fn append(&mut self, lines: usize) -> io::Result<bool> {
+        self.lines += lines;
         let Some(file) = self.file.as_mut() else {
             return Ok(false);
         };
-        // One write(2) of the whole line: with O_APPEND, a daemon killed in the middle leaves
-        // at most this line cut short, at the end, where loading ignores it.
+        // One write(2) of them all: with O_APPEND, a daemon killed in the middle leaves at
+        // most the last line cut short, at the end, where loading ignores it.
         let result = loop {
             match file.write(&self.buf) {
                 Ok(n) if n == self.buf.len() => break Ok(true),
@@ -778,6 +797,55 @@ mod tests {
         assert_eq!(loaded(&path), Some(want));
         let journal = std::fs::read_to_string(journal_path(&path)).expect("journal");
         assert_eq!(journal.lines().count(), 1, "only the header: {journal}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_batch_is_one_line_per_changed_record_and_a_torn_end_loses_only_its_last() {
+        let dir = temp_dir("batch");
+        let path = dir.join("sup.state");
+        let mut j = Journal::new(&path);
+        j.compact(&sample()).expect("compact");
+        let mut all: Vec<InstanceState> = (0..50)
+            .map(|i| inst(&format!("w:{i}"), Some(1000 + i), true))
+            .collect();
+        // The unchanged web:0 and cron are not written again.
+        all.extend(sample());
+        j.record_all(&all).expect("record_all");
+        let journal = std::fs::read_to_string(journal_path(&path)).expect("journal");
+        assert_eq!(journal.lines().count(), 1 + 50, "{journal}");
+        let mut want = sample();
+        want.extend(all[..50].iter().cloned());
+        want.sort_by(|a, b| a.name.cmp(&b.name));
+        let sorted = |mut v: Vec<InstanceState>| {
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v
+        };
+        assert_eq!(loaded(&path).map(sorted), Some(want.clone()));
+        // Written again unchanged: nothing more.
+        j.record_all(&all).expect("record_all");
+        let again = std::fs::read_to_string(journal_path(&path)).expect("journal");
+        assert_eq!(again, journal);
+        // A daemon killed in the middle of a batch's write: the whole lines count.
+        for r in &mut all[..3] {
+            r.pgid = None;
+        }
+        let mut text = journal;
+        for r in &all[..3] {
+            text.push_str(&serde_json::to_string(r).expect("json"));
+            text.push('\n');
+        }
+        text.truncate(text.len() - 10);
+        std::fs::write(journal_path(&path), text).expect("write");
+        let got = loaded(&path).map(sorted).expect("loads");
+        let pgid = |name: &str| got.iter().find(|r| r.name == name).map(|r| r.pgid);
+        assert_eq!(pgid("w:0"), Some(None));
+        assert_eq!(pgid("w:1"), Some(None));
+        assert_eq!(
+            pgid("w:2"),
+            Some(Some(1002)),
+            "the torn last line is ignored"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -193,6 +193,27 @@ fn read_at(dir: RawFd, name: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// `read_at` for an interface file of a few lines (`cgroup.events`): one `read`, since the
+/// kernel hands out such a file whole when the buffer can hold it; a full buffer reads on.
+fn read_small_at(dir: RawFd, name: &str) -> Option<String> {
+    let fd = open_at(dir, name, libc::O_RDONLY).ok()?;
+    let mut buf = [0u8; 1024];
+    let n = loop {
+        // SAFETY: reads into a live buffer.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        match n {
+            n if n >= 0 => break n as usize,
+            _ if last().raw_os_error() == Some(libc::EINTR) => {}
+            _ => return None,
+        }
+    };
+    if n == buf.len() {
+        drop(fd);
+        return read_at(dir, name);
+    }
+    String::from_utf8(buf[..n].to_vec()).ok()
+}
+
 fn read_path(path: &Path) -> Option<String> {
     let s = path.to_str()?;
     read_at(libc::AT_FDCWD, s)
@@ -503,7 +524,7 @@ impl Cgroups {
         if made != 0 {
             // Left by a run with a limit this one does not have: empty, since that run is
             // down.
-            made &= !self.remove_in(&program, &instance, made);
+            made &= !self.remove_in(&program, &instance, made, true);
         }
         let rel = format!("{program}/{instance}");
         let mut procs = Vec::new();
@@ -626,7 +647,7 @@ impl Cgroups {
         let t = self.trees.first()?;
         let rel = Cgroups::rel(program, instance)?;
         if t.v2 {
-            let events = read_at(t.fd.as_raw_fd(), &format!("{rel}/cgroup.events"))?;
+            let events = read_small_at(t.fd.as_raw_fd(), &format!("{rel}/cgroup.events"))?;
             detect::keyed(&events, "populated").map(|n| n != 0)
         } else {
             let procs = read_at(t.fd.as_raw_fd(), &format!("{rel}/cgroup.procs"))?;
@@ -740,14 +761,27 @@ impl Cgroups {
         detect::keyed(&s, "oom_kill")
     }
 
-    /// Remove the instance's cgroup in the hierarchies of `made` (and its program's, once
-    /// empty). False while a process is still in one (`EBUSY`): try again once it is reaped.
+    /// Remove the instance's cgroup in the hierarchies of `made`. False while a process is
+    /// still in one (`EBUSY`): try again once it is reaped. The program's directory stays:
+    /// the caller removes it with `remove_program` once no instance has one left, since a
+    /// refused `rmdir` of a directory with children costs the kernel a walk over all of them.
     pub fn remove(&self, program: &str, instance: &str, made: Trees) -> bool {
-        self.remove_in(program, instance, made) == made
+        self.remove_in(program, instance, made, false) == made
     }
 
-    /// `remove`: the trees of `made` where the directory is gone now.
-    fn remove_in(&self, program: &str, instance: &str, made: Trees) -> Trees {
+    /// Remove the program's directory in every hierarchy (where it is empty).
+    pub fn remove_program(&self, program: &str) {
+        let Some((p, _)) = detect::instance_path(program, program) else {
+            return;
+        };
+        for t in &self.trees {
+            let _ = rmdir_at(t.fd.as_raw_fd(), &p);
+        }
+    }
+
+    /// `remove`: the trees of `made` where the directory is gone now; with `program`, the
+    /// program's directory in those trees too, where no other instance has one.
+    fn remove_in(&self, program: &str, instance: &str, made: Trees, with_program: bool) -> Trees {
         let Some((p, i)) = detect::instance_path(program, instance) else {
             return made;
         };
@@ -761,8 +795,10 @@ impl Cgroups {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => gone |= 1 << n,
                 Err(_) => {}
             }
-            // Another instance of the program may still have its directory.
-            let _ = rmdir_at(t.fd.as_raw_fd(), &p);
+            if with_program {
+                // Another instance of the program may still have its directory.
+                let _ = rmdir_at(t.fd.as_raw_fd(), &p);
+            }
         }
         gone
     }

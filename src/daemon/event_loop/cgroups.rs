@@ -2,6 +2,8 @@
 //! kill what is left in it when a stop finds its process group empty, read its usage, tell
 //! an OOM kill apart, and remove it once the instance is down.
 
+use std::collections::HashMap;
+
 use super::{Daemon, InstId};
 use crate::config::ProgramSpec;
 use crate::core::ExitStatus;
@@ -39,6 +41,47 @@ pub(in crate::daemon) struct CgState {
     pub(in crate::daemon) exit_reason: Option<&'static str>,
 }
 
+/// Which instances hold cgroup directories, beside each one's `CgState`: how many per program
+/// (its directory goes with the last one's, and is not tried before: a refused `rmdir` of a
+/// directory with children costs the kernel a walk over them, so one per stop made a stop of
+/// every instance quadratic), and the removals that must be tried again after reaps (a list,
+/// so a reap costs nothing per instance that has no removal pending).
+#[derive(Debug, Default)]
+pub(in crate::daemon) struct CgDirs {
+    /// Instances with `made != 0`, by program name.
+    by_program: HashMap<String, usize>,
+    /// Instances whose removal failed (`CgState::pending_removal`); may hold stale ids.
+    retry: Vec<InstId>,
+    /// Instances that went down this turn holding a directory: removed at the end of the
+    /// turn, once the waiters have their answers (the processes are gone already).
+    down: Vec<InstId>,
+}
+
+impl CgDirs {
+    /// An instance of `program` went from holding no directory to some (`had` → `has`), or
+    /// back: true when it was the program's last.
+    fn changed(&mut self, program: &str, had: Trees, has: Trees) -> bool {
+        match (had != 0, has != 0) {
+            (false, true) => {
+                *self.by_program.entry(program.to_string()).or_default() += 1;
+                false
+            }
+            (true, false) => match self.by_program.get_mut(program) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    self.by_program.remove(program);
+                    true
+                }
+                None => true,
+            },
+            _ => false,
+        }
+    }
+}
+
 impl Daemon {
     /// Make the instance's cgroup and give the child its `cgroup.procs` descriptors.
     pub(super) fn prepare_cgroup(
@@ -71,6 +114,7 @@ impl Daemon {
                 .unwrap_or(0),
         };
         let warn = !joined.unapplied.is_empty();
+        self.cg_dirs.changed(&spec.name, made, joined.made);
         if let Some(inst) = self.sup.get_mut(id) {
             inst.cg.joined = !joined.procs.is_empty();
             inst.cg.trees = joined.trees;
@@ -169,19 +213,28 @@ impl Daemon {
     }
 
     /// Remove the cgroup of an instance that is down; one still holding a process is tried
-    /// again after the next reap.
+    /// again after the next reap. The program's directory goes with its last instance's.
     pub(super) fn remove_cgroup(&mut self, id: InstId) {
         let Some((p, i)) = self.cg_names(id) else {
             return;
         };
         let made = self.sup.get(id).map_or(0, |x| x.cg.made);
+        if made == 0 {
+            return;
+        }
         let done = self.settings.cgroups.remove(&p, &i, made);
         if let Some(inst) = self.sup.get_mut(id) {
+            if !done && !inst.cg.pending_removal {
+                self.cg_dirs.retry.push(id);
+            }
             inst.cg.pending_removal = !done;
             if done {
                 inst.cg.killed.set(false);
                 inst.cg.made = 0;
             }
+        }
+        if done && self.cg_dirs.changed(&p, made, 0) {
+            self.settings.cgroups.remove_program(&p);
         }
     }
 
@@ -192,15 +245,51 @@ impl Daemon {
         }
     }
 
-    /// After reaps: the removals that had to wait.
+    /// `id` is down: its cgroup goes at the end of the turn (`remove_down_cgroups`), or now
+    /// for a retiring instance, whose slot is freed before then.
+    pub(super) fn cgroup_down(&mut self, id: InstId) {
+        match self.sup.get(id) {
+            Some(i) if i.cg.made != 0 && i.is_retiring() => self.remove_cgroup(id),
+            Some(i) if i.cg.made != 0 => self.cg_dirs.down.push(id),
+            _ => {}
+        }
+    }
+
+    /// At the end of the turn, after the waiters were answered: remove the cgroups of the
+    /// instances that went down, one `rmdir` each (the kernel's most costly part of a stop,
+    /// which a `stop` need not wait for: its processes are gone). One started again meanwhile
+    /// keeps its directory.
+    pub(super) fn remove_down_cgroups(&mut self) {
+        if self.cg_dirs.down.is_empty() {
+            return;
+        }
+        for id in std::mem::take(&mut self.cg_dirs.down) {
+            if self.sup.get(id).is_some_and(|i| i.core().state().is_down()) {
+                self.remove_cgroup(id);
+            }
+        }
+    }
+
+    /// After reaps: the removals that had to wait (an instance up again keeps its directory,
+    /// and its spawn cleared `pending_removal`).
     pub(super) fn retry_cgroup_removals(&mut self) {
-        let ids: Vec<InstId> = self
-            .sup
-            .iter()
-            .filter(|(_, i)| i.cg.pending_removal && i.core().state().is_down())
-            .map(|(id, _)| id)
-            .collect();
+        if self.cg_dirs.retry.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.cg_dirs.retry);
         for id in ids {
+            let Some(inst) = self.sup.get_mut(id) else {
+                continue;
+            };
+            if !inst.cg.pending_removal {
+                continue;
+            }
+            if !inst.core().state().is_down() {
+                // Listed again at its next failed removal.
+                inst.cg.pending_removal = false;
+                continue;
+            }
+            inst.cg.pending_removal = false;
             self.remove_cgroup(id);
         }
     }
@@ -239,5 +328,24 @@ fn human_bytes(n: u64) -> String {
         format!("{}M", n / MIB)
     } else {
         format!("{n} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CgDirs;
+
+    #[test]
+    fn a_programs_directory_goes_with_its_last_instance_holding_one() {
+        let mut d = CgDirs::default();
+        assert!(!d.changed("web", 0, 1), "a first directory");
+        assert!(!d.changed("web", 0, 3), "a second instance");
+        assert!(!d.changed("web", 1, 3), "more trees: still one instance");
+        assert!(!d.changed("db", 0, 1));
+        assert!(!d.changed("web", 3, 0), "one of two left");
+        assert!(d.changed("web", 1, 0), "the last one");
+        assert!(!d.changed("web", 0, 0), "nothing held, nothing changes");
+        assert!(d.changed("db", 1, 0));
+        assert!(d.changed("gone", 1, 0), "uncounted: tried anyway");
     }
 }

@@ -53,7 +53,7 @@ impl Daemon {
         at: Instant,
         now: Instant,
     ) -> Inputs {
-        let Some(w) = self.watches.of.get_mut(&id) else {
+        let Some(w) = self.watches.of.get_mut(id) else {
             return Vec::new();
         };
         match which {
@@ -150,7 +150,7 @@ impl Daemon {
         };
         match started {
             Ok(f) => {
-                if let Some(w) = self.watches.of.get_mut(&id) {
+                if let Some(w) = self.watches.of.get_mut(id) {
                     let at = now + check.timeout;
                     w.in_flight = Some(f);
                     w.check_deadline = Some(at);
@@ -171,7 +171,7 @@ impl Daemon {
         status: ExitStatus,
         now: Instant,
     ) -> Inputs {
-        let Some(w) = self.watches.of.get_mut(&id) else {
+        let Some(w) = self.watches.of.get_mut(id) else {
             return Vec::new();
         };
         if !matches!(w.in_flight, Some(InFlight::Cmd { pid: p }) if p == pid) {
@@ -206,13 +206,13 @@ impl Daemon {
         let ready_by_health = inst.spec.health.ready == Ready::Health;
         let state = inst.core().state();
         let name = inst.core().name().to_string();
-        let Some(w) = self.watches.of.get_mut(&id) else {
+        let Some(w) = self.watches.of.get_mut(id) else {
             return Vec::new();
         };
         if let Some(InFlight::Probe { slot }) = w.in_flight.take() {
             self.release(slot);
         }
-        let Some(w) = self.watches.of.get_mut(&id) else {
+        let Some(w) = self.watches.of.get_mut(id) else {
             return Vec::new();
         };
         w.check_deadline = None;
@@ -280,7 +280,7 @@ impl Daemon {
         let inst = self.sup.get(id)?;
         inst.spec.health.healthcheck.as_ref()?;
         inst.core().pid()?;
-        let w = self.watches.of.get(&id)?;
+        let w = self.watches.of.get(id)?;
         Some(w.checks.status())
     }
 
@@ -295,7 +295,7 @@ impl Daemon {
         };
         let running = inst.core().state() == State::Running;
         let sample = self.usage_sample(id, pid);
-        let Some(w) = self.watches.of.get_mut(&id) else {
+        let Some(w) = self.watches.of.get_mut(id) else {
             return Vec::new();
         };
         let at = now + sample_every(rule.sustained);

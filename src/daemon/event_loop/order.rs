@@ -39,6 +39,12 @@ impl Order {
     pub(super) fn unsettled(&self) -> bool {
         !self.changed.is_empty()
     }
+
+    /// Held stops or rolling restarts (or the outcome of an abandoned one) are there: they
+    /// decide waiters' outcomes beside the instances' states (`Daemon::held_outcome`).
+    pub(super) fn holds_any(&self) -> bool {
+        !self.held_stops.is_empty() || !self.rolling.is_empty() || !self.rolling_failed.is_empty()
+    }
 }
 
 impl Daemon {

@@ -78,7 +78,7 @@ pub(super) struct Watch {
 /// Every live process's `Watch`, and what `status` remembers of CPU use.
 #[derive(Default)]
 pub(in crate::daemon) struct Watches {
-    pub(super) of: HashMap<InstId, Watch>,
+    pub(super) of: super::memory::ById<Watch>,
     /// The notify sockets' tree (`notifydir`), made at the first `ready: notify` spawn.
     notify_dirs: Option<NotifyDirs>,
     /// CPU samples for `status`: leader pid → (CPU ticks, when, the share then, RSS).
@@ -224,7 +224,7 @@ impl Daemon {
 
     /// The leader is gone (or the instance is freed): close its sources, end its check.
     pub(super) fn forget_watch(&mut self, id: InstId) {
-        let Some(w) = self.watches.of.remove(&id) else {
+        let Some(w) = self.watches.of.remove(id) else {
             return;
         };
         for slot in [w.notify, w.ready_pipe].into_iter().flatten() {
@@ -353,7 +353,7 @@ impl Daemon {
         let Some(period) = self.sup.get(id).and_then(|i| i.spec.health.watchdog) else {
             return;
         };
-        if let Some(w) = self.watches.of.get_mut(&id) {
+        if let Some(w) = self.watches.of.get_mut(id) {
             let at = now + period;
             w.watchdog_at = Some(at);
             self.sup

@@ -118,6 +118,23 @@ impl Sources {
         std::mem::take(&mut self.hot)
     }
 
+    /// How many slots the slab has, free ones included.
+    pub(in crate::daemon) fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Drop the free slots at the end of the slab and the spare capacity (a start burst's
+    /// exec pipes leave a free slot each). The slots left keep their numbers.
+    pub(in crate::daemon) fn compact(&mut self) {
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+        let len = self.slots.len();
+        self.free.retain(|&slot| slot < len);
+        self.slots.shrink_to_fit();
+        self.free.shrink_to_fit();
+    }
+
     /// The slots holding child output.
     pub(in crate::daemon) fn captures(&self) -> Vec<usize> {
         (0..self.slots.len())

@@ -199,6 +199,12 @@ impl Supervisor {
 
     // ----- programs and instances -----
 
+    /// Room for `n` more instances: a program's instances are added one by one, and the
+    /// table would otherwise double past them (up to twice the memory at rest).
+    pub(in crate::daemon) fn reserve(&mut self, n: usize) {
+        self.instances.reserve(n.saturating_sub(self.free.len()));
+    }
+
     /// Put a new instance in the table, in a freed slot if there is one.
     pub(in crate::daemon) fn add_instance(
         &mut self,
