@@ -356,7 +356,10 @@ fn a_long_status_reads_usage_in_slices_then_sleeps() {
             .count()
     };
     let first = with_rss(&sb.status());
-    assert!(first > 0 && first < n, "{first} of {n} read in the first answer");
+    assert!(
+        first > 0 && first < n,
+        "{first} of {n} read in the first answer"
+    );
 
     let daemon = sb.daemon_pid();
     let reads = || {
