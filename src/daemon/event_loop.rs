@@ -104,6 +104,8 @@ pub(super) enum TimerKey {
     Watchdog,
     /// A listener's restart or kill (see `listeners`).
     Listeners,
+    /// The next slice of `status`'s usage sweep (see `checks`).
+    Usage,
 }
 
 pub(super) struct CaptureSource {
@@ -765,6 +767,7 @@ impl Daemon {
                 }
             }
             TimerKey::Listeners => self.listeners_due(at, now),
+            TimerKey::Usage => self.usage_sweep_due(at, now),
         }
         Vec::new()
     }
@@ -1143,10 +1146,7 @@ impl Daemon {
         let resp = match request.body {
             RequestBody::Status { names } => match self.select_or_all(&names) {
                 Ok(ids) => Response::new(ResponseBody::Status {
-                    instances: ids
-                        .iter()
-                        .filter_map(|&id| self.status_of(id, now))
-                        .collect(),
+                    instances: self.status_list(&ids, now),
                     daemon: Some(self.info(now)),
                 }),
                 Err(e) => *e,

@@ -328,3 +328,53 @@ fn tail_shows_the_last_lines_and_follows_new_ones() {
     let _ = follower.wait();
     sb.sup_ok(&["status"]);
 }
+
+#[test]
+fn a_long_status_reads_usage_in_slices_then_sleeps() {
+    // More instances than one answer reads /proc for: the first answer has some figures, a
+    // sweep over the next turns reads the rest, and then the daemon sleeps again.
+    let n = 150;
+    let mut sb = Sandbox::with_programs(
+        "usage-sweep",
+        &format!(
+            "  many:\n    cmd: [\"sh\", \"-c\", \"echo $$ >> $OUT/pids; exec sleep 1000\"]\n    numprocs: {n}\n    starttime: 0\n"
+        ),
+    );
+    sb.start();
+    let started = || {
+        std::fs::read_to_string(sb.path("pids"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    sb.wait_for("every instance to start", || started() == n);
+    // Starting, the sandbox asked for status already: new processes have no figures yet.
+    sb.sup_ok(&["restart", "many"]);
+    sb.wait_for("every instance to start again", || started() == 2 * n);
+    let with_rss = |list: &[serde_json::Value]| {
+        list.iter()
+            .filter(|i| i["rss_bytes"].as_u64().is_some_and(|b| b > 0))
+            .count()
+    };
+    let first = with_rss(&sb.status());
+    assert!(
+        first > 0 && first < n,
+        "{first} of {n} read in the first answer"
+    );
+
+    let daemon = sb.daemon_pid();
+    let reads = || {
+        std::fs::read_to_string(format!("/proc/{daemon}/io"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("syscr:")?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut last = reads();
+    sb.wait_for("the sweep to end", || {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = reads();
+        std::mem::replace(&mut last, now) == now
+    });
+    assert_eq!(with_rss(&sb.status()), n, "the sweep read the rest");
+    crate::http::assert_no_wakeups(&sb);
+}

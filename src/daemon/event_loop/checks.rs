@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::readiness::{HealthSource, InFlight};
 use super::{Daemon, Inputs, InstId, TimerKey};
 use crate::config::{OnUnhealthy, Ready};
+use crate::control::proto::InstanceStatus;
 use crate::core::health::Verdict;
 use crate::core::usage::{self, sample_every};
 use crate::core::{ExitStatus, Input, State};
@@ -34,6 +35,13 @@ pub(in crate::daemon) enum HealthTimer {
 /// Figures younger than this are reused: a CPU share needs a span to mean anything, and a
 /// status of a thousand instances then costs no /proc read at all when asked again at once.
 const USAGE_FRESH: Duration = Duration::from_secs(1);
+
+/// Reading one instance's usage costs a few file reads (about 45 µs): a list of thousands
+/// must not stall the loop for them. One answer reads at most this many afresh and gives the
+/// others' last figures; a sweep reads the rest, this many per turn, a turn every
+/// `USAGE_SWEEP_GAP`, once through and no more (idle stays idle).
+const USAGE_READS: usize = 64;
+const USAGE_SWEEP_GAP: Duration = Duration::from_millis(2);
 
 impl Daemon {
     // ----- timers -----
@@ -310,10 +318,21 @@ impl Daemon {
         };
         let hz = procfs::ticks_per_s();
         let mut seen = self.watches.cpu_seen.borrow_mut();
-        if let Some(&(_, at, pct, rss)) = seen.get(&pid) {
+        let last = seen.get(&pid).copied();
+        if let Some((_, at, pct, rss)) = last {
             if now.saturating_duration_since(at) < USAGE_FRESH {
                 return (pct.map(|p| (p * 10.0).round() / 10.0), Some(rss));
             }
+        }
+        match self.watches.usage_reads.get() {
+            Some(0) => {
+                self.watches.usage_behind.set(true);
+                return last.map_or((None, None), |(_, _, pct, rss)| {
+                    (pct.map(|p| (p * 10.0).round() / 10.0), Some(rss))
+                });
+            }
+            Some(n) => self.watches.usage_reads.set(Some(n - 1)),
+            None => {}
         }
         let Some((ticks, rss)) = self.usage_sample(id, pid) else {
             return (None, None);
@@ -332,5 +351,52 @@ impl Daemon {
             seen.clear();
         }
         (pct.map(|p| (p * 10.0).round() / 10.0), rss)
+    }
+
+    /// `status` for `ids`, reading at most `USAGE_READS` instances' usage afresh. When some
+    /// were behind, a sweep is armed to read them over the next turns, so the next list has
+    /// them fresh.
+    pub(super) fn status_list(&mut self, ids: &[InstId], now: Instant) -> Vec<InstanceStatus> {
+        self.watches.usage_reads.set(Some(USAGE_READS));
+        let list = ids
+            .iter()
+            .filter_map(|&id| self.status_of(id, now))
+            .collect();
+        self.watches.usage_reads.set(None);
+        if self.watches.usage_behind.replace(false) && self.watches.usage_sweep.is_none() {
+            self.arm_usage_sweep(0, now);
+        }
+        list
+    }
+
+    fn arm_usage_sweep(&mut self, from: InstId, now: Instant) {
+        let at = now + USAGE_SWEEP_GAP;
+        self.watches.usage_sweep = Some((from, at));
+        self.sup.push_timer(at, TimerKey::Usage);
+    }
+
+    /// A `TimerKey::Usage` entry came due: the next slice of the sweep.
+    pub(super) fn usage_sweep_due(&mut self, at: Instant, now: Instant) {
+        let Some((from, due)) = self.watches.usage_sweep else {
+            return;
+        };
+        if due != at {
+            return;
+        }
+        self.watches.usage_sweep = None;
+        self.watches.usage_reads.set(Some(USAGE_READS));
+        let mut next = None;
+        for id in from..self.sup.slots() {
+            if self.watches.usage_reads.get() == Some(0) {
+                next = Some(id);
+                break;
+            }
+            let _ = self.usage_of(id, now);
+        }
+        self.watches.usage_reads.set(None);
+        self.watches.usage_behind.set(false);
+        if let Some(id) = next {
+            self.arm_usage_sweep(id, now);
+        }
     }
 }

@@ -170,10 +170,7 @@ impl Daemon {
             Err(e) => return Some(*e),
         };
         let snapshot = Response::new(ResponseBody::Status {
-            instances: ids
-                .iter()
-                .filter_map(|&id| self.status_of(id, now))
-                .collect(),
+            instances: self.status_list(&ids, now),
             daemon: Some(self.info(now)),
         });
         self.peer_send(slot, &snapshot, now);
@@ -196,10 +193,7 @@ impl Daemon {
                 .select_or_all(&names)
                 .unwrap_or_else(|_| self.sup.ordered());
             let snapshot = Response::new(ResponseBody::Status {
-                instances: ids
-                    .iter()
-                    .filter_map(|&id| self.status_of(id, now))
-                    .collect(),
+                instances: self.status_list(&ids, now),
                 daemon: Some(self.info(now)),
             });
             self.peer_send(slot, &snapshot, now);

@@ -83,6 +83,13 @@ pub(in crate::daemon) struct Watches {
     notify_dirs: Option<NotifyDirs>,
     /// CPU samples for `status`: leader pid → (CPU ticks, when, the share then, RSS).
     pub(super) cpu_seen: std::cell::RefCell<HashMap<u32, CpuSeen>>,
+    /// While a list is answered: how many more instances may be read afresh (`None`: no
+    /// bound, for one instance's update).
+    pub(super) usage_reads: std::cell::Cell<Option<usize>>,
+    /// A list went out with figures older than `USAGE_FRESH`: a sweep should follow.
+    pub(super) usage_behind: std::cell::Cell<bool>,
+    /// The sweep that refreshes them a slice per turn: the next instance and its deadline.
+    pub(super) usage_sweep: Option<(InstId, Instant)>,
 }
 
 /// The last reading of a pid: CPU ticks, when, the CPU share then, and its RSS.
