@@ -243,8 +243,22 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
         Some((_, v, _)) => Some(v.as_os_str()),
         None => base.path.as_deref(),
     };
-    let path = resolve_program(program, path_var)?;
-    let path_c = cstr(path.as_os_str().as_bytes(), "the command")?;
+    // A child that shares our memory reports a failed exec before the clone returns, so it
+    // can search PATH itself, as execvp does: no stat of every PATH directory here. One that
+    // may not (fork-style) gets the path found here, so a missing program still fails
+    // before any child is made.
+    let shared = creds.is_none()
+        && !NO_VFORK.load(std::sync::atomic::Ordering::Relaxed)
+        && !fork_forced()
+        && (cfg!(target_arch = "x86_64") || extras.cgroup_dir.is_none());
+    let search = shared && !program.contains('/');
+    let paths = match search {
+        true => candidates(program, path_var),
+        false => {
+            let path = resolve_program(program, path_var)?;
+            vec![cstr(path.as_os_str().as_bytes(), "the command")?]
+        }
+    };
     let argv_c: Vec<CString> = spec
         .cmd
         .iter()
@@ -285,7 +299,8 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
         cgroups: &cgroup_fds,
         cgroup_dir: extras.cgroup_dir.as_ref().map(|d| d.as_raw_fd()),
         dir: dir_c.as_deref(),
-        path: &path_c,
+        paths: &paths,
+        search,
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
         plan: &plan,
@@ -554,7 +569,7 @@ fn resolve_program(program: &str, path: Option<&OsStr>) -> Result<PathBuf, Strin
     if program.contains('/') {
         return Ok(PathBuf::from(program));
     }
-    let path = path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    let path = path.unwrap_or(OsStr::new(DEFAULT_PATH));
     let mut denied = false;
     for dir in std::env::split_paths(path) {
         let candidate = dir.join(program);
@@ -573,6 +588,18 @@ fn resolve_program(program: &str, path: Option<&OsStr>) -> Result<PathBuf, Strin
     })
 }
 
+/// The search path when the child's environment has no `PATH`.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Where the child looks for a program without a slash, in order: each `PATH` directory
+/// joined with it (a directory or program with a NUL byte cannot be one).
+fn candidates(program: &str, path: Option<&OsStr>) -> Vec<CString> {
+    let path = path.unwrap_or(OsStr::new(DEFAULT_PATH));
+    std::env::split_paths(path)
+        .filter_map(|dir| CString::new(dir.join(program).into_os_string().as_bytes()).ok())
+        .collect()
+}
+
 /// Everything the child reads between its creation and exec, built by the parent before it.
 #[derive(Clone, Copy)]
 struct ChildArgs<'a> {
@@ -589,7 +616,11 @@ struct ChildArgs<'a> {
     /// The v2 cgroup to be born in (`clone3_into`), whose `cgroup.procs` is `cgroups[0]`.
     cgroup_dir: Option<libc::c_int>,
     dir: Option<&'a CStr>,
-    path: &'a CStr,
+    /// The program's path, or with `search` the places to try in order.
+    paths: &'a [CString],
+    /// Try `paths` as execvp does: on to the next while the program is not there (ENOENT,
+    /// ENOTDIR) or may not be run there (EACCES, remembered for the report).
+    search: bool,
     /// Null-terminated arrays of pointers into CStrings the parent keeps alive.
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
@@ -1069,7 +1100,17 @@ unsafe fn run_child(a: &ChildArgs) -> ! {
         if in_child(a.plan).is_err() {
             fail(STEP_SETUP);
         }
-        libc::execve(a.path.as_ptr(), a.argv, a.envp);
+        let mut denied = false;
+        for path in a.paths {
+            libc::execve(path.as_ptr(), a.argv, a.envp);
+            match *libc::__errno_location() {
+                libc::ENOENT | libc::ENOTDIR if a.search => {}
+                libc::EACCES if a.search => denied = true,
+                _ => fail(STEP_EXEC),
+            }
+        }
+        // Searched and not found, as `resolve_program` says it.
+        *libc::__errno_location() = if denied { libc::EACCES } else { libc::ENOENT };
         fail(STEP_EXEC)
     }
 }
@@ -1764,6 +1805,51 @@ mod tests {
         unsafe { libc::kill(pid, libc::SIGKILL) };
         assert_eq!(pgid, pid);
         assert_eq!(wait_exit(child.pid), ExitStatus::Signaled(libc::SIGKILL));
+    }
+
+    #[test]
+    fn a_vforked_child_searches_path_as_execvp_does() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("path-search");
+        let (first, second) = (dir.join("a"), dir.join("b"));
+        for d in [&first, &second] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        // Not executable where it is found first: skipped, and the next one runs.
+        std::fs::write(first.join("hello"), "#!/bin/sh\necho wrong\n").expect("write");
+        std::fs::write(second.join("hello"), "#!/bin/sh\necho right\n").expect("write");
+        std::fs::set_permissions(second.join("hello"), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::write(first.join("only-here"), "").expect("write");
+        let path = format!("{}:/nonexistent:{}", first.display(), second.display());
+        let with_path = |cmd: &[&str]| {
+            let mut s = spec(cmd);
+            s.env.insert("PATH".into(), path.clone());
+            s
+        };
+        let (out, st) = run(&with_path(&["hello"]));
+        assert_eq!((out.as_str(), st), ("right\n", ExitStatus::Code(0)));
+        let err = spawn(&request(&with_path(&["only-here"]), Stdio::Null)).unwrap_err();
+        assert_eq!(err, "only-here: permission denied");
+        let err = spawn(&request(&with_path(&["nowhere"]), Stdio::Null)).unwrap_err();
+        assert_eq!(err, "nowhere: no such file or directory");
+        // The fork fallback finds it before making the child, with the same answers.
+        forking(|| {
+            let (out, _) = run(&with_path(&["hello"]));
+            assert_eq!(out, "right\n");
+            let err = spawn(&request(&with_path(&["only-here"]), Stdio::Null)).unwrap_err();
+            assert_eq!(err, "only-here: permission denied");
+            let err = spawn(&request(&with_path(&["nowhere"]), Stdio::Null)).unwrap_err();
+            assert_eq!(err, "nowhere: no such file or directory");
+        });
+    }
+
+    #[test]
+    fn candidates_are_each_path_directory_in_order() {
+        let got = candidates("sh", Some(OsStr::new("/a:/b/c::/d")));
+        let got: Vec<&str> = got.iter().map(|c| c.to_str().unwrap_or("?")).collect();
+        assert_eq!(got, ["/a/sh", "/b/c/sh", "sh", "/d/sh"]);
+        assert_eq!(candidates("sh", None).len(), 3);
     }
 
     #[test]
