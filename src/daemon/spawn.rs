@@ -13,10 +13,12 @@
 //! an RCU grace period per spawn. With `CLONE_VM | CLONE_VFORK` where it can
 //! (`clone3_vfork_into`), else fork-style (`clone3_into`; refused, the write).
 //! Between its creation and `exec` the child runs only syscalls on data prepared here (argv,
-//! envp and the resolved path are built first), and reports a failed `exec` as
-//! `(step, errno)` on a close-on-exec pipe.
+//! envp and the path, or the PATH candidates, are built first), and reports a failed set-up
+//! or `exec` as `(step, errno)`: in the memory it shares with the daemon, read when the
+//! clone returns (a vforked child has exec'd or exited by then), or, from a fork-style
+//! child, on a close-on-exec pipe.
 //!
-//! `start` does not wait for that report: the loop watches the pipe (end of file = the
+//! `start` does not wait for a pipe's report: the loop watches the pipe (end of file = the
 //! program runs, data = it could not) while it starts the next child. The daemon waits only
 //! until the child's `exec` has taken its new memory; loading the program and its libraries
 //! runs in parallel, so a thousand children start at once instead of one after another.
@@ -206,7 +208,9 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
     Ok(child)
 }
 
-/// Start the instance and return without reading its exec status; watch `exec_status`.
+/// Start the instance and return without reading a fork-style child's exec status; watch
+/// `exec_status` when there is one. A vforked child's failure is known here: the error, with
+/// the child reaped.
 ///
 /// Call it from the daemon's main thread: the parent-death signal fires when the *thread* that
 /// made the child ends, not the process.
