@@ -685,6 +685,7 @@ impl Daemon {
         )?;
         self.after_spawn(id, spec, ready, now);
         let pid = child.pid;
+        let start_ticks = child.start_ticks;
         if let Some(fd) = child.exec_status {
             self.watch_exec(fd, id, pid, child.program);
         }
@@ -707,7 +708,8 @@ impl Daemon {
         self.pids.insert(pid, PidOwner::Leader(id));
         if let Some(inst) = self.sup.get_mut(id) {
             inst.captures = captures;
-            inst.start_ticks = state::proc_start_ticks(pid);
+            // Known from the clock around the clone, most often; else from /proc.
+            inst.start_ticks = start_ticks.or_else(|| state::proc_start_ticks(pid));
         }
         Ok(pid)
     }

@@ -13,10 +13,12 @@
 //! an RCU grace period per spawn. With `CLONE_VM | CLONE_VFORK` where it can
 //! (`clone3_vfork_into`), else fork-style (`clone3_into`; refused, the write).
 //! Between its creation and `exec` the child runs only syscalls on data prepared here (argv,
-//! envp and the resolved path are built first), and reports a failed `exec` as
-//! `(step, errno)` on a close-on-exec pipe.
+//! envp and the path, or the PATH candidates, are built first), and reports a failed set-up
+//! or `exec` as `(step, errno)`: in the memory it shares with the daemon, read when the
+//! clone returns (a vforked child has exec'd or exited by then), or, from a fork-style
+//! child, on a close-on-exec pipe.
 //!
-//! `start` does not wait for that report: the loop watches the pipe (end of file = the
+//! `start` does not wait for a pipe's report: the loop watches the pipe (end of file = the
 //! program runs, data = it could not) while it starts the next child. The daemon waits only
 //! until the child's `exec` has taken its new memory; loading the program and its libraries
 //! runs in parallel, so a thousand children start at once instead of one after another.
@@ -76,6 +78,9 @@ pub struct Spawned {
     pub exec_status: Option<OwnedFd>,
     /// What `exec_result` names in its reason.
     pub program: String,
+    /// The child's start time in clock ticks since boot (field 22 of `/proc/PID/stat`), when
+    /// the clock read around its creation pins it down (see `BootTicks`).
+    pub start_ticks: Option<u64>,
 }
 
 /// Why a spawn did not happen. `daemon` is true when the daemon's own resources ran out (clone
@@ -203,7 +208,9 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, String> {
     Ok(child)
 }
 
-/// Start the instance and return without reading its exec status; watch `exec_status`.
+/// Start the instance and return without reading a fork-style child's exec status; watch
+/// `exec_status` when there is one. A vforked child's failure is known here: the error, with
+/// the child reaped.
 ///
 /// Call it from the daemon's main thread: the parent-death signal fires when the *thread* that
 /// made the child ends, not the process.
@@ -226,41 +233,52 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
         Some(user) => resolve_user(user)?,
         None => (None, Vec::new()),
     };
-    let env = environment(req, &login, &extras.env);
-    let path = resolve_program(program, &env)?;
     let cstr =
         |b: &[u8], what: &str| CString::new(b).map_err(|_| format!("{what} contains a NUL byte"));
-    let path_c = cstr(path.as_os_str().as_bytes(), "the command")?;
+    let base = daemon_env();
+    let overlay = environment(req, &login, &extras.env)
+        .into_iter()
+        .map(|(k, v)| {
+            let kv = cstr(&key_value(&k, &v), "an environment variable")?;
+            Ok((k, v, kv))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let path_var = match overlay.iter().find(|(k, _, _)| k == "PATH") {
+        Some((_, v, _)) => Some(v.as_os_str()),
+        None => base.path.as_deref(),
+    };
+    // A child that shares our memory reports a failed exec before the clone returns, so it
+    // can search PATH itself, as execvp does: no stat of every PATH directory here. One that
+    // may not (fork-style) gets the path found here, so a missing program still fails
+    // before any child is made.
+    let shared = creds.is_none()
+        && !NO_VFORK.load(std::sync::atomic::Ordering::Relaxed)
+        && !fork_forced()
+        && (cfg!(target_arch = "x86_64") || extras.cgroup_dir.is_none());
+    let search = shared && !program.contains('/');
+    let paths = match search {
+        true => candidates(program, path_var),
+        false => {
+            let path = resolve_program(program, path_var)?;
+            vec![cstr(path.as_os_str().as_bytes(), "the command")?]
+        }
+    };
     let argv_c: Vec<CString> = spec
         .cmd
         .iter()
         .map(|a| cstr(a.as_bytes(), "an argument"))
         .collect::<Result<_, _>>()?;
-    let envp_c: Vec<CString> = env
-        .iter()
-        .map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            cstr(&kv, "an environment variable")
-        })
-        .collect::<Result<_, _>>()?;
     let mut argv: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = envp_c.iter().map(|c| c.as_ptr()).collect();
+    let mut envp = merged_env(&base.vars, &overlay);
     envp.push(std::ptr::null());
     let dir_c = match &spec.workingdir {
         Some(d) => Some(cstr(d.as_os_str().as_bytes(), "workingdir")?),
         None => None,
     };
-    let stdin = std::fs::File::open("/dev/null").map_err(|e| io_spawn_error("/dev/null", &e))?;
-    let (child_out, parent_out) = connect(&req.stdout, "stdout")?;
-    let (child_err, parent_err) = connect(&req.stderr, "stderr")?;
-    let (status_read, status_write) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError {
-            reason: format!("exec status pipe: {}", errno_text(e)),
-            daemon: daemon_resource(e),
-        })?;
+    let null = dev_null().map_err(|e| io_spawn_error("/dev/null", &e))?;
+    let (child_out, parent_out) = connect(&req.stdout, "stdout", null)?;
+    let (child_err, parent_err) = connect(&req.stderr, "stderr", null)?;
     let plan = ChildPlan {
         daemon_pid: std::process::id() as libc::pid_t,
         umask: spec.umask.map(|m| m as libc::mode_t),
@@ -275,34 +293,50 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
             .as_ref()
             .map(|(fd, target)| (fd.as_raw_fd(), *target)),
     };
-    let fds = [
-        stdin.as_raw_fd(),
-        child_out.as_raw_fd(),
-        child_err.as_raw_fd(),
-    ];
-    let report = status_write.as_raw_fd();
+    let fds = [null.read, child_out.raw(), child_err.raw()];
+    let shared = std::sync::atomic::AtomicU64::new(0);
     let cgroup_fds: Vec<libc::c_int> = extras.cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
     let child = ChildArgs {
         fds,
-        report,
+        report: -1,
+        shared: &shared,
         cgroups: &cgroup_fds,
         cgroup_dir: extras.cgroup_dir.as_ref().map(|d| d.as_raw_fd()),
         dir: dir_c.as_deref(),
-        path: &path_c,
+        paths: &paths,
+        search,
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
         plan: &plan,
     };
-    // Before the child exists: a failure from here on would lose track of it.
-    fcntl(
-        status_read.as_raw_fd(),
-        FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
-    )
-    .map_err(|e: Errno| format!("exec status pipe: {}", errno_text(e)))?;
-    let (pid, how) = create_child(&child).map_err(|e| SpawnError {
-        reason: format!("fork failed: {}", errno_text(e)),
+    let mut pipe = StatusPipe::default();
+    let before = BootTicks::now();
+    let made = create_child(&child, &mut pipe);
+    let after = BootTicks::now();
+    let (pid, how) = made.map_err(|e| SpawnError {
+        reason: match pipe.failed {
+            Some(_) => format!("exec status pipe: {}", errno_text(e)),
+            None => format!("fork failed: {}", errno_text(e)),
+        },
         daemon: daemon_resource(e),
     })?;
+    // The kernel stamps the child's start inside the clone: when the clock shows the same
+    // tick before and after it, that tick is the one `/proc/PID/stat` would show.
+    let start_ticks = before.zip(after).and_then(|(b, a)| (b == a).then_some(b.0));
+    let status_read = match how {
+        // The child shared our memory and has exec'd or exited by now: a failed set-up or
+        // exec left its report in `shared` (no pipe needed, none made).
+        Created::Vfork => {
+            if let Some(reason) = shared_result(&shared, program) {
+                // It is exiting (it released our memory in `_exit`): reaped here, so its
+                // end is nobody's to feed.
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                return Err(reason.into());
+            }
+            None
+        }
+        Created::Fork => pipe.read,
+    };
     if how == Created::Fork {
         // Also from the parent, so the group exists whichever side runs first (signalling the
         // group right after `start` must reach the child). A vforked child has done it
@@ -312,15 +346,95 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
     }
     // The parent's copy of the readiness pipe closes here, so its read end sees EOF once the
     // child closes it.
-    drop((stdin, child_out, child_err, status_write, ready_fd));
+    drop((child_out, child_err, pipe.write, ready_fd));
     drop((extras.cgroup_procs, extras.cgroup_dir));
     Ok(Spawned {
         pid: pid as u32,
         stdout: parent_out,
         stderr: parent_err,
-        exec_status: Some(status_read),
+        exec_status: status_read,
         program: program.clone(),
+        start_ticks,
     })
+}
+
+/// The exec status pipe of a child that does not share the daemon's memory (fork-style),
+/// made only for such a child: a vforked one reports in `ChildArgs::shared`.
+#[derive(Default)]
+struct StatusPipe {
+    /// Non-blocking, close-on-exec; the parent's end.
+    read: Option<OwnedFd>,
+    /// Close-on-exec; the child's copy closes at its exec.
+    write: Option<OwnedFd>,
+    /// Making it failed: the spawn fails with this, as "exec status pipe: …".
+    failed: Option<Errno>,
+}
+
+impl StatusPipe {
+    /// The write end for a fork-style child, made at the first call.
+    fn write_end(&mut self) -> Result<libc::c_int, Errno> {
+        if let Some(w) = &self.write {
+            return Ok(w.as_raw_fd());
+        }
+        // Both ends non-blocking: the child's single 8-byte write into an empty pipe never
+        // waits anyway.
+        match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
+            Ok((r, w)) => {
+                let fd = w.as_raw_fd();
+                self.read = Some(r);
+                self.write = Some(w);
+                Ok(fd)
+            }
+            Err(e) => {
+                self.failed = Some(e);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A vforked child's report: `(step, errno)` packed by `run_child`'s `fail`, 0 when it
+/// exec'd.
+fn shared_result(shared: &std::sync::atomic::AtomicU64, program: &str) -> Option<String> {
+    let v = shared.load(std::sync::atomic::Ordering::Acquire);
+    (v != 0).then(|| report_text((v >> 32) as i32, Errno::from_raw(v as u32 as i32), program))
+}
+
+/// The reason for a failed set-up step or exec.
+fn report_text(step: i32, errno: Errno, program: &str) -> String {
+    match step {
+        STEP_CHDIR => format!("workingdir: {}", errno_text(errno)),
+        STEP_CGROUP => format!("joining its cgroup: {}", errno_text(errno)),
+        _ => format!("{program}: {}", errno_text(errno)),
+    }
+}
+
+/// `CLOCK_BOOTTIME` in clock ticks, the unit and clock of a process's start time in
+/// `/proc/PID/stat` (`nsec_to_clock_t(start_boottime)`). A vDSO call, no syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BootTicks(u64);
+
+impl BootTicks {
+    fn now() -> Option<BootTicks> {
+        static NS_PER_TICK: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+        // SAFETY: sysconf has no preconditions.
+        let per = *NS_PER_TICK.get_or_init(|| match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+            // Only a tick that divides a second exactly converts as the kernel does.
+            hz @ 1.. if 1_000_000_000 % hz == 0 => Some(1_000_000_000 / hz as u64),
+            _ => None,
+        });
+        let per = per?;
+        // SAFETY: a plain C struct, for which all zeroes is a valid value.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        // SAFETY: clock_gettime fills the struct it is given.
+        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+            return None;
+        }
+        let ns = (ts.tv_sec as u64)
+            .checked_mul(1_000_000_000)?
+            .checked_add(ts.tv_nsec as u64)?;
+        Some(BootTicks(ns / per))
+    }
 }
 
 /// What the exec status pipe says: `None` not yet, `Some(Ok)` the program runs (the pipe
@@ -347,23 +461,96 @@ pub fn exec_result(fd: &OwnedFd, program: &str) -> Option<Result<(), String>> {
     }
     let step = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
     let errno = Errno::from_raw(i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]));
-    Some(Err(match step {
-        STEP_CHDIR => format!("workingdir: {}", errno_text(errno)),
-        STEP_CGROUP => format!("joining its cgroup: {}", errno_text(errno)),
-        _ => format!("{program}: {}", errno_text(errno)),
-    }))
+    Some(Err(report_text(step, errno, program)))
 }
 
-/// The child's environment: the daemon's, then the user's login variables (with `user:`),
-/// then the `SUP_*` variables, then the job's `env`, then what readiness adds
-/// (`NOTIFY_SOCKET` …), later ones replacing earlier ones.
+/// The daemon's own environment as every child starts from it, read at this thread's first
+/// spawn and kept (the daemon changes its environment only before its first spawn: the
+/// `sdnotify` variables): sorted by name, each as a ready `NAME=value` string, so a spawn
+/// copies only what it adds.
+struct DaemonEnv {
+    vars: Vec<(std::ffi::OsString, CString)>,
+    path: Option<std::ffi::OsString>,
+}
+
+thread_local! {
+    static DAEMON_ENV: std::cell::OnceCell<std::rc::Rc<DaemonEnv>> = const { std::cell::OnceCell::new() };
+}
+
+fn daemon_env() -> std::rc::Rc<DaemonEnv> {
+    DAEMON_ENV.with(|cell| {
+        cell.get_or_init(|| {
+            let sorted: std::collections::BTreeMap<_, _> = std::env::vars_os().collect();
+            let path = sorted.get(OsStr::new("PATH")).cloned();
+            let vars = sorted
+                .into_iter()
+                // The OS hands out no NUL inside a variable; one that did could not be passed.
+                .filter_map(|(k, v)| Some((k.clone(), CString::new(key_value(&k, &v)).ok()?)))
+                .collect();
+            std::rc::Rc::new(DaemonEnv { vars, path })
+        })
+        .clone()
+    })
+}
+
+fn key_value(k: &OsStr, v: &OsStr) -> Vec<u8> {
+    let mut kv = Vec::with_capacity(k.len() + 1 + v.len());
+    kv.extend_from_slice(k.as_bytes());
+    kv.push(b'=');
+    kv.extend_from_slice(v.as_bytes());
+    kv
+}
+
+/// envp: the daemon's variables and the spawn's own (both sorted by name), the spawn's
+/// replacing the daemon's of the same name. The pointers are into `base` and `overlay`.
+fn merged_env(
+    base: &[(std::ffi::OsString, CString)],
+    overlay: &[(std::ffi::OsString, std::ffi::OsString, CString)],
+) -> Vec<*const libc::c_char> {
+    let mut out = Vec::with_capacity(base.len() + overlay.len() + 1);
+    let mut b = base.iter().peekable();
+    let mut o = overlay.iter().peekable();
+    loop {
+        match (b.peek(), o.peek()) {
+            (Some((bk, bkv)), Some((ok, _, okv))) => match bk.cmp(ok) {
+                std::cmp::Ordering::Less => {
+                    out.push(bkv.as_ptr());
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push(okv.as_ptr());
+                    b.next();
+                    o.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(okv.as_ptr());
+                    o.next();
+                }
+            },
+            (Some((_, bkv)), None) => {
+                out.push(bkv.as_ptr());
+                b.next();
+            }
+            (None, Some((_, _, okv))) => {
+                out.push(okv.as_ptr());
+                o.next();
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+/// What the child's environment adds to the daemon's (see `daemon_env`), sorted by name:
+/// the user's login variables (with `user:`), then the `SUP_*` variables, then the job's
+/// `env`, then what readiness adds (`NOTIFY_SOCKET` …), later ones replacing earlier ones.
 fn environment(
     req: &SpawnRequest,
     login: &[(std::ffi::OsString, std::ffi::OsString)],
     extra: &[(String, String)],
 ) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     let mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
-        std::env::vars_os().collect();
+        std::collections::BTreeMap::new();
     env.extend(login.iter().cloned());
     env.insert("SUP_PROCESS_NAME".into(), req.name.into());
     env.insert("SUP_PROGRAM".into(), req.spec.name.clone().into());
@@ -382,20 +569,13 @@ fn environment(
 /// The program's path as `execvp` would find it: as written when it has a slash (relative
 /// ones resolve in the child's working directory), else the first executable file of that
 /// name along the child's `PATH`.
-fn resolve_program(
-    program: &str,
-    env: &[(std::ffi::OsString, std::ffi::OsString)],
-) -> Result<PathBuf, String> {
+fn resolve_program(program: &str, path: Option<&OsStr>) -> Result<PathBuf, String> {
     if program.contains('/') {
         return Ok(PathBuf::from(program));
     }
-    let path = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let path = path.unwrap_or(OsStr::new(DEFAULT_PATH));
     let mut denied = false;
-    for dir in std::env::split_paths(OsStr::new(&path)) {
+    for dir in std::env::split_paths(path) {
         let candidate = dir.join(program);
         if let Ok(meta) = std::fs::metadata(&candidate) {
             use std::os::unix::fs::PermissionsExt;
@@ -412,19 +592,39 @@ fn resolve_program(
     })
 }
 
+/// The search path when the child's environment has no `PATH`.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Where the child looks for a program without a slash, in order: each `PATH` directory
+/// joined with it (a directory or program with a NUL byte cannot be one).
+fn candidates(program: &str, path: Option<&OsStr>) -> Vec<CString> {
+    let path = path.unwrap_or(OsStr::new(DEFAULT_PATH));
+    std::env::split_paths(path)
+        .filter_map(|dir| CString::new(dir.join(program).into_os_string().as_bytes()).ok())
+        .collect()
+}
+
 /// Everything the child reads between its creation and exec, built by the parent before it.
 #[derive(Clone, Copy)]
 struct ChildArgs<'a> {
     /// Become the child's 0, 1 and 2.
     fds: [libc::c_int; 3],
-    /// The exec status pipe's write end (close-on-exec).
+    /// The exec status pipe's write end (close-on-exec) for a fork-style child, else -1.
     report: libc::c_int,
+    /// Where a child that shares the daemon's memory leaves its `(step, errno)` report
+    /// (as posix_spawn does): read once the clone returns, when the child has exec'd or
+    /// exited. A fork-style child writes its own copy, which nobody reads.
+    shared: &'a std::sync::atomic::AtomicU64,
     /// `cgroup.procs` descriptors to write `0` to, first of all.
     cgroups: &'a [libc::c_int],
     /// The v2 cgroup to be born in (`clone3_into`), whose `cgroup.procs` is `cgroups[0]`.
     cgroup_dir: Option<libc::c_int>,
     dir: Option<&'a CStr>,
-    path: &'a CStr,
+    /// The program's path, or with `search` the places to try in order.
+    paths: &'a [CString],
+    /// Try `paths` as execvp does: on to the next while the program is not there (ENOENT,
+    /// ENOTDIR) or may not be run there (EACCES, remembered for the report).
+    search: bool,
     /// Null-terminated arrays of pointers into CStrings the parent keeps alive.
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
@@ -449,8 +649,9 @@ static NO_VFORK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::
 const CHILD_STACK: usize = 64 * 1024;
 
 /// Start the child running `child_main(args)`; its pid and how it was made. The errno is the
-/// syscall's own, for `SpawnError`.
-fn create_child(args: &ChildArgs) -> Result<(libc::pid_t, Created), Errno> {
+/// syscall's own, for `SpawnError` (or `pipe`'s, which then records it). A fork-style child
+/// reports on `pipe`, made before the first such attempt; a vforked one in `args.shared`.
+fn create_child(args: &ChildArgs, pipe: &mut StatusPipe) -> Result<(libc::pid_t, Created), Errno> {
     use std::sync::atomic::Ordering::Relaxed;
     // Every signal blocked, in the parent and so in the child, until the child has put every
     // disposition back to the default (`in_child`): no handler the daemon's process might
@@ -484,13 +685,18 @@ fn create_child(args: &ChildArgs) -> Result<(libc::pid_t, Created), Errno> {
         // means no clone3 at all: asked once).
         let shared = (!NO_VFORK.load(Relaxed) && !fork_forced() && args.plan.creds.is_none())
             .then(|| clone3_vfork_into(&rest, dir).map(|pid| (pid, Created::Vfork)));
-        let made = match shared {
-            Some(Err(e)) if e != Errno::ENOSYS && !daemon_resource(e) => {
-                clone3_into(&rest, dir).map(|pid| (pid, Created::Fork))
-            }
-            Some(made) => made,
-            None => clone3_into(&rest, dir).map(|pid| (pid, Created::Fork)),
+        let forked = |pipe: &mut StatusPipe| {
+            let report = pipe.write_end()?;
+            clone3_into(&ChildArgs { report, ..rest }, dir).map(|pid| (pid, Created::Fork))
         };
+        let made = match shared {
+            Some(Err(e)) if e != Errno::ENOSYS && !daemon_resource(e) => forked(pipe),
+            Some(made) => made,
+            None => forked(pipe),
+        };
+        if pipe.failed.is_some() {
+            return finish(made, old);
+        }
         match made {
             Ok(made) => result = Ok(made),
             Err(
@@ -531,16 +737,26 @@ fn create_child(args: &ChildArgs) -> Result<(libc::pid_t, Created), Errno> {
         }
     }
     if let Err(Errno::ENOSYS | Errno::EINVAL | Errno::EPERM) = result {
-        // SAFETY: the daemon is single-threaded; the child runs only `run_child`, which keeps
-        // to the rules of a CLONE_VM child (see `clone_vfork`) and never returns.
-        let pid = unsafe { libc::fork() };
-        result = match pid {
-            // SAFETY: in the child, on the data prepared before the fork.
-            0 => unsafe { run_child(args) },
-            -1 => Err(Errno::last()),
-            pid => Ok((pid, Created::Fork)),
-        };
+        result = pipe.write_end().and_then(|report| {
+            let args = ChildArgs { report, ..*args };
+            // SAFETY: the daemon is single-threaded; the child runs only `run_child`, which
+            // keeps to the rules of a CLONE_VM child (see `clone_vfork`) and never returns.
+            match unsafe { libc::fork() } {
+                // SAFETY: in the child, on the data prepared before the fork.
+                0 => unsafe { run_child(&args) },
+                -1 => Err(Errno::last()),
+                pid => Ok((pid, Created::Fork)),
+            }
+        });
     }
+    finish(result, old)
+}
+
+/// `create_child`'s end: the signal mask the daemon had back, and the result.
+fn finish(
+    result: Result<(libc::pid_t, Created), Errno>,
+    old: u64,
+) -> Result<(libc::pid_t, Created), Errno> {
     // SAFETY: as above; the mask the daemon had. A failed clone's errno is read already.
     unsafe {
         libc::syscall(
@@ -620,7 +836,7 @@ fn clone3_into(args: &ChildArgs, dir: libc::c_int) -> Result<libc::pid_t, Errno>
 /// returns.
 #[cfg(target_arch = "x86_64")]
 fn clone3_vfork_into(args: &ChildArgs, dir: libc::c_int) -> Result<libc::pid_t, Errno> {
-    let stack = ChildStack::new()?;
+    let stack = ChildStack::get()?;
     let mut ca = CloneArgs {
         flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
@@ -656,7 +872,6 @@ fn clone3_vfork_into(args: &ChildArgs, dir: libc::c_int) -> Result<libc::pid_t, 
             options(nostack),
         );
     }
-    drop(stack);
     if ret < 0 {
         return Err(Errno::from_raw((-ret) as i32));
     }
@@ -695,7 +910,7 @@ fn clone3_vfork_into(_: &ChildArgs, _: libc::c_int) -> Result<libc::pid_t, Errno
 /// CLONE_FS, CLONE_SIGHAND, CLONE_THREAD): changing them does not touch the daemon. Signals
 /// are all blocked (see `create_child`) until the child has reset every disposition.
 fn clone_vfork(args: &ChildArgs) -> Result<libc::pid_t, Errno> {
-    let stack = ChildStack::new()?;
+    let stack = ChildStack::get()?;
     // SAFETY: see above; `stack` and `args` outlive the call, and the child never returns
     // from `child_main` (it execs or `_exit`s), so glibc's clone never reaches its exit path.
     let pid = unsafe {
@@ -709,18 +924,59 @@ fn clone_vfork(args: &ChildArgs) -> Result<libc::pid_t, Errno> {
     if pid == -1 {
         return Err(Errno::last());
     }
-    // The child is done with `stack` (exec'd or exited): dropped here, unmapped.
+    // The child is done with `stack` (exec'd or exited): the next spawn reuses it.
     Ok(pid)
 }
 
 /// The vforked child's stack: 64 KiB mmap'd, with an inaccessible page below it so an
-/// overflow faults instead of writing into the daemon's memory.
+/// overflow faults instead of writing into the daemon's memory. One per thread, mapped at
+/// its first spawn and reused by every later one (a vforked child is done with it when the
+/// clone returns): no mmap, mprotect and munmap per spawn. The few pages a child touches
+/// stay resident.
 struct ChildStack {
     base: *mut libc::c_void,
     len: usize,
 }
 
+thread_local! {
+    static CHILD_STACK_OF_THREAD: std::cell::OnceCell<ChildStack> = const { std::cell::OnceCell::new() };
+}
+
+/// What a spawn uses of this thread's `ChildStack`.
+#[derive(Clone, Copy)]
+struct StackRef {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl StackRef {
+    /// The highest address, where the child starts (page-aligned, so 16-byte aligned).
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
 impl ChildStack {
+    /// This thread's stack, mapped at the first call.
+    fn get() -> Result<StackRef, Errno> {
+        CHILD_STACK_OF_THREAD.with(|cell| {
+            if let Some(s) = cell.get() {
+                return Ok(StackRef {
+                    base: s.base,
+                    len: s.len,
+                });
+            }
+            let s = ChildStack::new()?;
+            let r = StackRef {
+                base: s.base,
+                len: s.len,
+            };
+            let _ = cell.set(s);
+            Ok(r)
+        })
+    }
+
     fn new() -> Result<ChildStack, Errno> {
         // SAFETY: sysconf has no preconditions.
         let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
@@ -748,12 +1004,6 @@ impl ChildStack {
             return Err(Errno::last());
         }
         Ok(stack)
-    }
-
-    /// The highest address, where the child starts (page-aligned, so 16-byte aligned).
-    fn top(&self) -> *mut libc::c_void {
-        // SAFETY: one past the end of the mapping.
-        unsafe { self.base.cast::<u8>().add(self.len).cast() }
     }
 }
 
@@ -797,16 +1047,25 @@ unsafe fn run_child(a: &ChildArgs) -> ! {
     unsafe {
         let report = a.report;
         let fail = |step: i32| -> ! {
-            let s = step.to_ne_bytes();
-            let e = (*libc::__errno_location()).to_ne_bytes();
-            let msg = [s[0], s[1], s[2], s[3], e[0], e[1], e[2], e[3]];
-            // Raw: glibc's write is a cancellation point, which touches thread state.
-            libc::syscall(
-                libc::SYS_write,
-                report as libc::c_long,
-                msg.as_ptr() as libc::c_long,
-                msg.len() as libc::c_long,
+            let errno = *libc::__errno_location();
+            // An atomic store into the daemon's memory (a vforked child), read after the
+            // clone returns; in a fork-style child its own copy, unread.
+            a.shared.store(
+                (step as u32 as u64) << 32 | errno as u32 as u64,
+                std::sync::atomic::Ordering::Release,
             );
+            if report >= 0 {
+                let s = step.to_ne_bytes();
+                let e = errno.to_ne_bytes();
+                let msg = [s[0], s[1], s[2], s[3], e[0], e[1], e[2], e[3]];
+                // Raw: glibc's write is a cancellation point, which touches thread state.
+                libc::syscall(
+                    libc::SYS_write,
+                    report as libc::c_long,
+                    msg.as_ptr() as libc::c_long,
+                    msg.len() as libc::c_long,
+                );
+            }
             libc::_exit(127)
         };
         for (target, &fd) in a.fds.iter().enumerate() {
@@ -845,7 +1104,17 @@ unsafe fn run_child(a: &ChildArgs) -> ! {
         if in_child(a.plan).is_err() {
             fail(STEP_SETUP);
         }
-        libc::execve(a.path.as_ptr(), a.argv, a.envp);
+        let mut denied = false;
+        for path in a.paths {
+            libc::execve(path.as_ptr(), a.argv, a.envp);
+            match *libc::__errno_location() {
+                libc::ENOENT | libc::ENOTDIR if a.search => {}
+                libc::EACCES if a.search => denied = true,
+                _ => fail(STEP_EXEC),
+            }
+        }
+        // Searched and not found, as `resolve_program` says it.
+        *libc::__errno_location() = if denied { libc::EACCES } else { libc::ENOENT };
         fail(STEP_EXEC)
     }
 }
@@ -1099,16 +1368,61 @@ fn resolve_user(user: &str) -> Result<(Option<Credentials>, LoginEnv), String> {
     ))
 }
 
-/// The child's side of one stream, and the parent's read end when it is a pipe.
-fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), SpawnError> {
-    match how {
-        Stdio::Null => {
-            let null = std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/null")
-                .map_err(|e| io_spawn_error(&format!("{which}: /dev/null"), &e))?;
-            Ok((OwnedFd::from(null), None))
+/// `/dev/null` for reading (every child's stdin) and for writing (`discard`), opened at the
+/// first spawn of this thread and kept: three opens and closes fewer per spawn. Close-on-exec
+/// in the daemon; the child gets copies (dup2) on 0, 1 and 2.
+#[derive(Clone, Copy)]
+struct DevNull {
+    read: libc::c_int,
+    write: libc::c_int,
+}
+
+thread_local! {
+    static DEV_NULL: std::cell::OnceCell<(OwnedFd, OwnedFd)> = const { std::cell::OnceCell::new() };
+}
+
+fn dev_null() -> io::Result<DevNull> {
+    DEV_NULL.with(|cell| {
+        if let Some((r, w)) = cell.get() {
+            return Ok(DevNull {
+                read: r.as_raw_fd(),
+                write: w.as_raw_fd(),
+            });
         }
+        let r = OwnedFd::from(std::fs::File::open("/dev/null")?);
+        let w = OwnedFd::from(std::fs::OpenOptions::new().write(true).open("/dev/null")?);
+        let null = DevNull {
+            read: r.as_raw_fd(),
+            write: w.as_raw_fd(),
+        };
+        let _ = cell.set((r, w));
+        Ok(null)
+    })
+}
+
+/// The child's side of one stream: a descriptor made for this spawn, or the kept /dev/null.
+enum ChildEnd {
+    Owned(OwnedFd),
+    Null(libc::c_int),
+}
+
+impl ChildEnd {
+    fn raw(&self) -> libc::c_int {
+        match self {
+            ChildEnd::Owned(fd) => fd.as_raw_fd(),
+            ChildEnd::Null(fd) => *fd,
+        }
+    }
+}
+
+/// The child's side of one stream, and the parent's read end when it is a pipe.
+fn connect(
+    how: &Stdio,
+    which: &str,
+    null: DevNull,
+) -> Result<(ChildEnd, Option<OwnedFd>), SpawnError> {
+    match how {
+        Stdio::Null => Ok((ChildEnd::Null(null.write), None)),
         Stdio::Pipe => {
             let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError {
                 reason: format!("{which}: pipe: {}", errno_text(e)),
@@ -1118,7 +1432,7 @@ fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), Spawn
             // fail with EAGAIN.
             fcntl(read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
                 .map_err(|e: Errno| format!("{which}: pipe: {}", errno_text(e)))?;
-            Ok((write, Some(read)))
+            Ok((ChildEnd::Owned(write), Some(read)))
         }
         Stdio::Inherit(fd) => {
             // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, which we then own; a daemon
@@ -1130,7 +1444,7 @@ fn connect(how: &Stdio, which: &str) -> Result<(OwnedFd, Option<OwnedFd>), Spawn
             }
             use std::os::fd::FromRawFd;
             // SAFETY: `r` was just made by fcntl and is owned by nobody else.
-            Ok((unsafe { OwnedFd::from_raw_fd(r) }, None))
+            Ok((ChildEnd::Owned(unsafe { OwnedFd::from_raw_fd(r) }), None))
         }
     }
 }
@@ -1474,24 +1788,94 @@ mod tests {
     fn a_vforked_child_has_its_group_and_its_exec_result_when_start_returns() {
         // The daemon resumes only after the child's exec took its new memory or the child
         // exited: by then the child leads its own group (set by itself), and a failed exec's
-        // (step, errno) is in the pipe.
+        // (step, errno) is in the memory it shared. No status pipe is made: `start` fails
+        // at once, with the child reaped.
         let s = spec(&["/nonexistent/webd"]);
-        let child = start(&request(&s, Stdio::Null), Extras::default()).expect("start");
-        let fd = child.exec_status.as_ref().expect("a status pipe");
+        let err = start(&request(&s, Stdio::Null), Extras::default()).unwrap_err();
         assert_eq!(
-            exec_result(fd, &child.program),
-            Some(Err("/nonexistent/webd: no such file or directory".into()))
+            err,
+            SpawnError {
+                reason: "/nonexistent/webd: no such file or directory".into(),
+                daemon: false
+            }
         );
-        assert_eq!(wait_exit(child.pid), ExitStatus::Code(127));
 
         let s = spec(&["sleep", "30"]);
         let child = start(&request(&s, Stdio::Null), Extras::default()).expect("start");
+        assert!(child.exec_status.is_none(), "a pipe for a vforked child");
         let pid = child.pid as libc::pid_t;
         // SAFETY: getpgid only reads; kill ends our own child.
         let pgid = unsafe { libc::getpgid(pid) };
         unsafe { libc::kill(pid, libc::SIGKILL) };
         assert_eq!(pgid, pid);
         assert_eq!(wait_exit(child.pid), ExitStatus::Signaled(libc::SIGKILL));
+    }
+
+    #[test]
+    fn a_vforked_child_searches_path_as_execvp_does() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("path-search");
+        let (first, second) = (dir.join("a"), dir.join("b"));
+        for d in [&first, &second] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        // Not executable where it is found first: skipped, and the next one runs.
+        std::fs::write(first.join("hello"), "#!/bin/sh\necho wrong\n").expect("write");
+        std::fs::write(second.join("hello"), "#!/bin/sh\necho right\n").expect("write");
+        std::fs::set_permissions(second.join("hello"), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::write(first.join("only-here"), "").expect("write");
+        let path = format!("{}:/nonexistent:{}", first.display(), second.display());
+        let with_path = |cmd: &[&str]| {
+            let mut s = spec(cmd);
+            s.env.insert("PATH".into(), path.clone());
+            s
+        };
+        let (out, st) = run(&with_path(&["hello"]));
+        assert_eq!((out.as_str(), st), ("right\n", ExitStatus::Code(0)));
+        let err = spawn(&request(&with_path(&["only-here"]), Stdio::Null)).unwrap_err();
+        assert_eq!(err, "only-here: permission denied");
+        let err = spawn(&request(&with_path(&["nowhere"]), Stdio::Null)).unwrap_err();
+        assert_eq!(err, "nowhere: no such file or directory");
+        // The fork fallback finds it before making the child, with the same answers.
+        forking(|| {
+            let (out, _) = run(&with_path(&["hello"]));
+            assert_eq!(out, "right\n");
+            let err = spawn(&request(&with_path(&["only-here"]), Stdio::Null)).unwrap_err();
+            assert_eq!(err, "only-here: permission denied");
+            let err = spawn(&request(&with_path(&["nowhere"]), Stdio::Null)).unwrap_err();
+            assert_eq!(err, "nowhere: no such file or directory");
+        });
+    }
+
+    #[test]
+    fn candidates_are_each_path_directory_in_order() {
+        let got = candidates("sh", Some(OsStr::new("/a:/b/c::/d")));
+        let got: Vec<&str> = got.iter().map(|c| c.to_str().unwrap_or("?")).collect();
+        assert_eq!(got, ["/a/sh", "/b/c/sh", "sh", "/d/sh"]);
+        assert_eq!(candidates("sh", None).len(), 3);
+    }
+
+    #[test]
+    fn the_start_time_read_from_the_clock_is_the_one_proc_shows() {
+        let s = spec(&["sleep", "30"]);
+        let mut pinned = 0;
+        for _ in 0..20 {
+            let child = start(&request(&s, Stdio::Null), Extras::default()).expect("start");
+            let proc = crate::daemon::state::proc_start_ticks(child.pid);
+            // SAFETY: kill ends our own child.
+            unsafe { libc::kill(child.pid as libc::pid_t, libc::SIGKILL) };
+            assert_eq!(wait_exit(child.pid), ExitStatus::Signaled(libc::SIGKILL));
+            if let Some(ticks) = child.start_ticks {
+                assert_eq!(Some(ticks), proc);
+                pinned += 1;
+            }
+        }
+        // A clone straddles a tick boundary rarely (it takes microseconds of a 10 ms tick).
+        assert!(
+            pinned >= 10,
+            "only {pinned} of 20 start times pinned by the clock"
+        );
     }
 
     #[test]

@@ -90,6 +90,42 @@ fn fail_fast_backs_off_then_goes_fatal() {
 }
 
 #[test]
+fn an_exec_failure_with_starttime_0_is_a_failed_start_not_a_running_job() {
+    // The exec's failure is known before the spawn is reported: the job never counts as
+    // running, and a shutdown does not wait out a stoptime for it.
+    let mut sb = Sandbox::with_programs(
+        "noexec0",
+        r#"
+  noexec:
+    cmd: ./not-executable.sh
+    starttime: 0
+    startretries: 0
+  ghost:
+    cmd: no-such-program-anywhere
+    starttime: 0
+    startretries: 0
+"#,
+    );
+    sb.write("not-executable.sh", "#!/bin/sh\necho hi\n");
+    sb.start();
+    let noexec = sb.wait_state("noexec", "fatal");
+    let reason = noexec["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("not-executable.sh: permission denied"),
+        "{reason}"
+    );
+    let ghost = sb.wait_state("ghost", "fatal");
+    let reason = ghost["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("no-such-program-anywhere: no such file or directory"),
+        "{reason}"
+    );
+    let log = sb.log();
+    assert!(!log.contains(" bug: "), "{log}");
+    assert!(!log.contains("noexec running"), "{log}");
+}
+
+#[test]
 fn a_command_that_cannot_run_is_a_failed_start_with_the_reason() {
     let mut sb = Sandbox::with_programs(
         "noexec",

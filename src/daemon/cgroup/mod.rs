@@ -86,6 +86,8 @@ pub struct Joined {
     /// The hierarchies the child joins (bit `i`: the daemon's `i`-th tree; the membership
     /// tree, bit 0, always): `usage`, `oom_kills` and `remove` look only there.
     pub trees: Trees,
+    /// Every directory joined was made by this spawn: its counters (CPU, OOM kills) are 0.
+    pub fresh: bool,
     /// The hierarchies that may hold a directory of the instance now (those joined, and any
     /// a limit no longer needs whose directory could not be removed yet).
     pub made: Trees,
@@ -510,6 +512,7 @@ impl Cgroups {
                 unapplied,
                 oom_base: None,
                 trees: 0,
+                fresh: false,
                 made: 0,
             });
         }
@@ -520,6 +523,7 @@ impl Cgroups {
             )
         })?;
         let needed = self.needed(l);
+        let had = made;
         let mut made = made & !needed;
         if made != 0 {
             // Left by a run with a limit this one does not have: empty, since that run is
@@ -529,7 +533,13 @@ impl Cgroups {
         let rel = format!("{program}/{instance}");
         let mut procs = Vec::new();
         let mut v2_dir = None;
-        for t in self.trees_in(needed) {
+        let mut fresh = true;
+        for (i, t) in self
+            .trees
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < Trees::BITS as usize && needed & (1 << i) != 0)
+        {
             let at = |e: io::Error, what: &str| {
                 let resource = matches!(
                     e.raw_os_error(),
@@ -542,9 +552,23 @@ impl Cgroups {
                 );
                 (reason, resource)
             };
-            // Most spawns are restarts into the directory the last run left: one open.
-            let (created, ifd) = match open_dir(t.fd.as_raw_fd(), &rel) {
-                Ok(fd) => (false, fd),
+            // Most spawns are restarts into the directory the last run left: one open. An
+            // instance with none there (a first spawn) makes it first: one mkdirat, with the
+            // program's directory already made by its first instance.
+            let first = match had & (1 << i) {
+                0 => match mkdir_at(t.fd.as_raw_fd(), &rel) {
+                    Ok(created) => Some(created),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+                    Err(e) => return Err(at(e, "mkdir")),
+                },
+                _ => Some(false),
+            };
+            let opened = match first {
+                Some(created) => open_dir(t.fd.as_raw_fd(), &rel).map(|fd| (created, fd)),
+                None => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+            };
+            let (created, ifd) = match opened {
+                Ok(made) => made,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     let new_program =
                         mkdir_at(t.fd.as_raw_fd(), &program).map_err(|e| at(e, "mkdir"))?;
@@ -563,6 +587,7 @@ impl Cgroups {
                 }
                 Err(e) => return Err(at(e, "open")),
             };
+            fresh &= created;
             let dir = ifd.as_raw_fd();
             // What the directory holds now: nothing for a new one, else what was written.
             let before = if created {
@@ -627,12 +652,18 @@ impl Cgroups {
                 v2_dir = Some(ifd);
             }
         }
+        // A directory made now has counted nothing yet.
+        let oom_base = match fresh {
+            true => self.tree_in(MEMORY, needed).map(|_| 0),
+            false => self.oom_kills(&program, &instance, needed),
+        };
         Ok(Joined {
             procs,
             v2_dir,
             unapplied,
-            oom_base: self.oom_kills(&program, &instance, needed),
+            oom_base,
             trees: needed,
+            fresh,
             made: made | needed,
         })
     }

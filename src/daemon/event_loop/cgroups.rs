@@ -105,7 +105,8 @@ impl Daemon {
         if killed {
             joined.v2_dir = None;
         }
-        let cpu_base = match joined.procs.is_empty() {
+        // A directory made by this spawn starts at 0.
+        let cpu_base = match joined.procs.is_empty() || joined.fresh {
             true => 0,
             false => self
                 .settings
