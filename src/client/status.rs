@@ -3,7 +3,7 @@
 //! daemon or a terminal.
 
 use crate::client::output::{paint, Style};
-use crate::control::proto::InstanceStatus;
+use crate::control::proto::{InstanceStatus, StatusRow};
 
 /// The columns, in order. A field that does not apply leaves its cell empty, and the cell is
 /// still padded so that the fields after it line up with the rows that have it.
@@ -21,7 +21,8 @@ const REASON: usize = COLUMNS - 1;
 #[cfg(test)]
 pub fn lines(instances: &[InstanceStatus], colour: bool, width: Option<usize>) -> Vec<String> {
     let mut out = Vec::with_capacity(instances.len());
-    let _ = each_line::<()>(instances, colour, width, |line| {
+    let rows: Vec<StatusRow> = instances.iter().map(StatusRow::of).collect();
+    let _ = each_line::<()>(&rows, colour, width, |line| {
         out.push(line.to_string());
         Ok(())
     });
@@ -32,62 +33,148 @@ pub fn lines(instances: &[InstanceStatus], colour: bool, width: Option<usize>) -
 /// the layout): a table of thousands of
 /// instances is written out as it is made instead of being held as a string per line.
 pub fn each_line<E>(
-    instances: &[InstanceStatus],
+    instances: &[StatusRow],
     colour: bool,
     width: Option<usize>,
-    mut emit: impl FnMut(&str) -> Result<(), E>,
+    emit: impl FnMut(&str) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut rows: Vec<Row> = instances.iter().map(Row::new).collect();
-    let mut widths = [0usize; COLUMNS];
-    for row in &rows {
-        for (w, len) in widths.iter_mut().zip(&row.lens) {
-            *w = (*w).max(*len);
+    let mut table = Table::with_capacity(instances.len());
+    instances.iter().for_each(|row| table.push(row));
+    table.each_line(colour, width, emit)
+}
+
+/// The table being made: every row's cells written one after another into one string as the
+/// rows come (a status of thousands of instances would otherwise allocate a string per cell,
+/// or per row), with where each cell ends. Rows can be pushed as they are read, so the
+/// answer's rows need not be held at all.
+pub struct Table {
+    text: String,
+    rows: Vec<Cells>,
+    /// The widest cell of each column, in characters on screen.
+    widths: [usize; COLUMNS],
+}
+
+struct Cells {
+    /// Where each cell ends in `Table::text`; the first starts where the previous row ended.
+    ends: [u32; COLUMNS],
+    /// Every cell is ASCII, so its room on screen is its length (nearly always, and a byte
+    /// count is far cheaper than a character count).
+    ascii: bool,
+    style: Style,
+}
+
+impl Table {
+    pub fn with_capacity(rows: usize) -> Table {
+        Table {
+            text: String::with_capacity(rows * 72),
+            rows: Vec::with_capacity(rows),
+            widths: [0; COLUMNS],
         }
     }
-    if let Some(limit) = width {
-        let total = |widths: &[usize; COLUMNS]| {
-            let shown: Vec<usize> = widths.iter().copied().filter(|&w| w > 0).collect();
-            shown.iter().sum::<usize>() + 2 * shown.len().saturating_sub(1)
+
+    /// Add one instance's row.
+    pub fn push(&mut self, s: &StatusRow) {
+        let start = self.text.len();
+        let ends = write_cells(&mut self.text, s);
+        let ascii = self.text[start..].is_ascii();
+        let cells = Cells {
+            ends,
+            ascii,
+            style: state_style(s),
         };
-        for col in DROP_ORDER {
-            if total(&widths) <= limit {
-                break;
-            }
-            widths[col] = 0;
+        for i in 0..COLUMNS {
+            self.widths[i] = self.widths[i].max(self.cell_len(start, &cells, i));
         }
-        let over = total(&widths).saturating_sub(limit);
-        if over > 0 && widths[REASON] > 0 {
-            let keep = widths[REASON].saturating_sub(over).max(2);
-            for row in &mut rows {
-                row.cut_reason(keep);
-            }
-            widths[REASON] = keep.min(widths[REASON]);
+        self.rows.push(cells);
+    }
+
+    fn start_of(&self, row: usize) -> usize {
+        match row.checked_sub(1) {
+            Some(prev) => self.rows[prev].ends[COLUMNS - 1] as usize,
+            None => 0,
         }
     }
-    let room: usize = widths.iter().map(|w| w + 2).sum::<usize>() + 16;
-    let mut line = String::with_capacity(room);
-    for (row, inst) in rows.iter().zip(instances) {
-        line.clear();
-        for (i, &w) in widths.iter().enumerate() {
-            if w == 0 {
-                continue;
-            }
-            if !line.is_empty() {
-                line.push_str("  ");
-            }
-            let cell = row.cell(i);
-            // Pad outside the colour codes: they take no room on screen.
-            if i == 1 && colour {
-                line.push_str(&paint(cell, state_style(inst), colour));
-            } else {
-                line.push_str(cell);
-            }
-            line.extend(std::iter::repeat_n(' ', w - row.lens[i]));
-        }
-        line.truncate(line.trim_end().len());
-        emit(&line)?;
+
+    fn cell<'t>(&'t self, start: usize, cells: &Cells, i: usize) -> &'t str {
+        let from = if i == 0 {
+            start
+        } else {
+            cells.ends[i - 1] as usize
+        };
+        &self.text[from..cells.ends[i] as usize]
     }
-    Ok(())
+
+    fn cell_len(&self, start: usize, cells: &Cells, i: usize) -> usize {
+        let cell = self.cell(start, cells, i);
+        if cells.ascii {
+            cell.len()
+        } else {
+            cell.chars().count()
+        }
+    }
+
+    /// The lines, as `each_line` makes them.
+    pub fn each_line<E>(
+        &self,
+        colour: bool,
+        width: Option<usize>,
+        mut emit: impl FnMut(&str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut widths = self.widths;
+        // The reason is cut to this many characters (ending in `…`) where it is longer.
+        let mut keep = usize::MAX;
+        if let Some(limit) = width {
+            let total = |widths: &[usize; COLUMNS]| {
+                let shown: Vec<usize> = widths.iter().copied().filter(|&w| w > 0).collect();
+                shown.iter().sum::<usize>() + 2 * shown.len().saturating_sub(1)
+            };
+            for col in DROP_ORDER {
+                if total(&widths) <= limit {
+                    break;
+                }
+                widths[col] = 0;
+            }
+            let over = total(&widths).saturating_sub(limit);
+            if over > 0 && widths[REASON] > 0 {
+                keep = widths[REASON].saturating_sub(over).max(2);
+                widths[REASON] = keep.min(widths[REASON]);
+            }
+        }
+        let room: usize = widths.iter().map(|w| w + 2).sum::<usize>() + 16;
+        let mut line = String::with_capacity(room);
+        let mut start = 0;
+        for (r, cells) in self.rows.iter().enumerate() {
+            debug_assert_eq!(start, self.start_of(r));
+            line.clear();
+            for (i, &w) in widths.iter().enumerate() {
+                if w == 0 {
+                    continue;
+                }
+                if !line.is_empty() {
+                    line.push_str("  ");
+                }
+                let mut cell = self.cell(start, cells, i);
+                let mut len = self.cell_len(start, cells, i);
+                let cut: String;
+                if i == REASON && len > keep {
+                    cut = cell.chars().take(keep - 1).chain(['…']).collect();
+                    cell = &cut;
+                    len = keep;
+                }
+                // Pad outside the colour codes: they take no room on screen.
+                if i == 1 && colour {
+                    line.push_str(&paint(cell, cells.style, colour));
+                } else {
+                    line.push_str(cell);
+                }
+                line.extend(std::iter::repeat_n(' ', w.saturating_sub(len)));
+            }
+            line.truncate(line.trim_end().len());
+            emit(&line)?;
+            start = cells.ends[COLUMNS - 1] as usize;
+        }
+        Ok(())
+    }
 }
 
 /// `--json`: the daemon's array on one line, re-encoded from the wire type, so scripts see the
@@ -98,11 +185,11 @@ pub fn json(instances: &[InstanceStatus]) -> Result<String, serde_json::Error> {
 }
 
 /// `sup status NAME`: the last runs of each scheduled instance, oldest first, under a heading.
-pub fn history_lines(instances: &[InstanceStatus]) -> Vec<String> {
+pub fn history_lines(instances: &[StatusRow]) -> Vec<String> {
     let mut out = Vec::new();
     for s in instances.iter().filter(|s| !s.history.is_empty()) {
-        out.push(format!("{} last runs:", s.name));
-        for r in &s.history {
+        out.push(format!("{} last runs:", &*s.name));
+        for r in s.history.iter() {
             let exit = r
                 .exit
                 .map_or("not started".to_string(), |c| format!("exit={c}"));
@@ -116,118 +203,70 @@ pub fn history_lines(instances: &[InstanceStatus]) -> Vec<String> {
     out
 }
 
-/// One instance's cells, written one after another into one string (a status of thousands
-/// of instances would otherwise allocate a string per cell), with where each ends and the room
-/// it takes on screen.
-struct Row {
-    text: String,
-    ends: [usize; COLUMNS],
-    lens: [usize; COLUMNS],
-}
-
-impl Row {
-    fn new(s: &InstanceStatus) -> Row {
-        use std::fmt::Write;
-        let mut text = String::with_capacity(96);
-        let mut ends = [0usize; COLUMNS];
-        // Each cell is written by its closure; `write!` to a String cannot fail.
-        let mut cell = |i: usize, text: &mut String, fill: &mut dyn FnMut(&mut String)| {
-            fill(text);
-            ends[i] = text.len();
-        };
-        cell(0, &mut text, &mut |t| t.push_str(&s.name));
-        cell(1, &mut text, &mut |t| t.push_str(&s.state));
-        cell(2, &mut text, &mut |t| {
-            if let Some(p) = s.pid {
-                let _ = write!(t, "pid={p}");
-            }
-        });
-        cell(3, &mut text, &mut |t| {
-            let _ = write!(t, "restarts={}", s.restarts);
-        });
-        cell(4, &mut text, &mut |t| {
-            if let Some(c) = s.last_exit {
-                let _ = write!(t, "last_exit={c}");
-                // An OOM kill is told apart from any other SIGKILL: `last_exit=137(oom)`.
-                if s.exit_reason.as_deref() == Some("oom") {
-                    t.push_str("(oom)");
-                }
-            }
-        });
-        // One time column: what is most useful to know about "when" in this state.
-        cell(5, &mut text, &mut |t| {
-            if let Some(secs) = s.next_restart_in.filter(|_| s.state == "backoff") {
-                t.push_str("next_start_in=");
-                write_duration(t, secs.ceil());
-            } else if let Some(secs) = s.uptime_s {
-                t.push_str("uptime=");
-                write_duration(t, secs);
-            } else if let Some(at) = &s.next_run {
-                let _ = write!(t, "next_run={at}");
-            }
-        });
-        cell(6, &mut text, &mut |t| {
-            if let Some(h) = &s.health {
-                let _ = write!(t, "health={h}");
-            }
-        });
-        cell(7, &mut text, &mut |t| {
-            if let Some(c) = s.cpu_percent {
-                let _ = write!(t, "cpu={c:.1}%");
-            }
-        });
-        cell(8, &mut text, &mut |t| {
-            if let Some(b) = s.rss_bytes {
-                t.push_str("rss=");
-                write_bytes(t, b);
-            }
-        });
-        // Why it is not running, or that its output cannot be written: whichever applies.
-        cell(REASON, &mut text, &mut |t| {
-            if let Some(r) = s.reason.as_ref().or(s.log_error.as_ref()) {
-                let _ = write!(t, "({r})");
-            }
-        });
-        let mut row = Row {
-            text,
-            ends,
-            lens: [0; COLUMNS],
-        };
-        row.lens = std::array::from_fn(|i| shown_len(row.cell(i)));
-        row
-    }
-
-    fn cell(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
-    }
-
-    /// Cut the reason, the last cell, to `keep` characters ending in `…`.
-    fn cut_reason(&mut self, keep: usize) {
-        if self.lens[REASON] <= keep {
-            return;
+/// One instance's cells, written one after another onto `text`; where each ends.
+fn write_cells(text: &mut String, s: &StatusRow) -> [u32; COLUMNS] {
+    use std::fmt::Write;
+    let mut ends = [0u32; COLUMNS];
+    // Each cell is written by its closure; `write!` to a String cannot fail. The text stays
+    // far below 4 GiB: an answer is at most 64 MiB.
+    let mut cell = |i: usize, text: &mut String, fill: &mut dyn FnMut(&mut String)| {
+        fill(text);
+        ends[i] = u32::try_from(text.len()).unwrap_or(u32::MAX);
+    };
+    cell(0, text, &mut |t| t.push_str(&s.name));
+    cell(1, text, &mut |t| t.push_str(&s.state));
+    cell(2, text, &mut |t| {
+        if let Some(p) = s.pid {
+            let _ = write!(t, "pid={p}");
         }
-        let start = self.ends[REASON - 1];
-        let cut: String = self.text[start..]
-            .chars()
-            .take(keep - 1)
-            .chain(['…'])
-            .collect();
-        self.text.truncate(start);
-        self.text.push_str(&cut);
-        self.ends[REASON] = self.text.len();
-        self.lens[REASON] = keep;
-    }
-}
-
-/// The room a cell takes on screen, in characters: its length when it is ASCII (nearly
-/// always, and a byte count is far cheaper than a character count).
-fn shown_len(cell: &str) -> usize {
-    if cell.is_ascii() {
-        cell.len()
-    } else {
-        cell.chars().count()
-    }
+    });
+    cell(3, text, &mut |t| {
+        let _ = write!(t, "restarts={}", s.restarts);
+    });
+    cell(4, text, &mut |t| {
+        if let Some(c) = s.last_exit {
+            let _ = write!(t, "last_exit={c}");
+            // An OOM kill is told apart from any other SIGKILL: `last_exit=137(oom)`.
+            if s.exit_reason.as_deref() == Some("oom") {
+                t.push_str("(oom)");
+            }
+        }
+    });
+    // One time column: what is most useful to know about "when" in this state.
+    cell(5, text, &mut |t| {
+        if let Some(secs) = s.next_restart_in.filter(|_| &*s.state == "backoff") {
+            t.push_str("next_start_in=");
+            write_duration(t, secs.ceil());
+        } else if let Some(secs) = s.uptime_s {
+            t.push_str("uptime=");
+            write_duration(t, secs);
+        } else if let Some(at) = &s.next_run {
+            let _ = write!(t, "next_run={}", &**at);
+        }
+    });
+    cell(6, text, &mut |t| {
+        if let Some(h) = &s.health {
+            let _ = write!(t, "health={}", &**h);
+        }
+    });
+    cell(7, text, &mut |t| {
+        if let Some(c) = s.cpu_percent {
+            let _ = write!(t, "cpu={c:.1}%");
+        }
+    });
+    cell(8, text, &mut |t| {
+        if let Some(b) = s.rss_bytes {
+            t.push_str("rss=");
+            write_bytes(t, b);
+        }
+    });
+    // Why it is not running, or that its output cannot be written: whichever applies.
+    cell(REASON, text, &mut |t| {
+        if let Some(r) = s.reason.as_ref().or(s.log_error.as_ref()) {
+            let _ = write!(t, "({})", &**r);
+        }
+    });
+    ends
 }
 
 /// How an instance's state should strike the eye; `status` and `top` each turn it into their
@@ -243,21 +282,25 @@ pub enum Tone {
 }
 
 pub fn tone(s: &InstanceStatus) -> Tone {
-    match s.state.as_str() {
+    tone_of(&s.state, s.reason.is_some(), s.last_exit)
+}
+
+fn tone_of(state: &str, reason: bool, last_exit: Option<i32>) -> Tone {
+    match state {
         "running" => Tone::Good,
         "starting" | "stopping" | "backoff" => Tone::Busy,
         "fatal" => Tone::Bad,
         // The client does not know `exitcodes`; a non-zero code or a stated reason is the
         // best sign it has that the exit was not the expected one.
-        "exited" if s.reason.is_some() || s.last_exit.is_some_and(|c| c != 0) => Tone::Bad,
+        "exited" if reason || last_exit.is_some_and(|c| c != 0) => Tone::Bad,
         "scheduled" => Tone::Waiting,
         "stopped" => Tone::Quiet,
         _ => Tone::Plain,
     }
 }
 
-fn state_style(s: &InstanceStatus) -> Style {
-    match tone(s) {
+fn state_style(s: &StatusRow) -> Style {
+    match tone_of(&s.state, s.reason.is_some(), s.last_exit) {
         Tone::Good => Style::Green,
         Tone::Busy => Style::Yellow,
         Tone::Bad => Style::Red,
@@ -476,7 +519,7 @@ pub(crate) mod tests {
     #[test]
     fn named_status_lists_a_scheduled_jobs_last_runs() {
         let mut s = sample().remove(0);
-        assert!(history_lines(std::slice::from_ref(&s)).is_empty());
+        assert!(history_lines(&[StatusRow::of(&s)]).is_empty());
         s.history = vec![
             crate::control::proto::RunStatus {
                 started: "2026-05-01T12:00:00+00:00".into(),
@@ -489,7 +532,7 @@ pub(crate) mod tests {
                 exit: None,
             },
         ];
-        let lines = history_lines(&[s.clone()]);
+        let lines = history_lines(&[StatusRow::of(&s)]);
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0], format!("{} last runs:", s.name));
         assert!(lines[1].starts_with("  2026-05-01T12:00:00+00:00  took="));

@@ -164,6 +164,21 @@ impl Conn {
         self.out.push(b'\n');
     }
 
+    /// Queue an answer line encoded elsewhere (`status_rows`), adding its newline. Taken as
+    /// the buffer itself when nothing else is pending, so a large answer is not copied.
+    pub fn send_line(&mut self, mut line: Vec<u8>) {
+        if self.sent > 0 && self.sent >= self.out.len() / 2 {
+            self.out.drain(..self.sent);
+            self.sent = 0;
+        }
+        line.push(b'\n');
+        if self.out.is_empty() {
+            self.out = line;
+        } else {
+            self.out.extend_from_slice(&line);
+        }
+    }
+
     /// Write as much as the socket takes. `Ok(true)` when everything is sent.
     pub fn flush(&mut self) -> io::Result<bool> {
         while self.sent < self.out.len() {
