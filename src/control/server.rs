@@ -33,7 +33,15 @@ pub struct Conn {
     pub read_closed: bool,
     /// A fatal framing error was answered; close once it is sent.
     pub closing: bool,
+    /// The socket's send buffer was asked to hold this many bytes (0: the kernel's default).
+    sndbuf: usize,
 }
+
+/// An answer longer than this has the socket's send buffer raised to hold it (within the
+/// host's `net.core.wmem_max`): the kernel takes it in one write, so the loop neither comes
+/// back for the rest after the client has read the first part nor keeps it in its own heap
+/// meanwhile. Below it, the default buffer (about 200 KiB on Linux) takes the answer already.
+const RAISE_SNDBUF_OVER: usize = 128 * 1024;
 
 /// What reading produced. Lives for one request line, so the size gap between the variants
 /// costs nothing worth a box.
@@ -55,6 +63,7 @@ impl Conn {
             sent: 0,
             read_closed: false,
             closing: false,
+            sndbuf: 0,
         }
     }
 
@@ -181,6 +190,17 @@ impl Conn {
 
     /// Write as much as the socket takes. `Ok(true)` when everything is sent.
     pub fn flush(&mut self) -> io::Result<bool> {
+        let pending = self.out.len() - self.sent;
+        if pending > RAISE_SNDBUF_OVER && pending > self.sndbuf {
+            let want = pending.min(MAX_PENDING_OUT);
+            // Only ever a larger buffer: a refusal leaves the default, which works too.
+            let _ = nix::sys::socket::setsockopt(
+                &self.stream,
+                nix::sys::socket::sockopt::SndBuf,
+                &want,
+            );
+            self.sndbuf = want;
+        }
         while self.sent < self.out.len() {
             match self.stream.write(&self.out[self.sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
