@@ -32,7 +32,10 @@ pub fn run(global: &Global, command: Command) -> Result<Outcome, Fail> {
     if let Command::Fg { name } = command {
         return fg::run(global, name);
     }
-    let mut conn = connect(global)?;
+    // `status` is answered from the daemon's memory: it never waits on jobs, so the config's
+    // bound for waits is not worth reading the config for.
+    let quick = matches!(command, Command::Status { .. });
+    let mut conn = connect_to(global, quick)?;
     if let Command::Tail { follow: true, .. } = command {
         close_on_interrupt(&conn)?;
     }
@@ -94,10 +97,16 @@ fn remote(global: &Global) -> Result<Option<Url>, Fail> {
 /// hear, not only "no daemon". A remote daemon (`--url`) is not described by the local
 /// config: its waits get the default bounds unless `--timeout` says otherwise.
 pub fn connect(global: &Global) -> Result<Conn, Fail> {
+    connect_to(global, false)
+}
+
+/// `connect`; `quick` for a command that only makes requests answered at once, whose
+/// connection needs no bound for waits.
+fn connect_to(global: &Global, quick: bool) -> Result<Conn, Fail> {
     if let Some(url) = remote(global)? {
         return Conn::connect_with(Endpoint::Http(url), timeouts(global.timeout, None));
     }
-    let t = target(global);
+    let t = target_for(global, quick);
     Conn::connect_with(&t.socket, t.timeouts).map_err(|fail| match t.unreadable {
         None => fail,
         Some((path, errors)) => config_errors_fail(&fail, &path, &errors),
@@ -107,7 +116,8 @@ pub fn connect(global: &Global) -> Result<Conn, Fail> {
 type ConfigErrors = (PathBuf, Vec<config::ConfigError>);
 
 /// What a client takes from its flags, the environment and the config, which is read once
-/// (and not at all when `--socket`/`$SUP_SOCKET` and `--timeout` say everything).
+/// (and not at all when `--socket`/`$SUP_SOCKET` names the socket and either `--timeout` or
+/// the command (`status`) leaves no wait to bound).
 struct Target {
     socket: PathBuf,
     timeouts: Timeouts,
@@ -116,10 +126,17 @@ struct Target {
 }
 
 fn target(global: &Global) -> Target {
+    target_for(global, false)
+}
+
+/// `target`; with `quick`, the config is read only for the socket it names (the wait bound
+/// it gives goes unused).
+fn target_for(global: &Global, quick: bool) -> Target {
     let env = Env::from_process();
     let socket_given = global.socket.is_some() || env.sup_socket.is_some();
     let path = paths::config_path(global.config.as_deref(), &env);
-    let loaded = (!socket_given || global.timeout.is_none()).then(|| config::load(&path));
+    let wait_known = quick || global.timeout.is_some();
+    let loaded = (!socket_given || !wait_known).then(|| config::load(&path));
     let (cfg, unreadable) = match loaded {
         Some(Ok(cfg)) => (Some(cfg), None),
         Some(Err(_)) if !path.exists() => (None, None),
