@@ -217,15 +217,18 @@ fn write_cells(text: &mut String, s: &StatusRow) -> [u32; COLUMNS] {
     cell(1, text, &mut |t| t.push_str(&s.state));
     cell(2, text, &mut |t| {
         if let Some(p) = s.pid {
-            let _ = write!(t, "pid={p}");
+            t.push_str("pid=");
+            push_uint(t, u64::from(p));
         }
     });
     cell(3, text, &mut |t| {
-        let _ = write!(t, "restarts={}", s.restarts);
+        t.push_str("restarts=");
+        push_uint(t, u64::from(s.restarts));
     });
     cell(4, text, &mut |t| {
         if let Some(c) = s.last_exit {
-            let _ = write!(t, "last_exit={c}");
+            t.push_str("last_exit=");
+            push_int(t, i64::from(c));
             // An OOM kill is told apart from any other SIGKILL: `last_exit=137(oom)`.
             if s.exit_reason.as_deref() == Some("oom") {
                 t.push_str("(oom)");
@@ -339,7 +342,6 @@ pub fn human_duration(secs: f64) -> String {
 }
 
 fn write_duration(out: &mut String, secs: f64) {
-    use std::fmt::Write;
     // Negative or NaN would only come from a confused peer; show it as no time at all.
     let total = if secs.is_finite() && secs > 0.0 {
         secs as u64
@@ -361,11 +363,37 @@ fn write_duration(out: &mut String, secs: f64) {
     } else {
         (s, "s", 0, "")
     };
-    // `write!` to a String cannot fail.
-    let _ = write!(out, "{big}{bu}");
+    push_uint(out, big);
+    out.push_str(bu);
     if small != 0 {
-        let _ = write!(out, "{small}{su}");
+        push_uint(out, small);
+        out.push_str(su);
     }
+}
+
+/// `n` in decimal, as `{n}` writes it, without the formatting machinery: a table of
+/// thousands of rows writes several numbers a row.
+fn push_int(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    push_uint(out, n.unsigned_abs());
+}
+
+fn push_uint(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -549,6 +577,28 @@ pub(crate) mod tests {
             lines(&[s], false, None),
             ["backup  scheduled  restarts=0  last_exit=0  next_run=2025-01-01T03:00:00+00:00"]
         );
+    }
+
+    #[test]
+    fn numbers_are_written_as_display_writes_them() {
+        for n in [
+            0,
+            7,
+            -1,
+            137,
+            -255,
+            4312,
+            i64::from(i32::MIN),
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut s = String::new();
+            push_int(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+        let mut s = String::new();
+        push_uint(&mut s, u64::MAX);
+        assert_eq!(s, u64::MAX.to_string());
     }
 
     #[test]
