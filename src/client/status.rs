@@ -254,7 +254,9 @@ fn write_cells(text: &mut String, s: &StatusRow) -> [u32; COLUMNS] {
     });
     cell(7, text, &mut |t| {
         if let Some(c) = s.cpu_percent {
-            let _ = write!(t, "cpu={c:.1}%");
+            t.push_str("cpu=");
+            push_tenths(t, c);
+            t.push('%');
         }
     });
     cell(8, text, &mut |t| {
@@ -320,17 +322,60 @@ pub fn human_bytes(bytes: u64) -> String {
 }
 
 fn write_bytes(out: &mut String, bytes: u64) {
-    use std::fmt::Write;
-    const K: f64 = 1024.0;
-    let b = bytes as f64;
-    // `write!` to a String cannot fail.
-    let _ = if b < K * K {
-        write!(out, "{:.0}K", b / K)
-    } else if b < K * K * K {
-        write!(out, "{:.1}M", b / (K * K))
+    // As `{:.0}K`, `{:.1}M`, `{:.1}G` of the f64 quotient write it (ties to even), in
+    // integers: the quotient of a power of two is exact, so its rounding can be done exactly.
+    if bytes < 1 << 20 {
+        push_ratio(out, bytes, 10, false);
+        out.push('K');
+    } else if bytes < 1 << 30 {
+        push_ratio(out, bytes, 20, true);
+        out.push('M');
+    } else if bytes < 1 << 53 {
+        push_ratio(out, bytes, 30, true);
+        out.push('G');
     } else {
-        write!(out, "{:.1}G", b / (K * K * K))
-    };
+        // Past 2^53 bytes are no longer exact as an f64: as the formatter has it.
+        use std::fmt::Write;
+        let _ = write!(out, "{:.1}G", bytes as f64 / (1u64 << 30) as f64);
+    }
+}
+
+/// `n / 2^shift` rounded to tenths (`tenths`) or to a whole number, ties to even, as
+/// `{:.1}`/`{:.0}` write the exact quotient.
+fn push_ratio(out: &mut String, n: u64, shift: u32, tenths: bool) {
+    let scaled = u128::from(n) * if tenths { 10 } else { 1 };
+    let mut q = scaled >> shift;
+    let rest = scaled & ((1u128 << shift) - 1);
+    let half = 1u128 << (shift - 1);
+    if rest > half || (rest == half && q & 1 == 1) {
+        q += 1;
+    }
+    // Below 2^53 * 10 / 2: fits.
+    let q = u64::try_from(q).unwrap_or(u64::MAX);
+    if tenths {
+        push_uint(out, q / 10);
+        out.push('.');
+        push_uint(out, q % 10);
+    } else {
+        push_uint(out, q);
+    }
+}
+
+/// `x` as `{x:.1}` writes it. A figure already rounded to tenths (the daemon rounds
+/// `cpu_percent` so) is the f64 nearest to its tenths, `k / 10.0`, so those digits are its
+/// exact rounding and are written from `k`; anything else goes through the formatter.
+fn push_tenths(out: &mut String, x: f64) {
+    let k = (x * 10.0).round();
+    if x.is_sign_positive() && k < 1e15 && k / 10.0 == x {
+        // A whole number below 1e15: exact as an integer.
+        let k = k as u64;
+        push_uint(out, k / 10);
+        out.push('.');
+        push_uint(out, k % 10);
+    } else {
+        use std::fmt::Write;
+        let _ = write!(out, "{x:.1}");
+    }
 }
 
 /// Seconds in the two largest units that matter: `45s`, `3m12s`, `2h5m`, `3d4h`. A zero
@@ -577,6 +622,75 @@ pub(crate) mod tests {
             lines(&[s], false, None),
             ["backup  scheduled  restarts=0  last_exit=0  next_run=2025-01-01T03:00:00+00:00"]
         );
+    }
+
+    #[test]
+    fn sizes_and_tenths_are_written_as_the_formatter_writes_them() {
+        const K: f64 = 1024.0;
+        let old = |bytes: u64| {
+            let b = bytes as f64;
+            if b < K * K {
+                format!("{:.0}K", b / K)
+            } else if b < K * K * K {
+                format!("{:.1}M", b / (K * K))
+            } else {
+                format!("{:.1}G", b / (K * K * K))
+            }
+        };
+        let mut sizes: Vec<u64> = (0..5000u64).map(|i| i * 97).collect();
+        // Ties (x.5 of a unit, x.x5 of a tenth) and the edges between units.
+        sizes.extend([
+            512,
+            1536,
+            2560,
+            1 << 19,
+            5 << 18,
+            7 << 18,
+            15 << 18,
+            25 << 18,
+        ]);
+        sizes.extend([
+            (1 << 20) - 1,
+            1 << 20,
+            (1 << 30) - 1,
+            1 << 30,
+            (1 << 53) - 1,
+        ]);
+        sizes.extend([
+            1 << 53,
+            u64::MAX,
+            1_798_144,
+            1_851_392,
+            123_456_789,
+            98_765_432_109,
+        ]);
+        let mut x = 1u64;
+        for _ in 0..200 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            sizes.push(x >> (x % 40));
+        }
+        for b in sizes {
+            assert_eq!(human_bytes(b), old(b), "{b}");
+        }
+        let mut figures: Vec<f64> = (0..3000).map(|i| f64::from(i) / 10.0).collect();
+        figures.extend([
+            0.05, 0.15, 0.25, 1.25, 12.34, 99.95, 1e14, 1e16, 1e300, 0.0, -0.0,
+        ]);
+        figures.extend([
+            -1.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::MIN_POSITIVE,
+            2.675,
+            1.0 / 3.0,
+        ]);
+        for c in figures {
+            let mut s = String::new();
+            push_tenths(&mut s, c);
+            assert_eq!(s, format!("{c:.1}"), "{c}");
+        }
     }
 
     #[test]
