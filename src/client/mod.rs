@@ -22,7 +22,7 @@ use crate::cli::{Command, Global};
 use crate::config;
 use crate::control::client::{cause, Conn, Endpoint, Timeouts, QUICK, WAIT_MARGIN};
 use crate::control::http_client::Url;
-use crate::control::proto::{Request, RequestBody, ResponseBody, SignalTarget};
+use crate::control::proto::{self, Request, RequestBody, ResponseBody, SignalTarget};
 use crate::fail::{Fail, Outcome};
 use crate::paths::{self, Env};
 use output::Sink;
@@ -32,7 +32,10 @@ pub fn run(global: &Global, command: Command) -> Result<Outcome, Fail> {
     if let Command::Fg { name } = command {
         return fg::run(global, name);
     }
-    let mut conn = connect(global)?;
+    // `status` is answered from the daemon's memory: it never waits on jobs, so the config's
+    // bound for waits is not worth reading the config for.
+    let quick = matches!(command, Command::Status { .. });
+    let mut conn = connect_to(global, quick)?;
     if let Command::Tail { follow: true, .. } = command {
         close_on_interrupt(&conn)?;
     }
@@ -94,10 +97,16 @@ fn remote(global: &Global) -> Result<Option<Url>, Fail> {
 /// hear, not only "no daemon". A remote daemon (`--url`) is not described by the local
 /// config: its waits get the default bounds unless `--timeout` says otherwise.
 pub fn connect(global: &Global) -> Result<Conn, Fail> {
+    connect_to(global, false)
+}
+
+/// `connect`; `quick` for a command that only makes requests answered at once, whose
+/// connection needs no bound for waits.
+fn connect_to(global: &Global, quick: bool) -> Result<Conn, Fail> {
     if let Some(url) = remote(global)? {
         return Conn::connect_with(Endpoint::Http(url), timeouts(global.timeout, None));
     }
-    let t = target(global);
+    let t = target_for(global, quick);
     Conn::connect_with(&t.socket, t.timeouts).map_err(|fail| match t.unreadable {
         None => fail,
         Some((path, errors)) => config_errors_fail(&fail, &path, &errors),
@@ -107,7 +116,8 @@ pub fn connect(global: &Global) -> Result<Conn, Fail> {
 type ConfigErrors = (PathBuf, Vec<config::ConfigError>);
 
 /// What a client takes from its flags, the environment and the config, which is read once
-/// (and not at all when `--socket`/`$SUP_SOCKET` and `--timeout` say everything).
+/// (and not at all when `--socket`/`$SUP_SOCKET` names the socket and either `--timeout` or
+/// the command (`status`) leaves no wait to bound).
 struct Target {
     socket: PathBuf,
     timeouts: Timeouts,
@@ -116,10 +126,17 @@ struct Target {
 }
 
 fn target(global: &Global) -> Target {
+    target_for(global, false)
+}
+
+/// `target`; with `quick`, the config is read only for the socket it names (the wait bound
+/// it gives goes unused).
+fn target_for(global: &Global, quick: bool) -> Target {
     let env = Env::from_process();
     let socket_given = global.socket.is_some() || env.sup_socket.is_some();
     let path = paths::config_path(global.config.as_deref(), &env);
-    let loaded = (!socket_given || global.timeout.is_none()).then(|| config::load(&path));
+    let wait_known = quick || global.timeout.is_some();
+    let loaded = (!socket_given || !wait_known).then(|| config::load(&path));
     let (cfg, unreadable) = match loaded {
         Some(Ok(cfg)) => (Some(cfg), None),
         Some(Err(_)) if !path.exists() => (None, None),
@@ -213,9 +230,16 @@ pub fn execute(
 ) -> Result<Outcome, Fail> {
     let mut sink = Sink::new(out);
     match command {
+        Command::Status { names, json: false } if conn.is_socket() => {
+            status_table(conn, names, colour, &mut sink)
+        }
         Command::Status { names, json } => {
             let named = !names.is_empty();
-            let body = ask(conn, RequestBody::Status { names }, Some(conn.quick()))?;
+            let body = ask(
+                conn,
+                RequestBody::Status { names, rows: false },
+                Some(conn.quick()),
+            )?;
             let ResponseBody::Status { instances, .. } = body else {
                 return Err(unexpected("status", &body));
             };
@@ -224,15 +248,8 @@ pub fn execute(
                     .map_err(|e| Fail::new(format!("cannot encode the status as JSON: {e}")))?;
                 sink.line(&text)?;
             } else {
-                status::each_line(&instances, colour, output::terminal_width(), |line| {
-                    sink.line(line)
-                })?;
-                // `sup status NAME`: a scheduled job's last runs too.
-                if named {
-                    for line in status::history_lines(&instances) {
-                        sink.line(&line)?;
-                    }
-                }
+                let rows: Vec<_> = instances.iter().map(proto::StatusRow::of).collect();
+                print_table(&rows, named, colour, &mut sink)?;
             }
             Ok(Outcome::Ok)
         }
@@ -428,6 +445,64 @@ pub fn execute(
 }
 
 /// Send one request and return the body of its answer.
+/// `sup status` as a table over the socket: asked for as rows, which are read in place from
+/// the answer's bytes. A daemon that answers with the list instead (one that predates rows)
+/// gets the same table.
+fn status_table(
+    conn: &mut Conn,
+    names: Vec<String>,
+    colour: bool,
+    sink: &mut Sink,
+) -> Result<Outcome, Fail> {
+    let named = !names.is_empty();
+    conn.send(&Request::new(RequestBody::Status { names, rows: true }))?;
+    conn.set_timeout(Some(conn.quick()))?;
+    let line = conn.next_line()?.ok_or_else(|| conn.no_answer())?;
+    // A row takes some 80 bytes of the answer.
+    let mut table = status::Table::with_capacity(line.len() / 80);
+    let mut history = Vec::new();
+    let read = proto::StatusRows::each(&line, |mut row| {
+        output::clean_row(&mut row);
+        table.push(&row);
+        if named {
+            history.extend(status::history_lines(std::slice::from_ref(&row)));
+        }
+    });
+    if let Some(read) = read {
+        read.map_err(|e| conn.unreadable(&e.to_string()))?;
+        table.each_line(colour, output::terminal_width(), |line| sink.line(line))?;
+        for line in &history {
+            sink.line(line)?;
+        }
+        return Ok(Outcome::Ok);
+    }
+    let body = conn.decode(&line)?.body;
+    let ResponseBody::Status { instances, .. } = body else {
+        return Err(unexpected("status", &body));
+    };
+    let rows: Vec<_> = instances.iter().map(proto::StatusRow::of).collect();
+    print_table(&rows, named, colour, sink)?;
+    Ok(Outcome::Ok)
+}
+
+fn print_table(
+    rows: &[proto::StatusRow],
+    named: bool,
+    colour: bool,
+    sink: &mut Sink,
+) -> Result<(), Fail> {
+    status::each_line(rows, colour, output::terminal_width(), |line| {
+        sink.line(line)
+    })?;
+    // `sup status NAME`: a scheduled job's last runs too.
+    if named {
+        for line in status::history_lines(rows) {
+            sink.line(&line)?;
+        }
+    }
+    Ok(())
+}
+
 fn ask(
     conn: &mut Conn,
     body: RequestBody,
@@ -757,8 +832,15 @@ mod tests {
         command: Command,
         answers: Vec<ResponseBody>,
     ) -> (Result<Outcome, Fail>, String, String, String) {
+        check_lines(command, answers.into_iter().map(line).collect())
+    }
+
+    fn check_lines(
+        command: Command,
+        lines: Vec<String>,
+    ) -> (Result<Outcome, Fail>, String, String, String) {
         let dir = TempDir::new("cmd");
-        let daemon = fake_daemon(&dir.sock(), answers.into_iter().map(line).collect());
+        let daemon = fake_daemon(&dir.sock(), lines);
         let mut conn = Conn::connect(dir.sock()).expect("connects");
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let result = execute(&mut conn, command, false, &mut out, &mut err);
@@ -793,18 +875,80 @@ mod tests {
             }],
         );
         assert_eq!(result, Ok(Outcome::Ok));
+        // The table asks for rows; this daemon predates them and answers with the list.
         assert_eq!(
             request,
-            "{\"v\":1,\"cmd\":\"status\",\"names\":[\"web\"]}\n"
+            "{\"v\":1,\"cmd\":\"status\",\"names\":[\"web\"],\"rows\":true}\n"
         );
         assert_eq!(out.lines().count(), 5);
         assert!(out.contains("web:0   running  pid=4312  restarts=1"));
     }
 
     #[test]
+    fn status_reads_rows_into_the_same_table() {
+        let mut instances = status::tests::sample();
+        instances[1].reason = Some("bad \u{1b}]0;title\u{7}".into());
+        instances[0].history = vec![proto::RunStatus {
+            started: "2026-05-01T12:00:00+00:00".into(),
+            duration_s: 1.25,
+            exit: Some(0),
+        }];
+        let mut line = Vec::new();
+        let mut rows = proto::RowsWriter::new(&mut line);
+        for i in &instances {
+            rows.push(&proto::StatusRow::of(i)).expect("encodes");
+        }
+        rows.finish();
+        let dir = TempDir::new("rows");
+        let daemon = fake_daemon(&dir.sock(), vec![String::from_utf8(line).expect("utf-8")]);
+        let mut conn = Conn::connect(dir.sock()).expect("connects");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let command = Command::Status {
+            names: vec!["api".into()],
+            json: false,
+        };
+        let result = execute(&mut conn, command, false, &mut out, &mut err);
+        drop(conn);
+        assert_eq!(result, Ok(Outcome::Ok));
+        assert!(daemon.join().expect("daemon").contains("\"rows\":true"));
+        // What the list gives, cleaned as every answer is.
+        let mut list = ResponseBody::Status {
+            instances,
+            daemon: None,
+        };
+        output::clean_answer(&mut list);
+        let ResponseBody::Status { instances, .. } = list else {
+            unreachable!()
+        };
+        let rows: Vec<_> = instances.iter().map(proto::StatusRow::of).collect();
+        let mut want = status::lines(&instances, false, None);
+        want.extend(status::history_lines(&rows));
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            want.join("\n") + "\n"
+        );
+        assert!(want[1].contains("(bad ?]0;title?)"), "{want:?}");
+        assert_eq!(want[5], "api last runs:");
+    }
+
+    #[test]
+    fn rows_that_do_not_read_fail_the_command() {
+        let (result, out, _, _) = check_lines(
+            Command::Status {
+                names: vec![],
+                json: false,
+            },
+            vec![r#"{"v":1,"kind":"status_rows","rows":[["a","running","#.into()],
+        );
+        let fail = result.expect_err("fails");
+        assert!(fail.message.contains("cannot read"), "{}", fail.message);
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn status_json_is_one_line_of_the_array() {
         let instances = status::tests::sample();
-        let (result, out, _, _) = check(
+        let (result, out, _, request) = check(
             Command::Status {
                 names: vec![],
                 json: true,
@@ -819,6 +963,8 @@ mod tests {
             serde_json::from_str(out.trim_end()).expect("valid JSON");
         assert_eq!(parsed, instances);
         assert_eq!(out.matches('\n').count(), 1);
+        // `--json` is the list, as it always was.
+        assert!(!request.contains("rows"), "{request}");
     }
 
     #[test]

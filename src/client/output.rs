@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::io::{self, Write};
 
 use crate::control::client::cause;
-use crate::control::proto::{InstanceStatus, Outcome, ResponseBody};
+use crate::control::proto::{InstanceStatus, Outcome, ResponseBody, StatusRow, Text};
 use crate::fail::Fail;
 
 /// What `clean` puts in place of a control character.
@@ -63,6 +63,50 @@ fn clean_in_place(text: &mut String, newline: bool) {
     };
     if let Cow::Owned(clean) = cleaned {
         *text = clean;
+    }
+}
+
+/// A `status_rows` row, cleaned as `clean_answer` cleans an instance of a `status` answer
+/// (a string that needs no change stays borrowed).
+pub fn clean_row(row: &mut StatusRow) {
+    let StatusRow {
+        name,
+        state,
+        exit_reason,
+        next_run,
+        health,
+        reason,
+        log_error,
+        history,
+        // Numbers.
+        pid: _,
+        restarts: _,
+        last_exit: _,
+        uptime_s: _,
+        next_restart_in: _,
+        cpu_percent: _,
+        rss_bytes: _,
+    } = row;
+    let fix = |t: &mut Text| {
+        if let Cow::Owned(clean) = clean(&t.0) {
+            t.0 = Cow::Owned(clean);
+        }
+    };
+    fix(name);
+    fix(state);
+    for t in [exit_reason, next_run, health, reason, log_error]
+        .into_iter()
+        .flatten()
+    {
+        fix(t);
+    }
+    if history
+        .iter()
+        .any(|r| matches!(clean(&r.started), Cow::Owned(_)))
+    {
+        for run in history.to_mut() {
+            clean_in_place(&mut run.started, false);
+        }
     }
 }
 

@@ -169,7 +169,10 @@ impl ShellHelper {
         let Ok(mut conn) = Conn::connect(&self.socket) else {
             return Vec::new();
         };
-        let req = Request::new(RequestBody::Status { names: Vec::new() });
+        let req = Request::new(RequestBody::Status {
+            names: Vec::new(),
+            rows: false,
+        });
         match conn.request(&req, Some(NAMES_TIMEOUT)).map(|r| r.body) {
             Ok(ResponseBody::Status { instances, daemon }) => {
                 // Groups first: a group is a name like a program's (from a daemon that

@@ -139,7 +139,10 @@ fn follow(socket: &Endpoint, tx: &Sender<Msg>) -> Result<(), Fail> {
 fn poll(mut conn: Conn, tx: &Sender<Msg>) -> Result<(), Fail> {
     loop {
         let resp = conn.request(
-            &Request::new(RequestBody::Status { names: Vec::new() }),
+            &Request::new(RequestBody::Status {
+                names: Vec::new(),
+                rows: false,
+            }),
             Some(QUICK),
         )?;
         if send_snapshot(resp.body, Link::Polling, tx).is_err() {

@@ -233,12 +233,17 @@ impl Conn {
         self.set_timeout(timeout)?;
         match self.next()? {
             Some(resp) => Ok(resp),
-            None => Err(Fail::new(format!(
-                "the daemon on {} closed the connection without answering",
-                self.endpoint
-            ))
-            .hint("its event log may say why")),
+            None => Err(self.no_answer()),
         }
+    }
+
+    /// The daemon hung up before its answer.
+    pub fn no_answer(&self) -> Fail {
+        Fail::new(format!(
+            "the daemon on {} closed the connection without answering",
+            self.endpoint
+        ))
+        .hint("its event log may say why")
     }
 
     /// Write one request line. Use `next` to read streamed answers.
@@ -311,16 +316,32 @@ impl Conn {
     /// The next response, or `None` at end of file. An `error` response becomes a `Fail`
     /// carrying the daemon's message and hint.
     pub fn next(&mut self) -> Result<Option<Response>, Fail> {
+        if let Transport::Http(http) = &mut self.transport {
+            let resp = match http.next() {
+                Ok(Some(resp)) => resp,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(self.read_fail(&e)),
+            };
+            return answer(resp).map(Some);
+        }
+        match self.next_line()? {
+            Some(line) => self.decode(&line).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether answers come as lines off the control socket (`next_line`), not over HTTP.
+    pub fn is_socket(&self) -> bool {
+        matches!(self.transport, Transport::Socket { .. })
+    }
+
+    /// The next answer line as it came, for an answer read without `Response` (`status_rows`);
+    /// `None` at end of file. What it holds is the caller's to clean. Over HTTP there are no
+    /// lines: `None`.
+    pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, Fail> {
         let reader = match &mut self.transport {
             Transport::Socket { reader, .. } => reader,
-            Transport::Http(http) => {
-                let resp = match http.next() {
-                    Ok(Some(resp)) => resp,
-                    Ok(None) => return Ok(None),
-                    Err(e) => return Err(self.read_fail(&e)),
-                };
-                return answer(resp).map(Some);
-            }
+            Transport::Http(_) => return Ok(None),
         };
         let mut line = Vec::new();
         let n = reader
@@ -337,7 +358,12 @@ impl Conn {
                 MAX_RESPONSE / (1024 * 1024)
             )));
         }
-        let resp = parse(&line).map_err(|e| {
+        Ok(Some(line))
+    }
+
+    /// One answer line read as `next` reads it: cleaned, an `error` as a `Fail`.
+    pub fn decode(&self, line: &[u8]) -> Result<Response, Fail> {
+        let resp = parse(line).map_err(|e| {
             let what = match e {
                 ParseError::Version(theirs) => {
                     return Fail::new(format!(
@@ -348,13 +374,18 @@ impl Conn {
                 }
                 ParseError::Json(msg) => msg,
             };
-            Fail::new(format!(
-                "the daemon on {} sent an answer this client cannot read: {what}",
-                self.endpoint
-            ))
-            .hint("is another program listening on this socket?")
+            self.unreadable(&what)
         })?;
-        answer(resp).map(Some)
+        answer(resp)
+    }
+
+    /// An answer that does not read as what it claims to be.
+    pub fn unreadable(&self, what: &str) -> Fail {
+        Fail::new(format!(
+            "the daemon on {} sent an answer this client cannot read: {what}",
+            self.endpoint
+        ))
+        .hint("is another program listening on this socket?")
     }
 
     /// The daemon this connection reached, for a second connection to the same daemon.
@@ -640,7 +671,10 @@ pub(crate) mod tests {
     }
 
     fn status_request() -> Request {
-        Request::new(RequestBody::Status { names: vec![] })
+        Request::new(RequestBody::Status {
+            names: vec![],
+            rows: false,
+        })
     }
 
     #[test]

@@ -140,7 +140,10 @@ pub fn target_of(body: &RequestBody) -> (&'static str, String, Option<serde_json
         }
     };
     match body {
-        RequestBody::Status { names } => ("GET", format!("status{}", names_query(names)), None),
+        // The HTTP API answers with the list (`rows` is for the socket).
+        RequestBody::Status { names, rows: _ } => {
+            ("GET", format!("status{}", names_query(names)), None)
+        }
         RequestBody::Subscribe { names } => ("GET", format!("events{}", names_query(names)), None),
         RequestBody::Start { names, wait } => (
             "POST",
@@ -814,8 +817,11 @@ mod tests {
             let _ = s.write_all(answer);
         });
         let mut http = HttpTransport::connect(&url, Duration::from_secs(5)).expect("connects");
-        http.send(&RequestBody::Status { names: vec![] })
-            .expect("sends");
+        http.send(&RequestBody::Status {
+            names: vec![],
+            rows: false,
+        })
+        .expect("sends");
         http.set_deadline(Some(Instant::now() + Duration::from_secs(20)));
         http.next()
     }
@@ -953,6 +959,7 @@ mod tests {
     fn requests_map_to_endpoints() {
         let (m, p, b) = target_of(&RequestBody::Status {
             names: vec!["web:1".into(), "a b".into()],
+            rows: false,
         });
         assert_eq!(
             (m, p.as_str(), b),

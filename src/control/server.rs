@@ -33,7 +33,20 @@ pub struct Conn {
     pub read_closed: bool,
     /// A fatal framing error was answered; close once it is sent.
     pub closing: bool,
+    /// The socket's send buffer was asked to hold this many bytes (0: the kernel's default).
+    sndbuf: usize,
 }
+
+/// An answer longer than this has the socket's send buffer raised to hold it (within the
+/// host's `net.core.wmem_max`): the kernel takes it in one write, so the loop neither comes
+/// back for the rest after the client has read the first part nor keeps it in its own heap
+/// meanwhile. Below it, the default buffer (about 200 KiB on Linux) takes the answer already.
+const RAISE_SNDBUF_OVER: usize = 128 * 1024;
+/// The most asked for (the kernel doubles it for its bookkeeping): what a client that stops
+/// reading can leave in the kernel stays a few MiB, beside the `MAX_PENDING_OUT` it may leave
+/// in the daemon. A status of about ten thousand instances as rows, or five thousand as the
+/// list, fits.
+const MAX_SNDBUF: usize = 1024 * 1024;
 
 /// What reading produced. Lives for one request line, so the size gap between the variants
 /// costs nothing worth a box.
@@ -55,6 +68,7 @@ impl Conn {
             sent: 0,
             read_closed: false,
             closing: false,
+            sndbuf: 0,
         }
     }
 
@@ -164,8 +178,34 @@ impl Conn {
         self.out.push(b'\n');
     }
 
+    /// Queue an answer line encoded elsewhere (`status_rows`), adding its newline. Taken as
+    /// the buffer itself when nothing else is pending, so a large answer is not copied.
+    pub fn send_line(&mut self, mut line: Vec<u8>) {
+        if self.sent > 0 && self.sent >= self.out.len() / 2 {
+            self.out.drain(..self.sent);
+            self.sent = 0;
+        }
+        line.push(b'\n');
+        if self.out.is_empty() {
+            self.out = line;
+        } else {
+            self.out.extend_from_slice(&line);
+        }
+    }
+
     /// Write as much as the socket takes. `Ok(true)` when everything is sent.
     pub fn flush(&mut self) -> io::Result<bool> {
+        let pending = self.out.len() - self.sent;
+        let want = pending.min(MAX_SNDBUF);
+        if pending > RAISE_SNDBUF_OVER && want > self.sndbuf {
+            // Only ever a larger buffer: a refusal leaves the default, which works too.
+            let _ = nix::sys::socket::setsockopt(
+                &self.stream,
+                nix::sys::socket::sockopt::SndBuf,
+                &want,
+            );
+            self.sndbuf = want;
+        }
         while self.sent < self.out.len() {
             match self.stream.write(&self.out[self.sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -242,6 +282,53 @@ mod tests {
             Incoming::Bad(r) => serde_json::to_string(&r).unwrap_or_default(),
             Incoming::Request(r) => format!("{r:?}"),
         }
+    }
+
+    fn pair() -> (Conn, std::os::unix::net::UnixStream) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        a.set_nonblocking(true).expect("non-blocking");
+        (Conn::new(UnixStream::from_std(a)), b)
+    }
+
+    #[test]
+    fn an_encoded_line_goes_out_after_what_is_pending_with_its_newline() {
+        let (mut conn, peer) = pair();
+        conn.send(&Response::error("first"));
+        conn.send_line(br#"{"v":1,"kind":"status_rows","rows":[]}"#.to_vec());
+        assert_eq!(conn.flush().ok(), Some(true));
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(peer));
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(first.contains("first"), "{first}");
+        let second = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(second, r#"{"v":1,"kind":"status_rows","rows":[]}"#);
+    }
+
+    #[test]
+    fn a_large_answer_leaves_in_one_write() {
+        let (mut conn, peer) = pair();
+        let size = 600 * 1024;
+        conn.send_line(vec![b'x'; size]);
+        // Nothing reads yet: the default buffer (about 200 KiB) could not take it all. The
+        // raised one can, where the host's limit allows it.
+        let allowed = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+            .ok()
+            .and_then(|t| t.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let flushed = conn.flush().expect("writes");
+        if allowed > size {
+            assert!(flushed, "{} left", conn.pending_out());
+        }
+        // Where it did not, the rest goes out as the reader below takes the first part.
+        let rest = std::thread::spawn(move || {
+            while !conn.flush().expect("writes") {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let mut got = Vec::new();
+        let mut r = std::io::BufReader::new(peer);
+        std::io::BufRead::read_until(&mut r, b'\n', &mut got).expect("reads");
+        rest.join().expect("writer");
+        assert_eq!(got.len(), size + 1);
     }
 
     #[test]

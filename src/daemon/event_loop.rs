@@ -9,6 +9,7 @@
 //! nothing is due and nothing happens, `poll` sleeps without a timeout: an idle daemon makes
 //! no wakeups at all.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -29,7 +30,7 @@ use super::{reap, state};
 use crate::config::{Config, ProgramSpec, SignalTarget};
 use crate::control::proto::{
     DaemonInfo, InstanceStatus, Outcome, Request, RequestBody, Response, ResponseBody,
-    SignalTarget as WireTarget,
+    SignalTarget as WireTarget, StatusRow, Text,
 };
 use crate::control::server::{Conn, Incoming, MAX_PENDING_OUT};
 use crate::core::{names, Action, Input, Instance, State};
@@ -143,6 +144,15 @@ pub(in crate::daemon) enum Source {
     Http(super::http::HttpSource),
     /// An event listener's stdin with bytes pending (see `listeners`).
     Listener(listeners::ListenerPipe),
+}
+
+/// What a control connection is sent for one request line. Lives for one request, so the
+/// size gap between the variants costs nothing worth a box (as `Incoming`).
+#[allow(clippy::large_enum_variant)]
+enum Reply {
+    Message(Response),
+    /// An answer already encoded (`status_rows`), without its newline.
+    Line(Vec<u8>),
 }
 
 pub struct Settings {
@@ -954,14 +964,24 @@ impl Daemon {
                 };
                 let Some(incoming) = incoming else { break };
                 let response = match incoming {
-                    Incoming::Bad(r) => Some(r),
-                    Incoming::Request(r) => self.handle(slot, r, now),
+                    Incoming::Bad(r) => Some(Reply::Message(r)),
+                    // Only a control connection gets rows: they are encoded for its buffer.
+                    Incoming::Request(Request {
+                        body: RequestBody::Status { names, rows: true },
+                        ..
+                    }) => Some(match self.select_or_all(&names) {
+                        Ok(ids) => Reply::Line(self.status_rows(&ids, now)),
+                        Err(e) => Reply::Message(*e),
+                    }),
+                    Incoming::Request(r) => self.handle(slot, r, now).map(Reply::Message),
                 };
                 let Some(Source::Client(c)) = self.sources.get_mut(slot) else {
                     return;
                 };
-                if let Some(r) = response {
-                    c.conn.send(&r);
+                match response {
+                    Some(Reply::Message(r)) => c.conn.send(&r),
+                    Some(Reply::Line(line)) => c.conn.send_line(line),
+                    None => {}
                 }
                 // Checked per answer: a client that sends requests faster than it reads
                 // their answers must not grow the buffer within one turn either.
@@ -1146,7 +1166,8 @@ impl Daemon {
 
     fn handle(&mut self, slot: usize, request: Request, now: Instant) -> Option<Response> {
         let resp = match request.body {
-            RequestBody::Status { names } => match self.select_or_all(&names) {
+            // `rows` is for the control socket (see `serve`); anyone else gets the list.
+            RequestBody::Status { names, rows: _ } => match self.select_or_all(&names) {
                 Ok(ids) => Response::new(ResponseBody::Status {
                     instances: self.status_list(&ids, now),
                     daemon: Some(self.info(now)),
@@ -1221,6 +1242,13 @@ impl Daemon {
 
     /// One instance for `status`; `None` for a slot that holds no instance.
     fn status_of(&self, id: InstId, now: Instant) -> Option<InstanceStatus> {
+        let program = self.sup.get(id)?.core().program().to_string();
+        Some(self.status_row(id, now)?.into_status(program))
+    }
+
+    /// What `status` says of one instance, borrowing its strings: the one place its figures
+    /// are made, for both the `status` answer and `status_rows`.
+    fn status_row(&self, id: InstId, now: Instant) -> Option<StatusRow<'_>> {
         let inst = self.sup.get(id)?;
         let c = inst.core();
         let state = c.state();
@@ -1236,23 +1264,23 @@ impl Daemon {
             _ => None,
         };
         let usage = self.usage_of(id, now);
-        Some(InstanceStatus {
-            name: c.name().to_string(),
-            program: c.program().to_string(),
-            state: state.as_str().to_string(),
+        let owned = |s: Option<String>| s.map(|s| Text(Cow::Owned(s)));
+        Some(StatusRow {
+            name: Text::from(c.name()),
+            state: Text::from(state.as_str()),
             pid: c.pid(),
             restarts: c.restarts(),
             last_exit: c.last_exit(),
             uptime_s: uptime,
-            next_run: self.next_run_of(id, now),
+            next_run: owned(self.next_run_of(id, now)),
             next_restart_in,
-            reason: c.last_error().map(str::to_string),
-            history: self.history_of(id, now),
-            health: self.health_of(id),
+            reason: c.last_error().map(Text::from),
+            history: Cow::Owned(self.history_of(id, now)),
+            health: self.health_status(id).map(|h| Text::from(h.as_str())),
             cpu_percent: usage.0,
             rss_bytes: usage.1,
-            exit_reason: self.exit_reason(id),
-            log_error: self.logs.log_error(c.name()),
+            exit_reason: owned(self.exit_reason(id)),
+            log_error: owned(self.logs.log_error(c.name())),
         })
     }
 

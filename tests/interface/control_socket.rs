@@ -378,3 +378,41 @@ fn a_long_status_reads_usage_in_slices_then_sleeps() {
     assert_eq!(with_rss(&sb.status()), n, "the sweep read the rest");
     crate::http::assert_no_wakeups(&sb);
 }
+
+#[test]
+fn the_table_asks_for_rows_and_older_requests_still_get_the_list() {
+    let sb = one_job();
+    // What `sup status` sends: one array per instance, in the order of `InstanceStatus`'s
+    // fields that the table shows.
+    let reply = ask(
+        &sb,
+        b"{\"v\":1,\"cmd\":\"status\",\"names\":[],\"rows\":true}\n",
+    );
+    let v: serde_json::Value = serde_json::from_str(&reply).expect("one JSON line");
+    assert_eq!(v["v"], 1, "{reply}");
+    assert_eq!(v["kind"], "status_rows", "{reply}");
+    let row = &v["rows"][0];
+    assert_eq!(row.as_array().map(Vec::len), Some(15), "{reply}");
+    let list = sb.status();
+    assert_eq!(row[0], list[0]["name"]);
+    assert_eq!(row[1], "running");
+    assert_eq!(row[2], list[0]["pid"]);
+    assert_eq!(row[3], list[0]["restarts"]);
+    // A request without the field (any client before it) gets the list, as ever.
+    let old = ask(&sb, b"{\"v\":1,\"cmd\":\"status\"}\n");
+    let old: serde_json::Value = serde_json::from_str(&old).expect("one JSON line");
+    assert_eq!(old["kind"], "status");
+    assert_eq!(old["instances"][0]["name"], "job");
+    // Names are checked as for the list.
+    let unknown = ask(
+        &sb,
+        b"{\"v\":1,\"cmd\":\"status\",\"names\":[\"nope\"],\"rows\":true}\n",
+    );
+    assert!(
+        unknown.contains("\"kind\":\"error\"") && unknown.contains("nope"),
+        "{unknown}"
+    );
+    // And the table reads the rows.
+    let text = sb.sup_ok(&["status"]);
+    assert!(text.starts_with("job  running  pid="), "{text}");
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::readiness::{HealthSource, InFlight};
 use super::{Daemon, Inputs, InstId, TimerKey};
 use crate::config::{OnUnhealthy, Ready};
-use crate::control::proto::InstanceStatus;
+use crate::control::proto::{InstanceStatus, Response, RowsWriter};
 use crate::core::health::Verdict;
 use crate::core::usage::{self, sample_every};
 use crate::core::{ExitStatus, Input, State};
@@ -270,12 +270,8 @@ impl Daemon {
         Vec::new()
     }
 
-    /// `health` for status: null without a check or without a process.
-    pub(super) fn health_of(&self, id: InstId) -> Option<String> {
-        self.health_status(id).map(|h| h.as_str().to_string())
-    }
-
-    /// The health check's status while the process lives; `None` without a check.
+    /// The health check's status while the process lives; `None` without a check (`health`
+    /// for status: null without a check or without a process).
     pub(super) fn health_status(&self, id: InstId) -> Option<crate::core::health::Status> {
         let inst = self.sup.get(id)?;
         inst.spec.health.healthcheck.as_ref()?;
@@ -357,16 +353,46 @@ impl Daemon {
     /// were behind, a sweep is armed to read them over the next turns, so the next list has
     /// them fresh.
     pub(super) fn status_list(&mut self, ids: &[InstId], now: Instant) -> Vec<InstanceStatus> {
+        self.usage_slice(now, |d| {
+            ids.iter().filter_map(|&id| d.status_of(id, now)).collect()
+        })
+    }
+
+    /// The `status_rows` answer line for `ids` (no newline), each row encoded as it is made,
+    /// with the same figures and the same slice of fresh usage reads as `status_list`.
+    pub(super) fn status_rows(&mut self, ids: &[InstId], now: Instant) -> Vec<u8> {
+        self.usage_slice(now, |d| {
+            // About what a row of a running instance takes, so the buffer grows once or never.
+            let mut line = Vec::with_capacity(64 + 96 * ids.len());
+            let mut rows = RowsWriter::new(&mut line);
+            for &id in ids {
+                let Some(row) = d.status_row(id, now) else {
+                    continue;
+                };
+                if let Err(e) = rows.push(&row) {
+                    line.clear();
+                    let fail = Response::error(format!("unable to encode the answer: {e}"));
+                    // An error answer is plain strings: encoding it cannot fail.
+                    let _ = serde_json::to_writer(&mut line, &fail);
+                    return line;
+                }
+            }
+            rows.finish();
+            line
+        })
+    }
+
+    /// Run `f` with at most `USAGE_READS` usage reads allowed afresh; when some figures it
+    /// gave were behind, arm a sweep to read them over the next turns, so the next list has
+    /// them fresh.
+    fn usage_slice<R>(&mut self, now: Instant, f: impl FnOnce(&Self) -> R) -> R {
         self.watches.usage_reads.set(Some(USAGE_READS));
-        let list = ids
-            .iter()
-            .filter_map(|&id| self.status_of(id, now))
-            .collect();
+        let out = f(self);
         self.watches.usage_reads.set(None);
         if self.watches.usage_behind.replace(false) && self.watches.usage_sweep.is_none() {
             self.arm_usage_sweep(0, now);
         }
-        list
+        out
     }
 
     fn arm_usage_sweep(&mut self, from: InstId, now: Instant) {

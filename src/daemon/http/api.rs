@@ -189,6 +189,7 @@ pub fn route(method: Method, path: &str, query: &str, body: &[u8]) -> Result<Cal
             Ok(Call {
                 body: RequestBody::Status {
                     names: listed(name),
+                    rows: false,
                 },
                 shape: Shape::StatusArray,
             })
@@ -523,12 +524,19 @@ mod tests {
     fn reads_are_gets_and_take_names_in_the_path_or_the_query() {
         let c = call(Method::Get, "/api/v1/status", "").expect("routes");
         assert_eq!(c.shape, Shape::StatusArray);
-        assert_eq!(c.body, RequestBody::Status { names: vec![] });
+        assert_eq!(
+            c.body,
+            RequestBody::Status {
+                names: vec![],
+                rows: false
+            }
+        );
         let c = call(Method::Get, "/api/v1/status/web%3A1", "").expect("routes");
         assert_eq!(
             c.body,
             RequestBody::Status {
-                names: vec!["web:1".into()]
+                names: vec!["web:1".into()],
+                rows: false
             }
         );
         let c = call(Method::Get, "/api/v1/events?names=a,b", "").expect("routes");
