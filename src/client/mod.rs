@@ -444,7 +444,6 @@ pub fn execute(
     }
 }
 
-/// Send one request and return the body of its answer.
 /// `sup status` as a table over the socket: asked for as rows, which are read in place from
 /// the answer's bytes. A daemon that answers with the list instead (one that predates rows)
 /// gets the same table.
@@ -503,6 +502,7 @@ fn print_table(
     Ok(())
 }
 
+/// Send one request and return the body of its answer.
 fn ask(
     conn: &mut Conn,
     body: RequestBody,
