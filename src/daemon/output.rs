@@ -20,16 +20,16 @@
 //!   only, each `NAME | line`: a partial line that has to go out is ended with a newline
 //!   there, so the lines of two jobs never run into each other. Such a stream is never
 //!   rotated, parked or reopened.
-//!
 //! - A stream that goes to a file as it comes (no timestamps, prefix, shared file or kept
 //!   tail) moves by splice(2), pipe to file in the kernel, without passing through the
 //!   daemon: one copy per byte instead of two, and up to the whole pipe per call. splice
 //!   refuses a file opened with O_APPEND (EINVAL), so the descriptor drops O_APPEND while it
-//!   splices and every splice starts at the file's end as found by `lseek(SEEK_END)` then:
-//!   what append gives (another instance on the same path, an operator's `>>`, a log
-//!   rotator's truncation) holds at each call. Every `write(2)` puts O_APPEND back first.
-//!   The last `SPLICE_GUARD` bytes before a rotation limit are read and written as before, so
-//!   the cut still falls at the last newline the daemon has seen.
+//!   splices, and each pump's splices start at the file's end as `lseek(SEEK_END)` finds it
+//!   then: what append gives (another instance on the same path, an operator's `>>`, a log
+//!   rotator's truncation) holds from pump to pump. Every `write(2)` puts O_APPEND back
+//!   first. The last `SPLICE_GUARD` bytes before a rotation limit are read and written as
+//!   before, so the cut still falls at the last newline before the limit. A pipe found full
+//!   is grown (`PIPE_GROWN`), so that a fast writer blocks less and a pump moves more.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
