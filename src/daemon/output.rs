@@ -50,12 +50,18 @@ const DEFAULT_PIPE: usize = 64 * 1024;
 const MAX_SPLICE: usize = 1 << 24;
 /// What a pipe found full is grown to (`fs.pipe-max-size`'s default).
 const PIPE_GROWN: i32 = 1 << 20;
+/// At most this many pipes are grown at a time: the kernel charges a pipe's capacity to its
+/// owner's quota (`fs.pipe-user-pages-soft`, 64 MiB), and a user past it gets small pipes
+/// everywhere, so a thousand busy jobs must not take it all.
+const MAX_GROWN: usize = 16;
 
 thread_local! {
     /// One read buffer for every capture: the loop pumps one pipe at a time, so a thousand
     /// captures need not hold 64 KiB each.
     static SCRATCH: std::cell::RefCell<Box<[u8]>> =
         std::cell::RefCell::new(vec![0; BUF_SIZE].into_boxed_slice());
+    /// Pipes grown to `PIPE_GROWN` whose captures are alive.
+    static GROWN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 /// How long a partial line is held back waiting for its newline.
 pub const HOLD: Duration = Duration::from_secs(1);
@@ -659,8 +665,18 @@ pub struct Capture {
     prefix: Option<String>,
     /// splice(2) was refused for this file: every byte is copied.
     no_splice: bool,
-    /// The pipe was grown (or growing it failed): not tried again.
+    /// Growing the pipe was tried (not again); `holds_growth`: it worked, and counts in
+    /// `GROWN` until the capture is dropped.
     grown: bool,
+    holds_growth: bool,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if self.holds_growth {
+            GROWN.with(|g| g.set(g.get().saturating_sub(1)));
+        }
+    }
 }
 
 impl Capture {
@@ -680,6 +696,7 @@ impl Capture {
             prefix: None,
             no_splice: false,
             grown: false,
+            holds_growth: false,
         }
     }
 
@@ -690,14 +707,18 @@ impl Capture {
     }
 
     /// The pipe was found full: a writer faster than the loop's turns. Let it hold up to
-    /// `PIPE_GROWN` so that it waits less and each turn moves more. Refused past the owner's
-    /// pipe quota (`fs.pipe-user-pages-soft`), and then the pipe stays as it is.
+    /// `PIPE_GROWN` so that it waits less and each turn moves more, unless `MAX_GROWN`
+    /// pipes are grown already. The kernel refuses past the owner's pipe quota, and then the
+    /// pipe stays as it is.
     fn grow_pipe(&mut self) {
-        if std::mem::replace(&mut self.grown, true) {
+        if std::mem::replace(&mut self.grown, true) || GROWN.with(|g| g.get()) >= MAX_GROWN {
             return;
         }
         use nix::fcntl::{fcntl, FcntlArg};
-        let _ = fcntl(self.fd.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_GROWN));
+        if fcntl(self.fd.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_GROWN)).is_ok() {
+            self.holds_growth = true;
+            GROWN.with(|g| g.set(g.get() + 1));
+        }
     }
 
     /// Start every line with `NAME | ` and end every write with a newline (see `prefix`).
@@ -1084,6 +1105,43 @@ mod tests {
             assert!((200_000..=200_050).contains(&f.len()), "{} bytes", f.len());
             assert_eq!(f.last(), Some(&b'\n'), "a line was split across files");
         }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_full_pipe_is_grown_and_only_so_many_at_a_time() {
+        use nix::fcntl::{fcntl, FcntlArg};
+        let dir = temp_dir("grow");
+        let sink = LogFile::open(&dir.join("t.out"), Rotation::default())
+            .expect("open")
+            .shared();
+        let before = GROWN.with(|g| g.get());
+        let mut caps = Vec::new();
+        let mut writers = Vec::new();
+        for _ in 0..MAX_GROWN + 2 {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).expect("pipe");
+            let mut w = File::from(w);
+            w.write_all(&vec![b'x'; DEFAULT_PIPE])
+                .expect("fill the pipe");
+            let mut cap = Capture::new(r, sink.clone());
+            cap.pump(usize::MAX, Instant::now()).expect("pump");
+            caps.push(cap);
+            writers.push(w);
+        }
+        let sizes: Vec<i32> = caps
+            .iter()
+            .map(|c| fcntl(c.fd.as_raw_fd(), FcntlArg::F_GETPIPE_SZ).expect("size"))
+            .collect();
+        let grown = sizes.iter().filter(|&&n| n == PIPE_GROWN).count();
+        // Other tests on this thread may hold some; the cap holds for all of them.
+        assert_eq!(grown, MAX_GROWN - before, "{sizes:?}");
+        assert_eq!(GROWN.with(|g| g.get()), MAX_GROWN);
+        drop(caps);
+        assert_eq!(
+            GROWN.with(|g| g.get()),
+            before,
+            "released with their captures"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
