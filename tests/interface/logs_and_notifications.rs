@@ -90,32 +90,12 @@ fn rotation_under_a_fast_writer_loses_and_splits_nothing() {
     );
 }
 
-/// The `flags:` (octal in fdinfo) of each descriptor `pid` holds open on `path`.
-fn fd_flags(pid: u32, path: &Path) -> Vec<u32> {
-    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    fds.flatten()
-        .filter(|fd| fs::read_link(fd.path()).is_ok_and(|p| p == path))
-        .filter_map(|fd| {
-            let info = fs::read_to_string(format!(
-                "/proc/{pid}/fdinfo/{}",
-                fd.file_name().to_string_lossy()
-            ))
-            .ok()?;
-            let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
-            u32::from_str_radix(flags.trim(), 8).ok()
-        })
-        .collect()
-}
-
 #[test]
-fn spliced_output_lands_byte_exact_across_rotations_while_followed() {
-    // Plain output (no timestamps, prefix or shared file) goes pipe to file by splice(2): the
-    // bytes must still be all there, in order, cut at newlines near each limit, and a
-    // `tail -f` attached meanwhile must still see every line.
-    let mut sb = Sandbox::new("splice");
+fn fast_output_lands_byte_exact_across_rotations_and_a_follower_sees_every_line() {
+    // A writer faster than the loop (its pipe grown, reads of 128 KiB): every byte in order
+    // across the rotated files, each cut at a newline near the limit; and a `tail -f`
+    // attached to another job sees each of its lines.
+    let mut sb = Sandbox::new("fastlog");
     sb.write(
         "big.sh",
         r#"awk 'BEGIN { for (i = 0; i < 200000; i++) printf "line %06d abcdefghijklmnopqrstuvwxyz\n", i }'
@@ -178,12 +158,6 @@ exec sleep 1000
         let line = rx.recv_timeout(PATIENCE).expect("a followed line");
         assert_eq!(line, format!("said {i}\n"));
     }
-    let flags = fd_flags(sb.daemon_pid(), &sb.path("logs/talk.out"));
-    assert!(
-        flags.len() == 1 && flags[0] & 0o2000 == 0,
-        "the daemon's descriptor of talk.out is not one splice writes through (O_APPEND \
-         off): {flags:?}"
-    );
     let _ = follower.kill();
     let _ = follower.wait();
 
