@@ -405,33 +405,80 @@ def scenario_stop_all(tool):
     return {"seconds": t1 - t0, "daemon_cpu_s": None if c1 is None else c1 - c0}
 
 
-def scenario_log(bench, cls):
-    """One child writes LOG_BYTES of 100-byte lines to stdout; MB/s into the log file."""
-    tool = cls(bench, 1, "log")
+LOG_ROTATE = 32 << 20  # the rotation variant: sup rotates at this size...
+LOG_BACKUPS = 9  # ...keeping every generation, so the bytes of all of them can be counted
+
+
+def log_files(out):
+    """A log's numbered backups, oldest first, then the log itself: the ones that exist. Read
+    in this order while rotations go on, a file can only move to a name already read, so the
+    sizes summed may miss one but never count one twice."""
+    backups = [p for p in out.parent.glob(out.name + ".*") if p.suffix[1:].isdigit()]
+    backups.sort(key=lambda p: -int(p.suffix[1:]))
+    return [p for p in [*backups, out] if p.exists()]
+
+
+def scenario_log(bench, cls, rotate=False):
+    """One child writes LOG_BYTES of 100-byte lines to stdout; MB/s into the log file.
+
+    With `rotate`, sup rotates the file every LOG_ROTATE bytes (supervisord likewise); the
+    reference is the same `cat > file` either way, and the bytes counted are those of every
+    generation."""
+    tool = cls(bench, 1, "logrot" if rotate else "log")
     out = tool.dir / "out.log"
     producer = f"echo $$ >> {tool.announce.path}; yes {LINE} | head -c {LOG_BYTES}"
+    maxbytes, backups = (LOG_ROTATE, LOG_BACKUPS) if rotate else (0, 0)
     try:
         if cls is Sup:
             tool.start({"log": {"cmd": ["sh", "-c", producer], "starttime": 0,
                                 "autorestart": "never", "stdout": str(out), "stderr": "discard",
-                                # One plain file, as for supervisord below: no rotation.
-                                "stdout_maxbytes": 0}})
+                                # Without `rotate` one plain file, as for supervisord below.
+                                "stdout_maxbytes": maxbytes, "stdout_backups": backups}})
         elif cls is Supervisord:
             tool.start({"log": {"command": f"sh -c '{producer}'", "autorestart": "false",
-                                "stdout_logfile": out, "stdout_logfile_maxbytes": 0,
-                                "stdout_logfile_backups": 0, "stderr_logfile": "NONE"}})
+                                "stdout_logfile": out, "stdout_logfile_maxbytes": maxbytes,
+                                "stdout_logfile_backups": backups, "stderr_logfile": "NONE"}})
         else:  # the reference: the same producer piped through `cat > file`
             tool.proc = subprocess.Popen(["sh", "-c", f"{producer} | cat > {out}"],
                                          env=tool.env(), start_new_session=True)
-        size = lambda: out.stat().st_size if out.exists() else 0
+
+        def size():
+            total = 0
+            for p in log_files(out):
+                try:
+                    total += p.stat().st_size
+                except FileNotFoundError:  # renamed by a rotation between glob and stat
+                    return 0
+            return total
         (t0, _), = tool.announce.read(1, timeout=30)  # the producer has started
+        cpu0 = cpu_seconds(tool.pid) if cls is not Raw else 0
         t1 = wait_until(f"{LOG_BYTES} bytes in the log", lambda: size() >= LOG_BYTES, 300,
                         interval=0.001)
         mb_s = LOG_BYTES / (t1 - t0) / 1e6
-        return {"mb_s": round(mb_s, 1), "seconds": t1 - t0, "bytes": size()}
+        res = {"mb_s": round(mb_s, 1), "seconds": t1 - t0, "bytes": size(),
+               "files": len(log_files(out))}
+        if cls is not Raw:  # the supervisor's CPU while the bytes moved
+            res["daemon_cpu_s"] = round(cpu_seconds(tool.pid) - cpu0, 3)
+        return res
     finally:
         tool.finish()
-        out.unlink(missing_ok=True)
+        for p in log_files(out):
+            p.unlink(missing_ok=True)
+
+
+def log_runs(bench, classes, reps):
+    """Both log variants, interleaved (plain, rotated, each tool in turn), so a busy moment
+    hurts every tool and variant alike; the median of `reps` runs of each."""
+    samples = {rot: {c.name: [] for c in classes} for rot in (False, True)}
+    for rep in range(reps):
+        for rot in (False, True):
+            for cls in classes:
+                r = scenario_log(bench, cls, rotate=rot)
+                samples[rot][cls.name].append(r)
+                bench.note(f"log{' rotated' if rot else ''} {cls.name} #{rep}: {r['mb_s']} MB/s")
+                bench.sweep()
+    return tuple({name: {"mb_s": statistics.median(r["mb_s"] for r in runs), "samples": runs}
+                  for name, runs in samples[rot].items()} for rot in (False, True))
 
 
 def measure_tool(bench, cls, n, idle_s, restarts):
@@ -534,7 +581,8 @@ def main():
     scale_ns = [100, 300] if args.quick else [100, 5000, 10000]
     results = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "quick": args.quick, "idle_window_s": idle_s, "restart_samples": restarts,
-               "log_bytes": LOG_BYTES, "log_reps": LOG_REPS, "runs": {}, "log": {}}
+               "log_bytes": LOG_BYTES, "log_reps": LOG_REPS, "log_rotate_bytes": LOG_ROTATE,
+               "runs": {}, "log": {}, "log_rotated": {}}
     bench.note(f"machine: {results['machine']}; work dir {bench.root}")
     ok = False
     try:
@@ -543,15 +591,7 @@ def main():
                 bench.note(f"{cls.name} N={n}")
                 results["runs"].setdefault(str(n), {})[cls.name] = measure_tool(
                     bench, cls, n, idle_s, restarts)
-        samples = {c.name: [] for c in classes}
-        for rep in range(LOG_REPS):  # interleaved, so a busy moment hurts every tool alike
-            for cls in classes:
-                samples[cls.name].append(scenario_log(bench, cls))
-                bench.note(f"log {cls.name} #{rep}: {samples[cls.name][-1]['mb_s']} MB/s")
-                bench.sweep()
-        for name, runs in samples.items():
-            results["log"][name] = {"mb_s": statistics.median(r["mb_s"] for r in runs),
-                                    "samples": runs}
+        results["log"], results["log_rotated"] = log_runs(bench, classes, LOG_REPS)
         if Sup in classes:
             results["scale"] = {}
             for scale_n in scale_ns:

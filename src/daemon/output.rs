@@ -21,9 +21,16 @@
 //!   there, so the lines of two jobs never run into each other. Such a stream is never
 //!   rotated, parked or reopened.
 //!
+//! - A pipe found full (a writer faster than the loop's turns) is grown to `PIPE_GROWN`, so
+//!   that the writer blocks less and a turn moves more; reads take 128 KiB at a time, as
+//!   `cat` does. One buffer serves every capture.
+//!
 //! Why read/write and not splice(2): splice refuses a target opened with O_APPEND (EINVAL), and
 //! append is what makes several writers (two instances, an operator's `>>`) and truncation
-//! by log rotators safe. One 64 KiB buffer per capture is cheap.
+//! by log rotators safe. Clearing O_APPEND while splicing and seeking to the end first works,
+//! but splice into a file holds the pipe's lock while it writes the page cache, so the job
+//! cannot write to its pipe meanwhile: with the writer on another core, that measured slower
+//! than reading and writing (which holds the lock only for the copy out), for no less CPU.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -37,13 +44,23 @@ use std::time::{Duration, Instant};
 
 use crate::config::Rotation;
 
-const BUF_SIZE: usize = 64 * 1024;
+const BUF_SIZE: usize = 128 * 1024;
+/// A new pipe's capacity on Linux: a read this big found the pipe full.
+const DEFAULT_PIPE: usize = 64 * 1024;
+/// What a pipe found full is grown to (`fs.pipe-max-size`'s default).
+const PIPE_GROWN: i32 = 1 << 20;
+/// At most this many pipes are grown at a time: the kernel charges a pipe's capacity to its
+/// owner's quota (`fs.pipe-user-pages-soft`, 64 MiB), and a user past it gets small pipes
+/// everywhere, so a thousand busy jobs must not take it all.
+const MAX_GROWN: usize = 16;
 
 thread_local! {
     /// One read buffer for every capture: the loop pumps one pipe at a time, so a thousand
     /// captures need not hold 64 KiB each.
     static SCRATCH: std::cell::RefCell<Box<[u8]>> =
         std::cell::RefCell::new(vec![0; BUF_SIZE].into_boxed_slice());
+    /// Pipes grown to `PIPE_GROWN` whose captures are alive.
+    static GROWN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 /// How long a partial line is held back waiting for its newline.
 pub const HOLD: Duration = Duration::from_secs(1);
@@ -515,6 +532,18 @@ pub struct Capture {
     /// `NAME | ` before every line (a prefixed inherited stream); a partial line written
     /// without its newline gets one, so the next writer starts on a line of its own.
     prefix: Option<String>,
+    /// Growing the pipe was tried (not again); `holds_growth`: it worked, and counts in
+    /// `GROWN` until the capture is dropped.
+    grown: bool,
+    holds_growth: bool,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if self.holds_growth {
+            GROWN.with(|g| g.set(g.get().saturating_sub(1)));
+        }
+    }
 }
 
 impl Capture {
@@ -532,6 +561,24 @@ impl Capture {
             tail: None,
             recent: None,
             prefix: None,
+            grown: false,
+            holds_growth: false,
+        }
+    }
+
+    /// The pipe was found full: a writer faster than the loop's turns. Let it hold up to
+    /// `PIPE_GROWN` so that it waits less and each turn moves more, unless `MAX_GROWN`
+    /// pipes are grown already. The kernel refuses past the owner's pipe quota, and then the
+    /// pipe stays as it is.
+    fn grow_pipe(&mut self) {
+        if std::mem::replace(&mut self.grown, true) || GROWN.with(|g| g.get()) >= MAX_GROWN {
+            return;
+        }
+        use nix::fcntl::{fcntl, FcntlArg};
+        use std::os::fd::AsRawFd;
+        if fcntl(self.fd.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_GROWN)).is_ok() {
+            self.holds_growth = true;
+            GROWN.with(|g| g.set(g.get() + 1));
         }
     }
 
@@ -670,6 +717,9 @@ impl Capture {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
                 };
+                if n >= DEFAULT_PIPE {
+                    self.grow_pipe();
+                }
                 out.bytes += n;
                 self.take(&buf[..n], now);
             }
@@ -831,6 +881,123 @@ mod tests {
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o640
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_full_pipe_is_grown_and_only_so_many_at_a_time() {
+        use nix::fcntl::{fcntl, FcntlArg};
+        use std::os::fd::AsRawFd;
+        let dir = temp_dir("grow");
+        let sink = LogFile::open(&dir.join("t.out"), Rotation::default())
+            .expect("open")
+            .shared();
+        let before = GROWN.with(|g| g.get());
+        let mut caps = Vec::new();
+        let mut writers = Vec::new();
+        for _ in 0..MAX_GROWN + 2 {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).expect("pipe");
+            let mut w = File::from(w);
+            w.write_all(&vec![b'x'; DEFAULT_PIPE])
+                .expect("fill the pipe");
+            let mut cap = Capture::new(r, sink.clone());
+            cap.pump(usize::MAX, Instant::now()).expect("pump");
+            caps.push(cap);
+            writers.push(w);
+        }
+        let sizes: Vec<i32> = caps
+            .iter()
+            .map(|c| fcntl(c.fd.as_raw_fd(), FcntlArg::F_GETPIPE_SZ).expect("size"))
+            .collect();
+        let grown = sizes.iter().filter(|&&n| n == PIPE_GROWN).count();
+        // Other tests on this thread may hold some; the cap holds for all of them.
+        assert_eq!(grown, MAX_GROWN - before, "{sizes:?}");
+        assert_eq!(GROWN.with(|g| g.get()), MAX_GROWN);
+        drop(caps);
+        assert_eq!(
+            GROWN.with(|g| g.get()),
+            before,
+            "released with their captures"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_fast_writer_through_a_grown_pipe_rotates_at_newlines_and_loses_nothing() {
+        let dir = temp_dir("fast-rot");
+        // 50-byte lines, rotated near 200 010 bytes.
+        let line = "0123456789012345678901234567890123456789012345678";
+        let cmd = format!("yes {line} | head -c 3000000");
+        let s = spec(&["sh", "-c", &cmd]);
+        let req = SpawnRequest {
+            spec: &s,
+            name: "t",
+            num: 0,
+            stdout: Stdio::Pipe,
+            stderr: Stdio::Null,
+        };
+        let child = spawn(&req).expect("spawn");
+        let path = dir.join("t.out");
+        let sink = LogFile::open(&path, rotation(200_010, 100))
+            .expect("open")
+            .shared();
+        let mut cap = Capture::new(child.stdout.expect("a pipe"), sink.clone());
+        pump_to_eof(&mut cap, 1 << 20);
+        assert!(cap.grown, "the full pipe was grown");
+        assert_eq!(wait_exit(child.pid), ExitStatus::Code(0));
+        let files = generations(&path);
+        assert!(files.len() >= 14, "{} files", files.len());
+        let want = format!("{line}\n").repeat(60_000).into_bytes();
+        assert!(
+            files.concat() == want,
+            "the bytes differ from what was written"
+        );
+        for f in &files[..files.len() - 1] {
+            // Cut at the last newline before the limit, or after the line begun there.
+            assert!((200_000..=200_050).contains(&f.len()), "{} bytes", f.len());
+            assert_eq!(f.last(), Some(&b'\n'), "a line was split across files");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn two_writers_a_shell_append_and_a_truncation_all_land_where_append_puts_them() {
+        let dir = temp_dir("append");
+        let path = dir.join("t.out");
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).expect("pipe");
+        // Two instances whose stdout is the same path, each with a descriptor of its own.
+        let ((ra, wa), (rb, wb)) = (pipe(), pipe());
+        let open = || {
+            LogFile::open(&path, Rotation::default())
+                .expect("open")
+                .shared()
+        };
+        let (sa, sb) = (open(), open());
+        let mut a = Capture::new(ra, sa.clone());
+        let mut b = Capture::new(rb, sb.clone());
+        let (mut wa, mut wb) = (File::from(wa), File::from(wb));
+        let t = Instant::now();
+        let read = || std::fs::read_to_string(&path).expect("read");
+        wa.write_all(b"a1\n").expect("write");
+        a.pump(usize::MAX, t).expect("pump");
+        wb.write_all(b"b1\n").expect("write");
+        b.pump(usize::MAX, t).expect("pump");
+        wa.write_all(b"a2\n").expect("write");
+        a.pump(usize::MAX, t).expect("pump");
+        assert_eq!(read(), "a1\nb1\na2\n");
+        // An operator's `>>`, then a write through the descriptor.
+        let mut op = OpenOptions::new().append(true).open(&path).expect("open");
+        op.write_all(b"op\n").expect("write");
+        sa.borrow_mut().write(b"direct\n", t);
+        assert_eq!(read(), "a1\nb1\na2\nop\ndirect\n");
+        // A rotator's truncation (copytruncate): the next write starts at the new end.
+        op.set_len(0).expect("truncate");
+        wa.write_all(b"a3\n").expect("write");
+        a.pump(usize::MAX, t).expect("pump");
+        assert_eq!(read(), "a3\n", "no hole where the old bytes were");
+        drop((wa, wb));
+        assert!(a.pump(usize::MAX, t).expect("pump").eof);
+        assert!(b.pump(usize::MAX, t).expect("pump").eof);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -90,6 +90,99 @@ fn rotation_under_a_fast_writer_loses_and_splits_nothing() {
     );
 }
 
+#[test]
+fn fast_output_lands_byte_exact_across_rotations_and_a_follower_sees_every_line() {
+    // A writer faster than the loop (its pipe grown, reads of 128 KiB): every byte in order
+    // across the rotated files, each cut at a newline near the limit; and a `tail -f`
+    // attached to another job sees each of its lines.
+    let mut sb = Sandbox::new("fastlog");
+    sb.write(
+        "big.sh",
+        r#"awk 'BEGIN { for (i = 0; i < 200000; i++) printf "line %06d abcdefghijklmnopqrstuvwxyz\n", i }'
+echo the-end
+"#,
+    );
+    sb.write(
+        "talk.sh",
+        r#"echo ready
+while [ ! -e "$OUT/go" ]; do sleep 0.05; done
+i=0; while [ $i -lt 500 ]; do echo "said $i"; i=$((i + 1)); done
+exec sleep 1000
+"#,
+    );
+    sb.write(
+        "sup.yaml",
+        &format!(
+            r#"programs:
+  big:
+    cmd: ["sh", "{big}"]
+    autorestart: never
+    starttime: 0
+    stdout_maxbytes: 1MB
+    stdout_backups: 20
+  talk:
+    cmd: ["sh", "{talk}"]
+    starttime: 0
+"#,
+            big = sb.path("big.sh").display(),
+            talk = sb.path("talk.sh").display()
+        ),
+    );
+    sb.start();
+
+    sb.wait_for("the first line", || sb.read("logs/talk.out") == "ready\n");
+    let mut follower = Command::new(crate::sandbox::sup_bin())
+        .args(["tail", "-f", "-n", "1", "talk", "--socket"])
+        .arg(sb.socket())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tail -f");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if tx.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    // The follower is attached once it has the last line so far.
+    let first = rx
+        .recv_timeout(PATIENCE)
+        .expect("the follower's first line");
+    assert_eq!(first, "ready\n");
+    sb.write("go", "");
+    for i in 0..500 {
+        let line = rx.recv_timeout(PATIENCE).expect("a followed line");
+        assert_eq!(line, format!("said {i}\n"));
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    sb.wait_state("big", "exited");
+    let mut want = Vec::new();
+    for i in 0..200_000 {
+        want.extend_from_slice(format!("line {i:06} abcdefghijklmnopqrstuvwxyz\n").as_bytes());
+    }
+    want.extend_from_slice(b"the-end\n");
+    let files = generations(&sb.path("logs/big.out"));
+    assert!(files.len() >= 7, "{} files", files.len());
+    let all: Vec<u8> = files.iter().flat_map(|(_, b)| b.clone()).collect();
+    assert_eq!(all.len(), want.len(), "total bytes across big.out*");
+    assert!(all == want, "the bytes differ from what was written");
+    for (p, b) in &files[..files.len() - 1] {
+        assert!(
+            (1024 * 1024 - 40..=1024 * 1024 + 40).contains(&b.len()),
+            "{} has {} bytes",
+            p.display(),
+            b.len()
+        );
+        assert_eq!(b.last(), Some(&b'\n'), "{} ends inside a line", p.display());
+    }
+}
+
 fn is_stamped(line: &str) -> bool {
     line.split_once(' ')
         .is_some_and(|(ts, _)| chrono::DateTime::parse_from_rfc3339(ts).is_ok())
