@@ -385,9 +385,11 @@ impl Daemon {
                     let inputs = self.reaped(pid, status, now);
                     self.apply(inputs, now);
                 }
-                match self.sweeps.on_sigchld(now) {
+                match self.sweeps.on_sigchld(now, self.pids.count()) {
                     Ok(()) => {
-                        for (pid, status) in reap::reap_all() {
+                        let swept = reap::reap_all();
+                        self.sweeps.found(swept.len());
+                        for (pid, status) in swept {
                             let inputs = self.reaped(pid, status, now);
                             self.apply(inputs, now);
                         }
@@ -748,7 +750,9 @@ impl Daemon {
             TimerKey::Reap => {
                 if self.sweeps.fire(at, now) {
                     let mut inputs = Vec::new();
-                    for (pid, status) in reap::reap_all() {
+                    let swept = reap::reap_all();
+                    self.sweeps.found(swept.len());
+                    for (pid, status) in swept {
                         inputs.extend(self.reaped(pid, status, now));
                     }
                     return inputs;
