@@ -395,9 +395,11 @@ impl Daemon {
                     let inputs = self.reaped(pid, status, now);
                     self.apply(inputs, now);
                 }
-                match self.sweeps.on_sigchld(now) {
+                match self.sweeps.on_sigchld(now, self.pids.count()) {
                     Ok(()) => {
-                        for (pid, status) in reap::reap_all() {
+                        let swept = reap::reap_all();
+                        self.sweeps.found(swept.len());
+                        for (pid, status) in swept {
                             let inputs = self.reaped(pid, status, now);
                             self.apply(inputs, now);
                         }
@@ -741,9 +743,23 @@ impl Daemon {
     fn timer(&mut self, key: TimerKey, at: Instant, now: Instant) -> Inputs {
         match key {
             TimerKey::Instance(id) => {
-                if self.sup.deadline_due(id, at) {
-                    return vec![(id, Input::Deadline)];
+                if !self.sup.deadline_due(id, at) {
+                    return Vec::new();
                 }
+                // A leader that ended but is not reaped yet (its SIGCHLD merged into
+                // another's waits for a sweep, further apart with many children) ends before
+                // its deadline counts: an exit before `starttime`, a stop before `stoptime`.
+                let pid = self.sup.get(id).and_then(|i| i.core().pid());
+                if let Some(pid) = pid.filter(|&p| self.pids.get(p) == Some(PidOwner::Leader(id))) {
+                    if let Some((pid, status)) = reap::reap_pids(&[pid]).pop() {
+                        let inputs = self.reaped(pid, status, now);
+                        self.apply(inputs, now);
+                        if !self.sup.deadline_due(id, at) {
+                            return Vec::new();
+                        }
+                    }
+                }
+                return vec![(id, Input::Deadline)];
             }
             TimerKey::Tick(id) => return self.fire_tick(id, at),
             TimerKey::Health(id, which) => return self.fire_health(id, which, at, now),
@@ -760,7 +776,9 @@ impl Daemon {
             TimerKey::Reap => {
                 if self.sweeps.fire(at, now) {
                     let mut inputs = Vec::new();
-                    for (pid, status) in reap::reap_all() {
+                    let swept = reap::reap_all();
+                    self.sweeps.found(swept.len());
+                    for (pid, status) in swept {
                         inputs.extend(self.reaped(pid, status, now));
                     }
                     return inputs;

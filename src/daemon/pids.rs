@@ -27,6 +27,11 @@ impl Pids {
         self.0.get(&pid).copied()
     }
 
+    /// How many children there are to reap.
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+
     /// The pid was reaped (or is no longer followed): its owner, once.
     pub fn remove(&mut self, pid: u32) -> Option<PidOwner> {
         self.0.remove(&pid)

@@ -15,28 +15,49 @@ use crate::core::ExitStatus;
 /// The fewest milliseconds between two `waitpid(-1)` sweeps (see `Sweeps`).
 const SWEEP_GAP: Duration = Duration::from_millis(20);
 
+/// The most time between a SIGCHLD and the sweep after it (see `Sweeps`).
+const MAX_GAP: Duration = Duration::from_secs(1);
+
+/// The gap per child while sweeps find nothing: a sweep costs the kernel about 0.15 µs per
+/// child, so sweeps this far apart take at most 0.2% of a CPU at any N.
+const GAP_PER_CHILD: Duration = Duration::from_micros(75);
+
 /// When to sweep with `waitpid(-1)`. The kernel walks the whole list of children on every
 /// such call, so with thousands of jobs a sweep per SIGCHLD made each restart cost O(N).
-/// Each SIGCHLD names its child (`ssi_pid`), which `reap_pid` reaps in O(1); a sweep is still
-/// needed because SIGCHLDs that arrive while one is pending are merged into it, but it runs
-/// at most once per `SWEEP_GAP`: at once after a quiet spell, else when the gap ends (a
+/// Each SIGCHLD names its child (`ssi_pid`), which `reap_pids` reaps in O(1); a sweep is
+/// still needed because SIGCHLDs that arrive while one is pending are merged into it, but
+/// it runs at most once per gap: at once after a quiet spell, else when the gap ends (a
 /// deadline in the heap, armed only after a SIGCHLD, so an idle daemon never wakes).
+///
+/// The gap is `SWEEP_GAP` while sweeps find children (ends are being merged: a burst, a
+/// `stop all`), and grows with the number of children while they find none
+/// (`GAP_PER_CHILD`, up to `MAX_GAP`), which keeps the sweeps' cost per restart flat in a
+/// storm of single crashes, each named by its own SIGCHLD. The price: an end merged into
+/// another after a quiet spell is seen up to that gap late (75 ms with 1000 children, a
+/// second from about 13000).
 #[derive(Debug, Default)]
 pub struct Sweeps {
     last: Option<Instant>,
     armed: Option<Instant>,
+    /// The last sweep reaped something: ends are being merged right now.
+    found: bool,
 }
 
 impl Sweeps {
-    /// A SIGCHLD came: `Ok(())` to sweep now, `Err(Some(at))` to arm a deadline at `at`,
-    /// `Err(None)` when one is armed already.
-    pub fn on_sigchld(&mut self, now: Instant) -> Result<(), Option<Instant>> {
+    /// A SIGCHLD came, with `children` known children: `Ok(())` to sweep now,
+    /// `Err(Some(at))` to arm a deadline at `at`, `Err(None)` when one is armed already.
+    pub fn on_sigchld(&mut self, now: Instant, children: usize) -> Result<(), Option<Instant>> {
+        let gap = if self.found {
+            SWEEP_GAP
+        } else {
+            gap_for(children)
+        };
         match self.last {
-            Some(last) if now < last + SWEEP_GAP => {
+            Some(last) if now < last + gap => {
                 if self.armed.is_some() {
                     return Err(None);
                 }
-                let at = last + SWEEP_GAP;
+                let at = last + gap;
                 self.armed = Some(at);
                 Err(Some(at))
             }
@@ -56,10 +77,21 @@ impl Sweeps {
         true
     }
 
+    /// What the sweep just run reaped: anything at all brings the next one closer.
+    pub fn found(&mut self, reaped: usize) {
+        self.found = reaped > 0;
+    }
+
     fn swept(&mut self, now: Instant) {
         self.last = Some(now);
         self.armed = None;
     }
+}
+
+/// The gap between sweeps that find nothing, for `children` children.
+fn gap_for(children: usize) -> Duration {
+    let per = GAP_PER_CHILD.saturating_mul(u32::try_from(children).unwrap_or(u32::MAX));
+    per.clamp(SWEEP_GAP, MAX_GAP)
 }
 
 /// Reap the children SIGCHLDs named, each with its own `waitpid(pid)`.
@@ -261,18 +293,45 @@ mod tests {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
         let mut s = Sweeps::default();
-        assert_eq!(s.on_sigchld(ms(0)), Ok(()), "the first SIGCHLD sweeps");
-        assert_eq!(s.on_sigchld(ms(5)), Err(Some(ms(20))), "then one deadline");
-        assert_eq!(s.on_sigchld(ms(9)), Err(None), "armed already");
+        assert_eq!(s.on_sigchld(ms(0), 10), Ok(()), "the first SIGCHLD sweeps");
+        assert_eq!(
+            s.on_sigchld(ms(5), 10),
+            Err(Some(ms(20))),
+            "then one deadline"
+        );
+        assert_eq!(s.on_sigchld(ms(9), 10), Err(None), "armed already");
         assert!(!s.fire(ms(19), ms(19)), "a stale deadline is ignored");
         assert!(s.fire(ms(20), ms(21)));
         assert!(!s.fire(ms(20), ms(22)), "fired once");
-        assert_eq!(s.on_sigchld(ms(30)), Err(Some(ms(41))));
+        assert_eq!(s.on_sigchld(ms(30), 10), Err(Some(ms(41))));
         assert_eq!(
-            s.on_sigchld(ms(500)),
+            s.on_sigchld(ms(500), 10),
             Ok(()),
             "a quiet spell sweeps at once"
         );
+    }
+
+    #[test]
+    fn sweeps_that_find_nothing_are_further_apart_the_more_children_there_are() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut s = Sweeps::default();
+        assert_eq!(s.on_sigchld(ms(0), 5000), Ok(()));
+        s.found(0);
+        // 5000 children: 375 ms, so a crash every 50 ms costs one sweep in seven or so.
+        assert_eq!(s.on_sigchld(ms(50), 5000), Err(Some(ms(375))));
+        assert_eq!(s.on_sigchld(ms(100), 5000), Err(None));
+        assert!(s.fire(ms(375), ms(376)));
+        // It found merged ends: the next one is as close as ever.
+        s.found(3);
+        assert_eq!(s.on_sigchld(ms(380), 5000), Err(Some(ms(396))));
+        assert!(s.fire(ms(396), ms(396)));
+        s.found(0);
+        assert_eq!(s.on_sigchld(ms(400), 5000), Err(Some(ms(771))));
+        assert_eq!(gap_for(0), SWEEP_GAP);
+        assert_eq!(gap_for(1000), Duration::from_millis(75));
+        assert_eq!(gap_for(100_000), MAX_GAP);
+        assert_eq!(gap_for(usize::MAX), MAX_GAP);
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod migrating_from_process_compose;
 mod migrating_from_supervisord;
 mod operator_verbs;
 mod packaging;
+mod reaping;
 mod reload;
 mod scheduled_jobs;
 mod shell_and_top;

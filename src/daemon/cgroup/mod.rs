@@ -741,6 +741,18 @@ impl Cgroups {
         }
     }
 
+    /// Read the subtree's own `cpu.stat` (v2), for its side effect: the kernel folds every
+    /// instance's pending CPU figures in at once. Each CPU keeps a singly linked list of the
+    /// cgroups whose figures changed since their parent was last read, and reading one
+    /// instance's `cpu.stat` (`cpu_us`, at every spawn) walks its siblings on that list to
+    /// unlink it: after a start of N instances, O(N) per restart until something reads the
+    /// parent. Called after a burst of spawns (`trim_memory`).
+    pub fn flush_usage(&self) {
+        if let Some(t) = self.tree(CPUACCT).filter(|t| t.v2) {
+            let _ = read_at(t.fd.as_raw_fd(), "cpu.stat");
+        }
+    }
+
     /// The cgroup's CPU time in µs and resident memory in bytes. Memory comes from the
     /// memory controller's `memory.stat` where the instance is in one (anonymous plus mapped
     /// files: page cache the job only read or wrote is not counted, as RSS does not count

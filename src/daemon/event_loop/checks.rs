@@ -81,6 +81,17 @@ impl Daemon {
                 return self.run_check(id, now);
             }
             HealthTimer::CheckTimeout if w.check_deadline == Some(at) => {
+                // A check that ended in time may not be reaped yet: its SIGCHLD merged into
+                // another's waits for a sweep, and with many children those are further
+                // apart (`reap::Sweeps`). Ended, it is its own result, not a timeout.
+                if let Some(InFlight::Cmd { pid }) = w.in_flight {
+                    if let Some((pid, status)) = reap::reap_pids(&[pid]).pop() {
+                        return self.reaped(pid, status, now);
+                    }
+                }
+                let Some(w) = self.watches.of.get_mut(id) else {
+                    return Vec::new();
+                };
                 w.check_deadline = None;
                 let timeout = self
                     .sup

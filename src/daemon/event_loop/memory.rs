@@ -74,6 +74,8 @@ impl Daemon {
         self.sources.compact();
         self.watches.of.compact();
         crate::logging::shrink();
+        // Not memory, but due after the same bursts (see `Cgroups::flush_usage`).
+        self.settings.cgroups.flush_usage();
         #[cfg(target_env = "gnu")]
         // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the
         // kernel; it takes no pointer and is safe to call at any time from the one thread.
