@@ -29,10 +29,10 @@ const GAP_PER_CHILD: Duration = Duration::from_micros(75);
 /// it runs at most once per gap: at once after a quiet spell, else when the gap ends (a
 /// deadline in the heap, armed only after a SIGCHLD, so an idle daemon never wakes).
 ///
-/// The gap is `SWEEP_GAP` while sweeps find children (ends are being merged: a burst, a
-/// `stop all`), and grows with the number of children while they find none
-/// (`GAP_PER_CHILD`, up to `MAX_GAP`), which keeps the sweeps' cost per restart flat in a
-/// storm of single crashes, each named by its own SIGCHLD. The price: an end merged into
+/// The gap is `SWEEP_GAP` while sweeps find children (ends are being merged: a burst) and
+/// after the daemon signals a stop (`stop all` ends many at once); it grows with the number
+/// of children while they find none (`GAP_PER_CHILD`, up to `MAX_GAP`), which keeps the
+/// sweeps' cost per restart flat in a storm of single crashes, each named by its own SIGCHLD. The price: an end merged into
 /// another after a quiet spell is seen up to that gap late (75 ms with 1000 children, a
 /// second from about 13000).
 #[derive(Debug, Default)]
@@ -54,10 +54,12 @@ impl Sweeps {
         };
         match self.last {
             Some(last) if now < last + gap => {
-                if self.armed.is_some() {
+                let at = last + gap;
+                // One armed no later will do; a later one (armed before `expect`) is
+                // replaced, and `fire` ignores its stale deadline.
+                if self.armed.is_some_and(|armed| armed <= at) {
                     return Err(None);
                 }
-                let at = last + gap;
                 self.armed = Some(at);
                 Err(Some(at))
             }
@@ -80,6 +82,12 @@ impl Sweeps {
     /// What the sweep just run reaped: anything at all brings the next one closer.
     pub fn found(&mut self, reaped: usize) {
         self.found = reaped > 0;
+    }
+
+    /// The daemon signalled a group to stop: ends are coming, many of them merged when it
+    /// stops many at once, so the next sweep is as close as after one that found some.
+    pub fn expect(&mut self) {
+        self.found = true;
     }
 
     fn swept(&mut self, now: Instant) {
@@ -328,6 +336,11 @@ mod tests {
         assert!(s.fire(ms(396), ms(396)));
         s.found(0);
         assert_eq!(s.on_sigchld(ms(400), 5000), Err(Some(ms(771))));
+        // A stop is signalled: the sweep armed far off is brought back to the short gap.
+        s.expect();
+        assert_eq!(s.on_sigchld(ms(410), 5000), Err(Some(ms(416))));
+        assert!(s.fire(ms(416), ms(416)));
+        assert!(!s.fire(ms(771), ms(771)), "the far deadline is stale");
         assert_eq!(gap_for(0), SWEEP_GAP);
         assert_eq!(gap_for(1000), Duration::from_millis(75));
         assert_eq!(gap_for(100_000), MAX_GAP);
