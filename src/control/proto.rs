@@ -700,22 +700,11 @@ mod tests {
     #[test]
     fn status_json_keeps_the_contract_field_order() {
         let s = InstanceStatus {
-            name: "web:0".into(),
-            program: "web".into(),
-            state: "running".into(),
-            pid: Some(4312),
-            restarts: 1,
-            last_exit: Some(0),
-            uptime_s: Some(192.4),
-            next_run: None,
-            next_restart_in: None,
-            reason: None,
-            history: Vec::new(),
             health: None,
             cpu_percent: None,
             rss_bytes: None,
-            log_error: None,
             exit_reason: None,
+            ..instance("web:0")
         };
         let text = serde_json::to_string(&s).expect("serializes");
         assert!(text.starts_with(

@@ -68,11 +68,10 @@ fn children(parent: u32) -> Vec<(u32, String)> {
         .collect()
 }
 
-#[test]
-fn many_children_killed_at_once_are_all_restarted() {
-    let n = 150;
-    let mut sb = Sandbox::with_programs(
-        "reap-many",
+/// A sandbox with `n` instances of `sleep 1000`, output discarded.
+fn sleepers(tag: &str, n: usize) -> Sandbox {
+    Sandbox::with_programs(
+        tag,
         &format!(
             r#"
   w:
@@ -83,7 +82,13 @@ fn many_children_killed_at_once_are_all_restarted() {
     stderr: discard
 "#
         ),
-    );
+    )
+}
+
+#[test]
+fn many_children_killed_at_once_are_all_restarted() {
+    let n = 150;
+    let mut sb = sleepers("reap-many", n);
     sb.start();
     let before = running_pids(&sb, n);
     let pids: Vec<u32> = before.values().copied().collect();
@@ -98,19 +103,7 @@ fn jobs_killed_while_the_daemon_is_stopped_are_all_noticed() {
     // A stopped daemon reads no signal: every SIGCHLD after the first merges into the
     // pending one, as when the loop is busy for a long turn.
     let n = 40;
-    let mut sb = Sandbox::with_programs(
-        "reap-busy",
-        &format!(
-            r#"
-  w:
-    cmd: ["sleep", "1000"]
-    numprocs: {n}
-    starttime: 0
-    stdout: discard
-    stderr: discard
-"#
-        ),
-    );
+    let mut sb = sleepers("reap-busy", n);
     sb.start();
     let before = running_pids(&sb, n);
     let daemon = sb.daemon_pid();
