@@ -578,7 +578,7 @@ impl Daemon {
                         }
                     }
                     Action::Signal { pgid, signal } => {
-                        self.sweeps.expect();
+                        self.sweeps.ends_coming();
                         if signal.0 == nix::libc::SIGKILL {
                             // The whole cgroup: what left the group dies with it.
                             self.kill_cgroup(id);

@@ -55,7 +55,7 @@ impl Sweeps {
         match self.last {
             Some(last) if now < last + gap => {
                 let at = last + gap;
-                // One armed no later will do; a later one (armed before `expect`) is
+                // One armed no later will do; a later one (armed before `ends_coming`) is
                 // replaced, and `fire` ignores its stale deadline.
                 if self.armed.is_some_and(|armed| armed <= at) {
                     return Err(None);
@@ -86,7 +86,7 @@ impl Sweeps {
 
     /// The daemon signalled a group to stop: ends are coming, many of them merged when it
     /// stops many at once, so the next sweep is as close as after one that found some.
-    pub fn expect(&mut self) {
+    pub fn ends_coming(&mut self) {
         self.found = true;
     }
 
@@ -337,7 +337,7 @@ mod tests {
         s.found(0);
         assert_eq!(s.on_sigchld(ms(400), 5000), Err(Some(ms(771))));
         // A stop is signalled: the sweep armed far off is brought back to the short gap.
-        s.expect();
+        s.ends_coming();
         assert_eq!(s.on_sigchld(ms(410), 5000), Err(Some(ms(416))));
         assert!(s.fire(ms(416), ms(416)));
         assert!(!s.fire(ms(771), ms(771)), "the far deadline is stale");
