@@ -147,6 +147,8 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<u8, Fail> {
         .map_err(|e| Fail::new(format!("unable to block signals: {e}")))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| Fail::new(format!("unable to create a signalfd: {e}")))?;
+    // Every disposition is what it will be for the daemon's life: children reset only these.
+    spawn::note_dispositions();
     if let Err(e) = reap::become_subreaper() {
         log::warn!("orphaned grandchildren will not be reaped by sup: {e}");
     }

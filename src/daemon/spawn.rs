@@ -169,6 +169,8 @@ struct ChildPlan {
     rlimits: [Option<(RlimitResource, libc::rlim_t)>; 5],
     /// The readiness pipe's write end and the descriptor number the child expects it on.
     ready_fd: Option<(libc::c_int, libc::c_int)>,
+    /// The signals to reset to SIG_DFL (`NOT_DEFAULT`).
+    not_default: u64,
 }
 
 /// This daemon's tag, given to every child as `SUP_DAEMON` (see `state::daemon_tag`).
@@ -292,6 +294,7 @@ pub fn start(req: &SpawnRequest, extras: Extras) -> Result<Spawned, SpawnError> 
         ready_fd: ready_fd
             .as_ref()
             .map(|(fd, target)| (fd.as_raw_fd(), *target)),
+        not_default: NOT_DEFAULT.load(std::sync::atomic::Ordering::Relaxed),
     };
     let fds = [null.read, child_out.raw(), child_err.raw()];
     let shared = std::sync::atomic::AtomicU64::new(0);
@@ -1122,15 +1125,49 @@ unsafe fn run_child(a: &ChildArgs) -> ! {
 /// A set-up step failed; errno says why.
 struct Failed;
 
-/// Every signal back to its default disposition, in a child before exec (raw syscalls only).
-/// Ignored signals survive exec, so this is what keeps a daemon's SIG_IGN (e.g. SIGPIPE) away
-/// from its children; done before unblocking, a handler inherited from the daemon never runs.
-/// The raw syscall because glibc's wrapper refuses 32 and 33 (its own), which can still be
-/// found ignored.
-fn default_dispositions() {
+/// The signals whose disposition is not SIG_DFL, bit `sig - 1` each (`note_dispositions`);
+/// all of them until the daemon records its own.
+static NOT_DEFAULT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// The signals (bit `sig - 1`) whose disposition in this process is not SIG_DFL.
+fn not_default_now() -> u64 {
+    let mut mask = 0u64;
+    for sig in 1..=64 {
+        let mut old = [0u64; 8]; // larger than the kernel's `struct sigaction`
+                                 // SAFETY: a raw syscall that only reads the disposition into local data.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig as libc::c_long,
+                std::ptr::null::<u64>(),
+                old.as_mut_ptr(),
+                8usize,
+            )
+        };
+        // `sa_handler` comes first; SIG_DFL is 0. An error (SIGKILL, SIGSTOP) leaves it 0.
+        if r == 0 && old[0] != 0 {
+            mask |= 1 << (sig - 1);
+        }
+    }
+    mask
+}
+
+/// Record which signals the daemon does not leave at SIG_DFL, once its own are set up (it
+/// changes none afterwards): a child resets only those, instead of a syscall per signal
+/// between its creation and exec, on a restart's critical path.
+pub fn note_dispositions() {
+    NOT_DEFAULT.store(not_default_now(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Every signal in `mask` (bit `sig - 1`) back to its default disposition, in a child before
+/// exec (raw syscalls only). Ignored signals survive exec, so this is what keeps a daemon's
+/// SIG_IGN (e.g. SIGPIPE) away from its children; done before unblocking, a handler inherited
+/// from the daemon never runs. The raw syscall because glibc's wrapper refuses 32 and 33 (its
+/// own), which can still be found ignored.
+fn default_dispositions(mask: u64) {
     let dfl = [0u64; 8]; // a zeroed kernel `struct sigaction` (larger than any layout) is SIG_DFL
     for sig in 1..=64 {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP && mask & (1 << (sig - 1)) != 0 {
             // SAFETY: a raw syscall on local data, async-signal-safe.
             unsafe {
                 libc::syscall(
@@ -1172,7 +1209,7 @@ pub fn like_a_job(daemon: libc::pid_t) -> std::io::Result<()> {
 }
 
 fn reset_signals() -> std::io::Result<()> {
-    default_dispositions();
+    default_dispositions(u64::MAX);
     let empty = 0u64;
     // SAFETY: a raw syscall on local data, async-signal-safe.
     let r = unsafe {
@@ -1196,7 +1233,7 @@ fn in_child(plan: &ChildPlan) -> Result<(), Failed> {
     // SAFETY: each call is a raw syscall (or glibc's thin wrapper of one) on local or
     // pre-built data, in the child between its creation and exec.
     unsafe {
-        default_dispositions();
+        default_dispositions(plan.not_default);
         if let Some(mask) = plan.umask {
             libc::umask(mask);
         }
@@ -1628,6 +1665,18 @@ mod tests {
         assert_eq!(st, ExitStatus::Code(0));
         assert_eq!(field(&out, "SigBlk:"), "0000000000000000", "{out}");
         assert_eq!(field(&out, "SigIgn:"), "0000000000000000", "{out}");
+    }
+
+    #[test]
+    fn the_signals_a_child_resets_are_those_not_at_their_default() {
+        // SAFETY: setting SIG_IGN installs no handler; SIGUSR2 is ignored by another test too.
+        unsafe { libc::signal(libc::SIGUSR2, libc::SIG_IGN) };
+        let mask = not_default_now();
+        let bit = |sig: libc::c_int| mask & (1 << (sig - 1)) != 0;
+        // Rust's runtime ignores SIGPIPE.
+        assert!(bit(libc::SIGPIPE), "{mask:#x}");
+        assert!(bit(libc::SIGUSR2), "{mask:#x}");
+        assert!(!bit(libc::SIGKILL) && !bit(libc::SIGSTOP), "{mask:#x}");
     }
 
     #[test]
