@@ -578,12 +578,18 @@ impl Daemon {
                         }
                     }
                     Action::Signal { pgid, signal } => {
-                        self.sweeps.ends_coming();
                         if signal.0 == nix::libc::SIGKILL {
                             // The whole cgroup: what left the group dies with it.
                             self.kill_cgroup(id);
                         }
-                        match reap::signal_group_if_any(pgid, signal) {
+                        let reached = reap::signal_group_if_any(pgid, signal);
+                        // Someone was there to stop: ends are coming (many at once in a
+                        // `stop all`). A crashed leader's empty group reaches no one and
+                        // leaves the sweeps' gap as it is.
+                        if reached == Ok(true) {
+                            self.sweeps.ends_coming();
+                        }
+                        match reached {
                             // The machine signals only to stop: a job stopped with SIGSTOP
                             // would sit on its stopsignal until SIGKILL, so wake it (as
                             // systemd does).

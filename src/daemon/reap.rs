@@ -84,8 +84,8 @@ impl Sweeps {
         self.found = reaped > 0;
     }
 
-    /// The daemon signalled a group to stop: ends are coming, many of them merged when it
-    /// stops many at once, so the next sweep is as close as after one that found some.
+    /// The daemon's stop signal reached a group: ends are coming, many of them merged when
+    /// it stops many at once, so the next sweep is as close as after one that found some.
     pub fn ends_coming(&mut self) {
         self.found = true;
     }
