@@ -96,6 +96,18 @@ def children_cpu():
     return r.ru_utime + r.ru_stime
 
 
+def settle(pid, quiet=1.0, timeout=30):
+    """Wait until `pid` has used no CPU for `quiet` seconds (at most `timeout`)."""
+    end = time.monotonic() + timeout
+    last = cpu_seconds(pid)
+    while time.monotonic() < end:
+        time.sleep(quiet)
+        now = cpu_seconds(pid)
+        if now == last:
+            return
+        last = now
+
+
 def pct(samples, p):
     s = sorted(samples)
     return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))]
@@ -512,6 +524,9 @@ def scenario_scale(bench, n, idle_s, restarts):
             r = {"spawn": scenario_spawn(tool), "idle": scenario_idle(tool, idle_s)}
             if cls is Sup:
                 r["status"] = scenario_status(tool, 5)
+                # The status calls leave the daemon reading the rest of the instances' usage
+                # in the background (64 a turn): let that end, so the storm's CPU is restarts'.
+                settle(tool.pid)
             # The storm: the supervisor's CPU per restart, which must not grow with N.
             r["restart"] = scenario_restart(tool, restarts)
             r["stop_all"] = scenario_stop_all(tool)

@@ -289,7 +289,7 @@ supervisor can do, on this machine.
   `stdout_maxbytes`, supervisord's `stdout_logfile_maxbytes`, every backup kept so that the bytes
   of all files can be counted), against the same `cat > file`; the two variants and the tools are
   interleaved run by run.
-- **scale**: sup alone (raw beside it) at N = 100, 5000 and 10000: spawn, idle PSS and wakeups over a 10 s window, status, stop-all, and the restart storm (the supervisor's CPU per kill -9 and replacement, 300 kills; N=100 is the reference), whose cost must not grow with N.
+- **scale**: sup alone (raw beside it) at N = 100, 5000 and 10000: spawn, idle PSS and wakeups over a 10 s window, status, stop-all, and the restart storm (the supervisor's CPU per kill -9 and replacement, 300 kills; N=100 is the reference), whose cost must not grow with N. The storm starts once the daemon has been idle for 1 s after the status calls, whose background usage reads (64 instances a turn) would otherwise be counted as restarts' cost.
 
 ## Reproduce
 
