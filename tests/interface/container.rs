@@ -9,7 +9,7 @@ use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{alive, kill, Sandbox, PATIENCE};
+use crate::sandbox::{alive, children, kill, Sandbox, PATIENCE};
 
 /// The namespace's init runs under this; `--kill-child` takes the namespace down with
 /// `unshare` if a failing test leaves it behind.
@@ -50,31 +50,11 @@ fn in_namespace(name: &str, programs: &str) -> Option<Sandbox> {
     Some(sb)
 }
 
-/// One field of /proc/PID/stat after the command name: 0 is the state, 1 the parent.
-fn stat_field(pid: u32, n: usize) -> Option<String> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(n).map(str::to_string)
-}
-
 fn comm(pid: u32) -> String {
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
         .trim()
         .to_string()
-}
-
-/// The host pids of `parent`'s children, with their state letter.
-fn children(parent: u32) -> Vec<(u32, String)> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| stat_field(pid, 1).as_deref() == Some(&parent.to_string()))
-        .filter_map(|pid| Some((pid, stat_field(pid, 0)?)))
-        .collect()
 }
 
 /// The host pid of the daemon: `unshare`'s one child, which is PID 1 inside.

@@ -3,11 +3,10 @@
 //! `waitpid(-1)` sweep, which runs less often while it finds nothing.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{alive, Sandbox};
+use crate::sandbox::{alive, children, Sandbox};
 
 /// `kill -SIG` to all of `pids` in one command, so their ends come as close together as they
 /// can.
@@ -45,27 +44,6 @@ fn wait_all_replaced(sb: &Sandbox, before: &BTreeMap<String, u32>) {
                     && i["pid"].as_u64().map(|p| p as u32) != before.get(name).copied()
             })
     });
-}
-
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    Some(rest.split_whitespace().map(str::to_string).collect())
-}
-
-/// `parent`'s children, with their state letter.
-fn children(parent: u32) -> Vec<(u32, String)> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let f = stat_fields(pid)?;
-            (f.get(1)? == &parent.to_string()).then(|| (pid, f[0].clone()))
-        })
-        .collect()
 }
 
 /// A sandbox with `n` instances of `sleep 1000`, output discarded.

@@ -395,3 +395,23 @@ impl Drop for Sandbox {
         }
     }
 }
+
+/// One field of /proc/PID/stat after the command name: 0 is the state, 1 the parent.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n).map(str::to_string)
+}
+
+/// The pids of `parent`'s children (as this namespace sees them), with their state letter.
+pub fn children(parent: u32) -> Vec<(u32, String)> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| stat_field(pid, 1).as_deref() == Some(&parent.to_string()))
+        .filter_map(|pid| Some((pid, stat_field(pid, 0)?)))
+        .collect()
+}
